@@ -1,0 +1,147 @@
+//! Flags of `vllm-loadtest bench`.
+
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DatasetName {
+    Random,
+    Sharegpt,
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArrivalKind {
+    /// Poisson for burstiness 1, else gamma with that burstiness (vLLM's behaviour).
+    Gamma,
+    /// Evenly spaced sends at the request rate.
+    Constant,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    // --- target
+    /// Server base URL (plain http).
+    #[arg(long, default_value = "http://127.0.0.1:8000", conflicts_with = "sim")]
+    pub base_url: String,
+    /// Run against the built-in simulated vLLM (in-process, free loopback port) with this
+    /// profile instead of a server.
+    #[arg(long, num_args = 0..=1, default_missing_value = "default", value_name = "PROFILE")]
+    pub sim: Option<String>,
+    /// Data-parallel engines of the built-in simulator (with `--sim`).
+    #[arg(long, default_value_t = 1, requires = "sim")]
+    pub sim_dp: usize,
+    /// `/v1/completions` or `/v1/chat/completions`.
+    #[arg(long, default_value = "/v1/completions")]
+    pub endpoint: String,
+    /// Model name to request (default: the first id of `GET /v1/models`).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// A `tokenizer.json`, or a folder holding one (default: built-in approximation).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Environment variable holding the API key (sent as a Bearer token, never stored).
+    #[arg(long, default_value = "OPENAI_API_KEY", value_name = "NAME")]
+    pub api_key_env: String,
+
+    // --- workload
+    #[arg(long, value_enum, default_value = "random")]
+    pub dataset_name: DatasetName,
+    /// Local dataset file (ShareGPT JSON, or JSON lines `{"prompt": …, "output_len": …}`).
+    #[arg(long)]
+    pub dataset_path: Option<PathBuf>,
+    #[arg(long, default_value_t = 1024)]
+    pub random_input_len: u32,
+    #[arg(long, default_value_t = 128)]
+    pub random_output_len: u32,
+    /// Lengths drawn uniformly in [len·(1−r), len·(1+r)].
+    #[arg(long, default_value_t = 0.0)]
+    pub random_range_ratio: f64,
+    /// Tokens of one shared prefix before every random prompt.
+    #[arg(long, default_value_t = 0)]
+    pub random_prefix_len: u32,
+    /// Fixed output length for ShareGPT prompts (default: the dataset's own completion length).
+    #[arg(long)]
+    pub sharegpt_output_len: Option<u32>,
+    /// Requests to send (and distinct prompts to build).
+    #[arg(long, default_value_t = 1000)]
+    pub num_prompts: usize,
+    /// Send `ignore_eos` so every request generates exactly its `max_tokens` (default: on for
+    /// random data, off for datasets).
+    #[arg(long, overrides_with = "no_ignore_eos")]
+    pub ignore_eos: bool,
+    /// Do not send `ignore_eos`, even for random data.
+    #[arg(long)]
+    pub no_ignore_eos: bool,
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// JSON object merged into every request body, e.g. '{"top_p": 0.9}'.
+    #[arg(long, value_name = "JSON")]
+    pub extra_body: Option<String>,
+
+    // --- load
+    /// Requests per second, or `inf` to send all at once.
+    #[arg(long, default_value = "inf")]
+    pub request_rate: String,
+    /// Gamma shape of inter-arrival times: 1 = Poisson, < 1 burstier, > 1 more regular.
+    #[arg(long, default_value_t = 1.0)]
+    pub burstiness: f64,
+    /// Arrival process.
+    #[arg(long, value_enum, default_value = "gamma")]
+    pub arrival: ArrivalKind,
+    /// At most this many requests in flight; later arrivals wait (and their wait is measured).
+    #[arg(long)]
+    pub max_concurrency: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Send for this many seconds instead of `--num-prompts` requests (prompts are cycled).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Seconds at the start excluded from the statistics (kept in the raw records).
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    pub warmup: f64,
+    /// Seconds at the end excluded from the statistics (kept in the raw records).
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    pub cooldown: f64,
+    /// Whole-request timeout.
+    #[arg(long, default_value_t = 600.0, value_name = "SECS")]
+    pub request_timeout: f64,
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub connect_timeout: f64,
+    /// With `--duration`: how long in-flight requests may finish after the last send before
+    /// they are cancelled (and counted as such).
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub drain_timeout: f64,
+    /// Worker threads of the client runtime.
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
+
+    // --- results
+    /// SLOs for goodput, e.g. `--goodput ttft:500 tpot:50`.
+    #[arg(long, num_args = 1.., value_name = "METRIC:MS")]
+    pub goodput: Vec<String>,
+    /// Metrics whose percentiles are reported (ttft, tpot, itl, e2el).
+    #[arg(long, default_value = "ttft,tpot,itl,e2el")]
+    pub percentile_metrics: String,
+    /// Percentiles to report, comma-separated.
+    #[arg(long, default_value = "50,90,99")]
+    pub metric_percentiles: String,
+    /// Also write the result JSON the way `vllm bench serve --save-result` does.
+    #[arg(long)]
+    pub save_result: bool,
+    /// With `--save-result`: include the per-request lists (vLLM's `--save-detailed`).
+    #[arg(long)]
+    pub save_detailed: bool,
+    #[arg(long, default_value = ".")]
+    pub result_dir: PathBuf,
+    #[arg(long)]
+    pub result_filename: Option<String>,
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Folder for the raw records and tables (default `results/bench/<date>-<rate>`).
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long, alias = "disable-tqdm")]
+    pub quiet: bool,
+}

@@ -1,0 +1,28 @@
+//! The command line: argument definitions (flag names follow `vllm bench serve` where the
+//! meaning is the same) and the commands that turn them into runs.
+
+pub mod bench;
+pub mod bench_args;
+pub mod sim_args;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vllm-loadtest",
+    version,
+    about = "Measure how an LLM inference server (vLLM or any OpenAI-compatible one) behaves under load",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Measure one load point against a running server (like `vllm bench serve`).
+    Bench(Box<bench_args::BenchArgs>),
+    /// Serve a simulated vLLM (no GPU needed) until Ctrl-C.
+    Sim(Box<sim_args::SimArgs>),
+}

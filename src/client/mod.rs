@@ -1,0 +1,13 @@
+//! The load generator's HTTP side: a connection pool, a streaming request driver that
+//! timestamps bytes as they arrive, the SSE decoder and the chunk classifier.
+
+pub mod chunk;
+pub mod get;
+pub mod pool;
+pub mod request;
+pub mod sse;
+pub mod url;
+
+pub use pool::Pool;
+pub use request::{RequestSpec, Timeouts, execute};
+pub use url::BaseUrl;

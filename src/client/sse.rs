@@ -1,0 +1,180 @@
+//! Incremental Server-Sent Events decoder (the WHATWG event-stream grammar).
+//!
+//! It takes bytes as they come off the wire, in any split: a line or an event may span
+//! reads, one read may hold many events. Line ends may be `\n`, `\r\n` or `\r`. Comment
+//! lines (`:`) are skipped, `event:` names the event, `data:` lines are joined with `\n`,
+//! `id:`/`retry:` are ignored. Buffers are reused, so after warm-up nothing is allocated.
+
+/// One dispatched event. `event` is empty for the default `message` type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SseEvent<'a> {
+    pub event: &'a [u8],
+    pub data: &'a [u8],
+}
+
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    /// The current, incomplete line.
+    line: Vec<u8>,
+    /// `data` of the event being assembled.
+    data: Vec<u8>,
+    has_data: bool,
+    event: Vec<u8>,
+    /// The previous byte was a CR: a following LF belongs to the same line end.
+    after_cr: bool,
+    /// Lines that were neither fields, comments nor blank (a non-SSE body shows up here).
+    stray_lines: u64,
+    /// The start of the first stray line, for the error message.
+    first_stray: Vec<u8>,
+}
+
+impl SseDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feed bytes; `on_event` is called for each complete event, in order.
+    pub fn feed(&mut self, mut bytes: &[u8], mut on_event: impl FnMut(SseEvent<'_>)) {
+        if self.after_cr && bytes.first() == Some(&b'\n') {
+            bytes = &bytes[1..];
+        }
+        self.after_cr = false;
+        while let Some(pos) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+            let was_cr = bytes[pos] == b'\r';
+            if self.line.is_empty() {
+                self.process_line(&bytes[..pos], &mut on_event);
+            } else {
+                self.line.extend_from_slice(&bytes[..pos]);
+                let line = std::mem::take(&mut self.line);
+                self.process_line(&line, &mut on_event);
+                self.line = line;
+                self.line.clear();
+            }
+            bytes = &bytes[pos + 1..];
+            if was_cr {
+                match bytes.first() {
+                    Some(b'\n') => bytes = &bytes[1..],
+                    Some(_) => {}
+                    None => self.after_cr = true,
+                }
+            }
+        }
+        self.line.extend_from_slice(bytes);
+    }
+
+    /// Lines seen that were not SSE, and the start of the first one.
+    pub fn stray(&self) -> (u64, &[u8]) {
+        (self.stray_lines, &self.first_stray)
+    }
+
+    /// Bytes of an unfinished line or event still held (a stream cut mid-event leaves some).
+    pub fn pending(&self) -> usize {
+        self.line.len() + self.data.len()
+    }
+
+    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) {
+        if line.is_empty() {
+            if self.has_data {
+                on_event(SseEvent {
+                    event: &self.event,
+                    data: &self.data,
+                });
+            }
+            self.data.clear();
+            self.event.clear();
+            self.has_data = false;
+            return;
+        }
+        if line[0] == b':' {
+            return;
+        }
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(c) => {
+                let v = &line[c + 1..];
+                (&line[..c], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"data" => {
+                if self.has_data {
+                    self.data.push(b'\n');
+                }
+                self.data.extend_from_slice(value);
+                self.has_data = true;
+            }
+            b"event" => {
+                self.event.clear();
+                self.event.extend_from_slice(value);
+            }
+            b"id" | b"retry" => {}
+            _ => {
+                if self.stray_lines == 0 {
+                    self.first_stray = line[..line.len().min(200)].to_vec();
+                }
+                self.stray_lines += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(parts: &[&[u8]]) -> Vec<(String, String)> {
+        let mut d = SseDecoder::new();
+        let mut out = Vec::new();
+        for p in parts {
+            d.feed(p, |e| {
+                out.push((
+                    String::from_utf8_lossy(e.event).into_owned(),
+                    String::from_utf8_lossy(e.data).into_owned(),
+                ))
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn events_split_across_reads_and_many_in_one_read() {
+        let want = vec![
+            (String::new(), "a".to_string()),
+            (String::new(), "b".to_string()),
+        ];
+        assert_eq!(collect(&[b"data: a\n\ndata: b\n\n"]), want);
+        assert_eq!(collect(&[b"da", b"ta: a\n", b"\nda", b"ta: b\n\n"]), want);
+    }
+
+    #[test]
+    fn crlf_and_cr_line_ends_even_split_between_cr_and_lf() {
+        let want = vec![(String::new(), "x".to_string())];
+        assert_eq!(collect(&[b"data: x\r\n\r\n"]), want);
+        assert_eq!(collect(&[b"data: x\r", b"\n\r", b"\n"]), want);
+        assert_eq!(collect(&[b"data: x\r\r"]), want);
+    }
+
+    #[test]
+    fn comments_event_names_multiline_data_and_no_space() {
+        let got = collect(&[b": keep-alive\n\nevent: error\ndata:{\"e\":1}\ndata: 2\n\n"]);
+        assert_eq!(got, vec![("error".to_string(), "{\"e\":1}\n2".to_string())]);
+    }
+
+    #[test]
+    fn non_sse_body_is_counted_as_stray_lines() {
+        let mut d = SseDecoder::new();
+        let mut n = 0;
+        d.feed(b"{\"error\": \"boom\"}\n", |_| n += 1);
+        assert_eq!(n, 0);
+        assert_eq!(d.stray(), (1, &b"{\"error\": \"boom\"}"[..]));
+    }
+
+    #[test]
+    fn unfinished_event_is_not_dispatched() {
+        let mut d = SseDecoder::new();
+        let mut n = 0;
+        d.feed(b"data: partial", |_| n += 1);
+        assert_eq!(n, 0);
+        assert!(d.pending() > 0);
+    }
+}

@@ -1,0 +1,30 @@
+//! vllm-loadtest: measure how an LLM inference server behaves under load.
+//!
+//! # Layout
+//! - `cli`: argument definitions and the commands (`bench`, `sim`).
+//! - `workload`: prompts (random with exact lengths, ShareGPT, JSON lines), tokenizers, and
+//!   the request bytes built from them.
+//! - `runner`: arrival schedules, the pacer thread, the load-point loop.
+//! - `client`: connection pool, streaming request driver, SSE decoder, chunk classifier.
+//! - `http`: the bits of HTTP/1.1 shared by client and simulator (chunked coding).
+//! - `record`: the raw per-request record every figure comes from.
+//! - `stats`: the quantile definition and distribution summaries (pure).
+//! - `summary`: a load point's figures computed from its records (pure).
+//! - `store`: `requests.jsonl`, Parquet tables, `summary.json`.
+//! - `report`: human-readable renderings (the end-of-run table).
+//! - `sim`: the simulated vLLM (engines, router, HTTP server, virtual time).
+//! - `clock`, `rng`: the run's monotonic clock and seeded randomness.
+
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod http;
+pub mod record;
+pub mod report;
+pub mod rng;
+pub mod runner;
+pub mod sim;
+pub mod stats;
+pub mod store;
+pub mod summary;
+pub mod workload;

@@ -1,0 +1,28 @@
+//! The `vllm-loadtest` binary: parse, dispatch, and turn errors into one readable message
+//! and a non-zero exit code.
+
+use clap::Parser;
+use std::process::ExitCode;
+use vllm_loadtest::cli::{Cli, Command, bench, sim_args};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bench(a) => bench::run(*a),
+        Command::Sim(a) => sim_args::run(*a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A closed pipe (`| head`) is not an error worth a message.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

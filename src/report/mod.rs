@@ -1,0 +1,3 @@
+//! Renderers of results for people. Pure: they take computed summaries and a `Write`.
+
+pub mod table;

@@ -1,0 +1,120 @@
+//! The end-of-run table, laid out like `vllm bench serve`'s so a vLLM user reads it at a
+//! glance, followed by what vLLM does not print: send rate, send lag, errors by kind, the
+//! accounting identity and the measurement window.
+
+use crate::stats::Distribution;
+use crate::summary::RunSummary;
+use std::io::{self, Write};
+
+/// Which metrics and percentiles to print (vLLM's `--percentile-metrics`, `--metric-percentiles`).
+pub struct TableSpec<'a> {
+    pub metrics: &'a [String],
+    pub percentiles: &'a [f64],
+    pub configured_rate: f64,
+    pub warnings: &'a [String],
+}
+
+fn line(w: &mut impl Write, label: &str, value: impl std::fmt::Display) -> io::Result<()> {
+    writeln!(w, "{:<40}{:<10}", label, value)
+}
+
+fn rule(w: &mut impl Write, title: &str, fill: char) -> io::Result<()> {
+    let n = 50usize.saturating_sub(title.chars().count());
+    let left = n / 2;
+    let f = |k| fill.to_string().repeat(k);
+    writeln!(w, "{}{}{}", f(left), title, f(n - left))
+}
+
+pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Result<()> {
+    rule(w, " Serving Benchmark Result ", '=')?;
+    line(w, "Successful requests:", s.completed)?;
+    line(w, "Failed requests:", s.failed + s.cancelled)?;
+    let rate = if spec.configured_rate.is_finite() {
+        format!("{:.2}", spec.configured_rate)
+    } else {
+        "inf".to_string()
+    };
+    line(w, "Request rate configured (RPS):", rate)?;
+    line(w, "Benchmark duration (s):", format!("{:.2}", s.window_s))?;
+    line(w, "Total input tokens:", s.total_input_tokens)?;
+    line(w, "Total generated tokens:", s.total_output_tokens)?;
+    line(w, "Request throughput (req/s):", format!("{:.2}", s.request_throughput))?;
+    if let Some(g) = s.request_goodput {
+        line(w, "Request goodput (req/s):", format!("{g:.2}"))?;
+    }
+    line(w, "Output token throughput (tok/s):", format!("{:.2}", s.output_throughput))?;
+    line(w, "Peak output token throughput (tok/s):", format!("{:.2}", s.max_output_tokens_per_s))?;
+    line(w, "Peak concurrent requests:", format!("{:.2}", s.max_concurrent_requests as f64))?;
+    line(w, "Total token throughput (tok/s):", format!("{:.2}", s.total_token_throughput))?;
+    let l = &s.latencies;
+    for (key, title, short, d) in [
+        ("ttft", "Time to First Token", "TTFT", &l.ttft_ms),
+        ("tpot", "Time per Output Token (excl. 1st token)", "TPOT", &l.tpot_ms),
+        ("itl", "Inter-token Latency", "ITL", &l.itl_ms),
+        ("e2el", "End-to-end Latency", "E2EL", &l.e2el_ms),
+    ] {
+        if !spec.metrics.iter().any(|m| m == key) {
+            continue;
+        }
+        rule(w, title, '-')?;
+        dist_lines(w, short, d.as_ref(), spec.percentiles)?;
+    }
+    rule(w, " vllm-loadtest ", '-')?;
+    line(
+        w,
+        "Measurement window (s):",
+        format!("{:.2} .. {:.2}", s.window.start_ns as f64 / 1e9, s.window.end_ns as f64 / 1e9),
+    )?;
+    let send = if s.achieved_send_rate.is_finite() {
+        format!("{:.2}", s.achieved_send_rate)
+    } else {
+        "inf".into()
+    };
+    line(w, "Achieved send rate (req/s):", send)?;
+    if let Some(q) = &l.queue_delay_ms {
+        line(w, "Send lag p50 / p99 (ms):", format!("{:.3} / {:.3}", q.p50, q.p99))?;
+    }
+    if let Some(t) = &l.ttft_from_intended_ms {
+        line(w, "TTFT from intended p50 / p99 (ms):", format!("{:.2} / {:.2}", t.p50, t.p99))?;
+    }
+    if let Some(a) = s.slo_attainment {
+        line(w, "SLO attainment:", format!("{:.1}%", a * 100.0))?;
+    }
+    if s.errors_by_kind.is_empty() {
+        line(w, "Errors by kind:", "none")?;
+    } else {
+        let kinds: Vec<String> = s.errors_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        line(w, "Errors by kind:", kinds.join(", "))?;
+    }
+    writeln!(
+        w,
+        "sent {} = ok {} + failed {} + cancelled {}{}",
+        s.sent,
+        s.ok,
+        s.failed,
+        s.cancelled,
+        if s.not_sent > 0 {
+            format!("  (not sent: {})", s.not_sent)
+        } else {
+            String::new()
+        }
+    )?;
+    for warning in spec.warnings {
+        writeln!(w, "warning: {warning}")?;
+    }
+    rule(w, "", '=')
+}
+
+fn dist_lines(w: &mut impl Write, name: &str, d: Option<&Distribution>, pcts: &[f64]) -> io::Result<()> {
+    let Some(d) = d else {
+        return line(w, &format!("{name} (ms):"), "n/a (no successful request)");
+    };
+    line(w, &format!("Mean {name} (ms):"), format!("{:.2}", d.mean))?;
+    line(w, &format!("Median {name} (ms):"), format!("{:.2}", d.p50))?;
+    for &p in pcts {
+        let label = format!("{p}");
+        let label = label.strip_suffix(".0").unwrap_or(&label);
+        line(w, &format!("P{label} {name} (ms):"), format!("{:.2}", d.percentile(p)))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! Running load: arrival schedules, the pacer thread, and the load-point loop that sends,
+//! caps concurrency, collects records and reports progress.
+
+pub mod arrivals;
+pub mod load_point;
+pub mod pacer;
+pub mod progress;

@@ -1,0 +1,93 @@
+//! Live counters shared by the request tasks, and the progress line printed from them.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Live {
+    pub sent: AtomicU64,
+    pub done: AtomicU64,
+    pub failed: AtomicU64,
+    /// TTFTs (µs) of requests finished since the last progress line.
+    recent_ttft_us: Mutex<Vec<u64>>,
+}
+
+impl Live {
+    pub fn finished(&self, ok: bool, ttft_ns: Option<u64>) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(t) = ttft_ns {
+            self.recent_ttft_us.lock().expect("live lock").push(t / 1000);
+        }
+    }
+
+    fn take_recent_p50_ms(&self) -> Option<f64> {
+        let mut v = std::mem::take(&mut *self.recent_ttft_us.lock().expect("live lock"));
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        Some(v[v.len() / 2] as f64 / 1000.0)
+    }
+}
+
+/// Prints one progress line a second on a terminal (rewritten in place), one every ten
+/// seconds otherwise; nothing when quiet.
+pub struct ProgressPrinter {
+    tty: bool,
+    quiet: bool,
+    planned: Option<usize>,
+    ticks: u64,
+    last_ttft: Option<f64>,
+}
+
+impl ProgressPrinter {
+    pub fn new(quiet: bool, planned: Option<usize>) -> Self {
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            quiet,
+            planned,
+            ticks: 0,
+            last_ttft: None,
+        }
+    }
+
+    pub fn tick(&mut self, live: &Live, elapsed_s: f64) {
+        self.ticks += 1;
+        if let Some(t) = live.take_recent_p50_ms() {
+            self.last_ttft = Some(t);
+        }
+        if self.quiet || (!self.tty && self.ticks % 10 != 0) {
+            return;
+        }
+        let sent = live.sent.load(Ordering::Relaxed);
+        let done = live.done.load(Ordering::Relaxed);
+        let failed = live.failed.load(Ordering::Relaxed);
+        let planned = self.planned.map(|n| format!("/{n}")).unwrap_or_default();
+        let ttft = self
+            .last_ttft
+            .map(|t| format!("{t:.1} ms"))
+            .unwrap_or_else(|| "-".into());
+        let msg = format!(
+            "[{elapsed_s:7.1}s] sent {sent}{planned} ({:.1} req/s)  done {done}  in flight {}  errors {failed}  ttft p50 {ttft}",
+            sent as f64 / elapsed_s.max(1e-9),
+            sent.saturating_sub(done),
+        );
+        let mut e = std::io::stderr().lock();
+        if self.tty {
+            let _ = write!(e, "\r\x1b[2K{msg}");
+        } else {
+            let _ = writeln!(e, "{msg}");
+        }
+        let _ = e.flush();
+    }
+
+    pub fn finish(&self) {
+        if self.tty && !self.quiet {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}

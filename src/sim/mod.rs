@@ -1,0 +1,27 @@
+//! The simulated vLLM: engines that schedule like vLLM V1 (chunked prefill, KV blocks,
+//! preemption by recompute), data-parallel routing like vLLM's API server, an HTTP server
+//! shaped like vLLM 0.32, and a virtual-time driver for fast, deterministic experiments.
+//!
+//! # Layout
+//! - `profile`: step-time coefficients and scheduler limits, named or from YAML.
+//! - `engine`: one rank's scheduler and KV cache, pure, clock given by the driver.
+//! - `router`: DP routing and the optional front-end CPU model.
+//! - `metrics`: vLLM's Prometheus families per engine.
+//! - `virtual_time`: the discrete-event driver.
+//! - `realtime`: engine threads on the wall clock.
+//! - `server`, `wire`, `faults`: the HTTP side.
+//! - `background`: an in-process server on its own thread (for `bench --sim` and tests).
+
+pub mod background;
+pub mod engine;
+pub mod faults;
+pub mod metrics;
+pub mod profile;
+pub mod realtime;
+pub mod router;
+pub mod server;
+pub mod virtual_time;
+pub mod wire;
+
+pub use profile::Profile;
+pub use server::{SimConfig, serve};

@@ -1,0 +1,432 @@
+//! The simulator's HTTP/1.1 server: vLLM's OpenAI-compatible routes over the real-time
+//! engines, keep-alive connections, vLLM-shaped errors, and faults on demand.
+
+use super::engine::{EngineRequest, TokenOut};
+use super::faults::{Fault, Faults};
+use super::metrics;
+use super::profile::Profile;
+use super::realtime::RealtimeEngine;
+use super::router::{FrontEnd, Router};
+use super::wire::{self, Api, Stream};
+use crate::clock::Clock;
+use crate::http;
+use crate::workload::Tokenizer;
+use anyhow::Result;
+use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+/// Everything a simulated deployment needs.
+pub struct SimConfig {
+    pub profile: Profile,
+    pub dp: usize,
+    pub seed: u64,
+    pub model: String,
+    /// API-server processes of the front-end CPU model; `None` = off.
+    pub api_servers: Option<usize>,
+    pub faults: Faults,
+    pub tokenizer: Arc<Tokenizer>,
+}
+
+struct State {
+    cfg: SimConfig,
+    engines: Vec<RealtimeEngine>,
+    router: Mutex<Router>,
+    front: Option<Mutex<FrontEnd>>,
+    next_id: AtomicU64,
+    clock: Clock,
+}
+
+/// Serve until `shutdown` turns true. Engines start with the server and stop with it.
+pub async fn serve(listener: TcpListener, cfg: SimConfig, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    cfg.profile.validate()?;
+    let clock = Clock::start();
+    let dp = cfg.dp.max(1);
+    let engines = (0..dp)
+        .map(|r| RealtimeEngine::start(cfg.profile.clone(), crate::rng::Rng::derive(cfg.seed, r as u64 + 1).next_u64(), r, clock))
+        .collect();
+    let state = Arc::new(State {
+        front: cfg.api_servers.map(|k| Mutex::new(FrontEnd::new(k))),
+        router: Mutex::new(Router::new(dp)),
+        engines,
+        next_id: AtomicU64::new(0),
+        clock,
+        cfg,
+    });
+    let mut conns = tokio::task::JoinSet::new();
+    let for_conns = shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                conns.spawn(connection(stream, state.clone(), for_conns.clone()));
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    // Connections see the shutdown and close; give them a moment, then cut the rest.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
+    drop(state);
+    Ok(())
+}
+
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+async fn connection(mut stream: TcpStream, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    loop {
+        // read one request head (+ body)
+        let (head_len, method, path, body_len, pinned, close) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(&buf) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let len = http::header(req.headers, "content-length")
+                        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    let pinned = http::header(req.headers, "x-data-parallel-rank")
+                        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
+                    let close = http::header(req.headers, "connection").is_some_and(|v| http::has_token(v, "close"));
+                    break (
+                        n,
+                        req.method.unwrap_or("").to_string(),
+                        req.path.unwrap_or("").to_string(),
+                        len,
+                        pinned,
+                        close,
+                    );
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(_) => {
+                    let body = wire::error_body(400, "BadRequestError", "invalid HTTP request", None);
+                    let _ = write_response(&mut stream, 400, "application/json", &body).await;
+                    return;
+                }
+            }
+            if buf.len() > http::MAX_HEAD_BYTES {
+                return;
+            }
+            let mut tmp = [0u8; 16 * 1024];
+            let n = tokio::select! {
+                r = stream.read(&mut tmp) => match r { Ok(0) | Err(_) => return, Ok(n) => n },
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            buf.extend_from_slice(&tmp[..n]);
+        };
+        while buf.len() < head_len + body_len {
+            let mut tmp = [0u8; 16 * 1024];
+            match stream.read(&mut tmp).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+        let body: Vec<u8> = buf[head_len..head_len + body_len].to_vec();
+        buf.drain(..head_len + body_len);
+        let next = match route(&mut stream, &state, &method, &path, &body, pinned, &mut shutdown).await {
+            Ok(n) => n,
+            Err(_) => Next::Close,
+        };
+        if close || matches!(next, Next::Close) {
+            return;
+        }
+    }
+}
+
+async fn write_response(stream: &mut TcpStream, status: u16, ct: &str, body: &[u8]) -> std::io::Result<()> {
+    let mut out = wire::response_head(status, ct, Some(body.len()));
+    out.extend_from_slice(body);
+    stream.write_all(&out).await
+}
+
+async fn route(
+    stream: &mut TcpStream,
+    state: &State,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    pinned: Option<usize>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<Next> {
+    let path = path.split('?').next().unwrap_or(path);
+    let json = "application/json";
+    match (method, path) {
+        ("GET", "/health") => write_response(stream, 200, json, b"").await?,
+        ("GET", "/v1/models") => {
+            let m = &state.cfg.model;
+            let v = serde_json::json!({"object": "list", "data": [{
+                "id": m, "object": "model", "created": crate::store::time::unix_now(), "owned_by": "vllm",
+                "root": m, "parent": null, "max_model_len": state.cfg.profile.max_model_len,
+            }]});
+            write_response(stream, 200, json, &serde_json::to_vec(&v).expect("json")).await?
+        }
+        ("GET", "/version") => {
+            let v = format!("{{\"version\":\"0.32.0+vllm-loadtest-sim.{}\"}}", env!("CARGO_PKG_VERSION"));
+            write_response(stream, 200, json, v.as_bytes()).await?
+        }
+        ("GET", "/metrics") => {
+            let snaps: Vec<_> = state.engines.iter().map(|e| e.snapshot()).collect();
+            let p = &state.cfg.profile;
+            let text = metrics::render(&state.cfg.model, &snaps, p.num_gpu_blocks, p.block_size);
+            write_response(stream, 200, "text/plain; version=0.0.4; charset=utf-8", text.as_bytes()).await?
+        }
+        ("POST", "/reset_prefix_cache") => write_response(stream, 200, json, b"").await?,
+        ("POST", "/v1/completions") => return generate(stream, state, Api::Completions, body, pinned, shutdown).await,
+        ("POST", "/v1/chat/completions") => return generate(stream, state, Api::Chat, body, pinned, shutdown).await,
+        (_, "/health" | "/v1/models" | "/version" | "/metrics" | "/reset_prefix_cache" | "/v1/completions" | "/v1/chat/completions") => {
+            write_response(stream, 405, json, br#"{"detail":"Method Not Allowed"}"#).await?
+        }
+        _ => write_response(stream, 404, json, br#"{"detail":"Not Found"}"#).await?,
+    }
+    Ok(Next::KeepAlive)
+}
+
+/// A request checked and counted, or the vLLM-style error to answer with.
+struct Parsed {
+    prompt_tokens: u32,
+    max_tokens: u32,
+    min_tokens: u32,
+    ignore_eos: bool,
+    stream: bool,
+    include_usage: bool,
+}
+
+fn parse(state: &State, api: Api, body: &[u8]) -> Result<Parsed, (u16, &'static str, String)> {
+    let bad = |m: String| (400u16, "BadRequestError", m);
+    let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
+    if let Some(m) = v.get("model").and_then(Value::as_str)
+        && m != state.cfg.model
+    {
+        return Err((404, "NotFoundError", format!("The model `{m}` does not exist.")));
+    }
+    if v.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+        return Err(bad("n > 1 is not supported by the simulator".into()));
+    }
+    let tok = &state.cfg.tokenizer;
+    let prompt_tokens = match api {
+        Api::Completions => match v.get("prompt") {
+            Some(Value::String(s)) => tok.count_prompt(s),
+            Some(Value::Array(a)) if a.iter().all(Value::is_u64) && !a.is_empty() => a.len() as u32,
+            Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => tok.count_prompt(a[0].as_str().unwrap_or("")),
+            Some(_) => return Err(bad("`prompt` must be a string, one string in a list, or a list of token ids".into())),
+            None => return Err(bad("[{'type': 'missing', 'loc': ('body', 'prompt'), 'msg': 'Field required'}]".into())),
+        },
+        Api::Chat => {
+            let Some(msgs) = v.get("messages").and_then(Value::as_array) else {
+                return Err(bad("[{'type': 'missing', 'loc': ('body', 'messages'), 'msg': 'Field required'}]".into()));
+            };
+            // A minimal chat template: `<|role|>\ncontent\n` per message, then the assistant tag.
+            let mut rendered = String::new();
+            for m in msgs {
+                let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+                let content = match m.get("content") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Array(parts)) => parts
+                        .iter()
+                        .filter_map(|p| p.get("text").and_then(Value::as_str))
+                        .collect::<Vec<_>>()
+                        .join(""),
+                    _ => String::new(),
+                };
+                rendered.push_str(&format!("<|{role}|>\n{content}\n"));
+            }
+            rendered.push_str("<|assistant|>\n");
+            tok.count_prompt(&rendered)
+        }
+    };
+    let max_model_len = state.cfg.profile.max_model_len;
+    if prompt_tokens >= max_model_len {
+        return Err(bad(format!(
+            "This model's maximum context length is {max_model_len} tokens. However, your request has {prompt_tokens} input tokens."
+        )));
+    }
+    let requested = v
+        .get("max_completion_tokens")
+        .or_else(|| v.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .map(|x| x as u32);
+    let max_tokens = match (api, requested) {
+        (_, Some(0)) => return Err(bad("max_tokens must be at least 1, got 0.".into())),
+        (_, Some(n)) => n,
+        (Api::Completions, None) => 16,
+        (Api::Chat, None) => max_model_len - prompt_tokens,
+    };
+    if prompt_tokens + max_tokens > max_model_len {
+        return Err(bad(format!(
+            "This model's maximum context length is {max_model_len} tokens. However, you requested {max_tokens} output tokens and your prompt contains {prompt_tokens} tokens, for a total of {} tokens.",
+            prompt_tokens + max_tokens
+        )));
+    }
+    let flag = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(false);
+    Ok(Parsed {
+        prompt_tokens,
+        max_tokens,
+        min_tokens: v.get("min_tokens").and_then(Value::as_u64).unwrap_or(0) as u32,
+        ignore_eos: flag("ignore_eos"),
+        stream: flag("stream"),
+        include_usage: v.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false),
+    })
+}
+
+async fn generate(
+    stream: &mut TcpStream,
+    state: &State,
+    api: Api,
+    body: &[u8],
+    pinned: Option<usize>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<Next> {
+    let arrival_ns = state.clock.now_ns();
+    let p = match parse(state, api, body) {
+        Ok(p) => p,
+        Err((status, kind, msg)) => {
+            write_response(stream, status, "application/json", &wire::error_body(status, kind, &msg, None)).await?;
+            return Ok(Next::KeepAlive);
+        }
+    };
+    let fault = state.cfg.faults.draw();
+    match fault {
+        Some(Fault::Refuse) => {
+            reset(stream);
+            return Ok(Next::Close);
+        }
+        Some(f @ (Fault::Http500 | Fault::Http429 | Fault::Http503)) => {
+            let (status, kind, msg) = match f {
+                Fault::Http500 => (500, "InternalServerError", "simulated internal server error"),
+                Fault::Http429 => (429, "RateLimitError", "simulated rate limit: too many requests"),
+                _ => (503, "ServiceUnavailableError", "simulated overload: service unavailable"),
+            };
+            write_response(stream, status, "application/json", &wire::error_body(status, kind, msg, None)).await?;
+            return Ok(Next::KeepAlive);
+        }
+        Some(Fault::Stall) => {
+            // Say nothing until the client gives up (EOF) or the server stops.
+            let mut tmp = [0u8; 1024];
+            loop {
+                tokio::select! {
+                    r = stream.read(&mut tmp) => if matches!(r, Ok(0) | Err(_)) { return Ok(Next::Close) },
+                    _ = shutdown.wait_for(|s| *s) => return Ok(Next::Close),
+                }
+            }
+        }
+        _ => {}
+    }
+    // front end: fixed latency, then (optionally) the API-server CPU queue
+    let fe_ns = (state.cfg.profile.front_end_latency_s * 1e9) as u64;
+    let mut ready_ns = arrival_ns + fe_ns;
+    if let Some(front) = &state.front {
+        ready_ns = front.lock().expect("front end").admit(ready_ns, p.prompt_tokens, p.max_tokens);
+    }
+    let wait = ready_ns.saturating_sub(state.clock.now_ns());
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_nanos(wait)).await;
+    }
+    let rank = {
+        let mut router = state.router.lock().expect("router");
+        router.route(state.clock.now_ns(), pinned, |e| state.engines[e].load())
+    };
+    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::unbounded_channel::<TokenOut>();
+    let req = EngineRequest {
+        id,
+        prompt_tokens: p.prompt_tokens,
+        output_tokens: p.max_tokens,
+        max_tokens: p.max_tokens,
+        arrival_ns,
+    };
+    let output = state.engines[rank].submit(req, p.min_tokens, p.ignore_eos, tx);
+    let sid = format!(
+        "{}-{:016x}",
+        if api == Api::Chat { "chatcmpl" } else { "cmpl" },
+        crate::rng::Rng::derive(state.cfg.seed, id).next_u64()
+    );
+    let s = Stream {
+        api,
+        id: &sid,
+        created: crate::store::time::unix_now(),
+        model: &state.cfg.model,
+    };
+    // Faults that strike mid-stream do so halfway through the output.
+    let cut = (output / 2).max(1);
+    if !p.stream {
+        let mut text = String::new();
+        let mut finish = "length";
+        while let Some(t) = recv(&mut rx, shutdown).await {
+            text.push_str(wire::token_text(id, t.index));
+            if let Some(f) = t.finish {
+                finish = f;
+                break;
+            }
+        }
+        let body = s.full_body(&text, finish, p.prompt_tokens, output);
+        write_response(stream, 200, "application/json", &body).await?;
+        return Ok(Next::KeepAlive);
+    }
+    stream
+        .write_all(&wire::response_head(200, "text/event-stream; charset=utf-8", None))
+        .await?;
+    let mut out = Vec::with_capacity(4096);
+    let mut finished = false;
+    while let Some(first) = recv(&mut rx, shutdown).await {
+        out.clear();
+        let mut next = Some(first);
+        while let Some(t) = next {
+            if api == Api::Chat && t.index == 0 {
+                s.role_chunk(&mut out);
+            }
+            if t.index == cut && fault == Some(Fault::DropMidstream) {
+                stream.write_all(&out).await?;
+                reset(stream);
+                return Ok(Next::Close);
+            }
+            if t.index == cut && fault == Some(Fault::Malformed) {
+                s.malformed_chunk(&mut out);
+            }
+            s.token_chunk(&mut out, wire::token_text(id, t.index), t.finish);
+            if t.finish.is_some() {
+                finished = true;
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if finished {
+            if p.include_usage {
+                s.usage_chunk(&mut out, p.prompt_tokens, output);
+            }
+            Stream::done(&mut out);
+        }
+        stream.write_all(&out).await?;
+        if finished {
+            return Ok(Next::KeepAlive);
+        }
+    }
+    // shutdown while streaming
+    Ok(Next::Close)
+}
+
+async fn recv(rx: &mut mpsc::UnboundedReceiver<TokenOut>, shutdown: &mut watch::Receiver<bool>) -> Option<TokenOut> {
+    tokio::select! {
+        t = rx.recv() => t,
+        _ = shutdown.wait_for(|s| *s) => None,
+    }
+}
+
+/// Make the coming close an RST (SO_LINGER 0), as a crashed or refusing server looks. The
+/// deprecation warns that lingering blocks on drop; with a zero timeout nothing waits.
+#[allow(deprecated)]
+fn reset(stream: &TcpStream) {
+    let _ = stream.set_linger(Some(Duration::ZERO));
+}

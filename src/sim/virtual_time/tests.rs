@@ -1,0 +1,169 @@
+//! The simulator checked as a queueing system (DESIGN §11), in virtual time.
+
+use super::*;
+use crate::runner::arrivals::{Arrival, Stop, schedule};
+
+fn requests(rate: f64, n: usize, input: u32, output: u32, seed: u64) -> Vec<VirtualRequest> {
+    schedule(Arrival::Poisson { rate }, Stop::Count(n), seed)
+        .into_iter()
+        .map(|t| VirtualRequest {
+            arrival_ns: t,
+            prompt_tokens: input,
+            max_tokens: output,
+            min_tokens: 0,
+            ignore_eos: true,
+            pinned_rank: None,
+        })
+        .collect()
+}
+
+fn cfg(profile: Profile, dp: usize) -> VirtualConfig {
+    VirtualConfig {
+        profile,
+        dp,
+        seed: 1,
+        api_servers: None,
+        sample_every_ns: None,
+        check_invariants: false,
+    }
+}
+
+/// Completions per second over the middle 80% of finishes (the saturated steady state).
+fn steady_throughput(run: &VirtualRun) -> f64 {
+    let mut f: Vec<u64> = run.outcomes.iter().filter_map(|o| o.finish_ns).collect();
+    f.sort_unstable();
+    let (a, b) = (f.len() / 10, f.len() * 9 / 10);
+    (b - a) as f64 / ((f[b] - f[a]) as f64 / 1e9)
+}
+
+#[test]
+fn saturated_throughput_matches_the_closed_form_capacity() {
+    let p = Profile::default_profile();
+    let want = p.capacity(512, 256);
+    let run = simulate(&cfg(p, 1), &requests(40.0, 3000, 512, 256, 1)).unwrap();
+    let got = steady_throughput(&run);
+    assert!((got / want - 1.0).abs() < 0.05, "throughput {got:.2} vs closed form {want:.2}");
+}
+
+#[test]
+fn dp4_has_four_times_the_capacity_of_dp1() {
+    let p = Profile::default_profile();
+    let one = steady_throughput(&simulate(&cfg(p.clone(), 1), &requests(40.0, 3000, 512, 256, 2)).unwrap());
+    let four = steady_throughput(&simulate(&cfg(p, 4), &requests(160.0, 12_000, 512, 256, 2)).unwrap());
+    assert!((four / one / 4.0 - 1.0).abs() < 0.05, "dp4 {four:.2} vs dp1 {one:.2}");
+}
+
+#[test]
+fn littles_law_holds_between_engine_gauges_and_request_times() {
+    let mut p = Profile::default_profile();
+    p.front_end_latency_s = 0.0;
+    let mut c = cfg(p, 1);
+    c.sample_every_ns = Some(5_000_000);
+    let reqs = requests(8.0, 2500, 512, 256, 3);
+    let run = simulate(&c, &reqs).unwrap();
+    // over the middle of the run, away from the empty start and the draining end
+    let (t0, t1) = (run.end_ns / 5, run.end_ns * 3 / 5);
+    let s: Vec<&Sample> = run.samples.iter().filter(|s| s.t_ns >= t0 && s.t_ns < t1).collect();
+    let l = s.iter().map(|s| (s.engines[0].0 + s.engines[0].1) as f64).sum::<f64>() / s.len() as f64;
+    // λ and W of the requests that arrived in the window
+    let inw: Vec<&VirtualOutcome> = run
+        .outcomes
+        .iter()
+        .filter(|o| o.engine_arrival_ns >= t0 && o.engine_arrival_ns < t1)
+        .collect();
+    let lambda = inw.len() as f64 / ((t1 - t0) as f64 / 1e9);
+    let w = inw
+        .iter()
+        .map(|o| (o.finish_ns.unwrap() - o.engine_arrival_ns) as f64 / 1e9)
+        .sum::<f64>()
+        / inw.len() as f64;
+    assert!((l / (lambda * w) - 1.0).abs() < 0.05, "L {l:.2} vs λW {:.2}", lambda * w);
+}
+
+#[test]
+fn single_slot_engine_waits_like_md1() {
+    // max_num_seqs = 1 and a fixed 1 ms step: service is deterministic, S = O steps.
+    let p = Profile {
+        c0_s: 1e-3,
+        c_pf_s: 0.0,
+        c_dec_s: 0.0,
+        c_kv_s: 0.0,
+        max_num_seqs: 1,
+        front_end_latency_s: 0.0,
+        ..Profile::default_profile()
+    };
+    let s = 10e-3; // 10 output tokens, one step each
+    for (rho, n) in [(0.5, 60_000), (0.8, 150_000)] {
+        let rate = rho / s;
+        let run = simulate(&cfg(p.clone(), 1), &requests(rate, n, 16, 10, 4)).unwrap();
+        let q = &run.engines[0].metrics.queue;
+        let got = q.sum() / q.count() as f64;
+        let want = rho * s / (2.0 * (1.0 - rho));
+        assert!((got / want - 1.0).abs() < 0.10, "ρ={rho}: wait {got:.5} s vs M/D/1 {want:.5} s");
+    }
+}
+
+#[test]
+fn requests_and_blocks_are_conserved_at_every_step_even_under_preemption() {
+    let p = Profile {
+        num_gpu_blocks: 600, // ~12 sequences of 512+256 tokens: forces preemption
+        jitter: 0.1,
+        ..Profile::default_profile()
+    };
+    let mut c = cfg(p, 2);
+    c.check_invariants = true;
+    let run = simulate(&c, &requests(30.0, 400, 512, 256, 5)).unwrap();
+    let pre: u64 = run.engines.iter().map(|e| e.counts().preemptions).sum();
+    assert!(pre > 0, "the test must exercise preemption");
+    for e in &run.engines {
+        e.check_invariants().unwrap();
+        assert!(e.is_idle());
+    }
+    assert!(run.outcomes.iter().all(|o| o.output_tokens == 256));
+}
+
+#[test]
+fn same_seed_same_timeline_other_seed_other_timeline() {
+    let p = Profile {
+        jitter: 0.2,
+        ..Profile::default_profile()
+    };
+    let reqs = requests(12.0, 300, 256, 64, 6);
+    let a = simulate(&cfg(p.clone(), 2), &reqs).unwrap().outcomes;
+    let b = simulate(&cfg(p.clone(), 2), &reqs).unwrap().outcomes;
+    let mut c2 = cfg(p, 2);
+    c2.seed = 99;
+    let c = simulate(&c2, &reqs).unwrap().outcomes;
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn low_load_ttft_is_the_seeds_85ms_and_the_curve_plateaus_and_blows_up() {
+    let p = Profile::default_profile();
+    let ttft_ms = |run: &VirtualRun| {
+        let v: Vec<f64> = run
+            .outcomes
+            .iter()
+            .map(|o| (o.first_token_ns.unwrap() - o.arrival_ns) as f64 / 1e6)
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    // "Low load": a few requests in flight, so a new one waits at most one short decode
+    // step. (At 10 req/s this profile already batches ~120 requests: TTFT ≈ 128 ms.)
+    let low = simulate(&cfg(p.clone(), 1), &requests(1.0, 800, 512, 256, 7)).unwrap();
+    let t = ttft_ms(&low);
+    assert!((t / 85.0 - 1.0).abs() < 0.15, "low-load TTFT {t:.1} ms");
+    let mut prev_tp = 0.0;
+    let mut curve = Vec::new();
+    for rate in [5.0, 10.0, 20.0, 40.0] {
+        let run = simulate(&cfg(p.clone(), 1), &requests(rate, 1500, 512, 256, 8)).unwrap();
+        let tp = steady_throughput(&run);
+        curve.push((rate, tp, ttft_ms(&run)));
+        assert!(tp >= prev_tp * 0.97, "throughput must not fall: {curve:?}");
+        prev_tp = tp;
+    }
+    let cap = p.capacity(512, 256);
+    assert!(curve[3].1 < cap * 1.05 && curve[3].1 > cap * 0.9, "plateau at capacity: {curve:?}");
+    assert!(curve[3].2 > 20.0 * curve[0].2, "TTFT blow-up past the knee: {curve:?}");
+}

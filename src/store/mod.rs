@@ -1,0 +1,8 @@
+//! Results on disk: the crash-safe `requests.jsonl` appended as requests finish, the
+//! columnar `requests.parquet` written at the end, and `summary.json`.
+
+pub mod jsonl;
+pub mod parquet;
+pub mod requests_table;
+pub mod summary_json;
+pub mod time;

@@ -1,0 +1,131 @@
+//! `summary.json`: every key `vllm bench serve --save-result` writes, with the same meaning,
+//! so scripts written for vLLM keep working; then ours under `vllm_loadtest`.
+
+use crate::record::RequestRecord;
+use crate::stats::Distribution;
+use crate::summary::RunSummary;
+use serde_json::{Map, Value, json};
+
+/// What the run was asked to do, as vLLM names it.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub date: String,
+    pub backend: String,
+    pub label: Option<String>,
+    pub model_id: String,
+    pub tokenizer_id: String,
+    pub num_prompts: usize,
+    /// `inf` for all-at-once.
+    pub request_rate: f64,
+    pub burstiness: f64,
+    pub max_concurrency: Option<usize>,
+    pub interrupted: bool,
+}
+
+/// Which metrics get percentile keys, and which percentiles (vLLM's
+/// `--percentile-metrics ttft,tpot,itl` and `--metric-percentiles 99`).
+#[derive(Debug, Clone)]
+pub struct PercentileSpec {
+    pub metrics: Vec<String>,
+    pub percentiles: Vec<f64>,
+}
+
+fn pct_key(p: f64) -> String {
+    // vLLM formats `p99`, `p99.9`, `p50`: drop a trailing `.0`
+    let s = format!("{p}");
+    s.strip_suffix(".0").map(str::to_owned).unwrap_or(s)
+}
+
+pub fn build(
+    info: &RunInfo,
+    s: &RunSummary,
+    pct: &PercentileSpec,
+    records: &[RequestRecord],
+    detailed: bool,
+    ours: Value,
+) -> Value {
+    let mut m = Map::new();
+    let rate = if info.request_rate.is_finite() {
+        json!(info.request_rate)
+    } else {
+        json!("inf")
+    };
+    m.insert("date".into(), json!(info.date));
+    m.insert("endpoint_type".into(), json!(info.backend));
+    m.insert("backend".into(), json!(info.backend));
+    m.insert("label".into(), json!(info.label));
+    m.insert("model_id".into(), json!(info.model_id));
+    m.insert("tokenizer_id".into(), json!(info.tokenizer_id));
+    m.insert("num_prompts".into(), json!(info.num_prompts));
+    m.insert("request_rate".into(), rate);
+    m.insert("burstiness".into(), json!(info.burstiness));
+    m.insert("max_concurrency".into(), json!(info.max_concurrency));
+    m.insert("duration".into(), json!(s.window_s));
+    m.insert("completed".into(), json!(s.completed));
+    m.insert("failed".into(), json!(s.failed + s.cancelled));
+    m.insert("total_input_tokens".into(), json!(s.total_input_tokens));
+    m.insert("total_output_tokens".into(), json!(s.total_output_tokens));
+    m.insert("request_throughput".into(), json!(s.request_throughput));
+    m.insert("request_goodput".into(), json!(s.request_goodput));
+    m.insert("output_throughput".into(), json!(s.output_throughput));
+    m.insert("total_token_throughput".into(), json!(s.total_token_throughput));
+    if detailed {
+        let mut rs: Vec<&RequestRecord> = records.iter().collect();
+        rs.sort_by_key(|r| r.id);
+        let secs = |ns: u64| ns as f64 / 1e9;
+        m.insert("input_lens".into(), json!(rs.iter().map(|r| r.input_tokens).collect::<Vec<_>>()));
+        m.insert("output_lens".into(), json!(rs.iter().map(|r| r.output_tokens).collect::<Vec<_>>()));
+        m.insert(
+            "ttfts".into(),
+            json!(rs.iter().map(|r| r.ttft_ns().map_or(0.0, secs)).collect::<Vec<_>>()),
+        );
+        m.insert(
+            "itls".into(),
+            json!(rs.iter().map(|r| r.itls_ns().map(secs).collect::<Vec<_>>()).collect::<Vec<_>>()),
+        );
+        m.insert(
+            "latencies".into(),
+            json!(rs.iter().map(|r| r.e2e_ns().map_or(0.0, secs)).collect::<Vec<_>>()),
+        );
+        m.insert("start_times".into(), json!(rs.iter().map(|r| secs(r.t_send_ns)).collect::<Vec<_>>()));
+        m.insert(
+            "errors".into(),
+            json!(rs
+                .iter()
+                .map(|r| r.error.as_ref().map_or(String::new(), |e| format!("{}: {}", e.kind.as_str(), e.message)))
+                .collect::<Vec<_>>()),
+        );
+    }
+    m.insert("max_output_tokens_per_s".into(), json!(s.max_output_tokens_per_s));
+    m.insert("max_concurrent_requests".into(), json!(s.max_concurrent_requests));
+    m.insert("rtfx".into(), json!(0.0));
+    let l = &s.latencies;
+    for (name, d) in [
+        ("ttft", &l.ttft_ms),
+        ("tpot", &l.tpot_ms),
+        ("itl", &l.itl_ms),
+        ("e2el", &l.e2el_ms),
+    ] {
+        if !pct.metrics.iter().any(|x| x == name) {
+            continue;
+        }
+        let get = |f: &dyn Fn(&Distribution) -> f64| d.as_ref().map_or(0.0, f);
+        m.insert(format!("mean_{name}_ms"), json!(get(&|d| d.mean)));
+        m.insert(format!("median_{name}_ms"), json!(get(&|d| d.p50)));
+        m.insert(format!("std_{name}_ms"), json!(get(&|d| d.std)));
+        for &p in &pct.percentiles {
+            m.insert(format!("p{}_{name}_ms", pct_key(p)), json!(get(&|d| d.percentile(p))));
+        }
+    }
+    m.insert("vllm_loadtest".into(), ours);
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentile_keys_look_like_vllms() {
+        assert_eq!(super::pct_key(99.0), "99");
+        assert_eq!(super::pct_key(99.9), "99.9");
+    }
+}

@@ -1,0 +1,98 @@
+use super::*;
+use crate::record::{ErrorKind, RequestError, TokenSource};
+
+/// A request sent at `send_ms` (intended `late_ms` earlier), first token after `ttft_ms`,
+/// then `n - 1` tokens every `gap_ms`.
+fn rec(id: u64, send_ms: u64, late_ms: u64, ttft_ms: u64, gap_ms: u64, n: u32) -> RequestRecord {
+    let ms = 1_000_000;
+    let offsets: Vec<u64> = (0..n as u64).map(|i| (ttft_ms + i * gap_ms) * ms).collect();
+    RequestRecord {
+        id,
+        t_intended_ns: (send_ms - late_ms) * ms,
+        t_send_ns: send_ms * ms,
+        t_end_ns: send_ms * ms + offsets.last().copied().unwrap_or(0) + ms,
+        connect_ns: None,
+        content_event_offsets_ns: offsets,
+        content_event_tokens: vec![],
+        input_tokens: 100,
+        server_prompt_tokens: Some(100),
+        max_tokens: n,
+        output_tokens: n,
+        output_tokens_source: TokenSource::Usage,
+        finish_reason: Some("length".into()),
+        error: None,
+    }
+}
+
+fn failed(id: u64, send_ms: u64, kind: ErrorKind) -> RequestRecord {
+    let mut r = rec(id, send_ms, 0, 10, 10, 0);
+    r.output_tokens = 0;
+    r.error = Some(RequestError {
+        kind,
+        http_status: (kind == ErrorKind::HttpStatus).then_some(500),
+        message: "x".into(),
+    });
+    r
+}
+
+#[test]
+fn figures_from_known_records() {
+    let rs = vec![
+        rec(0, 0, 0, 50, 10, 11),
+        rec(1, 100, 2, 70, 10, 11),
+        failed(2, 200, ErrorKind::HttpStatus),
+        failed(3, 300, ErrorKind::Cancelled),
+    ];
+    let s = summarize(&rs, 1, None, 10.0, &[]);
+    assert_eq!((s.sent, s.ok, s.failed, s.cancelled, s.not_sent), (4, 2, 1, 1, 1));
+    check_accounting(&s).unwrap();
+    assert_eq!(s.errors_by_kind.get("http_status"), Some(&1));
+    let ttft = s.latencies.ttft_ms.as_ref().unwrap();
+    assert_eq!((ttft.min, ttft.max, ttft.p50), (50.0, 70.0, 60.0));
+    let tpot = s.latencies.tpot_ms.as_ref().unwrap();
+    assert!((tpot.mean - 10.0).abs() < 1e-9);
+    let itl = s.latencies.itl_ms.as_ref().unwrap();
+    assert_eq!(itl.count, 20);
+    assert_eq!(s.latencies.e2el_ms.as_ref().unwrap().max, 170.0);
+    let qd = s.latencies.queue_delay_ms.as_ref().unwrap();
+    assert_eq!(qd.max, 2.0);
+    assert_eq!(s.latencies.ttft_from_intended_ms.as_ref().unwrap().max, 72.0);
+    // window: 0 .. just past the last end (the failed request 3 ends at 300 + 0 + 1 ms)
+    assert_eq!(s.window.end_ns, 301_000_001);
+    assert_eq!(s.completed, 2);
+    assert!((s.request_throughput - 2.0 / 0.301000001).abs() < 1e-9);
+    assert_eq!(s.total_output_tokens, 22);
+    assert_eq!(s.max_concurrent_requests, 2);
+}
+
+#[test]
+fn window_excludes_warmup_and_cooldown_requests_from_latency() {
+    let rs: Vec<_> = (0..10).map(|i| rec(i, i * 100, 0, 10 + i, 1, 2)).collect();
+    let w = Window {
+        start_ns: 200_000_000,
+        end_ns: 800_000_000,
+    };
+    let s = summarize(&rs, 0, Some(w), 10.0, &[]);
+    assert_eq!(s.measured, 6);
+    let ttft = s.latencies.ttft_ms.as_ref().unwrap();
+    assert_eq!((ttft.min, ttft.max), (12.0, 17.0));
+    // completed inside the window: ends at i*100 + 10+i + 1 + 1 ms for i = 2..=7
+    assert_eq!(s.completed, 6);
+    assert!((s.request_throughput - 10.0).abs() < 1e-9);
+}
+
+#[test]
+fn goodput_counts_failures_against_attainment() {
+    let rs = vec![
+        rec(0, 0, 0, 50, 10, 3),
+        rec(1, 10, 0, 500, 10, 3),
+        failed(2, 20, ErrorKind::Timeout),
+    ];
+    let slos = [goodput::Slo::TtftMs(100.0)];
+    let s = summarize(&rs, 0, None, 1.0, &slos);
+    assert!((s.slo_attainment.unwrap() - 1.0 / 3.0).abs() < 1e-12);
+    assert!(s.request_goodput.unwrap() > 0.0);
+    assert!(goodput::Slo::parse("ttft:abc").is_err());
+    assert!(goodput::Slo::parse("foo:1").is_err());
+    assert_eq!(goodput::Slo::parse("e2el:5").unwrap(), goodput::Slo::E2elMs(5.0));
+}
