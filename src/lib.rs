@@ -7,6 +7,7 @@
 //! - `runner`: arrival schedules, the pacer thread, the load-point loop.
 //! - `client`: connection pool, streaming request driver, SSE decoder, chunk classifier.
 //! - `http`: the bits of HTTP/1.1 shared by client and simulator (chunked coding).
+//! - `prom`: a reader for Prometheus text (`/metrics`).
 //! - `record`: the raw per-request record every figure comes from.
 //! - `stats`: the quantile definition and distribution summaries (pure).
 //! - `summary`: a load point's figures computed from its records (pure).
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod http;
+pub mod prom;
 pub mod record;
 pub mod report;
 pub mod rng;

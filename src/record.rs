@@ -143,6 +143,8 @@ impl RequestRecord {
 
     /// Gaps between consecutive content events, in arrival order.
     pub fn itls_ns(&self) -> impl Iterator<Item = u64> + '_ {
-        self.content_event_offsets_ns.windows(2).map(|w| w[1] - w[0])
+        self.content_event_offsets_ns
+            .windows(2)
+            .map(|w| w[1] - w[0])
     }
 }

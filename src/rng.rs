@@ -107,18 +107,24 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream_different_seed_different_stream() {
-        let a: Vec<u64> = (0..8).map({
-            let mut r = Rng::new(7);
-            move |_| r.next_u64()
-        }).collect();
-        let b: Vec<u64> = (0..8).map({
-            let mut r = Rng::new(7);
-            move |_| r.next_u64()
-        }).collect();
-        let c: Vec<u64> = (0..8).map({
-            let mut r = Rng::new(8);
-            move |_| r.next_u64()
-        }).collect();
+        let a: Vec<u64> = (0..8)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..8)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let c: Vec<u64> = (0..8)
+            .map({
+                let mut r = Rng::new(8);
+                move |_| r.next_u64()
+            })
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
@@ -140,7 +146,10 @@ mod tests {
         for (k, theta) in [(0.5, 2.0), (1.0, 1.0), (4.0, 0.25)] {
             let g: Vec<f64> = (0..n).map(|_| r.gamma(k, theta)).collect();
             let (m, v) = mean_var(&g);
-            assert!((m - k * theta).abs() < 0.02 * k * theta, "gamma({k},{theta}) mean {m}");
+            assert!(
+                (m - k * theta).abs() < 0.02 * k * theta,
+                "gamma({k},{theta}) mean {m}"
+            );
             let want = k * theta * theta;
             assert!((v - want).abs() < 0.05 * want, "gamma({k},{theta}) var {v}");
         }

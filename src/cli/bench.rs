@@ -42,7 +42,10 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
         })?,
     };
     if !(a.burstiness > 0.0 && a.burstiness.is_finite()) {
-        bail!("`--burstiness {}` must be a positive number\nhint: 1 is Poisson", a.burstiness);
+        bail!(
+            "`--burstiness {}` must be a positive number\nhint: 1 is Poisson",
+            a.burstiness
+        );
     }
     let arrival = if rate.is_infinite() {
         Arrival::AllAtOnce
@@ -60,7 +63,7 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
         bail!("`--num-prompts 0`: nothing to send\nhint: give at least 1");
     }
     let stop = match a.duration {
-        Some(d) if !(d > 0.0) => bail!("`--duration {d}` must be positive"),
+        Some(d) if d.is_nan() || d <= 0.0 => bail!("`--duration {d}` must be positive"),
         Some(_) if rate.is_infinite() => bail!(
             "`--duration` needs a finite `--request-rate`\nhint: with `inf` every request goes at t = 0; use `--num-prompts` instead"
         ),
@@ -72,7 +75,9 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
     }
     let window = if a.warmup > 0.0 || a.cooldown > 0.0 {
         let Some(d) = a.duration else {
-            bail!("`--warmup`/`--cooldown` need `--duration`\nhint: the window is [warmup, duration − cooldown]");
+            bail!(
+                "`--warmup`/`--cooldown` need `--duration`\nhint: the window is [warmup, duration − cooldown]"
+            );
         };
         if a.warmup + a.cooldown >= d {
             bail!(
@@ -85,10 +90,23 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
     } else {
         None
     };
-    let slos = a.goodput.iter().map(|s| Slo::parse(s)).collect::<Result<Vec<_>>>()?;
-    let metrics: Vec<String> = a.percentile_metrics.split(',').map(|s| s.trim().to_string()).collect();
-    if let Some(bad) = metrics.iter().find(|m| !["ttft", "tpot", "itl", "e2el"].contains(&m.as_str())) {
-        bail!("`--percentile-metrics`: unknown metric `{bad}`\nhint: choose from ttft,tpot,itl,e2el");
+    let slos = a
+        .goodput
+        .iter()
+        .map(|s| Slo::parse(s))
+        .collect::<Result<Vec<_>>>()?;
+    let metrics: Vec<String> = a
+        .percentile_metrics
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    if let Some(bad) = metrics
+        .iter()
+        .find(|m| !["ttft", "tpot", "itl", "e2el"].contains(&m.as_str()))
+    {
+        bail!(
+            "`--percentile-metrics`: unknown metric `{bad}`\nhint: choose from ttft,tpot,itl,e2el"
+        );
     }
     let percentiles = a
         .metric_percentiles
@@ -107,7 +125,9 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
         None => None,
         Some(s) => match serde_json::from_str::<serde_json::Value>(s) {
             Ok(serde_json::Value::Object(m)) => Some(m),
-            _ => bail!("`--extra-body` must be a JSON object\nhint: e.g. --extra-body '{{\"top_p\": 0.9}}'"),
+            _ => bail!(
+                "`--extra-body` must be a JSON object\nhint: e.g. --extra-body '{{\"top_p\": 0.9}}'"
+            ),
         },
     };
     if a.client_threads == 0 {
@@ -151,7 +171,13 @@ fn load_workload(a: &BenchArgs, tok: &Tokenizer) -> Result<Workload> {
             },
             tok,
         ),
-        DatasetName::Sharegpt => files::sharegpt(&need_path()?, a.num_prompts, a.sharegpt_output_len, a.seed, tok),
+        DatasetName::Sharegpt => files::sharegpt(
+            &need_path()?,
+            a.num_prompts,
+            a.sharegpt_output_len,
+            a.seed,
+            tok,
+        ),
         DatasetName::Jsonl => files::jsonl(&need_path()?, a.num_prompts, a.random_output_len, tok),
     }
 }
@@ -167,7 +193,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
         eprintln!("note: {n}");
     }
     let rt = if a.client_threads == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(a.client_threads)
@@ -175,7 +203,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
             .build()?
     };
     let sim = match &a.sim {
-        Some(profile) => Some(crate::sim::background::start(profile, a.sim_dp, tok_for_sim(&a)?)?),
+        Some(profile) => Some(crate::sim::background::start(
+            profile,
+            a.sim_dp,
+            tok_for_sim(&a)?,
+        )?),
         None => None,
     };
     let base_url = match &sim {
@@ -191,7 +223,13 @@ fn tok_for_sim(a: &BenchArgs) -> Result<Option<PathBuf>> {
     Ok(a.tokenizer.clone())
 }
 
-async fn run_async(a: &BenchArgs, plan: &Plan, tok: &Tokenizer, workload: Workload, url: &BaseUrl) -> Result<()> {
+async fn run_async(
+    a: &BenchArgs,
+    plan: &Plan,
+    tok: &Tokenizer,
+    workload: Workload,
+    url: &BaseUrl,
+) -> Result<()> {
     let addr = url.resolve().await?;
     let model = match &a.model {
         Some(m) => m.clone(),
@@ -214,7 +252,13 @@ async fn run_async(a: &BenchArgs, plan: &Plan, tok: &Tokenizer, workload: Worklo
         .prompts
         .iter()
         .map(|p| RequestSpec {
-            bytes: body::http_request(&url.authority, &path, api_key.as_deref(), &body::json_body(p, &opts)).into(),
+            bytes: body::http_request(
+                &url.authority,
+                &path,
+                api_key.as_deref(),
+                &body::json_body(p, &opts),
+            )
+            .into(),
             input_tokens: p.input_tokens,
             max_tokens: p.output_tokens,
             expect_max_tokens: plan.ignore_eos,
@@ -223,12 +267,24 @@ async fn run_async(a: &BenchArgs, plan: &Plan, tok: &Tokenizer, workload: Worklo
     let schedule: Arc<[u64]> = arrivals::schedule(plan.arrival, plan.stop, a.seed).into();
     let rate = plan.arrival.rate();
     let out_dir = a.output_dir.clone().unwrap_or_else(|| {
-        let r = if rate.is_finite() { format!("{rate}") } else { "inf".into() };
-        PathBuf::from("results/bench").join(format!("{}-rate{r}", store::time::compact(store::time::unix_now())))
+        let r = if rate.is_finite() {
+            format!("{rate}")
+        } else {
+            "inf".into()
+        };
+        PathBuf::from("results/bench").join(format!(
+            "{}-rate{r}",
+            store::time::compact(store::time::unix_now())
+        ))
     });
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create `{}`", out_dir.display()))?;
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create `{}`", out_dir.display()))?;
     let writer = JsonlWriter::create(&out_dir.join("requests.jsonl"))?;
-    let cap = a.max_concurrency.unwrap_or(schedule.len()).min(schedule.len()).max(1);
+    let cap = a
+        .max_concurrency
+        .unwrap_or(schedule.len())
+        .min(schedule.len())
+        .max(1);
     let pool = Arc::new(Pool::new(addr, cap));
     eprintln!(
         "bench: {} requests to {url}{} ({}), model `{model}`, {}{}; results in `{}`",
@@ -239,13 +295,17 @@ async fn run_async(a: &BenchArgs, plan: &Plan, tok: &Tokenizer, workload: Worklo
             Some(d) => format!("for {d} s"),
             None => format!("{} prompts", a.num_prompts),
         },
-        a.max_concurrency.map(|c| format!(", at most {c} in flight")).unwrap_or_default(),
+        a.max_concurrency
+            .map(|c| format!(", at most {c} in flight"))
+            .unwrap_or_default(),
         out_dir.display()
     );
     let (int_tx, int_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupted: cancelling in-flight requests and writing partial results (Ctrl-C again to abort)");
+            eprintln!(
+                "\ninterrupted: cancelling in-flight requests and writing partial results (Ctrl-C again to abort)"
+            );
             let _ = int_tx.send(true);
             if tokio::signal::ctrl_c().await.is_ok() {
                 std::process::exit(130);
@@ -285,16 +345,34 @@ async fn run_async(a: &BenchArgs, plan: &Plan, tok: &Tokenizer, workload: Worklo
         },
     )?;
     drop(stdout);
-    write_results(a, plan, &s, &records, &out_dir, &model, tok, outcome.interrupted, &warnings)?;
+    write_results(
+        a,
+        plan,
+        &s,
+        &records,
+        &out_dir,
+        &model,
+        tok,
+        outcome.interrupted,
+        &warnings,
+    )?;
     eprintln!("results: {}", out_dir.display());
     if outcome.interrupted {
-        bail!("interrupted: partial results written to `{}`", out_dir.display());
+        bail!(
+            "interrupted: partial results written to `{}`",
+            out_dir.display()
+        );
     }
     Ok(())
 }
 
 /// Reasons a figure of this run should not be trusted as it stands.
-fn validity_warnings(s: &summary::RunSummary, records: &[RequestRecord], tok: &Tokenizer, interrupted: bool) -> Vec<String> {
+fn validity_warnings(
+    s: &summary::RunSummary,
+    records: &[RequestRecord],
+    tok: &Tokenizer,
+    interrupted: bool,
+) -> Vec<String> {
     let mut w = Vec::new();
     if interrupted {
         w.push("interrupted: the figures cover only what ran before Ctrl-C".into());
@@ -346,8 +424,14 @@ fn write_results(
     interrupted: bool,
     warnings: &[String],
 ) -> Result<()> {
-    store::parquet::write(&out_dir.join("requests.parquet"), &store::requests_table::requests(records, s.window))?;
-    store::parquet::write(&out_dir.join("events.parquet"), &store::requests_table::events(records))?;
+    store::parquet::write(
+        &out_dir.join("requests.parquet"),
+        &store::requests_table::requests(records, s.window),
+    )?;
+    store::parquet::write(
+        &out_dir.join("events.parquet"),
+        &store::requests_table::events(records),
+    )?;
     let now = store::time::unix_now();
     let info = summary_json::RunInfo {
         date: store::time::compact(now),
@@ -374,7 +458,10 @@ fn write_results(
         "warnings": warnings,
     });
     let full = summary_json::build(&info, s, &pct, records, false, ours.clone());
-    std::fs::write(out_dir.join("summary.json"), serde_json::to_vec_pretty(&full)?)?;
+    std::fs::write(
+        out_dir.join("summary.json"),
+        serde_json::to_vec_pretty(&full)?,
+    )?;
     if a.save_result {
         let name = a.result_filename.clone().unwrap_or_else(|| {
             let rate = if info.request_rate.is_finite() {
@@ -382,7 +469,10 @@ fn write_results(
             } else {
                 "inf".into()
             };
-            let conc = a.max_concurrency.map(|c| format!("-concurrency{c}")).unwrap_or_default();
+            let conc = a
+                .max_concurrency
+                .map(|c| format!("-concurrency{c}"))
+                .unwrap_or_default();
             let base = model.rsplit('/').next().unwrap_or(model);
             format!("vllm-{rate}qps{conc}-{base}-{}.json", info.date)
         });

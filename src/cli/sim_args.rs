@@ -86,9 +86,13 @@ impl SimArgs {
         set!(c_pf_s, self.c_pf_us.map(|v| v * 1e-6));
         set!(c_dec_s, self.c_dec_us.map(|v| v * 1e-6));
         set!(c_kv_s, self.c_kv_ns.map(|v| v * 1e-9));
-        set!(front_end_latency_s, self.front_end_latency_ms.map(|v| v * 1e-3));
+        set!(
+            front_end_latency_s,
+            self.front_end_latency_ms.map(|v| v * 1e-3)
+        );
         set!(jitter, self.jitter);
-        p.validate().with_context(|| format!("simulator profile `{}`", self.profile))?;
+        p.validate()
+            .with_context(|| format!("simulator profile `{}`", self.profile))?;
         Ok(p)
     }
 
@@ -96,7 +100,11 @@ impl SimArgs {
         if self.dp == 0 {
             anyhow::bail!("`--dp 0`: need at least one engine");
         }
-        let kinds = self.faults.iter().map(|f| Fault::parse(f)).collect::<Result<Vec<_>>>()?;
+        let kinds = self
+            .faults
+            .iter()
+            .map(|f| Fault::parse(f))
+            .collect::<Result<Vec<_>>>()?;
         let tok = Tokenizer::load(self.tokenizer.as_deref())?;
         Ok(SimConfig {
             profile: self.profile()?,
@@ -113,7 +121,9 @@ impl SimArgs {
 /// `vllm-loadtest sim`: serve until Ctrl-C.
 pub fn run(a: SimArgs) -> Result<()> {
     let cfg = a.config()?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind((a.host.as_str(), a.port))
             .await

@@ -55,7 +55,8 @@ pub fn classify(data: &[u8]) -> Result<Payload, String> {
             String::from_utf8_lossy(&trimmed[..trimmed.len().min(120)])
         ));
     }
-    let needs_full_parse = value_after_key(trimmed, b"\"usage\"").is_some_and(|v| !v.starts_with(b"null"))
+    let needs_full_parse = value_after_key(trimmed, b"\"usage\"")
+        .is_some_and(|v| !v.starts_with(b"null"))
         || value_after_key(trimmed, b"\"error\"").is_some()
         || contains(trimmed, b"\"object\":\"error\"");
     if needs_full_parse {
@@ -206,13 +207,17 @@ mod tests {
 
     #[test]
     fn completion_text_is_content_and_empty_text_is_not() {
-        assert!(chunk(r#"{"choices":[{"index":0,"text":" render","finish_reason":null}]}"#).content);
+        assert!(
+            chunk(r#"{"choices":[{"index":0,"text":" render","finish_reason":null}]}"#).content
+        );
         assert!(!chunk(r#"{"choices":[{"index":0,"text":"","finish_reason":null}]}"#).content);
     }
 
     #[test]
     fn role_only_chat_chunk_is_not_content() {
-        let c = chunk(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#);
+        let c = chunk(
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#,
+        );
         assert!(!c.content);
         let c = chunk(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#);
         assert!(!c.content);
@@ -222,7 +227,9 @@ mod tests {
 
     #[test]
     fn logprobs_content_array_is_not_text() {
-        let c = chunk(r#"{"choices":[{"delta":{"content":""},"logprobs":{"content":[{"token":"a"}]}}]}"#);
+        let c = chunk(
+            r#"{"choices":[{"delta":{"content":""},"logprobs":{"content":[{"token":"a"}]}}]}"#,
+        );
         assert!(!c.content);
     }
 
@@ -235,10 +242,14 @@ mod tests {
     #[test]
     fn finish_reason_usage_done_and_errors() {
         assert_eq!(
-            chunk(r#"{"choices":[{"text":"a","finish_reason":"length"}]}"#).finish_reason.as_deref(),
+            chunk(r#"{"choices":[{"text":"a","finish_reason":"length"}]}"#)
+                .finish_reason
+                .as_deref(),
             Some("length")
         );
-        let u = chunk(r#"{"choices":[],"usage":{"prompt_tokens":74,"total_tokens":138,"completion_tokens":64}}"#);
+        let u = chunk(
+            r#"{"choices":[],"usage":{"prompt_tokens":74,"total_tokens":138,"completion_tokens":64}}"#,
+        );
         assert_eq!(
             u.usage,
             Some(Usage {
@@ -265,11 +276,17 @@ mod tests {
             let path = format!("{}/tests/fixtures/vllm/{name}", env!("CARGO_MANIFEST_DIR"));
             let text = std::fs::read_to_string(path).unwrap();
             for line in text.lines() {
-                let Some(data) = line.strip_prefix("data: ") else { continue };
+                let Some(data) = line.strip_prefix("data: ") else {
+                    continue;
+                };
                 if data == "[DONE]" {
                     continue;
                 }
-                assert_eq!(classify(data.as_bytes()), full_parse(data.as_bytes()), "{data}");
+                assert_eq!(
+                    classify(data.as_bytes()),
+                    full_parse(data.as_bytes()),
+                    "{data}"
+                );
             }
         }
     }

@@ -19,7 +19,9 @@ pub async fn request(
 ) -> Result<(u16, Vec<u8>)> {
     tokio::time::timeout(timeout, request_inner(addr, authority, method, path, body))
         .await
-        .with_context(|| format!("{method} http://{authority}{path}: no answer within {timeout:?}"))?
+        .with_context(|| {
+            format!("{method} http://{authority}{path}: no answer within {timeout:?}")
+        })?
 }
 
 async fn request_inner(
@@ -61,7 +63,8 @@ async fn request_inner(
         ),
     };
     let status = resp.code.unwrap_or(0);
-    let chunked = http::header(resp.headers, "transfer-encoding").is_some_and(|v| http::has_token(v, "chunked"));
+    let chunked = http::header(resp.headers, "transfer-encoding")
+        .is_some_and(|v| http::has_token(v, "chunked"));
     let raw = &buf[head_len..];
     let body = if chunked {
         let mut out = Vec::new();
@@ -77,7 +80,15 @@ async fn request_inner(
 
 /// The first model id of `GET /v1/models`.
 pub async fn first_model(addr: SocketAddr, authority: &str, prefix: &str) -> Result<String> {
-    let (status, body) = request(addr, authority, "GET", &format!("{prefix}/v1/models"), None, Duration::from_secs(10)).await?;
+    let (status, body) = request(
+        addr,
+        authority,
+        "GET",
+        &format!("{prefix}/v1/models"),
+        None,
+        Duration::from_secs(10),
+    )
+    .await?;
     if status != 200 {
         bail!(
             "GET /v1/models answered {status}: {}\nhint: pass `--model NAME`",

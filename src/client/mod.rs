@@ -11,3 +11,6 @@ pub mod url;
 pub use pool::Pool;
 pub use request::{RequestSpec, Timeouts, execute};
 pub use url::BaseUrl;
+
+#[cfg(test)]
+mod tests;

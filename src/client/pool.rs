@@ -57,7 +57,9 @@ impl Pool {
     pub async fn connect(&self, timeout: Duration) -> std::io::Result<Checkout> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(self.addr))
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
         stream.set_nodelay(true)?;
         Ok(Checkout {
             stream,

@@ -203,7 +203,11 @@ async fn exchange(
         if reused {
             return Err(Retry);
         }
-        return Ok(Err(err(ErrorKind::StreamBroken, None, format!("write: {e}"))));
+        return Ok(Err(err(
+            ErrorKind::StreamBroken,
+            None,
+            format!("write: {e}"),
+        )));
     }
     let mut buf = vec![0u8; READ_BUF];
     let mut filled = 0;
@@ -211,7 +215,11 @@ async fn exchange(
     let (status, body_kind, keep_alive, head_len) = loop {
         if filled == buf.len() {
             if buf.len() >= http::MAX_HEAD_BYTES {
-                return Ok(Err(err(ErrorKind::Protocol, None, "response head too large".into())));
+                return Ok(Err(err(
+                    ErrorKind::Protocol,
+                    None,
+                    "response head too large".into(),
+                )));
             }
             buf.resize(buf.len() * 2, 0);
         }
@@ -229,7 +237,13 @@ async fn exchange(
                 let _ = e;
                 return Err(Retry);
             }
-            Err(e) => return Ok(Err(err(ErrorKind::StreamBroken, None, format!("read: {e}")))),
+            Err(e) => {
+                return Ok(Err(err(
+                    ErrorKind::StreamBroken,
+                    None,
+                    format!("read: {e}"),
+                )));
+            }
         };
         p.t_last_read_ns = clock.now_ns();
         filled += n;
@@ -243,7 +257,8 @@ async fn exchange(
                     .is_some_and(|v| http::has_token(v, "chunked"));
                 let length = http::header(hs, "content-length")
                     .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
-                let close = http::header(hs, "connection").is_some_and(|v| http::has_token(v, "close"))
+                let close = http::header(hs, "connection")
+                    .is_some_and(|v| http::has_token(v, "close"))
                     || resp.version == Some(0);
                 let kind = if chunked {
                     BodyKind::Chunked
@@ -271,7 +286,14 @@ async fn exchange(
     if !(200..300).contains(&status) {
         let mut text = Vec::new();
         let r = body
-            .read_all(&mut stream, &mut buf, head_len, filled, &mut text, MAX_MESSAGE * 4)
+            .read_all(
+                &mut stream,
+                &mut buf,
+                head_len,
+                filled,
+                &mut text,
+                MAX_MESSAGE * 4,
+            )
             .await;
         let message = error_message(&text);
         if r.is_ok() && keep_alive && body.is_done() {
@@ -283,30 +305,35 @@ async fn exchange(
     let mut sse = SseDecoder::new();
     let mut stream_error: Option<RequestError> = None;
     let mut t_now = p.t_last_read_ns;
-    let on_event = |data: &[u8], t: u64, p: &mut Progress, stream_error: &mut Option<RequestError>| {
-        if stream_error.is_some() || p.done {
-            return;
-        }
-        match chunk::classify(data) {
-            Ok(Payload::Done) => p.done = true,
-            Ok(Payload::Chunk(c)) => {
-                if c.content {
-                    p.offsets.push(t - p.t_send_ns);
-                }
-                if c.finish_reason.is_some() {
-                    p.finish_reason = c.finish_reason;
-                }
-                if let Some(u) = c.usage {
-                    p.usage_completion = u.completion_tokens.or(p.usage_completion);
-                    p.usage_prompt = u.prompt_tokens.or(p.usage_prompt);
-                }
+    let on_event =
+        |data: &[u8], t: u64, p: &mut Progress, stream_error: &mut Option<RequestError>| {
+            if stream_error.is_some() || p.done {
+                return;
             }
-            Ok(Payload::Error(m)) => {
-                *stream_error = Some(err(ErrorKind::Protocol, None, format!("error event in stream: {m}")))
+            match chunk::classify(data) {
+                Ok(Payload::Done) => p.done = true,
+                Ok(Payload::Chunk(c)) => {
+                    if c.content {
+                        p.offsets.push(t - p.t_send_ns);
+                    }
+                    if c.finish_reason.is_some() {
+                        p.finish_reason = c.finish_reason;
+                    }
+                    if let Some(u) = c.usage {
+                        p.usage_completion = u.completion_tokens.or(p.usage_completion);
+                        p.usage_prompt = u.prompt_tokens.or(p.usage_prompt);
+                    }
+                }
+                Ok(Payload::Error(m)) => {
+                    *stream_error = Some(err(
+                        ErrorKind::Protocol,
+                        None,
+                        format!("error event in stream: {m}"),
+                    ))
+                }
+                Err(m) => *stream_error = Some(err(ErrorKind::Protocol, None, m)),
             }
-            Err(m) => *stream_error = Some(err(ErrorKind::Protocol, None, m)),
-        }
-    };
+        };
     let mut start = head_len;
     let mut end = filled;
     let outcome: Result<(), RequestError> = loop {
@@ -317,6 +344,7 @@ async fn exchange(
             break Err(err(ErrorKind::Protocol, None, m));
         }
         if body.is_done() {
+            sse.finish(|ev| on_event(ev.data, t_now, p, &mut stream_error));
             break Ok(());
         }
         let n = match stream.read(&mut buf).await {
@@ -327,6 +355,7 @@ async fn exchange(
         p.t_last_read_ns = t_now;
         if n == 0 {
             if body.ends_at_close() {
+                sse.finish(|ev| on_event(ev.data, t_now, p, &mut stream_error));
                 break Ok(());
             }
             break Err(err(
@@ -375,7 +404,10 @@ fn error_message(body: &[u8]) -> String {
             .or_else(|| v.get("detail"))
             .or_else(|| v.get("error"));
         if let Some(m) = m {
-            return m.as_str().map(str::to_owned).unwrap_or_else(|| m.to_string());
+            return m
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| m.to_string());
         }
     }
     String::from_utf8_lossy(body).trim().to_string()
@@ -419,7 +451,11 @@ impl BodyReader {
         matches!(self.kind, BodyKind::UntilClose)
     }
 
-    fn feed<'a>(&mut self, bytes: &'a [u8], mut payload: impl FnMut(&'a [u8])) -> Result<(), String> {
+    fn feed<'a>(
+        &mut self,
+        bytes: &'a [u8],
+        mut payload: impl FnMut(&'a [u8]),
+    ) -> Result<(), String> {
         match self.kind {
             BodyKind::Chunked => {
                 self.chunked

@@ -62,6 +62,22 @@ impl SseDecoder {
         self.line.extend_from_slice(bytes);
     }
 
+    /// The body ended. An event whose `data:` lines are complete but that lacks the closing
+    /// blank line is dispatched (the spec would drop it; some servers and captures end a
+    /// stream with `data: [DONE]\n`). A partial line is still discarded.
+    pub fn finish(&mut self, mut on_event: impl FnMut(SseEvent<'_>)) {
+        if self.has_data {
+            on_event(SseEvent {
+                event: &self.event,
+                data: &self.data,
+            });
+        }
+        self.data.clear();
+        self.event.clear();
+        self.has_data = false;
+        self.line.clear();
+    }
+
     /// Lines seen that were not SSE, and the start of the first one.
     pub fn stray(&self) -> (u64, &[u8]) {
         (self.stray_lines, &self.first_stray)

@@ -22,7 +22,9 @@ impl BaseUrl {
                 "`{url}`: https is not supported yet\nhint: benchmark the server over plain http (for example from the same network), or put a TLS-terminating proxy in front of the client"
             );
         } else {
-            bail!("`{url}` is not an http URL\nhint: write it as `http://HOST:PORT`, e.g. `http://127.0.0.1:8000`");
+            bail!(
+                "`{url}` is not an http URL\nhint: write it as `http://HOST:PORT`, e.g. `http://127.0.0.1:8000`"
+            );
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -78,7 +80,10 @@ mod tests {
     #[test]
     fn parses_host_port_prefix_and_rejects_others() {
         let u = BaseUrl::parse("http://127.0.0.1:8000").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.prefix.as_str()), ("127.0.0.1", 8000, ""));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.prefix.as_str()),
+            ("127.0.0.1", 8000, "")
+        );
         let u = BaseUrl::parse("http://localhost:9/api/v1/").unwrap();
         assert_eq!(u.path("/v1/completions"), "/api/v1/completions");
         assert_eq!(BaseUrl::parse("http://h").unwrap().port, 80);

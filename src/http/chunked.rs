@@ -16,17 +16,26 @@ pub enum ChunkedError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading hex digits of a chunk size.
-    Size { value: u64, digits: u8 },
+    Size {
+        value: u64,
+        digits: u8,
+    },
     /// After the size: extensions or whitespace until LF.
-    SizeLineRest { value: u64 },
+    SizeLineRest {
+        value: u64,
+    },
     /// Inside chunk data, this many bytes left.
-    Data { left: u64 },
+    Data {
+        left: u64,
+    },
     /// Expecting the CR (or bare LF) that ends chunk data.
     DataEnd,
     /// Saw CR after chunk data; expecting LF.
     DataEndLf,
     /// After the last (zero) chunk: trailer lines until an empty line.
-    Trailer { line_len: usize },
+    Trailer {
+        line_len: usize,
+    },
     Done,
 }
 

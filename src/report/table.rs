@@ -38,18 +38,43 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
     line(w, "Benchmark duration (s):", format!("{:.2}", s.window_s))?;
     line(w, "Total input tokens:", s.total_input_tokens)?;
     line(w, "Total generated tokens:", s.total_output_tokens)?;
-    line(w, "Request throughput (req/s):", format!("{:.2}", s.request_throughput))?;
+    line(
+        w,
+        "Request throughput (req/s):",
+        format!("{:.2}", s.request_throughput),
+    )?;
     if let Some(g) = s.request_goodput {
         line(w, "Request goodput (req/s):", format!("{g:.2}"))?;
     }
-    line(w, "Output token throughput (tok/s):", format!("{:.2}", s.output_throughput))?;
-    line(w, "Peak output token throughput (tok/s):", format!("{:.2}", s.max_output_tokens_per_s))?;
-    line(w, "Peak concurrent requests:", format!("{:.2}", s.max_concurrent_requests as f64))?;
-    line(w, "Total token throughput (tok/s):", format!("{:.2}", s.total_token_throughput))?;
+    line(
+        w,
+        "Output token throughput (tok/s):",
+        format!("{:.2}", s.output_throughput),
+    )?;
+    line(
+        w,
+        "Peak output token throughput (tok/s):",
+        format!("{:.2}", s.max_output_tokens_per_s),
+    )?;
+    line(
+        w,
+        "Peak concurrent requests:",
+        format!("{:.2}", s.max_concurrent_requests as f64),
+    )?;
+    line(
+        w,
+        "Total token throughput (tok/s):",
+        format!("{:.2}", s.total_token_throughput),
+    )?;
     let l = &s.latencies;
     for (key, title, short, d) in [
         ("ttft", "Time to First Token", "TTFT", &l.ttft_ms),
-        ("tpot", "Time per Output Token (excl. 1st token)", "TPOT", &l.tpot_ms),
+        (
+            "tpot",
+            "Time per Output Token (excl. 1st token)",
+            "TPOT",
+            &l.tpot_ms,
+        ),
         ("itl", "Inter-token Latency", "ITL", &l.itl_ms),
         ("e2el", "End-to-end Latency", "E2EL", &l.e2el_ms),
     ] {
@@ -63,7 +88,11 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
     line(
         w,
         "Measurement window (s):",
-        format!("{:.2} .. {:.2}", s.window.start_ns as f64 / 1e9, s.window.end_ns as f64 / 1e9),
+        format!(
+            "{:.2} .. {:.2}",
+            s.window.start_ns as f64 / 1e9,
+            s.window.end_ns as f64 / 1e9
+        ),
     )?;
     let send = if s.achieved_send_rate.is_finite() {
         format!("{:.2}", s.achieved_send_rate)
@@ -72,10 +101,18 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
     };
     line(w, "Achieved send rate (req/s):", send)?;
     if let Some(q) = &l.queue_delay_ms {
-        line(w, "Send lag p50 / p99 (ms):", format!("{:.3} / {:.3}", q.p50, q.p99))?;
+        line(
+            w,
+            "Send lag p50 / p99 (ms):",
+            format!("{:.3} / {:.3}", q.p50, q.p99),
+        )?;
     }
     if let Some(t) = &l.ttft_from_intended_ms {
-        line(w, "TTFT from intended p50 / p99 (ms):", format!("{:.2} / {:.2}", t.p50, t.p99))?;
+        line(
+            w,
+            "TTFT from intended p50 / p99 (ms):",
+            format!("{:.2} / {:.2}", t.p50, t.p99),
+        )?;
     }
     if let Some(a) = s.slo_attainment {
         line(w, "SLO attainment:", format!("{:.1}%", a * 100.0))?;
@@ -83,7 +120,11 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
     if s.errors_by_kind.is_empty() {
         line(w, "Errors by kind:", "none")?;
     } else {
-        let kinds: Vec<String> = s.errors_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let kinds: Vec<String> = s
+            .errors_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         line(w, "Errors by kind:", kinds.join(", "))?;
     }
     writeln!(
@@ -105,7 +146,12 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
     rule(w, "", '=')
 }
 
-fn dist_lines(w: &mut impl Write, name: &str, d: Option<&Distribution>, pcts: &[f64]) -> io::Result<()> {
+fn dist_lines(
+    w: &mut impl Write,
+    name: &str,
+    d: Option<&Distribution>,
+    pcts: &[f64],
+) -> io::Result<()> {
     let Some(d) = d else {
         return line(w, &format!("{name} (ms):"), "n/a (no successful request)");
     };
@@ -114,7 +160,11 @@ fn dist_lines(w: &mut impl Write, name: &str, d: Option<&Distribution>, pcts: &[
     for &p in pcts {
         let label = format!("{p}");
         let label = label.strip_suffix(".0").unwrap_or(&label);
-        line(w, &format!("P{label} {name} (ms):"), format!("{:.2}", d.percentile(p)))?;
+        line(
+            w,
+            &format!("P{label} {name} (ms):"),
+            format!("{:.2}", d.percentile(p)),
+        )?;
     }
     Ok(())
 }

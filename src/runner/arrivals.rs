@@ -11,10 +11,17 @@ use crate::rng::Rng;
 pub enum Arrival {
     /// Everything at t = 0 (`--request-rate inf`).
     AllAtOnce,
-    Poisson { rate: f64 },
-    Gamma { rate: f64, burstiness: f64 },
+    Poisson {
+        rate: f64,
+    },
+    Gamma {
+        rate: f64,
+        burstiness: f64,
+    },
     /// Evenly spaced at `rate`.
-    Constant { rate: f64 },
+    Constant {
+        rate: f64,
+    },
 }
 
 impl Arrival {
@@ -22,7 +29,9 @@ impl Arrival {
     pub fn rate(&self) -> f64 {
         match *self {
             Arrival::AllAtOnce => f64::INFINITY,
-            Arrival::Poisson { rate } | Arrival::Gamma { rate, .. } | Arrival::Constant { rate } => rate,
+            Arrival::Poisson { rate }
+            | Arrival::Gamma { rate, .. }
+            | Arrival::Constant { rate } => rate,
         }
     }
 
@@ -30,7 +39,9 @@ impl Arrival {
         match *self {
             Arrival::AllAtOnce => "all at once".into(),
             Arrival::Poisson { rate } => format!("Poisson, {rate} req/s"),
-            Arrival::Gamma { rate, burstiness } => format!("gamma (burstiness {burstiness}), {rate} req/s"),
+            Arrival::Gamma { rate, burstiness } => {
+                format!("gamma (burstiness {burstiness}), {rate} req/s")
+            }
             Arrival::Constant { rate } => format!("constant, {rate} req/s"),
         }
     }
@@ -101,13 +112,24 @@ mod tests {
         }
         let d = schedule(Arrival::Constant { rate: 10.0 }, Stop::Duration(2.0), 0);
         assert_eq!(d.len(), 20);
-        assert!(schedule(Arrival::AllAtOnce, Stop::Count(5), 0).iter().all(|&t| t == 0));
+        assert!(
+            schedule(Arrival::AllAtOnce, Stop::Count(5), 0)
+                .iter()
+                .all(|&t| t == 0)
+        );
     }
 
     #[test]
     fn burstiness_changes_dispersion_not_mean() {
         let cv = |b: f64| {
-            let s = schedule(Arrival::Gamma { rate: 10.0, burstiness: b }, Stop::Count(50_000), 2);
+            let s = schedule(
+                Arrival::Gamma {
+                    rate: 10.0,
+                    burstiness: b,
+                },
+                Stop::Count(50_000),
+                2,
+            );
             let gaps: Vec<f64> = s.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
             let m = gaps.iter().sum::<f64>() / gaps.len() as f64;
             let v = gaps.iter().map(|g| (g - m) * (g - m)).sum::<f64>() / gaps.len() as f64;
@@ -122,7 +144,13 @@ mod tests {
     #[test]
     fn same_seed_same_schedule() {
         let a = Arrival::Poisson { rate: 3.0 };
-        assert_eq!(schedule(a, Stop::Count(50), 9), schedule(a, Stop::Count(50), 9));
-        assert_ne!(schedule(a, Stop::Count(50), 9), schedule(a, Stop::Count(50), 10));
+        assert_eq!(
+            schedule(a, Stop::Count(50), 9),
+            schedule(a, Stop::Count(50), 9)
+        );
+        assert_ne!(
+            schedule(a, Stop::Count(50), 9),
+            schedule(a, Stop::Count(50), 10)
+        );
     }
 }

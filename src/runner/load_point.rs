@@ -45,7 +45,9 @@ pub async fn run(
     let mut pacer = Pacer::start(clock, lp.schedule.clone(), arrive_tx);
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let live = Arc::new(Live::default());
-    let sem = Arc::new(Semaphore::new(lp.max_concurrency.unwrap_or(Semaphore::MAX_PERMITS)));
+    let sem = Arc::new(Semaphore::new(
+        lp.max_concurrency.unwrap_or(Semaphore::MAX_PERMITS),
+    ));
     let mut progress = ProgressPrinter::new(lp.quiet, Some(lp.schedule.len()));
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;

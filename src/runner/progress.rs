@@ -20,7 +20,10 @@ impl Live {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(t) = ttft_ns {
-            self.recent_ttft_us.lock().expect("live lock").push(t / 1000);
+            self.recent_ttft_us
+                .lock()
+                .expect("live lock")
+                .push(t / 1000);
         }
     }
 

@@ -48,7 +48,8 @@ pub fn start(profile: &str, dp: usize, tokenizer: Option<PathBuf>) -> Result<Sim
 
 pub fn start_with(cfg: SimConfig) -> Result<SimHandle> {
     cfg.profile.validate()?;
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").context("bind a loopback port for the simulator")?;
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .context("bind a loopback port for the simulator")?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
     let (stop, rx) = watch::channel(false);

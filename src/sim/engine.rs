@@ -175,7 +175,9 @@ impl Engine {
         while i < self.running.len() && budget > 0 {
             let need = self.running[i].total_len() - self.running[i].computed;
             let n = need.min(budget);
-            let want = self.blocks_for(self.running[i].computed + n).saturating_sub(self.running[i].blocks);
+            let want = self
+                .blocks_for(self.running[i].computed + n)
+                .saturating_sub(self.running[i].blocks);
             let mut self_preempted = false;
             while self.free_blocks < want {
                 // preempt the lowest-priority (last admitted) running request
@@ -242,7 +244,8 @@ impl Engine {
             }
         }
         let pr = &self.profile;
-        let mut secs = pr.c0_s + pr.c_pf_s * p as f64 + pr.c_dec_s * d as f64 + pr.c_kv_s * k as f64;
+        let mut secs =
+            pr.c0_s + pr.c_pf_s * p as f64 + pr.c_dec_s * d as f64 + pr.c_kv_s * k as f64;
         if pr.jitter > 0.0 {
             secs *= (1.0 + pr.jitter * self.rng.normal()).max(0.05);
         }
@@ -277,10 +280,19 @@ impl Engine {
             let index = s.generated;
             s.generated += 1;
             let done = s.generated >= s.req.output_tokens;
-            let finish = done.then(|| if s.generated >= s.req.max_tokens { "length" } else { "stop" });
+            let reason = if s.generated >= s.req.max_tokens {
+                "length"
+            } else {
+                "stop"
+            };
+            let finish = done.then_some(reason);
             if s.first_token_ns.is_none() {
                 s.first_token_ns = Some(now_ns);
-                self.metrics.on_first_token(s.req.arrival_ns, s.first_scheduled_ns.unwrap_or(now_ns), now_ns);
+                self.metrics.on_first_token(
+                    s.req.arrival_ns,
+                    s.first_scheduled_ns.unwrap_or(now_ns),
+                    now_ns,
+                );
             } else {
                 self.metrics.on_token_gap(now_ns - s.last_token_ns);
             }

@@ -21,7 +21,15 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const NAMES: [&str; 7] = ["refuse", "http500", "http429", "http503", "stall", "drop-midstream", "malformed"];
+    pub const NAMES: [&str; 7] = [
+        "refuse",
+        "http500",
+        "http429",
+        "http503",
+        "stall",
+        "drop-midstream",
+        "malformed",
+    ];
 
     pub fn parse(s: &str) -> Result<Fault> {
         Ok(match s.trim() {
@@ -32,7 +40,10 @@ impl Fault {
             "stall" => Fault::Stall,
             "drop-midstream" => Fault::DropMidstream,
             "malformed" => Fault::Malformed,
-            other => bail!("unknown fault `{other}`\nhint: choose from {}", Fault::NAMES.join(",")),
+            other => bail!(
+                "unknown fault `{other}`\nhint: choose from {}",
+                Fault::NAMES.join(",")
+            ),
         })
     }
 }
@@ -49,7 +60,9 @@ impl Faults {
             bail!("`--fault-rate {rate}` must be in [0, 1]");
         }
         if rate > 0.0 && kinds.is_empty() {
-            bail!("`--fault-rate` without `--faults`\nhint: e.g. `--faults http500,drop-midstream`");
+            bail!(
+                "`--fault-rate` without `--faults`\nhint: e.g. `--faults http500,drop-midstream`"
+            );
         }
         Ok(Self {
             rate,

@@ -8,17 +8,20 @@ use super::engine::EngineRequest;
 use std::fmt::Write;
 
 const LATENCY_SHORT: &[f64] = &[
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
-    160.0, 640.0, 2560.0,
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
 ];
 const LATENCY_ITL: &[f64] = &[
-    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+    40.0, 80.0,
 ];
 const LATENCY_LONG: &[f64] = &[
-    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0,
-    1920.0, 7680.0,
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0, 1920.0, 7680.0,
 ];
-const TOKENS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0];
+const TOKENS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0,
+];
 const ITERATION: &[f64] = &[
     1.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0,
 ];
@@ -153,14 +156,18 @@ impl EngineMetrics {
         now: u64,
         preemptions: u32,
     ) {
-        let i = FINISH_REASONS.iter().position(|x| *x == reason).unwrap_or(3);
+        let i = FINISH_REASONS
+            .iter()
+            .position(|x| *x == reason)
+            .unwrap_or(3);
         self.success[i] += 1;
         self.prompt_tokens += r.prompt_tokens as u64;
         self.e2e.observe(s(now.saturating_sub(r.arrival_ns)));
         self.inference.observe(s(now.saturating_sub(scheduled)));
         self.decode.observe(s(now.saturating_sub(first_token)));
         if generated > 1 {
-            self.tpot.observe(s(now - first_token) / (generated - 1) as f64);
+            self.tpot
+                .observe(s(now - first_token) / (generated - 1) as f64);
         }
         self.prompt_len.observe(r.prompt_tokens as f64);
         self.generation_len.observe(generated as f64);
@@ -177,18 +184,36 @@ pub struct Gauges {
 }
 
 /// Render the Prometheus text exposition for all engines.
-pub fn render(model: &str, engines: &[(EngineMetrics, Gauges)], num_gpu_blocks: u32, block_size: u32) -> String {
+pub fn render(
+    model: &str,
+    engines: &[(EngineMetrics, Gauges)],
+    num_gpu_blocks: u32,
+    block_size: u32,
+) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let lbl = |e: usize| format!("engine=\"{e}\",model_name=\"{model}\"");
-    let family = |out: &mut String, name: &str, ty: &str, help: &str, rows: &dyn Fn(&mut String)| {
-        let _ = writeln!(out, "# HELP vllm:{name} {help}\n# TYPE vllm:{name} {ty}");
-        rows(out);
-    };
+    let family =
+        |out: &mut String, name: &str, ty: &str, help: &str, rows: &dyn Fn(&mut String)| {
+            let _ = writeln!(out, "# HELP vllm:{name} {help}\n# TYPE vllm:{name} {ty}");
+            rows(out);
+        };
     // gauges
     for (name, help, get) in [
-        ("num_requests_running", "Number of requests in model execution batches.", (|g: &Gauges| g.running as f64) as fn(&Gauges) -> f64),
-        ("num_requests_waiting", "Number of requests waiting to be processed.", |g: &Gauges| g.waiting as f64),
-        ("kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", |g: &Gauges| g.kv_usage),
+        (
+            "num_requests_running",
+            "Number of requests in model execution batches.",
+            (|g: &Gauges| g.running as f64) as fn(&Gauges) -> f64,
+        ),
+        (
+            "num_requests_waiting",
+            "Number of requests waiting to be processed.",
+            |g: &Gauges| g.waiting as f64,
+        ),
+        (
+            "kv_cache_usage_perc",
+            "KV-cache usage. 1 means 100 percent usage.",
+            |g: &Gauges| g.kv_usage,
+        ),
     ] {
         family(&mut out, name, "gauge", help, &|o: &mut String| {
             for (e, (_, g)) in engines.iter().enumerate() {
@@ -198,9 +223,21 @@ pub fn render(model: &str, engines: &[(EngineMetrics, Gauges)], num_gpu_blocks: 
     }
     // counters
     for (name, help, get) in [
-        ("num_preemptions_total", "Cumulative number of preemption from the engine.", (|m: &EngineMetrics| m.preemptions) as fn(&EngineMetrics) -> u64),
-        ("prompt_tokens_total", "Number of prefill tokens processed.", |m: &EngineMetrics| m.prompt_tokens),
-        ("generation_tokens_total", "Number of generation tokens processed.", |m: &EngineMetrics| m.generation_tokens),
+        (
+            "num_preemptions_total",
+            "Cumulative number of preemption from the engine.",
+            (|m: &EngineMetrics| m.preemptions) as fn(&EngineMetrics) -> u64,
+        ),
+        (
+            "prompt_tokens_total",
+            "Number of prefill tokens processed.",
+            |m: &EngineMetrics| m.prompt_tokens,
+        ),
+        (
+            "generation_tokens_total",
+            "Number of generation tokens processed.",
+            |m: &EngineMetrics| m.generation_tokens,
+        ),
     ] {
         family(&mut out, name, "counter", help, &|o: &mut String| {
             for (e, (m, _)) in engines.iter().enumerate() {
@@ -208,32 +245,90 @@ pub fn render(model: &str, engines: &[(EngineMetrics, Gauges)], num_gpu_blocks: 
             }
         });
     }
-    family(&mut out, "request_success_total", "counter", "Count of successfully processed requests.", &|o: &mut String| {
-        for (e, (m, _)) in engines.iter().enumerate() {
-            for (i, reason) in FINISH_REASONS.iter().enumerate() {
-                let _ = writeln!(
-                    o,
-                    "vllm:request_success_total{{engine=\"{e}\",finished_reason=\"{reason}\",model_name=\"{model}\"}} {}",
-                    num(m.success[i] as f64)
-                );
+    family(
+        &mut out,
+        "request_success_total",
+        "counter",
+        "Count of successfully processed requests.",
+        &|o: &mut String| {
+            for (e, (m, _)) in engines.iter().enumerate() {
+                for (i, reason) in FINISH_REASONS.iter().enumerate() {
+                    let _ = writeln!(
+                        o,
+                        "vllm:request_success_total{{engine=\"{e}\",finished_reason=\"{reason}\",model_name=\"{model}\"}} {}",
+                        num(m.success[i] as f64)
+                    );
+                }
             }
-        }
-    });
+        },
+    );
     type Pick = fn(&EngineMetrics) -> &Histogram;
     let hists: [(&str, &str, Pick); 13] = [
-        ("request_prompt_tokens", "Number of prefill tokens processed.", |m| &m.prompt_len),
-        ("request_generation_tokens", "Number of generation tokens processed.", |m| &m.generation_len),
-        ("iteration_tokens_total", "Histogram of number of tokens per engine_step.", |m| &m.iteration_tokens),
-        ("request_params_max_tokens", "Histogram of the max_tokens request parameter.", |m| &m.max_tokens),
-        ("time_to_first_token_seconds", "Histogram of time to first token in seconds.", |m| &m.ttft),
-        ("inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", |m| &m.itl),
-        ("request_time_per_output_token_seconds", "Histogram of time_per_output_token_seconds per request.", |m| &m.tpot),
-        ("e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", |m| &m.e2e),
-        ("request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", |m| &m.queue),
-        ("request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", |m| &m.inference),
-        ("request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.", |m| &m.prefill),
-        ("request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", |m| &m.decode),
-        ("request_num_preemptions", "Number of preemptions per request.", |m| &m.request_preemptions),
+        (
+            "request_prompt_tokens",
+            "Number of prefill tokens processed.",
+            |m| &m.prompt_len,
+        ),
+        (
+            "request_generation_tokens",
+            "Number of generation tokens processed.",
+            |m| &m.generation_len,
+        ),
+        (
+            "iteration_tokens_total",
+            "Histogram of number of tokens per engine_step.",
+            |m| &m.iteration_tokens,
+        ),
+        (
+            "request_params_max_tokens",
+            "Histogram of the max_tokens request parameter.",
+            |m| &m.max_tokens,
+        ),
+        (
+            "time_to_first_token_seconds",
+            "Histogram of time to first token in seconds.",
+            |m| &m.ttft,
+        ),
+        (
+            "inter_token_latency_seconds",
+            "Histogram of inter-token latency in seconds.",
+            |m| &m.itl,
+        ),
+        (
+            "request_time_per_output_token_seconds",
+            "Histogram of time_per_output_token_seconds per request.",
+            |m| &m.tpot,
+        ),
+        (
+            "e2e_request_latency_seconds",
+            "Histogram of e2e request latency in seconds.",
+            |m| &m.e2e,
+        ),
+        (
+            "request_queue_time_seconds",
+            "Histogram of time spent in WAITING phase for request.",
+            |m| &m.queue,
+        ),
+        (
+            "request_inference_time_seconds",
+            "Histogram of time spent in RUNNING phase for request.",
+            |m| &m.inference,
+        ),
+        (
+            "request_prefill_time_seconds",
+            "Histogram of time spent in PREFILL phase for request.",
+            |m| &m.prefill,
+        ),
+        (
+            "request_decode_time_seconds",
+            "Histogram of time spent in DECODE phase for request.",
+            |m| &m.decode,
+        ),
+        (
+            "request_num_preemptions",
+            "Number of preemptions per request.",
+            |m| &m.request_preemptions,
+        ),
     ];
     for (name, help, pick) in hists {
         family(&mut out, name, "histogram", help, &|o: &mut String| {
@@ -242,7 +337,11 @@ pub fn render(model: &str, engines: &[(EngineMetrics, Gauges)], num_gpu_blocks: 
                 let mut cum = 0;
                 for (i, c) in h.counts.iter().enumerate() {
                     cum += c;
-                    let le = h.bounds.get(i).map(|b| num(*b)).unwrap_or_else(|| "+Inf".into());
+                    let le = h
+                        .bounds
+                        .get(i)
+                        .map(|b| num(*b))
+                        .unwrap_or_else(|| "+Inf".into());
                     let _ = writeln!(
                         o,
                         "vllm:{name}_bucket{{engine=\"{e}\",le=\"{le}\",model_name=\"{model}\"}} {}",
@@ -254,14 +353,20 @@ pub fn render(model: &str, engines: &[(EngineMetrics, Gauges)], num_gpu_blocks: 
             }
         });
     }
-    family(&mut out, "cache_config_info", "gauge", "Information of the LLMEngine CacheConfig", &|o: &mut String| {
-        for e in 0..engines.len() {
-            let _ = writeln!(
-                o,
-                "vllm:cache_config_info{{block_size=\"{block_size}\",engine=\"{e}\",num_gpu_blocks=\"{num_gpu_blocks}\"}} 1.0"
-            );
-        }
-    });
+    family(
+        &mut out,
+        "cache_config_info",
+        "gauge",
+        "Information of the LLMEngine CacheConfig",
+        &|o: &mut String| {
+            for e in 0..engines.len() {
+                let _ = writeln!(
+                    o,
+                    "vllm:cache_config_info{{block_size=\"{block_size}\",engine=\"{e}\",num_gpu_blocks=\"{num_gpu_blocks}\"}} 1.0"
+                );
+            }
+        },
+    );
     out
 }
 

@@ -120,7 +120,8 @@ impl Profile {
                 NAMES.join(", ")
             );
         }
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
         Self::from_yaml(&text).map_err(|e| anyhow::anyhow!("profile `{}`: {e:#}", path.display()))
     }
 
@@ -129,10 +130,18 @@ impl Profile {
         let base = v
             .as_mapping_mut()
             .and_then(|m| m.remove("base"))
-            .map(|b| b.as_str().map(str::to_owned).context("`base` must be a profile name"))
+            .map(|b| {
+                b.as_str()
+                    .map(str::to_owned)
+                    .context("`base` must be a profile name")
+            })
             .transpose()?;
         let Some(base) = base else {
-            return serde_yaml::from_value(v).map_err(|e| anyhow::anyhow!("{e}\nhint: give every field, or `base: default` and only the ones to change"));
+            return serde_yaml::from_value(v).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}\nhint: give every field, or `base: default` and only the ones to change"
+                )
+            });
         };
         let base = Self::named(&base)
             .with_context(|| format!("unknown `base: {base}`; use one of {}", NAMES.join(", ")))?;
@@ -149,12 +158,24 @@ impl Profile {
     }
 
     pub fn validate(&self) -> Result<()> {
-        let costs = [self.c0_s, self.c_pf_s, self.c_dec_s, self.c_kv_s, self.front_end_latency_s];
+        let costs = [
+            self.c0_s,
+            self.c_pf_s,
+            self.c_dec_s,
+            self.c_kv_s,
+            self.front_end_latency_s,
+        ];
         if costs.iter().any(|c| !(c.is_finite() && *c >= 0.0)) {
             bail!("profile costs must be finite and non-negative");
         }
-        if self.max_num_seqs == 0 || self.max_num_batched_tokens == 0 || self.num_gpu_blocks == 0 || self.block_size == 0 {
-            bail!("max_num_seqs, max_num_batched_tokens, num_gpu_blocks and block_size must be positive");
+        if self.max_num_seqs == 0
+            || self.max_num_batched_tokens == 0
+            || self.num_gpu_blocks == 0
+            || self.block_size == 0
+        {
+            bail!(
+                "max_num_seqs, max_num_batched_tokens, num_gpu_blocks and block_size must be positive"
+            );
         }
         if !(0.0..1.0).contains(&self.jitter) {
             bail!("jitter must be in [0, 1)");
@@ -166,7 +187,10 @@ impl Profile {
     /// 1/X = (O/B)·c0 + I·c_pf + O·c_dec + O·(I + (O+1)/2)·c_kv.
     pub fn capacity(&self, input: u32, output: u32) -> f64 {
         let (i, o, b) = (input as f64, output as f64, self.max_num_seqs as f64);
-        1.0 / ((o / b) * self.c0_s + i * self.c_pf_s + o * self.c_dec_s + o * (i + (o + 1.0) / 2.0) * self.c_kv_s)
+        1.0 / ((o / b) * self.c0_s
+            + i * self.c_pf_s
+            + o * self.c_dec_s
+            + o * (i + (o + 1.0) / 2.0) * self.c_kv_s)
     }
 }
 

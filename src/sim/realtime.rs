@@ -56,9 +56,17 @@ impl RealtimeEngine {
     }
 
     /// Add a request; its tokens arrive on `tx`. Returns the output length drawn for it.
-    pub fn submit(&self, mut req: EngineRequest, min_tokens: u32, ignore_eos: bool, tx: UnboundedSender<TokenOut>) -> u32 {
+    pub fn submit(
+        &self,
+        mut req: EngineRequest,
+        min_tokens: u32,
+        ignore_eos: bool,
+        tx: UnboundedSender<TokenOut>,
+    ) -> u32 {
         let mut core = self.shared.core.lock().expect("engine lock");
-        req.output_tokens = core.engine.draw_output_len(req.max_tokens, min_tokens, ignore_eos);
+        req.output_tokens = core
+            .engine
+            .draw_output_len(req.max_tokens, min_tokens, ignore_eos);
         core.streams.insert(req.id, tx);
         core.engine.add(req);
         drop(core);
@@ -130,7 +138,10 @@ fn run(shared: Arc<Shared>, clock: Clock) {
         outs.clear();
         core.engine.finish_step(start + d, &mut outs);
         for o in &outs {
-            let delivered = core.streams.get(&o.id).is_some_and(|tx| tx.send(*o).is_ok());
+            let delivered = core
+                .streams
+                .get(&o.id)
+                .is_some_and(|tx| tx.send(*o).is_ok());
             if o.finish.is_some() {
                 core.streams.remove(&o.id);
             } else if !delivered {

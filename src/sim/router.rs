@@ -28,7 +28,12 @@ impl Router {
 
     /// Choose an engine at `now_ns`. `gauges(e)` reads engine `e`'s (waiting, running); it is
     /// called only when the snapshot is due for refresh.
-    pub fn route(&mut self, now_ns: u64, pinned: Option<usize>, gauges: impl Fn(usize) -> (u64, u64)) -> usize {
+    pub fn route(
+        &mut self,
+        now_ns: u64,
+        pinned: Option<usize>,
+        gauges: impl Fn(usize) -> (u64, u64),
+    ) -> usize {
         let due = self.refreshed_at.is_none_or(|t| now_ns >= t + REFRESH_NS);
         if due {
             for (e, snap) in self.snapshot.iter_mut().enumerate() {

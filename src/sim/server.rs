@@ -42,12 +42,23 @@ struct State {
 }
 
 /// Serve until `shutdown` turns true. Engines start with the server and stop with it.
-pub async fn serve(listener: TcpListener, cfg: SimConfig, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    cfg: SimConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
     cfg.profile.validate()?;
     let clock = Clock::start();
     let dp = cfg.dp.max(1);
     let engines = (0..dp)
-        .map(|r| RealtimeEngine::start(cfg.profile.clone(), crate::rng::Rng::derive(cfg.seed, r as u64 + 1).next_u64(), r, clock))
+        .map(|r| {
+            RealtimeEngine::start(
+                cfg.profile.clone(),
+                crate::rng::Rng::derive(cfg.seed, r as u64 + 1).next_u64(),
+                r,
+                clock,
+            )
+        })
         .collect();
     let state = Arc::new(State {
         front: cfg.api_servers.map(|k| Mutex::new(FrontEnd::new(k))),
@@ -100,7 +111,8 @@ async fn connection(mut stream: TcpStream, state: Arc<State>, mut shutdown: watc
                         .unwrap_or(0);
                     let pinned = http::header(req.headers, "x-data-parallel-rank")
                         .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
-                    let close = http::header(req.headers, "connection").is_some_and(|v| http::has_token(v, "close"));
+                    let close = http::header(req.headers, "connection")
+                        .is_some_and(|v| http::has_token(v, "close"));
                     break (
                         n,
                         req.method.unwrap_or("").to_string(),
@@ -112,7 +124,8 @@ async fn connection(mut stream: TcpStream, state: Arc<State>, mut shutdown: watc
                 }
                 Ok(httparse::Status::Partial) => {}
                 Err(_) => {
-                    let body = wire::error_body(400, "BadRequestError", "invalid HTTP request", None);
+                    let body =
+                        wire::error_body(400, "BadRequestError", "invalid HTTP request", None);
                     let _ = write_response(&mut stream, 400, "application/json", &body).await;
                     return;
                 }
@@ -136,7 +149,17 @@ async fn connection(mut stream: TcpStream, state: Arc<State>, mut shutdown: watc
         }
         let body: Vec<u8> = buf[head_len..head_len + body_len].to_vec();
         buf.drain(..head_len + body_len);
-        let next = match route(&mut stream, &state, &method, &path, &body, pinned, &mut shutdown).await {
+        let next = match route(
+            &mut stream,
+            &state,
+            &method,
+            &path,
+            &body,
+            pinned,
+            &mut shutdown,
+        )
+        .await
+        {
             Ok(n) => n,
             Err(_) => Next::Close,
         };
@@ -146,7 +169,12 @@ async fn connection(mut stream: TcpStream, state: Arc<State>, mut shutdown: watc
     }
 }
 
-async fn write_response(stream: &mut TcpStream, status: u16, ct: &str, body: &[u8]) -> std::io::Result<()> {
+async fn write_response(
+    stream: &mut TcpStream,
+    status: u16,
+    ct: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
     let mut out = wire::response_head(status, ct, Some(body.len()));
     out.extend_from_slice(body);
     stream.write_all(&out).await
@@ -174,21 +202,41 @@ async fn route(
             write_response(stream, 200, json, &serde_json::to_vec(&v).expect("json")).await?
         }
         ("GET", "/version") => {
-            let v = format!("{{\"version\":\"0.32.0+vllm-loadtest-sim.{}\"}}", env!("CARGO_PKG_VERSION"));
+            let v = format!(
+                "{{\"version\":\"0.32.0+vllm-loadtest-sim.{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            );
             write_response(stream, 200, json, v.as_bytes()).await?
         }
         ("GET", "/metrics") => {
             let snaps: Vec<_> = state.engines.iter().map(|e| e.snapshot()).collect();
             let p = &state.cfg.profile;
             let text = metrics::render(&state.cfg.model, &snaps, p.num_gpu_blocks, p.block_size);
-            write_response(stream, 200, "text/plain; version=0.0.4; charset=utf-8", text.as_bytes()).await?
+            write_response(
+                stream,
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                text.as_bytes(),
+            )
+            .await?
         }
         ("POST", "/reset_prefix_cache") => write_response(stream, 200, json, b"").await?,
-        ("POST", "/v1/completions") => return generate(stream, state, Api::Completions, body, pinned, shutdown).await,
-        ("POST", "/v1/chat/completions") => return generate(stream, state, Api::Chat, body, pinned, shutdown).await,
-        (_, "/health" | "/v1/models" | "/version" | "/metrics" | "/reset_prefix_cache" | "/v1/completions" | "/v1/chat/completions") => {
-            write_response(stream, 405, json, br#"{"detail":"Method Not Allowed"}"#).await?
+        ("POST", "/v1/completions") => {
+            return generate(stream, state, Api::Completions, body, pinned, shutdown).await;
         }
+        ("POST", "/v1/chat/completions") => {
+            return generate(stream, state, Api::Chat, body, pinned, shutdown).await;
+        }
+        (
+            _,
+            "/health"
+            | "/v1/models"
+            | "/version"
+            | "/metrics"
+            | "/reset_prefix_cache"
+            | "/v1/completions"
+            | "/v1/chat/completions",
+        ) => write_response(stream, 405, json, br#"{"detail":"Method Not Allowed"}"#).await?,
         _ => write_response(stream, 404, json, br#"{"detail":"Not Found"}"#).await?,
     }
     Ok(Next::KeepAlive)
@@ -206,11 +254,16 @@ struct Parsed {
 
 fn parse(state: &State, api: Api, body: &[u8]) -> Result<Parsed, (u16, &'static str, String)> {
     let bad = |m: String| (400u16, "BadRequestError", m);
-    let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
     if let Some(m) = v.get("model").and_then(Value::as_str)
         && m != state.cfg.model
     {
-        return Err((404, "NotFoundError", format!("The model `{m}` does not exist.")));
+        return Err((
+            404,
+            "NotFoundError",
+            format!("The model `{m}` does not exist."),
+        ));
     }
     if v.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
         return Err(bad("n > 1 is not supported by the simulator".into()));
@@ -220,13 +273,28 @@ fn parse(state: &State, api: Api, body: &[u8]) -> Result<Parsed, (u16, &'static 
         Api::Completions => match v.get("prompt") {
             Some(Value::String(s)) => tok.count_prompt(s),
             Some(Value::Array(a)) if a.iter().all(Value::is_u64) && !a.is_empty() => a.len() as u32,
-            Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => tok.count_prompt(a[0].as_str().unwrap_or("")),
-            Some(_) => return Err(bad("`prompt` must be a string, one string in a list, or a list of token ids".into())),
-            None => return Err(bad("[{'type': 'missing', 'loc': ('body', 'prompt'), 'msg': 'Field required'}]".into())),
+            Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
+                tok.count_prompt(a[0].as_str().unwrap_or(""))
+            }
+            Some(_) => {
+                return Err(bad(
+                    "`prompt` must be a string, one string in a list, or a list of token ids"
+                        .into(),
+                ));
+            }
+            None => {
+                return Err(bad(
+                    "[{'type': 'missing', 'loc': ('body', 'prompt'), 'msg': 'Field required'}]"
+                        .into(),
+                ));
+            }
         },
         Api::Chat => {
             let Some(msgs) = v.get("messages").and_then(Value::as_array) else {
-                return Err(bad("[{'type': 'missing', 'loc': ('body', 'messages'), 'msg': 'Field required'}]".into()));
+                return Err(bad(
+                    "[{'type': 'missing', 'loc': ('body', 'messages'), 'msg': 'Field required'}]"
+                        .into(),
+                ));
             };
             // A minimal chat template: `<|role|>\ncontent\n` per message, then the assistant tag.
             let mut rendered = String::new();
@@ -277,7 +345,10 @@ fn parse(state: &State, api: Api, body: &[u8]) -> Result<Parsed, (u16, &'static 
         min_tokens: v.get("min_tokens").and_then(Value::as_u64).unwrap_or(0) as u32,
         ignore_eos: flag("ignore_eos"),
         stream: flag("stream"),
-        include_usage: v.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false),
+        include_usage: v
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }
 
@@ -293,7 +364,13 @@ async fn generate(
     let p = match parse(state, api, body) {
         Ok(p) => p,
         Err((status, kind, msg)) => {
-            write_response(stream, status, "application/json", &wire::error_body(status, kind, &msg, None)).await?;
+            write_response(
+                stream,
+                status,
+                "application/json",
+                &wire::error_body(status, kind, &msg, None),
+            )
+            .await?;
             return Ok(Next::KeepAlive);
         }
     };
@@ -305,11 +382,29 @@ async fn generate(
         }
         Some(f @ (Fault::Http500 | Fault::Http429 | Fault::Http503)) => {
             let (status, kind, msg) = match f {
-                Fault::Http500 => (500, "InternalServerError", "simulated internal server error"),
-                Fault::Http429 => (429, "RateLimitError", "simulated rate limit: too many requests"),
-                _ => (503, "ServiceUnavailableError", "simulated overload: service unavailable"),
+                Fault::Http500 => (
+                    500,
+                    "InternalServerError",
+                    "simulated internal server error",
+                ),
+                Fault::Http429 => (
+                    429,
+                    "RateLimitError",
+                    "simulated rate limit: too many requests",
+                ),
+                _ => (
+                    503,
+                    "ServiceUnavailableError",
+                    "simulated overload: service unavailable",
+                ),
             };
-            write_response(stream, status, "application/json", &wire::error_body(status, kind, msg, None)).await?;
+            write_response(
+                stream,
+                status,
+                "application/json",
+                &wire::error_body(status, kind, msg, None),
+            )
+            .await?;
             return Ok(Next::KeepAlive);
         }
         Some(Fault::Stall) => {
@@ -328,7 +423,10 @@ async fn generate(
     let fe_ns = (state.cfg.profile.front_end_latency_s * 1e9) as u64;
     let mut ready_ns = arrival_ns + fe_ns;
     if let Some(front) = &state.front {
-        ready_ns = front.lock().expect("front end").admit(ready_ns, p.prompt_tokens, p.max_tokens);
+        ready_ns = front
+            .lock()
+            .expect("front end")
+            .admit(ready_ns, p.prompt_tokens, p.max_tokens);
     }
     let wait = ready_ns.saturating_sub(state.clock.now_ns());
     if wait > 0 {
@@ -376,7 +474,11 @@ async fn generate(
         return Ok(Next::KeepAlive);
     }
     stream
-        .write_all(&wire::response_head(200, "text/event-stream; charset=utf-8", None))
+        .write_all(&wire::response_head(
+            200,
+            "text/event-stream; charset=utf-8",
+            None,
+        ))
         .await?;
     let mut out = Vec::with_capacity(4096);
     let mut finished = false;
@@ -417,7 +519,10 @@ async fn generate(
     Ok(Next::Close)
 }
 
-async fn recv(rx: &mut mpsc::UnboundedReceiver<TokenOut>, shutdown: &mut watch::Receiver<bool>) -> Option<TokenOut> {
+async fn recv(
+    rx: &mut mpsc::UnboundedReceiver<TokenOut>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<TokenOut> {
     tokio::select! {
         t = rx.recv() => t,
         _ = shutdown.wait_for(|s| *s) => None,

@@ -73,7 +73,12 @@ pub fn simulate(cfg: &VirtualConfig, requests: &[VirtualRequest]) -> Result<Virt
     cfg.profile.validate().map_err(|e| e.to_string())?;
     let dp = cfg.dp.max(1);
     let mut engines: Vec<Engine> = (0..dp)
-        .map(|r| Engine::new(cfg.profile.clone(), crate::rng::Rng::derive(cfg.seed, r as u64 + 1).next_u64()))
+        .map(|r| {
+            Engine::new(
+                cfg.profile.clone(),
+                crate::rng::Rng::derive(cfg.seed, r as u64 + 1).next_u64(),
+            )
+        })
         .collect();
     let mut router = Router::new(dp);
     let mut front = cfg.api_servers.map(FrontEnd::new);
@@ -112,7 +117,9 @@ pub fn simulate(cfg: &VirtualConfig, requests: &[VirtualRequest]) -> Result<Virt
         match kind {
             Kind::Arrival(i) => {
                 let r = &requests[i];
-                let e = router.route(t, r.pinned_rank, |e| (engines[e].waiting() as u64, engines[e].running() as u64));
+                let e = router.route(t, r.pinned_rank, |e| {
+                    (engines[e].waiting() as u64, engines[e].running() as u64)
+                });
                 let output = engines[e].draw_output_len(r.max_tokens, r.min_tokens, r.ignore_eos);
                 engines[e].add(EngineRequest {
                     id: i as u64,
@@ -149,7 +156,9 @@ pub fn simulate(cfg: &VirtualConfig, requests: &[VirtualRequest]) -> Result<Virt
                     }
                 }
                 if cfg.check_invariants {
-                    engines[e].check_invariants().map_err(|m| format!("engine {e} at {t} ns: {m}"))?;
+                    engines[e]
+                        .check_invariants()
+                        .map_err(|m| format!("engine {e} at {t} ns: {m}"))?;
                 }
                 push(&mut heap, t, Kind::Begin(e));
             }
@@ -162,11 +171,19 @@ pub fn simulate(cfg: &VirtualConfig, requests: &[VirtualRequest]) -> Result<Virt
                         .collect(),
                 });
                 if remaining > 0 {
-                    push(&mut heap, t + cfg.sample_every_ns.unwrap_or(u64::MAX / 2), Kind::Sample);
+                    push(
+                        &mut heap,
+                        t + cfg.sample_every_ns.unwrap_or(u64::MAX / 2),
+                        Kind::Sample,
+                    );
                 }
             }
         }
-        if remaining == 0 && heap.iter().all(|Reverse((_, k, _))| matches!(k, Kind::Sample)) {
+        if remaining == 0
+            && heap
+                .iter()
+                .all(|Reverse((_, k, _))| matches!(k, Kind::Sample))
+        {
             break;
         }
     }

@@ -12,14 +12,59 @@ pub enum Api {
 
 /// A few hundred common words: the generated "text", chosen deterministically per token.
 const WORDS: &[&str] = &[
-    " the", " of", " and", " to", " in", " is", " that", " for", " it", " as", " with", " was", " on", " be",
-    " by", " this", " are", " or", " from", " at", " which", " an", " have", " not", " can", " but", " model",
-    " token", " server", " load", " time", " request", " queue", " batch", " cache", " engine", " latency",
-    " throughput", " data", " value", " system", " first", " each", " more", " when", " will", " one", " all",
+    " the",
+    " of",
+    " and",
+    " to",
+    " in",
+    " is",
+    " that",
+    " for",
+    " it",
+    " as",
+    " with",
+    " was",
+    " on",
+    " be",
+    " by",
+    " this",
+    " are",
+    " or",
+    " from",
+    " at",
+    " which",
+    " an",
+    " have",
+    " not",
+    " can",
+    " but",
+    " model",
+    " token",
+    " server",
+    " load",
+    " time",
+    " request",
+    " queue",
+    " batch",
+    " cache",
+    " engine",
+    " latency",
+    " throughput",
+    " data",
+    " value",
+    " system",
+    " first",
+    " each",
+    " more",
+    " when",
+    " will",
+    " one",
+    " all",
 ];
 
 pub fn token_text(request_id: u64, index: u32) -> &'static str {
-    let h = request_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (index as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let h = request_id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (index as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     WORDS[(h >> 33) as usize % WORDS.len()]
 }
 
@@ -60,7 +105,11 @@ impl Stream<'_> {
                 json!(text)
             ),
             Api::Chat => {
-                let stop = if finish.is_some() { r#","stop_reason":null"# } else { "" };
+                let stop = if finish.is_some() {
+                    r#","stop_reason":null"#
+                } else {
+                    ""
+                };
                 format!(
                     r#"{{"id":"{}","object":"chat.completion.chunk","created":{},"model":"{}","choices":[{{"index":0,"delta":{{"content":{}}},"logprobs":null,"finish_reason":{fr}{stop},"token_ids":null}}]}}"#,
                     self.id,
@@ -127,8 +176,10 @@ impl std::fmt::Write for Adapter<'_> {
 
 /// vLLM's error body: `{"error": {"message", "type", "param", "code"}}`.
 pub fn error_body(status: u16, kind: &str, message: &str, param: Option<&str>) -> Vec<u8> {
-    serde_json::to_vec(&json!({"error": {"message": message, "type": kind, "param": param, "code": status}}))
-        .expect("serialisable")
+    serde_json::to_vec(
+        &json!({"error": {"message": message, "type": kind, "param": param, "code": status}}),
+    )
+    .expect("serialisable")
 }
 
 pub fn response_head(status: u16, content_type: &str, length: Option<usize>) -> Vec<u8> {
@@ -142,7 +193,9 @@ pub fn response_head(status: u16, content_type: &str, length: Option<usize>) -> 
         503 => "Service Unavailable",
         _ => "Unknown",
     };
-    let mut h = format!("HTTP/1.1 {status} {reason}\r\nserver: uvicorn\r\ncontent-type: {content_type}\r\n");
+    let mut h = format!(
+        "HTTP/1.1 {status} {reason}\r\nserver: uvicorn\r\ncontent-type: {content_type}\r\n"
+    );
     match length {
         Some(n) => {
             let _ = write!(h, "content-length: {n}\r\n\r\n");

@@ -66,7 +66,8 @@ impl JsonlWriter {
 /// Read records back (for re-analysis, or to recover an interrupted run). A torn last line
 /// from a crash is skipped and reported; any other bad line is an error naming it.
 pub fn read(path: &Path) -> Result<(Vec<RequestRecord>, Option<String>)> {
-    let f = std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
+    let f =
+        std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
     let lines: Vec<String> = std::io::BufReader::new(f)
         .lines()
         .collect::<std::io::Result<_>>()
@@ -80,7 +81,11 @@ pub fn read(path: &Path) -> Result<(Vec<RequestRecord>, Option<String>)> {
         match serde_json::from_str(line) {
             Ok(r) => out.push(r),
             Err(_) if i + 1 == lines.len() => {
-                warning = Some(format!("`{}` line {}: torn last record skipped", path.display(), i + 1))
+                warning = Some(format!(
+                    "`{}` line {}: torn last record skipped",
+                    path.display(),
+                    i + 1
+                ))
             }
             Err(e) => anyhow::bail!("`{}` line {}: {e}", path.display(), i + 1),
         }

@@ -50,8 +50,14 @@ impl Column {
 
     fn plain_values(&self, out: &mut Vec<u8>) {
         match self {
-            Column::I64(v) => v.iter().flatten().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Column::F64(v) => v.iter().flatten().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Column::I64(v) => v
+                .iter()
+                .flatten()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Column::F64(v) => v
+                .iter()
+                .flatten()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
             Column::Str(v) => v.iter().flatten().for_each(|s| {
                 out.extend_from_slice(&(s.len() as u32).to_le_bytes());
                 out.extend_from_slice(s.as_bytes());
@@ -204,7 +210,8 @@ const RLE: i32 = 3;
 pub fn write(path: &Path, table: &Table) -> Result<()> {
     let bytes = encode(table);
     let tmp = path.with_extension("parquet.tmp");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create `{}`", tmp.display()))?;
+    let mut f = std::fs::File::create(&tmp)
+        .with_context(|| format!("cannot create `{}`", tmp.display()))?;
     f.write_all(&bytes)?;
     f.sync_data()?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
@@ -294,7 +301,10 @@ pub fn encode(table: &Table) -> Vec<u8> {
     m.i64(2, total);
     m.i64(3, rows as i64);
     m.end_struct();
-    m.string(6, concat!("vllm-loadtest version ", env!("CARGO_PKG_VERSION")));
+    m.string(
+        6,
+        concat!("vllm-loadtest version ", env!("CARGO_PKG_VERSION")),
+    );
     m.out.push(0);
     file.extend_from_slice(&m.out);
     file.extend_from_slice(&(m.out.len() as u32).to_le_bytes());

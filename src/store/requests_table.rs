@@ -8,15 +8,27 @@ use crate::summary::Window;
 pub fn requests(records: &[RequestRecord], window: Window) -> Table {
     let mut sorted: Vec<&RequestRecord> = records.iter().collect();
     sorted.sort_by_key(|r| r.id);
-    let i64s = |f: &dyn Fn(&RequestRecord) -> Option<i64>| Column::I64(sorted.iter().map(|r| f(r)).collect());
-    let f64s = |f: &dyn Fn(&RequestRecord) -> Option<f64>| Column::F64(sorted.iter().map(|r| f(r)).collect());
-    let strs = |f: &dyn Fn(&RequestRecord) -> Option<String>| Column::Str(sorted.iter().map(|r| f(r)).collect());
+    let i64s = |f: &dyn Fn(&RequestRecord) -> Option<i64>| {
+        Column::I64(sorted.iter().map(|r| f(r)).collect())
+    };
+    let f64s = |f: &dyn Fn(&RequestRecord) -> Option<f64>| {
+        Column::F64(sorted.iter().map(|r| f(r)).collect())
+    };
+    let strs = |f: &dyn Fn(&RequestRecord) -> Option<String>| {
+        Column::Str(sorted.iter().map(|r| f(r)).collect())
+    };
     let mut t = Table::default();
     t.push("request_id", i64s(&|r| Some(r.id as i64)));
     t.push("t_intended_ns", i64s(&|r| Some(r.t_intended_ns as i64)));
     t.push("t_send_ns", i64s(&|r| Some(r.t_send_ns as i64)));
-    t.push("t_first_token_ns", i64s(&|r| r.ttft_ns().map(|x| (r.t_send_ns + x) as i64)));
-    t.push("t_last_token_ns", i64s(&|r| r.e2e_ns().map(|x| (r.t_send_ns + x) as i64)));
+    t.push(
+        "t_first_token_ns",
+        i64s(&|r| r.ttft_ns().map(|x| (r.t_send_ns + x) as i64)),
+    );
+    t.push(
+        "t_last_token_ns",
+        i64s(&|r| r.e2e_ns().map(|x| (r.t_send_ns + x) as i64)),
+    );
     t.push("t_end_ns", i64s(&|r| Some(r.t_end_ns as i64)));
     t.push("queue_delay_ns", i64s(&|r| Some(r.queue_delay_ns() as i64)));
     t.push("connect_ns", i64s(&|r| r.connect_ns.map(|x| x as i64)));
@@ -28,21 +40,40 @@ pub fn requests(records: &[RequestRecord], window: Window) -> Table {
         f64s(&|r| r.ttft_ns().map(|x| (x + r.queue_delay_ns()) as f64 / 1e6)),
     );
     t.push("input_tokens", i64s(&|r| Some(r.input_tokens as i64)));
-    t.push("server_prompt_tokens", i64s(&|r| r.server_prompt_tokens.map(i64::from)));
+    t.push(
+        "server_prompt_tokens",
+        i64s(&|r| r.server_prompt_tokens.map(i64::from)),
+    );
     t.push("max_tokens", i64s(&|r| Some(r.max_tokens as i64)));
     t.push("output_tokens", i64s(&|r| Some(r.output_tokens as i64)));
     t.push(
         "output_tokens_source",
         strs(&|r| Some(format!("{:?}", r.output_tokens_source).to_lowercase())),
     );
-    t.push("content_events", i64s(&|r| Some(r.content_event_offsets_ns.len() as i64)));
+    t.push(
+        "content_events",
+        i64s(&|r| Some(r.content_event_offsets_ns.len() as i64)),
+    );
     t.push("finish_reason", strs(&|r| r.finish_reason.clone()));
     t.push(
         "status",
-        strs(&|r| Some(r.error.as_ref().map_or("ok", |e| e.kind.as_str()).to_string())),
+        strs(&|r| {
+            Some(
+                r.error
+                    .as_ref()
+                    .map_or("ok", |e| e.kind.as_str())
+                    .to_string(),
+            )
+        }),
     );
-    t.push("http_status", i64s(&|r| r.error.as_ref().and_then(|e| e.http_status).map(i64::from)));
-    t.push("error_message", strs(&|r| r.error.as_ref().map(|e| e.message.clone())));
+    t.push(
+        "http_status",
+        i64s(&|r| r.error.as_ref().and_then(|e| e.http_status).map(i64::from)),
+    );
+    t.push(
+        "error_message",
+        strs(&|r| r.error.as_ref().map(|e| e.message.clone())),
+    );
     t.push(
         "in_window",
         Column::Bool(

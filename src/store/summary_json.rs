@@ -68,36 +68,71 @@ pub fn build(
     m.insert("request_throughput".into(), json!(s.request_throughput));
     m.insert("request_goodput".into(), json!(s.request_goodput));
     m.insert("output_throughput".into(), json!(s.output_throughput));
-    m.insert("total_token_throughput".into(), json!(s.total_token_throughput));
+    m.insert(
+        "total_token_throughput".into(),
+        json!(s.total_token_throughput),
+    );
     if detailed {
         let mut rs: Vec<&RequestRecord> = records.iter().collect();
         rs.sort_by_key(|r| r.id);
         let secs = |ns: u64| ns as f64 / 1e9;
-        m.insert("input_lens".into(), json!(rs.iter().map(|r| r.input_tokens).collect::<Vec<_>>()));
-        m.insert("output_lens".into(), json!(rs.iter().map(|r| r.output_tokens).collect::<Vec<_>>()));
+        m.insert(
+            "input_lens".into(),
+            json!(rs.iter().map(|r| r.input_tokens).collect::<Vec<_>>()),
+        );
+        m.insert(
+            "output_lens".into(),
+            json!(rs.iter().map(|r| r.output_tokens).collect::<Vec<_>>()),
+        );
         m.insert(
             "ttfts".into(),
-            json!(rs.iter().map(|r| r.ttft_ns().map_or(0.0, secs)).collect::<Vec<_>>()),
+            json!(
+                rs.iter()
+                    .map(|r| r.ttft_ns().map_or(0.0, secs))
+                    .collect::<Vec<_>>()
+            ),
         );
         m.insert(
             "itls".into(),
-            json!(rs.iter().map(|r| r.itls_ns().map(secs).collect::<Vec<_>>()).collect::<Vec<_>>()),
+            json!(
+                rs.iter()
+                    .map(|r| r.itls_ns().map(secs).collect::<Vec<_>>())
+                    .collect::<Vec<_>>()
+            ),
         );
         m.insert(
             "latencies".into(),
-            json!(rs.iter().map(|r| r.e2e_ns().map_or(0.0, secs)).collect::<Vec<_>>()),
+            json!(
+                rs.iter()
+                    .map(|r| r.e2e_ns().map_or(0.0, secs))
+                    .collect::<Vec<_>>()
+            ),
         );
-        m.insert("start_times".into(), json!(rs.iter().map(|r| secs(r.t_send_ns)).collect::<Vec<_>>()));
+        m.insert(
+            "start_times".into(),
+            json!(rs.iter().map(|r| secs(r.t_send_ns)).collect::<Vec<_>>()),
+        );
         m.insert(
             "errors".into(),
-            json!(rs
-                .iter()
-                .map(|r| r.error.as_ref().map_or(String::new(), |e| format!("{}: {}", e.kind.as_str(), e.message)))
-                .collect::<Vec<_>>()),
+            json!(
+                rs.iter()
+                    .map(|r| r.error.as_ref().map_or(String::new(), |e| format!(
+                        "{}: {}",
+                        e.kind.as_str(),
+                        e.message
+                    )))
+                    .collect::<Vec<_>>()
+            ),
         );
     }
-    m.insert("max_output_tokens_per_s".into(), json!(s.max_output_tokens_per_s));
-    m.insert("max_concurrent_requests".into(), json!(s.max_concurrent_requests));
+    m.insert(
+        "max_output_tokens_per_s".into(),
+        json!(s.max_output_tokens_per_s),
+    );
+    m.insert(
+        "max_concurrent_requests".into(),
+        json!(s.max_concurrent_requests),
+    );
     m.insert("rtfx".into(), json!(0.0));
     let l = &s.latencies;
     for (name, d) in [
@@ -114,7 +149,10 @@ pub fn build(
         m.insert(format!("median_{name}_ms"), json!(get(&|d| d.p50)));
         m.insert(format!("std_{name}_ms"), json!(get(&|d| d.std)));
         for &p in &pct.percentiles {
-            m.insert(format!("p{}_{name}_ms", pct_key(p)), json!(get(&|d| d.percentile(p))));
+            m.insert(
+                format!("p{}_{name}_ms", pct_key(p)),
+                json!(get(&|d| d.percentile(p))),
+            );
         }
     }
     m.insert("vllm_loadtest".into(), ours);

@@ -95,7 +95,10 @@ pub fn summarize(
             *errors_by_kind.entry(e.kind.as_str()).or_insert(0) += 1;
         }
     }
-    let in_window: Vec<&RequestRecord> = records.iter().filter(|r| window.contains(r.t_send_ns)).collect();
+    let in_window: Vec<&RequestRecord> = records
+        .iter()
+        .filter(|r| window.contains(r.t_send_ns))
+        .collect();
     let ok_in: Vec<&RequestRecord> = in_window.iter().copied().filter(|r| r.is_ok()).collect();
     let completed_in: Vec<&RequestRecord> = records
         .iter()
@@ -107,11 +110,34 @@ pub fn summarize(
     let ms = |ns: f64| ns / 1e6;
     let dist = |v: Vec<f64>| Distribution::from_values(v);
     let latencies = Latencies {
-        ttft_ms: dist(ok_in.iter().filter_map(|r| r.ttft_ns()).map(|t| ms(t as f64)).collect()),
+        ttft_ms: dist(
+            ok_in
+                .iter()
+                .filter_map(|r| r.ttft_ns())
+                .map(|t| ms(t as f64))
+                .collect(),
+        ),
         tpot_ms: dist(ok_in.iter().filter_map(|r| r.tpot_ns()).map(ms).collect()),
-        itl_ms: dist(ok_in.iter().flat_map(|r| r.itls_ns()).map(|t| ms(t as f64)).collect()),
-        e2el_ms: dist(ok_in.iter().filter_map(|r| r.e2e_ns()).map(|t| ms(t as f64)).collect()),
-        queue_delay_ms: dist(in_window.iter().map(|r| ms(r.queue_delay_ns() as f64)).collect()),
+        itl_ms: dist(
+            ok_in
+                .iter()
+                .flat_map(|r| r.itls_ns())
+                .map(|t| ms(t as f64))
+                .collect(),
+        ),
+        e2el_ms: dist(
+            ok_in
+                .iter()
+                .filter_map(|r| r.e2e_ns())
+                .map(|t| ms(t as f64))
+                .collect(),
+        ),
+        queue_delay_ms: dist(
+            in_window
+                .iter()
+                .map(|r| ms(r.queue_delay_ns() as f64))
+                .collect(),
+        ),
         ttft_from_intended_ms: dist(
             ok_in
                 .iter()
@@ -128,7 +154,10 @@ pub fn summarize(
     let (request_goodput, slo_attainment) = if slos.is_empty() {
         (None, None)
     } else {
-        let good_completed = completed_in.iter().filter(|r| goodput::meets(r, slos)).count();
+        let good_completed = completed_in
+            .iter()
+            .filter(|r| goodput::meets(r, slos))
+            .count();
         let good_measured = in_window.iter().filter(|r| goodput::meets(r, slos)).count();
         (
             Some(good_completed as f64 / window_s),
@@ -190,7 +219,9 @@ fn peak_tokens_per_second(records: &[RequestRecord]) -> f64 {
     let mut buckets: BTreeMap<u64, u64> = BTreeMap::new();
     for r in records.iter().filter(|r| r.is_ok()) {
         for off in &r.content_event_offsets_ns {
-            *buckets.entry((r.t_send_ns + off) / 1_000_000_000).or_insert(0) += 1;
+            *buckets
+                .entry((r.t_send_ns + off) / 1_000_000_000)
+                .or_insert(0) += 1;
         }
     }
     buckets.values().copied().max().unwrap_or(0) as f64

@@ -44,7 +44,10 @@ fn figures_from_known_records() {
         failed(3, 300, ErrorKind::Cancelled),
     ];
     let s = summarize(&rs, 1, None, 10.0, &[]);
-    assert_eq!((s.sent, s.ok, s.failed, s.cancelled, s.not_sent), (4, 2, 1, 1, 1));
+    assert_eq!(
+        (s.sent, s.ok, s.failed, s.cancelled, s.not_sent),
+        (4, 2, 1, 1, 1)
+    );
     check_accounting(&s).unwrap();
     assert_eq!(s.errors_by_kind.get("http_status"), Some(&1));
     let ttft = s.latencies.ttft_ms.as_ref().unwrap();
@@ -56,7 +59,10 @@ fn figures_from_known_records() {
     assert_eq!(s.latencies.e2el_ms.as_ref().unwrap().max, 170.0);
     let qd = s.latencies.queue_delay_ms.as_ref().unwrap();
     assert_eq!(qd.max, 2.0);
-    assert_eq!(s.latencies.ttft_from_intended_ms.as_ref().unwrap().max, 72.0);
+    assert_eq!(
+        s.latencies.ttft_from_intended_ms.as_ref().unwrap().max,
+        72.0
+    );
     // window: 0 .. just past the last end (the failed request 3 ends at 300 + 0 + 1 ms)
     assert_eq!(s.window.end_ns, 301_000_001);
     assert_eq!(s.completed, 2);
@@ -94,5 +100,8 @@ fn goodput_counts_failures_against_attainment() {
     assert!(s.request_goodput.unwrap() > 0.0);
     assert!(goodput::Slo::parse("ttft:abc").is_err());
     assert!(goodput::Slo::parse("foo:1").is_err());
-    assert_eq!(goodput::Slo::parse("e2el:5").unwrap(), goodput::Slo::E2elMs(5.0));
+    assert_eq!(
+        goodput::Slo::parse("e2el:5").unwrap(),
+        goodput::Slo::E2elMs(5.0)
+    );
 }

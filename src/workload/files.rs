@@ -69,7 +69,11 @@ pub fn sharegpt(
         let input = tok.count_prompt(&c[0].value);
         let completion = tok.encode(&c[1].value).len() as u32;
         let output = output_len.unwrap_or(completion);
-        if input < 4 || (output_len.is_none() && completion < 4) || input > 1024 || input + output > 2048 {
+        if input < 4
+            || (output_len.is_none() && completion < 4)
+            || input > 1024
+            || input + output > 2048
+        {
             skipped += 1;
             continue;
         }
@@ -105,7 +109,12 @@ struct JsonlLine {
 
 /// JSON lines: `{"prompt": "…", "output_len": 128}` per line (`output_len` optional, else
 /// `default_output_len`). Blank lines are skipped; any other bad line is an error naming it.
-pub fn jsonl(path: &Path, num_prompts: usize, default_output_len: u32, tok: &Tokenizer) -> Result<Workload> {
+pub fn jsonl(
+    path: &Path,
+    num_prompts: usize,
+    default_output_len: u32,
+    tok: &Tokenizer,
+) -> Result<Workload> {
     let text = read(path)?;
     let mut prompts = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -136,7 +145,10 @@ pub fn jsonl(path: &Path, num_prompts: usize, default_output_len: u32, tok: &Tok
         }
     }
     if prompts.is_empty() {
-        bail!("dataset `{}` has no prompts\nhint: one JSON object per line", path.display());
+        bail!(
+            "dataset `{}` has no prompts\nhint: one JSON object per line",
+            path.display()
+        );
     }
     let mut notes = Vec::new();
     cycle_to(&mut prompts, num_prompts, &mut notes);
@@ -146,7 +158,9 @@ pub fn jsonl(path: &Path, num_prompts: usize, default_output_len: u32, tok: &Tok
 fn cycle_to(prompts: &mut Vec<Prompt>, n: usize, notes: &mut Vec<String>) {
     let have = prompts.len();
     if have < n {
-        notes.push(format!("only {have} distinct prompts for {n} requests: reused in order"));
+        notes.push(format!(
+            "only {have} distinct prompts for {n} requests: reused in order"
+        ));
         for i in have..n {
             let p = prompts[i % have].clone();
             prompts.push(p);
@@ -167,7 +181,10 @@ mod tests {
     #[test]
     fn jsonl_reads_prompts_and_names_the_bad_line() {
         let tok = Tokenizer::built_in().unwrap();
-        let p = tmp("ok.jsonl", "{\"prompt\": \"hello world\", \"output_len\": 7}\n\n{\"prompt\": \"x y z\"}\n");
+        let p = tmp(
+            "ok.jsonl",
+            "{\"prompt\": \"hello world\", \"output_len\": 7}\n\n{\"prompt\": \"x y z\"}\n",
+        );
         let w = jsonl(&p, 10, 33, &tok).unwrap();
         assert_eq!(w.prompts.len(), 10);
         assert_eq!(w.prompts[0].output_tokens, 7);
@@ -176,8 +193,14 @@ mod tests {
         let bad = tmp("bad.jsonl", "{\"prompt\": \"a\"}\n{\"promt\": \"b\"}\n");
         let e = format!("{:#}", jsonl(&bad, 10, 1, &tok).unwrap_err());
         assert!(e.contains("line 2") && e.contains("promt"), "{e}");
-        let e = format!("{:#}", jsonl(Path::new("/nonexistent/x.jsonl"), 1, 1, &tok).unwrap_err());
-        assert!(e.contains("/nonexistent/x.jsonl") && e.contains("hint"), "{e}");
+        let e = format!(
+            "{:#}",
+            jsonl(Path::new("/nonexistent/x.jsonl"), 1, 1, &tok).unwrap_err()
+        );
+        assert!(
+            e.contains("/nonexistent/x.jsonl") && e.contains("hint"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -38,7 +38,10 @@ pub fn generate(spec: &RandomSpec, tok: &Tokenizer) -> Result<Workload> {
     }
     let vocab = tok.plain_token_ids();
     if vocab.is_empty() {
-        bail!("tokenizer `{}` has no plain text tokens to build prompts from", tok.describe());
+        bail!(
+            "tokenizer `{}` has no plain text tokens to build prompts from",
+            tok.describe()
+        );
     }
     let mut rng = Rng::new(spec.seed);
     let special = tok.special_tokens_added();
@@ -62,7 +65,13 @@ pub fn generate(spec: &RandomSpec, tok: &Tokenizer) -> Result<Workload> {
         let output = rng.range_inclusive(out_lo, out_hi) as u32;
         // The server adds its special tokens (a BOS): the text carries the rest, as vLLM does.
         let body_target = input.saturating_sub(special).max(1);
-        let (text, got) = exact_text(&mut rng, tok, &vocab, &prefix, spec.prefix_len + body_target);
+        let (text, got) = exact_text(
+            &mut rng,
+            tok,
+            &vocab,
+            &prefix,
+            spec.prefix_len + body_target,
+        );
         if got != spec.prefix_len + body_target {
             off += 1;
             drift += got as i64 - (spec.prefix_len + body_target) as i64;
@@ -85,7 +94,13 @@ pub fn generate(spec: &RandomSpec, tok: &Tokenizer) -> Result<Workload> {
 
 /// Text that starts with `prefix` and encodes to exactly `target` tokens (or as close as
 /// `MAX_ROUNDS` corrections get), and its token count.
-fn exact_text(rng: &mut Rng, tok: &Tokenizer, vocab: &[u32], prefix: &str, target: u32) -> (String, u32) {
+fn exact_text(
+    rng: &mut Rng,
+    tok: &Tokenizer,
+    vocab: &[u32],
+    prefix: &str,
+    target: u32,
+) -> (String, u32) {
     let prefix_ids = tok.encode(prefix);
     let mut body: Vec<u32> = Vec::new();
     let want_body = (target as usize).saturating_sub(prefix_ids.len());
@@ -158,6 +173,10 @@ mod tests {
         let ins: Vec<u32> = w.prompts.iter().map(|p| p.input_tokens).collect();
         assert!(ins.iter().all(|&n| (50..=150).contains(&n)));
         assert!(ins.iter().min() != ins.iter().max());
-        assert!(w.prompts.iter().all(|p| (25..=75).contains(&p.output_tokens)));
+        assert!(
+            w.prompts
+                .iter()
+                .all(|p| (25..=75).contains(&p.output_tokens))
+        );
     }
 }

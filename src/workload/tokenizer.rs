@@ -47,7 +47,8 @@ impl Tokenizer {
                 path.display()
             );
         };
-        let bytes = std::fs::read(&file).with_context(|| format!("cannot read `{}`", file.display()))?;
+        let bytes =
+            std::fs::read(&file).with_context(|| format!("cannot read `{}`", file.display()))?;
         let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| {
             anyhow::anyhow!(
                 "`{}` is not a valid Hugging Face tokenizer: {e}\nhint: it must be the `tokenizer.json` saved by `tokenizers`/`transformers`",
@@ -70,7 +71,8 @@ impl Tokenizer {
     }
 
     pub fn built_in() -> Result<Self> {
-        let bpe = tiktoken_rs::cl100k_base().map_err(|e| anyhow::anyhow!("built-in tokenizer: {e}"))?;
+        let bpe =
+            tiktoken_rs::cl100k_base().map_err(|e| anyhow::anyhow!("built-in tokenizer: {e}"))?;
         Ok(Tokenizer::BuiltIn(Box::new(bpe)))
     }
 
@@ -128,11 +130,9 @@ impl Tokenizer {
             Tokenizer::BuiltIn(_) => 100_256,
         };
         let specials: std::collections::HashSet<u32> = match self {
-            Tokenizer::HuggingFace { inner, .. } => inner
-                .get_added_tokens_decoder()
-                .keys()
-                .copied()
-                .collect(),
+            Tokenizer::HuggingFace { inner, .. } => {
+                inner.get_added_tokens_decoder().keys().copied().collect()
+            }
             Tokenizer::BuiltIn(_) => Default::default(),
         };
         (0..size)

@@ -1,1 +1,10 @@
-mod sim_smoke;
+//! Integration tests: real HTTP on loopback, the binary run as a user runs it.
+//! One test binary on purpose (each extra one relinks the crate).
+
+mod bad_input;
+mod bench_timing;
+mod faults;
+mod interrupt;
+mod parquet_readers;
+mod sim_wire;
+mod support;

@@ -42,15 +42,24 @@ fn saturated_throughput_matches_the_closed_form_capacity() {
     let want = p.capacity(512, 256);
     let run = simulate(&cfg(p, 1), &requests(40.0, 3000, 512, 256, 1)).unwrap();
     let got = steady_throughput(&run);
-    assert!((got / want - 1.0).abs() < 0.05, "throughput {got:.2} vs closed form {want:.2}");
+    assert!(
+        (got / want - 1.0).abs() < 0.05,
+        "throughput {got:.2} vs closed form {want:.2}"
+    );
 }
 
 #[test]
 fn dp4_has_four_times_the_capacity_of_dp1() {
     let p = Profile::default_profile();
-    let one = steady_throughput(&simulate(&cfg(p.clone(), 1), &requests(40.0, 3000, 512, 256, 2)).unwrap());
-    let four = steady_throughput(&simulate(&cfg(p, 4), &requests(160.0, 12_000, 512, 256, 2)).unwrap());
-    assert!((four / one / 4.0 - 1.0).abs() < 0.05, "dp4 {four:.2} vs dp1 {one:.2}");
+    let one = steady_throughput(
+        &simulate(&cfg(p.clone(), 1), &requests(40.0, 3000, 512, 256, 2)).unwrap(),
+    );
+    let four =
+        steady_throughput(&simulate(&cfg(p, 4), &requests(160.0, 12_000, 512, 256, 2)).unwrap());
+    assert!(
+        (four / one / 4.0 - 1.0).abs() < 0.05,
+        "dp4 {four:.2} vs dp1 {one:.2}"
+    );
 }
 
 #[test]
@@ -63,8 +72,16 @@ fn littles_law_holds_between_engine_gauges_and_request_times() {
     let run = simulate(&c, &reqs).unwrap();
     // over the middle of the run, away from the empty start and the draining end
     let (t0, t1) = (run.end_ns / 5, run.end_ns * 3 / 5);
-    let s: Vec<&Sample> = run.samples.iter().filter(|s| s.t_ns >= t0 && s.t_ns < t1).collect();
-    let l = s.iter().map(|s| (s.engines[0].0 + s.engines[0].1) as f64).sum::<f64>() / s.len() as f64;
+    let s: Vec<&Sample> = run
+        .samples
+        .iter()
+        .filter(|s| s.t_ns >= t0 && s.t_ns < t1)
+        .collect();
+    let l = s
+        .iter()
+        .map(|s| (s.engines[0].0 + s.engines[0].1) as f64)
+        .sum::<f64>()
+        / s.len() as f64;
     // λ and W of the requests that arrived in the window
     let inw: Vec<&VirtualOutcome> = run
         .outcomes
@@ -77,7 +94,11 @@ fn littles_law_holds_between_engine_gauges_and_request_times() {
         .map(|o| (o.finish_ns.unwrap() - o.engine_arrival_ns) as f64 / 1e9)
         .sum::<f64>()
         / inw.len() as f64;
-    assert!((l / (lambda * w) - 1.0).abs() < 0.05, "L {l:.2} vs λW {:.2}", lambda * w);
+    assert!(
+        (l / (lambda * w) - 1.0).abs() < 0.05,
+        "L {l:.2} vs λW {:.2}",
+        lambda * w
+    );
 }
 
 #[test]
@@ -99,7 +120,10 @@ fn single_slot_engine_waits_like_md1() {
         let q = &run.engines[0].metrics.queue;
         let got = q.sum() / q.count() as f64;
         let want = rho * s / (2.0 * (1.0 - rho));
-        assert!((got / want - 1.0).abs() < 0.10, "ρ={rho}: wait {got:.5} s vs M/D/1 {want:.5} s");
+        assert!(
+            (got / want - 1.0).abs() < 0.10,
+            "ρ={rho}: wait {got:.5} s vs M/D/1 {want:.5} s"
+        );
     }
 }
 
@@ -164,6 +188,12 @@ fn low_load_ttft_is_the_seeds_85ms_and_the_curve_plateaus_and_blows_up() {
         prev_tp = tp;
     }
     let cap = p.capacity(512, 256);
-    assert!(curve[3].1 < cap * 1.05 && curve[3].1 > cap * 0.9, "plateau at capacity: {curve:?}");
-    assert!(curve[3].2 > 20.0 * curve[0].2, "TTFT blow-up past the knee: {curve:?}");
+    assert!(
+        curve[3].1 < cap * 1.05 && curve[3].1 > cap * 0.9,
+        "plateau at capacity: {curve:?}"
+    );
+    assert!(
+        curve[3].2 > 20.0 * curve[0].2,
+        "TTFT blow-up past the knee: {curve:?}"
+    );
 }

@@ -1,0 +1,114 @@
+//! Bad input gets one clear message naming the problem and the fix, and a non-zero exit.
+
+use crate::support::*;
+
+fn fails_with(args: &[&str], must_contain: &[&str]) {
+    let r = run(args);
+    assert_ne!(r.code, Some(0), "should fail: {args:?}");
+    for m in must_contain {
+        assert!(r.stderr.contains(m), "stderr lacks `{m}`:\n{}", r.stderr);
+    }
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}
+
+#[test]
+fn unknown_flag_suggests_the_right_one() {
+    fails_with(
+        &["bench", "--request-rates", "5"],
+        &["--request-rates", "--request-rate"],
+    );
+}
+
+#[test]
+fn missing_dataset_names_the_file_and_the_fix() {
+    fails_with(
+        &[
+            "bench",
+            "--sim",
+            "zero",
+            "--dataset-name",
+            "jsonl",
+            "--dataset-path",
+            "/nonexistent/prompts.jsonl",
+        ],
+        &["/nonexistent/prompts.jsonl", "hint:"],
+    );
+    fails_with(
+        &["bench", "--sim", "zero", "--dataset-name", "sharegpt"],
+        &["--dataset-path"],
+    );
+}
+
+#[test]
+fn malformed_tokenizer_is_named() {
+    let dir = temp_dir("badtok");
+    let f = dir.join("tokenizer.json");
+    std::fs::write(&f, "{ this is not a tokenizer").unwrap();
+    fails_with(
+        &["bench", "--sim", "zero", "--tokenizer", f.to_str().unwrap()],
+        &[
+            "tokenizer.json",
+            "not a valid Hugging Face tokenizer",
+            "hint:",
+        ],
+    );
+    fails_with(
+        &["bench", "--sim", "zero", "--tokenizer", "/no/such/dir"],
+        &["/no/such/dir", "hint:"],
+    );
+}
+
+#[test]
+fn nothing_listening_says_so_and_how_to_fix_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    fails_with(
+        &[
+            "bench",
+            "--base-url",
+            &format!("http://127.0.0.1:{port}"),
+            "--num-prompts",
+            "1",
+        ],
+        &["cannot connect", &port.to_string(), "hint:"],
+    );
+}
+
+#[test]
+fn impossible_load_settings_are_rejected_before_sending() {
+    fails_with(
+        &["bench", "--sim", "zero", "--request-rate=-3"],
+        &["--request-rate", "hint:"],
+    );
+    fails_with(
+        &["bench", "--sim", "zero", "--duration", "5"],
+        &["--duration", "request-rate"],
+    );
+    fails_with(
+        &[
+            "bench",
+            "--sim",
+            "zero",
+            "--request-rate",
+            "5",
+            "--duration",
+            "2",
+            "--warmup",
+            "1",
+            "--cooldown",
+            "1",
+        ],
+        &["nothing", "--duration"],
+    );
+    fails_with(
+        &["bench", "--sim", "zero", "--goodput", "ttft=5"],
+        &["--goodput", "hint:"],
+    );
+    fails_with(
+        &["bench", "--sim", "zero", "--endpoint", "/v1/embeddings"],
+        &["/v1/embeddings", "hint:"],
+    );
+}

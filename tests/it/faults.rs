@@ -1,0 +1,118 @@
+//! Every way a request can fail is recorded with its kind and message, counted, and never
+//! lost: `sent = ok + failed + cancelled` holds.
+
+use crate::support::*;
+
+#[test]
+fn each_fault_is_recorded_with_its_kind_and_message() {
+    let server = fake_server(|i| match i % 6 {
+        0 => Behavior::Stream {
+            first_ms: 2,
+            gap_ms: 1,
+            tokens: 8,
+        },
+        1 => Behavior::Status(500),
+        2 => Behavior::Status(429),
+        3 => Behavior::Cut { after: 3 },
+        4 => Behavior::Garbage,
+        _ => Behavior::Silent,
+    });
+    let dir = temp_dir("faults");
+    // one request at a time, so request i meets behaviour i % 6
+    let r = run(&[
+        "bench",
+        "--base-url",
+        &server.url(),
+        "--model",
+        "m",
+        "--random-input-len",
+        "16",
+        "--random-output-len",
+        "8",
+        "--num-prompts",
+        "12",
+        "--max-concurrency",
+        "1",
+        "--request-timeout",
+        "1",
+        "--quiet",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_accounted(&dir, 12);
+    // nothing was sent twice
+    assert_eq!(
+        server.requests.load(std::sync::atomic::Ordering::SeqCst),
+        12
+    );
+    let recs = records(&dir);
+    let kind_of = |id: u64| -> (String, Option<u64>, String) {
+        let r = recs.iter().find(|r| r["id"] == id).unwrap();
+        match &r["error"] {
+            serde_json::Value::Null => ("ok".into(), None, String::new()),
+            e => (
+                e["kind"].as_str().unwrap().into(),
+                e["http_status"].as_u64(),
+                e["message"].as_str().unwrap().into(),
+            ),
+        }
+    };
+    for base in [0, 6] {
+        assert_eq!(kind_of(base).0, "ok");
+        let (k, st, m) = kind_of(base + 1);
+        assert_eq!((k.as_str(), st), ("http_status", Some(500)));
+        assert!(m.contains("scripted failure 500"), "{m}");
+        assert_eq!(kind_of(base + 2).1, Some(429));
+        let (k, _, m) = kind_of(base + 3);
+        assert_eq!(k, "stream_broken", "{m}");
+        let (k, _, m) = kind_of(base + 4);
+        assert_eq!(k, "protocol");
+        assert!(m.contains("not json"), "{m}");
+        assert_eq!(kind_of(base + 5).0, "timeout");
+    }
+    let s = summary(&dir);
+    let by_kind = &s["vllm_loadtest"]["summary"]["errors_by_kind"];
+    assert_eq!(by_kind["http_status"], 4);
+    assert_eq!(by_kind["timeout"], 2);
+    assert!(r.stdout.contains("Errors by kind:"));
+    assert!(r.stdout.contains("timeout 2"));
+}
+
+#[test]
+fn refused_connections_are_connect_errors_not_a_crash() {
+    // a port with nothing behind it
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = temp_dir("refused");
+    let r = run(&[
+        "bench",
+        "--base-url",
+        &format!("http://127.0.0.1:{port}"),
+        "--model",
+        "m",
+        "--random-input-len",
+        "16",
+        "--random-output-len",
+        "8",
+        "--num-prompts",
+        "5",
+        "--quiet",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_accounted(&dir, 5);
+    assert_eq!(
+        summary(&dir)["vllm_loadtest"]["summary"]["errors_by_kind"]["connect"],
+        5
+    );
+    assert!(
+        r.stdout.contains("5 of 5 requests failed") || r.stdout.contains("failed 5"),
+        "{}",
+        r.stdout
+    );
+}

@@ -1,0 +1,64 @@
+//! Ctrl-C mid-run: in-flight requests are cancelled and recorded, the raw file is valid,
+//! the summary says `interrupted`, and every request sent is accounted for.
+
+use crate::support::*;
+use std::time::Duration;
+
+#[test]
+fn sigint_leaves_valid_partial_results() {
+    let server = fake_server(|_| Behavior::Stream {
+        first_ms: 20,
+        gap_ms: 100,
+        tokens: 64,
+    });
+    let dir = temp_dir("sigint");
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "bench",
+            "--base-url",
+            &server.url(),
+            "--model",
+            "m",
+            "--random-input-len",
+            "16",
+            "--random-output-len",
+            "64",
+            "--num-prompts",
+            "100",
+            "--request-rate",
+            "10",
+            "--quiet",
+            "--output-dir",
+            dir.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    // SAFETY: plain kill(2) on the child we started.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bench did not stop after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "an interrupted run exits non-zero");
+    let s = summary(&dir);
+    assert_eq!(s["vllm_loadtest"]["status"], "interrupted");
+    let sm = &s["vllm_loadtest"]["summary"];
+    let sent = sm["sent"].as_u64().unwrap();
+    assert!(sent > 5 && sent < 100, "sent {sent}");
+    assert!(sm["cancelled"].as_u64().unwrap() > 0);
+    assert_eq!(sm["not_sent"].as_u64().unwrap(), 100 - sent);
+    assert_accounted(&dir, sent);
+}

@@ -1,0 +1,329 @@
+//! The simulator on the wire: vLLM's metric families and types, streams our client decodes
+//! like real vLLM's, vLLM's error statuses, and `bench --sim` end to end.
+
+use crate::support::*;
+use std::sync::Arc;
+use std::time::Duration;
+use vllm_loadtest::client::chunk::{Payload, classify};
+use vllm_loadtest::client::get;
+use vllm_loadtest::client::sse::SseDecoder;
+use vllm_loadtest::prom;
+use vllm_loadtest::sim::background::{SimHandle, start_with};
+use vllm_loadtest::sim::faults::{Fault, Faults};
+use vllm_loadtest::sim::{Profile, SimConfig};
+use vllm_loadtest::workload::Tokenizer;
+
+fn sim(profile: Profile, dp: usize, faults: Faults) -> SimHandle {
+    start_with(SimConfig {
+        profile,
+        dp,
+        seed: 1,
+        model: "sim-llama".into(),
+        api_servers: None,
+        faults,
+        tokenizer: Arc::new(Tokenizer::built_in().unwrap()),
+    })
+    .unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn call(h: &SimHandle, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
+    let addr = h.addr();
+    rt().block_on(get::request(
+        addr,
+        &addr.to_string(),
+        method,
+        path,
+        body.map(str::as_bytes),
+        Duration::from_secs(20),
+    ))
+    .unwrap()
+}
+
+#[test]
+fn metrics_parse_and_share_vllms_types_and_engine_labels() {
+    let h = sim(Profile::named("zero").unwrap(), 2, Faults::none());
+    // some traffic first, so histograms have counts
+    for _ in 0..4 {
+        let (st, _) = call(
+            &h,
+            "POST",
+            "/v1/completions",
+            Some(r#"{"model":"sim-llama","prompt":"hello there","max_tokens":5}"#),
+        );
+        assert_eq!(st, 200);
+    }
+    let (st, body) = call(&h, "GET", "/metrics", None);
+    assert_eq!(st, 200);
+    let ours = prom::parse(std::str::from_utf8(&body).unwrap()).unwrap();
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/vllm/metrics.txt"
+    ))
+    .unwrap();
+    let real = prom::parse(&fixture).unwrap();
+    let mut shared = 0;
+    for (name, ty) in &ours.types {
+        if let Some(real_ty) = real.types.get(name) {
+            assert_eq!(ty, real_ty, "type of {name}");
+            shared += 1;
+        }
+    }
+    assert!(shared >= 15, "only {shared} families shared with vLLM");
+    for required in [
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:kv_cache_usage_perc",
+        "vllm:prompt_tokens_total",
+        "vllm:generation_tokens_total",
+        "vllm:request_success_total",
+        "vllm:num_preemptions_total",
+        "vllm:time_to_first_token_seconds",
+        "vllm:inter_token_latency_seconds",
+        "vllm:e2e_request_latency_seconds",
+        "vllm:request_queue_time_seconds",
+        "vllm:request_prefill_time_seconds",
+        "vllm:request_decode_time_seconds",
+    ] {
+        assert!(ours.types.contains_key(required), "missing {required}");
+    }
+    assert_eq!(
+        ours.find(
+            "vllm:num_requests_running",
+            &[("engine", "1"), ("model_name", "sim-llama")]
+        )
+        .count(),
+        1
+    );
+    let done: f64 = ours
+        .find(
+            "vllm:request_success_total",
+            &[("finished_reason", "length")],
+        )
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(done, 4.0);
+    let generated: f64 = ours
+        .find("vllm:generation_tokens_total", &[])
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(generated, 20.0);
+}
+
+fn decode_stream(body: &[u8]) -> (usize, Option<usize>, Option<u32>, bool) {
+    let mut d = SseDecoder::new();
+    let (mut content, mut first, mut usage, mut done, mut idx) = (0, None, None, false, 0);
+    d.feed(body, |ev| {
+        match classify(ev.data).unwrap() {
+            Payload::Done => done = true,
+            Payload::Chunk(c) => {
+                if c.content {
+                    content += 1;
+                    first.get_or_insert(idx);
+                }
+                if let Some(u) = c.usage {
+                    usage = u.completion_tokens;
+                }
+            }
+            Payload::Error(e) => panic!("{e}"),
+        }
+        idx += 1;
+    });
+    (content, first, usage, done)
+}
+
+#[test]
+fn streams_decode_like_real_vllm_streams() {
+    let h = sim(Profile::named("zero").unwrap(), 1, Faults::none());
+    let (st, body) = call(
+        &h,
+        "POST",
+        "/v1/completions",
+        Some(
+            r#"{"model":"sim-llama","prompt":"a b c","max_tokens":64,"stream":true,"ignore_eos":true,"stream_options":{"include_usage":true}}"#,
+        ),
+    );
+    assert_eq!(st, 200);
+    assert_eq!(decode_stream(&body), (64, Some(0), Some(64), true));
+    let (st, body) = call(
+        &h,
+        "POST",
+        "/v1/chat/completions",
+        Some(
+            r#"{"model":"sim-llama","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":16,"stream":true,"stream_options":{"include_usage":true}}"#,
+        ),
+    );
+    assert_eq!(st, 200);
+    let (content, first, usage, done) = decode_stream(&body);
+    assert_eq!(first, Some(1), "role-only chunk first, as vLLM");
+    assert_eq!(usage, Some(content as u32));
+    assert!(done && content >= 1);
+}
+
+#[test]
+fn bad_requests_get_vllms_statuses() {
+    let h = sim(Profile::named("zero").unwrap(), 1, Faults::none());
+    let cases = [
+        (
+            "POST",
+            "/v1/completions",
+            Some(r#"{"model":"sim-llama"}"#),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            Some(r#"{"model":"nope","prompt":"x"}"#),
+            404,
+        ),
+        ("POST", "/v1/completions", Some("not json"), 400),
+        (
+            "POST",
+            "/v1/chat/completions",
+            Some(r#"{"model":"sim-llama"}"#),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            Some(r#"{"prompt":"x","max_tokens":100000}"#),
+            400,
+        ),
+        ("GET", "/v1/completions", None, 405),
+        ("GET", "/nope", None, 404),
+        ("GET", "/health", None, 200),
+        ("GET", "/version", None, 200),
+        ("POST", "/reset_prefix_cache", None, 200),
+    ];
+    for (m, p, b, want) in cases {
+        let (st, body) = call(&h, m, p, b);
+        assert_eq!(
+            st,
+            want,
+            "{m} {p} {b:?}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        if want == 400 || want == 404 && p.starts_with("/v1") {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["error"]["code"], want, "{v}");
+        }
+    }
+}
+
+#[test]
+fn bench_against_the_built_in_simulator_end_to_end() {
+    let dir = temp_dir("bench-sim");
+    let r = run(&[
+        "bench",
+        "--sim",
+        "default",
+        "--sim-dp",
+        "2",
+        "--random-input-len",
+        "64",
+        "--random-output-len",
+        "16",
+        "--num-prompts",
+        "40",
+        "--request-rate",
+        "20",
+        "--quiet",
+        "--save-result",
+        "--result-dir",
+        dir.to_str().unwrap(),
+        "--result-filename",
+        "vllm.json",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_accounted(&dir, 40);
+    let s = summary(&dir);
+    assert_eq!(s["completed"], 40);
+    // default profile, light load: TTFT is the front end plus about one prefill step
+    let ttft = s["median_ttft_ms"].as_f64().unwrap();
+    assert!((30.0..150.0).contains(&ttft), "TTFT {ttft}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("vllm.json")).unwrap()).unwrap();
+    // every key vLLM's --save-result writes
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/vllm/bench-serve-result.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let detailed = [
+        "input_lens",
+        "output_lens",
+        "ttfts",
+        "itls",
+        "latencies",
+        "start_times",
+        "queue_times",
+        "generated_texts",
+        "errors",
+    ];
+    for k in fixture.as_object().unwrap().keys() {
+        if detailed.contains(&k.as_str()) {
+            continue;
+        }
+        assert!(v.get(k).is_some(), "vLLM key `{k}` missing");
+    }
+    for f in [
+        "requests.jsonl",
+        "requests.parquet",
+        "events.parquet",
+        "summary.json",
+    ] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+}
+
+#[test]
+fn simulator_faults_reach_the_client_as_typed_errors() {
+    let faults = Faults::new(
+        0.6,
+        vec![
+            Fault::Http500,
+            Fault::Http503,
+            Fault::DropMidstream,
+            Fault::Malformed,
+        ],
+        3,
+    )
+    .unwrap();
+    let h = sim(Profile::named("zero").unwrap(), 1, faults);
+    let dir = temp_dir("sim-faults");
+    let r = run(&[
+        "bench",
+        "--base-url",
+        &format!("http://{}", h.addr()),
+        "--model",
+        "sim-llama",
+        "--random-input-len",
+        "16",
+        "--random-output-len",
+        "8",
+        "--num-prompts",
+        "80",
+        "--request-rate",
+        "200",
+        "--quiet",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_accounted(&dir, 80);
+    let by_kind = &summary(&dir)["vllm_loadtest"]["summary"]["errors_by_kind"];
+    for k in ["http_status", "stream_broken", "protocol"] {
+        assert!(by_kind[k].as_u64().unwrap_or(0) > 0, "no {k}: {by_kind}");
+    }
+}
