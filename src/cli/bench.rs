@@ -6,6 +6,7 @@ use crate::client::{self, BaseUrl, Pool, RequestSpec, Timeouts};
 use crate::record::RequestRecord;
 use crate::runner::arrivals::{self, Arrival, Stop};
 use crate::runner::load_point::{self, LoadPoint};
+use crate::runner::usage::ProcessUsage;
 use crate::store::{self, jsonl::JsonlWriter, summary_json};
 use crate::summary::{self, Window, goodput::Slo};
 use crate::workload::body::{self, BodyOptions, Endpoint};
@@ -324,7 +325,10 @@ async fn run_async(
         drain: a.duration.map(|_| Duration::from_secs_f64(a.drain_timeout)),
         quiet: a.quiet,
     };
+    let usage_before = ProcessUsage::now();
     let outcome = load_point::run(lp, writer.sender(), int_rx).await;
+    let wall_s = outcome.clock.now_ns() as f64 / 1e9;
+    let usage = ProcessUsage::now().since(&usage_before);
     let records = writer.finish()?;
     let window = plan.window.map(|(s, e)| Window {
         start_ns: (s * 1e9) as u64,
@@ -332,7 +336,25 @@ async fn run_async(
     });
     let s = summary::summarize(&records, outcome.not_sent, window, rate, &plan.slos);
     summary::check_accounting(&s).map_err(anyhow::Error::msg)?;
-    let warnings = validity_warnings(&s, &records, tok, outcome.interrupted);
+    let mut warnings = validity_warnings(&s, &records, tok, outcome.interrupted);
+    // One client core fully busy means the client, not the server, may have set the pace.
+    let cpu_share = usage.cpu_s() / wall_s.max(1e-9) / a.client_threads as f64;
+    if cpu_share > 0.9 {
+        warnings.push(format!(
+            "the client used {:.0}% of its {} core(s): it may be the bottleneck (add `--client-threads`)",
+            cpu_share * 100.0,
+            a.client_threads
+        ));
+    }
+    let client = serde_json::json!({
+        "wall_s": wall_s,
+        "cpu_s": usage.cpu_s(),
+        "user_cpu_s": usage.user_cpu_s,
+        "system_cpu_s": usage.system_cpu_s,
+        "cpu_share_of_threads": cpu_share,
+        "max_rss_bytes": usage.max_rss_bytes,
+        "threads": a.client_threads,
+    });
     let mut stdout = std::io::stdout().lock();
     crate::report::table::render(
         &mut stdout,
@@ -355,6 +377,7 @@ async fn run_async(
         tok,
         outcome.interrupted,
         &warnings,
+        client,
     )?;
     eprintln!("results: {}", out_dir.display());
     if outcome.interrupted {
@@ -423,6 +446,7 @@ fn write_results(
     tok: &Tokenizer,
     interrupted: bool,
     warnings: &[String],
+    client: serde_json::Value,
 ) -> Result<()> {
     store::parquet::write(
         &out_dir.join("requests.parquet"),
@@ -455,6 +479,7 @@ fn write_results(
         "finished_at": store::time::rfc3339(now),
         "arrival": plan.arrival.describe(),
         "summary": s,
+        "client": client,
         "warnings": warnings,
     });
     let full = summary_json::build(&info, s, &pct, records, false, ours.clone());

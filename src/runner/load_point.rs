@@ -64,6 +64,8 @@ pub async fn run(
             biased;
             _ = interrupt.wait_for(|i| *i) => { interrupted = true; break; }
             _ = ticker.tick() => progress.tick(&live, clock.now_ns() as f64 / 1e9),
+            // reap finished tasks as we go, so a long run holds no dead handles
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             next = arrive_rx.recv() => {
                 let Some(i) = next else { break };
                 released += 1;

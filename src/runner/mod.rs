@@ -5,3 +5,4 @@ pub mod arrivals;
 pub mod load_point;
 pub mod pacer;
 pub mod progress;
+pub mod usage;

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Whole-process client benchmark: the `zero` simulator pinned to one core, `bench` pinned to
+# the other, a sweep of request rates. Prints, per rate: achieved throughput, TTFT p50/p99,
+# send lag p99, client CPU share and peak RSS. Loopback only; every process it starts it stops.
+#
+# Usage: scripts/bench-client.sh [RATES...]    (default: 500 1000 2000 3000 4000 5000)
+# Env:   DURATION=5  OUT_LEN=64  IN_LEN=32  PORT=18765  BIN=target/release/vllm-loadtest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-target/release/vllm-loadtest}
+DURATION=${DURATION:-5}
+OUT_LEN=${OUT_LEN:-64}
+IN_LEN=${IN_LEN:-32}
+PORT=${PORT:-18765}
+RATES=("$@")
+[ ${#RATES[@]} -gt 0 ] || RATES=(500 1000 2000 3000 4000 5000)
+[ -x "$BIN" ] || cargo build --release
+WORK=$(mktemp -d /tmp/bench-client.XXXXXX)
+
+taskset -c 1 "$BIN" sim --profile zero --port "$PORT" --served-model-name m 2> "$WORK/sim.log" &
+SIM=$!
+trap 'kill "$SIM" 2>/dev/null; wait "$SIM" 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
+  sleep 0.1
+done
+
+printf '%-8s %-10s %-10s %-10s %-12s %-9s %-9s\n' rate achieved ttft_p50 ttft_p99 sendlag_p99 cpu% rss_MB
+for r in "${RATES[@]}"; do
+  out="$WORK/r$r"
+  taskset -c 0 "$BIN" bench --base-url "http://127.0.0.1:$PORT" --model m \
+    --random-input-len "$IN_LEN" --random-output-len "$OUT_LEN" --num-prompts 1000 \
+    --request-rate "$r" --duration "$DURATION" --quiet --output-dir "$out" > /dev/null 2> "$out.err" || true
+  python3 - "$out/summary.json" "$r" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+o = s["vllm_loadtest"]
+l = o["summary"]["latencies"]
+c = o["client"]
+q = l["queue_delay_ms"]["p99"] if l.get("queue_delay_ms") else float("nan")
+print(f'{sys.argv[2]:<8} {s["request_throughput"]:<10.1f} {s["median_ttft_ms"]:<10.3f} {s["p99_ttft_ms"]:<10.3f} {q:<12.3f} {100*c["cpu_share_of_threads"]:<9.0f} {c["max_rss_bytes"]/1e6:<9.1f}')
+PY
+done
