@@ -33,10 +33,12 @@ impl Clock {
     }
 }
 
-/// How long before a deadline to stop sleeping in the kernel and spin instead. With the
-/// thread's timer slack at 1 ns (see `tighten_timer_slack`) a kernel sleep overshoots by
-/// tens of microseconds, so 80 µs keeps the wake-up error in the spin's nanoseconds.
-const SPIN_WINDOW: Duration = Duration::from_micros(80);
+/// How long before a deadline to stop sleeping in the kernel and spin instead. Zero: with
+/// the thread's timer slack at 1 ns (see `tighten_timer_slack`) a kernel sleep wakes within
+/// tens of microseconds, and a spinning thread steals the core from the runtime it feeds
+/// when both share one core (measured: send lag p99 2 ms at 500 req/s with a 80 µs spin,
+/// both pinned to one core).
+const SPIN_WINDOW: Duration = Duration::ZERO;
 
 /// Ask Linux to wake this thread's sleeps on time (default slack is 50 µs). Best effort.
 pub fn tighten_timer_slack() {

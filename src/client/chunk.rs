@@ -3,20 +3,11 @@
 //! an error?
 //!
 //! The hot path does not build a JSON tree. In valid JSON an unescaped `"` only delimits
-//! strings, so `"text"` followed by `:` can only be a key; a key scan decides the common
-//! chunk in one pass over its bytes. Payloads naming `usage` or `error` (one per request)
-//! and anything that does not look like a JSON object go through `serde_json`.
+//! strings, so a string followed by `:` is a key; one pass over the bytes reads every key
+//! and looks at the values of the few that matter. Payloads naming `usage` or `error` (one
+//! per request) go through `serde_json`, exactly.
 
 use serde::Deserialize;
-
-/// The keys whose non-empty string value is generated output: completions `text`, chat
-/// `delta.content`, and the reasoning fields of reasoning models.
-const CONTENT_KEYS: [&[u8]; 4] = [
-    b"\"text\"",
-    b"\"content\"",
-    b"\"reasoning_content\"",
-    b"\"reasoning\"",
-];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
@@ -55,47 +46,59 @@ pub fn classify(data: &[u8]) -> Result<Payload, String> {
             String::from_utf8_lossy(&trimmed[..trimmed.len().min(120)])
         ));
     }
-    let needs_full_parse = value_after_key(trimmed, b"\"usage\"")
-        .is_some_and(|v| !v.starts_with(b"null"))
-        || value_after_key(trimmed, b"\"error\"").is_some()
-        || contains(trimmed, b"\"object\":\"error\"");
-    if needs_full_parse {
-        return full_parse(trimmed);
+    match scan(trimmed) {
+        Some(chunk) => Ok(Payload::Chunk(chunk)),
+        None => full_parse(trimmed),
     }
-    let content = CONTENT_KEYS.iter().any(|k| has_nonempty_string(trimmed, k));
-    let finish_reason = value_after_key(trimmed, b"\"finish_reason\"").and_then(string_value);
-    Ok(Payload::Chunk(Chunk {
-        content,
-        finish_reason,
-        usage: None,
-    }))
 }
 
-/// Every occurrence of `key` followed by optional whitespace and `:`: the bytes of its value.
-fn values_after_key<'a>(hay: &'a [u8], key: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
-    let mut from = 0;
-    std::iter::from_fn(move || {
-        while let Some(pos) = find(&hay[from..], key) {
-            let after = from + pos + key.len();
-            from = after;
-            let rest = hay[after..].trim_ascii_start();
-            if let Some(v) = rest.strip_prefix(b":") {
-                return Some(v.trim_ascii_start());
+/// One pass over the payload: every string is read to its closing quote (escapes skipped),
+/// and a string followed by `:` is a key whose value is looked at. `None` when the payload
+/// needs the exact parser (usage, an error, or a string that never closes).
+fn scan(d: &[u8]) -> Option<Chunk> {
+    let mut chunk = Chunk::default();
+    let mut i = 0;
+    while let Some(q) = d[i..].iter().position(|&b| b == b'"') {
+        let start = i + q + 1;
+        let mut j = start;
+        while j < d.len() {
+            match d[j] {
+                b'\\' => j += 2,
+                b'"' => break,
+                _ => j += 1,
             }
         }
-        None
-    })
+        if j >= d.len() {
+            return None;
+        }
+        let s = &d[start..j];
+        let rest = d[j + 1..].trim_ascii_start();
+        let Some(value) = rest.strip_prefix(b":") else {
+            i = j + 1; // a string value, not a key
+            continue;
+        };
+        let value = value.trim_ascii_start();
+        i = d.len() - value.len();
+        match s {
+            b"text" | b"content" | b"reasoning_content" | b"reasoning"
+                if value.len() >= 2 && value[0] == b'"' && value[1] != b'"' =>
+            {
+                chunk.content = true;
+            }
+            b"finish_reason" if value.first() == Some(&b'"') => {
+                chunk.finish_reason = Some(string_value(value)?);
+            }
+            b"usage" if !value.starts_with(b"null") => return None,
+            b"error" => return None,
+            b"object" if value.starts_with(b"\"error\"") => return None,
+            _ => {}
+        }
+    }
+    Some(chunk)
 }
 
-fn value_after_key<'a>(hay: &'a [u8], key: &'a [u8]) -> Option<&'a [u8]> {
-    values_after_key(hay, key).next()
-}
-
-fn has_nonempty_string(hay: &[u8], key: &[u8]) -> bool {
-    values_after_key(hay, key).any(|v| v.len() >= 2 && v[0] == b'"' && v[1] != b'"')
-}
-
-/// The unescaped content of a simple JSON string value (finish reasons are plain ASCII).
+/// The content of a simple JSON string value (finish reasons are plain ASCII); `None` if it
+/// has escapes (then the exact parser decides).
 fn string_value(v: &[u8]) -> Option<String> {
     let rest = v.strip_prefix(b"\"")?;
     let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
@@ -103,28 +106,6 @@ fn string_value(v: &[u8]) -> Option<String> {
         return None;
     }
     Some(String::from_utf8_lossy(&rest[..end]).into_owned())
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = needle[0];
-    let mut i = 0;
-    while i + needle.len() <= hay.len() {
-        match hay[i..].iter().position(|&b| b == first) {
-            Some(p) => {
-                i += p;
-                if i + needle.len() <= hay.len() && &hay[i..i + needle.len()] == needle {
-                    return Some(i);
-                }
-                i += 1;
-            }
-            None => return None,
-        }
-    }
-    None
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    find(hay, needle).is_some()
 }
 
 #[derive(Deserialize)]
