@@ -3,6 +3,7 @@
 //! - SSE decoding + chunk classification per event, on the real vLLM fixture streams;
 //! - summarising 1M request records (the statistics of a big run);
 //! - serialising one record to JSON (the writer thread's cost per request).
+//!
 //! A plain timing loop (no criterion: one dependency less to build); each figure is the best
 //! of five repetitions.
 
