@@ -8,6 +8,7 @@
 //! - `client`: connection pool, streaming request driver, SSE decoder, chunk classifier.
 //! - `http`: the bits of HTTP/1.1 shared by client and simulator (chunked coding).
 //! - `prom`: a reader for Prometheus text (`/metrics`).
+//! - `monitor`: `/metrics` scraping and GPU sampling beside a load point.
 //! - `record`: the raw per-request record every figure comes from.
 //! - `stats`: the quantile definition and distribution summaries (pure).
 //! - `summary`: a load point's figures computed from its records (pure).
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod http;
+pub mod monitor;
 pub mod prom;
 pub mod record;
 pub mod report;

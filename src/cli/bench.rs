@@ -2,14 +2,12 @@
 //! and write and print the results.
 
 use super::bench_args::{ArrivalKind, BenchArgs, DatasetName};
-use crate::client::{self, BaseUrl, Pool, RequestSpec, Timeouts};
-use crate::record::RequestRecord;
+use crate::client::{self, BaseUrl, Timeouts};
 use crate::runner::arrivals::{self, Arrival, Stop};
-use crate::runner::load_point::{self, LoadPoint};
-use crate::runner::usage::ProcessUsage;
-use crate::store::{self, jsonl::JsonlWriter, summary_json};
-use crate::summary::{self, Window, goodput::Slo};
-use crate::workload::body::{self, BodyOptions, Endpoint};
+use crate::runner::cell::{CellResult, CellSpec, Endpoint, run_cell};
+use crate::store::{self, summary_json};
+use crate::summary::goodput::Slo;
+use crate::workload::body::{BodyOptions, Endpoint as Api};
 use crate::workload::{Tokenizer, Workload, files, random};
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -18,7 +16,7 @@ use std::time::Duration;
 
 /// Flags checked and turned into typed values, before anything is sent.
 struct Plan {
-    endpoint: Endpoint,
+    endpoint: Api,
     arrival: Arrival,
     stop: Stop,
     slos: Vec<Slo>,
@@ -30,7 +28,7 @@ struct Plan {
 }
 
 fn plan(a: &BenchArgs) -> Result<Plan> {
-    let endpoint = Endpoint::parse(&a.endpoint).with_context(|| {
+    let endpoint = Api::parse(&a.endpoint).with_context(|| {
         format!(
             "unsupported `--endpoint {}`\nhint: use `/v1/completions` or `/v1/chat/completions`",
             a.endpoint
@@ -194,9 +192,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         eprintln!("note: {n}");
     }
     let rt = if a.client_threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(a.client_threads)
@@ -204,11 +200,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             .build()?
     };
     let sim = match &a.sim {
-        Some(profile) => Some(crate::sim::background::start(
-            profile,
-            a.sim_dp,
-            tok_for_sim(&a)?,
-        )?),
+        Some(profile) => Some(crate::sim::background::start(profile, a.sim_dp, a.tokenizer.clone())?),
         None => None,
     };
     let base_url = match &sim {
@@ -220,17 +212,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     result
 }
 
-fn tok_for_sim(a: &BenchArgs) -> Result<Option<PathBuf>> {
-    Ok(a.tokenizer.clone())
-}
-
-async fn run_async(
-    a: &BenchArgs,
-    plan: &Plan,
-    tok: &Tokenizer,
-    workload: Workload,
-    url: &BaseUrl,
-) -> Result<()> {
+async fn run_async(a: &BenchArgs, plan: &Plan, tok: &Tokenizer, workload: Workload, url: &BaseUrl) -> Result<()> {
     let addr = url.resolve().await?;
     let model = match &a.model {
         Some(m) => m.clone(),
@@ -248,45 +230,13 @@ async fn run_async(
         temperature: a.temperature,
         extra: plan.extra.clone(),
     };
-    let path = url.path(plan.endpoint.path());
-    let specs: Arc<[RequestSpec]> = workload
-        .prompts
-        .iter()
-        .map(|p| RequestSpec {
-            bytes: body::http_request(
-                &url.authority,
-                &path,
-                api_key.as_deref(),
-                &body::json_body(p, &opts),
-            )
-            .into(),
-            input_tokens: p.input_tokens,
-            max_tokens: p.output_tokens,
-            expect_max_tokens: plan.ignore_eos,
-        })
-        .collect();
     let schedule: Arc<[u64]> = arrivals::schedule(plan.arrival, plan.stop, a.seed).into();
     let rate = plan.arrival.rate();
     let out_dir = a.output_dir.clone().unwrap_or_else(|| {
-        let r = if rate.is_finite() {
-            format!("{rate}")
-        } else {
-            "inf".into()
-        };
-        PathBuf::from("results/bench").join(format!(
-            "{}-rate{r}",
-            store::time::compact(store::time::unix_now())
-        ))
+        let r = if rate.is_finite() { format!("{rate}") } else { "inf".into() };
+        PathBuf::from("results/bench").join(format!("{}-rate{r}", store::time::compact(store::time::unix_now())))
     });
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("cannot create `{}`", out_dir.display()))?;
-    let writer = JsonlWriter::create(&out_dir.join("requests.jsonl"))?;
-    let cap = a
-        .max_concurrency
-        .unwrap_or(schedule.len())
-        .min(schedule.len())
-        .max(1);
-    let pool = Arc::new(Pool::new(addr, cap));
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create `{}`", out_dir.display()))?;
     eprintln!(
         "bench: {} requests to {url}{} ({}), model `{model}`, {}{}; results in `{}`",
         schedule.len(),
@@ -296,166 +246,70 @@ async fn run_async(
             Some(d) => format!("for {d} s"),
             None => format!("{} prompts", a.num_prompts),
         },
-        a.max_concurrency
-            .map(|c| format!(", at most {c} in flight"))
-            .unwrap_or_default(),
+        a.max_concurrency.map(|c| format!(", at most {c} in flight")).unwrap_or_default(),
         out_dir.display()
     );
-    let (int_tx, int_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "\ninterrupted: cancelling in-flight requests and writing partial results (Ctrl-C again to abort)"
-            );
-            let _ = int_tx.send(true);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
-    let lp = LoadPoint {
-        pool,
-        specs,
-        schedule: schedule.clone(),
+    let interrupt = interrupt_on_ctrl_c();
+    let endpoints = [Endpoint { url: url.clone(), addr }];
+    let cell = CellSpec {
+        endpoints: &endpoints,
+        prompts: &workload.prompts,
+        body: &opts,
+        api_key: api_key.as_deref(),
+        arrival: plan.arrival,
+        schedule,
         max_concurrency: a.max_concurrency,
         timeouts: Timeouts {
             connect: Duration::from_secs_f64(a.connect_timeout),
             request: Duration::from_secs_f64(a.request_timeout),
         },
         drain: a.duration.map(|_| Duration::from_secs_f64(a.drain_timeout)),
+        window_s: plan.window,
+        slos: &plan.slos,
         quiet: a.quiet,
+        label: String::new(),
+        client_threads: a.client_threads,
+        metrics_interval: None,
+        gpu: false,
+        exact_tokenizer: !tok.is_built_in(),
     };
-    let usage_before = ProcessUsage::now();
-    let outcome = load_point::run(lp, writer.sender(), int_rx).await;
-    let wall_s = outcome.clock.now_ns() as f64 / 1e9;
-    let usage = ProcessUsage::now().since(&usage_before);
-    let records = writer.finish()?;
-    let window = plan.window.map(|(s, e)| Window {
-        start_ns: (s * 1e9) as u64,
-        end_ns: (e * 1e9) as u64,
-    });
-    let s = summary::summarize(&records, outcome.not_sent, window, rate, &plan.slos);
-    summary::check_accounting(&s).map_err(anyhow::Error::msg)?;
-    let mut warnings = validity_warnings(&s, &records, tok, outcome.interrupted);
-    // One client core fully busy means the client, not the server, may have set the pace.
-    let cpu_share = usage.cpu_s() / wall_s.max(1e-9) / a.client_threads as f64;
-    if cpu_share > 0.9 {
-        warnings.push(format!(
-            "the client used {:.0}% of its {} core(s): it may be the bottleneck (add `--client-threads`)",
-            cpu_share * 100.0,
-            a.client_threads
-        ));
-    }
-    let client = serde_json::json!({
-        "wall_s": wall_s,
-        "cpu_s": usage.cpu_s(),
-        "user_cpu_s": usage.user_cpu_s,
-        "system_cpu_s": usage.system_cpu_s,
-        "cpu_share_of_threads": cpu_share,
-        "max_rss_bytes": usage.max_rss_bytes,
-        "threads": a.client_threads,
-    });
+    let r = run_cell(cell, &out_dir, interrupt).await?;
     let mut stdout = std::io::stdout().lock();
     crate::report::table::render(
         &mut stdout,
-        &s,
+        &r.summary,
         &crate::report::table::TableSpec {
             metrics: &plan.metrics,
             percentiles: &plan.percentiles,
             configured_rate: rate,
-            warnings: &warnings,
+            warnings: &r.warnings,
         },
     )?;
     drop(stdout);
-    write_results(
-        a,
-        plan,
-        &s,
-        &records,
-        &out_dir,
-        &model,
-        tok,
-        outcome.interrupted,
-        &warnings,
-        client,
-    )?;
+    write_summary(a, plan, &r, &out_dir, &model, tok)?;
     eprintln!("results: {}", out_dir.display());
-    if outcome.interrupted {
-        bail!(
-            "interrupted: partial results written to `{}`",
-            out_dir.display()
-        );
+    if r.interrupted {
+        bail!("interrupted: partial results written to `{}`", out_dir.display());
     }
     Ok(())
 }
 
-/// Reasons a figure of this run should not be trusted as it stands.
-fn validity_warnings(
-    s: &summary::RunSummary,
-    records: &[RequestRecord],
-    tok: &Tokenizer,
-    interrupted: bool,
-) -> Vec<String> {
-    let mut w = Vec::new();
-    if interrupted {
-        w.push("interrupted: the figures cover only what ran before Ctrl-C".into());
-    }
-    if s.sent > 0 && s.failed > 0 {
-        w.push(format!(
-            "{} of {} requests failed ({:.1}%): latency figures cover successful requests only",
-            s.failed,
-            s.sent,
-            100.0 * s.failed as f64 / s.sent as f64
-        ));
-    }
-    if let Some(q) = &s.latencies.queue_delay_ms
-        && s.offered_rate.is_finite()
-        && q.p99 > 10.0
-    {
-        w.push(format!(
-            "send lag p99 is {:.1} ms: the client (or the concurrency cap) did not keep the schedule; see TTFT from intended",
-            q.p99
-        ));
-    }
-    if s.ok > 0 && s.usage_coverage < 1.0 {
-        w.push(format!(
-            "the server reported `usage` for only {:.0}% of requests; output tokens elsewhere counted as content events",
-            s.usage_coverage * 100.0
-        ));
-    }
-    let mismatched = records
-        .iter()
-        .filter(|r| r.server_prompt_tokens.is_some_and(|p| p != r.input_tokens))
-        .count();
-    if mismatched > 0 && !tok.is_built_in() {
-        w.push(format!(
-            "{mismatched} requests: the server counted a different prompt length than our tokenizer (chat template or a different tokenizer?)"
-        ));
-    }
-    w
+/// A receiver that turns true at the first Ctrl-C; a second Ctrl-C exits at once.
+pub fn interrupt_on_ctrl_c() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: cancelling in-flight requests and writing partial results (Ctrl-C again to abort)");
+            let _ = tx.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    rx
 }
 
-#[allow(clippy::too_many_arguments)]
-fn write_results(
-    a: &BenchArgs,
-    plan: &Plan,
-    s: &summary::RunSummary,
-    records: &[RequestRecord],
-    out_dir: &std::path::Path,
-    model: &str,
-    tok: &Tokenizer,
-    interrupted: bool,
-    warnings: &[String],
-    client: serde_json::Value,
-) -> Result<()> {
-    store::parquet::write(
-        &out_dir.join("requests.parquet"),
-        &store::requests_table::requests(records, s.window),
-    )?;
-    store::parquet::write(
-        &out_dir.join("events.parquet"),
-        &store::requests_table::events(records),
-    )?;
+fn write_summary(a: &BenchArgs, plan: &Plan, r: &CellResult, out_dir: &std::path::Path, model: &str, tok: &Tokenizer) -> Result<()> {
     let now = store::time::unix_now();
     let info = summary_json::RunInfo {
         date: store::time::compact(now),
@@ -467,7 +321,7 @@ fn write_results(
         request_rate: plan.arrival.rate(),
         burstiness: a.burstiness,
         max_concurrency: a.max_concurrency,
-        interrupted,
+        interrupted: r.interrupted,
     };
     let pct = summary_json::PercentileSpec {
         metrics: plan.metrics.clone(),
@@ -475,18 +329,15 @@ fn write_results(
     };
     let ours = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "status": if interrupted { "interrupted" } else { "complete" },
+        "status": if r.interrupted { "interrupted" } else { "complete" },
         "finished_at": store::time::rfc3339(now),
         "arrival": plan.arrival.describe(),
-        "summary": s,
-        "client": client,
-        "warnings": warnings,
+        "summary": r.summary,
+        "client": r.client,
+        "warnings": r.warnings,
     });
-    let full = summary_json::build(&info, s, &pct, records, false, ours.clone());
-    std::fs::write(
-        out_dir.join("summary.json"),
-        serde_json::to_vec_pretty(&full)?,
-    )?;
+    let full = summary_json::build(&info, &r.summary, &pct, &r.records, false, ours.clone());
+    std::fs::write(out_dir.join("summary.json"), serde_json::to_vec_pretty(&full)?)?;
     if a.save_result {
         let name = a.result_filename.clone().unwrap_or_else(|| {
             let rate = if info.request_rate.is_finite() {
@@ -494,16 +345,13 @@ fn write_results(
             } else {
                 "inf".into()
             };
-            let conc = a
-                .max_concurrency
-                .map(|c| format!("-concurrency{c}"))
-                .unwrap_or_default();
+            let conc = a.max_concurrency.map(|c| format!("-concurrency{c}")).unwrap_or_default();
             let base = model.rsplit('/').next().unwrap_or(model);
             format!("vllm-{rate}qps{conc}-{base}-{}.json", info.date)
         });
         std::fs::create_dir_all(&a.result_dir)?;
         let path = a.result_dir.join(name);
-        let v = summary_json::build(&info, s, &pct, records, a.save_detailed, ours);
+        let v = summary_json::build(&info, &r.summary, &pct, &r.records, a.save_detailed, ours);
         std::fs::write(&path, serde_json::to_vec_pretty(&v)?)
             .with_context(|| format!("cannot write `{}`", path.display()))?;
         eprintln!("saved vLLM-format result: {}", path.display());

@@ -12,10 +12,17 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-pub struct LoadPoint {
+/// One server endpoint and the prepared requests for it (their bytes carry its `Host`).
+pub struct Target {
     pub pool: Arc<Pool>,
     /// Request `i` sends `specs[i % specs.len()]`.
     pub specs: Arc<[RequestSpec]>,
+}
+
+pub struct LoadPoint {
+    /// Request `i` goes to `targets[i % targets.len()]`: several targets are DP replicas
+    /// without a router, served round-robin by the client.
+    pub targets: Arc<[Target]>,
     /// Intended send offsets (ns), ascending.
     pub schedule: Arc<[u64]>,
     pub max_concurrency: Option<usize>,
@@ -24,6 +31,8 @@ pub struct LoadPoint {
     /// cancelled. `None`: wait for all (bounded by the request timeout).
     pub drain: Option<Duration>,
     pub quiet: bool,
+    /// Printed before the progress line (e.g. the cell of an experiment).
+    pub label: String,
 }
 
 pub struct Outcome {
@@ -37,10 +46,10 @@ pub struct Outcome {
 /// other end (the writer thread), so nothing is held back here.
 pub async fn run(
     lp: LoadPoint,
+    clock: Clock,
     sink: std::sync::mpsc::Sender<RequestRecord>,
     interrupt: watch::Receiver<bool>,
 ) -> Outcome {
-    let clock = Clock::start();
     let (arrive_tx, mut arrive_rx) = mpsc::unbounded_channel::<usize>();
     let mut pacer = Pacer::start(clock, lp.schedule.clone(), arrive_tx);
     let (cancel_tx, cancel_rx) = watch::channel(false);
@@ -48,7 +57,7 @@ pub async fn run(
     let sem = Arc::new(Semaphore::new(
         lp.max_concurrency.unwrap_or(Semaphore::MAX_PERMITS),
     ));
-    let mut progress = ProgressPrinter::new(lp.quiet, Some(lp.schedule.len()));
+    let mut progress = ProgressPrinter::new(lp.quiet, Some(lp.schedule.len()), lp.label.clone());
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
     let mut interrupt = interrupt;
@@ -77,13 +86,14 @@ pub async fn run(
                     p = sem.clone().acquire_owned() => p.expect("semaphore never closed"),
                 };
                 live.sent.fetch_add(1, Ordering::Relaxed);
-                let (pool, specs, sink, live) = (lp.pool.clone(), lp.specs.clone(), sink.clone(), live.clone());
+                let (targets, sink, live) = (lp.targets.clone(), sink.clone(), live.clone());
                 let mut cancel = cancel_rx.clone();
                 let t_intended = lp.schedule[i];
                 let timeouts = lp.timeouts;
                 tasks.spawn(async move {
-                    let spec = &specs[i % specs.len()];
-                    let rec = execute(&pool, &clock, timeouts, i as u64, t_intended, spec, &mut cancel).await;
+                    let target = &targets[i % targets.len()];
+                    let spec = &target.specs[i % target.specs.len()];
+                    let rec = execute(&target.pool, &clock, timeouts, i as u64, t_intended, spec, &mut cancel).await;
                     drop(permit);
                     live.finished(rec.is_ok(), rec.ttft_ns());
                     let _ = sink.send(rec);

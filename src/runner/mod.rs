@@ -2,6 +2,7 @@
 //! caps concurrency, collects records and reports progress.
 
 pub mod arrivals;
+pub mod cell;
 pub mod load_point;
 pub mod pacer;
 pub mod progress;

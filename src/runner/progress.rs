@@ -45,11 +45,13 @@ pub struct ProgressPrinter {
     planned: Option<usize>,
     ticks: u64,
     last_ttft: Option<f64>,
+    label: String,
 }
 
 impl ProgressPrinter {
-    pub fn new(quiet: bool, planned: Option<usize>) -> Self {
+    pub fn new(quiet: bool, planned: Option<usize>, label: String) -> Self {
         Self {
+            label,
             tty: std::io::stderr().is_terminal(),
             quiet,
             planned,
@@ -75,7 +77,8 @@ impl ProgressPrinter {
             .map(|t| format!("{t:.1} ms"))
             .unwrap_or_else(|| "-".into());
         let msg = format!(
-            "[{elapsed_s:7.1}s] sent {sent}{planned} ({:.1} req/s)  done {done}  in flight {}  errors {failed}  ttft p50 {ttft}",
+            "{}[{elapsed_s:7.1}s] sent {sent}{planned} ({:.1} req/s)  done {done}  in flight {}  errors {failed}  ttft p50 {ttft}",
+            self.label,
             sent as f64 / elapsed_s.max(1e-9),
             sent.saturating_sub(done),
         );

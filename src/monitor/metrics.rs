@@ -1,0 +1,125 @@
+//! Scrape `/metrics` of each endpoint at a fixed interval and keep vLLM's families as rows
+//! (time, endpoint, metric, engine, other labels, value). `_created` series are dropped.
+
+use crate::client::get;
+use crate::clock::Clock;
+use crate::prom;
+use crate::store::parquet::{Column, Table};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRow {
+    pub t_ns: u64,
+    pub endpoint: u32,
+    pub name: String,
+    pub engine: Option<String>,
+    /// The other labels, as `k=v` pairs joined by `,` (sorted).
+    pub labels: String,
+    pub value: f64,
+}
+
+/// Where to scrape: address, `Host` authority and path prefix.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub authority: String,
+    pub prefix: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Scraped {
+    pub rows: Vec<MetricRow>,
+    pub scrapes: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+}
+
+/// Turn one exposition into rows at time `t_ns`.
+pub fn rows_from(text: &str, t_ns: u64, endpoint: u32) -> Result<Vec<MetricRow>, String> {
+    let e = prom::parse(text)?;
+    Ok(e.samples
+        .into_iter()
+        .filter(|s| s.name.starts_with("vllm:") && !s.name.ends_with("_created"))
+        .map(|mut s| {
+            let engine = s.labels.remove("engine");
+            s.labels.remove("model_name");
+            let labels = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+            MetricRow {
+                t_ns,
+                endpoint,
+                name: s.name,
+                engine,
+                labels,
+                value: s.value,
+            }
+        })
+        .collect())
+}
+
+/// Scrape every `interval` until `stop` turns true; one last scrape at the stop.
+pub async fn scrape(endpoints: Vec<Endpoint>, interval: Duration, clock: Clock, mut stop: watch::Receiver<bool>) -> Scraped {
+    let mut out = Scraped::default();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        for (i, ep) in endpoints.iter().enumerate() {
+            let t = clock.now_ns();
+            let path = format!("{}/metrics", ep.prefix);
+            out.scrapes += 1;
+            match get::request(ep.addr, &ep.authority, "GET", &path, None, interval.max(Duration::from_secs(2))).await {
+                Ok((200, body)) => match rows_from(&String::from_utf8_lossy(&body), t, i as u32) {
+                    Ok(rows) => out.rows.extend(rows),
+                    Err(e) => {
+                        out.failures += 1;
+                        out.last_error = Some(format!("unparsable /metrics: {e}"));
+                    }
+                },
+                Ok((status, _)) => {
+                    out.failures += 1;
+                    out.last_error = Some(format!("GET /metrics answered {status}"));
+                }
+                Err(e) => {
+                    out.failures += 1;
+                    out.last_error = Some(format!("{e:#}"));
+                }
+            }
+        }
+        if last {
+            return out;
+        }
+    }
+}
+
+pub fn table(rows: &[MetricRow]) -> Table {
+    let mut t = Table::default();
+    t.push("t_ns", Column::I64(rows.iter().map(|r| Some(r.t_ns as i64)).collect()));
+    t.push("endpoint", Column::I64(rows.iter().map(|r| Some(r.endpoint as i64)).collect()));
+    t.push("metric", Column::Str(rows.iter().map(|r| Some(r.name.clone())).collect()));
+    t.push("engine", Column::Str(rows.iter().map(|r| r.engine.clone()).collect()));
+    t.push(
+        "labels",
+        Column::Str(rows.iter().map(|r| (!r.labels.is_empty()).then(|| r.labels.clone())).collect()),
+    );
+    t.push("value", Column::F64(rows.iter().map(|r| Some(r.value)).collect()));
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keeps_vllm_series_per_engine_from_real_dp2_metrics() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/vllm/metrics-dp2.txt")).unwrap();
+        let rows = super::rows_from(&text, 5, 0).unwrap();
+        assert!(rows.iter().all(|r| r.name.starts_with("vllm:") && !r.name.ends_with("_created")));
+        let running: Vec<_> = rows.iter().filter(|r| r.name == "vllm:num_requests_running").collect();
+        assert_eq!(running.len(), 2);
+        assert_eq!(running[1].engine.as_deref(), Some("1"));
+        assert!(rows.iter().any(|r| r.name == "vllm:request_success_total" && r.labels.contains("finished_reason=length")));
+    }
+}

@@ -1,0 +1,249 @@
+//! One measured cell: prepare the requests for each endpoint, run the load point with the
+//! monitors beside it on the same clock, and store the raw records and tables in the cell's
+//! folder. Shared by `bench` (one cell) and `run` (a matrix of them).
+
+use super::arrivals::Arrival;
+use super::load_point::{self, LoadPoint, Target};
+use super::usage::ProcessUsage;
+use crate::client::{BaseUrl, Pool, RequestSpec, Timeouts};
+use crate::clock::Clock;
+use crate::monitor;
+use crate::record::RequestRecord;
+use crate::store::{self, jsonl::JsonlWriter};
+use crate::summary::{self, RunSummary, Window, goodput::Slo};
+use crate::workload::Prompt;
+use crate::workload::body::{self, BodyOptions};
+use anyhow::Result;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A server endpoint, resolved.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: BaseUrl,
+    pub addr: SocketAddr,
+}
+
+pub struct CellSpec<'a> {
+    pub endpoints: &'a [Endpoint],
+    pub prompts: &'a [Prompt],
+    pub body: &'a BodyOptions,
+    pub api_key: Option<&'a str>,
+    pub arrival: Arrival,
+    pub schedule: Arc<[u64]>,
+    pub max_concurrency: Option<usize>,
+    pub timeouts: Timeouts,
+    pub drain: Option<Duration>,
+    /// Measurement window in seconds from the start; `None`: the whole run.
+    pub window_s: Option<(f64, f64)>,
+    pub slos: &'a [Slo],
+    pub quiet: bool,
+    pub label: String,
+    pub client_threads: usize,
+    /// Scrape `/metrics` at this interval (`None`: no monitors, as in `bench`).
+    pub metrics_interval: Option<Duration>,
+    pub gpu: bool,
+    /// The tokenizer is the served model's (not the built-in approximation): a prompt-length
+    /// disagreement with the server is then worth a warning.
+    pub exact_tokenizer: bool,
+}
+
+/// What the client itself used, to tell client-limited results apart.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientUsage {
+    pub wall_s: f64,
+    pub cpu_s: f64,
+    pub user_cpu_s: f64,
+    pub system_cpu_s: f64,
+    /// CPU seconds per second per client thread (1.0 = every thread busy all the time).
+    pub cpu_share_of_threads: f64,
+    pub max_rss_bytes: u64,
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MonitorReport {
+    pub metric_scrapes: u64,
+    pub metric_failures: u64,
+    pub metric_rows: usize,
+    pub metric_last_error: Option<String>,
+    /// "absent" when no `nvidia-smi` answered.
+    pub gpu: String,
+}
+
+pub struct CellResult {
+    pub summary: RunSummary,
+    pub records: Vec<RequestRecord>,
+    pub interrupted: bool,
+    pub client: ClientUsage,
+    pub monitors: Option<MonitorReport>,
+    pub warnings: Vec<String>,
+}
+
+pub async fn run_cell(c: CellSpec<'_>, out_dir: &Path, interrupt: watch::Receiver<bool>) -> Result<CellResult> {
+    let n = c.schedule.len();
+    let cap = c.max_concurrency.unwrap_or(n).min(n).max(1);
+    let targets: Arc<[Target]> = c
+        .endpoints
+        .iter()
+        .map(|ep| {
+            let path = ep.url.path(c.body.endpoint.path());
+            let specs: Arc<[RequestSpec]> = c
+                .prompts
+                .iter()
+                .map(|p| RequestSpec {
+                    bytes: body::http_request(&ep.url.authority, &path, c.api_key, &body::json_body(p, c.body)).into(),
+                    input_tokens: p.input_tokens,
+                    max_tokens: p.output_tokens,
+                    expect_max_tokens: c.body.ignore_eos,
+                })
+                .collect();
+            Target {
+                pool: Arc::new(Pool::new(ep.addr, cap.div_ceil(c.endpoints.len()))),
+                specs,
+            }
+        })
+        .collect();
+    let writer = JsonlWriter::create(&out_dir.join("requests.jsonl"))?;
+    let clock = Clock::start();
+    let (mon_stop_tx, mon_stop) = watch::channel(false);
+    let scraper = c.metrics_interval.map(|iv| {
+        let eps = c
+            .endpoints
+            .iter()
+            .map(|e| monitor::metrics::Endpoint {
+                addr: e.addr,
+                authority: e.url.authority.clone(),
+                prefix: e.url.prefix.clone(),
+            })
+            .collect();
+        tokio::spawn(monitor::metrics::scrape(eps, iv, clock, mon_stop.clone()))
+    });
+    let gpu = (c.gpu && c.metrics_interval.is_some())
+        .then(|| tokio::spawn(monitor::gpu::sample(c.metrics_interval.unwrap_or(Duration::from_secs(1)), clock, mon_stop.clone())));
+    let lp = LoadPoint {
+        targets,
+        schedule: c.schedule.clone(),
+        max_concurrency: c.max_concurrency,
+        timeouts: c.timeouts,
+        drain: c.drain,
+        quiet: c.quiet,
+        label: c.label.clone(),
+    };
+    let before = ProcessUsage::now();
+    let outcome = load_point::run(lp, clock, writer.sender(), interrupt).await;
+    let wall_s = clock.now_ns() as f64 / 1e9;
+    let usage = ProcessUsage::now().since(&before);
+    let _ = mon_stop_tx.send(true);
+    let records = writer.finish()?;
+    let window = c.window_s.map(|(s, e)| Window {
+        start_ns: (s * 1e9) as u64,
+        end_ns: (e * 1e9) as u64,
+    });
+    let s = summary::summarize(&records, outcome.not_sent, window, c.arrival.rate(), c.slos);
+    summary::check_accounting(&s).map_err(anyhow::Error::msg)?;
+    let cpu_share = usage.cpu_s() / wall_s.max(1e-9) / c.client_threads as f64;
+    let client = ClientUsage {
+        wall_s,
+        cpu_s: usage.cpu_s(),
+        user_cpu_s: usage.user_cpu_s,
+        system_cpu_s: usage.system_cpu_s,
+        cpu_share_of_threads: cpu_share,
+        max_rss_bytes: usage.max_rss_bytes,
+        threads: c.client_threads,
+    };
+    let mut warnings = validity_warnings(&s, &records, outcome.interrupted, c.exact_tokenizer);
+    if cpu_share > 0.9 {
+        warnings.push(format!(
+            "the client used {:.0}% of its {} thread(s): it may be the bottleneck (add `--client-threads`)",
+            cpu_share * 100.0,
+            c.client_threads
+        ));
+    }
+    store::parquet::write(&out_dir.join("requests.parquet"), &store::requests_table::requests(&records, s.window))?;
+    store::parquet::write(&out_dir.join("events.parquet"), &store::requests_table::events(&records))?;
+    let mut monitors = None;
+    if let Some(h) = scraper {
+        let scraped = h.await.unwrap_or_default();
+        store::parquet::write(&out_dir.join("server_metrics.parquet"), &monitor::metrics::table(&scraped.rows))?;
+        let gpu_samples = match gpu {
+            Some(h) => h.await.unwrap_or_default(),
+            None => monitor::gpu::GpuSamples::default(),
+        };
+        let gpu_state = match &gpu_samples.rows {
+            Some(rows) => {
+                store::parquet::write(&out_dir.join("gpu.parquet"), &monitor::gpu::table(rows))?;
+                format!("{} samples", rows.len())
+            }
+            None => "absent".to_string(),
+        };
+        if scraped.failures > 0 {
+            warnings.push(format!(
+                "{} of {} /metrics scrapes failed: {}",
+                scraped.failures,
+                scraped.scrapes,
+                scraped.last_error.clone().unwrap_or_default()
+            ));
+        }
+        monitors = Some(MonitorReport {
+            metric_scrapes: scraped.scrapes,
+            metric_failures: scraped.failures,
+            metric_rows: scraped.rows.len(),
+            metric_last_error: scraped.last_error,
+            gpu: gpu_state,
+        });
+    }
+    Ok(CellResult {
+        summary: s,
+        records,
+        interrupted: outcome.interrupted,
+        client,
+        monitors,
+        warnings,
+    })
+}
+
+/// Reasons a figure of this cell should not be trusted as it stands.
+fn validity_warnings(s: &RunSummary, records: &[RequestRecord], interrupted: bool, exact_tokenizer: bool) -> Vec<String> {
+    let mut w = Vec::new();
+    if interrupted {
+        w.push("interrupted: the figures cover only what ran before Ctrl-C".into());
+    }
+    if s.sent > 0 && s.failed > 0 {
+        w.push(format!(
+            "{} of {} requests failed ({:.1}%): latency figures cover successful requests only",
+            s.failed,
+            s.sent,
+            100.0 * s.failed as f64 / s.sent as f64
+        ));
+    }
+    if let Some(q) = &s.latencies.queue_delay_ms
+        && s.offered_rate.is_finite()
+        && q.p99 > 10.0
+    {
+        w.push(format!(
+            "send lag p99 is {:.1} ms: the client (or the concurrency cap) did not keep the schedule; see TTFT from intended",
+            q.p99
+        ));
+    }
+    if s.ok > 0 && s.usage_coverage < 1.0 {
+        w.push(format!(
+            "the server reported `usage` for only {:.0}% of requests; output tokens elsewhere counted as content events",
+            s.usage_coverage * 100.0
+        ));
+    }
+    let mismatched = records
+        .iter()
+        .filter(|r| r.server_prompt_tokens.is_some_and(|p| p != r.input_tokens))
+        .count();
+    if mismatched > 0 && exact_tokenizer {
+        w.push(format!(
+            "{mismatched} requests: the server counted a different prompt length than our tokenizer (chat template, or not the served model's tokenizer?)"
+        ));
+    }
+    w
+}
