@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - `cli`: argument definitions and the commands (`bench`, `sim`).
+//! - `experiment`: experiment files (checked, planned into cells; JSON Schema).
 //! - `workload`: prompts (random with exact lengths, ShareGPT, JSON lines), tokenizers, and
 //!   the request bytes built from them.
 //! - `runner`: arrival schedules, the pacer thread, the load-point loop.
@@ -20,6 +21,7 @@
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod experiment;
 pub mod http;
 pub mod monitor;
 pub mod prom;

@@ -1,0 +1,28 @@
+//! Experiment files: `fields` (every key, its type and meaning), `parse` (YAML to checked
+//! parameters, all errors with line and column), `plan` (the cells and server groups),
+//! `schema` (the JSON Schema editors use, generated from `fields`).
+
+pub mod fields;
+pub mod parse;
+pub mod plan;
+pub mod schema;
+
+#[cfg(test)]
+mod tests;
+
+use anyhow::{Context, Result};
+use std::path::Path;
+
+pub use parse::{Diagnostics, Experiment};
+pub use plan::{Cell, Plan, ServerGroup};
+
+/// Read, check and plan `path` with `--set` overrides.
+pub fn load(path: &Path, overrides: &[String]) -> Result<(Experiment, Plan)> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!("cannot read experiment `{}`\nhint: give the path of a YAML file, e.g. `examples/saturation.yaml`", path.display())
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let e = parse::parse(&text, &path.display().to_string(), base, overrides)?;
+    let p = plan::plan(&e);
+    Ok((e, p))
+}

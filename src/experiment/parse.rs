@@ -1,0 +1,537 @@
+//! Experiment files, stage one: YAML text (plus `--set` overrides) to checked parameters.
+//! Unknown keys, wrong types, out-of-range values, missing files and contradictions are all
+//! collected, each with the file, line and column of its key and a hint where one is known.
+
+use super::fields::{self, Field, Kind, SECTIONS, TOP};
+use serde_yaml::{Mapping, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Parameters by field name: defaults, then the sections' values.
+pub type Params = BTreeMap<&'static str, Value>;
+
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub name: String,
+    pub description: Option<String>,
+    pub repeats: u32,
+    pub base: Params,
+    /// Matrix dimensions in file order, each a non-empty list of checked values.
+    pub matrix: Vec<(&'static str, Vec<Value>)>,
+    /// The document as run (overrides applied, relative paths resolved), saved beside results.
+    pub resolved: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    /// 1-based line and column of the key, when it can be found in the text.
+    pub at: Option<(usize, usize)>,
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostics {
+    pub file: String,
+    pub items: Vec<Diagnostic>,
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.items.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match d.at {
+                Some((l, c)) => write!(f, "experiment `{}` line {l}, column {c}: ", self.file)?,
+                None => write!(f, "experiment `{}`: ", self.file)?,
+            }
+            if d.path.is_empty() {
+                write!(f, "{}", d.message)?;
+            } else {
+                write!(f, "`{}`: {}", d.path, d.message)?;
+            }
+            if let Some(h) = &d.hint {
+                write!(f, "\n  hint: {h}")?;
+            }
+        }
+        if self.items.len() > 1 {
+            write!(f, "\n{} errors in experiment `{}`", self.items.len(), self.file)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// Where a key is written: the first line `key:` inside `section:` (or at the top level).
+fn locate(text: &str, section: Option<&str>, key: &str) -> Option<(usize, usize)> {
+    let mut inside = section.is_none();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        if let Some(s) = section {
+            if indent == 0 {
+                inside = trimmed.strip_prefix(s).is_some_and(|r| r.trim_start().starts_with(':'));
+                if inside {
+                    continue;
+                }
+            }
+            if !inside {
+                continue;
+            }
+        } else if indent != 0 {
+            continue;
+        }
+        if trimmed.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':')) {
+            return Some((i + 1, indent + 1));
+        }
+    }
+    None
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    overridden: Vec<String>,
+    items: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, section: Option<&str>, key: &str, message: String, hint: Option<String>) {
+        let path = match section {
+            Some(s) => format!("{s}.{key}"),
+            None => key.to_string(),
+        };
+        let at = if self.overridden.contains(&path) {
+            None
+        } else {
+            locate(self.text, section, key)
+        };
+        let message = if self.overridden.contains(&path) {
+            format!("{message} (set by `--set {path}=…`)")
+        } else {
+            message
+        };
+        self.items.push(Diagnostic { at, path, message, hint });
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "nothing".into(),
+        Value::Bool(b) => format!("`{b}`"),
+        Value::Number(n) => format!("`{n}`"),
+        Value::String(s) => format!("the text `{s}`"),
+        Value::Sequence(_) => "a list".into(),
+        Value::Mapping(_) => "a mapping".into(),
+        Value::Tagged(_) => "a tagged value".into(),
+    }
+}
+
+/// Check one value against its kind; `Err` says what was expected and what was found.
+pub fn check(kind: Kind, v: &Value) -> Result<(), String> {
+    let found = describe(v);
+    match kind {
+        Kind::Str => v.as_str().map(|_| ()).ok_or(format!("expected text, found {found}")),
+        Kind::Bool => v.as_bool().map(|_| ()).ok_or(format!("expected true or false, found {found}")),
+        Kind::Int(min) => match v.as_i64() {
+            Some(n) if n >= min => Ok(()),
+            Some(n) => Err(format!("must be at least {min}, found {n}")),
+            None => Err(format!("expected a whole number, found {found}")),
+        },
+        Kind::Num { min, strict } => match v.as_f64() {
+            Some(x) if x.is_finite() && (x > min || (!strict && x == min)) => Ok(()),
+            Some(x) => Err(format!(
+                "must be {} {min}, found {x}",
+                if strict { "greater than" } else { "at least" }
+            )),
+            None => Err(format!("expected a number, found {found}")),
+        },
+        Kind::Rate => match (v.as_f64(), v.as_str()) {
+            (Some(x), _) if x.is_finite() && x > 0.0 => Ok(()),
+            (Some(x), _) => Err(format!("must be a positive number of requests per second, found {x}")),
+            (None, Some("inf")) => Ok(()),
+            _ => Err(format!("expected requests per second or `inf`, found {found}")),
+        },
+        Kind::Enum(choices) => match v.as_str() {
+            Some(s) if choices.contains(&s) => Ok(()),
+            _ => Err(format!("expected one of {}, found {found}", choices.join(", "))),
+        },
+        Kind::StrList => match v.as_sequence() {
+            Some(items) if !items.is_empty() && items.iter().all(|x| x.is_string()) => Ok(()),
+            _ => Err(format!("expected a non-empty list of text, found {found}")),
+        },
+        Kind::StrMap => match v.as_mapping() {
+            Some(m) if m.iter().all(|(k, v)| k.is_string() && (v.is_string() || v.is_number() || v.is_bool())) => Ok(()),
+            _ => Err(format!("expected a mapping of names to values, found {found}")),
+        },
+    }
+}
+
+/// Apply `--set section.key=value` (YAML value) overrides to the document.
+fn apply_overrides(doc: &mut Value, overrides: &[String], items: &mut Vec<Diagnostic>) -> Vec<String> {
+    let mut done = Vec::new();
+    for o in overrides {
+        let Some((path, val)) = o.split_once('=') else {
+            items.push(Diagnostic {
+                at: None,
+                path: String::new(),
+                message: format!("`--set {o}`: expected `KEY=VALUE`"),
+                hint: Some("e.g. `--set load.duration_s=5` or `--set matrix.request_rate=[10,20]`".into()),
+            });
+            continue;
+        };
+        let value: Value = serde_yaml::from_str(val).unwrap_or(Value::String(val.to_string()));
+        let parts: Vec<&str> = path.split('.').collect();
+        let Some(root) = doc.as_mapping_mut() else { return done };
+        match parts.as_slice() {
+            [key] => {
+                root.insert(Value::String(key.to_string()), value);
+            }
+            [section, key] => {
+                let entry = root
+                    .entry(Value::String(section.to_string()))
+                    .or_insert_with(|| Value::Mapping(Mapping::new()));
+                if entry.is_null() {
+                    *entry = Value::Mapping(Mapping::new());
+                }
+                if let Some(m) = entry.as_mapping_mut() {
+                    m.insert(Value::String(key.to_string()), value);
+                }
+            }
+            _ => {
+                items.push(Diagnostic {
+                    at: None,
+                    path: path.to_string(),
+                    message: format!("`--set {o}`: a key is `name` or `section.name`"),
+                    hint: None,
+                });
+                continue;
+            }
+        }
+        done.push(path.to_string());
+    }
+    done
+}
+
+/// Parse and check an experiment. `base_dir` resolves relative file paths.
+pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> Result<Experiment, Diagnostics> {
+    let fail = |items: Vec<Diagnostic>| Diagnostics {
+        file: file.to_string(),
+        items,
+    };
+    let mut doc: Value = match serde_yaml::from_str(text) {
+        Ok(Value::Null) => Value::Mapping(Mapping::new()),
+        Ok(v) => v,
+        Err(e) => {
+            let at = e.location().map(|l| (l.line(), l.column()));
+            return Err(fail(vec![Diagnostic {
+                at,
+                path: String::new(),
+                message: format!("not valid YAML: {e}"),
+                hint: Some("check the indentation and the `key: value` pairs around that line".into()),
+            }]));
+        }
+    };
+    let mut items = Vec::new();
+    let overridden = apply_overrides(&mut doc, overrides, &mut items);
+    let mut cx = Ctx {
+        text,
+        overridden,
+        items,
+    };
+    let Some(root) = doc.as_mapping().cloned() else {
+        return Err(fail(vec![Diagnostic {
+            at: Some((1, 1)),
+            path: String::new(),
+            message: "an experiment is a mapping of keys (name, server, workload, load, matrix, …)".into(),
+            hint: None,
+        }]));
+    };
+    let mut base: Params = BTreeMap::new();
+    // defaults first
+    for s in SECTIONS {
+        for f in s.fields {
+            if let Some(d) = f.default {
+                base.insert(f.name, serde_yaml::from_str(d).expect("valid default"));
+            }
+        }
+    }
+    let (mut name, mut description, mut repeats) = (None, None, 1u32);
+    let mut matrix: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    let top_names: Vec<&str> = TOP
+        .iter()
+        .map(|f| f.name)
+        .chain(SECTIONS.iter().map(|s| s.name))
+        .chain(["matrix"])
+        .collect();
+    for (k, v) in &root {
+        let Some(key) = k.as_str() else {
+            cx.err(None, "?", format!("keys must be text, found {}", describe(k)), None);
+            continue;
+        };
+        if let Some(f) = TOP.iter().find(|f| f.name == key) {
+            if let Err(m) = check(f.kind, v) {
+                cx.err(None, key, m, None);
+                continue;
+            }
+            match key {
+                "name" => name = v.as_str().map(str::to_owned),
+                "description" => description = v.as_str().map(str::to_owned),
+                "repeats" => repeats = v.as_i64().unwrap_or(1) as u32,
+                _ => {}
+            }
+        } else if let Some(s) = fields::section(key) {
+            let Some(m) = v.as_mapping() else {
+                if !v.is_null() {
+                    cx.err(None, key, format!("expected a mapping of {key} settings, found {}", describe(v)), None);
+                }
+                continue;
+            };
+            for (fk, fv) in m {
+                let fname = fk.as_str().unwrap_or("?");
+                match s.fields.iter().find(|f| f.name == fname) {
+                    Some(f) => match check(f.kind, fv) {
+                        Ok(()) => {
+                            base.insert(f.name, fv.clone());
+                        }
+                        Err(msg) => cx.err(Some(key), fname, msg, Some(f.doc.to_string())),
+                    },
+                    None => {
+                        let hint = unknown_hint(fname, Some(s.name), s.fields);
+                        cx.err(Some(key), fname, format!("unknown field `{fname}`"), hint);
+                    }
+                }
+            }
+        } else if key == "matrix" {
+            let Some(m) = v.as_mapping() else {
+                cx.err(None, key, format!("expected a mapping of parameter: [values], found {}", describe(v)), None);
+                continue;
+            };
+            if m.is_empty() {
+                cx.err(None, key, "the matrix is empty".into(), Some("give at least one dimension, e.g. `request_rate: [10, 20]`, or remove `matrix`".into()));
+            }
+            for (mk, mv) in m {
+                let mname = mk.as_str().unwrap_or("?");
+                let Some((_, f)) = fields::find(mname) else {
+                    let all: Vec<&Field> = SECTIONS.iter().flat_map(|s| s.fields.iter()).filter(|f| f.matrix).collect();
+                    let hint = fields::suggest(mname, all.iter().map(|f| f.name)).map(|s| format!("did you mean `{s}`?"));
+                    cx.err(Some("matrix"), mname, format!("unknown parameter `{mname}`"), hint);
+                    continue;
+                };
+                if !f.matrix {
+                    cx.err(Some("matrix"), mname, format!("`{mname}` cannot vary across cells"), Some("set it once in its section".into()));
+                    continue;
+                }
+                let values = match mv {
+                    Value::Sequence(vs) => vs.clone(),
+                    single => vec![single.clone()],
+                };
+                if values.is_empty() {
+                    cx.err(Some("matrix"), mname, "has no values".into(), Some(format!("e.g. `{mname}: [1, 2]`")));
+                    continue;
+                }
+                let mut ok = true;
+                for val in &values {
+                    if let Err(msg) = check(f.kind, val) {
+                        cx.err(Some("matrix"), mname, msg, Some(f.doc.to_string()));
+                        ok = false;
+                        break;
+                    }
+                }
+                if ok {
+                    matrix.push((f.name, values));
+                }
+            }
+        } else {
+            let hint = match fields::find(key) {
+                Some((s, _)) => Some(format!("`{key}` belongs under `{}:`", s.name)),
+                None => fields::suggest(key, top_names.iter().copied()).map(|s| format!("did you mean `{s}`?")),
+            };
+            cx.err(None, key, format!("unknown field `{key}`"), hint);
+        }
+    }
+    // Parameters given in a section and as a matrix dimension: ambiguous.
+    let in_sections: Vec<&str> = root
+        .iter()
+        .filter_map(|(k, v)| Some((fields::section(k.as_str()?)?, v.as_mapping()?)))
+        .flat_map(|(_, m)| m.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect::<Vec<_>>())
+        .map(|k| fields::find(&k).map(|(_, f)| f.name).unwrap_or(""))
+        .collect();
+    for (m, _) in &matrix {
+        if in_sections.contains(m) {
+            let (s, _) = fields::find(m).expect("known");
+            cx.err(Some(s.name), m, "is also a matrix dimension".into(), Some("keep it in one place: the matrix lists every value".into()));
+        }
+    }
+    if name.is_none() {
+        cx.items.push(Diagnostic {
+            at: Some((1, 1)),
+            path: "name".into(),
+            message: "missing".into(),
+            hint: Some("give the experiment a name, e.g. `name: saturation`".into()),
+        });
+    }
+    cross_checks(&mut cx, &base, &matrix, base_dir);
+    if !cx.items.is_empty() {
+        return Err(fail(cx.items));
+    }
+    // resolve relative paths, so the saved experiment runs from anywhere
+    for key in ["tokenizer", "compose_file", "dataset_path"] {
+        if let Some(Value::String(p)) = base.get(key) {
+            base.insert(key, Value::String(resolve(base_dir, p)));
+        }
+    }
+    for (k, vs) in matrix.iter_mut() {
+        if *k == "dataset_path" {
+            for v in vs.iter_mut() {
+                if let Value::String(p) = v {
+                    *p = resolve(base_dir, p);
+                }
+            }
+        }
+    }
+    let resolved = resolved_document(&name, &description, repeats, &base, &matrix, &root);
+    Ok(Experiment {
+        name: name.unwrap_or_default(),
+        description,
+        repeats,
+        base,
+        matrix,
+        resolved,
+    })
+}
+
+fn unknown_hint(wrong: &str, section: Option<&str>, fields_here: &[Field]) -> Option<String> {
+    if let Some(s) = fields::suggest(wrong, fields_here.iter().map(|f| f.name)) {
+        return Some(format!("did you mean `{s}`?"));
+    }
+    if let Some((other, _)) = fields::find(&wrong.replace('-', "_"))
+        && Some(other.name) != section
+    {
+        return Some(format!("`{wrong}` belongs under `{}:`", other.name));
+    }
+    let names: Vec<&str> = fields_here.iter().map(|f| f.name).collect();
+    Some(format!("known fields here: {}", names.join(", ")))
+}
+
+fn resolve(base: &Path, p: &str) -> String {
+    let path = PathBuf::from(p);
+    if path.is_absolute() {
+        p.to_string()
+    } else {
+        base.join(path).to_string_lossy().into_owned()
+    }
+}
+
+fn present(base: &Params, matrix: &[(&str, Vec<Value>)], key: &str) -> bool {
+    base.contains_key(key) || matrix.iter().any(|(k, _)| *k == key)
+}
+
+fn cross_checks(cx: &mut Ctx, base: &Params, matrix: &[(&'static str, Vec<Value>)], base_dir: &Path) {
+    let launcher = base.get("launcher").and_then(Value::as_str).unwrap_or("sim");
+    let need = |cx: &mut Ctx, key: &str, why: &str| {
+        if !base.contains_key(key) {
+            cx.err(Some("server"), "launcher", format!("`launcher: {launcher}` needs `server.{key}`"), Some(why.to_string()));
+        }
+    };
+    match launcher {
+        "external" => need(cx, "urls", "list the base URLs, e.g. `urls: [http://127.0.0.1:8000]`"),
+        "command" => need(cx, "command", "e.g. `command: vllm serve {model} --port {port} --data-parallel-size {dp}`"),
+        "compose" => need(cx, "compose_file", "e.g. `compose_file: deploy/docker-compose.yml`"),
+        _ => {}
+    }
+    if !present(base, matrix, "request_rate") {
+        cx.err(None, "load", "no `request_rate`".into(), Some("set `load.request_rate` or list rates under `matrix.request_rate`".into()));
+    }
+    let f = |k: &str| base.get(k).and_then(Value::as_f64);
+    let duration = f("duration_s");
+    if duration.is_some() && base.contains_key("requests") {
+        cx.err(Some("load"), "requests", "both `duration_s` and `requests` are set".into(), Some("a cell stops by time or by count: keep one".into()));
+    }
+    let (warm, cool) = (f("warmup_s").unwrap_or(0.0), f("cooldown_s").unwrap_or(0.0));
+    match duration {
+        None if warm > 0.0 || cool > 0.0 => cx.err(Some("load"), "warmup_s", "warm-up and cool-down need `duration_s`".into(), None),
+        Some(d) if warm + cool >= d => cx.err(
+            Some("load"),
+            "duration_s",
+            format!("warm-up {warm} s + cool-down {cool} s leave nothing of {d} s to measure"),
+            None,
+        ),
+        _ => {}
+    }
+    let rate_inf = base.get("request_rate").and_then(Value::as_str) == Some("inf")
+        || matrix.iter().any(|(k, vs)| *k == "request_rate" && vs.iter().any(|v| v.as_str() == Some("inf")));
+    if rate_inf && duration.is_some() {
+        cx.err(Some("load"), "duration_s", "a duration needs a finite request rate".into(), Some("with `inf` every request goes at t = 0; use `requests`".into()));
+    }
+    let dataset = base.get("dataset").and_then(Value::as_str).unwrap_or("random");
+    if dataset != "random" && !present(base, matrix, "dataset_path") {
+        cx.err(Some("workload"), "dataset", format!("`dataset: {dataset}` needs `dataset_path`"), None);
+    }
+    let check_file = |cx: &mut Ctx, section: &str, key: &str, p: &str| {
+        let path = Path::new(p);
+        let full = if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) };
+        if !full.exists() {
+            cx.err(Some(section), key, format!("`{}` does not exist", full.display()), Some("paths are relative to the experiment file".into()));
+        }
+    };
+    for (section, key) in [("server", "tokenizer"), ("server", "compose_file"), ("workload", "dataset_path")] {
+        if let Some(p) = base.get(key).and_then(Value::as_str) {
+            check_file(cx, section, key, p);
+        }
+    }
+    for (k, vs) in matrix {
+        if *k == "dataset_path" {
+            for v in vs {
+                if let Some(p) = v.as_str() {
+                    check_file(cx, "matrix", k, p);
+                }
+            }
+        }
+    }
+}
+
+/// The experiment as it will run: every section with its effective values, the matrix.
+fn resolved_document(
+    name: &Option<String>,
+    description: &Option<String>,
+    repeats: u32,
+    base: &Params,
+    matrix: &[(&'static str, Vec<Value>)],
+    root: &Mapping,
+) -> Value {
+    let mut doc = Mapping::new();
+    doc.insert("name".into(), name.clone().unwrap_or_default().into());
+    if let Some(d) = description {
+        doc.insert("description".into(), d.clone().into());
+    }
+    doc.insert("repeats".into(), (repeats as u64).into());
+    for s in SECTIONS {
+        let mut m = Mapping::new();
+        for f in s.fields {
+            if matrix.iter().any(|(k, _)| *k == f.name) {
+                continue;
+            }
+            if let Some(v) = base.get(f.name) {
+                m.insert(f.name.into(), v.clone());
+            }
+        }
+        if !m.is_empty() || root.contains_key(s.name) {
+            doc.insert(s.name.into(), Value::Mapping(m));
+        }
+    }
+    if !matrix.is_empty() {
+        let mut m = Mapping::new();
+        for (k, vs) in matrix {
+            m.insert((*k).into(), Value::Sequence(vs.clone()));
+        }
+        doc.insert("matrix".into(), Value::Mapping(m));
+    }
+    Value::Mapping(doc)
+}

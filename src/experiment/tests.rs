@@ -1,0 +1,114 @@
+//! Experiment files: what good ones plan into, and the exact messages bad ones get.
+
+use super::parse::parse;
+use super::plan::{ParamsExt, plan};
+use std::path::Path;
+
+fn errors(text: &str) -> String {
+    parse(text, "exp.yaml", Path::new("/tmp"), &[]).unwrap_err().to_string()
+}
+
+#[test]
+fn matrix_expands_with_server_dimensions_outermost() {
+    let e = parse(
+        "name: s\nload:\n  duration_s: 5\nmatrix:\n  request_rate: [10, 20, 30]\n  dp: [1, 4]\nrepeats: 2\n",
+        "exp.yaml",
+        Path::new("/tmp"),
+        &[],
+    )
+    .unwrap();
+    let p = plan(&e);
+    assert_eq!(p.cells.len(), 12);
+    assert_eq!(p.groups.len(), 2);
+    assert_eq!(p.groups[0].id, "dp1");
+    assert_eq!(p.groups[0].cells, (0..6).collect::<Vec<_>>());
+    let c = &p.cells[7];
+    assert_eq!(c.id, "c007-dp4-request_rate10-rep1");
+    assert_eq!(c.params.u64("dp"), Some(4));
+    assert_eq!(c.params.f64("request_rate"), Some(10.0));
+    assert_eq!(c.params.f64("duration_s"), Some(5.0));
+    assert_eq!(c.params.u64("input_len"), Some(512), "defaults fill the rest");
+    assert_eq!(c.params.str("launcher"), Some("sim"));
+}
+
+#[test]
+fn overrides_replace_values_and_lists() {
+    let e = parse(
+        "name: s\nload:\n  duration_s: 60\nmatrix:\n  request_rate: [10, 20, 30, 40]\n",
+        "exp.yaml",
+        Path::new("/tmp"),
+        &["load.duration_s=2".into(), "matrix.request_rate=[5, 50]".into()],
+    )
+    .unwrap();
+    let p = plan(&e);
+    assert_eq!(p.cells.len(), 2);
+    assert_eq!(p.cells[1].params.f64("duration_s"), Some(2.0));
+    assert_eq!(p.cells[1].params.f64("request_rate"), Some(50.0));
+}
+
+#[test]
+fn unknown_key_names_line_column_and_suggests() {
+    assert_eq!(
+        errors("name: s\nload:\n  request-rates: 5\n"),
+        "experiment `exp.yaml` line 3, column 3: `load.request-rates`: unknown field `request-rates`\n  hint: did you mean `request_rate`?\n\
+         experiment `exp.yaml` line 2, column 1: `load`: no `request_rate`\n  hint: set `load.request_rate` or list rates under `matrix.request_rate`\n\
+         2 errors in experiment `exp.yaml`"
+    );
+}
+
+#[test]
+fn key_in_the_wrong_section_says_where_it_belongs() {
+    let e = errors("name: s\nworkload:\n  request_rate: 5\n");
+    assert!(e.contains("line 3, column 3: `workload.request_rate`: unknown field `request_rate`\n  hint: `request_rate` belongs under `load:`"), "{e}");
+}
+
+#[test]
+fn wrong_type_and_negative_rate() {
+    assert_eq!(
+        errors("name: s\nload:\n  request_rate: fast\nworkload:\n  input_len: -5\n"),
+        "experiment `exp.yaml` line 3, column 3: `load.request_rate`: expected requests per second or `inf`, found the text `fast`\n  hint: offered requests per second, or inf\n\
+         experiment `exp.yaml` line 5, column 3: `workload.input_len`: must be at least 1, found -5\n  hint: random: prompt tokens\n\
+         experiment `exp.yaml` line 2, column 1: `load`: no `request_rate`\n  hint: set `load.request_rate` or list rates under `matrix.request_rate`\n\
+         3 errors in experiment `exp.yaml`"
+    );
+    let e = errors("name: s\nmatrix:\n  request_rate: [10, -20]\n");
+    assert!(e.contains("line 3, column 3: `matrix.request_rate`: must be a positive number of requests per second, found -20"), "{e}");
+}
+
+#[test]
+fn empty_matrix_and_empty_dimension() {
+    let e = errors("name: s\nload:\n  request_rate: 1\nmatrix: {}\n");
+    assert!(e.contains("line 4, column 1: `matrix`: the matrix is empty"), "{e}");
+    let e = errors("name: s\nmatrix:\n  request_rate: []\n");
+    assert!(e.contains("line 3, column 3: `matrix.request_rate`: has no values"), "{e}");
+}
+
+#[test]
+fn missing_file_is_reported_with_its_resolved_path() {
+    let e = errors("name: s\nload:\n  request_rate: 1\nworkload:\n  dataset: jsonl\n  dataset_path: prompts.jsonl\n");
+    assert!(e.contains("line 6, column 3: `workload.dataset_path`: `/tmp/prompts.jsonl` does not exist"), "{e}");
+}
+
+#[test]
+fn launcher_requirements_and_contradictions() {
+    let e = errors("name: s\nserver:\n  launcher: command\nload:\n  request_rate: 1\n  duration_s: 2\n  warmup_s: 1\n  cooldown_s: 1\n");
+    assert!(e.contains("`launcher: command` needs `server.command`"), "{e}");
+    assert!(e.contains("leave nothing of 2 s to measure"), "{e}");
+    let e = errors("load:\n  request_rate: 1\n");
+    assert!(e.contains("`name`: missing"), "{e}");
+    let e = errors("name: s\nload:\n  request_rate: 1\nmatrix:\n  request_rate: [1, 2]\n");
+    assert!(e.contains("`load.request_rate`: is also a matrix dimension"), "{e}");
+    let e = errors("name: [unclosed\n");
+    assert!(e.contains("not valid YAML"), "{e}");
+}
+
+#[test]
+fn json_schema_is_up_to_date() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/experiment.schema.json");
+    let want = serde_json::to_string_pretty(&super::schema::generate()).unwrap() + "\n";
+    if std::env::var("UPDATE_SCHEMA").is_ok() {
+        std::fs::write(path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(have == want, "schema/experiment.schema.json is stale: run `UPDATE_SCHEMA=1 cargo test json_schema`");
+}
