@@ -9,6 +9,7 @@
 //! - `client`: connection pool, streaming request driver, SSE decoder, chunk classifier.
 //! - `http`: the bits of HTTP/1.1 shared by client and simulator (chunked coding).
 //! - `prom`: a reader for Prometheus text (`/metrics`).
+//! - `launcher`: bring a server up (sim, external, command, compose) and always down.
 //! - `monitor`: `/metrics` scraping and GPU sampling beside a load point.
 //! - `record`: the raw per-request record every figure comes from.
 //! - `stats`: the quantile definition and distribution summaries (pure).
@@ -23,6 +24,7 @@ pub mod client;
 pub mod clock;
 pub mod experiment;
 pub mod http;
+pub mod launcher;
 pub mod monitor;
 pub mod prom;
 pub mod record;

@@ -3,11 +3,12 @@
 
 use clap::Parser;
 use std::process::ExitCode;
-use vllm_loadtest::cli::{Cli, Command, bench, sim_args};
+use vllm_loadtest::cli::{Cli, Command, bench, run, sim_args};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(a) => run::run(*a),
         Command::Bench(a) => bench::run(*a),
         Command::Sim(a) => sim_args::run(*a),
     };

@@ -192,7 +192,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
         eprintln!("note: {n}");
     }
     let rt = if a.client_threads == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(a.client_threads)
@@ -200,7 +202,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
             .build()?
     };
     let sim = match &a.sim {
-        Some(profile) => Some(crate::sim::background::start(profile, a.sim_dp, a.tokenizer.clone())?),
+        Some(profile) => Some(crate::sim::background::start(
+            profile,
+            a.sim_dp,
+            a.tokenizer.clone(),
+        )?),
         None => None,
     };
     let base_url = match &sim {
@@ -212,7 +218,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
     result
 }
 
-async fn run_async(a: &BenchArgs, plan: &Plan, tok: &Tokenizer, workload: Workload, url: &BaseUrl) -> Result<()> {
+async fn run_async(
+    a: &BenchArgs,
+    plan: &Plan,
+    tok: &Tokenizer,
+    workload: Workload,
+    url: &BaseUrl,
+) -> Result<()> {
     let addr = url.resolve().await?;
     let model = match &a.model {
         Some(m) => m.clone(),
@@ -233,10 +245,18 @@ async fn run_async(a: &BenchArgs, plan: &Plan, tok: &Tokenizer, workload: Worklo
     let schedule: Arc<[u64]> = arrivals::schedule(plan.arrival, plan.stop, a.seed).into();
     let rate = plan.arrival.rate();
     let out_dir = a.output_dir.clone().unwrap_or_else(|| {
-        let r = if rate.is_finite() { format!("{rate}") } else { "inf".into() };
-        PathBuf::from("results/bench").join(format!("{}-rate{r}", store::time::compact(store::time::unix_now())))
+        let r = if rate.is_finite() {
+            format!("{rate}")
+        } else {
+            "inf".into()
+        };
+        PathBuf::from("results/bench").join(format!(
+            "{}-rate{r}",
+            store::time::compact(store::time::unix_now())
+        ))
     });
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create `{}`", out_dir.display()))?;
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create `{}`", out_dir.display()))?;
     eprintln!(
         "bench: {} requests to {url}{} ({}), model `{model}`, {}{}; results in `{}`",
         schedule.len(),
@@ -246,11 +266,16 @@ async fn run_async(a: &BenchArgs, plan: &Plan, tok: &Tokenizer, workload: Worklo
             Some(d) => format!("for {d} s"),
             None => format!("{} prompts", a.num_prompts),
         },
-        a.max_concurrency.map(|c| format!(", at most {c} in flight")).unwrap_or_default(),
+        a.max_concurrency
+            .map(|c| format!(", at most {c} in flight"))
+            .unwrap_or_default(),
         out_dir.display()
     );
     let interrupt = interrupt_on_ctrl_c();
-    let endpoints = [Endpoint { url: url.clone(), addr }];
+    let endpoints = [Endpoint {
+        url: url.clone(),
+        addr,
+    }];
     let cell = CellSpec {
         endpoints: &endpoints,
         prompts: &workload.prompts,
@@ -289,7 +314,10 @@ async fn run_async(a: &BenchArgs, plan: &Plan, tok: &Tokenizer, workload: Worklo
     write_summary(a, plan, &r, &out_dir, &model, tok)?;
     eprintln!("results: {}", out_dir.display());
     if r.interrupted {
-        bail!("interrupted: partial results written to `{}`", out_dir.display());
+        bail!(
+            "interrupted: partial results written to `{}`",
+            out_dir.display()
+        );
     }
     Ok(())
 }
@@ -299,7 +327,9 @@ pub fn interrupt_on_ctrl_c() -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupted: cancelling in-flight requests and writing partial results (Ctrl-C again to abort)");
+            eprintln!(
+                "\ninterrupted: cancelling in-flight requests and writing partial results (Ctrl-C again to abort)"
+            );
             let _ = tx.send(true);
             if tokio::signal::ctrl_c().await.is_ok() {
                 std::process::exit(130);
@@ -309,7 +339,14 @@ pub fn interrupt_on_ctrl_c() -> tokio::sync::watch::Receiver<bool> {
     rx
 }
 
-fn write_summary(a: &BenchArgs, plan: &Plan, r: &CellResult, out_dir: &std::path::Path, model: &str, tok: &Tokenizer) -> Result<()> {
+fn write_summary(
+    a: &BenchArgs,
+    plan: &Plan,
+    r: &CellResult,
+    out_dir: &std::path::Path,
+    model: &str,
+    tok: &Tokenizer,
+) -> Result<()> {
     let now = store::time::unix_now();
     let info = summary_json::RunInfo {
         date: store::time::compact(now),
@@ -337,7 +374,10 @@ fn write_summary(a: &BenchArgs, plan: &Plan, r: &CellResult, out_dir: &std::path
         "warnings": r.warnings,
     });
     let full = summary_json::build(&info, &r.summary, &pct, &r.records, false, ours.clone());
-    std::fs::write(out_dir.join("summary.json"), serde_json::to_vec_pretty(&full)?)?;
+    std::fs::write(
+        out_dir.join("summary.json"),
+        serde_json::to_vec_pretty(&full)?,
+    )?;
     if a.save_result {
         let name = a.result_filename.clone().unwrap_or_else(|| {
             let rate = if info.request_rate.is_finite() {
@@ -345,7 +385,10 @@ fn write_summary(a: &BenchArgs, plan: &Plan, r: &CellResult, out_dir: &std::path
             } else {
                 "inf".into()
             };
-            let conc = a.max_concurrency.map(|c| format!("-concurrency{c}")).unwrap_or_default();
+            let conc = a
+                .max_concurrency
+                .map(|c| format!("-concurrency{c}"))
+                .unwrap_or_default();
             let base = model.rsplit('/').next().unwrap_or(model);
             format!("vllm-{rate}qps{conc}-{base}-{}.json", info.date)
         });

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_args;
+pub mod run;
 pub mod sim_args;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run an experiment matrix end to end (the main job).
+    Run(Box<run::RunArgs>),
     /// Measure one load point against a running server (like `vllm bench serve`).
     Bench(Box<bench_args::BenchArgs>),
     /// Serve a simulated vLLM (no GPU needed) until Ctrl-C.

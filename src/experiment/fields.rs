@@ -8,7 +8,10 @@ pub enum Kind {
     /// An integer ≥ the bound.
     Int(i64),
     /// A number ≥ the bound (`strict`: >).
-    Num { min: f64, strict: bool },
+    Num {
+        min: f64,
+        strict: bool,
+    },
     Bool,
     Enum(&'static [&'static str]),
     /// A positive number of requests per second, or `inf`.
@@ -36,7 +39,13 @@ pub struct Section {
     pub fields: &'static [Field],
 }
 
-const fn f(name: &'static str, kind: Kind, default: Option<&'static str>, matrix: bool, doc: &'static str) -> Field {
+const fn f(
+    name: &'static str,
+    kind: Kind,
+    default: Option<&'static str>,
+    matrix: bool,
+    doc: &'static str,
+) -> Field {
     Field {
         name,
         kind,
@@ -46,8 +55,14 @@ const fn f(name: &'static str, kind: Kind, default: Option<&'static str>, matrix
     }
 }
 
-const POS: Kind = Kind::Num { min: 0.0, strict: true };
-const NONNEG: Kind = Kind::Num { min: 0.0, strict: false };
+const POS: Kind = Kind::Num {
+    min: 0.0,
+    strict: true,
+};
+const NONNEG: Kind = Kind::Num {
+    min: 0.0,
+    strict: false,
+};
 
 pub const LAUNCHERS: &[&str] = &["sim", "external", "command", "compose"];
 
@@ -56,55 +71,274 @@ pub const SECTIONS: &[Section] = &[
         name: "server",
         doc: "The server under test and how to bring it up. Without this section: the built-in simulator.",
         fields: &[
-            f("launcher", Kind::Enum(LAUNCHERS), Some("sim"), false, "sim (built-in, in-process), external (already running), command (a command template), compose (docker compose)"),
-            f("profile", Kind::Str, Some("default"), true, "simulator profile: default, llama-3.1-8b-h100, llama-3.1-8b-a100, zero, or a YAML file"),
-            f("urls", Kind::StrList, None, false, "external: base URLs; several are used round-robin (DP replicas without a router)"),
-            f("command", Kind::Str, None, false, "command: template run by `sh -c`, e.g. `vllm serve {model} --port {port} --data-parallel-size {dp}`; placeholders are any server parameter, {port} and {model}"),
-            f("compose_file", Kind::Str, None, false, "compose: the docker-compose.yml; matrix values are passed as upper-case environment variables"),
-            f("port", Kind::Int(0), None, false, "command/compose: port the server listens on (command default: a free port)"),
-            f("start_timeout_s", POS, Some("900"), false, "seconds to wait for /health and /v1/models"),
-            f("model", Kind::Str, None, false, "model name to request (default: the first id of GET /v1/models)"),
-            f("tokenizer", Kind::Str, None, false, "a tokenizer.json or a folder holding one (default: built-in approximation)"),
-            f("reset_prefix_cache", Kind::Bool, Some("false"), false, "POST /reset_prefix_cache before each cell"),
-            f("env", Kind::StrMap, None, false, "extra environment variables for command/compose"),
-            f("dp", Kind::Int(1), Some("1"), true, "data-parallel size (engines / GPUs)"),
+            f(
+                "launcher",
+                Kind::Enum(LAUNCHERS),
+                Some("sim"),
+                false,
+                "sim (built-in, in-process), external (already running), command (a command template), compose (docker compose)",
+            ),
+            f(
+                "profile",
+                Kind::Str,
+                Some("default"),
+                true,
+                "simulator profile: default, llama-3.1-8b-h100, llama-3.1-8b-a100, zero, or a YAML file",
+            ),
+            f(
+                "urls",
+                Kind::StrList,
+                None,
+                false,
+                "external: base URLs; several are used round-robin (DP replicas without a router)",
+            ),
+            f(
+                "command",
+                Kind::Str,
+                None,
+                false,
+                "command: template run by `sh -c`, e.g. `vllm serve {model} --port {port} --data-parallel-size {dp}`; placeholders are any server parameter, {port} and {model}",
+            ),
+            f(
+                "compose_file",
+                Kind::Str,
+                None,
+                false,
+                "compose: the docker-compose.yml; matrix values are passed as upper-case environment variables",
+            ),
+            f(
+                "port",
+                Kind::Int(0),
+                None,
+                false,
+                "command/compose: port the server listens on (command default: a free port)",
+            ),
+            f(
+                "start_timeout_s",
+                POS,
+                Some("900"),
+                false,
+                "seconds to wait for /health and /v1/models",
+            ),
+            f(
+                "model",
+                Kind::Str,
+                None,
+                false,
+                "model name to request (default: the first id of GET /v1/models)",
+            ),
+            f(
+                "tokenizer",
+                Kind::Str,
+                None,
+                false,
+                "a tokenizer.json or a folder holding one (default: built-in approximation)",
+            ),
+            f(
+                "reset_prefix_cache",
+                Kind::Bool,
+                Some("false"),
+                false,
+                "POST /reset_prefix_cache before each cell",
+            ),
+            f(
+                "env",
+                Kind::StrMap,
+                None,
+                false,
+                "extra environment variables for command/compose",
+            ),
+            f(
+                "dp",
+                Kind::Int(1),
+                Some("1"),
+                true,
+                "data-parallel size (engines / GPUs)",
+            ),
             f("tp", Kind::Int(1), Some("1"), true, "tensor-parallel size"),
-            f("max_num_seqs", Kind::Int(1), None, true, "the engine's batch size limit (the seed's \"batch size\")"),
-            f("max_num_batched_tokens", Kind::Int(1), None, true, "the engine's token budget per step"),
-            f("api_server_count", Kind::Int(1), None, true, "API server processes (the simulator models their CPU cost when set)"),
+            f(
+                "max_num_seqs",
+                Kind::Int(1),
+                None,
+                true,
+                "the engine's batch size limit (the seed's \"batch size\")",
+            ),
+            f(
+                "max_num_batched_tokens",
+                Kind::Int(1),
+                None,
+                true,
+                "the engine's token budget per step",
+            ),
+            f(
+                "api_server_count",
+                Kind::Int(1),
+                None,
+                true,
+                "API server processes (the simulator models their CPU cost when set)",
+            ),
         ],
     },
     Section {
         name: "workload",
         doc: "What each request asks for.",
         fields: &[
-            f("dataset", Kind::Enum(&["random", "sharegpt", "jsonl"]), Some("random"), false, "random (exact token lengths), sharegpt or jsonl (local files)"),
-            f("dataset_path", Kind::Str, None, true, "the dataset file for sharegpt/jsonl"),
-            f("input_len", Kind::Int(1), Some("512"), true, "random: prompt tokens"),
-            f("output_len", Kind::Int(1), Some("256"), true, "random (and jsonl lines without one): output tokens"),
-            f("range_ratio", Kind::Num { min: 0.0, strict: false }, Some("0"), true, "random: lengths drawn in [len·(1−r), len·(1+r)]"),
-            f("prefix_len", Kind::Int(0), Some("0"), true, "random: tokens of a prefix shared by every prompt"),
-            f("num_prompts", Kind::Int(1), Some("1000"), false, "distinct prompts built (cycled when a cell sends more)"),
-            f("endpoint", Kind::Enum(&["/v1/completions", "/v1/chat/completions"]), Some("/v1/completions"), false, "API endpoint"),
-            f("ignore_eos", Kind::Bool, None, false, "send ignore_eos (default: true for random data)"),
-            f("temperature", NONNEG, None, false, "sampling temperature sent with each request"),
+            f(
+                "dataset",
+                Kind::Enum(&["random", "sharegpt", "jsonl"]),
+                Some("random"),
+                false,
+                "random (exact token lengths), sharegpt or jsonl (local files)",
+            ),
+            f(
+                "dataset_path",
+                Kind::Str,
+                None,
+                true,
+                "the dataset file for sharegpt/jsonl",
+            ),
+            f(
+                "input_len",
+                Kind::Int(1),
+                Some("512"),
+                true,
+                "random: prompt tokens",
+            ),
+            f(
+                "output_len",
+                Kind::Int(1),
+                Some("256"),
+                true,
+                "random (and jsonl lines without one): output tokens",
+            ),
+            f(
+                "range_ratio",
+                Kind::Num {
+                    min: 0.0,
+                    strict: false,
+                },
+                Some("0"),
+                true,
+                "random: lengths drawn in [len·(1−r), len·(1+r)]",
+            ),
+            f(
+                "prefix_len",
+                Kind::Int(0),
+                Some("0"),
+                true,
+                "random: tokens of a prefix shared by every prompt",
+            ),
+            f(
+                "num_prompts",
+                Kind::Int(1),
+                Some("1000"),
+                false,
+                "distinct prompts built (cycled when a cell sends more)",
+            ),
+            f(
+                "endpoint",
+                Kind::Enum(&["/v1/completions", "/v1/chat/completions"]),
+                Some("/v1/completions"),
+                false,
+                "API endpoint",
+            ),
+            f(
+                "ignore_eos",
+                Kind::Bool,
+                None,
+                false,
+                "send ignore_eos (default: true for random data)",
+            ),
+            f(
+                "temperature",
+                NONNEG,
+                None,
+                false,
+                "sampling temperature sent with each request",
+            ),
         ],
     },
     Section {
         name: "load",
         doc: "How requests arrive and when a cell stops.",
         fields: &[
-            f("request_rate", Kind::Rate, None, true, "offered requests per second, or inf"),
-            f("max_concurrency", Kind::Int(1), None, true, "cap on requests in flight (later arrivals wait, measured)"),
-            f("burstiness", POS, Some("1"), true, "gamma shape of inter-arrival times (1 = Poisson)"),
-            f("arrival", Kind::Enum(&["poisson", "gamma", "constant"]), Some("poisson"), false, "arrival process"),
-            f("duration_s", POS, None, false, "seconds of sending per cell (else `requests`)"),
-            f("requests", Kind::Int(1), None, false, "requests per cell (default: num_prompts) when no duration is given"),
-            f("warmup_s", NONNEG, Some("0"), false, "seconds excluded from the statistics at the start (needs duration_s)"),
-            f("cooldown_s", NONNEG, Some("0"), false, "seconds excluded from the statistics at the end (needs duration_s)"),
-            f("seed", Kind::Int(0), Some("0"), false, "seed of arrivals and prompts"),
-            f("request_timeout_s", POS, Some("600"), false, "whole-request timeout"),
-            f("drain_timeout_s", NONNEG, Some("30"), false, "after the last send, how long in-flight requests may finish"),
+            f(
+                "request_rate",
+                Kind::Rate,
+                None,
+                true,
+                "offered requests per second, or inf",
+            ),
+            f(
+                "max_concurrency",
+                Kind::Int(1),
+                None,
+                true,
+                "cap on requests in flight (later arrivals wait, measured)",
+            ),
+            f(
+                "burstiness",
+                POS,
+                Some("1"),
+                true,
+                "gamma shape of inter-arrival times (1 = Poisson)",
+            ),
+            f(
+                "arrival",
+                Kind::Enum(&["poisson", "gamma", "constant"]),
+                Some("poisson"),
+                false,
+                "arrival process",
+            ),
+            f(
+                "duration_s",
+                POS,
+                None,
+                false,
+                "seconds of sending per cell (else `requests`)",
+            ),
+            f(
+                "requests",
+                Kind::Int(1),
+                None,
+                false,
+                "requests per cell (default: num_prompts) when no duration is given",
+            ),
+            f(
+                "warmup_s",
+                NONNEG,
+                Some("0"),
+                false,
+                "seconds excluded from the statistics at the start (needs duration_s)",
+            ),
+            f(
+                "cooldown_s",
+                NONNEG,
+                Some("0"),
+                false,
+                "seconds excluded from the statistics at the end (needs duration_s)",
+            ),
+            f(
+                "seed",
+                Kind::Int(0),
+                Some("0"),
+                false,
+                "seed of arrivals and prompts",
+            ),
+            f(
+                "request_timeout_s",
+                POS,
+                Some("600"),
+                false,
+                "whole-request timeout",
+            ),
+            f(
+                "drain_timeout_s",
+                NONNEG,
+                Some("30"),
+                false,
+                "after the last send, how long in-flight requests may finish",
+            ),
         ],
     },
     Section {
@@ -114,24 +348,63 @@ pub const SECTIONS: &[Section] = &[
             f("ttft_ms", POS, None, false, "time to first token bound"),
             f("tpot_ms", POS, None, false, "time per output token bound"),
             f("e2el_ms", POS, None, false, "end-to-end latency bound"),
-            f("target", Kind::Num { min: 0.0, strict: true }, Some("0.9"), false, "SLO attainment that counts as meeting the SLOs"),
+            f(
+                "target",
+                Kind::Num {
+                    min: 0.0,
+                    strict: true,
+                },
+                Some("0.9"),
+                false,
+                "SLO attainment that counts as meeting the SLOs",
+            ),
         ],
     },
     Section {
         name: "monitor",
         doc: "What is watched beside each cell.",
         fields: &[
-            f("metrics_interval_s", POS, Some("1"), false, "scrape /metrics this often"),
-            f("gpu", Kind::Bool, Some("true"), false, "sample nvidia-smi when it exists"),
+            f(
+                "metrics_interval_s",
+                POS,
+                Some("1"),
+                false,
+                "scrape /metrics this often",
+            ),
+            f(
+                "gpu",
+                Kind::Bool,
+                Some("true"),
+                false,
+                "sample nvidia-smi when it exists",
+            ),
         ],
     },
 ];
 
 /// Top-level scalar keys (the sections and `matrix` are the others).
 pub const TOP: &[Field] = &[
-    f("name", Kind::Str, None, false, "the experiment's name (the results folder is named after it)"),
-    f("description", Kind::Str, None, false, "free text, carried into the report"),
-    f("repeats", Kind::Int(1), Some("1"), false, "how many times each cell runs"),
+    f(
+        "name",
+        Kind::Str,
+        None,
+        false,
+        "the experiment's name (the results folder is named after it)",
+    ),
+    f(
+        "description",
+        Kind::Str,
+        None,
+        false,
+        "free text, carried into the report",
+    ),
+    f(
+        "repeats",
+        Kind::Int(1),
+        Some("1"),
+        false,
+        "how many times each cell runs",
+    ),
 ];
 
 pub fn section(name: &str) -> Option<&'static Section> {

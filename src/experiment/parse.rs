@@ -58,7 +58,12 @@ impl fmt::Display for Diagnostics {
             }
         }
         if self.items.len() > 1 {
-            write!(f, "\n{} errors in experiment `{}`", self.items.len(), self.file)?;
+            write!(
+                f,
+                "\n{} errors in experiment `{}`",
+                self.items.len(),
+                self.file
+            )?;
         }
         Ok(())
     }
@@ -77,7 +82,9 @@ fn locate(text: &str, section: Option<&str>, key: &str) -> Option<(usize, usize)
         let indent = line.len() - trimmed.len();
         if let Some(s) = section {
             if indent == 0 {
-                inside = trimmed.strip_prefix(s).is_some_and(|r| r.trim_start().starts_with(':'));
+                inside = trimmed
+                    .strip_prefix(s)
+                    .is_some_and(|r| r.trim_start().starts_with(':'));
                 if inside {
                     continue;
                 }
@@ -88,7 +95,10 @@ fn locate(text: &str, section: Option<&str>, key: &str) -> Option<(usize, usize)
         } else if indent != 0 {
             continue;
         }
-        if trimmed.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':')) {
+        if trimmed
+            .strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with(':'))
+        {
             return Some((i + 1, indent + 1));
         }
     }
@@ -117,7 +127,12 @@ impl Ctx<'_> {
         } else {
             message
         };
-        self.items.push(Diagnostic { at, path, message, hint });
+        self.items.push(Diagnostic {
+            at,
+            path,
+            message,
+            hint,
+        });
     }
 }
 
@@ -137,8 +152,14 @@ fn describe(v: &Value) -> String {
 pub fn check(kind: Kind, v: &Value) -> Result<(), String> {
     let found = describe(v);
     match kind {
-        Kind::Str => v.as_str().map(|_| ()).ok_or(format!("expected text, found {found}")),
-        Kind::Bool => v.as_bool().map(|_| ()).ok_or(format!("expected true or false, found {found}")),
+        Kind::Str => v
+            .as_str()
+            .map(|_| ())
+            .ok_or(format!("expected text, found {found}")),
+        Kind::Bool => v
+            .as_bool()
+            .map(|_| ())
+            .ok_or(format!("expected true or false, found {found}")),
         Kind::Int(min) => match v.as_i64() {
             Some(n) if n >= min => Ok(()),
             Some(n) => Err(format!("must be at least {min}, found {n}")),
@@ -154,27 +175,46 @@ pub fn check(kind: Kind, v: &Value) -> Result<(), String> {
         },
         Kind::Rate => match (v.as_f64(), v.as_str()) {
             (Some(x), _) if x.is_finite() && x > 0.0 => Ok(()),
-            (Some(x), _) => Err(format!("must be a positive number of requests per second, found {x}")),
+            (Some(x), _) => Err(format!(
+                "must be a positive number of requests per second, found {x}"
+            )),
             (None, Some("inf")) => Ok(()),
-            _ => Err(format!("expected requests per second or `inf`, found {found}")),
+            _ => Err(format!(
+                "expected requests per second or `inf`, found {found}"
+            )),
         },
         Kind::Enum(choices) => match v.as_str() {
             Some(s) if choices.contains(&s) => Ok(()),
-            _ => Err(format!("expected one of {}, found {found}", choices.join(", "))),
+            _ => Err(format!(
+                "expected one of {}, found {found}",
+                choices.join(", ")
+            )),
         },
         Kind::StrList => match v.as_sequence() {
             Some(items) if !items.is_empty() && items.iter().all(|x| x.is_string()) => Ok(()),
             _ => Err(format!("expected a non-empty list of text, found {found}")),
         },
         Kind::StrMap => match v.as_mapping() {
-            Some(m) if m.iter().all(|(k, v)| k.is_string() && (v.is_string() || v.is_number() || v.is_bool())) => Ok(()),
-            _ => Err(format!("expected a mapping of names to values, found {found}")),
+            Some(m)
+                if m.iter().all(|(k, v)| {
+                    k.is_string() && (v.is_string() || v.is_number() || v.is_bool())
+                }) =>
+            {
+                Ok(())
+            }
+            _ => Err(format!(
+                "expected a mapping of names to values, found {found}"
+            )),
         },
     }
 }
 
 /// Apply `--set section.key=value` (YAML value) overrides to the document.
-fn apply_overrides(doc: &mut Value, overrides: &[String], items: &mut Vec<Diagnostic>) -> Vec<String> {
+fn apply_overrides(
+    doc: &mut Value,
+    overrides: &[String],
+    items: &mut Vec<Diagnostic>,
+) -> Vec<String> {
     let mut done = Vec::new();
     for o in overrides {
         let Some((path, val)) = o.split_once('=') else {
@@ -182,13 +222,17 @@ fn apply_overrides(doc: &mut Value, overrides: &[String], items: &mut Vec<Diagno
                 at: None,
                 path: String::new(),
                 message: format!("`--set {o}`: expected `KEY=VALUE`"),
-                hint: Some("e.g. `--set load.duration_s=5` or `--set matrix.request_rate=[10,20]`".into()),
+                hint: Some(
+                    "e.g. `--set load.duration_s=5` or `--set matrix.request_rate=[10,20]`".into(),
+                ),
             });
             continue;
         };
         let value: Value = serde_yaml::from_str(val).unwrap_or(Value::String(val.to_string()));
         let parts: Vec<&str> = path.split('.').collect();
-        let Some(root) = doc.as_mapping_mut() else { return done };
+        let Some(root) = doc.as_mapping_mut() else {
+            return done;
+        };
         match parts.as_slice() {
             [key] => {
                 root.insert(Value::String(key.to_string()), value);
@@ -220,7 +264,12 @@ fn apply_overrides(doc: &mut Value, overrides: &[String], items: &mut Vec<Diagno
 }
 
 /// Parse and check an experiment. `base_dir` resolves relative file paths.
-pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> Result<Experiment, Diagnostics> {
+pub fn parse(
+    text: &str,
+    file: &str,
+    base_dir: &Path,
+    overrides: &[String],
+) -> Result<Experiment, Diagnostics> {
     let fail = |items: Vec<Diagnostic>| Diagnostics {
         file: file.to_string(),
         items,
@@ -234,7 +283,9 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
                 at,
                 path: String::new(),
                 message: format!("not valid YAML: {e}"),
-                hint: Some("check the indentation and the `key: value` pairs around that line".into()),
+                hint: Some(
+                    "check the indentation and the `key: value` pairs around that line".into(),
+                ),
             }]));
         }
     };
@@ -249,7 +300,8 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
         return Err(fail(vec![Diagnostic {
             at: Some((1, 1)),
             path: String::new(),
-            message: "an experiment is a mapping of keys (name, server, workload, load, matrix, …)".into(),
+            message: "an experiment is a mapping of keys (name, server, workload, load, matrix, …)"
+                .into(),
             hint: None,
         }]));
     };
@@ -272,7 +324,12 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
         .collect();
     for (k, v) in &root {
         let Some(key) = k.as_str() else {
-            cx.err(None, "?", format!("keys must be text, found {}", describe(k)), None);
+            cx.err(
+                None,
+                "?",
+                format!("keys must be text, found {}", describe(k)),
+                None,
+            );
             continue;
         };
         if let Some(f) = TOP.iter().find(|f| f.name == key) {
@@ -289,7 +346,15 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
         } else if let Some(s) = fields::section(key) {
             let Some(m) = v.as_mapping() else {
                 if !v.is_null() {
-                    cx.err(None, key, format!("expected a mapping of {key} settings, found {}", describe(v)), None);
+                    cx.err(
+                        None,
+                        key,
+                        format!(
+                            "expected a mapping of {key} settings, found {}",
+                            describe(v)
+                        ),
+                        None,
+                    );
                 }
                 continue;
             };
@@ -310,7 +375,15 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
             }
         } else if key == "matrix" {
             let Some(m) = v.as_mapping() else {
-                cx.err(None, key, format!("expected a mapping of parameter: [values], found {}", describe(v)), None);
+                cx.err(
+                    None,
+                    key,
+                    format!(
+                        "expected a mapping of parameter: [values], found {}",
+                        describe(v)
+                    ),
+                    None,
+                );
                 continue;
             };
             if m.is_empty() {
@@ -319,13 +392,28 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
             for (mk, mv) in m {
                 let mname = mk.as_str().unwrap_or("?");
                 let Some((_, f)) = fields::find(mname) else {
-                    let all: Vec<&Field> = SECTIONS.iter().flat_map(|s| s.fields.iter()).filter(|f| f.matrix).collect();
-                    let hint = fields::suggest(mname, all.iter().map(|f| f.name)).map(|s| format!("did you mean `{s}`?"));
-                    cx.err(Some("matrix"), mname, format!("unknown parameter `{mname}`"), hint);
+                    let all: Vec<&Field> = SECTIONS
+                        .iter()
+                        .flat_map(|s| s.fields.iter())
+                        .filter(|f| f.matrix)
+                        .collect();
+                    let hint = fields::suggest(mname, all.iter().map(|f| f.name))
+                        .map(|s| format!("did you mean `{s}`?"));
+                    cx.err(
+                        Some("matrix"),
+                        mname,
+                        format!("unknown parameter `{mname}`"),
+                        hint,
+                    );
                     continue;
                 };
                 if !f.matrix {
-                    cx.err(Some("matrix"), mname, format!("`{mname}` cannot vary across cells"), Some("set it once in its section".into()));
+                    cx.err(
+                        Some("matrix"),
+                        mname,
+                        format!("`{mname}` cannot vary across cells"),
+                        Some("set it once in its section".into()),
+                    );
                     continue;
                 }
                 let values = match mv {
@@ -333,7 +421,12 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
                     single => vec![single.clone()],
                 };
                 if values.is_empty() {
-                    cx.err(Some("matrix"), mname, "has no values".into(), Some(format!("e.g. `{mname}: [1, 2]`")));
+                    cx.err(
+                        Some("matrix"),
+                        mname,
+                        "has no values".into(),
+                        Some(format!("e.g. `{mname}: [1, 2]`")),
+                    );
                     continue;
                 }
                 let mut ok = true;
@@ -351,7 +444,8 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
         } else {
             let hint = match fields::find(key) {
                 Some((s, _)) => Some(format!("`{key}` belongs under `{}:`", s.name)),
-                None => fields::suggest(key, top_names.iter().copied()).map(|s| format!("did you mean `{s}`?")),
+                None => fields::suggest(key, top_names.iter().copied())
+                    .map(|s| format!("did you mean `{s}`?")),
             };
             cx.err(None, key, format!("unknown field `{key}`"), hint);
         }
@@ -360,13 +454,22 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
     let in_sections: Vec<&str> = root
         .iter()
         .filter_map(|(k, v)| Some((fields::section(k.as_str()?)?, v.as_mapping()?)))
-        .flat_map(|(_, m)| m.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect::<Vec<_>>())
+        .flat_map(|(_, m)| {
+            m.keys()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+        })
         .map(|k| fields::find(&k).map(|(_, f)| f.name).unwrap_or(""))
         .collect();
     for (m, _) in &matrix {
         if in_sections.contains(m) {
             let (s, _) = fields::find(m).expect("known");
-            cx.err(Some(s.name), m, "is also a matrix dimension".into(), Some("keep it in one place: the matrix lists every value".into()));
+            cx.err(
+                Some(s.name),
+                m,
+                "is also a matrix dimension".into(),
+                Some("keep it in one place: the matrix lists every value".into()),
+            );
         }
     }
     if name.is_none() {
@@ -433,30 +536,70 @@ fn present(base: &Params, matrix: &[(&str, Vec<Value>)], key: &str) -> bool {
     base.contains_key(key) || matrix.iter().any(|(k, _)| *k == key)
 }
 
-fn cross_checks(cx: &mut Ctx, base: &Params, matrix: &[(&'static str, Vec<Value>)], base_dir: &Path) {
-    let launcher = base.get("launcher").and_then(Value::as_str).unwrap_or("sim");
+fn cross_checks(
+    cx: &mut Ctx,
+    base: &Params,
+    matrix: &[(&'static str, Vec<Value>)],
+    base_dir: &Path,
+) {
+    let launcher = base
+        .get("launcher")
+        .and_then(Value::as_str)
+        .unwrap_or("sim");
     let need = |cx: &mut Ctx, key: &str, why: &str| {
         if !base.contains_key(key) {
-            cx.err(Some("server"), "launcher", format!("`launcher: {launcher}` needs `server.{key}`"), Some(why.to_string()));
+            cx.err(
+                Some("server"),
+                "launcher",
+                format!("`launcher: {launcher}` needs `server.{key}`"),
+                Some(why.to_string()),
+            );
         }
     };
     match launcher {
-        "external" => need(cx, "urls", "list the base URLs, e.g. `urls: [http://127.0.0.1:8000]`"),
-        "command" => need(cx, "command", "e.g. `command: vllm serve {model} --port {port} --data-parallel-size {dp}`"),
-        "compose" => need(cx, "compose_file", "e.g. `compose_file: deploy/docker-compose.yml`"),
+        "external" => need(
+            cx,
+            "urls",
+            "list the base URLs, e.g. `urls: [http://127.0.0.1:8000]`",
+        ),
+        "command" => need(
+            cx,
+            "command",
+            "e.g. `command: vllm serve {model} --port {port} --data-parallel-size {dp}`",
+        ),
+        "compose" => need(
+            cx,
+            "compose_file",
+            "e.g. `compose_file: deploy/docker-compose.yml`",
+        ),
         _ => {}
     }
     if !present(base, matrix, "request_rate") {
-        cx.err(None, "load", "no `request_rate`".into(), Some("set `load.request_rate` or list rates under `matrix.request_rate`".into()));
+        cx.err(
+            None,
+            "load",
+            "no `request_rate`".into(),
+            Some("set `load.request_rate` or list rates under `matrix.request_rate`".into()),
+        );
     }
     let f = |k: &str| base.get(k).and_then(Value::as_f64);
     let duration = f("duration_s");
     if duration.is_some() && base.contains_key("requests") {
-        cx.err(Some("load"), "requests", "both `duration_s` and `requests` are set".into(), Some("a cell stops by time or by count: keep one".into()));
+        cx.err(
+            Some("load"),
+            "requests",
+            "both `duration_s` and `requests` are set".into(),
+            Some("a cell stops by time or by count: keep one".into()),
+        );
     }
     let (warm, cool) = (f("warmup_s").unwrap_or(0.0), f("cooldown_s").unwrap_or(0.0));
     match duration {
-        None if warm > 0.0 || cool > 0.0 => cx.err(Some("load"), "warmup_s", "warm-up and cool-down need `duration_s`".into(), None),
+        None if warm > 0.0 || cool > 0.0 => cx.err(
+            Some("load"),
+            "warmup_s",
+            "warm-up and cool-down need `duration_s`".into(),
+            None,
+        ),
         Some(d) if warm + cool >= d => cx.err(
             Some("load"),
             "duration_s",
@@ -466,22 +609,50 @@ fn cross_checks(cx: &mut Ctx, base: &Params, matrix: &[(&'static str, Vec<Value>
         _ => {}
     }
     let rate_inf = base.get("request_rate").and_then(Value::as_str) == Some("inf")
-        || matrix.iter().any(|(k, vs)| *k == "request_rate" && vs.iter().any(|v| v.as_str() == Some("inf")));
+        || matrix
+            .iter()
+            .any(|(k, vs)| *k == "request_rate" && vs.iter().any(|v| v.as_str() == Some("inf")));
     if rate_inf && duration.is_some() {
-        cx.err(Some("load"), "duration_s", "a duration needs a finite request rate".into(), Some("with `inf` every request goes at t = 0; use `requests`".into()));
+        cx.err(
+            Some("load"),
+            "duration_s",
+            "a duration needs a finite request rate".into(),
+            Some("with `inf` every request goes at t = 0; use `requests`".into()),
+        );
     }
-    let dataset = base.get("dataset").and_then(Value::as_str).unwrap_or("random");
+    let dataset = base
+        .get("dataset")
+        .and_then(Value::as_str)
+        .unwrap_or("random");
     if dataset != "random" && !present(base, matrix, "dataset_path") {
-        cx.err(Some("workload"), "dataset", format!("`dataset: {dataset}` needs `dataset_path`"), None);
+        cx.err(
+            Some("workload"),
+            "dataset",
+            format!("`dataset: {dataset}` needs `dataset_path`"),
+            None,
+        );
     }
     let check_file = |cx: &mut Ctx, section: &str, key: &str, p: &str| {
         let path = Path::new(p);
-        let full = if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) };
+        let full = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            base_dir.join(path)
+        };
         if !full.exists() {
-            cx.err(Some(section), key, format!("`{}` does not exist", full.display()), Some("paths are relative to the experiment file".into()));
+            cx.err(
+                Some(section),
+                key,
+                format!("`{}` does not exist", full.display()),
+                Some("paths are relative to the experiment file".into()),
+            );
         }
     };
-    for (section, key) in [("server", "tokenizer"), ("server", "compose_file"), ("workload", "dataset_path")] {
+    for (section, key) in [
+        ("server", "tokenizer"),
+        ("server", "compose_file"),
+        ("workload", "dataset_path"),
+    ] {
         if let Some(p) = base.get(key).and_then(Value::as_str) {
             check_file(cx, section, key, p);
         }

@@ -42,19 +42,29 @@ pub fn scalar(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
-        other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
     }
 }
 
 fn slug(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
 pub fn plan(e: &Experiment) -> Plan {
     // server dimensions vary slowest, so each server configuration is brought up once
-    let mut dims: Vec<&(&'static str, Vec<Value>)> = e.matrix.iter().filter(|(k, _)| is_server(k)).collect();
+    let mut dims: Vec<&(&'static str, Vec<Value>)> =
+        e.matrix.iter().filter(|(k, _)| is_server(k)).collect();
     dims.extend(e.matrix.iter().filter(|(k, _)| !is_server(k)));
     let mut combos: Vec<Vec<(&'static str, Value)>> = vec![Vec::new()];
     for (k, vs) in &dims {
@@ -72,7 +82,11 @@ pub fn plan(e: &Experiment) -> Plan {
     let mut cells = Vec::new();
     let mut groups: Vec<ServerGroup> = Vec::new();
     for combo in combos {
-        let server_values: Vec<(&'static str, Value)> = combo.iter().filter(|(k, _)| is_server(k)).cloned().collect();
+        let server_values: Vec<(&'static str, Value)> = combo
+            .iter()
+            .filter(|(k, _)| is_server(k))
+            .cloned()
+            .collect();
         let group = match groups.iter().position(|g| g.server_values == server_values) {
             Some(g) => g,
             None => {

@@ -13,9 +13,13 @@ fn kind_schema(k: Kind) -> Value {
         Kind::Num { min, strict: true } => json!({"type": "number", "exclusiveMinimum": min}),
         Kind::Num { min, strict: false } => json!({"type": "number", "minimum": min}),
         Kind::Enum(v) => json!({"enum": v}),
-        Kind::Rate => json!({"oneOf": [{"type": "number", "exclusiveMinimum": 0}, {"const": "inf"}]}),
+        Kind::Rate => {
+            json!({"oneOf": [{"type": "number", "exclusiveMinimum": 0}, {"const": "inf"}]})
+        }
         Kind::StrList => json!({"type": "array", "items": {"type": "string"}, "minItems": 1}),
-        Kind::StrMap => json!({"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}),
+        Kind::StrMap => {
+            json!({"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}})
+        }
     }
 }
 

@@ -5,7 +5,9 @@ use super::plan::{ParamsExt, plan};
 use std::path::Path;
 
 fn errors(text: &str) -> String {
-    parse(text, "exp.yaml", Path::new("/tmp"), &[]).unwrap_err().to_string()
+    parse(text, "exp.yaml", Path::new("/tmp"), &[])
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -27,7 +29,11 @@ fn matrix_expands_with_server_dimensions_outermost() {
     assert_eq!(c.params.u64("dp"), Some(4));
     assert_eq!(c.params.f64("request_rate"), Some(10.0));
     assert_eq!(c.params.f64("duration_s"), Some(5.0));
-    assert_eq!(c.params.u64("input_len"), Some(512), "defaults fill the rest");
+    assert_eq!(
+        c.params.u64("input_len"),
+        Some(512),
+        "defaults fill the rest"
+    );
     assert_eq!(c.params.str("launcher"), Some("sim"));
 }
 
@@ -37,7 +43,10 @@ fn overrides_replace_values_and_lists() {
         "name: s\nload:\n  duration_s: 60\nmatrix:\n  request_rate: [10, 20, 30, 40]\n",
         "exp.yaml",
         Path::new("/tmp"),
-        &["load.duration_s=2".into(), "matrix.request_rate=[5, 50]".into()],
+        &[
+            "load.duration_s=2".into(),
+            "matrix.request_rate=[5, 50]".into(),
+        ],
     )
     .unwrap();
     let p = plan(&e);
@@ -78,26 +87,47 @@ fn wrong_type_and_negative_rate() {
 #[test]
 fn empty_matrix_and_empty_dimension() {
     let e = errors("name: s\nload:\n  request_rate: 1\nmatrix: {}\n");
-    assert!(e.contains("line 4, column 1: `matrix`: the matrix is empty"), "{e}");
+    assert!(
+        e.contains("line 4, column 1: `matrix`: the matrix is empty"),
+        "{e}"
+    );
     let e = errors("name: s\nmatrix:\n  request_rate: []\n");
-    assert!(e.contains("line 3, column 3: `matrix.request_rate`: has no values"), "{e}");
+    assert!(
+        e.contains("line 3, column 3: `matrix.request_rate`: has no values"),
+        "{e}"
+    );
 }
 
 #[test]
 fn missing_file_is_reported_with_its_resolved_path() {
-    let e = errors("name: s\nload:\n  request_rate: 1\nworkload:\n  dataset: jsonl\n  dataset_path: prompts.jsonl\n");
-    assert!(e.contains("line 6, column 3: `workload.dataset_path`: `/tmp/prompts.jsonl` does not exist"), "{e}");
+    let e = errors(
+        "name: s\nload:\n  request_rate: 1\nworkload:\n  dataset: jsonl\n  dataset_path: prompts.jsonl\n",
+    );
+    assert!(
+        e.contains(
+            "line 6, column 3: `workload.dataset_path`: `/tmp/prompts.jsonl` does not exist"
+        ),
+        "{e}"
+    );
 }
 
 #[test]
 fn launcher_requirements_and_contradictions() {
-    let e = errors("name: s\nserver:\n  launcher: command\nload:\n  request_rate: 1\n  duration_s: 2\n  warmup_s: 1\n  cooldown_s: 1\n");
-    assert!(e.contains("`launcher: command` needs `server.command`"), "{e}");
+    let e = errors(
+        "name: s\nserver:\n  launcher: command\nload:\n  request_rate: 1\n  duration_s: 2\n  warmup_s: 1\n  cooldown_s: 1\n",
+    );
+    assert!(
+        e.contains("`launcher: command` needs `server.command`"),
+        "{e}"
+    );
     assert!(e.contains("leave nothing of 2 s to measure"), "{e}");
     let e = errors("load:\n  request_rate: 1\n");
     assert!(e.contains("`name`: missing"), "{e}");
     let e = errors("name: s\nload:\n  request_rate: 1\nmatrix:\n  request_rate: [1, 2]\n");
-    assert!(e.contains("`load.request_rate`: is also a matrix dimension"), "{e}");
+    assert!(
+        e.contains("`load.request_rate`: is also a matrix dimension"),
+        "{e}"
+    );
     let e = errors("name: [unclosed\n");
     assert!(e.contains("not valid YAML"), "{e}");
 }
@@ -110,5 +140,8 @@ fn json_schema_is_up_to_date() {
         std::fs::write(path, &want).unwrap();
     }
     let have = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(have == want, "schema/experiment.schema.json is stale: run `UPDATE_SCHEMA=1 cargo test json_schema`");
+    assert!(
+        have == want,
+        "schema/experiment.schema.json is stale: run `UPDATE_SCHEMA=1 cargo test json_schema`"
+    );
 }

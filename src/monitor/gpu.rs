@@ -45,7 +45,11 @@ pub fn parse_line(line: &str, t_ns: u64) -> Option<GpuRow> {
 }
 
 /// Sample until `stop`; the child is killed when sampling ends.
-pub async fn sample(interval: Duration, clock: Clock, mut stop: watch::Receiver<bool>) -> GpuSamples {
+pub async fn sample(
+    interval: Duration,
+    clock: Clock,
+    mut stop: watch::Receiver<bool>,
+) -> GpuSamples {
     let child = tokio::process::Command::new("nvidia-smi")
         .arg(format!("--query-gpu={QUERY}"))
         .arg("--format=csv,noheader,nounits")
@@ -93,12 +97,30 @@ pub async fn sample(interval: Duration, clock: Clock, mut stop: watch::Receiver<
 
 pub fn table(rows: &[GpuRow]) -> Table {
     let mut t = Table::default();
-    t.push("t_ns", Column::I64(rows.iter().map(|r| Some(r.t_ns as i64)).collect()));
-    t.push("gpu", Column::I64(rows.iter().map(|r| Some(r.gpu)).collect()));
-    t.push("util_pct", Column::F64(rows.iter().map(|r| r.util_pct).collect()));
-    t.push("mem_used_mib", Column::F64(rows.iter().map(|r| r.mem_used_mib).collect()));
-    t.push("mem_total_mib", Column::F64(rows.iter().map(|r| r.mem_total_mib).collect()));
-    t.push("power_w", Column::F64(rows.iter().map(|r| r.power_w).collect()));
+    t.push(
+        "t_ns",
+        Column::I64(rows.iter().map(|r| Some(r.t_ns as i64)).collect()),
+    );
+    t.push(
+        "gpu",
+        Column::I64(rows.iter().map(|r| Some(r.gpu)).collect()),
+    );
+    t.push(
+        "util_pct",
+        Column::F64(rows.iter().map(|r| r.util_pct).collect()),
+    );
+    t.push(
+        "mem_used_mib",
+        Column::F64(rows.iter().map(|r| r.mem_used_mib).collect()),
+    );
+    t.push(
+        "mem_total_mib",
+        Column::F64(rows.iter().map(|r| r.mem_total_mib).collect()),
+    );
+    t.push(
+        "power_w",
+        Column::F64(rows.iter().map(|r| r.power_w).collect()),
+    );
     t
 }
 

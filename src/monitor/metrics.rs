@@ -45,7 +45,12 @@ pub fn rows_from(text: &str, t_ns: u64, endpoint: u32) -> Result<Vec<MetricRow>,
         .map(|mut s| {
             let engine = s.labels.remove("engine");
             s.labels.remove("model_name");
-            let labels = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+            let labels = s
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
             MetricRow {
                 t_ns,
                 endpoint,
@@ -59,7 +64,12 @@ pub fn rows_from(text: &str, t_ns: u64, endpoint: u32) -> Result<Vec<MetricRow>,
 }
 
 /// Scrape every `interval` until `stop` turns true; one last scrape at the stop.
-pub async fn scrape(endpoints: Vec<Endpoint>, interval: Duration, clock: Clock, mut stop: watch::Receiver<bool>) -> Scraped {
+pub async fn scrape(
+    endpoints: Vec<Endpoint>,
+    interval: Duration,
+    clock: Clock,
+    mut stop: watch::Receiver<bool>,
+) -> Scraped {
     let mut out = Scraped::default();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -72,7 +82,16 @@ pub async fn scrape(endpoints: Vec<Endpoint>, interval: Duration, clock: Clock, 
             let t = clock.now_ns();
             let path = format!("{}/metrics", ep.prefix);
             out.scrapes += 1;
-            match get::request(ep.addr, &ep.authority, "GET", &path, None, interval.max(Duration::from_secs(2))).await {
+            match get::request(
+                ep.addr,
+                &ep.authority,
+                "GET",
+                &path,
+                None,
+                interval.max(Duration::from_secs(2)),
+            )
+            .await
+            {
                 Ok((200, body)) => match rows_from(&String::from_utf8_lossy(&body), t, i as u32) {
                     Ok(rows) => out.rows.extend(rows),
                     Err(e) => {
@@ -98,15 +117,34 @@ pub async fn scrape(endpoints: Vec<Endpoint>, interval: Duration, clock: Clock, 
 
 pub fn table(rows: &[MetricRow]) -> Table {
     let mut t = Table::default();
-    t.push("t_ns", Column::I64(rows.iter().map(|r| Some(r.t_ns as i64)).collect()));
-    t.push("endpoint", Column::I64(rows.iter().map(|r| Some(r.endpoint as i64)).collect()));
-    t.push("metric", Column::Str(rows.iter().map(|r| Some(r.name.clone())).collect()));
-    t.push("engine", Column::Str(rows.iter().map(|r| r.engine.clone()).collect()));
+    t.push(
+        "t_ns",
+        Column::I64(rows.iter().map(|r| Some(r.t_ns as i64)).collect()),
+    );
+    t.push(
+        "endpoint",
+        Column::I64(rows.iter().map(|r| Some(r.endpoint as i64)).collect()),
+    );
+    t.push(
+        "metric",
+        Column::Str(rows.iter().map(|r| Some(r.name.clone())).collect()),
+    );
+    t.push(
+        "engine",
+        Column::Str(rows.iter().map(|r| r.engine.clone()).collect()),
+    );
     t.push(
         "labels",
-        Column::Str(rows.iter().map(|r| (!r.labels.is_empty()).then(|| r.labels.clone())).collect()),
+        Column::Str(
+            rows.iter()
+                .map(|r| (!r.labels.is_empty()).then(|| r.labels.clone()))
+                .collect(),
+        ),
     );
-    t.push("value", Column::F64(rows.iter().map(|r| Some(r.value)).collect()));
+    t.push(
+        "value",
+        Column::F64(rows.iter().map(|r| Some(r.value)).collect()),
+    );
     t
 }
 
@@ -114,12 +152,23 @@ pub fn table(rows: &[MetricRow]) -> Table {
 mod tests {
     #[test]
     fn keeps_vllm_series_per_engine_from_real_dp2_metrics() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/vllm/metrics-dp2.txt")).unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/vllm/metrics-dp2.txt"
+        ))
+        .unwrap();
         let rows = super::rows_from(&text, 5, 0).unwrap();
-        assert!(rows.iter().all(|r| r.name.starts_with("vllm:") && !r.name.ends_with("_created")));
-        let running: Vec<_> = rows.iter().filter(|r| r.name == "vllm:num_requests_running").collect();
+        assert!(
+            rows.iter()
+                .all(|r| r.name.starts_with("vllm:") && !r.name.ends_with("_created"))
+        );
+        let running: Vec<_> = rows
+            .iter()
+            .filter(|r| r.name == "vllm:num_requests_running")
+            .collect();
         assert_eq!(running.len(), 2);
         assert_eq!(running[1].engine.as_deref(), Some("1"));
-        assert!(rows.iter().any(|r| r.name == "vllm:request_success_total" && r.labels.contains("finished_reason=length")));
+        assert!(rows.iter().any(|r| r.name == "vllm:request_success_total"
+            && r.labels.contains("finished_reason=length")));
     }
 }

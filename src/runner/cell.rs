@@ -84,7 +84,11 @@ pub struct CellResult {
     pub warnings: Vec<String>,
 }
 
-pub async fn run_cell(c: CellSpec<'_>, out_dir: &Path, interrupt: watch::Receiver<bool>) -> Result<CellResult> {
+pub async fn run_cell(
+    c: CellSpec<'_>,
+    out_dir: &Path,
+    interrupt: watch::Receiver<bool>,
+) -> Result<CellResult> {
     let n = c.schedule.len();
     let cap = c.max_concurrency.unwrap_or(n).min(n).max(1);
     let targets: Arc<[Target]> = c
@@ -96,7 +100,13 @@ pub async fn run_cell(c: CellSpec<'_>, out_dir: &Path, interrupt: watch::Receive
                 .prompts
                 .iter()
                 .map(|p| RequestSpec {
-                    bytes: body::http_request(&ep.url.authority, &path, c.api_key, &body::json_body(p, c.body)).into(),
+                    bytes: body::http_request(
+                        &ep.url.authority,
+                        &path,
+                        c.api_key,
+                        &body::json_body(p, c.body),
+                    )
+                    .into(),
                     input_tokens: p.input_tokens,
                     max_tokens: p.output_tokens,
                     expect_max_tokens: c.body.ignore_eos,
@@ -123,8 +133,13 @@ pub async fn run_cell(c: CellSpec<'_>, out_dir: &Path, interrupt: watch::Receive
             .collect();
         tokio::spawn(monitor::metrics::scrape(eps, iv, clock, mon_stop.clone()))
     });
-    let gpu = (c.gpu && c.metrics_interval.is_some())
-        .then(|| tokio::spawn(monitor::gpu::sample(c.metrics_interval.unwrap_or(Duration::from_secs(1)), clock, mon_stop.clone())));
+    let gpu = (c.gpu && c.metrics_interval.is_some()).then(|| {
+        tokio::spawn(monitor::gpu::sample(
+            c.metrics_interval.unwrap_or(Duration::from_secs(1)),
+            clock,
+            mon_stop.clone(),
+        ))
+    });
     let lp = LoadPoint {
         targets,
         schedule: c.schedule.clone(),
@@ -164,12 +179,21 @@ pub async fn run_cell(c: CellSpec<'_>, out_dir: &Path, interrupt: watch::Receive
             c.client_threads
         ));
     }
-    store::parquet::write(&out_dir.join("requests.parquet"), &store::requests_table::requests(&records, s.window))?;
-    store::parquet::write(&out_dir.join("events.parquet"), &store::requests_table::events(&records))?;
+    store::parquet::write(
+        &out_dir.join("requests.parquet"),
+        &store::requests_table::requests(&records, s.window),
+    )?;
+    store::parquet::write(
+        &out_dir.join("events.parquet"),
+        &store::requests_table::events(&records),
+    )?;
     let mut monitors = None;
     if let Some(h) = scraper {
         let scraped = h.await.unwrap_or_default();
-        store::parquet::write(&out_dir.join("server_metrics.parquet"), &monitor::metrics::table(&scraped.rows))?;
+        store::parquet::write(
+            &out_dir.join("server_metrics.parquet"),
+            &monitor::metrics::table(&scraped.rows),
+        )?;
         let gpu_samples = match gpu {
             Some(h) => h.await.unwrap_or_default(),
             None => monitor::gpu::GpuSamples::default(),
@@ -208,7 +232,12 @@ pub async fn run_cell(c: CellSpec<'_>, out_dir: &Path, interrupt: watch::Receive
 }
 
 /// Reasons a figure of this cell should not be trusted as it stands.
-fn validity_warnings(s: &RunSummary, records: &[RequestRecord], interrupted: bool, exact_tokenizer: bool) -> Vec<String> {
+fn validity_warnings(
+    s: &RunSummary,
+    records: &[RequestRecord],
+    interrupted: bool,
+    exact_tokenizer: bool,
+) -> Vec<String> {
     let mut w = Vec::new();
     if interrupted {
         w.push("interrupted: the figures cover only what ran before Ctrl-C".into());

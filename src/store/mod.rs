@@ -2,6 +2,7 @@
 //! columnar `requests.parquet` written at the end, and `summary.json`.
 
 pub mod jsonl;
+pub mod manifest;
 pub mod parquet;
 pub mod requests_table;
 pub mod summary_json;

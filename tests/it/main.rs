@@ -6,5 +6,6 @@ mod bench_timing;
 mod faults;
 mod interrupt;
 mod parquet_readers;
+mod run_experiment;
 mod sim_wire;
 mod support;

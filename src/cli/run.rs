@@ -1,0 +1,641 @@
+//! `vllm-loadtest run EXPERIMENT.yaml`: every cell of the matrix in order, each server
+//! configuration brought up once and always torn down, monitors beside each cell, all of it
+//! stored under `results/<experiment>/<timestamp>/`, resumable when interrupted.
+
+use super::bench::interrupt_on_ctrl_c;
+use crate::client::{BaseUrl, Timeouts, get};
+use crate::experiment::{self, Cell, Experiment, Plan, plan::ParamsExt};
+use crate::launcher;
+use crate::runner::arrivals::{self, Arrival, Stop};
+use crate::runner::cell::{CellResult, CellSpec, Endpoint, run_cell};
+use crate::store::{self, manifest::Manifest, summary_json};
+use crate::summary::goodput::Slo;
+use crate::workload::body::{BodyOptions, Endpoint as Api};
+use crate::workload::{Tokenizer, Workload, files, random};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The experiment file (YAML; see `examples/` and `schema/experiment.schema.json`).
+    #[arg(required_unless_present = "resume")]
+    pub experiment: Option<PathBuf>,
+    /// Override a value, e.g. `--set load.duration_s=5 --set matrix.request_rate=[10,20]`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Where results folders are created.
+    #[arg(long, default_value = "results")]
+    pub output: PathBuf,
+    /// Continue an interrupted run in DIR: finished cells are kept, the others run.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["experiment", "overrides"])]
+    pub resume: Option<PathBuf>,
+    /// Print the cells that would run, and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// No per-second progress line (one line per cell is still printed).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Worker threads of the client runtime.
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
+}
+
+pub fn run(a: RunArgs) -> Result<()> {
+    let (dir, exp, plan) = match &a.resume {
+        Some(d) => {
+            let (e, p) = experiment::load(&d.join("experiment.yaml"), &[]).with_context(|| {
+                format!(
+                    "`{}` is not a results folder of `vllm-loadtest run`",
+                    d.display()
+                )
+            })?;
+            (d.clone(), e, p)
+        }
+        None => {
+            let path = a.experiment.as_ref().expect("clap requires it");
+            let (e, p) = experiment::load(path, &a.overrides)?;
+            (
+                a.output
+                    .join(&e.name)
+                    .join(store::time::compact(store::time::unix_now())),
+                e,
+                p,
+            )
+        }
+    };
+    if a.dry_run {
+        print_plan(&plan);
+        return Ok(());
+    }
+    if a.client_threads == 0 {
+        bail!("`--client-threads 0`: need at least one thread");
+    }
+    std::fs::create_dir_all(dir.join("cells"))
+        .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    if a.resume.is_none() {
+        std::fs::write(
+            dir.join("experiment.yaml"),
+            serde_yaml::to_string(&exp.resolved)?,
+        )?;
+    }
+    let seeds: Vec<u64> = plan
+        .cells
+        .iter()
+        .filter_map(|c| c.params.u64("seed"))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut manifest = match (&a.resume, read_manifest(&dir)) {
+        (Some(_), Some(mut m)) => {
+            m.status = "running".into();
+            m.finished_at = None;
+            m.command_line = std::env::args().collect();
+            m
+        }
+        _ => Manifest::new(&exp.name, plan.cells.len(), seeds),
+    };
+    write_manifest(&dir, &manifest)?;
+    eprintln!(
+        "run: experiment `{}`: {} cell(s) on {} server configuration(s); results in `{}`",
+        exp.name,
+        plan.cells.len(),
+        plan.groups.len(),
+        dir.display()
+    );
+    let rt = if a.client_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(a.client_threads)
+            .enable_all()
+            .build()?
+    };
+    let outcome = rt.block_on(run_cells(&a, &exp, &plan, &dir, &mut manifest));
+    manifest.cells_complete = plan
+        .cells
+        .iter()
+        .filter(|c| cell_status(&dir, c).as_deref() == Some("complete"))
+        .count();
+    manifest.finished_at = Some(store::time::rfc3339(store::time::unix_now()));
+    manifest.status = match &outcome {
+        Ok(false) => "complete".into(),
+        Ok(true) => "interrupted".into(),
+        Err(e) => {
+            manifest.error = Some(format!("{e:#}"));
+            "failed".into()
+        }
+    };
+    write_manifest(&dir, &manifest)?;
+    print_summary(&plan, &dir)?;
+    eprintln!("results: {}", dir.display());
+    match outcome {
+        Ok(false) => Ok(()),
+        Ok(true) => bail!(
+            "interrupted; resume with `vllm-loadtest run --resume {}`",
+            dir.display()
+        ),
+        Err(e) => Err(e.context(format!(
+            "resume with `vllm-loadtest run --resume {}`",
+            dir.display()
+        ))),
+    }
+}
+
+fn read_manifest(dir: &Path) -> Option<Manifest> {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).ok()?).ok()
+}
+
+fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
+    let tmp = dir.join("manifest.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(m)?)?;
+    std::fs::rename(&tmp, dir.join("manifest.json"))?;
+    Ok(())
+}
+
+fn cell_dir(dir: &Path, c: &Cell) -> PathBuf {
+    dir.join("cells").join(&c.id)
+}
+
+/// `complete`, `interrupted`, or `None` (never ran, or crashed mid-cell).
+fn cell_status(dir: &Path, c: &Cell) -> Option<String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cell_dir(dir, c).join("status.json")).ok()?).ok()?;
+    v["status"].as_str().map(str::to_owned)
+}
+
+fn describe_cell(c: &Cell) -> String {
+    if c.matrix_values.is_empty() {
+        return "single cell".into();
+    }
+    c.matrix_values
+        .iter()
+        .map(|(k, v)| format!("{k}={}", experiment::plan::scalar(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Run every pending cell; `Ok(true)` when interrupted.
+async fn run_cells(
+    a: &RunArgs,
+    exp: &Experiment,
+    plan: &Plan,
+    dir: &Path,
+    manifest: &mut Manifest,
+) -> Result<bool> {
+    let mut interrupt = interrupt_on_ctrl_c();
+    let tok = Arc::new(Tokenizer::load(exp.base.str("tokenizer").map(Path::new))?);
+    if tok.is_built_in() {
+        eprintln!("{}", crate::workload::tokenizer::BUILT_IN_WARNING);
+    }
+    let mut workloads: HashMap<String, Arc<Workload>> = HashMap::new();
+    let total = plan.cells.len();
+    for group in &plan.groups {
+        let pending: Vec<&Cell> = group
+            .cells
+            .iter()
+            .map(|&i| &plan.cells[i])
+            .filter(|c| cell_status(dir, c).as_deref() != Some("complete"))
+            .collect();
+        if pending.is_empty() {
+            continue;
+        }
+        if *interrupt.borrow() {
+            return Ok(true);
+        }
+        let gdir = dir.join("servers").join(&group.id);
+        std::fs::create_dir_all(&gdir)?;
+        let params = &pending[0].params;
+        eprintln!(
+            "server `{}`: starting ({})",
+            group.id,
+            params.str("launcher").unwrap_or("sim")
+        );
+        let server = tokio::select! {
+            s = launcher::start(params, &gdir) => s.with_context(|| format!("server `{}` did not start", group.id))?,
+            _ = interrupt.wait_for(|i| *i) => return Ok(true),
+        };
+        eprintln!("server `{}`: up ({})", group.id, server.description);
+        let endpoints = resolve(&server.urls).await?;
+        let version = server_version(&endpoints[0]).await;
+        manifest.server_versions.push((group.id.clone(), version));
+        write_manifest(dir, manifest)?;
+        let model = match params.str("model") {
+            Some(m) => m.to_string(),
+            None => {
+                get::first_model(
+                    endpoints[0].addr,
+                    &endpoints[0].url.authority,
+                    &endpoints[0].url.prefix,
+                )
+                .await?
+            }
+        };
+        for cell in pending {
+            if *interrupt.borrow() {
+                break;
+            }
+            let cdir = cell_dir(dir, cell);
+            let _ = std::fs::remove_dir_all(&cdir);
+            std::fs::create_dir_all(&cdir)?;
+            if cell.params.bool("reset_prefix_cache") == Some(true) {
+                reset_prefix_cache(&endpoints).await;
+            }
+            let wl = workload_for(&cell.params, &tok, &mut workloads)?;
+            let log_start = server
+                .log
+                .as_ref()
+                .and_then(|l| std::fs::metadata(l).ok())
+                .map(|m| m.len());
+            eprintln!(
+                "cell {}/{total} `{}` ({}): running",
+                cell.index + 1,
+                cell.id,
+                describe_cell(cell)
+            );
+            let r = run_one(
+                a,
+                cell,
+                &endpoints,
+                &model,
+                &wl,
+                &tok,
+                &cdir,
+                interrupt.clone(),
+            )
+            .await?;
+            if let (Some(log), Some(start)) = (&server.log, log_start) {
+                copy_log_slice(log, start, &cdir.join("server.log"));
+            }
+            write_cell_summary(exp, cell, &r, &cdir, &model, &tok)?;
+            let status = if r.interrupted {
+                "interrupted"
+            } else {
+                "complete"
+            };
+            std::fs::write(
+                cdir.join("status.json"),
+                serde_json::to_vec_pretty(&serde_json::json!({"status": status}))?,
+            )?;
+            let s = &r.summary;
+            eprintln!(
+                "cell {}/{total} `{}`: {status}: {:.2} req/s, TTFT p50 {}, errors {}",
+                cell.index + 1,
+                cell.id,
+                s.request_throughput,
+                s.latencies
+                    .ttft_ms
+                    .as_ref()
+                    .map_or("-".into(), |d| format!("{:.1} ms", d.p50)),
+                s.failed
+            );
+            for w in &r.warnings {
+                eprintln!("  warning: {w}");
+            }
+            if r.interrupted {
+                break;
+            }
+        }
+        eprintln!("server `{}`: stopping", group.id);
+        if let Some(note) = server.stop() {
+            eprintln!("{note}");
+        }
+        if *interrupt.borrow() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+async fn resolve(urls: &[BaseUrl]) -> Result<Vec<Endpoint>> {
+    let mut out = Vec::new();
+    for u in urls {
+        out.push(Endpoint {
+            addr: u.resolve().await?,
+            url: u.clone(),
+        });
+    }
+    Ok(out)
+}
+
+async fn server_version(ep: &Endpoint) -> String {
+    match get::request(
+        ep.addr,
+        &ep.url.authority,
+        "GET",
+        &ep.url.path("/version"),
+        None,
+        Duration::from_secs(5),
+    )
+    .await
+    {
+        Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["version"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string()),
+        Ok((status, _)) => format!("unknown (/version answered {status})"),
+        Err(e) => format!("unknown ({e:#})"),
+    }
+}
+
+async fn reset_prefix_cache(endpoints: &[Endpoint]) {
+    for ep in endpoints {
+        match get::request(
+            ep.addr,
+            &ep.url.authority,
+            "POST",
+            &ep.url.path("/reset_prefix_cache"),
+            None,
+            Duration::from_secs(30),
+        )
+        .await
+        {
+            Ok((200, _)) => {}
+            Ok((s, _)) => eprintln!(
+                "warning: POST /reset_prefix_cache on {} answered {s}",
+                ep.url
+            ),
+            Err(e) => eprintln!("warning: POST /reset_prefix_cache on {}: {e:#}", ep.url),
+        }
+    }
+}
+
+fn workload_for(
+    p: &experiment::parse::Params,
+    tok: &Tokenizer,
+    cache: &mut HashMap<String, Arc<Workload>>,
+) -> Result<Arc<Workload>> {
+    let keys = [
+        "dataset",
+        "dataset_path",
+        "input_len",
+        "output_len",
+        "range_ratio",
+        "prefix_len",
+        "num_prompts",
+        "seed",
+    ];
+    let key = keys
+        .iter()
+        .map(|k| format!("{k}={:?}", p.get(*k)))
+        .collect::<Vec<_>>()
+        .join(";");
+    if let Some(w) = cache.get(&key) {
+        return Ok(w.clone());
+    }
+    let n = p.u64("num_prompts").unwrap_or(1000) as usize;
+    let out_len = p.u64("output_len").unwrap_or(256) as u32;
+    let w = match p.str("dataset").unwrap_or("random") {
+        "sharegpt" => files::sharegpt(
+            Path::new(p.str("dataset_path").unwrap_or_default()),
+            n,
+            None,
+            p.u64("seed").unwrap_or(0),
+            tok,
+        )?,
+        "jsonl" => files::jsonl(
+            Path::new(p.str("dataset_path").unwrap_or_default()),
+            n,
+            out_len,
+            tok,
+        )?,
+        _ => random::generate(
+            &random::RandomSpec {
+                num_prompts: n,
+                input_len: p.u64("input_len").unwrap_or(512) as u32,
+                output_len: out_len,
+                range_ratio: p.f64("range_ratio").unwrap_or(0.0),
+                prefix_len: p.u64("prefix_len").unwrap_or(0) as u32,
+                seed: p.u64("seed").unwrap_or(0),
+            },
+            tok,
+        )?,
+    };
+    for note in &w.notes {
+        eprintln!("note: {note}");
+    }
+    let w = Arc::new(w);
+    cache.insert(key, w.clone());
+    Ok(w)
+}
+
+fn arrival_of(p: &experiment::parse::Params) -> Arrival {
+    let rate = match p.get("request_rate") {
+        Some(v) if v.as_str() == Some("inf") => f64::INFINITY,
+        Some(v) => v.as_f64().unwrap_or(1.0),
+        None => 1.0,
+    };
+    let burstiness = p.f64("burstiness").unwrap_or(1.0);
+    if rate.is_infinite() {
+        return Arrival::AllAtOnce;
+    }
+    match p.str("arrival").unwrap_or("poisson") {
+        "constant" => Arrival::Constant { rate },
+        _ if burstiness == 1.0 => Arrival::Poisson { rate },
+        _ => Arrival::Gamma { rate, burstiness },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_one(
+    a: &RunArgs,
+    cell: &Cell,
+    endpoints: &[Endpoint],
+    model: &str,
+    wl: &Workload,
+    tok: &Tokenizer,
+    cdir: &Path,
+    interrupt: tokio::sync::watch::Receiver<bool>,
+) -> Result<CellResult> {
+    let p = &cell.params;
+    let arrival = arrival_of(p);
+    let duration = p.f64("duration_s");
+    let stop = match duration {
+        Some(d) => Stop::Duration(d),
+        None => Stop::Count(p.u64("requests").or(p.u64("num_prompts")).unwrap_or(1000) as usize),
+    };
+    let seed = p.u64("seed").unwrap_or(0);
+    let schedule: Arc<[u64]> =
+        arrivals::schedule(arrival, stop, seed.wrapping_add(cell.repeat as u64)).into();
+    let dataset_random = p.str("dataset").unwrap_or("random") == "random";
+    let body = BodyOptions {
+        endpoint: Api::parse(p.str("endpoint").unwrap_or("/v1/completions"))
+            .unwrap_or(Api::Completions),
+        model: model.to_string(),
+        ignore_eos: p.bool("ignore_eos").unwrap_or(dataset_random),
+        temperature: p.f64("temperature"),
+        extra: None,
+    };
+    let window_s = match duration {
+        Some(d) => {
+            let (w, c) = (
+                p.f64("warmup_s").unwrap_or(0.0),
+                p.f64("cooldown_s").unwrap_or(0.0),
+            );
+            (w > 0.0 || c > 0.0).then_some((w, d - c))
+        }
+        None => None,
+    };
+    let mut slos = Vec::new();
+    if let Some(v) = p.f64("ttft_ms") {
+        slos.push(Slo::TtftMs(v));
+    }
+    if let Some(v) = p.f64("tpot_ms") {
+        slos.push(Slo::TpotMs(v));
+    }
+    if let Some(v) = p.f64("e2el_ms") {
+        slos.push(Slo::E2elMs(v));
+    }
+    let api_key = std::env::var("OPENAI_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    let spec = CellSpec {
+        endpoints,
+        prompts: &wl.prompts,
+        body: &body,
+        api_key: api_key.as_deref(),
+        arrival,
+        schedule,
+        max_concurrency: p.u64("max_concurrency").map(|c| c as usize),
+        timeouts: Timeouts {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs_f64(p.f64("request_timeout_s").unwrap_or(600.0)),
+        },
+        drain: duration.map(|_| Duration::from_secs_f64(p.f64("drain_timeout_s").unwrap_or(30.0))),
+        window_s,
+        slos: &slos,
+        quiet: a.quiet,
+        label: format!("cell {} ", cell.index + 1),
+        client_threads: a.client_threads,
+        metrics_interval: Some(Duration::from_secs_f64(
+            p.f64("metrics_interval_s").unwrap_or(1.0),
+        )),
+        gpu: p.bool("gpu").unwrap_or(true),
+        exact_tokenizer: !tok.is_built_in(),
+    };
+    run_cell(spec, cdir, interrupt).await
+}
+
+fn copy_log_slice(log: &Path, start: u64, to: &Path) {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(log) else {
+        return;
+    };
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return;
+    }
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let _ = std::fs::write(to, buf);
+}
+
+fn write_cell_summary(
+    exp: &Experiment,
+    cell: &Cell,
+    r: &CellResult,
+    cdir: &Path,
+    model: &str,
+    tok: &Tokenizer,
+) -> Result<()> {
+    let p = &cell.params;
+    let arrival = arrival_of(p);
+    let info = summary_json::RunInfo {
+        date: store::time::compact(store::time::unix_now()),
+        backend: "vllm".into(),
+        label: Some(format!("{}/{}", exp.name, cell.id)),
+        model_id: model.to_string(),
+        tokenizer_id: tok.describe(),
+        num_prompts: p.u64("num_prompts").unwrap_or(0) as usize,
+        request_rate: arrival.rate(),
+        burstiness: p.f64("burstiness").unwrap_or(1.0),
+        max_concurrency: p.u64("max_concurrency").map(|c| c as usize),
+        interrupted: r.interrupted,
+    };
+    let pct = summary_json::PercentileSpec {
+        metrics: ["ttft", "tpot", "itl", "e2el"].map(String::from).to_vec(),
+        percentiles: vec![50.0, 90.0, 95.0, 99.0, 99.9],
+    };
+    let matrix: serde_json::Map<String, serde_json::Value> = cell
+        .matrix_values
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::to_value(v).unwrap_or_default()))
+        .collect();
+    let params: serde_json::Map<String, serde_json::Value> = p
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::to_value(v).unwrap_or_default()))
+        .collect();
+    let ours = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "status": if r.interrupted { "interrupted" } else { "complete" },
+        "finished_at": store::time::rfc3339(store::time::unix_now()),
+        "cell": {"id": cell.id, "index": cell.index, "repeat": cell.repeat, "matrix": matrix, "params": params},
+        "arrival": arrival.describe(),
+        "summary": r.summary,
+        "client": r.client,
+        "monitors": r.monitors,
+        "warnings": r.warnings,
+    });
+    let v = summary_json::build(&info, &r.summary, &pct, &r.records, false, ours);
+    std::fs::write(cdir.join("summary.json"), serde_json::to_vec_pretty(&v)?)?;
+    Ok(())
+}
+
+fn print_plan(plan: &Plan) {
+    let mut out = std::io::stdout().lock();
+    for g in &plan.groups {
+        let _ = writeln!(out, "server `{}`:", g.id);
+        for &i in &g.cells {
+            let c = &plan.cells[i];
+            let _ = writeln!(out, "  {}  {}", c.id, describe_cell(c));
+        }
+    }
+    let _ = writeln!(out, "{} cell(s)", plan.cells.len());
+}
+
+/// One row per cell, from the stored summaries (so resumed and earlier cells are included).
+fn print_summary(plan: &Plan, dir: &Path) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<44} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9} {:>7}  status",
+        "cell", "offered", "achieved", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "errors"
+    )?;
+    for c in &plan.cells {
+        let path = cell_dir(dir, c).join("summary.json");
+        let status = cell_status(dir, c).unwrap_or_else(|| "not run".into());
+        let Ok(bytes) = std::fs::read(&path) else {
+            writeln!(
+                out,
+                "{:<44} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9} {:>7}  {status}",
+                c.id, "-", "-", "-", "-", "-", "-", "-"
+            )?;
+            continue;
+        };
+        let s: serde_json::Value = serde_json::from_slice(&bytes)?;
+        let f = |k: &str| s[k].as_f64();
+        let ms = |k: &str| f(k).map_or("-".to_string(), |v| format!("{v:.1} ms"));
+        let offered = match &s["request_rate"] {
+            serde_json::Value::String(x) => x.clone(),
+            v => format!("{:.1}", v.as_f64().unwrap_or(0.0)),
+        };
+        writeln!(
+            out,
+            "{:<44} {:>9} {:>10.2} {:>10.1} {:>10} {:>10} {:>9} {:>7}  {status}",
+            c.id,
+            offered,
+            f("request_throughput").unwrap_or(0.0),
+            f("output_throughput").unwrap_or(0.0),
+            ms("median_ttft_ms"),
+            ms("p99_ttft_ms"),
+            ms("median_tpot_ms"),
+            s["failed"].as_u64().unwrap_or(0),
+        )?;
+    }
+    Ok(())
+}

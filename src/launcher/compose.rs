@@ -1,0 +1,88 @@
+//! The `compose` launcher: `docker compose -f FILE up -d` with the matrix values as
+//! environment variables, and `down` when done.
+
+use anyhow::{Context, Result, bail};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Compose {
+    file: PathBuf,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    up: bool,
+}
+
+impl Compose {
+    pub fn up(file: &Path, env: Vec<(String, String)>, log: &Path) -> Result<Self> {
+        let mut c = Self {
+            file: file.to_path_buf(),
+            env,
+            log: log.to_path_buf(),
+            up: false,
+        };
+        let ok = c.docker(&["up", "-d"])?;
+        c.up = true; // even a failed `up` may have started some services: always `down`
+        if !ok {
+            bail!(
+                "`docker compose -f {} up -d` failed; see `{}`",
+                file.display(),
+                log.display()
+            );
+        }
+        Ok(c)
+    }
+
+    fn docker(&self, args: &[&str]) -> Result<bool> {
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("cannot open `{}`", self.log.display()))?;
+        let _ = writeln!(
+            log,
+            "$ docker compose -f {} {}",
+            self.file.display(),
+            args.join(" ")
+        );
+        let out = Command::new("docker")
+            .arg("compose")
+            .arg("-f")
+            .arg(&self.file)
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .context("cannot run `docker`\nhint: install Docker with the compose plugin, or use `launcher: command`")?;
+        log.write_all(&out.stdout)?;
+        log.write_all(&out.stderr)?;
+        Ok(out.status.success())
+    }
+
+    /// `docker compose down`; a note if it failed.
+    pub fn down(mut self) -> Option<String> {
+        self.down_inner()
+    }
+
+    fn down_inner(&mut self) -> Option<String> {
+        if !std::mem::take(&mut self.up) {
+            return None;
+        }
+        match self.docker(&["down"]) {
+            Ok(true) => None,
+            Ok(false) => Some(format!(
+                "`docker compose -f {} down` failed; see `{}`",
+                self.file.display(),
+                self.log.display()
+            )),
+            Err(e) => Some(format!("{e:#}")),
+        }
+    }
+}
+
+impl Drop for Compose {
+    fn drop(&mut self) {
+        if let Some(n) = self.down_inner() {
+            eprintln!("{n}");
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! `manifest.json`: what produced a results folder (tool version and commit, host, CPU,
+//! server version, seeds, start and end, status), so a number can be traced to its run.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub tool: String,
+    pub version: String,
+    pub git_commit: String,
+    pub host: String,
+    pub cpu_model: String,
+    pub cpu_cores: usize,
+    pub experiment: String,
+    pub command_line: Vec<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// running, complete, interrupted, failed
+    pub status: String,
+    pub cells_total: usize,
+    pub cells_complete: usize,
+    /// `/version` of each server configuration, as reported.
+    pub server_versions: Vec<(String, String)>,
+    pub seeds: Vec<u64>,
+    pub error: Option<String>,
+}
+
+impl Manifest {
+    pub fn new(experiment: &str, cells_total: usize, seeds: Vec<u64>) -> Self {
+        Self {
+            tool: "vllm-loadtest".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            git_commit: env!("VLLM_LOADTEST_GIT_COMMIT").into(),
+            host: hostname(),
+            cpu_model: cpu_model(),
+            cpu_cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            experiment: experiment.into(),
+            command_line: std::env::args().collect(),
+            started_at: super::time::rfc3339(super::time::unix_now()),
+            finished_at: None,
+            status: "running".into(),
+            cells_total,
+            cells_complete: 0,
+            server_versions: Vec::new(),
+            seeds,
+            error: None,
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}

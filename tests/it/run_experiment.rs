@@ -1,0 +1,528 @@
+//! `run EXPERIMENT.yaml` end to end: the shipped examples (shortened) on the simulator, the
+//! command and compose launchers with stand-ins, monitors, Ctrl-C and `--resume`.
+
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn examples(name: &str) -> String {
+    format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The single results folder a run created under `root`.
+fn results_dir(root: &Path) -> PathBuf {
+    let mut found = Vec::new();
+    for exp in std::fs::read_dir(root).unwrap() {
+        for run in std::fs::read_dir(exp.unwrap().path()).unwrap() {
+            found.push(run.unwrap().path());
+        }
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.pop().unwrap()
+}
+
+fn cells(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("cells"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn status(cell: &Path) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cell.join("status.json")).unwrap()).unwrap();
+    v["status"].as_str().unwrap().to_string()
+}
+
+const SHORT: &[&str] = &[
+    "--set",
+    "load.duration_s=2",
+    "--set",
+    "load.warmup_s=0.5",
+    "--set",
+    "load.cooldown_s=0.5",
+    "--set",
+    "load.drain_timeout_s=3",
+    "--set",
+    "workload.output_len=8",
+    "--set",
+    "workload.input_len=64",
+    "--set",
+    "workload.num_prompts=50",
+    "--set",
+    "monitor.metrics_interval_s=0.5",
+    "--quiet",
+];
+
+#[test]
+fn shipped_saturation_example_runs_shortened_and_leaves_the_full_layout() {
+    let root = temp_dir("run-sat");
+    let mut args = vec![
+        "run",
+        &*Box::leak(examples("saturation.yaml").into_boxed_str()),
+        "--output",
+        root.to_str().unwrap(),
+    ];
+    args.extend_from_slice(SHORT);
+    args.extend_from_slice(&["--set", "matrix.request_rate=[5,20,40]"]);
+    let r = run(&args);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let dir = results_dir(&root);
+    for f in ["experiment.yaml", "manifest.json"] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["status"], "complete");
+    assert_eq!(m["cells_complete"], 3);
+    assert!(m["server_versions"][0][1].as_str().unwrap().contains("sim"));
+    assert_eq!(cells(&dir).len(), 3);
+    for c in cells(&dir) {
+        let cd = dir.join("cells").join(&c);
+        for f in [
+            "requests.jsonl",
+            "requests.parquet",
+            "events.parquet",
+            "server_metrics.parquet",
+            "summary.json",
+            "status.json",
+        ] {
+            assert!(cd.join(f).is_file(), "{c}/{f}");
+        }
+        assert_eq!(status(&cd), "complete");
+        let s = summary(&cd);
+        let mon = &s["vllm_loadtest"]["monitors"];
+        assert!(mon["metric_rows"].as_u64().unwrap() > 0, "{mon}");
+        assert_eq!(mon["metric_failures"], 0);
+        let sm = &s["vllm_loadtest"]["summary"];
+        assert_eq!(
+            sm["sent"].as_u64(),
+            Some(
+                sm["ok"].as_u64().unwrap()
+                    + sm["failed"].as_u64().unwrap()
+                    + sm["cancelled"].as_u64().unwrap()
+            )
+        );
+    }
+    // the resolved experiment is itself a valid experiment
+    let check = run(&[
+        "run",
+        dir.join("experiment.yaml").to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(check.code, Some(0), "{}", check.stderr);
+    assert!(check.stdout.contains("3 cell(s)"));
+    // a table of all cells on stdout
+    assert!(r.stdout.contains("c002-request_rate40"), "{}", r.stdout);
+}
+
+#[test]
+fn scaling_example_with_dp_1_and_2_starts_each_server_once() {
+    let root = temp_dir("run-scale");
+    let mut args = vec![
+        "run",
+        &*Box::leak(examples("scaling.yaml").into_boxed_str()),
+        "--output",
+        root.to_str().unwrap(),
+    ];
+    args.extend_from_slice(SHORT);
+    args.extend_from_slice(&[
+        "--set",
+        "matrix.dp=[1,2]",
+        "--set",
+        "matrix.max_num_seqs=[64]",
+        "--set",
+        "matrix.request_rate=[10,30]",
+    ]);
+    let r = run(&args);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let dir = results_dir(&root);
+    assert_eq!(cells(&dir).len(), 4);
+    assert_eq!(
+        r.stderr.matches(": starting (sim)").count(),
+        2,
+        "{}",
+        r.stderr
+    );
+    // dp 2 has two engines in its scraped metrics
+    let c = dir
+        .join("cells")
+        .join("c003-dp2-max_num_seqs64-request_rate30");
+    let py = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sys,pyarrow.parquet as pq; t=pq.read_table(sys.argv[1]).to_pylist(); print(sorted({r['engine'] for r in t if r['metric']=='vllm:num_requests_running'}))")
+        .arg(c.join("server_metrics.parquet"))
+        .output();
+    if let Ok(o) = py
+        && o.status.success()
+    {
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "['0', '1']");
+    }
+}
+
+fn write_script(dir: &Path, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn experiment_file(dir: &Path, server: &str) -> PathBuf {
+    let p = dir.join("exp.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "name: launch\nserver:\n{server}\nworkload:\n  input_len: 32\n  output_len: 8\n  num_prompts: 20\nload:\n  duration_s: 1.5\n  drain_timeout_s: 2\nmonitor:\n  metrics_interval_s: 0.5\nmatrix:\n  max_num_seqs: [8, 16]\n  request_rate: [5, 10]\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn pids_matching(pattern: &str) -> Vec<String> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn command_launcher_substitutes_parameters_and_leaves_no_process() {
+    let dir = temp_dir("cmd");
+    let marker = format!("vlt-cmd-marker-{}", std::process::id());
+    let exp = experiment_file(
+        &dir,
+        &format!(
+            "  launcher: command\n  command: exec {} sim --port {{port}} --max-num-seqs {{max_num_seqs}} --profile zero --served-model-name {marker}\n  start_timeout_s: 30",
+            bin()
+        ),
+    );
+    let root = dir.join("results");
+    let r = run(&[
+        "run",
+        exp.to_str().unwrap(),
+        "--output",
+        root.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let res = results_dir(&root);
+    assert_eq!(cells(&res).len(), 4);
+    for g in ["max_num_seqs8", "max_num_seqs16"] {
+        let log = std::fs::read_to_string(res.join("servers").join(g).join("server.log")).unwrap();
+        assert!(log.contains("listening on http://127.0.0.1:"), "{log}");
+    }
+    let c = res.join("cells").join("c000-max_num_seqs8-request_rate5");
+    assert!(summary(&c)["model_id"].as_str().unwrap().contains(&marker));
+    assert!(
+        pids_matching(&marker).is_empty(),
+        "a server outlived the run"
+    );
+}
+
+#[test]
+fn command_that_dies_or_never_gets_healthy_fails_with_its_log_tail() {
+    let dir = temp_dir("cmd-bad");
+    let exp = experiment_file(
+        &dir,
+        "  launcher: command\n  command: echo starting {max_num_seqs}; echo fatal error here >&2; exit 3\n  start_timeout_s: 10",
+    );
+    let r = run(&[
+        "run",
+        exp.to_str().unwrap(),
+        "--output",
+        dir.join("r").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_ne!(r.code, Some(0));
+    assert!(
+        r.stderr.contains("exited")
+            && r.stderr.contains("fatal error here")
+            && r.stderr.contains("starting 8"),
+        "{}",
+        r.stderr
+    );
+    let exp = experiment_file(
+        &dir,
+        "  launcher: command\n  command: sleep 600 # {port}\n  start_timeout_s: 1",
+    );
+    let t = std::time::Instant::now();
+    let r = run(&[
+        "run",
+        exp.to_str().unwrap(),
+        "--output",
+        dir.join("r2").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_ne!(r.code, Some(0));
+    assert!(r.stderr.contains("not healthy within 1 s"), "{}", r.stderr);
+    assert!(t.elapsed() < Duration::from_secs(40));
+    assert!(
+        pids_matching("sleep 600 # ").is_empty(),
+        "the never-healthy server was left running"
+    );
+}
+
+#[test]
+fn sigint_mid_run_tears_the_server_down_and_resume_completes_the_same_cells() {
+    let dir = temp_dir("resume");
+    let marker = format!("vlt-resume-marker-{}", std::process::id());
+    let exp = experiment_file(
+        &dir,
+        &format!(
+            "  launcher: command\n  command: exec {} sim --port {{port}} --profile zero --served-model-name {marker}\n  start_timeout_s: 30",
+            bin()
+        ),
+    );
+    let root = dir.join("results");
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "run",
+            exp.to_str().unwrap(),
+            "--output",
+            root.to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // wait for the first cell to finish, then interrupt during the next one
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first cell never finished"
+        );
+        if let Ok(exps) = std::fs::read_dir(&root)
+            && let Some(run_dir) = exps
+                .flatten()
+                .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten())
+                .next()
+            && run_dir
+                .path()
+                .join("cells/c000-max_num_seqs8-request_rate5/status.json")
+                .exists()
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: plain kill(2) on the child we started.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let exit = child.wait().unwrap();
+    assert!(!exit.success());
+    assert!(
+        pids_matching(&marker).is_empty(),
+        "the server outlived Ctrl-C"
+    );
+    let res = results_dir(&root);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(res.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["status"], "interrupted");
+    let r = run(&["run", "--resume", res.to_str().unwrap(), "--quiet"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let cs = cells(&res);
+    assert_eq!(
+        cs,
+        vec![
+            "c000-max_num_seqs8-request_rate5",
+            "c001-max_num_seqs8-request_rate10",
+            "c002-max_num_seqs16-request_rate5",
+            "c003-max_num_seqs16-request_rate10"
+        ]
+    );
+    for c in &cs {
+        let cd = res.join("cells").join(c);
+        assert_eq!(status(&cd), "complete", "{c}");
+        let s = summary(&cd);
+        let sent = s["vllm_loadtest"]["summary"]["sent"].as_u64().unwrap();
+        assert_eq!(
+            records(&cd).len() as u64,
+            sent,
+            "{c}: one record per request, no duplicates"
+        );
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(res.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["status"], "complete");
+    assert_eq!(m["cells_complete"], 4);
+    assert!(pids_matching(&marker).is_empty());
+}
+
+#[test]
+fn compose_launcher_calls_up_and_down_with_matrix_values_in_the_environment() {
+    let dir = temp_dir("compose");
+    let bindir = dir.join("bin");
+    std::fs::create_dir_all(&bindir).unwrap();
+    let calls = dir.join("calls.log");
+    // A stand-in `docker`: records its calls, and runs the simulator for `up`.
+    write_script(
+        &bindir,
+        "docker",
+        &format!(
+            "#!/bin/sh\necho \"$* DP=$DP MAX_NUM_SEQS=$MAX_NUM_SEQS PORT=$PORT\" >> {calls}\ncase \"$*\" in\n  *' up -d') {bin} sim --port $PORT --profile zero > {dir}/sim-$PORT.log 2>&1 & echo $! > {dir}/sim.pid ;;\n  *' down') kill $(cat {dir}/sim.pid) ;;\nesac\n",
+            calls = calls.display(),
+            bin = bin(),
+            dir = dir.display()
+        ),
+    );
+    std::fs::write(dir.join("compose.yml"), "services: {}\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let exp = experiment_file(
+        &dir,
+        &format!(
+            "  launcher: compose\n  compose_file: compose.yml\n  port: {port}\n  start_timeout_s: 30"
+        ),
+    );
+    let path = format!("{}:{}", bindir.display(), std::env::var("PATH").unwrap());
+    let out = std::process::Command::new(bin())
+        .args([
+            "run",
+            exp.to_str().unwrap(),
+            "--output",
+            dir.join("r").to_str().unwrap(),
+            "--quiet",
+        ])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = std::fs::read_to_string(&calls).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    let compose = dir.join("compose.yml");
+    assert_eq!(
+        lines,
+        vec![
+            format!(
+                "compose -f {} up -d DP=1 MAX_NUM_SEQS=8 PORT={port}",
+                compose.display()
+            ),
+            format!(
+                "compose -f {} down DP=1 MAX_NUM_SEQS=8 PORT={port}",
+                compose.display()
+            ),
+            format!(
+                "compose -f {} up -d DP=1 MAX_NUM_SEQS=16 PORT={port}",
+                compose.display()
+            ),
+            format!(
+                "compose -f {} down DP=1 MAX_NUM_SEQS=16 PORT={port}",
+                compose.display()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn gpu_monitor_uses_nvidia_smi_when_present_and_records_absence_otherwise() {
+    let dir = temp_dir("gpu");
+    let bindir = dir.join("bin");
+    std::fs::create_dir_all(&bindir).unwrap();
+    write_script(
+        &bindir,
+        "nvidia-smi",
+        "#!/bin/sh\nwhile true; do echo '0, 87, 40000, 81920, 300.5'; echo '1, 85, 39000, 81920, [N/A]'; sleep 0.2; done\n",
+    );
+    let exp = experiment_file(&dir, "  launcher: sim");
+    let path = format!("{}:{}", bindir.display(), std::env::var("PATH").unwrap());
+    let out = std::process::Command::new(bin())
+        .args([
+            "run",
+            exp.to_str().unwrap(),
+            "--output",
+            dir.join("with").to_str().unwrap(),
+            "--quiet",
+            "--set",
+            "matrix.max_num_seqs=[8]",
+            "--set",
+            "matrix.request_rate=[5]",
+        ])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res = results_dir(&dir.join("with"));
+    let cell = res.join("cells").join(&cells(&res)[0]);
+    assert!(cell.join("gpu.parquet").is_file());
+    assert!(
+        summary(&cell)["vllm_loadtest"]["monitors"]["gpu"]
+            .as_str()
+            .unwrap()
+            .ends_with("samples")
+    );
+    // without it: no file, recorded as absent, not an error
+    let r = run(&[
+        "run",
+        exp.to_str().unwrap(),
+        "--output",
+        dir.join("without").to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "matrix.max_num_seqs=[8]",
+        "--set",
+        "matrix.request_rate=[5]",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let res = results_dir(&dir.join("without"));
+    let cell = res.join("cells").join(&cells(&res)[0]);
+    assert!(!cell.join("gpu.parquet").exists());
+    assert_eq!(summary(&cell)["vllm_loadtest"]["monitors"]["gpu"], "absent");
+}
+
+#[test]
+fn bad_experiment_file_fails_with_every_error() {
+    let dir = temp_dir("badexp");
+    let p = dir.join("bad.yaml");
+    std::fs::write(
+        &p,
+        "name: x\nload:\n  request-rate: 5\n  duration_s: -1\nmatrix:\n  dpp: [1, 2]\n",
+    )
+    .unwrap();
+    let r = run(&["run", p.to_str().unwrap()]);
+    assert_ne!(r.code, Some(0));
+    for want in [
+        "line 3, column 3",
+        "did you mean `request_rate`?",
+        "line 4, column 3",
+        "line 6, column 3",
+        "did you mean `dp`?",
+        "errors in experiment",
+    ] {
+        assert!(
+            r.stderr.contains(want),
+            "missing `{want}` in:\n{}",
+            r.stderr
+        );
+    }
+    let r = run(&["run", "/no/such/experiment.yaml"]);
+    assert!(
+        r.stderr
+            .contains("cannot read experiment `/no/such/experiment.yaml`")
+            && r.stderr.contains("hint:"),
+        "{}",
+        r.stderr
+    );
+}
