@@ -267,6 +267,7 @@ async fn run_cells(
                 &wl,
                 &tok,
                 &cdir,
+                total,
                 interrupt.clone(),
             )
             .await?;
@@ -285,7 +286,7 @@ async fn run_cells(
             )?;
             let s = &r.summary;
             eprintln!(
-                "cell {}/{total} `{}`: {status}: {:.2} req/s, TTFT p50 {}, errors {}",
+                "cell {}/{total} `{}`: {status}: {:.2} req/s, TTFT p50 {}, failed {}, cancelled {}",
                 cell.index + 1,
                 cell.id,
                 s.request_throughput,
@@ -293,7 +294,8 @@ async fn run_cells(
                     .ttft_ms
                     .as_ref()
                     .map_or("-".into(), |d| format!("{:.1} ms", d.p50)),
-                s.failed
+                s.failed,
+                s.cancelled
             );
             for w in &r.warnings {
                 eprintln!("  warning: {w}");
@@ -451,6 +453,7 @@ async fn run_one(
     wl: &Workload,
     tok: &Tokenizer,
     cdir: &Path,
+    total: usize,
     interrupt: tokio::sync::watch::Receiver<bool>,
 ) -> Result<CellResult> {
     let p = &cell.params;
@@ -511,7 +514,15 @@ async fn run_one(
         window_s,
         slos: &slos,
         quiet: a.quiet,
-        label: format!("cell {} ", cell.index + 1),
+        label: format!(
+            "cell {}/{} {}: ",
+            cell.index + 1,
+            total,
+            match arrival.rate() {
+                r if r.is_finite() => format!("{r} req/s"),
+                _ => "all at once".to_string(),
+            }
+        ),
         client_threads: a.client_threads,
         metrics_interval: Some(Duration::from_secs_f64(
             p.f64("metrics_interval_s").unwrap_or(1.0),
@@ -603,8 +614,16 @@ fn print_summary(plan: &Plan, dir: &Path) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<44} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9} {:>7}  status",
-        "cell", "offered", "achieved", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "errors"
+        "{:<44} {:>8} {:>9} {:>10} {:>10} {:>10} {:>9} {:>6} {:>6}  status",
+        "cell",
+        "offered",
+        "achieved",
+        "out tok/s",
+        "TTFT p50",
+        "TTFT p99",
+        "TPOT p50",
+        "failed",
+        "cancel"
     )?;
     for c in &plan.cells {
         let path = cell_dir(dir, c).join("summary.json");
@@ -626,7 +645,7 @@ fn print_summary(plan: &Plan, dir: &Path) -> Result<()> {
         };
         writeln!(
             out,
-            "{:<44} {:>9} {:>10.2} {:>10.1} {:>10} {:>10} {:>9} {:>7}  {status}",
+            "{:<44} {:>8} {:>9.2} {:>10.1} {:>10} {:>10} {:>9} {:>6} {:>6}  {status}",
             c.id,
             offered,
             f("request_throughput").unwrap_or(0.0),
@@ -634,7 +653,12 @@ fn print_summary(plan: &Plan, dir: &Path) -> Result<()> {
             ms("median_ttft_ms"),
             ms("p99_ttft_ms"),
             ms("median_tpot_ms"),
-            s["failed"].as_u64().unwrap_or(0),
+            s["vllm_loadtest"]["summary"]["failed"]
+                .as_u64()
+                .unwrap_or(0),
+            s["vllm_loadtest"]["summary"]["cancelled"]
+                .as_u64()
+                .unwrap_or(0),
         )?;
     }
     Ok(())

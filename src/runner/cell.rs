@@ -259,6 +259,15 @@ fn validity_warnings(
             q.p99
         ));
     }
+    if let Some(e2e) = &s.latencies.e2el_ms
+        && e2e.p50 / 1000.0 > s.window_s / 3.0
+    {
+        w.push(format!(
+            "the measurement window ({:.1} s) is not much longer than a request (e2e p50 {:.1} s): completions inside it under-count throughput near saturation; lengthen the duration",
+            s.window_s,
+            e2e.p50 / 1000.0
+        ));
+    }
     if s.ok > 0 && s.usage_coverage < 1.0 {
         w.push(format!(
             "the server reported `usage` for only {:.0}% of requests; output tokens elsewhere counted as content events",

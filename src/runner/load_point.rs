@@ -57,7 +57,13 @@ pub async fn run(
     let sem = Arc::new(Semaphore::new(
         lp.max_concurrency.unwrap_or(Semaphore::MAX_PERMITS),
     ));
-    let mut progress = ProgressPrinter::new(lp.quiet, Some(lp.schedule.len()), lp.label.clone());
+    let planned_s = lp.schedule.last().copied().unwrap_or(0) as f64 / 1e9;
+    let mut progress = ProgressPrinter::new(
+        lp.quiet,
+        Some(lp.schedule.len()),
+        planned_s,
+        lp.label.clone(),
+    );
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
     let mut interrupt = interrupt;

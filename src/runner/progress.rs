@@ -46,12 +46,15 @@ pub struct ProgressPrinter {
     ticks: u64,
     last_ttft: Option<f64>,
     label: String,
+    /// When the last arrival is due (s): elapsed is shown against it.
+    planned_s: f64,
 }
 
 impl ProgressPrinter {
-    pub fn new(quiet: bool, planned: Option<usize>, label: String) -> Self {
+    pub fn new(quiet: bool, planned: Option<usize>, planned_s: f64, label: String) -> Self {
         Self {
             label,
+            planned_s,
             tty: std::io::stderr().is_terminal(),
             quiet,
             planned,
@@ -77,8 +80,9 @@ impl ProgressPrinter {
             .map(|t| format!("{t:.1} ms"))
             .unwrap_or_else(|| "-".into());
         let msg = format!(
-            "{}[{elapsed_s:7.1}s] sent {sent}{planned} ({:.1} req/s)  done {done}  in flight {}  errors {failed}  ttft p50 {ttft}",
+            "{}[{elapsed_s:6.1}s / {:.0}s] sent {sent}{planned} ({:.1} req/s)  done {done}  in flight {}  errors {failed}  ttft p50 {ttft}",
             self.label,
+            self.planned_s,
             sent as f64 / elapsed_s.max(1e-9),
             sent.saturating_sub(done),
         );
