@@ -1,6 +1,7 @@
 //! vllm-loadtest: measure how an LLM inference server behaves under load.
 //!
 //! # Layout
+//! - `analysis`: saturation, goodput, scaling (USL), validity verdicts (pure).
 //! - `cli`: argument definitions and the commands (`bench`, `sim`).
 //! - `experiment`: experiment files (checked, planned into cells; JSON Schema).
 //! - `workload`: prompts (random with exact lengths, ShareGPT, JSON lines), tokenizers, and
@@ -19,6 +20,7 @@
 //! - `sim`: the simulated vLLM (engines, router, HTTP server, virtual time).
 //! - `clock`, `rng`: the run's monotonic clock and seeded randomness.
 
+pub mod analysis;
 pub mod cli;
 pub mod client;
 pub mod clock;

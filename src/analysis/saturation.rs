@@ -1,0 +1,159 @@
+//! The saturation point of one server configuration: the smallest offered rate where the
+//! server stopped keeping up (achieved / offered < 0.95), or TTFT p50 passed 3× its low-load
+//! value, or a waiting queue kept growing. The plateau is the highest achieved throughput.
+
+use super::{CellInput, Point};
+use serde::Serialize;
+
+pub const KEEP_UP: f64 = 0.95;
+pub const TTFT_BLOWUP: f64 = 3.0;
+/// A waiting queue (or client backlog) growing faster than this (requests/s) is not draining.
+pub const QUEUE_GROWTH: f64 = 0.5;
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Achieved fell below 95% of offered.
+    Throughput,
+    /// TTFT p50 above 3× its low-load value.
+    Ttft,
+    /// The waiting queue or the client's backlog kept growing.
+    Queue,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Saturation {
+    pub offered: f64,
+    pub reasons: Vec<Reason>,
+    /// The last point before saturation, if any, and the highest point tested.
+    pub before: Option<Point>,
+    pub after: Point,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GroupFinding {
+    pub group: String,
+    pub family: String,
+    pub dp: u32,
+    pub points: Vec<Point>,
+    pub low_load_ttft_ms: Option<f64>,
+    pub saturation: Option<Saturation>,
+    pub max_throughput: f64,
+    pub max_throughput_offered: f64,
+    /// Largest offered rate whose SLO attainment met the target (None: no SLOs, or none met).
+    pub goodput_rate: Option<f64>,
+    /// Not saturated, and achieved fell short of offered while the engines' queues stayed
+    /// empty: the load never reached the engines (a client or front-end limit).
+    pub short_of_offered_without_engine_queue: bool,
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
+    let v: Vec<f64> = xs.collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+fn points(cells: &[&CellInput]) -> Vec<Point> {
+    let mut rates: Vec<f64> = cells.iter().map(|c| c.offered_rate).collect();
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    rates
+        .into_iter()
+        .map(|r| {
+            let cs: Vec<&&CellInput> = cells.iter().filter(|c| c.offered_rate == r).collect();
+            let growing = cs.iter().any(|c| {
+                c.server
+                    .as_ref()
+                    .and_then(|s| s.waiting_slope_per_s)
+                    .is_some_and(|s| s > QUEUE_GROWTH)
+                    || c.backlog_slope_per_s.is_some_and(|s| s > QUEUE_GROWTH)
+            });
+            let idle_queue = cs.iter().all(|c| {
+                c.server
+                    .as_ref()
+                    .and_then(|s| s.waiting_max)
+                    .is_some_and(|w| w < 1.0)
+            });
+            Point {
+                offered: r,
+                achieved: mean(cs.iter().map(|c| c.achieved_rate)).unwrap_or(0.0),
+                ttft_p50_ms: mean(cs.iter().filter_map(|c| c.ttft_p50_ms)),
+                ttft_p99_ms: mean(cs.iter().filter_map(|c| c.ttft_p99_ms)),
+                tpot_p50_ms: mean(cs.iter().filter_map(|c| c.tpot_p50_ms)),
+                slo_attainment: mean(cs.iter().filter_map(|c| c.slo_attainment)),
+                queue_growing: growing,
+                engines_idle_queue: idle_queue,
+                cells: cs.iter().map(|c| c.id.clone()).collect(),
+            }
+        })
+        .collect()
+}
+
+pub fn analyze_group(
+    group: &str,
+    family: &str,
+    dp: u32,
+    cells: &[&CellInput],
+    slo_target: f64,
+) -> GroupFinding {
+    let pts = points(cells);
+    let low = pts.first().and_then(|p| p.ttft_p50_ms);
+    let reasons_at = |p: &Point| {
+        let mut r = Vec::new();
+        if p.offered.is_finite() && p.achieved < KEEP_UP * p.offered {
+            r.push(Reason::Throughput);
+        }
+        if let (Some(l), Some(t)) = (low, p.ttft_p50_ms)
+            && t > TTFT_BLOWUP * l
+        {
+            r.push(Reason::Ttft);
+        }
+        if p.queue_growing {
+            r.push(Reason::Queue);
+        }
+        r
+    };
+    // A point that fell short of its offered rate while the engines' queues stayed empty and
+    // TTFT did not move is not the server saturating: the load never reached it.
+    let frontend_limited =
+        |p: &Point, r: &[Reason]| r == [Reason::Throughput] && p.engines_idle_queue;
+    let mut saturation = None;
+    let mut short_without_queue = false;
+    for (i, p) in pts.iter().enumerate() {
+        let r = reasons_at(p);
+        if r.is_empty() {
+            continue;
+        }
+        if frontend_limited(p, &r) {
+            short_without_queue = true;
+            continue;
+        }
+        saturation = Some(Saturation {
+            offered: p.offered,
+            reasons: r,
+            before: i.checked_sub(1).map(|j| pts[j].clone()),
+            after: pts.last().expect("non-empty").clone(),
+        });
+        break;
+    }
+    let (max_throughput, max_throughput_offered) = pts
+        .iter()
+        .map(|p| (p.achieved, p.offered))
+        .fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a });
+    let goodput_rate = pts
+        .iter()
+        .filter(|p| p.slo_attainment.is_some_and(|a| a >= slo_target))
+        .map(|p| p.offered)
+        .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
+    GroupFinding {
+        group: group.to_string(),
+        family: family.to_string(),
+        dp,
+        low_load_ttft_ms: low,
+        saturation,
+        max_throughput,
+        max_throughput_offered,
+        goodput_rate,
+        short_of_offered_without_engine_queue: short_without_queue,
+        points: pts,
+    }
+}

@@ -1,0 +1,133 @@
+//! What adding replicas bought: for server configurations that differ only in `dp`, the
+//! speedup and efficiency of the plateau over the smallest DP size, the same at matched
+//! per-replica load, and a USL fit. A configuration that never saturated has no plateau, only
+//! a lower bound: the finding says so instead of reporting a scaling factor.
+
+use super::saturation::GroupFinding;
+use super::usl::{self, UslFit};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ScalingRow {
+    pub dp: u32,
+    pub max_throughput: f64,
+    pub saturated: bool,
+    /// Plateau over the base configuration's plateau (a lower bound when not saturated).
+    pub speedup: f64,
+    /// speedup / (dp / base dp).
+    pub efficiency: f64,
+    /// At the offered rate per replica the base was given: achieved / (base achieved × dp ratio).
+    pub matched_load_efficiency: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ScalingFinding {
+    /// The server parameters other than dp shared by these configurations.
+    pub family: String,
+    pub base_dp: u32,
+    pub rows: Vec<ScalingRow>,
+    /// Fitted only from configurations that saturated.
+    pub usl: Option<UslFit>,
+    pub warnings: Vec<String>,
+}
+
+pub fn analyze(groups: &[GroupFinding]) -> Vec<ScalingFinding> {
+    let mut families: Vec<&str> = groups.iter().map(|g| g.family.as_str()).collect();
+    families.dedup();
+    let mut out = Vec::new();
+    for fam in families {
+        let mut gs: Vec<&GroupFinding> = groups.iter().filter(|g| g.family == fam).collect();
+        gs.sort_by_key(|g| g.dp);
+        gs.dedup_by_key(|g| g.dp);
+        if gs.len() < 2 {
+            continue;
+        }
+        let base = gs[0];
+        let mut warnings = Vec::new();
+        let rows: Vec<ScalingRow> = gs
+            .iter()
+            .map(|g| {
+                let ratio = g.dp as f64 / base.dp as f64;
+                let speedup = if base.max_throughput > 0.0 {
+                    g.max_throughput / base.max_throughput
+                } else {
+                    0.0
+                };
+                // matched per-replica load: base at rate r vs this at rate r·ratio
+                let matched = base.points.iter().find_map(|bp| {
+                    let p = g
+                        .points
+                        .iter()
+                        .find(|p| (p.offered - bp.offered * ratio).abs() < 1e-9)?;
+                    (bp.achieved > 0.0).then(|| p.achieved / (bp.achieved * ratio))
+                });
+                ScalingRow {
+                    dp: g.dp,
+                    max_throughput: g.max_throughput,
+                    saturated: g.saturation.is_some(),
+                    speedup,
+                    efficiency: speedup / ratio,
+                    matched_load_efficiency: matched,
+                }
+            })
+            .collect();
+        if base.saturation.is_none() {
+            warnings.push(format!(
+                "dp={} never saturated in the tested range (up to {} req/s offered): its plateau is unknown, so no speedup can be computed from it; raise the offered load",
+                base.dp,
+                fmt_rate(base.points.last().map_or(0.0, |p| p.offered))
+            ));
+        }
+        for (g, r) in gs.iter().zip(&rows).skip(1) {
+            if !r.saturated {
+                let top = g.points.last().map_or(0.0, |p| p.offered);
+                let mut w = format!(
+                    "dp={} never saturated in the tested range: {:.1} req/s achieved at {} req/s offered is a lower bound on its capacity, so the {:.2}× speedup is a lower bound too, not a scaling result",
+                    g.dp,
+                    g.max_throughput,
+                    fmt_rate(top),
+                    r.speedup
+                );
+                if g.short_of_offered_without_engine_queue {
+                    w.push_str(
+                        "; achieved fell short of offered while the engines' queues stayed empty: the load never reached the engines (client or API-server limit)",
+                    );
+                }
+                warnings.push(w);
+            }
+        }
+        let saturated: Vec<(f64, f64)> = gs
+            .iter()
+            .zip(&rows)
+            .filter(|(_, r)| r.saturated)
+            .map(|(g, r)| (g.dp as f64 / base.dp as f64, r.max_throughput))
+            .collect();
+        let usl = if base.saturation.is_some() && saturated.len() >= 2 {
+            usl::fit(&saturated)
+        } else {
+            warnings.push(
+                "no USL fit: it needs the base and at least one larger configuration to saturate"
+                    .into(),
+            );
+            None
+        };
+        out.push(ScalingFinding {
+            family: fam.to_string(),
+            base_dp: base.dp,
+            rows,
+            usl,
+            warnings,
+        });
+    }
+    out
+}
+
+pub fn fmt_rate(r: f64) -> String {
+    if !r.is_finite() {
+        "inf".into()
+    } else if r.fract() == 0.0 {
+        format!("{r:.0}")
+    } else {
+        format!("{r:.1}")
+    }
+}

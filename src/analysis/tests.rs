@@ -1,0 +1,188 @@
+use super::*;
+use crate::monitor::metrics::ServerStats;
+
+fn cell(group: &str, dp: u32, offered: f64, achieved: f64, ttft: f64) -> CellInput {
+    CellInput {
+        id: format!("{group}-{offered}"),
+        group: group.into(),
+        family: "mns256".into(),
+        dp,
+        offered_rate: offered,
+        achieved_rate: achieved,
+        output_throughput: achieved * 256.0,
+        ttft_p50_ms: Some(ttft),
+        ttft_p99_ms: Some(ttft * 2.0),
+        ttft_mean_ms: Some(ttft),
+        tpot_p50_ms: Some(20.0),
+        e2el_p50_ms: Some(5000.0),
+        slo_attainment: Some(if ttft < 500.0 { 1.0 } else { 0.2 }),
+        sent: 1000,
+        measured: 1000,
+        failed: 0,
+        truncated: 0,
+        send_lag_p99_ms: Some(0.5),
+        client_cpu_share: Some(0.2),
+        window_s: 60.0,
+        backlog_slope_per_s: Some(0.0),
+        server: Some(ServerStats {
+            waiting_slope_per_s: Some(if achieved < 0.95 * offered { 5.0 } else { 0.0 }),
+            waiting_max: Some(if achieved < 0.95 * offered {
+                500.0
+            } else {
+                0.0
+            }),
+            server_ttft_mean_ms: Some(ttft * 0.95),
+            ..ServerStats::default()
+        }),
+        matrix: Default::default(),
+    }
+}
+
+/// The seed's 1-GPU curve: plateau at 13.7, TTFT 87 ms → 6.9 s.
+fn one_gpu() -> Vec<CellInput> {
+    vec![
+        cell("dp1", 1, 10.0, 9.9, 87.0),
+        cell("dp1", 1, 20.0, 13.7, 2400.0),
+        cell("dp1", 1, 30.0, 13.7, 4100.0),
+        cell("dp1", 1, 60.0, 13.6, 6900.0),
+    ]
+}
+
+#[test]
+fn finds_the_plateau_and_the_ttft_blowup() {
+    let a = analyze(&one_gpu(), 0.9);
+    let g = &a.groups[0];
+    let s = g.saturation.as_ref().expect("saturated");
+    assert_eq!(s.offered, 20.0);
+    assert!(s.reasons.contains(&saturation::Reason::Throughput));
+    assert!(s.reasons.contains(&saturation::Reason::Ttft));
+    assert!(s.reasons.contains(&saturation::Reason::Queue));
+    assert_eq!(s.before.as_ref().unwrap().offered, 10.0);
+    assert_eq!(g.max_throughput, 13.7);
+    assert_eq!(g.low_load_ttft_ms, Some(87.0));
+    assert_eq!(g.goodput_rate, Some(10.0));
+}
+
+#[test]
+fn the_seeds_four_gpu_result_is_flagged_not_called_scaling() {
+    // 4 GPUs: 34 req/s at 60 offered with a flat ~120 ms TTFT, engines' queues empty
+    let mut cells = one_gpu();
+    for (o, a) in [(10.0, 9.9), (20.0, 19.8), (30.0, 29.7), (60.0, 34.0)] {
+        let mut c = cell("dp4", 4, o, a, 120.0);
+        c.server.as_mut().unwrap().waiting_slope_per_s = Some(0.0);
+        c.server.as_mut().unwrap().waiting_max = Some(0.0);
+        cells.push(c);
+    }
+    let a = analyze(&cells, 0.9);
+    let g4 = a.groups.iter().find(|g| g.dp == 4).unwrap();
+    assert!(g4.saturation.is_none(), "{:?}", g4.saturation);
+    assert!(g4.short_of_offered_without_engine_queue);
+    let sc = &a.scaling[0];
+    assert!((sc.rows[1].speedup - 34.0 / 13.7).abs() < 1e-9);
+    assert!(!sc.rows[1].saturated);
+    assert!(sc.usl.is_none());
+    let w = sc.warnings.join("\n");
+    assert!(
+        w.contains("dp=4 never saturated")
+            && w.contains("lower bound")
+            && w.contains("never reached the engines"),
+        "{w}"
+    );
+    let v = a.verdicts.iter().find(|v| v.cell == "dp4-60").unwrap();
+    assert!(v.verdicts.contains(&verdicts::Verdict::NeverSaturated));
+}
+
+#[test]
+fn a_curve_that_never_saturates_gets_the_verdict() {
+    let cells = vec![cell("g", 1, 5.0, 5.0, 80.0), cell("g", 1, 10.0, 9.9, 85.0)];
+    let a = analyze(&cells, 0.9);
+    assert!(a.groups[0].saturation.is_none());
+    assert!(
+        a.verdicts
+            .iter()
+            .all(|v| v.verdicts.contains(&verdicts::Verdict::NeverSaturated))
+    );
+}
+
+#[test]
+fn client_limited_and_error_heavy_cells_are_flagged() {
+    let mut lag = cell("g", 1, 5.0, 5.0, 80.0);
+    lag.send_lag_p99_ms = Some(40.0);
+    let mut busy = cell("g", 1, 6.0, 6.0, 80.0);
+    busy.client_cpu_share = Some(0.97);
+    let mut errs = cell("g", 1, 7.0, 7.0, 80.0);
+    errs.failed = 50;
+    let mut few = cell("g", 1, 8.0, 8.0, 80.0);
+    few.measured = 40;
+    few.truncated = 3;
+    let a = analyze(&[lag, busy, errs, few], 0.9);
+    let kinds = |id: &str| {
+        a.verdicts
+            .iter()
+            .find(|v| v.cell == id)
+            .unwrap()
+            .verdicts
+            .clone()
+    };
+    assert!(matches!(
+        kinds("g-5")[0],
+        verdicts::Verdict::ClientLimited { .. }
+    ));
+    assert!(matches!(
+        kinds("g-6")[0],
+        verdicts::Verdict::ClientLimited { .. }
+    ));
+    assert!(
+        kinds("g-7")
+            .iter()
+            .any(|v| matches!(v, verdicts::Verdict::ErrorRate { failed: 50, .. }))
+    );
+    assert!(kinds("g-8").contains(&verdicts::Verdict::TooFewForP99 { measured: 40 }));
+    assert!(kinds("g-8").contains(&verdicts::Verdict::TruncatedOutputs { count: 3 }));
+}
+
+#[test]
+fn usl_fit_recovers_known_sigma_and_kappa() {
+    let truth = usl::UslFit {
+        lambda: 13.7,
+        sigma: 0.05,
+        kappa: 0.002,
+        peak_n: None,
+    };
+    let pts: Vec<(f64, f64)> = [1.0, 2.0, 4.0, 8.0, 16.0]
+        .iter()
+        .map(|&n| (n, truth.predict(n)))
+        .collect();
+    let f = usl::fit(&pts).unwrap();
+    assert!(
+        (f.sigma - 0.05).abs() < 1e-9 && (f.kappa - 0.002).abs() < 1e-9,
+        "{f:?}"
+    );
+    assert!((f.peak_n.unwrap() - (0.95f64 / 0.002).sqrt()).abs() < 1e-6);
+    // linear scaling: σ = κ = 0, no peak
+    let lin: Vec<(f64, f64)> = [1.0, 2.0, 4.0].iter().map(|&n| (n, 10.0 * n)).collect();
+    let f = usl::fit(&lin).unwrap();
+    assert!(f.sigma.abs() < 1e-9 && f.kappa.abs() < 1e-9 && f.peak_n.is_none());
+    assert!(usl::fit(&[(2.0, 5.0)]).is_none(), "needs N = 1");
+}
+
+#[test]
+fn scaling_of_saturated_configurations_reports_efficiency() {
+    let mut cells = one_gpu();
+    for (o, a, t) in [
+        (10.0, 9.9, 80.0),
+        (40.0, 39.6, 90.0),
+        (60.0, 54.0, 2000.0),
+        (80.0, 54.2, 5000.0),
+    ] {
+        cells.push(cell("dp4", 4, o, a, t));
+    }
+    let a = analyze(&cells, 0.9);
+    let sc = &a.scaling[0];
+    let r4 = &sc.rows[1];
+    assert!(r4.saturated);
+    assert!((r4.efficiency - 54.2 / 13.7 / 4.0).abs() < 1e-9);
+    // matched per-replica load: dp1 at 10 vs dp4 at 40
+    assert!((r4.matched_load_efficiency.unwrap() - 39.6 / (9.9 * 4.0)).abs() < 1e-9);
+    assert!(sc.usl.is_some());
+}
