@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use std::process::ExitCode;
-use vllm_loadtest::cli::{Cli, Command, bench, run, sim_args};
+use vllm_loadtest::cli::{Cli, Command, bench, report, run, sim_args};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -11,6 +11,8 @@ fn main() -> ExitCode {
         Command::Run(a) => run::run(*a),
         Command::Bench(a) => bench::run(*a),
         Command::Sim(a) => sim_args::run(*a),
+        Command::Aggregate(a) => report::aggregate_cmd(a),
+        Command::Report(a) => report::report_cmd(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,6 +24,9 @@ pub struct CellInput {
     pub family: String,
     pub dp: u32,
     pub offered_rate: f64,
+    /// Requests that actually arrived in the measurement window, per second: what the server
+    /// was asked to complete there (the nominal rate plus sampling noise).
+    pub arrival_rate: f64,
     pub achieved_rate: f64,
     pub output_throughput: f64,
     pub ttft_p50_ms: Option<f64>,
@@ -39,8 +42,10 @@ pub struct CellInput {
     pub send_lag_p99_ms: Option<f64>,
     pub client_cpu_share: Option<f64>,
     pub window_s: f64,
-    /// Growth of the client's backlog (requests in flight), per second, over the window.
+    /// Growth of the client's backlog (requests in flight), per second, over the window, and
+    /// its mean.
     pub backlog_slope_per_s: Option<f64>,
+    pub backlog_mean: Option<f64>,
     pub server: Option<ServerStats>,
     pub matrix: BTreeMap<String, String>,
 }
@@ -49,6 +54,7 @@ pub struct CellInput {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Point {
     pub offered: f64,
+    pub arrival: f64,
     pub achieved: f64,
     pub ttft_p50_ms: Option<f64>,
     pub ttft_p99_ms: Option<f64>,

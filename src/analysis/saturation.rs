@@ -7,13 +7,18 @@ use serde::Serialize;
 
 pub const KEEP_UP: f64 = 0.95;
 pub const TTFT_BLOWUP: f64 = 3.0;
-/// A waiting queue (or client backlog) growing faster than this (requests/s) is not draining.
+/// A server waiting queue growing faster than this (requests/s), by at least
+/// `QUEUE_MIN_GROWTH` requests over the window, is not draining.
 pub const QUEUE_GROWTH: f64 = 0.5;
+pub const QUEUE_MIN_GROWTH: f64 = 5.0;
+/// The client's backlog (requests in flight) is growing when it gains more over the window
+/// than its own mean (and at least 10 requests): Poisson bursts do not do that.
+pub const BACKLOG_MIN_GROWTH: f64 = 10.0;
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
-    /// Achieved fell below 95% of offered.
+    /// Achieved fell below 95% of what arrived.
     Throughput,
     /// TTFT p50 above 3× its low-load value.
     Ttft,
@@ -61,11 +66,15 @@ fn points(cells: &[&CellInput]) -> Vec<Point> {
         .map(|r| {
             let cs: Vec<&&CellInput> = cells.iter().filter(|c| c.offered_rate == r).collect();
             let growing = cs.iter().any(|c| {
-                c.server
+                let server = c
+                    .server
                     .as_ref()
                     .and_then(|s| s.waiting_slope_per_s)
-                    .is_some_and(|s| s > QUEUE_GROWTH)
-                    || c.backlog_slope_per_s.is_some_and(|s| s > QUEUE_GROWTH)
+                    .is_some_and(|s| s > QUEUE_GROWTH && s * c.window_s >= QUEUE_MIN_GROWTH);
+                let client = c.backlog_slope_per_s.is_some_and(|s| {
+                    s * c.window_s > BACKLOG_MIN_GROWTH.max(c.backlog_mean.unwrap_or(0.0))
+                });
+                server || client
             });
             let idle_queue = cs.iter().all(|c| {
                 c.server
@@ -75,6 +84,7 @@ fn points(cells: &[&CellInput]) -> Vec<Point> {
             });
             Point {
                 offered: r,
+                arrival: mean(cs.iter().map(|c| c.arrival_rate)).unwrap_or(r),
                 achieved: mean(cs.iter().map(|c| c.achieved_rate)).unwrap_or(0.0),
                 ttft_p50_ms: mean(cs.iter().filter_map(|c| c.ttft_p50_ms)),
                 ttft_p99_ms: mean(cs.iter().filter_map(|c| c.ttft_p99_ms)),
@@ -99,7 +109,9 @@ pub fn analyze_group(
     let low = pts.first().and_then(|p| p.ttft_p50_ms);
     let reasons_at = |p: &Point| {
         let mut r = Vec::new();
-        if p.offered.is_finite() && p.achieved < KEEP_UP * p.offered {
+        // completions against what arrived in the window, not the nominal rate: a short
+        // window's Poisson sample can be 5% light
+        if p.arrival.is_finite() && p.arrival > 0.0 && p.achieved < KEEP_UP * p.arrival {
             r.push(Reason::Throughput);
         }
         if let (Some(l), Some(t)) = (low, p.ttft_p50_ms)

@@ -8,6 +8,7 @@ fn cell(group: &str, dp: u32, offered: f64, achieved: f64, ttft: f64) -> CellInp
         family: "mns256".into(),
         dp,
         offered_rate: offered,
+        arrival_rate: offered,
         achieved_rate: achieved,
         output_throughput: achieved * 256.0,
         ttft_p50_ms: Some(ttft),
@@ -24,6 +25,7 @@ fn cell(group: &str, dp: u32, offered: f64, achieved: f64, ttft: f64) -> CellInp
         client_cpu_share: Some(0.2),
         window_s: 60.0,
         backlog_slope_per_s: Some(0.0),
+        backlog_mean: Some(1.0),
         server: Some(ServerStats {
             waiting_slope_per_s: Some(if achieved < 0.95 * offered { 5.0 } else { 0.0 }),
             waiting_max: Some(if achieved < 0.95 * offered {

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_args;
+pub mod report;
 pub mod run;
 pub mod sim_args;
 
@@ -26,6 +27,10 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Measure one load point against a running server (like `vllm bench serve`).
     Bench(Box<bench_args::BenchArgs>),
+    /// Recompute the tables (runs.parquet, timeseries.parquet, analysis.json) of a results folder.
+    Aggregate(report::DirArgs),
+    /// Rebuild report.md and report.html of a results folder from its raw data.
+    Report(report::DirArgs),
     /// Serve a simulated vLLM (no GPU needed) until Ctrl-C.
     Sim(Box<sim_args::SimArgs>),
 }

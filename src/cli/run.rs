@@ -134,7 +134,16 @@ pub fn run(a: RunArgs) -> Result<()> {
     };
     write_manifest(&dir, &manifest)?;
     print_summary(&plan, &dir)?;
+    // aggregate, analyse and report from the stored raw data, whatever the outcome
+    let report = super::report::write_report(&dir);
+    match &report {
+        Ok(w) => super::report::print_executive(&w.report),
+        Err(e) => eprintln!("warning: no report: {e:#}"),
+    }
     eprintln!("results: {}", dir.display());
+    if let Ok(w) = &report {
+        println!("report: {}", w.html.display());
+    }
     match outcome {
         Ok(false) => Ok(()),
         Ok(true) => bail!(

@@ -1,3 +1,7 @@
-//! Renderers of results for people. Pure: they take computed summaries and a `Write`.
+//! Renderers of results for people. Pure: they take computed summaries or the report model
+//! and a `Write`.
 
+pub mod html;
+pub mod markdown;
+pub mod model;
 pub mod table;

@@ -194,6 +194,13 @@ pub async fn run_cell(
             &out_dir.join("server_metrics.parquet"),
             &monitor::metrics::table(&scraped.rows),
         )?;
+        // the raw rows too, so the analysis can be redone from them without a Parquet reader
+        let mut raw = Vec::with_capacity(scraped.rows.len() * 96);
+        for r in &scraped.rows {
+            serde_json::to_writer(&mut raw, r)?;
+            raw.push(b'\n');
+        }
+        std::fs::write(out_dir.join("server_metrics.jsonl"), raw)?;
         let gpu_samples = match gpu {
             Some(h) => h.await.unwrap_or_default(),
             None => monitor::gpu::GpuSamples::default(),

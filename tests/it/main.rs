@@ -1,6 +1,7 @@
 //! Integration tests: real HTTP on loopback, the binary run as a user runs it.
 //! One test binary on purpose (each extra one relinks the crate).
 
+mod analysis_sim;
 mod bad_input;
 mod bench_timing;
 mod faults;

@@ -1,0 +1,52 @@
+//! `report.md`: the report model as Markdown.
+
+use super::model::{Report, Table};
+use std::io::{self, Write};
+
+fn table(w: &mut impl Write, t: &Table) -> io::Result<()> {
+    let esc = |s: &str| s.replace('|', "\\|");
+    writeln!(
+        w,
+        "| {} |",
+        t.header
+            .iter()
+            .map(|h| esc(h))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    )?;
+    writeln!(
+        w,
+        "|{}",
+        t.header.iter().map(|_| "---|").collect::<String>()
+    )?;
+    for r in &t.rows {
+        writeln!(
+            w,
+            "| {} |",
+            r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
+        )?;
+    }
+    writeln!(w)
+}
+
+pub fn render(w: &mut impl Write, r: &Report) -> io::Result<()> {
+    writeln!(w, "# {}\n", r.title)?;
+    if let Some(d) = &r.description {
+        writeln!(w, "{}\n", d.trim())?;
+    }
+    writeln!(w, "## Executive summary\n")?;
+    for s in &r.executive_summary {
+        writeln!(w, "- {s}")?;
+    }
+    writeln!(w)?;
+    for s in &r.sections {
+        writeln!(w, "## {}\n", s.title)?;
+        for p in &s.paragraphs {
+            writeln!(w, "{p}\n")?;
+        }
+        for t in &s.tables {
+            table(w, t)?;
+        }
+    }
+    writeln!(w, "---\n{}", r.generated_at)
+}

@@ -1,0 +1,455 @@
+//! `aggregate DIR`: rebuild every cell's figures from its raw records (`requests.jsonl`,
+//! `server_metrics.jsonl`), never from a counter kept while running, and write the
+//! experiment-wide tables: `runs.parquet` (one row per cell) and `timeseries.parquet`
+//! (per-second client and server series, keyed by cell).
+
+use super::jsonl;
+use super::parquet::{self, Column, Table};
+use crate::analysis::CellInput;
+use crate::experiment::{self, Cell, Experiment, Plan, plan::ParamsExt};
+use crate::monitor::metrics::{MetricRow, ServerStats, server_stats};
+use crate::record::RequestRecord;
+use crate::runner::arrivals::{self, Arrival, Stop};
+use crate::summary::{self, RunSummary, Window, goodput::Slo};
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub struct CellData {
+    pub cell: Cell,
+    pub summary: RunSummary,
+    pub input: CellInput,
+    pub status: String,
+}
+
+pub struct Aggregated {
+    pub experiment: Experiment,
+    pub plan: Plan,
+    pub cells: Vec<CellData>,
+    pub slo_target: f64,
+    pub has_slos: bool,
+}
+
+/// The arrival process a cell's parameters describe (as `run` used it).
+pub fn arrival_of(p: &experiment::parse::Params) -> Arrival {
+    let rate = match p.get("request_rate") {
+        Some(v) if v.as_str() == Some("inf") => f64::INFINITY,
+        Some(v) => v.as_f64().unwrap_or(1.0),
+        None => 1.0,
+    };
+    let burstiness = p.f64("burstiness").unwrap_or(1.0);
+    if rate.is_infinite() {
+        return Arrival::AllAtOnce;
+    }
+    match p.str("arrival").unwrap_or("poisson") {
+        "constant" => Arrival::Constant { rate },
+        _ if burstiness == 1.0 => Arrival::Poisson { rate },
+        _ => Arrival::Gamma { rate, burstiness },
+    }
+}
+
+/// The stop condition a cell's parameters describe.
+pub fn stop_of(p: &experiment::parse::Params) -> Stop {
+    match p.f64("duration_s") {
+        Some(d) => Stop::Duration(d),
+        None => Stop::Count(p.u64("requests").or(p.u64("num_prompts")).unwrap_or(1000) as usize),
+    }
+}
+
+/// The measurement window (seconds) of a cell: [warm-up, duration − cool-down].
+pub fn window_of(p: &experiment::parse::Params) -> Option<(f64, f64)> {
+    let d = p.f64("duration_s")?;
+    let (w, c) = (
+        p.f64("warmup_s").unwrap_or(0.0),
+        p.f64("cooldown_s").unwrap_or(0.0),
+    );
+    (w > 0.0 || c > 0.0).then_some((w, d - c))
+}
+
+pub fn slos_of(p: &experiment::parse::Params) -> Vec<Slo> {
+    let mut s = Vec::new();
+    if let Some(v) = p.f64("ttft_ms") {
+        s.push(Slo::TtftMs(v));
+    }
+    if let Some(v) = p.f64("tpot_ms") {
+        s.push(Slo::TpotMs(v));
+    }
+    if let Some(v) = p.f64("e2el_ms") {
+        s.push(Slo::E2elMs(v));
+    }
+    s
+}
+
+fn read_metrics(path: &Path) -> Vec<MetricRow> {
+    std::fs::read_to_string(path)
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Requests in flight at each whole second of `[from, to)`.
+fn in_flight_series(records: &[RequestRecord], from_s: u64, to_s: u64) -> Vec<(u64, f64)> {
+    (from_s..to_s)
+        .map(|s| {
+            let t = s * 1_000_000_000;
+            (
+                s,
+                records
+                    .iter()
+                    .filter(|r| r.t_send_ns <= t && t < r.t_end_ns)
+                    .count() as f64,
+            )
+        })
+        .collect()
+}
+
+fn slope(points: &[(u64, f64)]) -> Option<f64> {
+    if points.len() < 3 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let mx = points.iter().map(|p| p.0 as f64).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxy: f64 = points.iter().map(|p| (p.0 as f64 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = points.iter().map(|p| (p.0 as f64 - mx).powi(2)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+/// The server parameters of a cell other than `dp`, as a family key.
+fn family_of(c: &Cell) -> String {
+    let parts: Vec<String> = c
+        .matrix_values
+        .iter()
+        .filter(|(k, _)| {
+            *k != "dp" && experiment::fields::find(k).is_some_and(|(s, _)| s.name == "server")
+        })
+        .map(|(k, v)| format!("{k}={}", experiment::plan::scalar(v)))
+        .collect();
+    if parts.is_empty() {
+        "all".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+pub fn aggregate(dir: &Path) -> Result<Aggregated> {
+    let (experiment, plan) =
+        experiment::load(&dir.join("experiment.yaml"), &[]).with_context(|| {
+            format!(
+                "`{}` is not a results folder of `vllm-loadtest run`",
+                dir.display()
+            )
+        })?;
+    let mut cells = Vec::new();
+    for c in &plan.cells {
+        let cdir = dir.join("cells").join(&c.id);
+        let raw = cdir.join("requests.jsonl");
+        if !raw.exists() {
+            continue;
+        }
+        let (records, _torn) = jsonl::read(&raw)?;
+        let p = &c.params;
+        let arrival = arrival_of(p);
+        let scheduled = arrivals::schedule(
+            arrival,
+            stop_of(p),
+            p.u64("seed").unwrap_or(0).wrapping_add(c.repeat as u64),
+        )
+        .len();
+        let not_sent = scheduled.saturating_sub(records.len()) as u64;
+        let window = window_of(p).map(|(s, e)| Window {
+            start_ns: (s * 1e9) as u64,
+            end_ns: (e * 1e9) as u64,
+        });
+        let slos = slos_of(p);
+        let s = summary::summarize(&records, not_sent, window, arrival.rate(), &slos);
+        let metrics = read_metrics(&cdir.join("server_metrics.jsonl"));
+        let server: Option<ServerStats> = (!metrics.is_empty())
+            .then(|| server_stats(&metrics, s.window.start_ns, s.window.end_ns));
+        let stored: serde_json::Value = std::fs::read(cdir.join("summary.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let status: String = std::fs::read(cdir.join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["status"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "incomplete".into());
+        let (w0, w1) = (
+            s.window.start_ns / 1_000_000_000,
+            s.window.end_ns.div_ceil(1_000_000_000),
+        );
+        let series = in_flight_series(&records, w0, w1);
+        let backlog = slope(&series);
+        let backlog_mean = (!series.is_empty())
+            .then(|| series.iter().map(|p| p.1).sum::<f64>() / series.len() as f64);
+        let l = &s.latencies;
+        let input = CellInput {
+            id: c.id.clone(),
+            group: plan.groups[c.group].id.clone(),
+            family: family_of(c),
+            dp: p.u64("dp").unwrap_or(1) as u32,
+            offered_rate: arrival.rate(),
+            arrival_rate: s.measured as f64 / s.window_s.max(1e-9),
+            achieved_rate: s.request_throughput,
+            output_throughput: s.output_throughput,
+            ttft_p50_ms: l.ttft_ms.as_ref().map(|d| d.p50),
+            ttft_p99_ms: l.ttft_ms.as_ref().map(|d| d.p99),
+            ttft_mean_ms: l.ttft_ms.as_ref().map(|d| d.mean),
+            tpot_p50_ms: l.tpot_ms.as_ref().map(|d| d.p50),
+            e2el_p50_ms: l.e2el_ms.as_ref().map(|d| d.p50),
+            slo_attainment: s.slo_attainment,
+            sent: s.sent,
+            measured: s.measured,
+            failed: s.failed,
+            truncated: s.errors_by_kind.get("truncated").copied().unwrap_or(0),
+            send_lag_p99_ms: l.queue_delay_ms.as_ref().map(|d| d.p99),
+            client_cpu_share: stored
+                .pointer("/vllm_loadtest/client/cpu_share_of_threads")
+                .and_then(|v| v.as_f64()),
+            window_s: s.window_s,
+            backlog_slope_per_s: backlog,
+            backlog_mean,
+            server,
+            matrix: c
+                .matrix_values
+                .iter()
+                .map(|(k, v)| (k.to_string(), experiment::plan::scalar(v)))
+                .collect(),
+        };
+        cells.push(CellData {
+            cell: c.clone(),
+            summary: s,
+            input,
+            status,
+        });
+    }
+    let target = plan
+        .cells
+        .first()
+        .and_then(|c| c.params.f64("target"))
+        .unwrap_or(0.9);
+    let has_slos = plan
+        .cells
+        .first()
+        .is_some_and(|c| !slos_of(&c.params).is_empty());
+    Ok(Aggregated {
+        experiment,
+        plan,
+        cells,
+        slo_target: target,
+        has_slos,
+    })
+}
+
+/// `runs.parquet`: one row per cell, matrix values and every figure.
+pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table {
+    let rows = &a.cells;
+    let mut t = Table::default();
+    let s = |f: &dyn Fn(&CellData) -> Option<String>| Column::Str(rows.iter().map(f).collect());
+    let n = |f: &dyn Fn(&CellData) -> Option<f64>| Column::F64(rows.iter().map(f).collect());
+    let i = |f: &dyn Fn(&CellData) -> Option<i64>| Column::I64(rows.iter().map(f).collect());
+    t.push("cell", s(&|c| Some(c.cell.id.clone())));
+    t.push("server_config", s(&|c| Some(c.input.group.clone())));
+    t.push("repeat", i(&|c| Some(c.cell.repeat as i64)));
+    t.push("status", s(&|c| Some(c.status.clone())));
+    let keys: Vec<&str> = a.experiment.matrix.iter().map(|(k, _)| *k).collect();
+    for k in keys {
+        t.push(k, s(&|c| c.input.matrix.get(k).cloned()));
+    }
+    t.push("dp_size", i(&|c| Some(c.input.dp as i64)));
+    t.push(
+        "offered_rate_rps",
+        n(&|c| Some(c.input.offered_rate).filter(|r| r.is_finite())),
+    );
+    t.push(
+        "window_start_s",
+        n(&|c| Some(c.summary.window.start_ns as f64 / 1e9)),
+    );
+    t.push(
+        "window_end_s",
+        n(&|c| Some(c.summary.window.end_ns as f64 / 1e9)),
+    );
+    t.push("sent", i(&|c| Some(c.summary.sent as i64)));
+    t.push("ok", i(&|c| Some(c.summary.ok as i64)));
+    t.push("failed", i(&|c| Some(c.summary.failed as i64)));
+    t.push("cancelled", i(&|c| Some(c.summary.cancelled as i64)));
+    t.push("not_sent", i(&|c| Some(c.summary.not_sent as i64)));
+    t.push("measured", i(&|c| Some(c.summary.measured as i64)));
+    t.push("completed", i(&|c| Some(c.summary.completed as i64)));
+    t.push(
+        "achieved_send_rate_rps",
+        n(&|c| Some(c.summary.achieved_send_rate).filter(|r| r.is_finite())),
+    );
+    t.push(
+        "request_throughput_rps",
+        n(&|c| Some(c.summary.request_throughput)),
+    );
+    t.push(
+        "output_throughput_tps",
+        n(&|c| Some(c.summary.output_throughput)),
+    );
+    t.push(
+        "total_token_throughput_tps",
+        n(&|c| Some(c.summary.total_token_throughput)),
+    );
+    t.push("request_goodput_rps", n(&|c| c.summary.request_goodput));
+    t.push("slo_attainment", n(&|c| c.summary.slo_attainment));
+    type Pick = for<'c> fn(&'c CellData) -> Option<&'c crate::stats::Distribution>;
+    let dists: [(&str, Pick); 6] = [
+        ("ttft", |c| c.summary.latencies.ttft_ms.as_ref()),
+        ("tpot", |c| c.summary.latencies.tpot_ms.as_ref()),
+        ("itl", |c| c.summary.latencies.itl_ms.as_ref()),
+        ("e2el", |c| c.summary.latencies.e2el_ms.as_ref()),
+        ("queue_delay", |c| {
+            c.summary.latencies.queue_delay_ms.as_ref()
+        }),
+        ("ttft_from_intended", |c| {
+            c.summary.latencies.ttft_from_intended_ms.as_ref()
+        }),
+    ];
+    type Stat = fn(&crate::stats::Distribution) -> f64;
+    let stats: [(&str, Stat); 5] = [
+        ("mean", |d| d.mean),
+        ("p50", |d| d.p50),
+        ("p90", |d| d.p90),
+        ("p99", |d| d.p99),
+        ("max", |d| d.max),
+    ];
+    for (name, get) in dists {
+        for (stat, pick) in stats {
+            t.push(&format!("{name}_{stat}_ms"), n(&|c| get(c).map(pick)));
+        }
+    }
+    t.push("client_cpu_share", n(&|c| c.input.client_cpu_share));
+    t.push("backlog_slope_per_s", n(&|c| c.input.backlog_slope_per_s));
+    t.push(
+        "server_waiting_slope_per_s",
+        n(&|c| c.input.server.as_ref().and_then(|s| s.waiting_slope_per_s)),
+    );
+    t.push(
+        "server_waiting_max",
+        n(&|c| c.input.server.as_ref().and_then(|s| s.waiting_max)),
+    );
+    t.push(
+        "server_kv_usage_max",
+        n(&|c| c.input.server.as_ref().and_then(|s| s.kv_usage_max)),
+    );
+    t.push(
+        "server_ttft_mean_ms",
+        n(&|c| c.input.server.as_ref().and_then(|s| s.server_ttft_mean_ms)),
+    );
+    t.push(
+        "server_preemptions",
+        n(&|c| c.input.server.as_ref().and_then(|s| s.preemptions)),
+    );
+    t.push(
+        "verdicts",
+        s(&|c| verdicts.get(&c.cell.id).cloned().filter(|v| !v.is_empty())),
+    );
+    t
+}
+
+/// `timeseries.parquet`: per-second series per cell (long format).
+pub fn timeseries_table(dir: &Path, a: &Aggregated) -> Result<Table> {
+    let (mut cell, mut t_s, mut series, mut engine, mut value) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut push = |c: &str, t: f64, s: &str, e: Option<String>, v: f64| {
+        cell.push(Some(c.to_string()));
+        t_s.push(Some(t));
+        series.push(Some(s.to_string()));
+        engine.push(e);
+        value.push(Some(v));
+    };
+    for c in &a.cells {
+        let cdir = dir.join("cells").join(&c.cell.id);
+        let (records, _) = jsonl::read(&cdir.join("requests.jsonl"))?;
+        let end_s = records
+            .iter()
+            .map(|r| r.t_end_ns)
+            .max()
+            .unwrap_or(0)
+            .div_ceil(1_000_000_000);
+        let mut sent = vec![0u64; end_s as usize + 1];
+        let mut done = vec![0u64; end_s as usize + 1];
+        let mut events = vec![0u64; end_s as usize + 1];
+        let mut ttfts: Vec<Vec<f64>> = vec![Vec::new(); end_s as usize + 1];
+        for r in &records {
+            let s = (r.t_send_ns / 1_000_000_000) as usize;
+            sent[s] += 1;
+            if r.is_ok() {
+                done[(r.t_end_ns / 1_000_000_000) as usize] += 1;
+            }
+            for o in &r.content_event_offsets_ns {
+                events[((r.t_send_ns + o) / 1_000_000_000) as usize] += 1;
+            }
+            if let Some(t) = r.ttft_ns() {
+                ttfts[s].push(t as f64 / 1e6);
+            }
+        }
+        for (sec, inflight) in in_flight_series(&records, 0, end_s) {
+            let i = sec as usize;
+            let id = c.cell.id.as_str();
+            push(id, sec as f64, "sent", None, sent[i] as f64);
+            push(id, sec as f64, "completed", None, done[i] as f64);
+            push(id, sec as f64, "in_flight", None, inflight);
+            push(id, sec as f64, "content_events", None, events[i] as f64);
+            if let Some(d) = crate::stats::Distribution::from_values(std::mem::take(&mut ttfts[i]))
+            {
+                push(id, sec as f64, "ttft_p50_ms", None, d.p50);
+            }
+        }
+        for m in read_metrics(&cdir.join("server_metrics.jsonl")) {
+            let name = match m.name.as_str() {
+                "vllm:num_requests_running" => "server_running",
+                "vllm:num_requests_waiting" => "server_waiting",
+                "vllm:kv_cache_usage_perc" => "server_kv_usage",
+                _ => continue,
+            };
+            let eng = Some(format!(
+                "{}:{}",
+                m.endpoint,
+                m.engine.clone().unwrap_or_default()
+            ));
+            push(&c.cell.id, m.t_ns as f64 / 1e9, name, eng, m.value);
+        }
+    }
+    let mut t = Table::default();
+    t.push("cell", Column::Str(cell));
+    t.push("t_s", Column::F64(t_s));
+    t.push("series", Column::Str(series));
+    t.push("engine", Column::Str(engine));
+    t.push("value", Column::F64(value));
+    Ok(t)
+}
+
+/// Aggregate, analyse, and write `runs.parquet`, `timeseries.parquet`, `analysis.json`.
+pub fn write_all(dir: &Path) -> Result<(Aggregated, crate::analysis::Analysis)> {
+    let a = aggregate(dir)?;
+    let inputs: Vec<CellInput> = a.cells.iter().map(|c| c.input.clone()).collect();
+    let analysis = crate::analysis::analyze(&inputs, a.slo_target);
+    let verdicts: BTreeMap<String, String> = analysis
+        .verdicts
+        .iter()
+        .map(|v| {
+            (
+                v.cell.clone(),
+                v.verdicts
+                    .iter()
+                    .map(|x| x.describe())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })
+        .collect();
+    parquet::write(&dir.join("runs.parquet"), &runs_table(&a, &verdicts))?;
+    parquet::write(&dir.join("timeseries.parquet"), &timeseries_table(dir, &a)?)?;
+    std::fs::write(
+        dir.join("analysis.json"),
+        serde_json::to_vec_pretty(&analysis)?,
+    )?;
+    Ok((a, analysis))
+}
