@@ -2,7 +2,7 @@
 //! data. Also what `run` calls when its cells are done.
 
 use crate::experiment::plan::ParamsExt;
-use crate::report::{html, markdown, model};
+use crate::report::{chart, draw, figures, html, markdown, model};
 use crate::store::{self, aggregate, manifest::Manifest};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -116,7 +116,57 @@ pub fn write_report(dir: &Path) -> Result<Written> {
         env!("CARGO_PKG_VERSION"),
         store::time::rfc3339(store::time::unix_now())
     );
-    let report = model::build(&facts(dir, &agg), &analysis, &inputs, generated);
+    // charts: the seed's three, and the server's gauges over the first saturated (else busiest) cell
+    let mut named = Vec::new();
+    for g in &analysis.groups {
+        named.push(figures::saturation(g));
+    }
+    if let Some(f) = figures::throughput_by_dp(&analysis) {
+        named.push(f);
+    }
+    named.push(figures::latency_by_dp(&analysis));
+    let chosen = analysis.groups.first().and_then(|g| {
+        let cell = match &g.saturation {
+            Some(s) => s.after.cells.first(),
+            None => g.points.last().and_then(|p| p.cells.first()),
+        };
+        cell.cloned()
+    });
+    let mut server_chart = None;
+    if let Some(cell) = chosen {
+        let rows: Vec<crate::monitor::metrics::MetricRow> =
+            std::fs::read_to_string(dir.join("cells").join(&cell).join("server_metrics.jsonl"))
+                .map(|t| {
+                    t.lines()
+                        .filter_map(|l| serde_json::from_str(l).ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+        if let Some(f) = figures::server_over_time(&cell, &rows) {
+            server_chart = Some((f.stem.clone(), cell));
+            named.push(f);
+        }
+    }
+    let figs = dir.join("figs");
+    std::fs::create_dir_all(&figs)?;
+    let mut svgs = std::collections::BTreeMap::new();
+    for n in &named {
+        let prims = chart::layout(&n.figure);
+        let svg = draw::svg(&prims, n.figure.width, n.figure.height, &n.figure.title);
+        std::fs::write(figs.join(format!("{}.svg", n.stem)), &svg)?;
+        std::fs::write(
+            figs.join(format!("{}.png", n.stem)),
+            draw::png(&prims, n.figure.width, n.figure.height),
+        )?;
+        svgs.insert(n.stem.clone(), svg);
+    }
+    let report = model::build(
+        &facts(dir, &agg),
+        &analysis,
+        &inputs,
+        server_chart,
+        generated,
+    );
     let md = dir.join("report.md");
     let mut f = std::io::BufWriter::new(
         std::fs::File::create(&md).with_context(|| format!("cannot write `{}`", md.display()))?,
@@ -125,7 +175,7 @@ pub fn write_report(dir: &Path) -> Result<Written> {
     drop(f);
     let html_path = dir.join("report.html");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&html_path)?);
-    html::render(&mut f, &report)?;
+    html::render(&mut f, &report, &svgs)?;
     drop(f);
     Ok(Written {
         report,

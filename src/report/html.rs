@@ -29,9 +29,14 @@ const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ddd}\
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}\
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}code{background:#f3f3f3;padding:0 .2em}\
-.summary li{margin:.3em 0}.foot{color:#777;font-size:.85em;margin-top:2em}";
+.summary li{margin:.3em 0}figure{margin:1em 0}figure svg{max-width:100%;height:auto}figcaption{color:#555;font-size:.9em}.foot{color:#777;font-size:.85em;margin-top:2em}";
 
-pub fn render(w: &mut impl Write, r: &Report) -> io::Result<()> {
+/// `svgs`: the charts' SVG text by file stem, inlined so the page needs nothing else.
+pub fn render(
+    w: &mut impl Write,
+    r: &Report,
+    svgs: &std::collections::BTreeMap<String, String>,
+) -> io::Result<()> {
     writeln!(
         w,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>",
@@ -50,6 +55,15 @@ pub fn render(w: &mut impl Write, r: &Report) -> io::Result<()> {
         writeln!(w, "<h2>{}</h2>", esc(&s.title))?;
         for p in &s.paragraphs {
             writeln!(w, "<p>{}</p>", inline(p))?;
+        }
+        for (stem, caption) in &s.figures {
+            if let Some(svg) = svgs.get(stem) {
+                writeln!(
+                    w,
+                    "<figure>{svg}<figcaption>{}</figcaption></figure>",
+                    esc(caption)
+                )?;
+            }
         }
         for t in &s.tables {
             write!(w, "<table><tr>")?;

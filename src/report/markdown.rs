@@ -44,6 +44,9 @@ pub fn render(w: &mut impl Write, r: &Report) -> io::Result<()> {
         for p in &s.paragraphs {
             writeln!(w, "{p}\n")?;
         }
+        for (stem, caption) in &s.figures {
+            writeln!(w, "![{caption}](figs/{stem}.png)\n")?;
+        }
         for t in &s.tables {
             table(w, t)?;
         }

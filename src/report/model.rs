@@ -16,6 +16,8 @@ pub struct Table {
 pub struct Section {
     pub title: String,
     pub paragraphs: Vec<String>,
+    /// Charts shown in this section: (file stem under `figs/`, caption).
+    pub figures: Vec<(String, String)>,
     pub tables: Vec<Table>,
 }
 
@@ -148,10 +150,12 @@ fn scaling_sentence(f: &ScalingFinding) -> Vec<String> {
     out
 }
 
+/// `server_chart`: the stem and cell of the server-over-time chart, when one was drawn.
 pub fn build(
     facts: &RunFacts,
     analysis: &Analysis,
     cells: &[CellInput],
+    server_chart: Option<(String, String)>,
     generated_at: String,
 ) -> Report {
     let mut exec = Vec::new();
@@ -192,6 +196,7 @@ pub fn build(
     let mut sections = Vec::new();
     sections.push(Section {
         title: "Experiment".into(),
+        figures: vec![],
         paragraphs: vec![
             format!(
                 "Experiment `{}`, {} cells, status {}.",
@@ -254,6 +259,10 @@ pub fn build(
         sections.push(Section {
             title: format!("Saturation: {}", group_label(g)),
             paragraphs: vec![saturation_sentence(g)],
+            figures: vec![(
+                super::figures::saturation(g).stem,
+                format!("Throughput and TTFT vs offered load, {}", group_label(g)),
+            )],
             tables: vec![Table {
                 header: [
                     "offered req/s",
@@ -281,6 +290,7 @@ pub fn build(
                 }
             ),
             paragraphs: scaling_sentence(f),
+            figures: vec![],
             tables: vec![Table {
                 header: [
                     "dp",
@@ -314,6 +324,37 @@ pub fn build(
             }],
         });
     }
+    if analysis.groups.len() >= 2 {
+        sections.push(Section {
+            title: "Throughput and latency per server configuration".into(),
+            paragraphs: vec!["Achieved throughput against offered load for each DP size (the dashed line is perfect keeping-up), then TTFT and TPOT.".into()],
+            figures: vec![
+                ("throughput-by-dp".into(), "Throughput vs offered load per DP size".into()),
+                ("latency-by-dp".into(), "TTFT and TPOT vs offered load".into()),
+            ],
+            tables: vec![],
+        });
+    } else {
+        sections.push(Section {
+            title: "Latency".into(),
+            paragraphs: vec![],
+            figures: vec![(
+                "latency-by-dp".into(),
+                "TTFT and TPOT vs offered load".into(),
+            )],
+            tables: vec![],
+        });
+    }
+    if let Some((stem, cell)) = server_chart {
+        sections.push(Section {
+            title: "Inside the server".into(),
+            paragraphs: vec![format!(
+                "The server's own gauges (`/metrics`) over cell `{cell}`: requests waiting and running, and KV-cache usage."
+            )],
+            figures: vec![(stem, format!("Server queue and KV usage, cell {cell}"))],
+            tables: vec![],
+        });
+    }
     let verdict_rows: Vec<Vec<String>> = analysis
         .verdicts
         .iter()
@@ -336,6 +377,7 @@ pub fn build(
         } else {
             "Cells whose numbers should not be read at face value, and why.".into()
         }],
+        figures: vec![],
         tables: if verdict_rows.is_empty() {
             vec![]
         } else {
@@ -348,6 +390,7 @@ pub fn build(
     sections.push(Section {
         title: "All cells".into(),
         paragraphs: vec!["Recomputed from each cell's raw records (`cells/*/requests.jsonl`); the same figures are in `runs.parquet`.".into()],
+        figures: vec![],
         tables: vec![Table {
             header: ["cell", "offered", "achieved", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "sent", "failed"]
                 .map(String::from)

@@ -80,6 +80,27 @@ fn saturation_example_finds_the_closed_form_capacity_and_the_ttft_blowup() {
     for f in ["runs.parquet", "timeseries.parquet", "report.html"] {
         assert!(res.join(f).is_file(), "{f}");
     }
+    // charts: PNG of the stated size with ink on it, SVG with its text, inlined in the HTML
+    let png = std::fs::read(res.join("figs/saturation-server.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 820);
+    assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 480);
+    assert!(
+        png.len() > 20_000,
+        "a chart, not a blank canvas: {} bytes",
+        png.len()
+    );
+    let svg = std::fs::read_to_string(res.join("figs/saturation-server.svg")).unwrap();
+    for t in ["offered load (req/s)", "TTFT p50 (ms, log)", "saturation"] {
+        assert!(svg.contains(t), "SVG lacks `{t}`");
+    }
+    assert!(res.join("figs/latency-by-dp.png").is_file());
+    let html = std::fs::read_to_string(res.join("report.html")).unwrap();
+    assert!(
+        html.contains("<svg") && !html.contains("src=\"http"),
+        "self-contained HTML with inline charts"
+    );
+    assert!(md.contains("](figs/saturation-server.png)"));
     // the report is rebuilt from stored data, identical apart from its generation line
     let strip = |p: &Path| {
         let t = std::fs::read_to_string(p).unwrap();

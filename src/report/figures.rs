@@ -1,0 +1,291 @@
+//! The report's charts, built from the analysis (pure): the seed's three — saturation,
+//! throughput per DP size, latency per DP size — and the server's queue and KV usage over a
+//! saturated cell.
+
+use super::chart::{Axis, Figure, Panel, Series};
+use crate::analysis::Analysis;
+use crate::analysis::saturation::GroupFinding;
+use crate::monitor::metrics::MetricRow;
+
+/// A figure and the file stem it is saved under (`figs/<stem>.png|svg`).
+pub struct Named {
+    pub stem: String,
+    pub figure: Figure,
+}
+
+fn label(g: &GroupFinding) -> String {
+    if g.family == "all" {
+        format!("dp={}", g.dp)
+    } else {
+        format!("dp={} {}", g.dp, g.family)
+    }
+}
+
+fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+pub fn saturation(g: &GroupFinding) -> Named {
+    let pts = &g.points;
+    let fin = |v: f64| v.is_finite();
+    let mut series = vec![
+        Series {
+            name: "achieved throughput (req/s)".into(),
+            points: pts
+                .iter()
+                .filter(|p| fin(p.offered))
+                .map(|p| (p.offered, p.achieved))
+                .collect(),
+            color: 0,
+            axis: Axis::Left,
+            dashed: false,
+        },
+        Series {
+            name: "offered = achieved".into(),
+            points: pts
+                .iter()
+                .filter(|p| fin(p.offered))
+                .map(|p| (p.offered, p.offered))
+                .collect(),
+            color: 0,
+            axis: Axis::Left,
+            dashed: true,
+        },
+    ];
+    series.push(Series {
+        name: "TTFT p50 (ms)".into(),
+        points: pts
+            .iter()
+            .filter_map(|p| Some((p.offered, p.ttft_p50_ms?)))
+            .filter(|q| fin(q.0))
+            .collect(),
+        color: 1,
+        axis: Axis::Right,
+        dashed: false,
+    });
+    let marks = g
+        .saturation
+        .as_ref()
+        .map(|s| {
+            vec![(
+                s.offered,
+                format!(
+                    "saturation {} req/s",
+                    crate::analysis::scaling::fmt_rate(s.offered)
+                ),
+            )]
+        })
+        .unwrap_or_default();
+    Named {
+        stem: format!("saturation-{}", slug(&g.group)),
+        figure: Figure {
+            title: format!(
+                "Saturation, {}: throughput and TTFT vs offered load",
+                label(g)
+            ),
+            panels: vec![Panel {
+                title: format!("plateau {:.1} req/s", g.max_throughput),
+                x_label: "offered load (req/s)".into(),
+                y_label: "throughput (req/s)".into(),
+                y2_label: Some("TTFT p50 (ms, log)".into()),
+                log_y: false,
+                log_y2: true,
+                series,
+                marks,
+            }],
+            width: 820.0,
+            height: 480.0,
+        },
+    }
+}
+
+pub fn throughput_by_dp(a: &Analysis) -> Option<Named> {
+    let mut families: Vec<&str> = a.groups.iter().map(|g| g.family.as_str()).collect();
+    families.dedup();
+    if a.groups.len() < 2 {
+        return None;
+    }
+    let panels = families
+        .iter()
+        .map(|fam| {
+            let gs: Vec<&GroupFinding> = a.groups.iter().filter(|g| g.family == *fam).collect();
+            let mut series: Vec<Series> = gs
+                .iter()
+                .enumerate()
+                .map(|(i, g)| Series {
+                    name: format!("dp={}", g.dp),
+                    points: g
+                        .points
+                        .iter()
+                        .filter(|p| p.offered.is_finite())
+                        .map(|p| (p.offered, p.achieved))
+                        .collect(),
+                    color: i,
+                    axis: Axis::Left,
+                    dashed: false,
+                })
+                .collect();
+            let xs: Vec<f64> = gs
+                .iter()
+                .flat_map(|g| g.points.iter().map(|p| p.offered))
+                .filter(|x| x.is_finite())
+                .collect();
+            let top = xs.iter().cloned().fold(0.0, f64::max);
+            series.push(Series {
+                name: "ideal".into(),
+                points: vec![(0.0, 0.0), (top, top)],
+                color: 5,
+                axis: Axis::Left,
+                dashed: true,
+            });
+            Panel {
+                title: if *fam == "all" {
+                    String::new()
+                } else {
+                    fam.to_string()
+                },
+                x_label: "offered load (req/s)".into(),
+                y_label: "achieved throughput (req/s)".into(),
+                y2_label: None,
+                log_y: false,
+                log_y2: false,
+                series,
+                marks: vec![],
+            }
+        })
+        .collect::<Vec<_>>();
+    let n = panels.len() as f32;
+    Some(Named {
+        stem: "throughput-by-dp".into(),
+        figure: Figure {
+            title: "Throughput vs offered load per DP size".into(),
+            panels,
+            width: (520.0 * n).max(820.0),
+            height: 480.0,
+        },
+    })
+}
+
+pub fn latency_by_dp(a: &Analysis) -> Named {
+    let series = |pick: fn(&crate::analysis::Point) -> Option<f64>| -> Vec<Series> {
+        a.groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| Series {
+                name: label(g),
+                points: g
+                    .points
+                    .iter()
+                    .filter_map(|p| Some((p.offered, pick(p)?)))
+                    .filter(|q| q.0.is_finite())
+                    .collect(),
+                color: i,
+                axis: Axis::Left,
+                dashed: false,
+            })
+            .collect()
+    };
+    Named {
+        stem: "latency-by-dp".into(),
+        figure: Figure {
+            title: "Latency vs offered load per server configuration".into(),
+            panels: vec![
+                Panel {
+                    title: "time to first token".into(),
+                    x_label: "offered load (req/s)".into(),
+                    y_label: "TTFT p50 (ms, log)".into(),
+                    y2_label: None,
+                    log_y: true,
+                    log_y2: false,
+                    series: series(|p| p.ttft_p50_ms),
+                    marks: vec![],
+                },
+                Panel {
+                    title: "time per output token".into(),
+                    x_label: "offered load (req/s)".into(),
+                    y_label: "TPOT p50 (ms)".into(),
+                    y2_label: None,
+                    log_y: false,
+                    log_y2: false,
+                    series: series(|p| p.tpot_p50_ms),
+                    marks: vec![],
+                },
+            ],
+            width: 1100.0,
+            height: 480.0,
+        },
+    }
+}
+
+/// The server's waiting queue (all engines) and KV-cache usage over one cell.
+pub fn server_over_time(cell: &str, rows: &[MetricRow]) -> Option<Named> {
+    use std::collections::BTreeMap;
+    let mut waiting: BTreeMap<u64, f64> = BTreeMap::new();
+    let mut running: BTreeMap<u64, f64> = BTreeMap::new();
+    let mut kv: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+    for r in rows {
+        match r.name.as_str() {
+            "vllm:num_requests_waiting" => *waiting.entry(r.t_ns).or_default() += r.value,
+            "vllm:num_requests_running" => *running.entry(r.t_ns).or_default() += r.value,
+            "vllm:kv_cache_usage_perc" => {
+                let e = kv.entry(r.t_ns).or_default();
+                e.0 += r.value;
+                e.1 += 1.0;
+            }
+            _ => {}
+        }
+    }
+    if waiting.is_empty() {
+        return None;
+    }
+    let s = |m: &BTreeMap<u64, f64>| {
+        m.iter()
+            .map(|(t, v)| (*t as f64 / 1e9, *v))
+            .collect::<Vec<_>>()
+    };
+    Some(Named {
+        stem: format!("server-{}", slug(cell)),
+        figure: Figure {
+            title: format!("Server queue and KV cache over cell {cell}"),
+            panels: vec![Panel {
+                title: String::new(),
+                x_label: "time in cell (s)".into(),
+                y_label: "requests".into(),
+                y2_label: Some("KV cache usage (%, mean of engines)".into()),
+                log_y: false,
+                log_y2: false,
+                series: vec![
+                    Series {
+                        name: "waiting".into(),
+                        points: s(&waiting),
+                        color: 1,
+                        axis: Axis::Left,
+                        dashed: false,
+                    },
+                    Series {
+                        name: "running".into(),
+                        points: s(&running),
+                        color: 0,
+                        axis: Axis::Left,
+                        dashed: false,
+                    },
+                    Series {
+                        name: "KV usage %".into(),
+                        points: kv
+                            .iter()
+                            .map(|(t, (sum, n))| (*t as f64 / 1e9, 100.0 * sum / n))
+                            .collect(),
+                        color: 2,
+                        axis: Axis::Right,
+                        dashed: true,
+                    },
+                ],
+                marks: vec![],
+            }],
+            width: 820.0,
+            height: 440.0,
+        },
+    })
+}
