@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Command::Sim(a) => sim_args::run(*a),
         Command::Aggregate(a) => report::aggregate_cmd(a),
         Command::Report(a) => report::report_cmd(a),
+        Command::Compare(a) => report::compare_cmd(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -31,6 +31,8 @@ pub enum Command {
     Aggregate(report::DirArgs),
     /// Rebuild report.md and report.html of a results folder from its raw data.
     Report(report::DirArgs),
+    /// Put two experiments side by side: same cells, deltas, which is better per metric.
+    Compare(report::CompareArgs),
     /// Serve a simulated vLLM (no GPU needed) until Ctrl-C.
     Sim(Box<sim_args::SimArgs>),
 }

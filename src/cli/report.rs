@@ -190,3 +190,107 @@ pub fn print_executive(r: &model::Report) {
         println!("- {s}");
     }
 }
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline results folder.
+    pub a: PathBuf,
+    /// The results folder compared with it.
+    pub b: PathBuf,
+}
+
+/// Lower is better for latencies, higher for throughputs.
+const METRICS: &[(&str, bool)] = &[
+    ("achieved req/s", true),
+    ("output tok/s", true),
+    ("TTFT p50 ms", false),
+    ("TTFT p99 ms", false),
+    ("TPOT p50 ms", false),
+    ("E2EL p50 ms", false),
+    ("SLO attainment", true),
+];
+
+fn metric(c: &crate::analysis::CellInput, name: &str) -> Option<f64> {
+    match name {
+        "achieved req/s" => Some(c.achieved_rate),
+        "output tok/s" => Some(c.output_throughput),
+        "TTFT p50 ms" => c.ttft_p50_ms,
+        "TTFT p99 ms" => c.ttft_p99_ms,
+        "TPOT p50 ms" => c.tpot_p50_ms,
+        "E2EL p50 ms" => c.e2el_p50_ms,
+        "SLO attainment" => c.slo_attainment,
+        _ => None,
+    }
+}
+
+/// `vllm-loadtest compare A B`: the cells both experiments ran (matched by their matrix
+/// values), side by side, with the change and which side is better per metric. Figures are
+/// recomputed from both folders' raw records.
+pub fn compare_cmd(c: CompareArgs) -> Result<()> {
+    let a = aggregate::aggregate(&c.a)?;
+    let b = aggregate::aggregate(&c.b)?;
+    let key = |d: &aggregate::CellData| format!("{:?} rep{}", d.input.matrix, d.cell.repeat);
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    writeln!(
+        out,
+        "# `{}` (A) vs `{}` (B)\n",
+        a.experiment.name, b.experiment.name
+    )?;
+    writeln!(out, "A: `{}`  \nB: `{}`\n", c.a.display(), c.b.display())?;
+    writeln!(out, "| cell | metric | A | B | change | better |")?;
+    writeln!(out, "|---|---|---:|---:|---:|---|")?;
+    let (mut wins_a, mut wins_b, mut matched) = (0, 0, 0);
+    for ca in &a.cells {
+        let Some(cb) = b.cells.iter().find(|cb| key(cb) == key(ca)) else {
+            continue;
+        };
+        matched += 1;
+        for (m, higher_better) in METRICS {
+            let (Some(va), Some(vb)) = (metric(&ca.input, m), metric(&cb.input, m)) else {
+                continue;
+            };
+            let change = if va != 0.0 {
+                format!("{:+.1}%", (vb - va) / va.abs() * 100.0)
+            } else {
+                "-".into()
+            };
+            // within 2% is a tie: the noise of a load test
+            let rel = if va != 0.0 { (vb - va) / va.abs() } else { 0.0 };
+            let better = if rel.abs() < 0.02 {
+                "≈".to_string()
+            } else if (rel > 0.0) == *higher_better {
+                wins_b += 1;
+                "B".into()
+            } else {
+                wins_a += 1;
+                "A".into()
+            };
+            writeln!(
+                out,
+                "| {} | {m} | {va:.2} | {vb:.2} | {change} | {better} |",
+                ca.cell.id
+            )?;
+        }
+    }
+    let only_a = a
+        .cells
+        .iter()
+        .filter(|ca| !b.cells.iter().any(|cb| key(cb) == key(ca)))
+        .count();
+    let only_b = b
+        .cells
+        .iter()
+        .filter(|cb| !a.cells.iter().any(|ca| key(ca) == key(cb)))
+        .count();
+    writeln!(
+        out,
+        "\n{matched} cells in both ({only_a} only in A, {only_b} only in B); A better on {wins_a} figures, B on {wins_b} (differences under 2% count as ties)."
+    )?;
+    if matched == 0 {
+        anyhow::bail!(
+            "the two experiments have no cell in common (cells are matched by their matrix values)"
+        );
+    }
+    Ok(())
+}
