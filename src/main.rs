@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use std::process::ExitCode;
-use vllm_loadtest::cli::{Cli, Command, bench, report, run, sim_args};
+use vllm_loadtest::cli::{Cli, Command, bench, calibrate, report, run, sim_args};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Aggregate(a) => report::aggregate_cmd(a),
         Command::Report(a) => report::report_cmd(a),
         Command::Compare(a) => report::compare_cmd(a),
+        Command::Calibrate(a) => calibrate::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -271,6 +271,15 @@ async fn run_async(
             .unwrap_or_default(),
         out_dir.display()
     );
+    let out_len = workload
+        .prompts
+        .iter()
+        .map(|p| p.output_tokens)
+        .max()
+        .unwrap_or(0);
+    if let Some(w) = super::calibrate::warn_if_near_ceiling(rate, out_len) {
+        eprintln!("warning: {w}");
+    }
     let interrupt = interrupt_on_ctrl_c();
     let endpoints = [Endpoint {
         url: url.clone(),

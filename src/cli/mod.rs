@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_args;
+pub mod calibrate;
 pub mod report;
 pub mod run;
 pub mod sim_args;
@@ -33,6 +34,8 @@ pub enum Command {
     Report(report::DirArgs),
     /// Put two experiments side by side: same cells, deltas, which is better per metric.
     Compare(report::CompareArgs),
+    /// Measure this machine's client ceiling (against the in-process zero simulator).
+    Calibrate(calibrate::CalibrateArgs),
     /// Serve a simulated vLLM (no GPU needed) until Ctrl-C.
     Sim(Box<sim_args::SimArgs>),
 }

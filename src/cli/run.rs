@@ -6,10 +6,10 @@ use super::bench::interrupt_on_ctrl_c;
 use crate::client::{BaseUrl, Timeouts, get};
 use crate::experiment::{self, Cell, Experiment, Plan, plan::ParamsExt};
 use crate::launcher;
-use crate::runner::arrivals::{self, Arrival, Stop};
+use crate::runner::arrivals;
 use crate::runner::cell::{CellResult, CellSpec, Endpoint, run_cell};
+use crate::store::aggregate::{arrival_of, slos_of, stop_of, window_of};
 use crate::store::{self, manifest::Manifest, summary_json};
-use crate::summary::goodput::Slo;
 use crate::workload::body::{BodyOptions, Endpoint as Api};
 use crate::workload::{Tokenizer, Workload, files, random};
 use anyhow::{Context, Result, bail};
@@ -257,6 +257,17 @@ async fn run_cells(
                 reset_prefix_cache(&endpoints).await;
             }
             let wl = workload_for(&cell.params, &tok, &mut workloads)?;
+            let out_len = wl
+                .prompts
+                .iter()
+                .map(|p| p.output_tokens)
+                .max()
+                .unwrap_or(0);
+            if let Some(w) =
+                super::calibrate::warn_if_near_ceiling(arrival_of(&cell.params).rate(), out_len)
+            {
+                eprintln!("warning: cell `{}`: {w}", cell.id);
+            }
             let log_start = server
                 .log
                 .as_ref()
@@ -436,23 +447,6 @@ fn workload_for(
     Ok(w)
 }
 
-fn arrival_of(p: &experiment::parse::Params) -> Arrival {
-    let rate = match p.get("request_rate") {
-        Some(v) if v.as_str() == Some("inf") => f64::INFINITY,
-        Some(v) => v.as_f64().unwrap_or(1.0),
-        None => 1.0,
-    };
-    let burstiness = p.f64("burstiness").unwrap_or(1.0);
-    if rate.is_infinite() {
-        return Arrival::AllAtOnce;
-    }
-    match p.str("arrival").unwrap_or("poisson") {
-        "constant" => Arrival::Constant { rate },
-        _ if burstiness == 1.0 => Arrival::Poisson { rate },
-        _ => Arrival::Gamma { rate, burstiness },
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn run_one(
     a: &RunArgs,
@@ -468,10 +462,7 @@ async fn run_one(
     let p = &cell.params;
     let arrival = arrival_of(p);
     let duration = p.f64("duration_s");
-    let stop = match duration {
-        Some(d) => Stop::Duration(d),
-        None => Stop::Count(p.u64("requests").or(p.u64("num_prompts")).unwrap_or(1000) as usize),
-    };
+    let stop = stop_of(p);
     let seed = p.u64("seed").unwrap_or(0);
     let schedule: Arc<[u64]> =
         arrivals::schedule(arrival, stop, seed.wrapping_add(cell.repeat as u64)).into();
@@ -484,26 +475,8 @@ async fn run_one(
         temperature: p.f64("temperature"),
         extra: None,
     };
-    let window_s = match duration {
-        Some(d) => {
-            let (w, c) = (
-                p.f64("warmup_s").unwrap_or(0.0),
-                p.f64("cooldown_s").unwrap_or(0.0),
-            );
-            (w > 0.0 || c > 0.0).then_some((w, d - c))
-        }
-        None => None,
-    };
-    let mut slos = Vec::new();
-    if let Some(v) = p.f64("ttft_ms") {
-        slos.push(Slo::TtftMs(v));
-    }
-    if let Some(v) = p.f64("tpot_ms") {
-        slos.push(Slo::TpotMs(v));
-    }
-    if let Some(v) = p.f64("e2el_ms") {
-        slos.push(Slo::E2elMs(v));
-    }
+    let window_s = window_of(p);
+    let slos = slos_of(p);
     let api_key = std::env::var("OPENAI_API_KEY")
         .ok()
         .filter(|k| !k.is_empty());

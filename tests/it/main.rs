@@ -4,6 +4,7 @@
 mod analysis_sim;
 mod bad_input;
 mod bench_timing;
+mod calibrate;
 mod faults;
 mod interrupt;
 mod parquet_readers;

@@ -1,0 +1,51 @@
+//! `calibrate` measures the client's ceiling here; `bench` warns before a load above it.
+
+use crate::support::*;
+
+#[test]
+fn calibrate_measures_a_ceiling_and_bench_warns_above_it() {
+    let dir = temp_dir("calib");
+    let out = std::process::Command::new(bin())
+        .args(["calibrate", "--rates", "100,200", "--seconds", "0.5"])
+        .env("XDG_CACHE_HOME", &dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("vllm-loadtest/calibration.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(c["ceiling_rps"].as_f64().unwrap() >= 100.0, "{c}");
+    assert_eq!(c["steps"].as_array().unwrap().len(), 2);
+    let res = dir.join("bench");
+    let out = std::process::Command::new(bin())
+        .args([
+            "bench",
+            "--sim",
+            "zero",
+            "--request-rate",
+            "100000",
+            "--num-prompts",
+            "20",
+            "--random-input-len",
+            "16",
+            "--random-output-len",
+            "8",
+            "--quiet",
+            "--output-dir",
+            res.to_str().unwrap(),
+        ])
+        .env("XDG_CACHE_HOME", &dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("measured client ceiling"));
+}
