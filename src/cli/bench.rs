@@ -191,16 +191,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     for n in &workload.notes {
         eprintln!("note: {n}");
     }
-    let rt = if a.client_threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(a.client_threads)
-            .enable_all()
-            .build()?
-    };
+    let rt = super::client_runtime(a.client_threads)?;
     let sim = match &a.sim {
         Some(profile) => Some(crate::sim::background::start(
             profile,

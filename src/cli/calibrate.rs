@@ -110,16 +110,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
         },
         &tok,
     )?;
-    let rt = if a.client_threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(a.client_threads)
-            .enable_all()
-            .build()?
-    };
+    let rt = super::client_runtime(a.client_threads)?;
     let url = BaseUrl::parse(&format!("http://{}", sim.addr()))?;
     let endpoints = [Endpoint {
         addr: sim.addr(),

@@ -39,3 +39,21 @@ pub enum Command {
     /// Serve a simulated vLLM (no GPU needed) until Ctrl-C.
     Sim(Box<sim_args::SimArgs>),
 }
+
+/// The client's runtime: one thread (the measured default: no work-stealing overhead), or
+/// a multi-threaded one when more client cores are asked for.
+pub fn client_runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    if threads == 0 {
+        anyhow::bail!("`--client-threads 0`: need at least one thread");
+    }
+    Ok(if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    })
+}

@@ -107,16 +107,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         plan.groups.len(),
         dir.display()
     );
-    let rt = if a.client_threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(a.client_threads)
-            .enable_all()
-            .build()?
-    };
+    let rt = super::client_runtime(a.client_threads)?;
     let outcome = rt.block_on(run_cells(&a, &exp, &plan, &dir, &mut manifest));
     manifest.cells_complete = plan
         .cells
