@@ -122,6 +122,32 @@ fn saturation_example_finds_the_closed_form_capacity_and_the_ttft_blowup() {
         ),
         before
     );
+    // the experiment-wide tables open in the readers people use
+    let py = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sys,pyarrow.parquet as pq,duckdb; d=sys.argv[1]; r=pq.read_table(d+'/runs.parquet'); t=pq.read_table(d+'/timeseries.parquet'); print(r.num_rows, t.num_rows > 0, duckdb.sql(f\"select count(*) from '{d}/runs.parquet'\").fetchall()[0][0])")
+        .arg(&res)
+        .output()
+        .unwrap();
+    if py.status.success() {
+        assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), "4 True 4");
+    } else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{}",
+            String::from_utf8_lossy(&py.stderr)
+        );
+    }
+    screenshot_shows_the_charts(&res.join("report.html"));
+    // comparing an experiment with itself: every figure ties
+    let cmp = run(&["compare", res.to_str().unwrap(), res.to_str().unwrap()]);
+    assert_eq!(cmp.code, Some(0), "{}", cmp.stderr);
+    assert!(
+        cmp.stdout
+            .contains("4 cells in both (0 only in A, 0 only in B); A better on 0 figures, B on 0"),
+        "{}",
+        cmp.stdout
+    );
 }
 
 /// Cells from a virtual-time run: offered rate, completions per second over the middle of
@@ -222,5 +248,78 @@ fn dp4_scales_efficiently_without_the_front_end_model_and_drops_with_it() {
         row.efficiency < 0.5,
         "front-end-limited efficiency {:.3}",
         row.efficiency
+    );
+}
+
+/// Load the HTML report in headless Chromium (Debian's `chromium`; CI installs it) and check
+/// the screenshot has the charts' colours in it, not just text.
+fn screenshot_shows_the_charts(html: &Path) {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(chromium) = chromium else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must install chromium (see .ci/run)"
+        );
+        eprintln!("skipped: no chromium here");
+        return;
+    };
+    let dir = temp_dir("chromium");
+    let shot = dir.join("report.png");
+    let mut child = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1200,1600",
+            &format!("--user-data-dir={}", dir.join("profile").display()),
+            &format!("--screenshot={}", shot.display()),
+            &format!("file://{}", html.display()),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish the screenshot in 90 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let png =
+        tiny_skia::Pixmap::decode_png(&std::fs::read(&shot).expect("screenshot written")).unwrap();
+    assert_eq!((png.width(), png.height()), (1200, 1600));
+    // the throughput line's blue and the TTFT line's red, as drawn in the inline SVG
+    let near = |c: tiny_skia::PremultipliedColorU8, rgb: [u8; 3]| {
+        (c.red() as i32 - rgb[0] as i32).abs() < 30
+            && (c.green() as i32 - rgb[1] as i32).abs() < 30
+            && (c.blue() as i32 - rgb[2] as i32).abs() < 30
+    };
+    let blue = png
+        .pixels()
+        .iter()
+        .filter(|c| near(**c, [31, 119, 180]))
+        .count();
+    let red = png
+        .pixels()
+        .iter()
+        .filter(|c| near(**c, [214, 39, 40]))
+        .count();
+    assert!(
+        blue > 200 && red > 200,
+        "charts not visible in the screenshot (blue {blue}, red {red} pixels)"
     );
 }
