@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use vllm_loadtest::cli::{Cli, Command, bench, calibrate, report, run, sim_args};
 
 fn main() -> ExitCode {
+    raise_open_file_limit();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::run(*a),
@@ -28,6 +29,24 @@ fn main() -> ExitCode {
             }
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Thousands of concurrent streams need as many sockets: lift the soft limit on open files
+/// to the hard one (often 1024 → 65536+). Best effort.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    // SAFETY: getrlimit/setrlimit read and write a struct we own.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
         }
     }
 }
