@@ -58,10 +58,11 @@ fn ms(v: Option<f64>) -> String {
 }
 
 fn group_label(g: &GroupFinding) -> String {
+    // DP ranks are GPUs on a GPU server, engines on vLLM's CPU build or the simulator
     let gpus = if g.dp == 1 {
-        "1 GPU".to_string()
+        "1 engine".to_string()
     } else {
-        format!("{} GPUs", g.dp)
+        format!("{} engines", g.dp)
     };
     if g.family == "all" {
         format!("{gpus} (dp={})", g.dp)
