@@ -77,49 +77,78 @@ pub struct Stream<'a> {
 }
 
 impl Stream<'_> {
-    /// Append one `data: …\n\n` event, framed as one HTTP chunk.
-    fn frame(out: &mut Vec<u8>, event: &str) {
-        let len = event.len() + 8; // "data: " + "\n\n"
-        let _ = write!(Adapter(out), "{len:x}\r\ndata: {event}\n\n\r\n");
+    /// Append one `data: …\n\n` event, framed as one HTTP chunk, writing the event straight
+    /// into `out`: the chunk size goes in a fixed-width placeholder patched afterwards
+    /// (leading zeros are valid chunk-size digits), so no per-token string is built.
+    fn frame(out: &mut Vec<u8>, event: impl FnOnce(&mut Vec<u8>)) {
+        let size_at = out.len();
+        out.extend_from_slice(b"000000\r\ndata: ");
+        let start = out.len() - 6;
+        event(out);
+        out.extend_from_slice(b"\n\n");
+        let len = out.len() - start;
+        debug_assert!(len < 1 << 24);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for i in 0..6 {
+            out[size_at + 5 - i] = HEX[(len >> (4 * i)) & 0xf];
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    fn head(&self, out: &mut Vec<u8>, object: &str) {
+        let _ = write!(
+            Adapter(out),
+            r#"{{"id":"{}","object":"{object}","created":{},"model":"{}","choices":"#,
+            self.id,
+            self.created,
+            self.model
+        );
     }
 
     pub fn role_chunk(&self, out: &mut Vec<u8>) {
-        let e = format!(
-            r#"{{"id":"{}","object":"chat.completion.chunk","created":{},"model":"{}","choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},"logprobs":null,"finish_reason":null}}],"prompt_token_ids":null,"prompt_text":null}}"#,
-            self.id, self.created, self.model
-        );
-        Self::frame(out, &e);
+        Self::frame(out, |o| {
+            self.head(o, "chat.completion.chunk");
+            o.extend_from_slice(
+                br#"[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"prompt_token_ids":null,"prompt_text":null}"#,
+            );
+        });
     }
 
     pub fn token_chunk(&self, out: &mut Vec<u8>, text: &str, finish: Option<&str>) {
-        let fr = match finish {
-            Some(f) => format!("\"{f}\""),
-            None => "null".into(),
-        };
-        let e = match self.api {
-            Api::Completions => format!(
-                r#"{{"id":"{}","object":"text_completion","created":{},"model":"{}","choices":[{{"index":0,"text":{},"logprobs":null,"finish_reason":{fr},"stop_reason":null,"prompt_token_ids":null,"token_ids":null}}]}}"#,
-                self.id,
-                self.created,
-                self.model,
-                json!(text)
-            ),
-            Api::Chat => {
-                let stop = if finish.is_some() {
-                    r#","stop_reason":null"#
-                } else {
-                    ""
-                };
-                format!(
-                    r#"{{"id":"{}","object":"chat.completion.chunk","created":{},"model":"{}","choices":[{{"index":0,"delta":{{"content":{}}},"logprobs":null,"finish_reason":{fr}{stop},"token_ids":null}}]}}"#,
-                    self.id,
-                    self.created,
-                    self.model,
-                    json!(text)
-                )
+        Self::frame(out, |o| {
+            match self.api {
+                Api::Completions => {
+                    self.head(o, "text_completion");
+                    o.extend_from_slice(br#"[{"index":0,"text":"#);
+                }
+                Api::Chat => {
+                    self.head(o, "chat.completion.chunk");
+                    o.extend_from_slice(br#"[{"index":0,"delta":{"content":"#);
+                }
             }
-        };
-        Self::frame(out, &e);
+            json_string(o, text);
+            if self.api == Api::Chat {
+                o.push(b'}');
+            }
+            o.extend_from_slice(br#","logprobs":null,"finish_reason":"#);
+            match finish {
+                Some(f) => {
+                    o.push(b'"');
+                    o.extend_from_slice(f.as_bytes());
+                    o.push(b'"');
+                }
+                None => o.extend_from_slice(b"null"),
+            }
+            match (self.api, finish.is_some()) {
+                (Api::Completions, _) => o.extend_from_slice(
+                    br#","stop_reason":null,"prompt_token_ids":null,"token_ids":null}]}"#,
+                ),
+                (Api::Chat, true) => {
+                    o.extend_from_slice(br#","stop_reason":null,"token_ids":null}]}"#)
+                }
+                (Api::Chat, false) => o.extend_from_slice(br#","token_ids":null}]}"#),
+            }
+        });
     }
 
     pub fn usage_chunk(&self, out: &mut Vec<u8>, prompt: u32, completion: u32) {
@@ -127,22 +156,22 @@ impl Stream<'_> {
             Api::Completions => "text_completion",
             Api::Chat => "chat.completion.chunk",
         };
-        let e = format!(
-            r#"{{"id":"{}","object":"{object}","created":{},"model":"{}","choices":[],"usage":{{"prompt_tokens":{prompt},"total_tokens":{},"completion_tokens":{completion}}},"system_fingerprint":"vllm-0.32.0-sim"}}"#,
-            self.id,
-            self.created,
-            self.model,
-            prompt + completion
-        );
-        Self::frame(out, &e);
+        Self::frame(out, |o| {
+            self.head(o, object);
+            let _ = write!(
+                Adapter(o),
+                r#"[],"usage":{{"prompt_tokens":{prompt},"total_tokens":{},"completion_tokens":{completion}}},"system_fingerprint":"vllm-0.32.0-sim"}}"#,
+                prompt + completion
+            );
+        });
     }
 
     pub fn malformed_chunk(&self, out: &mut Vec<u8>) {
-        Self::frame(out, r#"{"id": "broken"#);
+        Self::frame(out, |o| o.extend_from_slice(br#"{"id": "broken"#));
     }
 
     pub fn done(out: &mut Vec<u8>) {
-        Self::frame(out, "[DONE]");
+        Self::frame(out, |o| o.extend_from_slice(b"[DONE]"));
         out.extend_from_slice(b"0\r\n\r\n");
     }
 
@@ -163,6 +192,25 @@ impl Stream<'_> {
         };
         serde_json::to_vec(&v).expect("serialisable")
     }
+}
+
+/// A JSON string literal of `s`, escaped.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(Adapter(out), "\\u{:04x}", c as u32);
+            }
+            c => {
+                let mut b = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
 }
 
 struct Adapter<'a>(&'a mut Vec<u8>);
@@ -203,4 +251,64 @@ pub fn response_head(status: u16, content_type: &str, length: Option<usize>) -> 
         None => h.push_str("transfer-encoding: chunked\r\n\r\n"),
     }
     h.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::chunked::ChunkedDecoder;
+
+    #[test]
+    fn chunks_decode_to_the_events_and_match_vllms_shape() {
+        let s = Stream {
+            api: Api::Completions,
+            id: "cmpl-1",
+            created: 7,
+            model: "m",
+        };
+        let mut out = Vec::new();
+        s.token_chunk(&mut out, " a\"b", None);
+        s.token_chunk(&mut out, "c", Some("length"));
+        s.usage_chunk(&mut out, 3, 2);
+        Stream::done(&mut out);
+        let mut body = Vec::new();
+        let mut d = ChunkedDecoder::new();
+        d.decode(&out, |p| body.extend_from_slice(p)).unwrap();
+        assert!(d.is_done());
+        let text = String::from_utf8(body).unwrap();
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 4);
+        let first: serde_json::Value =
+            serde_json::from_str(events[0].strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(first["choices"][0]["text"], " a\"b");
+        assert_eq!(
+            first["choices"][0]["finish_reason"],
+            serde_json::Value::Null
+        );
+        let usage: serde_json::Value =
+            serde_json::from_str(events[2].strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(usage["usage"]["completion_tokens"], 2);
+        assert_eq!(usage["choices"], serde_json::json!([]));
+        assert_eq!(events[3], "data: [DONE]");
+        let mut chat = Vec::new();
+        let c = Stream {
+            api: Api::Chat,
+            ..s
+        };
+        c.role_chunk(&mut chat);
+        c.token_chunk(&mut chat, "x", Some("stop"));
+        let mut body = Vec::new();
+        ChunkedDecoder::new()
+            .decode(&chat, |p| body.extend_from_slice(p))
+            .unwrap();
+        for e in String::from_utf8(body)
+            .unwrap()
+            .split("\n\n")
+            .filter(|e| !e.is_empty())
+        {
+            let v: serde_json::Value =
+                serde_json::from_str(e.strip_prefix("data: ").unwrap()).unwrap();
+            assert_eq!(v["object"], "chat.completion.chunk");
+        }
+    }
 }
