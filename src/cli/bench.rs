@@ -358,7 +358,6 @@ fn write_summary(
         request_rate: plan.arrival.rate(),
         burstiness: a.burstiness,
         max_concurrency: a.max_concurrency,
-        interrupted: r.interrupted,
     };
     let pct = summary_json::PercentileSpec {
         metrics: plan.metrics.clone(),

@@ -539,7 +539,6 @@ fn write_cell_summary(
         request_rate: arrival.rate(),
         burstiness: p.f64("burstiness").unwrap_or(1.0),
         max_concurrency: p.u64("max_concurrency").map(|c| c as usize),
-        interrupted: r.interrupted,
     };
     let pct = summary_json::PercentileSpec {
         metrics: ["ttft", "tpot", "itl", "e2el"].map(String::from).to_vec(),

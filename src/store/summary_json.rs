@@ -19,7 +19,6 @@ pub struct RunInfo {
     pub request_rate: f64,
     pub burstiness: f64,
     pub max_concurrency: Option<usize>,
-    pub interrupted: bool,
 }
 
 /// Which metrics get percentile keys, and which percentiles (vLLM's
