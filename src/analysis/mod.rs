@@ -41,6 +41,8 @@ pub struct CellInput {
     pub truncated: u64,
     pub send_lag_p99_ms: Option<f64>,
     pub client_cpu_share: Option<f64>,
+    /// p99 lateness of the client's event loop (ms).
+    pub client_loop_lag_p99_ms: Option<f64>,
     pub window_s: f64,
     /// Growth of the client's backlog (requests in flight), per second, over the window, and
     /// its mean.

@@ -23,6 +23,7 @@ fn cell(group: &str, dp: u32, offered: f64, achieved: f64, ttft: f64) -> CellInp
         truncated: 0,
         send_lag_p99_ms: Some(0.5),
         client_cpu_share: Some(0.2),
+        client_loop_lag_p99_ms: Some(1.0),
         window_s: 60.0,
         backlog_slope_per_s: Some(0.0),
         backlog_mean: Some(1.0),
@@ -117,7 +118,9 @@ fn client_limited_and_error_heavy_cells_are_flagged() {
     let mut few = cell("g", 1, 8.0, 8.0, 80.0);
     few.measured = 40;
     few.truncated = 3;
-    let a = analyze(&[lag, busy, errs, few], 0.9);
+    let mut stalled = cell("g", 1, 9.0, 9.0, 80.0);
+    stalled.client_loop_lag_p99_ms = Some(35.0);
+    let a = analyze(&[lag, busy, errs, few, stalled], 0.9);
     let kinds = |id: &str| {
         a.verdicts
             .iter()
@@ -141,6 +144,10 @@ fn client_limited_and_error_heavy_cells_are_flagged() {
     );
     assert!(kinds("g-8").contains(&verdicts::Verdict::TooFewForP99 { measured: 40 }));
     assert!(kinds("g-8").contains(&verdicts::Verdict::TruncatedOutputs { count: 3 }));
+    assert!(matches!(
+        kinds("g-9")[0],
+        verdicts::Verdict::ClientLimited { .. }
+    ));
 }
 
 #[test]

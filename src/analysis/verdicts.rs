@@ -54,7 +54,8 @@ pub fn judge(cells: &[CellInput], groups: &[GroupFinding]) -> Vec<CellVerdicts> 
         .map(|c| {
             let mut v = Vec::new();
             let lagging = c.send_lag_p99_ms.is_some_and(|l| l > SEND_LAG_MS);
-            let busy = c.client_cpu_share.is_some_and(|s| s > CPU_SHARE);
+            let busy = c.client_cpu_share.is_some_and(|s| s > CPU_SHARE)
+                || c.client_loop_lag_p99_ms.is_some_and(|l| l > SEND_LAG_MS);
             if lagging || busy {
                 v.push(Verdict::ClientLimited {
                     send_lag_p99_ms: c.send_lag_p99_ms,

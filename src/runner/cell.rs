@@ -63,6 +63,11 @@ pub struct ClientUsage {
     pub cpu_share_of_threads: f64,
     pub max_rss_bytes: u64,
     pub threads: usize,
+    /// How late the runtime was to a 10 ms timer (ms): p50, p99, max. Past a few ms the
+    /// client's loop, not the server, is adding latency.
+    pub loop_lag_p50_ms: Option<f64>,
+    pub loop_lag_p99_ms: Option<f64>,
+    pub loop_lag_max_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,10 +155,12 @@ pub async fn run_cell(
         label: c.label.clone(),
     };
     let before = ProcessUsage::now();
+    let lag = tokio::spawn(super::loop_lag::measure(mon_stop.clone()));
     let outcome = load_point::run(lp, clock, writer.sender(), interrupt).await;
     let wall_s = clock.now_ns() as f64 / 1e9;
     let usage = ProcessUsage::now().since(&before);
     let _ = mon_stop_tx.send(true);
+    let lag = lag.await.ok().flatten();
     let records = writer.finish()?;
     let window = c.window_s.map(|(s, e)| Window {
         start_ns: (s * 1e9) as u64,
@@ -170,8 +177,18 @@ pub async fn run_cell(
         cpu_share_of_threads: cpu_share,
         max_rss_bytes: usage.max_rss_bytes,
         threads: c.client_threads,
+        loop_lag_p50_ms: lag.as_ref().map(|d| d.p50),
+        loop_lag_p99_ms: lag.as_ref().map(|d| d.p99),
+        loop_lag_max_ms: lag.as_ref().map(|d| d.max),
     };
     let mut warnings = validity_warnings(&s, &records, outcome.interrupted, c.exact_tokenizer);
+    if let Some(l) = client.loop_lag_p99_ms
+        && l > 10.0
+    {
+        warnings.push(format!(
+            "the client's event loop was up to {l:.1} ms late (p99): latencies may include client queueing"
+        ));
+    }
     if cpu_share > 0.9 {
         warnings.push(format!(
             "the client used {:.0}% of its {} thread(s): it may be the bottleneck (add `--client-threads`)",

@@ -4,6 +4,7 @@
 pub mod arrivals;
 pub mod cell;
 pub mod load_point;
+pub mod loop_lag;
 pub mod pacer;
 pub mod progress;
 pub mod usage;

@@ -210,6 +210,9 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
             client_cpu_share: stored
                 .pointer("/vllm_loadtest/client/cpu_share_of_threads")
                 .and_then(|v| v.as_f64()),
+            client_loop_lag_p99_ms: stored
+                .pointer("/vllm_loadtest/client/loop_lag_p99_ms")
+                .and_then(|v| v.as_f64()),
             window_s: s.window_s,
             backlog_slope_per_s: backlog,
             backlog_mean,
@@ -325,6 +328,10 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
         }
     }
     t.push("client_cpu_share", n(&|c| c.input.client_cpu_share));
+    t.push(
+        "client_loop_lag_p99_ms",
+        n(&|c| c.input.client_loop_lag_p99_ms),
+    );
     t.push("backlog_slope_per_s", n(&|c| c.input.backlog_slope_per_s));
     t.push(
         "server_waiting_slope_per_s",

@@ -217,6 +217,7 @@ fn virtual_cells(
                 truncated: 0,
                 send_lag_p99_ms: Some(0.0),
                 client_cpu_share: Some(0.1),
+                client_loop_lag_p99_ms: None,
                 window_s: 20.0,
                 backlog_slope_per_s: None,
                 backlog_mean: None,

@@ -246,6 +246,10 @@ fn bench_against_the_built_in_simulator_end_to_end() {
     assert_accounted(&dir, 40);
     let s = summary(&dir);
     assert_eq!(s["completed"], 40);
+    // the client's own health is recorded beside the figures
+    let client = &s["vllm_loadtest"]["client"];
+    assert!(client["loop_lag_p99_ms"].as_f64().is_some(), "{client}");
+    assert!(client["cpu_s"].as_f64().unwrap() > 0.0);
     // default profile, light load: TTFT is the front end plus about one prefill step
     let ttft = s["median_ttft_ms"].as_f64().unwrap();
     assert!((30.0..150.0).contains(&ttft), "TTFT {ttft}");
