@@ -15,6 +15,7 @@ const FAST_PROFILE: &str = "base: default\nc0_s: 0.002\nc_pf_s: 0.00001\nc_dec_s
 
 #[test]
 fn saturation_example_finds_the_closed_form_capacity_and_the_ttft_blowup() {
+    let _serial = serial();
     let dir = temp_dir("an-sat");
     let profile = dir.join("fast.yaml");
     std::fs::write(&profile, FAST_PROFILE).unwrap();
@@ -230,6 +231,7 @@ fn virtual_cells(
 
 #[test]
 fn dp4_scales_efficiently_without_the_front_end_model_and_drops_with_it() {
+    let _serial = serial();
     let p = Profile::named("llama-3.1-8b-h100").unwrap();
     let cap = p.capacity(512, 256);
     let rates1: Vec<f64> = [0.5, 0.8, 1.3, 1.8].iter().map(|f| f * cap).collect();

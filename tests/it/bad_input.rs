@@ -13,6 +13,7 @@ fn fails_with(args: &[&str], must_contain: &[&str]) {
 
 #[test]
 fn unknown_flag_suggests_the_right_one() {
+    let _serial = serial();
     fails_with(
         &["bench", "--request-rates", "5"],
         &["--request-rates", "--request-rate"],
@@ -21,6 +22,7 @@ fn unknown_flag_suggests_the_right_one() {
 
 #[test]
 fn missing_dataset_names_the_file_and_the_fix() {
+    let _serial = serial();
     fails_with(
         &[
             "bench",
@@ -41,6 +43,7 @@ fn missing_dataset_names_the_file_and_the_fix() {
 
 #[test]
 fn malformed_tokenizer_is_named() {
+    let _serial = serial();
     let dir = temp_dir("badtok");
     let f = dir.join("tokenizer.json");
     std::fs::write(&f, "{ this is not a tokenizer").unwrap();
@@ -60,6 +63,7 @@ fn malformed_tokenizer_is_named() {
 
 #[test]
 fn nothing_listening_says_so_and_how_to_fix_it() {
+    let _serial = serial();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -79,6 +83,7 @@ fn nothing_listening_says_so_and_how_to_fix_it() {
 
 #[test]
 fn impossible_load_settings_are_rejected_before_sending() {
+    let _serial = serial();
     fails_with(
         &["bench", "--sim", "zero", "--request-rate=-3"],
         &["--request-rate", "hint:"],

@@ -22,6 +22,7 @@ fn check(dir: &std::path::Path, n: u64) {
 
 #[test]
 fn known_delays_are_measured_at_20_req_per_s_and_at_200_concurrent_streams() {
+    let _serial = serial();
     let server = fake_server(|_| Behavior::Stream {
         first_ms: 50,
         gap_ms: 10,

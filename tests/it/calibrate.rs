@@ -4,6 +4,7 @@ use crate::support::*;
 
 #[test]
 fn calibrate_measures_a_ceiling_and_bench_warns_above_it() {
+    let _serial = serial();
     let dir = temp_dir("calib");
     let out = std::process::Command::new(bin())
         .args(["calibrate", "--rates", "100,200", "--seconds", "0.5"])

@@ -5,6 +5,7 @@ use crate::support::*;
 
 #[test]
 fn each_fault_is_recorded_with_its_kind_and_message() {
+    let _serial = serial();
     let server = fake_server(|i| match i % 6 {
         0 => Behavior::Stream {
             first_ms: 2,
@@ -81,6 +82,7 @@ fn each_fault_is_recorded_with_its_kind_and_message() {
 
 #[test]
 fn refused_connections_are_connect_errors_not_a_crash() {
+    let _serial = serial();
     // a port with nothing behind it
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

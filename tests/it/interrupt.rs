@@ -6,6 +6,7 @@ use std::time::Duration;
 
 #[test]
 fn sigint_leaves_valid_partial_results() {
+    let _serial = serial();
     let server = fake_server(|_| Behavior::Stream {
         first_ms: 20,
         gap_ms: 100,

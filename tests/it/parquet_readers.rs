@@ -5,6 +5,7 @@ use crate::support::*;
 
 #[test]
 fn requests_and_events_parquet_open_in_pyarrow_duckdb_and_polars() {
+    let _serial = serial();
     let dir = temp_dir("parquet");
     let r = run(&[
         "bench",

@@ -58,6 +58,7 @@ const SHORT: &[&str] = &[
 
 #[test]
 fn shipped_saturation_example_runs_shortened_and_leaves_the_full_layout() {
+    let _serial = serial();
     let root = temp_dir("run-sat");
     let mut args = vec![
         "run",
@@ -120,6 +121,7 @@ fn shipped_saturation_example_runs_shortened_and_leaves_the_full_layout() {
 
 #[test]
 fn scaling_example_with_dp_1_and_2_starts_each_server_once() {
+    let _serial = serial();
     let root = temp_dir("run-scale");
     let mut args = vec![
         "run",
@@ -194,6 +196,7 @@ fn pids_matching(pattern: &str) -> Vec<String> {
 
 #[test]
 fn command_launcher_substitutes_parameters_and_leaves_no_process() {
+    let _serial = serial();
     let dir = temp_dir("cmd");
     let marker = format!("vlt-cmd-marker-{}", std::process::id());
     let exp = experiment_file(
@@ -228,6 +231,7 @@ fn command_launcher_substitutes_parameters_and_leaves_no_process() {
 
 #[test]
 fn command_that_dies_or_never_gets_healthy_fails_with_its_log_tail() {
+    let _serial = serial();
     let dir = temp_dir("cmd-bad");
     let exp = experiment_file(
         &dir,
@@ -271,6 +275,7 @@ fn command_that_dies_or_never_gets_healthy_fails_with_its_log_tail() {
 
 #[test]
 fn sigint_mid_run_tears_the_server_down_and_resume_completes_the_same_cells() {
+    let _serial = serial();
     let dir = temp_dir("resume");
     let marker = format!("vlt-resume-marker-{}", std::process::id());
     let exp = experiment_file(
@@ -362,6 +367,7 @@ fn sigint_mid_run_tears_the_server_down_and_resume_completes_the_same_cells() {
 
 #[test]
 fn compose_launcher_calls_up_and_down_with_matrix_values_in_the_environment() {
+    let _serial = serial();
     let dir = temp_dir("compose");
     let bindir = dir.join("bin");
     std::fs::create_dir_all(&bindir).unwrap();
@@ -434,6 +440,7 @@ fn compose_launcher_calls_up_and_down_with_matrix_values_in_the_environment() {
 
 #[test]
 fn gpu_monitor_uses_nvidia_smi_when_present_and_records_absence_otherwise() {
+    let _serial = serial();
     let dir = temp_dir("gpu");
     let bindir = dir.join("bin");
     std::fs::create_dir_all(&bindir).unwrap();
@@ -494,6 +501,7 @@ fn gpu_monitor_uses_nvidia_smi_when_present_and_records_absence_otherwise() {
 
 #[test]
 fn bad_experiment_file_fails_with_every_error() {
+    let _serial = serial();
     let dir = temp_dir("badexp");
     let p = dir.join("bad.yaml");
     std::fs::write(

@@ -48,6 +48,7 @@ fn call(h: &SimHandle, method: &str, path: &str, body: Option<&str>) -> (u16, Ve
 
 #[test]
 fn metrics_parse_and_share_vllms_types_and_engine_labels() {
+    let _serial = serial();
     let h = sim(Profile::named("zero").unwrap(), 2, Faults::none());
     // some traffic first, so histograms have counts
     for _ in 0..4 {
@@ -140,6 +141,7 @@ fn decode_stream(body: &[u8]) -> (usize, Option<usize>, Option<u32>, bool) {
 
 #[test]
 fn streams_decode_like_real_vllm_streams() {
+    let _serial = serial();
     let h = sim(Profile::named("zero").unwrap(), 1, Faults::none());
     let (st, body) = call(
         &h,
@@ -168,6 +170,7 @@ fn streams_decode_like_real_vllm_streams() {
 
 #[test]
 fn bad_requests_get_vllms_statuses() {
+    let _serial = serial();
     let h = sim(Profile::named("zero").unwrap(), 1, Faults::none());
     let cases = [
         (
@@ -218,6 +221,7 @@ fn bad_requests_get_vllms_statuses() {
 
 #[test]
 fn bench_against_the_built_in_simulator_end_to_end() {
+    let _serial = serial();
     let dir = temp_dir("bench-sim");
     let r = run(&[
         "bench",
@@ -293,6 +297,7 @@ fn bench_against_the_built_in_simulator_end_to_end() {
 
 #[test]
 fn simulator_faults_reach_the_client_as_typed_errors() {
+    let _serial = serial();
     let faults = Faults::new(
         0.6,
         vec![

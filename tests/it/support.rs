@@ -8,6 +8,14 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Loopback tests measure time and start servers: they must not run beside each other.
+/// nextest runs each in its own process (and `.config/nextest.toml` one at a time); under
+/// `cargo test` they share a process, and this lock keeps them in single file.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// What the scripted server does with request number `i` (0-based).
 #[derive(Debug, Clone, Copy)]
 pub enum Behavior {
