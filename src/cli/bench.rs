@@ -289,6 +289,7 @@ async fn run_async(
             request: Duration::from_secs_f64(a.request_timeout),
         },
         drain: a.duration.map(|_| Duration::from_secs_f64(a.drain_timeout)),
+        send_until: a.duration.map(Duration::from_secs_f64),
         window_s: plan.window,
         slos: &plan.slos,
         quiet: a.quiet,

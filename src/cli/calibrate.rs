@@ -153,6 +153,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
                 request: Duration::from_secs(30),
             },
             drain: Some(Duration::from_secs(5)),
+            send_until: Some(Duration::from_secs_f64(a.seconds)),
             window_s: None,
             slos: &[],
             quiet: true,

@@ -484,6 +484,7 @@ async fn run_one(
             request: Duration::from_secs_f64(p.f64("request_timeout_s").unwrap_or(600.0)),
         },
         drain: duration.map(|_| Duration::from_secs_f64(p.f64("drain_timeout_s").unwrap_or(30.0))),
+        send_until: duration.map(Duration::from_secs_f64),
         window_s,
         slos: &slos,
         quiet: a.quiet,

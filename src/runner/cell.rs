@@ -38,6 +38,8 @@ pub struct CellSpec<'a> {
     pub max_concurrency: Option<usize>,
     pub timeouts: Timeouts,
     pub drain: Option<Duration>,
+    /// Stop sending at this offset (duration-bounded runs); see `LoadPoint::send_until`.
+    pub send_until: Option<Duration>,
     /// Measurement window in seconds from the start; `None`: the whole run.
     pub window_s: Option<(f64, f64)>,
     pub slos: &'a [Slo],
@@ -151,6 +153,7 @@ pub async fn run_cell(
         max_concurrency: c.max_concurrency,
         timeouts: c.timeouts,
         drain: c.drain,
+        send_until: c.send_until,
         quiet: c.quiet,
         label: c.label.clone(),
     };

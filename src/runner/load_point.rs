@@ -30,6 +30,9 @@ pub struct LoadPoint {
     /// After the last arrival, how long in-flight requests may take before they are
     /// cancelled. `None`: wait for all (bounded by the request timeout).
     pub drain: Option<Duration>,
+    /// A duration-bounded run stops sending at this offset: arrivals still waiting for a
+    /// concurrency slot then are not sent (and counted so), instead of stretching the run.
+    pub send_until: Option<Duration>,
     pub quiet: bool,
     /// Printed before the progress line (e.g. the cell of an experiment).
     pub label: String,
@@ -72,12 +75,16 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     let mut released = 0usize;
     let mut interrupted = false;
+    let send_deadline = lp
+        .send_until
+        .map(|d| tokio::time::Instant::from_std(clock.origin()) + d);
 
     // Phase 1: release arrivals until the schedule ends or we are interrupted.
     loop {
         tokio::select! {
             biased;
             _ = interrupt.wait_for(|i| *i) => { interrupted = true; break; }
+            _ = sleep_until_opt(send_deadline) => break,
             _ = ticker.tick() => progress.tick(&live, clock.now_ns() as f64 / 1e9),
             // reap finished tasks as we go, so a long run holds no dead handles
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -89,6 +96,7 @@ pub async fn run(
                 let permit = tokio::select! {
                     biased;
                     _ = interrupt_inner.wait_for(|i| *i) => { interrupted = true; released -= 1; break; }
+                    _ = sleep_until_opt(send_deadline) => { released -= 1; break; }
                     p = sem.clone().acquire_owned() => p.expect("semaphore never closed"),
                 };
                 live.sent.fetch_add(1, Ordering::Relaxed);

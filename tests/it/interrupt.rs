@@ -63,3 +63,55 @@ fn sigint_leaves_valid_partial_results() {
     assert_eq!(sm["not_sent"].as_u64().unwrap(), 100 - sent);
     assert_accounted(&dir, sent);
 }
+
+/// `--duration` bounds sending even when a concurrency cap holds arrivals back: the rest are
+/// counted as not sent, the run does not stretch to send them.
+#[test]
+fn duration_bounds_sending_when_the_cap_holds_arrivals_back() {
+    let _serial = serial();
+    let server = fake_server(|_| Behavior::Stream {
+        first_ms: 10,
+        gap_ms: 50,
+        tokens: 8,
+    });
+    let dir = temp_dir("capped-duration");
+    let t0 = std::time::Instant::now();
+    let r = run(&[
+        "bench",
+        "--base-url",
+        &server.url(),
+        "--model",
+        "m",
+        "--random-input-len",
+        "16",
+        "--random-output-len",
+        "8",
+        "--num-prompts",
+        "20",
+        "--request-rate",
+        "100",
+        "--arrival",
+        "constant",
+        "--max-concurrency",
+        "2",
+        "--duration",
+        "1",
+        "--drain-timeout",
+        "2",
+        "--quiet",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "the run stretched to {:?}",
+        t0.elapsed()
+    );
+    let s = &summary(&dir)["vllm_loadtest"]["summary"];
+    let sent = s["sent"].as_u64().unwrap();
+    // 2 slots × ~0.4 s per request over 1 s: a handful sent, the other ~90 arrivals not
+    assert!(sent <= 10, "sent {sent}");
+    assert_eq!(sent + s["not_sent"].as_u64().unwrap(), 100);
+    assert_accounted(&dir, sent);
+}
