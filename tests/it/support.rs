@@ -155,10 +155,10 @@ async fn connection(
                     return;
                 }
                 for k in 0..tokens {
-                    tokio::time::sleep_until(
-                        t0 + Duration::from_millis(first_ms + gap_ms * k as u64),
-                    )
-                    .await;
+                    // tokio's timer fires up to 1 ms after its deadline: aim half a
+                    // millisecond early so the scripted delay is exact on average
+                    let due = t0 + Duration::from_millis(first_ms + gap_ms * k as u64);
+                    tokio::time::sleep_until(due - Duration::from_micros(500)).await;
                     let mut out = Vec::new();
                     chunk(&mut out, &token(k, k + 1 == tokens));
                     if k + 1 == tokens {
