@@ -81,7 +81,6 @@ fn main() {
             content_event_offsets_ns: (0..64)
                 .map(|k| 40_000_000 + k * 10_000_000 + (i * 7919 + k * 104_729) % 1_000_000)
                 .collect(),
-            content_event_tokens: vec![],
             input_tokens: 512,
             server_prompt_tokens: Some(512),
             max_tokens: 64,

@@ -88,10 +88,6 @@ pub struct RequestRecord {
     pub connect_ns: Option<u64>,
     /// Arrival of each content-bearing event, as an offset from `t_send_ns`.
     pub content_event_offsets_ns: Vec<u64>,
-    /// Tokens carried by each content event, when known per event (continuous usage stats);
-    /// empty when unknown (then each event counts as one gap, never as k).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub content_event_tokens: Vec<u32>,
     /// Prompt tokens as the workload built them.
     pub input_tokens: u32,
     /// Prompt tokens as the server counted them (`usage.prompt_tokens`).

@@ -72,9 +72,6 @@ pub fn run(a: RunArgs) -> Result<()> {
         print_plan(&plan);
         return Ok(());
     }
-    if a.client_threads == 0 {
-        bail!("`--client-threads 0`: need at least one thread");
-    }
     std::fs::create_dir_all(dir.join("cells"))
         .with_context(|| format!("cannot create `{}`", dir.display()))?;
     if a.resume.is_none() {

@@ -112,7 +112,6 @@ pub async fn execute(
         t_end_ns: t_end_ns.max(p.t_send_ns),
         connect_ns: p.connect_ns,
         content_event_offsets_ns: p.offsets,
-        content_event_tokens: Vec::new(),
         input_tokens: spec.input_tokens,
         server_prompt_tokens: p.usage_prompt,
         max_tokens: spec.max_tokens,
