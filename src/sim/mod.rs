@@ -9,10 +9,12 @@
 //! - `metrics`: vLLM's Prometheus families per engine.
 //! - `virtual_time`: the discrete-event driver.
 //! - `realtime`: engine threads on the wall clock.
+//! - `direct`: where tokens go: written into the socket by the engine thread, or to a task.
 //! - `server`, `wire`, `faults`: the HTTP side.
 //! - `background`: an in-process server on its own thread (for `bench --sim` and tests).
 
 pub mod background;
+pub mod direct;
 pub mod engine;
 pub mod faults;
 pub mod metrics;

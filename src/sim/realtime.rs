@@ -1,10 +1,13 @@
 //! Engines in real time: one OS thread per data-parallel rank steps its engine on the wall
-//! clock (precise sleeps, not tokio's millisecond timer) and hands each token to the HTTP
-//! task streaming that request.
+//! clock (precise sleeps, not tokio's millisecond timer) and hands each token to its
+//! request's consumer (see `direct`).
 //!
 //! The engine sits behind a mutex that the thread holds only to plan or commit a step, so
-//! HTTP tasks can add requests and `/metrics` can read gauges while a step "runs".
+//! HTTP tasks can add requests and `/metrics` can read gauges while a step "runs". A step's
+//! tokens are delivered while the next step runs, as vLLM streams a step's outputs from its
+//! API server while the GPU computes the next: delivery does not stretch the step.
 
+use super::direct::{Consumer, Delivered};
 use super::engine::{Engine, EngineRequest, TokenOut};
 use super::metrics::{EngineMetrics, Gauges};
 use super::profile::Profile;
@@ -13,11 +16,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedSender;
 
 struct Core {
     engine: Engine,
-    streams: HashMap<u64, UnboundedSender<TokenOut>>,
+    /// Consumers of requests added since the thread last looked. Pushed under the same lock
+    /// as the request itself, so a request's consumer is known before its first token.
+    inbox: Vec<(u64, Consumer)>,
 }
 
 struct Shared {
@@ -38,7 +42,7 @@ impl RealtimeEngine {
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 engine: Engine::new(profile, seed),
-                streams: HashMap::new(),
+                inbox: Vec::new(),
             }),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -55,19 +59,19 @@ impl RealtimeEngine {
         }
     }
 
-    /// Add a request; its tokens arrive on `tx`. Returns the output length drawn for it.
+    /// Add a request; its tokens go to `to`. Returns the output length drawn for it.
     pub fn submit(
         &self,
         mut req: EngineRequest,
         min_tokens: u32,
         ignore_eos: bool,
-        tx: UnboundedSender<TokenOut>,
+        to: Consumer,
     ) -> u32 {
         let mut core = self.shared.core.lock().expect("engine lock");
         req.output_tokens = core
             .engine
             .draw_output_len(req.max_tokens, min_tokens, ignore_eos);
-        core.streams.insert(req.id, tx);
+        core.inbox.push((req.id, to));
         core.engine.add(req);
         drop(core);
         self.shared.wake.notify_one();
@@ -110,42 +114,57 @@ impl Drop for RealtimeEngine {
 
 fn run(shared: Arc<Shared>, clock: Clock) {
     clock::tighten_timer_slack();
+    let mut consumers: HashMap<u64, Consumer> = HashMap::new();
+    // tokens of the last finished step, delivered while the next one runs
     let mut outs: Vec<TokenOut> = Vec::with_capacity(1024);
     let mut gone: Vec<u64> = Vec::new();
-    let mut core = shared.core.lock().expect("engine lock");
     loop {
+        let mut core = shared.core.lock().expect("engine lock");
         if shared.stop.load(Ordering::Relaxed) {
             return;
         }
         for id in gone.drain(..) {
+            // vLLM aborts a request whose client went away
             core.engine.abort(id);
-            core.streams.remove(&id);
         }
+        consumers.extend(core.inbox.drain(..));
         let start = clock.now_ns();
-        let Some(d) = core.engine.begin_step(start) else {
-            core = shared
+        let step = core.engine.begin_step(start);
+        if step.is_none() && outs.is_empty() {
+            let _unused = shared
                 .wake
                 .wait_timeout(core, Duration::from_millis(50))
-                .expect("engine lock")
-                .0;
+                .expect("engine lock");
+            continue;
+        }
+        drop(core);
+        deliver(&mut outs, &mut consumers, &mut gone);
+        let Some(d) = step else { continue };
+        if d > 0 {
+            clock::sleep_until(clock.instant_at(start + d));
+        }
+        shared
+            .core
+            .lock()
+            .expect("engine lock")
+            .engine
+            .finish_step(start + d, &mut outs);
+    }
+}
+
+fn deliver(outs: &mut Vec<TokenOut>, consumers: &mut HashMap<u64, Consumer>, gone: &mut Vec<u64>) {
+    for o in outs.drain(..) {
+        // a request whose client left earlier may still finish a token in flight
+        let Some(c) = consumers.get_mut(&o.id) else {
             continue;
         };
-        if d > 0 {
-            drop(core);
-            clock::sleep_until(clock.instant_at(start + d));
-            core = shared.core.lock().expect("engine lock");
-        }
-        outs.clear();
-        core.engine.finish_step(start + d, &mut outs);
-        for o in &outs {
-            let delivered = core
-                .streams
-                .get(&o.id)
-                .is_some_and(|tx| tx.send(*o).is_ok());
-            if o.finish.is_some() {
-                core.streams.remove(&o.id);
-            } else if !delivered {
-                // the client went away: vLLM aborts the request
+        match c.deliver(o) {
+            Delivered::Open => {}
+            Delivered::Finished => {
+                consumers.remove(&o.id);
+            }
+            Delivered::Gone => {
+                consumers.remove(&o.id);
                 gone.push(o.id);
             }
         }

@@ -1,6 +1,7 @@
 //! The simulator's HTTP/1.1 server: vLLM's OpenAI-compatible routes over the real-time
 //! engines, keep-alive connections, vLLM-shaped errors, and faults on demand.
 
+use super::direct::{Consumer, DirectSpec, DirectStream, End};
 use super::engine::{EngineRequest, TokenOut};
 use super::faults::{Fault, Faults};
 use super::metrics;
@@ -13,12 +14,13 @@ use crate::http;
 use crate::workload::Tokenizer;
 use anyhow::Result;
 use serde_json::Value;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Everything a simulated deployment needs.
 pub struct SimConfig {
@@ -39,6 +41,8 @@ struct State {
     front: Option<Mutex<FrontEnd>>,
     next_id: AtomicU64,
     clock: Clock,
+    /// `cfg.model`, shared with every directly streamed response.
+    model: Arc<str>,
 }
 
 /// Serve until `shutdown` turns true. Engines start with the server and stop with it.
@@ -66,6 +70,7 @@ pub async fn serve(
         engines,
         next_id: AtomicU64::new(0),
         clock,
+        model: cfg.model.as_str().into(),
         cfg,
     });
     let mut conns = tokio::task::JoinSet::new();
@@ -437,7 +442,6 @@ async fn generate(
         router.route(state.clock.now_ns(), pinned, |e| state.engines[e].load())
     };
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::unbounded_channel::<TokenOut>();
     let req = EngineRequest {
         id,
         prompt_tokens: p.prompt_tokens,
@@ -445,16 +449,51 @@ async fn generate(
         max_tokens: p.max_tokens,
         arrival_ns,
     };
-    let output = state.engines[rank].submit(req, p.min_tokens, p.ignore_eos, tx);
     let sid = format!(
         "{}-{:016x}",
         if api == Api::Chat { "chatcmpl" } else { "cmpl" },
         crate::rng::Rng::derive(state.cfg.seed, id).next_u64()
     );
+    let created = crate::store::time::unix_now();
+    if p.stream && !matches!(fault, Some(Fault::DropMidstream | Fault::Malformed)) {
+        // the common case: the engine thread writes the chunks (see `direct`)
+        stream
+            .write_all(&wire::response_head(
+                200,
+                "text/event-stream; charset=utf-8",
+                None,
+            ))
+            .await?;
+        let sock = std::net::TcpStream::from(stream.as_fd().try_clone_to_owned()?);
+        let (done_tx, done_rx) = oneshot::channel();
+        let spec = DirectSpec {
+            api,
+            sse_id: sid,
+            created,
+            model: state.model.clone(),
+            request_id: id,
+            prompt_tokens: p.prompt_tokens,
+            include_usage: p.include_usage,
+        };
+        let to = Consumer::Direct(Box::new(DirectStream::new(sock, spec, done_tx)));
+        state.engines[rank].submit(req, p.min_tokens, p.ignore_eos, to);
+        return match tokio::select! {
+            end = done_rx => end.ok(),
+            _ = shutdown.wait_for(|s| *s) => None,
+        } {
+            Some(End::Finished(rest)) => {
+                stream.write_all(&rest).await?;
+                Ok(Next::KeepAlive)
+            }
+            Some(End::Gone) | None => Ok(Next::Close),
+        };
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<TokenOut>();
+    let output = state.engines[rank].submit(req, p.min_tokens, p.ignore_eos, Consumer::Channel(tx));
     let s = Stream {
         api,
         id: &sid,
-        created: crate::store::time::unix_now(),
+        created,
         model: &state.cfg.model,
     };
     // Faults that strike mid-stream do so halfway through the output.

@@ -336,3 +336,64 @@ fn simulator_faults_reach_the_client_as_typed_errors() {
         assert!(by_kind[k].as_u64().unwrap_or(0) > 0, "no {k}: {by_kind}");
     }
 }
+
+/// A client that hangs up mid-stream frees its engine slot, as in vLLM (the engine thread
+/// writes the chunks itself and must notice the closed socket).
+#[test]
+fn a_client_that_hangs_up_mid_stream_is_aborted() {
+    use std::io::{Read, Write};
+    let _serial = serial();
+    let mut p = Profile::named("zero").unwrap();
+    p.c0_s = 0.005;
+    let h = sim(p, 1, Faults::none());
+    let running = || {
+        let (_, body) = call(&h, "GET", "/metrics", None);
+        let text = String::from_utf8(body).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("vllm:num_requests_running{"))
+            .expect("running gauge")
+            .to_string();
+        line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+    };
+    let body =
+        r#"{"model":"sim-llama","prompt":"hi","max_tokens":2000,"ignore_eos":true,"stream":true}"#;
+    let mut s = std::net::TcpStream::connect(h.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // a few tokens arrive, then the client goes away
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.windows(6).filter(|w| w == b"data: ").count() < 3 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "stream ended early: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(running(), 1.0);
+    drop(s);
+    let t0 = std::time::Instant::now();
+    while running() != 0.0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "request never aborted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // the server goes on serving
+    let (st, _) = call(
+        &h,
+        "POST",
+        "/v1/completions",
+        Some(r#"{"model":"sim-llama","prompt":"hi","max_tokens":3,"stream":true}"#),
+    );
+    assert_eq!(st, 200);
+}
