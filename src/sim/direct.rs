@@ -9,6 +9,10 @@
 //! non-blocking `send` on a duplicate of the connection's descriptor, while the next step
 //! "runs" (vLLM too streams a step's outputs from another process while the GPU computes the
 //! next one). The HTTP task only waits for the end of the response.
+//!
+//! Tokens are pushed as steps finish and flushed in rounds (see `realtime`): a stream whose
+//! tokens came from several steps shorter than a round (the `zero` profile's steps take no
+//! time) gets them in one write, as a server with nothing between its steps would send them.
 
 use super::engine::TokenOut;
 use super::wire::{self, Api, Stream};
@@ -17,15 +21,24 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-/// The receiving end of one request's tokens.
-pub enum Consumer {
+/// The receiving end of one request's tokens. Tokens are `push`ed as steps finish and go
+/// out at `flush`, so tokens of several short steps leave in one write.
+pub struct Consumer {
+    to: Sink,
+    /// Pushed since the last flush.
+    dirty: bool,
+    finished: bool,
+    gone: bool,
+}
+
+enum Sink {
     /// Tokens handed to the request's HTTP task.
     Channel(mpsc::UnboundedSender<TokenOut>),
     /// SSE chunks written by the engine thread.
     Direct(Box<DirectStream>),
 }
 
-/// What became of a token handed to a consumer.
+/// What became of a consumer at a flush.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Delivered {
     /// More tokens may follow.
@@ -37,14 +50,52 @@ pub enum Delivered {
 }
 
 impl Consumer {
-    pub fn deliver(&mut self, t: TokenOut) -> Delivered {
-        match self {
-            Consumer::Channel(tx) => match (tx.send(t).is_ok(), t.finish.is_some()) {
-                (false, _) => Delivered::Gone,
-                (true, true) => Delivered::Finished,
-                (true, false) => Delivered::Open,
-            },
-            Consumer::Direct(d) => d.deliver(t),
+    pub fn channel(tx: mpsc::UnboundedSender<TokenOut>) -> Self {
+        Self::new(Sink::Channel(tx))
+    }
+
+    pub fn direct(d: DirectStream) -> Self {
+        Self::new(Sink::Direct(Box::new(d)))
+    }
+
+    fn new(to: Sink) -> Self {
+        Self {
+            to,
+            dirty: false,
+            finished: false,
+            gone: false,
+        }
+    }
+
+    /// Take the next token. Returns true if it is the first since the last flush (the
+    /// caller then owes this consumer a flush).
+    pub fn push(&mut self, t: TokenOut) -> bool {
+        let first = !self.dirty;
+        self.dirty = true;
+        self.finished |= t.finish.is_some();
+        match &mut self.to {
+            Sink::Channel(tx) => self.gone |= tx.send(t).is_err(),
+            Sink::Direct(d) => d.format(t),
+        }
+        first
+    }
+
+    /// Send what was pushed.
+    pub fn flush(&mut self) -> Delivered {
+        self.dirty = false;
+        if let Sink::Direct(d) = &mut self.to {
+            if !d.flush() {
+                d.end(End::Gone);
+                self.gone = true;
+            } else if self.finished {
+                let rest = std::mem::take(&mut d.unsent);
+                d.end(End::Finished(rest));
+            }
+        }
+        match (self.gone, self.finished) {
+            (true, _) => Delivered::Gone,
+            (false, true) => Delivered::Finished,
+            (false, false) => Delivered::Open,
         }
     }
 }
@@ -103,7 +154,7 @@ impl DirectStream {
         }
     }
 
-    fn deliver(&mut self, t: TokenOut) -> Delivered {
+    fn format(&mut self, t: TokenOut) {
         let s = Stream {
             api: self.api,
             id: &self.sse_id,
@@ -124,16 +175,6 @@ impl DirectStream {
             }
             Stream::done(&mut self.unsent);
         }
-        if !self.flush() {
-            self.end(End::Gone);
-            return Delivered::Gone;
-        }
-        if t.finish.is_some() {
-            let rest = std::mem::take(&mut self.unsent);
-            self.end(End::Finished(rest));
-            return Delivered::Finished;
-        }
-        Delivered::Open
     }
 
     /// Write what the socket takes now; false if the connection is gone.
@@ -189,6 +230,18 @@ mod tests {
         }
     }
 
+    fn deliver(c: &mut Consumer, t: TokenOut) -> Delivered {
+        assert!(c.push(t));
+        c.flush()
+    }
+
+    fn unsent(c: &Consumer) -> usize {
+        match &c.to {
+            Sink::Direct(d) => d.unsent.len(),
+            Sink::Channel(_) => 0,
+        }
+    }
+
     fn tok(index: u32, finish: Option<&'static str>) -> TokenOut {
         TokenOut {
             id: 7,
@@ -202,9 +255,12 @@ mod tests {
         for api in [Api::Completions, Api::Chat] {
             let (mut client, server) = pair();
             let (tx, mut rx) = oneshot::channel();
-            let mut d = DirectStream::new(server, spec(api), tx);
-            assert_eq!(d.deliver(tok(0, None)), Delivered::Open);
-            assert_eq!(d.deliver(tok(1, Some("length"))), Delivered::Finished);
+            let mut d = Consumer::direct(DirectStream::new(server, spec(api), tx));
+            assert_eq!(deliver(&mut d, tok(0, None)), Delivered::Open);
+            // two tokens of two short steps, one flush
+            assert!(d.push(tok(1, None)));
+            assert!(!d.push(tok(2, Some("length"))));
+            assert_eq!(d.flush(), Delivered::Finished);
             let Ok(End::Finished(rest)) = rx.try_recv() else {
                 panic!("not finished")
             };
@@ -224,8 +280,9 @@ mod tests {
                 s.role_chunk(&mut want);
             }
             s.token_chunk(&mut want, wire::token_text(7, 0), None);
-            s.token_chunk(&mut want, wire::token_text(7, 1), Some("length"));
-            s.usage_chunk(&mut want, 5, 2);
+            s.token_chunk(&mut want, wire::token_text(7, 1), None);
+            s.token_chunk(&mut want, wire::token_text(7, 2), Some("length"));
+            s.usage_chunk(&mut want, 5, 3);
             Stream::done(&mut want);
             assert_eq!(got, want, "{api:?}");
         }
@@ -236,15 +293,15 @@ mod tests {
         let (client, server) = pair();
         server.set_nonblocking(true).unwrap();
         let (tx, mut rx) = oneshot::channel();
-        let mut d = DirectStream::new(server, spec(Api::Completions), tx);
+        let mut d = Consumer::direct(DirectStream::new(server, spec(Api::Completions), tx));
         // the client never reads: fill its receive buffer and our send buffer
         let mut i = 0;
-        while d.unsent.is_empty() {
-            assert_eq!(d.deliver(tok(i, None)), Delivered::Open);
+        while unsent(&d) == 0 {
+            assert_eq!(deliver(&mut d, tok(i, None)), Delivered::Open);
             i += 1;
             assert!(i < 1_000_000, "socket never filled");
         }
-        assert_eq!(d.deliver(tok(i, Some("length"))), Delivered::Finished);
+        assert_eq!(deliver(&mut d, tok(i, Some("length"))), Delivered::Finished);
         let Ok(End::Finished(rest)) = rx.try_recv() else {
             panic!("not finished")
         };
@@ -257,11 +314,11 @@ mod tests {
         let (client, server) = pair();
         drop(client);
         let (tx, mut rx) = oneshot::channel();
-        let mut d = DirectStream::new(server, spec(Api::Completions), tx);
+        let mut d = Consumer::direct(DirectStream::new(server, spec(Api::Completions), tx));
         // the first write after the peer's close draws a reset, a later one fails
         let mut got = Delivered::Open;
         for i in 0..100 {
-            got = d.deliver(tok(i, None));
+            got = deliver(&mut d, tok(i, None));
             if got == Delivered::Gone {
                 break;
             }
