@@ -52,6 +52,27 @@ pub fn tighten_timer_slack() {
     }
 }
 
+/// Ask for the lowest real-time priority (SCHED_FIFO 1) for this thread, so its wake-ups
+/// preempt the runtime it shares a core with instead of waiting out the runtime's time
+/// slice. Best effort: it needs CAP_SYS_NICE or an RLIMIT_RTPRIO allowance; returns whether
+/// it was granted. Only for threads that sleep between short bursts of work (a real-time
+/// thread that spins would starve its core; the kernel's RT throttling is the backstop).
+pub fn try_realtime_priority() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 1 };
+        // SAFETY: sched_setscheduler(0, …) changes the calling thread's policy; it reads the
+        // one `sched_param` we pass by reference and keeps no pointer to it.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+        rc == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
 /// Block the current OS thread until `deadline`, to within a few microseconds.
 /// Not for async tasks: it blocks.
 pub fn sleep_until(deadline: Instant) {

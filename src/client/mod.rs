@@ -9,7 +9,7 @@ pub mod sse;
 pub mod url;
 
 pub use pool::Pool;
-pub use request::{RequestSpec, Timeouts, execute};
+pub use request::{Job, Presend, RequestSpec, Timeouts, execute};
 pub use url::BaseUrl;
 
 #[cfg(test)]

@@ -70,6 +70,9 @@ pub struct ClientUsage {
     pub loop_lag_p50_ms: Option<f64>,
     pub loop_lag_p99_ms: Option<f64>,
     pub loop_lag_max_ms: Option<f64>,
+    /// The pacer thread got a real-time priority; without it, wake-ups on a busy core can
+    /// wait out the runtime's time slice (send lag p99 of 1–4 ms at 2,000 req/s).
+    pub pacer_realtime: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -183,6 +186,7 @@ pub async fn run_cell(
         loop_lag_p50_ms: lag.as_ref().map(|d| d.p50),
         loop_lag_p99_ms: lag.as_ref().map(|d| d.p99),
         loop_lag_max_ms: lag.as_ref().map(|d| d.max),
+        pacer_realtime: outcome.pacer_realtime,
     };
     let mut warnings = validity_warnings(&s, &records, outcome.interrupted, c.exact_tokenizer);
     if let Some(l) = client.loop_lag_p99_ms
@@ -190,6 +194,16 @@ pub async fn run_cell(
     {
         warnings.push(format!(
             "the client's event loop was up to {l:.1} ms late (p99): latencies may include client queueing"
+        ));
+    }
+    if let Some(q) = &s.latencies.queue_delay_ms
+        && s.offered_rate.is_finite()
+        && q.p99 > 1.0
+        && !outcome.pacer_realtime
+    {
+        warnings.push(format!(
+            "send lag p99 is {:.1} ms and the pacer thread ran at normal priority: allow it a real-time one (`ulimit -r 1`, or CAP_SYS_NICE) for sub-millisecond pacing",
+            q.p99
         ));
     }
     if cpu_share > 0.9 {

@@ -4,13 +4,13 @@
 
 use super::pacer::Pacer;
 use super::progress::{Live, ProgressPrinter};
-use crate::client::{Pool, RequestSpec, Timeouts, execute};
+use crate::client::{Job, Pool, Presend, RequestSpec, Timeouts, execute};
 use crate::clock::Clock;
 use crate::record::RequestRecord;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 /// One server endpoint and the prepared requests for it (their bytes carry its `Host`).
 pub struct Target {
@@ -43,6 +43,15 @@ pub struct Outcome {
     pub not_sent: u64,
     pub interrupted: bool,
     pub clock: Clock,
+    /// The pacer thread ran at a real-time priority (sub-millisecond send lag on a busy core).
+    pub pacer_realtime: bool,
+}
+
+/// An arrival as the pacer released it: sent already when a concurrency slot and an idle
+/// connection were free at its due time, otherwise left to the runtime.
+struct Released {
+    i: usize,
+    sent: Option<(Presend, OwnedSemaphorePermit)>,
 }
 
 /// Run the load point. Records go to `sink` as they finish; the caller owns the sink's
@@ -53,13 +62,29 @@ pub async fn run(
     sink: std::sync::mpsc::Sender<RequestRecord>,
     interrupt: watch::Receiver<bool>,
 ) -> Outcome {
-    let (arrive_tx, mut arrive_rx) = mpsc::unbounded_channel::<usize>();
-    let mut pacer = Pacer::start(clock, lp.schedule.clone(), arrive_tx);
+    let (arrive_tx, mut arrive_rx) = mpsc::unbounded_channel::<Released>();
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let live = Arc::new(Live::default());
     let sem = Arc::new(Semaphore::new(
         lp.max_concurrency.unwrap_or(Semaphore::MAX_PERMITS),
     ));
+    // A slot is taken with `try_acquire`, which fails while arrivals wait for one: an
+    // arrival never overtakes one the runtime is already waiting with for a slot.
+    let release = {
+        let (targets, sem) = (lp.targets.clone(), sem.clone());
+        move |i: usize| {
+            let target = &targets[i % targets.len()];
+            let sent = sem.clone().try_acquire_owned().ok().and_then(|permit| {
+                let spec = &target.specs[i % target.specs.len()];
+                Some((
+                    Presend::try_send(&target.pool, &clock, &spec.bytes)?,
+                    permit,
+                ))
+            });
+            Released { i, sent }
+        }
+    };
+    let mut pacer = Pacer::start(clock, lp.schedule.clone(), arrive_tx, release);
     let planned_s = lp.schedule.last().copied().unwrap_or(0) as f64 / 1e9;
     let mut progress = ProgressPrinter::new(
         lp.quiet,
@@ -89,34 +114,43 @@ pub async fn run(
             // reap finished tasks as we go, so a long run holds no dead handles
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             next = arrive_rx.recv() => {
-                let Some(i) = next else { break };
+                let Some(Released { i, sent }) = next else { break };
                 released += 1;
-                // The cap: wait for a slot; later arrivals queue in the channel, never dropped,
-                // and their lateness is measured as queue_delay.
-                let permit = tokio::select! {
-                    biased;
-                    _ = interrupt_inner.wait_for(|i| *i) => { interrupted = true; released -= 1; break; }
-                    _ = sleep_until_opt(send_deadline) => { released -= 1; break; }
-                    p = sem.clone().acquire_owned() => p.expect("semaphore never closed"),
+                let (pre, permit) = match sent {
+                    Some((pre, permit)) => (Some(pre), permit),
+                    // The cap: wait for a slot; later arrivals queue in the channel, never
+                    // dropped, and their lateness is measured as queue_delay.
+                    None => (None, tokio::select! {
+                        biased;
+                        _ = interrupt_inner.wait_for(|i| *i) => { interrupted = true; released -= 1; break; }
+                        _ = sleep_until_opt(send_deadline) => { released -= 1; break; }
+                        p = sem.clone().acquire_owned() => p.expect("semaphore never closed"),
+                    }),
                 };
-                live.sent.fetch_add(1, Ordering::Relaxed);
-                let (targets, sink, live) = (lp.targets.clone(), sink.clone(), live.clone());
-                let mut cancel = cancel_rx.clone();
-                let t_intended = lp.schedule[i];
-                let timeouts = lp.timeouts;
-                tasks.spawn(async move {
-                    let target = &targets[i % targets.len()];
-                    let spec = &target.specs[i % target.specs.len()];
-                    let rec = execute(&target.pool, &clock, timeouts, i as u64, t_intended, spec, &mut cancel).await;
-                    drop(permit);
-                    live.finished(rec.is_ok(), rec.ttft_ns());
-                    let _ = sink.send(rec);
-                });
+                spawn_request(&mut tasks, &lp, &clock, &sink, &live, &cancel_rx, i, pre, permit);
             }
         }
     }
+    let pacer_realtime = pacer.realtime();
     pacer.stop();
-    // Arrivals the pacer released but we did not send yet are not sent; neither is the rest.
+    // Arrivals the pacer sent itself are in flight even if we stopped before taking them;
+    // the ones it only released, and the rest of the schedule, are not sent.
+    while let Ok(Released { i, sent }) = arrive_rx.try_recv() {
+        if let Some((pre, permit)) = sent {
+            released += 1;
+            spawn_request(
+                &mut tasks,
+                &lp,
+                &clock,
+                &sink,
+                &live,
+                &cancel_rx,
+                i,
+                Some(pre),
+                permit,
+            );
+        }
+    }
     let not_sent = (lp.schedule.len() - released) as u64;
 
     // Phase 2: drain in-flight requests; cancel them on interrupt or when the drain ends.
@@ -143,7 +177,42 @@ pub async fn run(
         not_sent,
         interrupted,
         clock,
+        pacer_realtime,
     }
+}
+
+/// Execute request `i` in its own task; its record goes to `sink`.
+#[allow(clippy::too_many_arguments)]
+fn spawn_request(
+    tasks: &mut tokio::task::JoinSet<()>,
+    lp: &LoadPoint,
+    clock: &Clock,
+    sink: &std::sync::mpsc::Sender<RequestRecord>,
+    live: &Arc<Live>,
+    cancel: &watch::Receiver<bool>,
+    i: usize,
+    pre: Option<Presend>,
+    permit: OwnedSemaphorePermit,
+) {
+    live.sent.fetch_add(1, Ordering::Relaxed);
+    let (targets, sink, live, clock) = (lp.targets.clone(), sink.clone(), live.clone(), *clock);
+    let mut cancel = cancel.clone();
+    let t_intended = lp.schedule[i];
+    let timeouts = lp.timeouts;
+    tasks.spawn(async move {
+        let target = &targets[i % targets.len()];
+        let spec = &target.specs[i % target.specs.len()];
+        let job = Job {
+            id: i as u64,
+            t_intended_ns: t_intended,
+            spec,
+            pre,
+        };
+        let rec = execute(&target.pool, &clock, timeouts, job, &mut cancel).await;
+        drop(permit);
+        live.finished(rec.is_ok(), rec.ttft_ns());
+        let _ = sink.send(rec);
+    });
 }
 
 async fn sleep_until_opt(t: Option<tokio::time::Instant>) {

@@ -81,3 +81,83 @@ fn known_delays_are_measured_at_20_req_per_s_and_with_200_streams_open() {
             .contains("sent 400 = ok 400 + failed 0 + cancelled 0")
     );
 }
+
+/// The pacer thread sends a request on an idle pooled connection at its due time; the
+/// runtime then reads its response. The record carries the pacer's send time, the server
+/// sees the request once, and no connection is opened for it.
+#[test]
+fn a_request_the_pacer_sent_is_read_once_with_the_pacers_send_time() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use vllm_loadtest::client::{Job, Pool, Presend, RequestSpec, Timeouts, execute};
+    use vllm_loadtest::clock::Clock;
+    let _serial = serial();
+    let server = fake_server(|_| Behavior::Stream {
+        first_ms: 5,
+        gap_ms: 1,
+        tokens: 3,
+    });
+    let body = r#"{"model":"m","prompt":"hi","max_tokens":3,"stream":true}"#;
+    let bytes = format!(
+        "POST /v1/completions HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        server.addr,
+        body.len()
+    );
+    let spec = RequestSpec {
+        bytes: Arc::from(bytes.into_bytes()),
+        input_tokens: 1,
+        max_tokens: 3,
+        expect_max_tokens: true,
+    };
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(5),
+        request: Duration::from_secs(10),
+    };
+    let pool = Pool::new(server.addr, 4);
+    let clock = Clock::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_keep, mut cancel) = tokio::sync::watch::channel(false);
+    let job = |id, pre| Job {
+        id,
+        t_intended_ns: clock.now_ns(),
+        spec: &spec,
+        pre,
+    };
+    // the first request opens the connection and gives it back to the pool
+    let first = rt.block_on(execute(&pool, &clock, timeouts, job(0, None), &mut cancel));
+    assert!(first.is_ok(), "{:?}", first.error);
+    assert!(first.connect_ns.is_some());
+    assert_eq!(pool.idle_count(), 1);
+    // the second goes out from another thread, as the pacer sends it
+    let pre = std::thread::scope(|s| {
+        s.spawn(|| Presend::try_send(&pool, &clock, &spec.bytes))
+            .join()
+            .unwrap()
+    })
+    .expect("an idle connection");
+    assert_eq!(pre.written, spec.bytes.len());
+    let t_send = pre.t_send_ns.expect("bytes written");
+    let second = rt.block_on(execute(
+        &pool,
+        &clock,
+        timeouts,
+        job(1, Some(pre)),
+        &mut cancel,
+    ));
+    assert!(second.is_ok(), "{:?}", second.error);
+    assert_eq!(second.t_send_ns, t_send);
+    assert_eq!(second.connect_ns, None);
+    assert_eq!(second.content_event_offsets_ns.len(), 3);
+    // TTFT from the pacer's send: the server's 5 ms, not less
+    assert!(second.ttft_ns().unwrap() >= 5_000_000);
+    assert_eq!(
+        server.requests.load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    // no idle connection: the runtime sends
+    let _taken = pool.take_idle();
+    assert!(Presend::try_send(&pool, &clock, &spec.bytes).is_none());
+}
