@@ -73,12 +73,17 @@ pub struct Analysis {
     pub scaling: Vec<scaling::ScalingFinding>,
     pub verdicts: Vec<verdicts::CellVerdicts>,
     pub slo_target: f64,
+    /// Cells left out of the saturation analysis: sent all at once or as a closed loop, they
+    /// have no offered rate.
+    pub without_offered_rate: Vec<String>,
 }
 
 /// Analyse all cells of an experiment.
 pub fn analyze(cells: &[CellInput], slo_target: f64) -> Analysis {
     let mut groups: BTreeMap<(String, String, u32), Vec<&CellInput>> = BTreeMap::new();
-    for c in cells {
+    // Saturation is read along the offered rate; a cell without one (all at once, or a
+    // closed loop of `max_concurrency`) has no place on that axis.
+    for c in cells.iter().filter(|c| c.offered_rate.is_finite()) {
         groups
             .entry((c.family.clone(), c.group.clone(), c.dp))
             .or_default()
@@ -98,5 +103,10 @@ pub fn analyze(cells: &[CellInput], slo_target: f64) -> Analysis {
         scaling,
         verdicts,
         slo_target,
+        without_offered_rate: cells
+            .iter()
+            .filter(|c| !c.offered_rate.is_finite())
+            .map(|c| c.id.clone())
+            .collect(),
     }
 }

@@ -195,3 +195,20 @@ fn scaling_of_saturated_configurations_reports_efficiency() {
     assert!((r4.matched_load_efficiency.unwrap() - 39.6 / (9.9 * 4.0)).abs() < 1e-9);
     assert!(sc.usl.is_some());
 }
+
+#[test]
+fn cells_without_an_offered_rate_stay_out_of_the_saturation_analysis() {
+    // closed-loop cells beside the curve: they must not merge into one "inf" point
+    let mut cells = one_gpu();
+    for (k, achieved) in [(2, 2.0), (64, 13.0)] {
+        let mut c = cell("dp1", 1, f64::INFINITY, achieved, 300.0);
+        c.id = format!("closed-{k}");
+        cells.push(c);
+    }
+    let a = analyze(&cells, 0.9);
+    assert_eq!(a.groups[0].points.len(), 4);
+    assert!(a.groups[0].points.iter().all(|p| p.offered.is_finite()));
+    assert_eq!(a.without_offered_rate, vec!["closed-2", "closed-64"]);
+    // the cells are still judged
+    assert_eq!(a.verdicts.len(), cells.len());
+}

@@ -63,8 +63,8 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
     }
     let stop = match a.duration {
         Some(d) if d.is_nan() || d <= 0.0 => bail!("`--duration {d}` must be positive"),
-        Some(_) if rate.is_infinite() => bail!(
-            "`--duration` needs a finite `--request-rate`\nhint: with `inf` every request goes at t = 0; use `--num-prompts` instead"
+        Some(_) if rate.is_infinite() && a.max_concurrency.is_none() => bail!(
+            "`--duration` with `--request-rate inf` needs `--max-concurrency`\nhint: `--max-concurrency N --request-rate inf --duration D` keeps N requests in flight for D seconds (a closed loop); or give a finite rate"
         ),
         Some(d) => Stop::Duration(d),
         None => Stop::Count(a.num_prompts),
@@ -234,6 +234,7 @@ async fn run_async(
         extra: plan.extra.clone(),
     };
     let schedule: Arc<[u64]> = arrivals::schedule(plan.arrival, plan.stop, a.seed).into();
+    let closed_loop = arrivals::is_closed_loop(plan.arrival, plan.stop);
     let rate = plan.arrival.rate();
     let out_dir = a.output_dir.clone().unwrap_or_else(|| {
         let r = if rate.is_finite() {
@@ -249,10 +250,18 @@ async fn run_async(
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create `{}`", out_dir.display()))?;
     eprintln!(
-        "bench: {} requests to {url}{} ({}), model `{model}`, {}{}; results in `{}`",
-        schedule.len(),
+        "bench: {} to {url}{} ({}), model `{model}`, {}{}; results in `{}`",
+        if closed_loop {
+            "requests".to_string()
+        } else {
+            format!("{} requests", schedule.len())
+        },
         plan.endpoint.path(),
-        plan.arrival.describe(),
+        if closed_loop {
+            "closed loop: the next as soon as one ends".to_string()
+        } else {
+            plan.arrival.describe()
+        },
         match a.duration {
             Some(d) => format!("for {d} s"),
             None => format!("{} prompts", a.num_prompts),
@@ -290,6 +299,7 @@ async fn run_async(
         },
         drain: a.duration.map(|_| Duration::from_secs_f64(a.drain_timeout)),
         send_until: a.duration.map(Duration::from_secs_f64),
+        closed_loop,
         window_s: plan.window,
         slos: &plan.slos,
         quiet: a.quiet,

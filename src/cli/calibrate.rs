@@ -154,6 +154,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             },
             drain: Some(Duration::from_secs(5)),
             send_until: Some(Duration::from_secs_f64(a.seconds)),
+            closed_loop: false,
             window_s: None,
             slos: &[],
             quiet: true,

@@ -482,6 +482,7 @@ async fn run_one(
         },
         drain: duration.map(|_| Duration::from_secs_f64(p.f64("drain_timeout_s").unwrap_or(30.0))),
         send_until: duration.map(Duration::from_secs_f64),
+        closed_loop: arrivals::is_closed_loop(arrival, stop),
         window_s,
         slos: &slos,
         quiet: a.quiet,

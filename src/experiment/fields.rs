@@ -274,7 +274,7 @@ pub const SECTIONS: &[Section] = &[
                 Kind::Int(1),
                 None,
                 true,
-                "cap on requests in flight (later arrivals wait, measured)",
+                "cap on requests in flight (later arrivals wait, measured); with request_rate inf and duration_s, a closed loop of this many",
             ),
             f(
                 "burstiness",

@@ -612,12 +612,12 @@ fn cross_checks(
         || matrix
             .iter()
             .any(|(k, vs)| *k == "request_rate" && vs.iter().any(|v| v.as_str() == Some("inf")));
-    if rate_inf && duration.is_some() {
+    if rate_inf && duration.is_some() && !present(base, matrix, "max_concurrency") {
         cx.err(
             Some("load"),
             "duration_s",
-            "a duration needs a finite request rate".into(),
-            Some("with `inf` every request goes at t = 0; use `requests`".into()),
+            "a duration with request_rate `inf` needs `max_concurrency`".into(),
+            Some("`max_concurrency: N` keeps N requests in flight for the duration (a closed loop); or give a finite rate".into()),
         );
     }
     let dataset = base

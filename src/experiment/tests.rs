@@ -145,3 +145,17 @@ fn json_schema_is_up_to_date() {
         "schema/experiment.schema.json is stale: run `UPDATE_SCHEMA=1 cargo test json_schema`"
     );
 }
+
+#[test]
+fn a_duration_at_rate_inf_is_a_closed_loop_and_needs_a_concurrency() {
+    let e = errors("name: s\nload:\n  request_rate: inf\n  duration_s: 5\n");
+    assert!(e.contains("needs `max_concurrency`"), "{e}");
+    let ok = parse(
+        "name: s\nload:\n  request_rate: inf\n  duration_s: 5\nmatrix:\n  max_concurrency: [8, 64]\n",
+        "exp.yaml",
+        Path::new("/tmp"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(plan(&ok).cells.len(), 2);
+}

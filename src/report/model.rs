@@ -166,6 +166,13 @@ pub fn build(
     for f in &analysis.scaling {
         exec.extend(scaling_sentence(f));
     }
+    if !analysis.without_offered_rate.is_empty() {
+        exec.push(format!(
+            "{} cell(s) ({}) ran without an offered rate (all at once, or a closed loop of `max_concurrency`): they are in the tables, not in the saturation analysis, which reads throughput and latency along the offered rate.",
+            analysis.without_offered_rate.len(),
+            analysis.without_offered_rate.join(", ")
+        ));
+    }
     if let Some(slo) = &facts.slo {
         for g in &analysis.groups {
             exec.push(match g.goodput_rate {

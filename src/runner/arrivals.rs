@@ -64,8 +64,18 @@ pub enum Stop {
     Duration(f64),
 }
 
-/// Intended send offsets in nanoseconds, ascending, the first at 0.
+/// All at once for a duration is a closed loop: a fixed number of requests in flight, the
+/// next sent as soon as one ends, until the time is up. It has no schedule.
+pub fn is_closed_loop(arrival: Arrival, stop: Stop) -> bool {
+    matches!((arrival, stop), (Arrival::AllAtOnce, Stop::Duration(_)))
+}
+
+/// Intended send offsets in nanoseconds, ascending, the first at 0 (empty for a closed
+/// loop, see `is_closed_loop`).
 pub fn schedule(arrival: Arrival, stop: Stop, seed: u64) -> Vec<u64> {
+    if is_closed_loop(arrival, stop) {
+        return Vec::new();
+    }
     let mut rng = Rng::derive(seed, 0xA11);
     let mut out = Vec::new();
     let mut t = 0.0f64;
@@ -77,10 +87,6 @@ pub fn schedule(arrival: Arrival, stop: Stop, seed: u64) -> Vec<u64> {
         }
         out.push((t * 1e9).round() as u64);
         t += arrival.next_gap_s(&mut rng);
-        if let (Arrival::AllAtOnce, Stop::Duration(_)) = (arrival, stop) {
-            // all-at-once has no time axis; a duration bound is rejected by the CLI
-            break;
-        }
     }
     out
 }
@@ -117,6 +123,14 @@ mod tests {
                 .iter()
                 .all(|&t| t == 0)
         );
+        // all at once for a duration: a closed loop, nothing scheduled ahead
+        assert!(is_closed_loop(Arrival::AllAtOnce, Stop::Duration(1.0)));
+        assert!(schedule(Arrival::AllAtOnce, Stop::Duration(1.0), 0).is_empty());
+        assert!(!is_closed_loop(Arrival::AllAtOnce, Stop::Count(5)));
+        assert!(!is_closed_loop(
+            Arrival::Constant { rate: 1.0 },
+            Stop::Duration(1.0)
+        ));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct CellSpec<'a> {
     pub drain: Option<Duration>,
     /// Stop sending at this offset (duration-bounded runs); see `LoadPoint::send_until`.
     pub send_until: Option<Duration>,
+    /// Keep `max_concurrency` in flight until `send_until` (see `LoadPoint::closed_loop`).
+    pub closed_loop: bool,
     /// Measurement window in seconds from the start; `None`: the whole run.
     pub window_s: Option<(f64, f64)>,
     pub slos: &'a [Slo],
@@ -100,7 +102,11 @@ pub async fn run_cell(
     interrupt: watch::Receiver<bool>,
 ) -> Result<CellResult> {
     let n = c.schedule.len();
-    let cap = c.max_concurrency.unwrap_or(n).min(n).max(1);
+    let cap = match (c.closed_loop, c.max_concurrency) {
+        (true, Some(k)) => k,
+        (_, k) => k.unwrap_or(n).min(n),
+    }
+    .max(1);
     let targets: Arc<[Target]> = c
         .endpoints
         .iter()
@@ -157,6 +163,7 @@ pub async fn run_cell(
         timeouts: c.timeouts,
         drain: c.drain,
         send_until: c.send_until,
+        closed_loop: c.closed_loop,
         quiet: c.quiet,
         label: c.label.clone(),
     };

@@ -33,6 +33,10 @@ pub struct LoadPoint {
     /// A duration-bounded run stops sending at this offset: arrivals still waiting for a
     /// concurrency slot then are not sent (and counted so), instead of stretching the run.
     pub send_until: Option<Duration>,
+    /// A closed loop: keep `max_concurrency` requests in flight until `send_until`, the
+    /// schedule empty. Request `i` is intended the moment a slot frees, so its queue delay
+    /// is the client's own lateness, not the time it waited for a slot.
+    pub closed_loop: bool,
     pub quiet: bool,
     /// Printed before the progress line (e.g. the cell of an experiment).
     pub label: String,
@@ -84,14 +88,26 @@ pub async fn run(
             Released { i, sent }
         }
     };
+    let closed = lp.closed_loop;
     let mut pacer = Pacer::start(clock, lp.schedule.clone(), arrive_tx, release);
-    let planned_s = lp.schedule.last().copied().unwrap_or(0) as f64 / 1e9;
+    let planned_s = match (closed, lp.send_until) {
+        (true, Some(d)) => d.as_secs_f64(),
+        _ => lp.schedule.last().copied().unwrap_or(0) as f64 / 1e9,
+    };
     let mut progress = ProgressPrinter::new(
         lp.quiet,
-        Some(lp.schedule.len()),
+        (!closed).then_some(lp.schedule.len()),
         planned_s,
         lp.label.clone(),
     );
+    let launch = Launch {
+        targets: lp.targets.clone(),
+        timeouts: lp.timeouts,
+        clock,
+        sink: sink.clone(),
+        live: live.clone(),
+        cancel: cancel_rx.clone(),
+    };
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
     let mut interrupt = interrupt;
@@ -113,7 +129,12 @@ pub async fn run(
             _ = ticker.tick() => progress.tick(&live, clock.now_ns() as f64 / 1e9),
             // reap finished tasks as we go, so a long run holds no dead handles
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            next = arrive_rx.recv() => {
+            p = sem.clone().acquire_owned(), if closed => {
+                let permit = p.expect("semaphore never closed");
+                launch.spawn(&mut tasks, released, clock.now_ns(), None, permit);
+                released += 1;
+            }
+            next = arrive_rx.recv(), if !closed => {
                 let Some(Released { i, sent }) = next else { break };
                 released += 1;
                 let (pre, permit) = match sent {
@@ -127,7 +148,7 @@ pub async fn run(
                         p = sem.clone().acquire_owned() => p.expect("semaphore never closed"),
                     }),
                 };
-                spawn_request(&mut tasks, &lp, &clock, &sink, &live, &cancel_rx, i, pre, permit);
+                launch.spawn(&mut tasks, i, lp.schedule[i], pre, permit);
             }
         }
     }
@@ -138,20 +159,15 @@ pub async fn run(
     while let Ok(Released { i, sent }) = arrive_rx.try_recv() {
         if let Some((pre, permit)) = sent {
             released += 1;
-            spawn_request(
-                &mut tasks,
-                &lp,
-                &clock,
-                &sink,
-                &live,
-                &cancel_rx,
-                i,
-                Some(pre),
-                permit,
-            );
+            launch.spawn(&mut tasks, i, lp.schedule[i], Some(pre), permit);
         }
     }
-    let not_sent = (lp.schedule.len() - released) as u64;
+    // (a closed loop schedules nothing ahead, so it leaves nothing unsent)
+    let not_sent = if closed {
+        0
+    } else {
+        (lp.schedule.len() - released) as u64
+    };
 
     // Phase 2: drain in-flight requests; cancel them on interrupt or when the drain ends.
     let drain_deadline = lp.drain.map(|d| tokio::time::Instant::now() + d);
@@ -181,38 +197,50 @@ pub async fn run(
     }
 }
 
-/// Execute request `i` in its own task; its record goes to `sink`.
-#[allow(clippy::too_many_arguments)]
-fn spawn_request(
-    tasks: &mut tokio::task::JoinSet<()>,
-    lp: &LoadPoint,
-    clock: &Clock,
-    sink: &std::sync::mpsc::Sender<RequestRecord>,
-    live: &Arc<Live>,
-    cancel: &watch::Receiver<bool>,
-    i: usize,
-    pre: Option<Presend>,
-    permit: OwnedSemaphorePermit,
-) {
-    live.sent.fetch_add(1, Ordering::Relaxed);
-    let (targets, sink, live, clock) = (lp.targets.clone(), sink.clone(), live.clone(), *clock);
-    let mut cancel = cancel.clone();
-    let t_intended = lp.schedule[i];
-    let timeouts = lp.timeouts;
-    tasks.spawn(async move {
-        let target = &targets[i % targets.len()];
-        let spec = &target.specs[i % target.specs.len()];
-        let job = Job {
-            id: i as u64,
-            t_intended_ns: t_intended,
-            spec,
-            pre,
-        };
-        let rec = execute(&target.pool, &clock, timeouts, job, &mut cancel).await;
-        drop(permit);
-        live.finished(rec.is_ok(), rec.ttft_ns());
-        let _ = sink.send(rec);
-    });
+/// What every request task needs, cloned into it.
+struct Launch {
+    targets: Arc<[Target]>,
+    timeouts: Timeouts,
+    clock: Clock,
+    sink: std::sync::mpsc::Sender<RequestRecord>,
+    live: Arc<Live>,
+    cancel: watch::Receiver<bool>,
+}
+
+impl Launch {
+    /// Execute request `i` in its own task; its record goes to the sink.
+    fn spawn(
+        &self,
+        tasks: &mut tokio::task::JoinSet<()>,
+        i: usize,
+        t_intended_ns: u64,
+        pre: Option<Presend>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        self.live.sent.fetch_add(1, Ordering::Relaxed);
+        let (targets, sink, live, clock) = (
+            self.targets.clone(),
+            self.sink.clone(),
+            self.live.clone(),
+            self.clock,
+        );
+        let mut cancel = self.cancel.clone();
+        let timeouts = self.timeouts;
+        tasks.spawn(async move {
+            let target = &targets[i % targets.len()];
+            let spec = &target.specs[i % target.specs.len()];
+            let job = Job {
+                id: i as u64,
+                t_intended_ns,
+                spec,
+                pre,
+            };
+            let rec = execute(&target.pool, &clock, timeouts, job, &mut cancel).await;
+            drop(permit);
+            live.finished(rec.is_ok(), rec.ttft_ns());
+            let _ = sink.send(rec);
+        });
+    }
 }
 
 async fn sleep_until_opt(t: Option<tokio::time::Instant>) {

@@ -115,3 +115,76 @@ fn duration_bounds_sending_when_the_cap_holds_arrivals_back() {
     assert_eq!(sent + s["not_sent"].as_u64().unwrap(), 100);
     assert_accounted(&dir, sent);
 }
+
+/// `--max-concurrency N --request-rate inf --duration D`: N requests in flight for D
+/// seconds, the next sent as one ends; a request's intended time is when its slot freed,
+/// so the send lag is the client's own, and nothing counts as not sent.
+#[test]
+fn a_closed_loop_keeps_the_concurrency_for_the_duration() {
+    let _serial = serial();
+    let server = fake_server(|_| Behavior::Stream {
+        first_ms: 40,
+        gap_ms: 10,
+        tokens: 5,
+    });
+    let dir = temp_dir("closed-loop");
+    let args = |extra: &[&'static str]| {
+        let mut v = vec![
+            "bench",
+            "--random-input-len",
+            "16",
+            "--random-output-len",
+            "5",
+            "--num-prompts",
+            "8",
+            "--request-rate",
+            "inf",
+            "--duration",
+            "1.5",
+            "--quiet",
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    // without a cap there is no loop to close
+    let url = server.url();
+    let out = dir.to_str().unwrap().to_string();
+    let mut no_cap = args(&[]);
+    no_cap.extend_from_slice(&["--base-url", &url, "--model", "m", "--output-dir", &out]);
+    let r = run(&no_cap);
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr.contains("needs `--max-concurrency`"),
+        "{}",
+        r.stderr
+    );
+
+    let mut capped = args(&["--max-concurrency", "4"]);
+    capped.extend_from_slice(&["--base-url", &url, "--model", "m", "--output-dir", &out]);
+    let r = run(&capped);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let s = summary(&dir);
+    let ours = &s["vllm_loadtest"]["summary"];
+    let sent = ours["sent"].as_u64().unwrap();
+    assert_accounted(&dir, sent);
+    assert_eq!(ours["not_sent"].as_u64(), Some(0));
+    assert_eq!(ours["failed"].as_u64(), Some(0));
+    // each request takes ~80 ms: 4 in flight for 1.5 s is ~75 of them (8 prompts, cycled)
+    assert!((50..=90).contains(&sent), "sent {sent}");
+    assert_eq!(ours["max_concurrent_requests"].as_u64(), Some(4));
+    let lag = ours["latencies"]["queue_delay_ms"]["p99"].as_f64().unwrap();
+    assert!(
+        lag < 5.0,
+        "send lag p99 {lag} ms: slots were not refilled at once"
+    );
+    // the last send is inside the duration
+    let last = records(&dir)
+        .iter()
+        .map(|r| r["t_send_ns"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        last < 1_500_000_000,
+        "sent at {last} ns, after the duration"
+    );
+}
