@@ -378,7 +378,12 @@ fn write_summary(
         "version": env!("CARGO_PKG_VERSION"),
         "status": if r.interrupted { "interrupted" } else { "complete" },
         "finished_at": store::time::rfc3339(now),
-        "arrival": plan.arrival.describe(),
+        "arrival": match a.max_concurrency {
+            Some(k) if arrivals::is_closed_loop(plan.arrival, plan.stop) => {
+                format!("closed loop, {k} in flight")
+            }
+            _ => plan.arrival.describe(),
+        },
         "summary": r.summary,
         "client": r.client,
         "warnings": r.warnings,

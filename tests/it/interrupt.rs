@@ -140,7 +140,7 @@ fn a_closed_loop_keeps_the_concurrency_for_the_duration() {
             "--request-rate",
             "inf",
             "--duration",
-            "1.5",
+            "1",
             "--quiet",
         ];
         v.extend_from_slice(extra);
@@ -168,9 +168,20 @@ fn a_closed_loop_keeps_the_concurrency_for_the_duration() {
     let sent = ours["sent"].as_u64().unwrap();
     assert_accounted(&dir, sent);
     assert_eq!(ours["not_sent"].as_u64(), Some(0));
+    assert_eq!(
+        s["vllm_loadtest"]["arrival"].as_str(),
+        Some("closed loop, 4 in flight")
+    );
+    // ~80 ms requests in a ~1 s window: one wave is ~8%, and the run says so
+    let warned = s["vllm_loadtest"]["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("off by one wave"));
+    assert!(warned, "{}", s["vllm_loadtest"]["warnings"]);
     assert_eq!(ours["failed"].as_u64(), Some(0));
-    // each request takes ~80 ms: 4 in flight for 1.5 s is ~75 of them (8 prompts, cycled)
-    assert!((50..=90).contains(&sent), "sent {sent}");
+    // each request takes ~80 ms: 4 in flight for 1 s is ~50 of them (8 prompts, cycled)
+    assert!((30..=60).contains(&sent), "sent {sent}");
     assert_eq!(ours["max_concurrent_requests"].as_u64(), Some(4));
     let lag = ours["latencies"]["queue_delay_ms"]["p99"].as_f64().unwrap();
     assert!(
@@ -184,7 +195,7 @@ fn a_closed_loop_keeps_the_concurrency_for_the_duration() {
         .max()
         .unwrap();
     assert!(
-        last < 1_500_000_000,
+        last < 1_000_000_000,
         "sent at {last} ns, after the duration"
     );
 }
