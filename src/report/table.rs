@@ -12,6 +12,9 @@ pub struct TableSpec<'a> {
     pub percentiles: &'a [f64],
     pub configured_rate: f64,
     pub warnings: &'a [String],
+    /// The client's CPU share of its threads, and resident memory gained over the run
+    /// (bytes, and per request: fixed costs dominate a short run's figure).
+    pub client: Option<(f64, Option<u64>, Option<f64>)>,
 }
 
 fn line(w: &mut impl Write, label: &str, value: impl std::fmt::Display) -> io::Result<()> {
@@ -126,6 +129,21 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
             .map(|(k, n)| format!("{k} {n}"))
             .collect();
         line(w, "Errors by kind:", kinds.join(", "))?;
+    }
+    if let Some((cpu, growth, per_request)) = spec.client {
+        line(
+            w,
+            "Client CPU / memory gained:",
+            format!(
+                "{:.0}% / {}",
+                cpu * 100.0,
+                match (growth, per_request) {
+                    (Some(g), Some(b)) =>
+                        format!("{:.1} MB ({b:.0} B per request)", g as f64 / 1e6),
+                    _ => "-".into(),
+                }
+            ),
+        )?;
     }
     writeln!(
         w,

@@ -4,7 +4,7 @@
 
 use super::arrivals::Arrival;
 use super::load_point::{self, LoadPoint, Target};
-use super::usage::ProcessUsage;
+use super::usage::{ProcessUsage, current_rss_bytes};
 use crate::client::{BaseUrl, Pool, RequestSpec, Timeouts};
 use crate::clock::Clock;
 use crate::monitor;
@@ -75,6 +75,10 @@ pub struct ClientUsage {
     /// The pacer thread got a real-time priority; without it, wake-ups on a busy core can
     /// wait out the runtime's time slice (send lag p99 of 1–4 ms at 2,000 req/s).
     pub pacer_realtime: bool,
+    /// Resident memory gained from the cell's start to when all its records were in
+    /// memory, and that per request sent: what a request costs the client to keep.
+    pub rss_growth_bytes: Option<u64>,
+    pub rss_growth_per_request_bytes: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -168,6 +172,7 @@ pub async fn run_cell(
         label: c.label.clone(),
     };
     let before = ProcessUsage::now();
+    let rss_before = current_rss_bytes();
     let lag = tokio::spawn(super::loop_lag::measure(mon_stop.clone()));
     let outcome = load_point::run(lp, clock, writer.sender(), interrupt).await;
     let wall_s = clock.now_ns() as f64 / 1e9;
@@ -175,6 +180,9 @@ pub async fn run_cell(
     let _ = mon_stop_tx.send(true);
     let lag = lag.await.ok().flatten();
     let records = writer.finish()?;
+    let rss_growth = current_rss_bytes()
+        .zip(rss_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let window = c.window_s.map(|(s, e)| Window {
         start_ns: (s * 1e9) as u64,
         end_ns: (e * 1e9) as u64,
@@ -194,6 +202,10 @@ pub async fn run_cell(
         loop_lag_p99_ms: lag.as_ref().map(|d| d.p99),
         loop_lag_max_ms: lag.as_ref().map(|d| d.max),
         pacer_realtime: outcome.pacer_realtime,
+        rss_growth_bytes: rss_growth,
+        rss_growth_per_request_bytes: rss_growth
+            .filter(|_| !records.is_empty())
+            .map(|g| g as f64 / records.len() as f64),
     };
     let mut warnings = validity_warnings(&s, &records, outcome.interrupted, c.exact_tokenizer);
     if let Some(l) = client.loop_lag_p99_ms

@@ -48,3 +48,24 @@ impl ProcessUsage {
         }
     }
 }
+
+/// The process's resident memory now (`VmRSS`), where /proc has it.
+pub fn current_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn resident_memory_grows_with_what_we_hold() {
+        let before = super::current_rss_bytes().expect("VmRSS");
+        let held = vec![1u8; 64 << 20];
+        let after = super::current_rss_bytes().expect("VmRSS");
+        assert!(after >= before + (60 << 20), "{before} -> {after}");
+        drop(held);
+    }
+}

@@ -77,6 +77,7 @@ fn each_fault_is_recorded_with_its_kind_and_message() {
     assert_eq!(by_kind["http_status"], 4);
     assert_eq!(by_kind["timeout"], 2);
     assert!(r.stdout.contains("Errors by kind:"));
+    assert!(r.stdout.contains("Client CPU / memory gained:"));
     assert!(r.stdout.contains("timeout 2"));
 }
 
