@@ -44,6 +44,17 @@ pub struct CellVerdicts {
     pub verdicts: Vec<Verdict>,
 }
 
+impl CellVerdicts {
+    /// Every verdict of the cell in words, `; `-separated (empty when there is none).
+    pub fn describe_all(&self) -> String {
+        self.verdicts
+            .iter()
+            .map(Verdict::describe)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 pub const ERROR_RATE: f64 = 0.01;
 pub const SEND_LAG_MS: f64 = 10.0;
 pub const CPU_SHARE: f64 = 0.9;

@@ -367,16 +367,7 @@ pub fn build(
         .verdicts
         .iter()
         .filter(|v| !v.verdicts.is_empty())
-        .map(|v| {
-            vec![
-                v.cell.clone(),
-                v.verdicts
-                    .iter()
-                    .map(|x| x.describe())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ]
-        })
+        .map(|v| vec![v.cell.clone(), v.describe_all()])
         .collect();
     sections.push(Section {
         title: "Verdicts".into(),

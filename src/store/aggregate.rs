@@ -441,16 +441,7 @@ pub fn write_all(dir: &Path) -> Result<(Aggregated, crate::analysis::Analysis)> 
     let verdicts: BTreeMap<String, String> = analysis
         .verdicts
         .iter()
-        .map(|v| {
-            (
-                v.cell.clone(),
-                v.verdicts
-                    .iter()
-                    .map(|x| x.describe())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })
+        .map(|v| (v.cell.clone(), v.describe_all()))
         .collect();
     parquet::write(&dir.join("runs.parquet"), &runs_table(&a, &verdicts))?;
     parquet::write(&dir.join("timeseries.parquet"), &timeseries_table(dir, &a)?)?;
