@@ -89,7 +89,8 @@ pub async fn run(
         }
     };
     let closed = lp.closed_loop;
-    let mut pacer = Pacer::start(clock, lp.schedule.clone(), arrive_tx, release);
+    // a closed loop has no schedule to keep (its channel's sender is dropped unused)
+    let mut pacer = (!closed).then(|| Pacer::start(clock, lp.schedule.clone(), arrive_tx, release));
     let planned_s = match (closed, lp.send_until) {
         (true, Some(d)) => d.as_secs_f64(),
         _ => lp.schedule.last().copied().unwrap_or(0) as f64 / 1e9,
@@ -152,8 +153,10 @@ pub async fn run(
             }
         }
     }
-    let pacer_realtime = pacer.realtime();
-    pacer.stop();
+    let pacer_realtime = pacer.as_ref().is_some_and(Pacer::realtime);
+    if let Some(p) = pacer.as_mut() {
+        p.stop();
+    }
     // Arrivals the pacer sent itself are in flight even if we stopped before taking them;
     // the ones it only released, and the rest of the schedule, are not sent.
     while let Ok(Released { i, sent }) = arrive_rx.try_recv() {
