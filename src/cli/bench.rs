@@ -319,11 +319,11 @@ async fn run_async(
             percentiles: &plan.percentiles,
             configured_rate: rate,
             warnings: &r.warnings,
-            client: Some((
-                r.client.cpu_share_of_threads,
-                r.client.rss_growth_bytes,
-                r.client.rss_growth_per_request_bytes,
-            )),
+            client: Some(crate::report::table::ClientLine {
+                cpu_share: r.client.cpu_share_of_threads,
+                rss_growth_bytes: r.client.rss_growth_bytes,
+                rss_per_request_bytes: r.client.rss_growth_per_request_bytes,
+            }),
         },
     )?;
     drop(stdout);

@@ -12,9 +12,17 @@ pub struct TableSpec<'a> {
     pub percentiles: &'a [f64],
     pub configured_rate: f64,
     pub warnings: &'a [String],
-    /// The client's CPU share of its threads, and resident memory gained over the run
-    /// (bytes, and per request: fixed costs dominate a short run's figure).
-    pub client: Option<(f64, Option<u64>, Option<f64>)>,
+    pub client: Option<ClientLine>,
+}
+
+/// What the client itself used, for the line under the errors.
+pub struct ClientLine {
+    /// CPU seconds per second per client thread.
+    pub cpu_share: f64,
+    /// Resident memory gained over the run, and that per request (fixed costs dominate a
+    /// short run's figure).
+    pub rss_growth_bytes: Option<u64>,
+    pub rss_per_request_bytes: Option<f64>,
 }
 
 fn line(w: &mut impl Write, label: &str, value: impl std::fmt::Display) -> io::Result<()> {
@@ -130,14 +138,14 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
             .collect();
         line(w, "Errors by kind:", kinds.join(", "))?;
     }
-    if let Some((cpu, growth, per_request)) = spec.client {
+    if let Some(c) = &spec.client {
         line(
             w,
             "Client CPU / memory gained:",
             format!(
                 "{:.0}% / {}",
-                cpu * 100.0,
-                match (growth, per_request) {
+                c.cpu_share * 100.0,
+                match (c.rss_growth_bytes, c.rss_per_request_bytes) {
                     (Some(g), Some(b)) =>
                         format!("{:.1} MB ({b:.0} B per request)", g as f64 / 1e6),
                     _ => "-".into(),
