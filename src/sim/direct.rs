@@ -88,8 +88,7 @@ impl Consumer {
                 d.end(End::Gone);
                 self.gone = true;
             } else if self.finished {
-                let rest = std::mem::take(&mut d.unsent);
-                d.end(End::Finished(rest));
+                d.finish();
             }
         }
         match (self.gone, self.finished) {
@@ -103,23 +102,19 @@ impl Consumer {
 /// How a directly streamed response ended, as told to its HTTP task.
 #[derive(Debug)]
 pub enum End {
-    /// All chunks are formatted; these bytes the socket did not take yet (the client read
-    /// slower than we wrote), and the task writes them before reading the next request.
-    Finished(Vec<u8>),
+    /// All chunks are formatted. `rest`: bytes the socket did not take yet (the client read
+    /// slower than we wrote), which the task writes before reading the next request; `sock`:
+    /// the duplicate descriptor, back for the connection's next streamed response.
+    Finished { rest: Vec<u8>, sock: TcpStream },
     /// Writing failed: the client closed or reset the connection.
     Gone,
 }
 
 /// One streamed response owned by the engine thread.
 pub struct DirectStream {
-    sock: TcpStream,
-    api: Api,
-    sse_id: String,
-    created: u64,
-    model: Arc<str>,
-    request_id: u64,
-    prompt_tokens: u32,
-    include_usage: bool,
+    /// `None` once handed back at the end.
+    sock: Option<TcpStream>,
+    spec: DirectSpec,
     /// Bytes formatted but not yet accepted by the socket.
     unsent: Vec<u8>,
     done: Option<oneshot::Sender<End>>,
@@ -141,37 +136,32 @@ impl DirectStream {
     /// must not write to the connection until `done` fires.
     pub fn new(sock: TcpStream, spec: DirectSpec, done: oneshot::Sender<End>) -> Self {
         Self {
-            sock,
-            api: spec.api,
-            sse_id: spec.sse_id,
-            created: spec.created,
-            model: spec.model,
-            request_id: spec.request_id,
-            prompt_tokens: spec.prompt_tokens,
-            include_usage: spec.include_usage,
+            sock: Some(sock),
+            spec,
             unsent: Vec::with_capacity(512),
             done: Some(done),
         }
     }
 
     fn format(&mut self, t: TokenOut) {
+        let spec = &self.spec;
         let s = Stream {
-            api: self.api,
-            id: &self.sse_id,
-            created: self.created,
-            model: &self.model,
+            api: spec.api,
+            id: &spec.sse_id,
+            created: spec.created,
+            model: &spec.model,
         };
-        if self.api == Api::Chat && t.index == 0 {
+        if spec.api == Api::Chat && t.index == 0 {
             s.role_chunk(&mut self.unsent);
         }
         s.token_chunk(
             &mut self.unsent,
-            wire::token_text(self.request_id, t.index),
+            wire::token_text(spec.request_id, t.index),
             t.finish,
         );
         if t.finish.is_some() {
-            if self.include_usage {
-                s.usage_chunk(&mut self.unsent, self.prompt_tokens, t.index + 1);
+            if spec.include_usage {
+                s.usage_chunk(&mut self.unsent, spec.prompt_tokens, t.index + 1);
             }
             Stream::done(&mut self.unsent);
         }
@@ -184,7 +174,10 @@ impl DirectStream {
             if at == self.unsent.len() {
                 break true;
             }
-            match (&self.sock).write(&self.unsent[at..]) {
+            let Some(sock) = &self.sock else {
+                break false;
+            };
+            match (&*sock).write(&self.unsent[at..]) {
                 Ok(0) => break false,
                 Ok(n) => at += n,
                 // the client's receive buffer is full: keep the rest for the next token
@@ -195,6 +188,14 @@ impl DirectStream {
         };
         self.unsent.drain(..at);
         ok
+    }
+
+    /// The response is complete: hand back what is left and the descriptor.
+    fn finish(&mut self) {
+        if let Some(sock) = self.sock.take() {
+            let rest = std::mem::take(&mut self.unsent);
+            self.end(End::Finished { rest, sock });
+        }
     }
 
     fn end(&mut self, how: End) {
@@ -261,10 +262,12 @@ mod tests {
             assert!(d.push(tok(1, None)));
             assert!(!d.push(tok(2, Some("length"))));
             assert_eq!(d.flush(), Delivered::Finished);
-            let Ok(End::Finished(rest)) = rx.try_recv() else {
+            let Ok(End::Finished { rest, sock }) = rx.try_recv() else {
                 panic!("not finished")
             };
             assert!(rest.is_empty());
+            // the descriptor comes back, still the connection's
+            drop(sock);
             drop(d);
             let mut got = Vec::new();
             client.read_to_end(&mut got).unwrap();
@@ -302,7 +305,7 @@ mod tests {
             assert!(i < 1_000_000, "socket never filled");
         }
         assert_eq!(deliver(&mut d, tok(i, Some("length"))), Delivered::Finished);
-        let Ok(End::Finished(rest)) = rx.try_recv() else {
+        let Ok(End::Finished { rest, .. }) = rx.try_recv() else {
             panic!("not finished")
         };
         assert!(rest.ends_with(b"data: [DONE]\n\n\r\n0\r\n\r\n"));

@@ -7,6 +7,7 @@ use std::time::Duration;
 use vllm_loadtest::client::chunk::{Payload, classify};
 use vllm_loadtest::client::get;
 use vllm_loadtest::client::sse::SseDecoder;
+use vllm_loadtest::http::chunked::ChunkedDecoder;
 use vllm_loadtest::prom;
 use vllm_loadtest::sim::background::{SimHandle, start_with};
 use vllm_loadtest::sim::faults::{Fault, Faults};
@@ -396,4 +397,70 @@ fn a_client_that_hangs_up_mid_stream_is_aborted() {
         Some(r#"{"model":"sim-llama","prompt":"hi","max_tokens":3,"stream":true}"#),
     );
     assert_eq!(st, 200);
+}
+
+/// With 5 ms steps, each token leaves in its own write one step after the last: the engine
+/// thread's writes neither batch tokens of several steps nor stretch the steps. And a second
+/// streamed response on the same connection works (the descriptor the engine writes on is
+/// handed back between responses).
+#[test]
+fn streamed_tokens_leave_one_per_step_on_a_kept_alive_connection() {
+    use std::io::{Read, Write};
+    let _serial = serial();
+    let mut p = Profile::named("zero").unwrap();
+    p.c0_s = 0.005;
+    let h = sim(p, 1, Faults::none());
+    let body =
+        r#"{"model":"sim-llama","prompt":"hi","max_tokens":20,"ignore_eos":true,"stream":true}"#;
+    let mut s = std::net::TcpStream::connect(h.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_nodelay(true).unwrap();
+    for _ in 0..2 {
+        write!(
+            s,
+            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        // arrival time of each content event, taken at the read that delivered it
+        let mut times = Vec::new();
+        let (mut chunked, mut sse) = (ChunkedDecoder::new(), SseDecoder::new());
+        let mut buf = [0u8; 4096];
+        let mut head = Vec::new();
+        while !chunked.is_done() {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed");
+            let t = std::time::Instant::now();
+            let mut body = &buf[..n];
+            if head.windows(4).all(|w| w != b"\r\n\r\n") {
+                // the response head comes first, in the first read or two
+                let old = head.len();
+                head.extend_from_slice(body);
+                let Some(at) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                body = &body[at + 4 - old..];
+            }
+            chunked
+                .decode(body, |payload| {
+                    sse.feed(payload, |ev| {
+                        if matches!(classify(ev.data), Ok(Payload::Chunk(c)) if c.content) {
+                            times.push(t);
+                        }
+                    })
+                })
+                .unwrap();
+        }
+        assert_eq!(times.len(), 20);
+        let mut gaps: Vec<f64> = times
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3)
+            .collect();
+        gaps.sort_by(f64::total_cmp);
+        let median = gaps[gaps.len() / 2];
+        assert!(
+            (median - 5.0).abs() < 1.5,
+            "median gap {median:.2} ms between tokens, want one 5 ms step: {gaps:?}"
+        );
+    }
 }
