@@ -102,18 +102,16 @@ impl Consumer {
 /// How a directly streamed response ended, as told to its HTTP task.
 #[derive(Debug)]
 pub enum End {
-    /// All chunks are formatted. `rest`: bytes the socket did not take yet (the client read
-    /// slower than we wrote), which the task writes before reading the next request; `sock`:
-    /// the duplicate descriptor, back for the connection's next streamed response.
-    Finished { rest: Vec<u8>, sock: TcpStream },
+    /// All chunks are formatted; these bytes the socket did not take yet (the client read
+    /// slower than we wrote), and the task writes them before reading the next request.
+    Finished(Vec<u8>),
     /// Writing failed: the client closed or reset the connection.
     Gone,
 }
 
 /// One streamed response owned by the engine thread.
 pub struct DirectStream {
-    /// `None` once handed back at the end.
-    sock: Option<TcpStream>,
+    sock: TcpStream,
     spec: DirectSpec,
     /// Bytes formatted but not yet accepted by the socket.
     unsent: Vec<u8>,
@@ -136,7 +134,7 @@ impl DirectStream {
     /// must not write to the connection until `done` fires.
     pub fn new(sock: TcpStream, spec: DirectSpec, done: oneshot::Sender<End>) -> Self {
         Self {
-            sock: Some(sock),
+            sock,
             spec,
             unsent: Vec::with_capacity(512),
             done: Some(done),
@@ -174,10 +172,7 @@ impl DirectStream {
             if at == self.unsent.len() {
                 break true;
             }
-            let Some(sock) = &self.sock else {
-                break false;
-            };
-            match (&*sock).write(&self.unsent[at..]) {
+            match (&self.sock).write(&self.unsent[at..]) {
                 Ok(0) => break false,
                 Ok(n) => at += n,
                 // the client's receive buffer is full: keep the rest for the next token
@@ -190,12 +185,10 @@ impl DirectStream {
         ok
     }
 
-    /// The response is complete: hand back what is left and the descriptor.
+    /// The response is complete: hand back what the socket has not taken yet.
     fn finish(&mut self) {
-        if let Some(sock) = self.sock.take() {
-            let rest = std::mem::take(&mut self.unsent);
-            self.end(End::Finished { rest, sock });
-        }
+        let rest = std::mem::take(&mut self.unsent);
+        self.end(End::Finished(rest));
     }
 
     fn end(&mut self, how: End) {
@@ -262,12 +255,10 @@ mod tests {
             assert!(d.push(tok(1, None)));
             assert!(!d.push(tok(2, Some("length"))));
             assert_eq!(d.flush(), Delivered::Finished);
-            let Ok(End::Finished { rest, sock }) = rx.try_recv() else {
+            let Ok(End::Finished(rest)) = rx.try_recv() else {
                 panic!("not finished")
             };
             assert!(rest.is_empty());
-            // the descriptor comes back, still the connection's
-            drop(sock);
             drop(d);
             let mut got = Vec::new();
             client.read_to_end(&mut got).unwrap();
@@ -305,7 +296,7 @@ mod tests {
             assert!(i < 1_000_000, "socket never filled");
         }
         assert_eq!(deliver(&mut d, tok(i, Some("length"))), Delivered::Finished);
-        let Ok(End::Finished { rest, .. }) = rx.try_recv() else {
+        let Ok(End::Finished(rest)) = rx.try_recv() else {
             panic!("not finished")
         };
         assert!(rest.ends_with(b"data: [DONE]\n\n\r\n0\r\n\r\n"));

@@ -132,19 +132,7 @@ enum Next {
     Close,
 }
 
-/// What a connection keeps between its requests besides the socket.
-struct ConnCx {
-    shutdown: watch::Receiver<bool>,
-    /// A duplicate of the socket's descriptor for the engine thread's direct writes (see
-    /// `direct`), made at the first streamed response and handed back after each.
-    dup: Option<std::net::TcpStream>,
-}
-
-async fn connection(mut stream: TcpStream, state: Arc<State>, shutdown: watch::Receiver<bool>) {
-    let mut cx = ConnCx {
-        shutdown,
-        dup: None,
-    };
+async fn connection(mut stream: TcpStream, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     loop {
         // read one request head (+ body)
@@ -183,7 +171,7 @@ async fn connection(mut stream: TcpStream, state: Arc<State>, shutdown: watch::R
             let mut tmp = [0u8; 16 * 1024];
             let n = tokio::select! {
                 r = stream.read(&mut tmp) => match r { Ok(0) | Err(_) => return, Ok(n) => n },
-                _ = cx.shutdown.wait_for(|s| *s) => return,
+                _ = shutdown.wait_for(|s| *s) => return,
             };
             buf.extend_from_slice(&tmp[..n]);
         };
@@ -196,7 +184,17 @@ async fn connection(mut stream: TcpStream, state: Arc<State>, shutdown: watch::R
         }
         let body: Vec<u8> = buf[head_len..head_len + body_len].to_vec();
         buf.drain(..head_len + body_len);
-        let next = match route(&mut stream, &state, &method, &path, &body, pinned, &mut cx).await {
+        let next = match route(
+            &mut stream,
+            &state,
+            &method,
+            &path,
+            &body,
+            pinned,
+            &mut shutdown,
+        )
+        .await
+        {
             Ok(n) => n,
             Err(_) => Next::Close,
         };
@@ -224,7 +222,7 @@ async fn route(
     path: &str,
     body: &[u8],
     pinned: Option<usize>,
-    cx: &mut ConnCx,
+    shutdown: &mut watch::Receiver<bool>,
 ) -> std::io::Result<Next> {
     let path = path.split('?').next().unwrap_or(path);
     let json = "application/json";
@@ -259,10 +257,10 @@ async fn route(
         }
         ("POST", "/reset_prefix_cache") => write_response(stream, 200, json, b"").await?,
         ("POST", "/v1/completions") => {
-            return generate(stream, state, Api::Completions, body, pinned, cx).await;
+            return generate(stream, state, Api::Completions, body, pinned, shutdown).await;
         }
         ("POST", "/v1/chat/completions") => {
-            return generate(stream, state, Api::Chat, body, pinned, cx).await;
+            return generate(stream, state, Api::Chat, body, pinned, shutdown).await;
         }
         (
             _,
@@ -395,7 +393,7 @@ async fn generate(
     api: Api,
     body: &[u8],
     pinned: Option<usize>,
-    cx: &mut ConnCx,
+    shutdown: &mut watch::Receiver<bool>,
 ) -> std::io::Result<Next> {
     let arrival_ns = state.clock.now_ns();
     let p = match parse(state, api, body) {
@@ -450,7 +448,7 @@ async fn generate(
             loop {
                 tokio::select! {
                     r = stream.read(&mut tmp) => if matches!(r, Ok(0) | Err(_)) { return Ok(Next::Close) },
-                    _ = cx.shutdown.wait_for(|s| *s) => return Ok(Next::Close),
+                    _ = shutdown.wait_for(|s| *s) => return Ok(Next::Close),
                 }
             }
         }
@@ -496,10 +494,7 @@ async fn generate(
                 None,
             ))
             .await?;
-        let sock = match cx.dup.take() {
-            Some(d) => d,
-            None => std::net::TcpStream::from(stream.as_fd().try_clone_to_owned()?),
-        };
+        let sock = std::net::TcpStream::from(stream.as_fd().try_clone_to_owned()?);
         let (done_tx, done_rx) = oneshot::channel();
         let spec = DirectSpec {
             api,
@@ -514,10 +509,9 @@ async fn generate(
         state.engines[rank].submit(req, p.min_tokens, p.ignore_eos, to);
         return match tokio::select! {
             end = done_rx => end.ok(),
-            _ = cx.shutdown.wait_for(|s| *s) => None,
+            _ = shutdown.wait_for(|s| *s) => None,
         } {
-            Some(End::Finished { rest, sock }) => {
-                cx.dup = Some(sock);
+            Some(End::Finished(rest)) => {
                 stream.write_all(&rest).await?;
                 Ok(Next::KeepAlive)
             }
@@ -537,7 +531,7 @@ async fn generate(
     if !p.stream {
         let mut text = String::new();
         let mut finish = "length";
-        while let Some(t) = recv(&mut rx, &mut cx.shutdown).await {
+        while let Some(t) = recv(&mut rx, shutdown).await {
             text.push_str(wire::token_text(id, t.index));
             if let Some(f) = t.finish {
                 finish = f;
@@ -557,7 +551,7 @@ async fn generate(
         .await?;
     let mut out = Vec::with_capacity(4096);
     let mut finished = false;
-    while let Some(first) = recv(&mut rx, &mut cx.shutdown).await {
+    while let Some(first) = recv(&mut rx, shutdown).await {
         out.clear();
         let mut next = Some(first);
         while let Some(t) = next {
