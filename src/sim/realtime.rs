@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-/// Tokens are flushed to clients at least this often: every step when steps are longer,
-/// every few steps when they are shorter (the `zero` profile), so a step that takes no
-/// time does not cost a write per stream (real steps take milliseconds).
+/// Tokens are flushed to clients at most this often: every step when steps are longer (real
+/// steps take milliseconds), every few steps when a profile's steps are shorter, so a tiny
+/// step does not cost a write per stream. (Steps of zero time are bursts, below.)
 const FLUSH_EVERY_NS: u64 = 100_000;
 
 /// Steps that take no time run back to back under the engine lock for up to this long, then
@@ -154,10 +154,13 @@ fn run(shared: Arc<Shared>, clock: Clock) {
             step = core.engine.begin_step(start);
         }
         if step.is_none() && outs.is_empty() {
-            let _unused = shared
-                .wake
-                .wait_timeout(core, Duration::from_millis(50))
-                .expect("engine lock");
+            // nothing to do: sleep until a request arrives (or check `stop` again)
+            drop(
+                shared
+                    .wake
+                    .wait_timeout(core, Duration::from_millis(50))
+                    .expect("engine lock"),
+            );
             continue;
         }
         drop(core);
