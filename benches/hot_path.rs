@@ -78,7 +78,7 @@ fn main() {
             t_send_ns: i * 1_000_000 + 50_000,
             t_end_ns: i * 1_000_000 + 700_000_000,
             connect_ns: None,
-            content_event_offsets_ns: (0..64)
+            content_events: (0..64)
                 .map(|k| 40_000_000 + k * 10_000_000 + (i * 7919 + k * 104_729) % 1_000_000)
                 .collect(),
             input_tokens: 512,
@@ -91,7 +91,7 @@ fn main() {
         })
         .collect();
     let t = Instant::now();
-    let s = summary::summarize(&records, 0, None, 1000.0, &[]);
+    let s = summary::summarize_records(&records, 0, None, 1000.0, &[]);
     println!(
         "summarize 1M records (64 events each, {} ITL samples): {:.2} s",
         s.latencies.itl_ms.as_ref().map_or(0, |d| d.count),
@@ -108,5 +108,29 @@ fn main() {
         "record to JSON: {:.2} µs/record ({} bytes per record)",
         secs / 100_000.0 * 1e6,
         n / 100_000
+    );
+    // The figures that need every event stream `requests.jsonl` back (twice for exact ITL
+    // percentiles), so its parsing speed bounds how long a cell's summary takes.
+    let path = std::env::temp_dir().join(format!("hot_path_{}.jsonl", std::process::id()));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    for r in records.iter().take(100_000) {
+        serde_json::to_writer(&mut out, r).unwrap();
+        std::io::Write::write_all(&mut out, b"\n").unwrap();
+    }
+    drop(out);
+    let (secs, n) = best_of(|| {
+        let mut events = 0u64;
+        vllm_loadtest::store::jsonl::for_each(&path, |r| {
+            events += black_box(r.content_events.len()) as u64;
+            Ok(())
+        })
+        .unwrap();
+        events
+    });
+    let _ = std::fs::remove_file(&path);
+    println!(
+        "requests.jsonl read back: {:.2} µs/record, {:.1} M events/s",
+        secs / 100_000.0 * 1e6,
+        n as f64 / secs / 1e6
     );
 }

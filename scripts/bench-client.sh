@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Whole-process client benchmark: the `zero` simulator pinned to one core, `bench` pinned to
 # the other, a sweep of request rates. Prints, per rate: achieved throughput, TTFT p50/p99,
-# send lag p99, client CPU share and peak RSS. Loopback only; every process it starts it stops.
+# send lag p99, client CPU share, peak RSS and memory gained per request sent. Loopback only; every process it starts it stops.
 #
 # Usage: scripts/bench-client.sh [RATES...]    (default: 500 1000 2000 3000 4000 5000)
 # Env:   DURATION=5  OUT_LEN=64  IN_LEN=32  PORT=18765  BIN=target/release/vllm-loadtest
@@ -25,7 +25,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-printf '%-8s %-10s %-10s %-10s %-12s %-9s %-9s %s\n' rate achieved ttft_p50 ttft_p99 sendlag_p99 cpu% rss_MB pacer_rt
+printf '%-8s %-10s %-10s %-10s %-12s %-9s %-9s %-10s %s\n' rate achieved ttft_p50 ttft_p99 sendlag_p99 cpu% rss_MB B/request pacer_rt
 for r in "${RATES[@]}"; do
   out="$WORK/r$r"
   taskset -c 0 "$BIN" bench --base-url "http://127.0.0.1:$PORT" --model m \
@@ -38,6 +38,6 @@ o = s["vllm_loadtest"]
 l = o["summary"]["latencies"]
 c = o["client"]
 q = l["queue_delay_ms"]["p99"] if l.get("queue_delay_ms") else float("nan")
-print(f'{sys.argv[2]:<8} {s["request_throughput"]:<10.1f} {s["median_ttft_ms"]:<10.3f} {s["p99_ttft_ms"]:<10.3f} {q:<12.3f} {100*c["cpu_share_of_threads"]:<9.0f} {c["max_rss_bytes"]/1e6:<9.1f} {c.get("pacer_realtime")}')
+print(f'{sys.argv[2]:<8} {s["request_throughput"]:<10.1f} {s["median_ttft_ms"]:<10.3f} {s["p99_ttft_ms"]:<10.3f} {q:<12.3f} {100*c["cpu_share_of_threads"]:<9.0f} {c["max_rss_bytes"]/1e6:<9.1f} {c.get("rss_growth_per_request_bytes") or float("nan"):<10.0f} {c.get("pacer_realtime")}')
 PY
 done

@@ -3,6 +3,12 @@
 //!
 //! Times are nanoseconds on the run's monotonic clock (`crate::clock`), relative to the run's
 //! start. Content event times are kept as offsets from `t_send_ns` to halve their size.
+//!
+//! A record comes in two shapes that share every field but the content events: as written
+//! to `requests.jsonl` (every event's offset, [`RequestRecord`]) and as kept in memory while
+//! a run goes on ([`CompactRecord`]: first, last and count only), so the client's memory
+//! grows with the number of requests, not with the number of tokens. Figures that need every
+//! event (ITL, tokens per second, `events.parquet`) stream them back from the file.
 
 use serde::{Deserialize, Serialize};
 
@@ -72,9 +78,53 @@ pub struct RequestError {
     pub message: String,
 }
 
-/// One request, from intention to end.
+/// The content events of a request as kept in memory: how many, and the first and last
+/// offsets from the send (both 0 when there were none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventSpan {
+    pub count: u32,
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
+/// What the per-request figures need of a record's content events.
+pub trait ContentEvents {
+    fn count(&self) -> usize;
+    fn first_ns(&self) -> Option<u64>;
+    fn last_ns(&self) -> Option<u64>;
+}
+
+impl ContentEvents for Vec<u64> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn first_ns(&self) -> Option<u64> {
+        self.first().copied()
+    }
+    fn last_ns(&self) -> Option<u64> {
+        self.last().copied()
+    }
+}
+
+impl ContentEvents for EventSpan {
+    fn count(&self) -> usize {
+        self.count as usize
+    }
+    fn first_ns(&self) -> Option<u64> {
+        (self.count > 0).then_some(self.first_ns)
+    }
+    fn last_ns(&self) -> Option<u64> {
+        (self.count > 0).then_some(self.last_ns)
+    }
+}
+
+/// A record as kept in memory during a run: every field, the events summarised.
+pub type CompactRecord = RequestRecord<EventSpan>;
+
+/// One request, from intention to end. `E` is how its content events are held: every
+/// offset (`Vec<u64>`, the default and the on-disk form) or an [`EventSpan`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RequestRecord {
+pub struct RequestRecord<E = Vec<u64>> {
     /// Index in the workload (0-based), also the order of intended send times.
     pub id: u64,
     /// When the schedule said to send it.
@@ -87,7 +137,8 @@ pub struct RequestRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_ns: Option<u64>,
     /// Arrival of each content-bearing event, as an offset from `t_send_ns`.
-    pub content_event_offsets_ns: Vec<u64>,
+    #[serde(rename = "content_event_offsets_ns")]
+    pub content_events: E,
     /// Prompt tokens as the workload built them.
     pub input_tokens: u32,
     /// Prompt tokens as the server counted them (`usage.prompt_tokens`).
@@ -106,6 +157,37 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
+    /// The in-memory form: the same record with its events reduced to first, last, count.
+    pub fn compact(&self) -> CompactRecord {
+        let ev = &self.content_events;
+        RequestRecord {
+            id: self.id,
+            t_intended_ns: self.t_intended_ns,
+            t_send_ns: self.t_send_ns,
+            t_end_ns: self.t_end_ns,
+            connect_ns: self.connect_ns,
+            content_events: EventSpan {
+                count: u32::try_from(ev.len()).unwrap_or(u32::MAX),
+                first_ns: ev.first().copied().unwrap_or(0),
+                last_ns: ev.last().copied().unwrap_or(0),
+            },
+            input_tokens: self.input_tokens,
+            server_prompt_tokens: self.server_prompt_tokens,
+            max_tokens: self.max_tokens,
+            output_tokens: self.output_tokens,
+            output_tokens_source: self.output_tokens_source,
+            finish_reason: self.finish_reason.clone(),
+            error: self.error.clone(),
+        }
+    }
+
+    /// Gaps between consecutive content events, in arrival order.
+    pub fn itls_ns(&self) -> impl Iterator<Item = u64> + '_ {
+        self.content_events.windows(2).map(|w| w[1] - w[0])
+    }
+}
+
+impl<E: ContentEvents> RequestRecord<E> {
     pub fn is_ok(&self) -> bool {
         self.error.is_none()
     }
@@ -120,12 +202,17 @@ impl RequestRecord {
 
     /// Time to first content event, from the send.
     pub fn ttft_ns(&self) -> Option<u64> {
-        self.content_event_offsets_ns.first().copied()
+        self.content_events.first_ns()
     }
 
     /// Send to last content event (the usage chunk and `[DONE]` excluded).
     pub fn e2e_ns(&self) -> Option<u64> {
-        self.content_event_offsets_ns.last().copied()
+        self.content_events.last_ns()
+    }
+
+    /// Content-bearing events received.
+    pub fn content_event_count(&self) -> usize {
+        self.content_events.count()
     }
 
     /// vLLM's TPOT: (e2e − ttft) / (output_tokens − 1), when more than one token came.
@@ -135,12 +222,5 @@ impl RequestRecord {
         }
         let (first, last) = (self.ttft_ns()?, self.e2e_ns()?);
         Some((last - first) as f64 / (self.output_tokens - 1) as f64)
-    }
-
-    /// Gaps between consecutive content events, in arrival order.
-    pub fn itls_ns(&self) -> impl Iterator<Item = u64> + '_ {
-        self.content_event_offsets_ns
-            .windows(2)
-            .map(|w| w[1] - w[0])
     }
 }

@@ -302,6 +302,7 @@ async fn run_async(
         closed_loop,
         window_s: plan.window,
         slos: &plan.slos,
+        percentiles: &plan.percentiles,
         quiet: a.quiet,
         label: String::new(),
         client_threads: a.client_threads,
@@ -393,7 +394,7 @@ fn write_summary(
         "client": r.client,
         "warnings": r.warnings,
     });
-    let full = summary_json::build(&info, &r.summary, &pct, &r.records, false, ours.clone());
+    let full = summary_json::build(&info, &r.summary, &pct, None, ours.clone());
     std::fs::write(
         out_dir.join("summary.json"),
         serde_json::to_vec_pretty(&full)?,
@@ -414,7 +415,14 @@ fn write_summary(
         });
         std::fs::create_dir_all(&a.result_dir)?;
         let path = a.result_dir.join(name);
-        let v = summary_json::build(&info, &r.summary, &pct, &r.records, a.save_detailed, ours);
+        // vLLM's per-request lists, ITLs included: per-token output that was asked for,
+        // read back from the cell's raw records
+        let full_records = if a.save_detailed {
+            Some(store::jsonl::read(&out_dir.join("requests.jsonl"))?.0)
+        } else {
+            None
+        };
+        let v = summary_json::build(&info, &r.summary, &pct, full_records.as_deref(), ours);
         std::fs::write(&path, serde_json::to_vec_pretty(&v)?)
             .with_context(|| format!("cannot write `{}`", path.display()))?;
         eprintln!("saved vLLM-format result: {}", path.display());

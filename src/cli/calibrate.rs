@@ -157,6 +157,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             closed_loop: false,
             window_s: None,
             slos: &[],
+            percentiles: &[],
             quiet: true,
             label: String::new(),
             client_threads: a.client_threads,

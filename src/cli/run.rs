@@ -485,6 +485,7 @@ async fn run_one(
         closed_loop: arrivals::is_closed_loop(arrival, stop),
         window_s,
         slos: &slos,
+        percentiles: &[],
         quiet: a.quiet,
         label: format!(
             "cell {}/{} {}: ",
@@ -563,7 +564,7 @@ fn write_cell_summary(
         "monitors": r.monitors,
         "warnings": r.warnings,
     });
-    let v = summary_json::build(&info, &r.summary, &pct, &r.records, false, ours);
+    let v = summary_json::build(&info, &r.summary, &pct, None, ours);
     std::fs::write(cdir.join("summary.json"), serde_json::to_vec_pretty(&v)?)?;
     Ok(())
 }

@@ -153,7 +153,7 @@ pub async fn execute(
         t_send_ns: p.t_send_ns,
         t_end_ns: t_end_ns.max(p.t_send_ns),
         connect_ns: p.connect_ns,
-        content_event_offsets_ns: p.offsets,
+        content_events: p.offsets,
         input_tokens: spec.input_tokens,
         server_prompt_tokens: p.usage_prompt,
         max_tokens: spec.max_tokens,

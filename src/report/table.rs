@@ -189,7 +189,8 @@ fn dist_lines(
         line(
             w,
             &format!("P{label} {name} (ms):"),
-            format!("{:.2}", d.percentile(p)),
+            d.percentile(p)
+                .map_or_else(|| "n/a (not computed)".into(), |v| format!("{v:.2}")),
         )?;
     }
     Ok(())

@@ -8,9 +8,10 @@ use super::usage::{ProcessUsage, current_rss_bytes};
 use crate::client::{BaseUrl, Pool, RequestSpec, Timeouts};
 use crate::clock::Clock;
 use crate::monitor;
-use crate::record::RequestRecord;
-use crate::store::{self, jsonl::JsonlWriter};
-use crate::summary::{self, RunSummary, Window, goodput::Slo};
+use crate::record::CompactRecord;
+use crate::store::requests_table::{EVENT_ROWS_PER_GROUP, EventsWriter};
+use crate::store::{self, jsonl, jsonl::JsonlWriter};
+use crate::summary::{self, RunSummary, Scope, Window, goodput::Slo};
 use crate::workload::Prompt;
 use crate::workload::body::{self, BodyOptions};
 use anyhow::Result;
@@ -45,6 +46,8 @@ pub struct CellSpec<'a> {
     /// Measurement window in seconds from the start; `None`: the whole run.
     pub window_s: Option<(f64, f64)>,
     pub slos: &'a [Slo],
+    /// Percentiles reported beyond the standard ones (`--metric-percentiles`).
+    pub percentiles: &'a [f64],
     pub quiet: bool,
     pub label: String,
     pub client_threads: usize,
@@ -93,7 +96,8 @@ pub struct MonitorReport {
 
 pub struct CellResult {
     pub summary: RunSummary,
-    pub records: Vec<RequestRecord>,
+    /// Compact: the content events are in the cell's `requests.jsonl`.
+    pub records: Vec<CompactRecord>,
     pub interrupted: bool,
     pub client: ClientUsage,
     pub monitors: Option<MonitorReport>,
@@ -183,11 +187,52 @@ pub async fn run_cell(
     let rss_growth = current_rss_bytes()
         .zip(rss_before)
         .map(|(after, before)| after.saturating_sub(before));
-    let window = c.window_s.map(|(s, e)| Window {
-        start_ns: (s * 1e9) as u64,
-        end_ns: (e * 1e9) as u64,
-    });
-    let s = summary::summarize(&records, outcome.not_sent, window, c.arrival.rate(), c.slos);
+    let window = c.window_s.map_or_else(
+        || summary::whole_run(&records),
+        |(s, e)| Window {
+            start_ns: (s * 1e9) as u64,
+            end_ns: (e * 1e9) as u64,
+        },
+    );
+    // The figures that need every content event stream them back from the file, and
+    // `events.parquet` is written on the first of those passes.
+    let raw = out_dir.join("requests.jsonl");
+    let mut events_out = Some(EventsWriter::create(
+        &out_dir.join("events.parquet"),
+        EVENT_ROWS_PER_GROUP,
+    )?);
+    let mut first_pass = true;
+    let events = summary::event_figures(
+        |f| {
+            let out = if first_pass {
+                events_out.as_mut()
+            } else {
+                None
+            };
+            first_pass = false;
+            let mut out = out;
+            jsonl::for_each(&raw, |r| {
+                if let Some(w) = out.as_deref_mut() {
+                    w.push(&r)?;
+                }
+                f(&r);
+                Ok(())
+            })
+            .map(drop)
+        },
+        window,
+        c.percentiles,
+    )?;
+    if let Some(w) = events_out.take() {
+        w.finish()?;
+    }
+    let scope = Scope {
+        window,
+        offered_rate: c.arrival.rate(),
+        slos: c.slos,
+        percentiles: c.percentiles,
+    };
+    let s = summary::summarize(&records, events, outcome.not_sent, scope);
     summary::check_accounting(&s).map_err(anyhow::Error::msg)?;
     let cpu_share = usage.cpu_s() / wall_s.max(1e-9) / c.client_threads as f64;
     let client = ClientUsage {
@@ -250,10 +295,6 @@ pub async fn run_cell(
         &out_dir.join("requests.parquet"),
         &store::requests_table::requests(&records, s.window),
     )?;
-    store::parquet::write(
-        &out_dir.join("events.parquet"),
-        &store::requests_table::events(&records),
-    )?;
     let mut monitors = None;
     if let Some(h) = scraper {
         let scraped = h.await.unwrap_or_default();
@@ -308,7 +349,7 @@ pub async fn run_cell(
 /// Reasons a figure of this cell should not be trusted as it stands.
 fn validity_warnings(
     s: &RunSummary,
-    records: &[RequestRecord],
+    records: &[CompactRecord],
     interrupted: bool,
     exact_tokenizer: bool,
 ) -> Vec<String> {

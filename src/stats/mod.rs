@@ -7,34 +7,46 @@
 //! `vllm bench serve` uses, so our figures can be cross-checked against vLLM's to the last
 //! digit. The standard deviation is the population one (`ddof = 0`), as `numpy.std`.
 
+pub mod exact;
+
 use serde::Serialize;
 
 /// The percentiles every distribution reports, besides any the user asks for.
 pub const STANDARD_PERCENTILES: [f64; 5] = [50.0, 90.0, 95.0, 99.0, 99.9];
 
-/// Quantile `p` (0..=100) of an ascending slice, numpy `linear` method. `None` when empty.
-pub fn percentile_sorted(sorted: &[f64], p: f64) -> Option<f64> {
-    let n = sorted.len();
-    if n == 0 {
-        return None;
-    }
+/// Where quantile `p` falls in a sorted sample of `n` (n > 0): the two ranks numpy's
+/// `linear` method interpolates between, and the weight of the upper one.
+pub(crate) fn quantile_ranks(n: usize, p: f64) -> (usize, usize, f64) {
     let p = p.clamp(0.0, 100.0);
     let h = (n - 1) as f64 * p / 100.0;
     let lo = h.floor() as usize;
     let hi = (lo + 1).min(n - 1);
-    let frac = h - lo as f64;
-    // numpy's `_lerp`: a + (b-a)·t, switched to b - (b-a)·(1-t) for t ≥ 0.5 so the result
-    // is exact at both ends; needed to agree with vLLM's figures to the last bit.
-    let (a, b) = (sorted[lo], sorted[hi]);
+    (lo, hi, h - lo as f64)
+}
+
+/// numpy's `_lerp`: a + (b-a)·t, switched to b - (b-a)·(1-t) for t ≥ 0.5 so the result is
+/// exact at both ends; needed to agree with vLLM's figures to the last bit.
+pub(crate) fn lerp(a: f64, b: f64, frac: f64) -> f64 {
     let diff = b - a;
-    Some(if frac >= 0.5 {
+    if frac >= 0.5 {
         b - diff * (1.0 - frac)
     } else {
         a + diff * frac
-    })
+    }
 }
 
-/// Mean, population standard deviation, extremes and percentiles of a sample.
+/// Quantile `p` (0..=100) of an ascending slice, numpy `linear` method. `None` when empty.
+pub fn percentile_sorted(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let (lo, hi, frac) = quantile_ranks(sorted.len(), p);
+    Some(lerp(sorted[lo], sorted[hi], frac))
+}
+
+/// Mean, population standard deviation, extremes and percentiles of a sample. It keeps
+/// the figures, not the sample: percentiles other than the standard ones are those asked
+/// for when it was built.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Distribution {
     pub count: usize,
@@ -47,15 +59,21 @@ pub struct Distribution {
     pub p99: f64,
     pub p999: f64,
     pub max: f64,
-    /// The sample, ascending, so any other percentile can be asked for later.
+    /// Further percentiles asked for at construction, as (p, value).
     #[serde(skip)]
-    sorted: Vec<f64>,
+    pub(crate) extra: Vec<(f64, f64)>,
 }
 
 impl Distribution {
     /// Summarise `values` (any order; NaNs are a bug upstream and are dropped, counted out).
     /// `None` for an empty sample: a figure over nothing is not zero, it is absent.
-    pub fn from_values(mut values: Vec<f64>) -> Option<Self> {
+    pub fn from_values(values: Vec<f64>) -> Option<Self> {
+        Self::from_values_with(values, &[])
+    }
+
+    /// As [`Distribution::from_values`], also computing the percentiles `extra` (0..=100)
+    /// so [`Distribution::percentile`] can answer them.
+    pub fn from_values_with(mut values: Vec<f64>, extra: &[f64]) -> Option<Self> {
         values.retain(|v| !v.is_nan());
         if values.is_empty() {
             return None;
@@ -76,27 +94,27 @@ impl Distribution {
             p99: q(99.0),
             p999: q(99.9),
             max: values[values.len() - 1],
-            sorted: values,
+            extra: extra.iter().map(|&p| (p, q(p))).collect(),
         })
     }
 
-    /// Any percentile (0..=100) of the sample, same definition as the named fields.
-    pub fn percentile(&self, p: f64) -> f64 {
-        percentile_sorted(&self.sorted, p).expect("non-empty by construction")
-    }
-
-    /// The distribution of the union of two samples (e.g. two repeats of a cell), computed
-    /// exactly: a merge of the sorted samples, not an approximation from the summaries.
-    pub fn merge(&self, other: &Distribution) -> Distribution {
-        let mut all = Vec::with_capacity(self.count + other.count);
-        all.extend_from_slice(&self.sorted);
-        all.extend_from_slice(&other.sorted);
-        Distribution::from_values(all).expect("both non-empty")
-    }
-
-    /// The sample, ascending.
-    pub fn sorted_values(&self) -> &[f64] {
-        &self.sorted
+    /// Percentile `p`: the standard ones, 0 (min), 100 (max), and any asked for at
+    /// construction; `None` for any other (the sample is no longer held).
+    pub fn percentile(&self, p: f64) -> Option<f64> {
+        let named = [
+            (0.0, self.min),
+            (50.0, self.p50),
+            (90.0, self.p90),
+            (95.0, self.p95),
+            (99.0, self.p99),
+            (99.9, self.p999),
+            (100.0, self.max),
+        ];
+        named
+            .iter()
+            .chain(&self.extra)
+            .find(|(q, _)| *q == p)
+            .map(|&(_, v)| v)
     }
 }
 

@@ -8,7 +8,7 @@ use super::parquet::{self, Column, Table};
 use crate::analysis::CellInput;
 use crate::experiment::{self, Cell, Experiment, Plan, plan::ParamsExt};
 use crate::monitor::metrics::{MetricRow, ServerStats, server_stats};
-use crate::record::RequestRecord;
+use crate::record::CompactRecord;
 use crate::runner::arrivals::{self, Arrival, Stop};
 use crate::summary::{self, RunSummary, Window, goodput::Slo};
 use anyhow::{Context, Result};
@@ -90,18 +90,20 @@ fn read_metrics(path: &Path) -> Vec<MetricRow> {
         .unwrap_or_default()
 }
 
-/// Requests in flight at each whole second of `[from, to)`.
-fn in_flight_series(records: &[RequestRecord], from_s: u64, to_s: u64) -> Vec<(u64, f64)> {
+/// Requests in flight at each whole second of `[from, to)`: sent at or before it and not
+/// yet ended. As an end never precedes its send, that is #sends ≤ t − #ends ≤ t (two
+/// sorted lists, not a scan of every record per second).
+fn in_flight_series(records: &[CompactRecord], from_s: u64, to_s: u64) -> Vec<(u64, f64)> {
+    let mut sends: Vec<u64> = records.iter().map(|r| r.t_send_ns).collect();
+    let mut ends: Vec<u64> = records.iter().map(|r| r.t_end_ns).collect();
+    sends.sort_unstable();
+    ends.sort_unstable();
     (from_s..to_s)
         .map(|s| {
             let t = s * 1_000_000_000;
-            (
-                s,
-                records
-                    .iter()
-                    .filter(|r| r.t_send_ns <= t && t < r.t_end_ns)
-                    .count() as f64,
-            )
+            let started = sends.partition_point(|&x| x <= t);
+            let ended = ends.partition_point(|&x| x <= t);
+            (s, started.saturating_sub(ended) as f64)
         })
         .collect()
 }
@@ -150,7 +152,7 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
         if !raw.exists() {
             continue;
         }
-        let (records, _torn) = jsonl::read(&raw)?;
+        let (records, _torn) = jsonl::read_compact(&raw)?;
         let p = &c.params;
         let arrival = arrival_of(p);
         let scheduled = arrivals::schedule(
@@ -160,12 +162,32 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
         )
         .len();
         let not_sent = scheduled.saturating_sub(records.len()) as u64;
-        let window = window_of(p).map(|(s, e)| Window {
-            start_ns: (s * 1e9) as u64,
-            end_ns: (e * 1e9) as u64,
-        });
+        let window = window_of(p).map_or_else(
+            || summary::whole_run(&records),
+            |(s, e)| Window {
+                start_ns: (s * 1e9) as u64,
+                end_ns: (e * 1e9) as u64,
+            },
+        );
         let slos = slos_of(p);
-        let s = summary::summarize(&records, not_sent, window, arrival.rate(), &slos);
+        let events = summary::event_figures(
+            |f| {
+                jsonl::for_each(&raw, |r| {
+                    f(&r);
+                    Ok(())
+                })
+                .map(drop)
+            },
+            window,
+            &[],
+        )?;
+        let scope = summary::Scope {
+            window,
+            offered_rate: arrival.rate(),
+            slos: &slos,
+            percentiles: &[],
+        };
+        let s = summary::summarize(&records, events, not_sent, scope);
         let metrics = read_metrics(&cdir.join("server_metrics.jsonl"));
         let server: Option<ServerStats> = (!metrics.is_empty())
             .then(|| server_stats(&metrics, s.window.start_ns, s.window.end_ns));
@@ -373,7 +395,8 @@ pub fn timeseries_table(dir: &Path, a: &Aggregated) -> Result<Table> {
     };
     for c in &a.cells {
         let cdir = dir.join("cells").join(&c.cell.id);
-        let (records, _) = jsonl::read(&cdir.join("requests.jsonl"))?;
+        let raw = cdir.join("requests.jsonl");
+        let (records, _) = jsonl::read_compact(&raw)?;
         let end_s = records
             .iter()
             .map(|r| r.t_end_ns)
@@ -390,13 +413,17 @@ pub fn timeseries_table(dir: &Path, a: &Aggregated) -> Result<Table> {
             if r.is_ok() {
                 done[(r.t_end_ns / 1_000_000_000) as usize] += 1;
             }
-            for o in &r.content_event_offsets_ns {
-                events[((r.t_send_ns + o) / 1_000_000_000) as usize] += 1;
-            }
             if let Some(t) = r.ttft_ns() {
                 ttfts[s].push(t as f64 / 1e6);
             }
         }
+        // content events are in the file only: stream them
+        jsonl::for_each(&raw, |r| {
+            for o in &r.content_events {
+                events[((r.t_send_ns + o) / 1_000_000_000) as usize] += 1;
+            }
+            Ok(())
+        })?;
         for (sec, inflight) in in_flight_series(&records, 0, end_s) {
             let i = sec as usize;
             let id = c.cell.id.as_str();

@@ -2,9 +2,11 @@
 //!
 //! The thread owns the records: the runtime hands each finished record over a channel and
 //! never serialises or touches the disk itself. Lines are flushed whenever the channel runs
-//! dry, so a crash loses at most the records of the last instant, and a Ctrl-C none.
+//! dry, so a crash loses at most the records of the last instant, and a Ctrl-C none. The
+//! thread keeps each record's compact form; the content events live in the file only, and
+//! whatever needs them streams the file back ([`for_each`]).
 
-use crate::record::RequestRecord;
+use crate::record::{CompactRecord, RequestRecord};
 use anyhow::{Context, Result};
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -12,7 +14,7 @@ use std::sync::mpsc;
 
 pub struct JsonlWriter {
     tx: Option<mpsc::Sender<RequestRecord>>,
-    handle: Option<std::thread::JoinHandle<std::io::Result<Vec<RequestRecord>>>>,
+    handle: Option<std::thread::JoinHandle<std::io::Result<Vec<CompactRecord>>>>,
     path: PathBuf,
 }
 
@@ -31,7 +33,7 @@ impl JsonlWriter {
                     while let Some(r) = next {
                         serde_json::to_writer(&mut out, &r)?;
                         out.write_all(b"\n")?;
-                        kept.push(r);
+                        kept.push(r.compact());
                         next = rx.try_recv().ok();
                     }
                     out.flush()?;
@@ -53,8 +55,9 @@ impl JsonlWriter {
         self.tx.clone().expect("writer open")
     }
 
-    /// Close, wait for every record to be on disk, and get them all back in finish order.
-    pub fn finish(mut self) -> Result<Vec<RequestRecord>> {
+    /// Close, wait for every record to be on disk, and get them all back (compact) in
+    /// finish order.
+    pub fn finish(mut self) -> Result<Vec<CompactRecord>> {
         drop(self.tx.take());
         let h = self.handle.take().expect("finish once");
         h.join()
@@ -63,32 +66,60 @@ impl JsonlWriter {
     }
 }
 
-/// Read records back (for re-analysis, or to recover an interrupted run). A torn last line
-/// from a crash is skipped and reported; any other bad line is an error naming it.
-pub fn read(path: &Path) -> Result<(Vec<RequestRecord>, Option<String>)> {
-    let f =
+/// Stream the records of `path` to `f`, one at a time, in file order (re-analysis, the
+/// figures that need every event, recovering an interrupted run). A torn last line from a
+/// crash is skipped and reported in the returned warning; any other bad line is an error
+/// naming it, as is an error `f` returns.
+pub fn for_each(
+    path: &Path,
+    mut f: impl FnMut(RequestRecord) -> Result<()>,
+) -> Result<Option<String>> {
+    let file =
         std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
-    let lines: Vec<String> = std::io::BufReader::new(f)
-        .lines()
-        .collect::<std::io::Result<_>>()
-        .with_context(|| format!("reading `{}`", path.display()))?;
-    let mut out = Vec::with_capacity(lines.len());
-    let mut warning = None;
-    for (i, line) in lines.iter().enumerate() {
+    let mut input = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut line = String::new();
+    // a bad line is only forgiven if it turns out to be the last one
+    let mut bad: Option<(usize, serde_json::Error)> = None;
+    let mut number = 0;
+    loop {
+        line.clear();
+        let n = input
+            .read_line(&mut line)
+            .with_context(|| format!("reading `{}` line {}", path.display(), number + 1))?;
+        if n == 0 {
+            break;
+        }
+        number += 1;
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str(line) {
-            Ok(r) => out.push(r),
-            Err(_) if i + 1 == lines.len() => {
-                warning = Some(format!(
-                    "`{}` line {}: torn last record skipped",
-                    path.display(),
-                    i + 1
-                ))
-            }
-            Err(e) => anyhow::bail!("`{}` line {}: {e}", path.display(), i + 1),
+        if let Some((at, e)) = bad.take() {
+            anyhow::bail!("`{}` line {at}: {e}", path.display());
+        }
+        match serde_json::from_str::<RequestRecord>(&line) {
+            Ok(r) => f(r)?,
+            Err(e) => bad = Some((number, e)),
         }
     }
+    Ok(bad.map(|(at, _)| format!("`{}` line {at}: torn last record skipped", path.display())))
+}
+
+/// Every record of `path`, in full (per-event outputs that were asked for, tests).
+pub fn read(path: &Path) -> Result<(Vec<RequestRecord>, Option<String>)> {
+    let mut out = Vec::new();
+    let warning = for_each(path, |r| {
+        out.push(r);
+        Ok(())
+    })?;
+    Ok((out, warning))
+}
+
+/// Every record of `path`, compact: what a re-analysis holds in memory.
+pub fn read_compact(path: &Path) -> Result<(Vec<CompactRecord>, Option<String>)> {
+    let mut out = Vec::new();
+    let warning = for_each(path, |r| {
+        out.push(r.compact());
+        Ok(())
+    })?;
     Ok((out, warning))
 }

@@ -1,4 +1,4 @@
-//! A small Parquet writer: one row group, one uncompressed PLAIN data page per column, every
+//! A small Parquet writer: row groups of one uncompressed PLAIN data page per column, every
 //! column OPTIONAL (nulls are real: a failed request has no TTFT). Enough for pandas,
 //! polars, DuckDB and Arrow to read our tables, without the arrow/parquet crates' build cost.
 //!
@@ -208,108 +208,203 @@ const RLE: i32 = 3;
 
 /// Write `table` to `path` (atomically: a temporary file renamed into place).
 pub fn write(path: &Path, table: &Table) -> Result<()> {
-    let bytes = encode(table);
-    let tmp = path.with_extension("parquet.tmp");
-    let mut f = std::fs::File::create(&tmp)
-        .with_context(|| format!("cannot create `{}`", tmp.display()))?;
-    f.write_all(&bytes)?;
-    f.sync_data()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
-    Ok(())
+    let mut w = FileWriter::create(path)?;
+    w.row_group(table)?;
+    w.finish()
 }
 
+/// A Parquet file written row group by row group, so a table larger than memory (one row
+/// per content event of a long run) never has to be held whole. Atomic: the rows go to a
+/// temporary file that `finish` renames into place.
+pub struct FileWriter {
+    enc: Encoder<std::io::BufWriter<std::fs::File>>,
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl FileWriter {
+    pub fn create(path: &Path) -> Result<Self> {
+        let tmp = path.with_extension("parquet.tmp");
+        let f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create `{}`", tmp.display()))?;
+        Ok(Self {
+            enc: Encoder::new(std::io::BufWriter::with_capacity(1 << 20, f))?,
+            tmp,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Append `table` as one row group; every group has the first one's columns.
+    pub fn row_group(&mut self, table: &Table) -> Result<()> {
+        self.enc
+            .row_group(table)
+            .with_context(|| format!("writing `{}`", self.tmp.display()))
+    }
+
+    pub fn finish(self) -> Result<()> {
+        let f = self
+            .enc
+            .finish()
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .with_context(|| format!("writing `{}`", self.tmp.display()))?;
+        f.sync_data()?;
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("cannot write `{}`", self.path.display()))
+    }
+}
+
+/// The whole file in memory (tests, small tables).
 pub fn encode(table: &Table) -> Vec<u8> {
-    let rows = table.rows();
-    assert!(
-        table.columns.iter().all(|(_, c)| c.len() == rows),
-        "parquet table columns differ in length"
-    );
-    let mut file = b"PAR1".to_vec();
-    struct Chunk {
-        offset: i64,
-        size: i64,
+    let mut e = Encoder::new(Vec::new()).expect("writing to memory");
+    e.row_group(table).expect("one table is one schema");
+    e.finish().expect("writing to memory")
+}
+
+/// Where one column's chunk of one row group sits in the file.
+struct Chunk {
+    offset: i64,
+    size: i64,
+}
+
+struct RowGroup {
+    rows: i64,
+    chunks: Vec<Chunk>,
+}
+
+/// The Parquet encoding proper, onto any byte sink.
+struct Encoder<W: Write> {
+    out: W,
+    pos: i64,
+    /// Column name, physical type, is a string: fixed by the first row group.
+    schema: Option<Vec<(String, i32, bool)>>,
+    groups: Vec<RowGroup>,
+}
+
+impl<W: Write> Encoder<W> {
+    fn new(mut out: W) -> std::io::Result<Self> {
+        out.write_all(b"PAR1")?;
+        Ok(Self {
+            out,
+            pos: 4,
+            schema: None,
+            groups: Vec::new(),
+        })
     }
-    let mut chunks = Vec::new();
-    for (_, col) in &table.columns {
-        let mut data = Vec::new();
-        definition_levels(&col.present(), &mut data);
-        col.plain_values(&mut data);
-        let mut h = Thrift::new();
-        h.i32(1, 0); // DATA_PAGE
-        h.i32(2, data.len() as i32);
-        h.i32(3, data.len() as i32);
-        h.begin_struct(5);
-        h.i32(1, rows as i32);
-        h.i32(2, PLAIN);
-        h.i32(3, RLE);
-        h.i32(4, RLE);
-        h.end_struct();
-        h.out.push(0);
-        let offset = file.len() as i64;
-        file.extend_from_slice(&h.out);
-        file.extend_from_slice(&data);
-        chunks.push(Chunk {
-            offset,
-            size: (h.out.len() + data.len()) as i64,
+
+    fn row_group(&mut self, table: &Table) -> std::io::Result<()> {
+        let rows = table.rows();
+        assert!(
+            table.columns.iter().all(|(_, c)| c.len() == rows),
+            "parquet table columns differ in length"
+        );
+        let schema: Vec<(String, i32, bool)> = table
+            .columns
+            .iter()
+            .map(|(n, c)| (n.clone(), c.physical_type(), matches!(c, Column::Str(_))))
+            .collect();
+        match &self.schema {
+            None => self.schema = Some(schema),
+            Some(s) => assert!(
+                *s == schema,
+                "a row group with other columns than the first"
+            ),
+        }
+        let mut chunks = Vec::new();
+        for (_, col) in &table.columns {
+            let mut data = Vec::new();
+            definition_levels(&col.present(), &mut data);
+            col.plain_values(&mut data);
+            let mut h = Thrift::new();
+            h.i32(1, 0); // DATA_PAGE
+            h.i32(2, data.len() as i32);
+            h.i32(3, data.len() as i32);
+            h.begin_struct(5);
+            h.i32(1, rows as i32);
+            h.i32(2, PLAIN);
+            h.i32(3, RLE);
+            h.i32(4, RLE);
+            h.end_struct();
+            h.out.push(0);
+            self.out.write_all(&h.out)?;
+            self.out.write_all(&data)?;
+            let size = (h.out.len() + data.len()) as i64;
+            chunks.push(Chunk {
+                offset: self.pos,
+                size,
+            });
+            self.pos += size;
+        }
+        self.groups.push(RowGroup {
+            rows: rows as i64,
+            chunks,
         });
+        Ok(())
     }
-    let mut m = Thrift::new();
-    m.i32(1, 1);
-    m.list(2, T_STRUCT, table.columns.len() + 1);
-    m.begin_elem();
-    m.string(4, "schema");
-    m.i32(5, table.columns.len() as i32);
-    m.end_struct();
-    for (name, col) in &table.columns {
+
+    fn finish(mut self) -> std::io::Result<W> {
+        let schema = self.schema.take().unwrap_or_default();
+        let total_rows: i64 = self.groups.iter().map(|g| g.rows).sum();
+        let mut m = Thrift::new();
+        m.i32(1, 1);
+        m.list(2, T_STRUCT, schema.len() + 1);
         m.begin_elem();
-        m.i32(1, col.physical_type());
-        m.i32(3, 1); // OPTIONAL
-        m.string(4, name);
-        if matches!(col, Column::Str(_)) {
-            m.i32(6, 0); // converted type UTF8
-            m.begin_struct(10); // logical type: STRING
-            m.begin_struct(1);
-            m.end_struct();
+        m.string(4, "schema");
+        m.i32(5, schema.len() as i32);
+        m.end_struct();
+        for (name, ty, is_str) in &schema {
+            m.begin_elem();
+            m.i32(1, *ty);
+            m.i32(3, 1); // OPTIONAL
+            m.string(4, name);
+            if *is_str {
+                m.i32(6, 0); // converted type UTF8
+                m.begin_struct(10); // logical type: STRING
+                m.begin_struct(1);
+                m.end_struct();
+                m.end_struct();
+            }
             m.end_struct();
         }
-        m.end_struct();
+        m.i64(3, total_rows);
+        m.list(4, T_STRUCT, self.groups.len());
+        for g in &self.groups {
+            m.begin_elem();
+            m.list(1, T_STRUCT, schema.len());
+            let mut total = 0i64;
+            for ((name, ty, _), chunk) in schema.iter().zip(&g.chunks) {
+                m.begin_elem();
+                m.i64(2, chunk.offset);
+                m.begin_struct(3);
+                m.i32(1, *ty);
+                m.list(2, T_I32, 2);
+                m.elem_i32(PLAIN);
+                m.elem_i32(RLE);
+                m.list(3, T_BINARY, 1);
+                m.elem_string(name);
+                m.i32(4, 0); // UNCOMPRESSED
+                m.i64(5, g.rows);
+                m.i64(6, chunk.size);
+                m.i64(7, chunk.size);
+                m.i64(9, chunk.offset);
+                m.end_struct();
+                m.end_struct();
+                total += chunk.size;
+            }
+            m.i64(2, total);
+            m.i64(3, g.rows);
+            m.end_struct();
+        }
+        m.string(
+            6,
+            concat!("vllm-loadtest version ", env!("CARGO_PKG_VERSION")),
+        );
+        m.out.push(0);
+        self.out.write_all(&m.out)?;
+        self.out.write_all(&(m.out.len() as u32).to_le_bytes())?;
+        self.out.write_all(b"PAR1")?;
+        self.out.flush()?;
+        Ok(self.out)
     }
-    m.i64(3, rows as i64);
-    m.list(4, T_STRUCT, 1);
-    m.begin_elem();
-    m.list(1, T_STRUCT, table.columns.len());
-    let mut total = 0i64;
-    for ((name, col), chunk) in table.columns.iter().zip(&chunks) {
-        m.begin_elem();
-        m.i64(2, chunk.offset);
-        m.begin_struct(3);
-        m.i32(1, col.physical_type());
-        m.list(2, T_I32, 2);
-        m.elem_i32(PLAIN);
-        m.elem_i32(RLE);
-        m.list(3, T_BINARY, 1);
-        m.elem_string(name);
-        m.i32(4, 0); // UNCOMPRESSED
-        m.i64(5, rows as i64);
-        m.i64(6, chunk.size);
-        m.i64(7, chunk.size);
-        m.i64(9, chunk.offset);
-        m.end_struct();
-        m.end_struct();
-        total += chunk.size;
-    }
-    m.i64(2, total);
-    m.i64(3, rows as i64);
-    m.end_struct();
-    m.string(
-        6,
-        concat!("vllm-loadtest version ", env!("CARGO_PKG_VERSION")),
-    );
-    m.out.push(0);
-    file.extend_from_slice(&m.out);
-    file.extend_from_slice(&(m.out.len() as u32).to_le_bytes());
-    file.extend_from_slice(b"PAR1");
-    file
 }
 
 #[cfg(test)]

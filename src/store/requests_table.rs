@@ -1,20 +1,23 @@
-//! Records as columns: `requests.parquet` (one row per request) and `events.parquet` (one
-//! row per content event). Times are nanoseconds from the run start; units are in the names.
+//! Records as columns: `requests.parquet` (one row per request, from the compact records)
+//! and `events.parquet` (one row per content event, streamed from `requests.jsonl` in row
+//! groups). Times are nanoseconds from the run start; units are in the names.
 
-use super::parquet::{Column, Table};
-use crate::record::RequestRecord;
+use super::parquet::{Column, FileWriter, Table};
+use crate::record::{CompactRecord, RequestRecord};
 use crate::summary::Window;
+use anyhow::Result;
+use std::path::Path;
 
-pub fn requests(records: &[RequestRecord], window: Window) -> Table {
-    let mut sorted: Vec<&RequestRecord> = records.iter().collect();
+pub fn requests(records: &[CompactRecord], window: Window) -> Table {
+    let mut sorted: Vec<&CompactRecord> = records.iter().collect();
     sorted.sort_by_key(|r| r.id);
-    let i64s = |f: &dyn Fn(&RequestRecord) -> Option<i64>| {
+    let i64s = |f: &dyn Fn(&CompactRecord) -> Option<i64>| {
         Column::I64(sorted.iter().map(|r| f(r)).collect())
     };
-    let f64s = |f: &dyn Fn(&RequestRecord) -> Option<f64>| {
+    let f64s = |f: &dyn Fn(&CompactRecord) -> Option<f64>| {
         Column::F64(sorted.iter().map(|r| f(r)).collect())
     };
-    let strs = |f: &dyn Fn(&RequestRecord) -> Option<String>| {
+    let strs = |f: &dyn Fn(&CompactRecord) -> Option<String>| {
         Column::Str(sorted.iter().map(|r| f(r)).collect())
     };
     let mut t = Table::default();
@@ -52,7 +55,7 @@ pub fn requests(records: &[RequestRecord], window: Window) -> Table {
     );
     t.push(
         "content_events",
-        i64s(&|r| Some(r.content_event_offsets_ns.len() as i64)),
+        i64s(&|r| Some(r.content_event_count() as i64)),
     );
     t.push("finish_reason", strs(&|r| r.finish_reason.clone()));
     t.push(
@@ -86,20 +89,60 @@ pub fn requests(records: &[RequestRecord], window: Window) -> Table {
     t
 }
 
-pub fn events(records: &[RequestRecord]) -> Table {
-    let mut sorted: Vec<&RequestRecord> = records.iter().collect();
-    sorted.sort_by_key(|r| r.id);
-    let (mut id, mut t_ns, mut idx) = (Vec::new(), Vec::new(), Vec::new());
-    for r in sorted {
-        for (i, off) in r.content_event_offsets_ns.iter().enumerate() {
-            id.push(Some(r.id as i64));
-            t_ns.push(Some((r.t_send_ns + off) as i64));
-            idx.push(Some(i as i64));
-        }
+/// Rows per row group of `events.parquet`: ~25 MB of columns at a time, whatever the
+/// run's length.
+pub const EVENT_ROWS_PER_GROUP: usize = 1 << 20;
+
+/// `events.parquet`, written as the records stream by (in the order they finished; sort by
+/// `request_id`, `event_index` for the workload's order).
+pub struct EventsWriter {
+    file: FileWriter,
+    rows_per_group: usize,
+    groups: usize,
+    id: Vec<Option<i64>>,
+    idx: Vec<Option<i64>>,
+    t_ns: Vec<Option<i64>>,
+}
+
+impl EventsWriter {
+    pub fn create(path: &Path, rows_per_group: usize) -> Result<Self> {
+        Ok(Self {
+            file: FileWriter::create(path)?,
+            rows_per_group: rows_per_group.max(1),
+            groups: 0,
+            id: Vec::new(),
+            idx: Vec::new(),
+            t_ns: Vec::new(),
+        })
     }
-    let mut t = Table::default();
-    t.push("request_id", Column::I64(id));
-    t.push("event_index", Column::I64(idx));
-    t.push("t_ns", Column::I64(t_ns));
-    t
+
+    pub fn push(&mut self, r: &RequestRecord) -> Result<()> {
+        for (i, off) in r.content_events.iter().enumerate() {
+            self.id.push(Some(r.id as i64));
+            self.t_ns.push(Some((r.t_send_ns + off) as i64));
+            self.idx.push(Some(i as i64));
+            if self.id.len() >= self.rows_per_group {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let mut t = Table::default();
+        t.push("request_id", Column::I64(std::mem::take(&mut self.id)));
+        t.push("event_index", Column::I64(std::mem::take(&mut self.idx)));
+        t.push("t_ns", Column::I64(std::mem::take(&mut self.t_ns)));
+        self.groups += 1;
+        self.file.row_group(&t)
+    }
+
+    /// Write the last rows (an empty group if there were no events at all, so the file
+    /// still has its columns) and close.
+    pub fn finish(mut self) -> Result<()> {
+        if !self.id.is_empty() || self.groups == 0 {
+            self.flush()?;
+        }
+        self.file.finish()
+    }
 }

@@ -39,8 +39,7 @@ pub fn build(
     info: &RunInfo,
     s: &RunSummary,
     pct: &PercentileSpec,
-    records: &[RequestRecord],
-    detailed: bool,
+    detailed: Option<&[RequestRecord]>,
     ours: Value,
 ) -> Value {
     let mut m = Map::new();
@@ -71,7 +70,7 @@ pub fn build(
         "total_token_throughput".into(),
         json!(s.total_token_throughput),
     );
-    if detailed {
+    if let Some(records) = detailed {
         let mut rs: Vec<&RequestRecord> = records.iter().collect();
         rs.sort_by_key(|r| r.id);
         let secs = |ns: u64| ns as f64 / 1e9;
@@ -150,7 +149,9 @@ pub fn build(
         for &p in &pct.percentiles {
             m.insert(
                 format!("p{}_{name}_ms", pct_key(p)),
-                json!(get(&|d| d.percentile(p))),
+                // vLLM writes 0 for a metric without samples; a percentile nobody asked
+                // the distribution for is null, not a made-up number
+                json!(d.as_ref().map_or(Some(0.0), |d| d.percentile(p))),
             );
         }
     }

@@ -5,10 +5,12 @@
 //! its length. Without warm-up or cool-down the window is the whole run, from t = 0 to the
 //! last response, which is what `vllm bench serve` reports as its duration.
 
+pub mod events;
 pub mod goodput;
 
-use crate::record::RequestRecord;
+use crate::record::{CompactRecord, RequestRecord};
 use crate::stats::Distribution;
+pub use events::{EventFigures, event_figures};
 use goodput::Slo;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -73,19 +75,67 @@ pub struct RunSummary {
     pub latencies: Latencies,
 }
 
-/// Summarise `records` over `window` (None: the whole run). `offered_rate` is the schedule's.
-pub fn summarize(
+/// What a summary covers and how it judges: the window, the schedule's offered rate, the
+/// SLOs for goodput, and percentiles wanted beyond the standard ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub window: Window,
+    pub offered_rate: f64,
+    pub slos: &'a [Slo],
+    pub percentiles: &'a [f64],
+}
+
+/// The whole run as a window: from t = 0 up to and including the last response's end.
+pub fn whole_run<E: crate::record::ContentEvents>(records: &[RequestRecord<E>]) -> Window {
+    Window {
+        start_ns: 0,
+        end_ns: records.iter().map(|r| r.t_end_ns).max().unwrap_or(0) + 1,
+    }
+}
+
+/// Summarise full records held in memory (tests, small re-analyses): the event figures are
+/// streamed from the same slice.
+pub fn summarize_records(
     records: &[RequestRecord],
     not_sent: u64,
     window: Option<Window>,
     offered_rate: f64,
     slos: &[Slo],
 ) -> RunSummary {
-    // The whole run: up to and including the last response's end.
-    let window = window.unwrap_or_else(|| Window {
-        start_ns: 0,
-        end_ns: records.iter().map(|r| r.t_end_ns).max().unwrap_or(0) + 1,
-    });
+    let window = window.unwrap_or_else(|| whole_run(records));
+    let ev = event_figures(
+        |f| {
+            records.iter().for_each(&mut *f);
+            Ok::<(), std::convert::Infallible>(())
+        },
+        window,
+        &[],
+    )
+    .unwrap_or_else(|never| match never {});
+    let compact: Vec<CompactRecord> = records.iter().map(RequestRecord::compact).collect();
+    let scope = Scope {
+        window,
+        offered_rate,
+        slos,
+        percentiles: &[],
+    };
+    summarize(&compact, ev, not_sent, scope)
+}
+
+/// Summarise `records` over `scope.window`; `events` are the figures that needed every
+/// content event (see [`event_figures`]), computed over the same records and window.
+pub fn summarize(
+    records: &[CompactRecord],
+    events: EventFigures,
+    not_sent: u64,
+    scope: Scope,
+) -> RunSummary {
+    let Scope {
+        window,
+        offered_rate,
+        slos,
+        percentiles,
+    } = scope;
     let sent = records.len() as u64;
     let ok = records.iter().filter(|r| r.is_ok()).count() as u64;
     let cancelled = records.iter().filter(|r| r.is_cancelled()).count() as u64;
@@ -95,12 +145,12 @@ pub fn summarize(
             *errors_by_kind.entry(e.kind.as_str()).or_insert(0) += 1;
         }
     }
-    let in_window: Vec<&RequestRecord> = records
+    let in_window: Vec<&CompactRecord> = records
         .iter()
         .filter(|r| window.contains(r.t_send_ns))
         .collect();
-    let ok_in: Vec<&RequestRecord> = in_window.iter().copied().filter(|r| r.is_ok()).collect();
-    let completed_in: Vec<&RequestRecord> = records
+    let ok_in: Vec<&CompactRecord> = in_window.iter().copied().filter(|r| r.is_ok()).collect();
+    let completed_in: Vec<&CompactRecord> = records
         .iter()
         .filter(|r| r.is_ok() && window.contains(r.t_end_ns))
         .collect();
@@ -108,7 +158,7 @@ pub fn summarize(
     let total_input_tokens: u64 = completed_in.iter().map(|r| r.input_tokens as u64).sum();
     let total_output_tokens: u64 = completed_in.iter().map(|r| r.output_tokens as u64).sum();
     let ms = |ns: f64| ns / 1e6;
-    let dist = |v: Vec<f64>| Distribution::from_values(v);
+    let dist = |v: Vec<f64>| Distribution::from_values_with(v, percentiles);
     let latencies = Latencies {
         ttft_ms: dist(
             ok_in
@@ -118,13 +168,7 @@ pub fn summarize(
                 .collect(),
         ),
         tpot_ms: dist(ok_in.iter().filter_map(|r| r.tpot_ns()).map(ms).collect()),
-        itl_ms: dist(
-            ok_in
-                .iter()
-                .flat_map(|r| r.itls_ns())
-                .map(|t| ms(t as f64))
-                .collect(),
-        ),
+        itl_ms: events.itl_ms,
         e2el_ms: dist(
             ok_in
                 .iter()
@@ -188,7 +232,7 @@ pub fn summarize(
         total_token_throughput: (total_input_tokens + total_output_tokens) as f64 / window_s,
         request_goodput,
         slo_attainment,
-        max_output_tokens_per_s: peak_tokens_per_second(records),
+        max_output_tokens_per_s: events.max_output_tokens_per_s,
         max_concurrent_requests: peak_concurrency(records),
         usage_coverage: if ok_in.is_empty() {
             0.0
@@ -200,7 +244,7 @@ pub fn summarize(
 }
 
 /// Sends per second between the first and the last send of the window's requests.
-fn send_rate(rs: &[&RequestRecord]) -> f64 {
+fn send_rate(rs: &[&CompactRecord]) -> f64 {
     let (Some(lo), Some(hi)) = (
         rs.iter().map(|r| r.t_send_ns).min(),
         rs.iter().map(|r| r.t_send_ns).max(),
@@ -213,22 +257,8 @@ fn send_rate(rs: &[&RequestRecord]) -> f64 {
     (rs.len() - 1) as f64 / ((hi - lo) as f64 / 1e9)
 }
 
-/// The most content events (≈ tokens) that arrived in any one-second bucket of the run,
-/// as `vllm bench serve` reports its "peak output token throughput".
-fn peak_tokens_per_second(records: &[RequestRecord]) -> f64 {
-    let mut buckets: BTreeMap<u64, u64> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.is_ok()) {
-        for off in &r.content_event_offsets_ns {
-            *buckets
-                .entry((r.t_send_ns + off) / 1_000_000_000)
-                .or_insert(0) += 1;
-        }
-    }
-    buckets.values().copied().max().unwrap_or(0) as f64
-}
-
 /// The most requests in flight at any instant (send to end).
-fn peak_concurrency(records: &[RequestRecord]) -> u64 {
+fn peak_concurrency(records: &[CompactRecord]) -> u64 {
     let mut edges: Vec<(u64, i64)> = records
         .iter()
         .flat_map(|r| [(r.t_send_ns, 1), (r.t_end_ns, -1)])

@@ -12,7 +12,7 @@ fn rec(id: u64, send_ms: u64, late_ms: u64, ttft_ms: u64, gap_ms: u64, n: u32) -
         t_send_ns: send_ms * ms,
         t_end_ns: send_ms * ms + offsets.last().copied().unwrap_or(0) + ms,
         connect_ns: None,
-        content_event_offsets_ns: offsets,
+        content_events: offsets,
         input_tokens: 100,
         server_prompt_tokens: Some(100),
         max_tokens: n,
@@ -42,7 +42,7 @@ fn figures_from_known_records() {
         failed(2, 200, ErrorKind::HttpStatus),
         failed(3, 300, ErrorKind::Cancelled),
     ];
-    let s = summarize(&rs, 1, None, 10.0, &[]);
+    let s = summarize_records(&rs, 1, None, 10.0, &[]);
     assert_eq!(
         (s.sent, s.ok, s.failed, s.cancelled, s.not_sent),
         (4, 2, 1, 1, 1)
@@ -77,7 +77,7 @@ fn window_excludes_warmup_and_cooldown_requests_from_latency() {
         start_ns: 200_000_000,
         end_ns: 800_000_000,
     };
-    let s = summarize(&rs, 0, Some(w), 10.0, &[]);
+    let s = summarize_records(&rs, 0, Some(w), 10.0, &[]);
     assert_eq!(s.measured, 6);
     let ttft = s.latencies.ttft_ms.as_ref().unwrap();
     assert_eq!((ttft.min, ttft.max), (12.0, 17.0));
@@ -94,7 +94,7 @@ fn goodput_counts_failures_against_attainment() {
         failed(2, 20, ErrorKind::Timeout),
     ];
     let slos = [goodput::Slo::TtftMs(100.0)];
-    let s = summarize(&rs, 0, None, 1.0, &slos);
+    let s = summarize_records(&rs, 0, None, 1.0, &slos);
     assert!((s.slo_attainment.unwrap() - 1.0 / 3.0).abs() < 1e-12);
     assert!(s.request_goodput.unwrap() > 0.0);
     assert!(goodput::Slo::parse("ttft:abc").is_err());

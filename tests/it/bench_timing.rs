@@ -150,7 +150,7 @@ fn a_request_the_pacer_sent_is_read_once_with_the_pacers_send_time() {
     assert!(second.is_ok(), "{:?}", second.error);
     assert_eq!(second.t_send_ns, t_send);
     assert_eq!(second.connect_ns, None);
-    assert_eq!(second.content_event_offsets_ns.len(), 3);
+    assert_eq!(second.content_events.len(), 3);
     // TTFT from the pacer's send: the server's 5 ms, not less
     assert!(second.ttft_ns().unwrap() >= 5_000_000);
     assert_eq!(

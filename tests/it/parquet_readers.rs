@@ -87,3 +87,82 @@ print(json.dumps(out))
         assert!(cols.contains(&c), "{c}");
     }
 }
+
+/// `events.parquet` is written in row groups as the records stream by (a long run's events
+/// do not fit in memory at once): a file of several groups, the last one short, reads back
+/// whole and in order in every reader.
+#[test]
+fn events_parquet_in_several_row_groups_reads_back_whole() {
+    use vllm_loadtest::record::{RequestRecord, TokenSource};
+    use vllm_loadtest::store::requests_table::EventsWriter;
+    let dir = temp_dir("parquet_groups");
+    let path = dir.join("events.parquet");
+    let mut w = EventsWriter::create(&path, 4).unwrap();
+    for id in 0..3u64 {
+        w.push(&RequestRecord {
+            id,
+            t_intended_ns: 0,
+            t_send_ns: id * 1_000,
+            t_end_ns: id * 1_000 + 600,
+            connect_ns: None,
+            content_events: (0..5).map(|k| 100 + k * 100).collect(),
+            input_tokens: 1,
+            server_prompt_tokens: None,
+            max_tokens: 5,
+            output_tokens: 5,
+            output_tokens_source: TokenSource::Events,
+            finish_reason: None,
+            error: None,
+        })
+        .unwrap();
+    }
+    w.finish().unwrap();
+    let script = r#"
+import sys, json
+import pyarrow.parquet as pq
+f = pq.ParquetFile(sys.argv[1])
+t = f.read()
+out = {"groups": f.num_row_groups, "t_ns": t.column("t_ns").to_pylist(),
+       "ids": t.column("request_id").to_pylist(), "idx": t.column("event_index").to_pylist()}
+import duckdb
+out["duckdb"] = list(duckdb.sql(f"select count(*)::BIGINT, sum(t_ns)::BIGINT from '{sys.argv[1]}'").fetchall()[0])
+try:
+    import polars as pl
+    out["polars_rows"] = pl.read_parquet(sys.argv[1]).height
+except ImportError:
+    out["polars_rows"] = None
+print(json.dumps(out))
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .expect("python3");
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if std::env::var("CI").is_err() && err.contains("ModuleNotFoundError") {
+            eprintln!("skipped: pyarrow/duckdb not installed here (CI installs them): {err}");
+            return;
+        }
+        panic!("reading our parquet failed:\n{err}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want_t: Vec<u64> = (0..3u64)
+        .flat_map(|id| (0..5).map(move |k| id * 1_000 + 100 + k * 100))
+        .collect();
+    assert_eq!(v["groups"], 4, "15 rows in groups of 4");
+    assert_eq!(v["t_ns"], serde_json::json!(want_t));
+    assert_eq!(
+        v["ids"],
+        serde_json::json!([0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2])
+    );
+    assert_eq!(v["idx"][5], 0);
+    assert_eq!(
+        v["duckdb"],
+        serde_json::json!([15, want_t.iter().sum::<u64>()])
+    );
+    if !v["polars_rows"].is_null() {
+        assert_eq!(v["polars_rows"], 15);
+    }
+}

@@ -1,0 +1,64 @@
+//! The figures that need every content event, not just a request's first and last: the
+//! pooled inter-token latency and the peak output tokens per second. Records are streamed
+//! (twice: exact ITL percentiles take two passes, `stats::exact`), so memory does not grow
+//! with the number of tokens. Pure: the caller says where the records come from.
+
+use super::Window;
+use crate::record::RequestRecord;
+use crate::stats::Distribution;
+use crate::stats::exact::FirstPass;
+
+/// Inter-token latency over the window, and the busiest second of content events.
+#[derive(Debug, Clone, Default)]
+pub struct EventFigures {
+    pub itl_ms: Option<Distribution>,
+    /// The most content events (≈ tokens) that arrived in any one-second bucket of the
+    /// run, as `vllm bench serve` reports its "peak output token throughput".
+    pub max_output_tokens_per_s: f64,
+}
+
+/// Compute the event figures of the records `stream` yields: `stream(f)` must call `f` once
+/// per full record, and is called twice (the same records both times). The ITL takes the
+/// successful requests sent inside `window`; the peak counts every successful request.
+pub fn event_figures<S, E>(
+    mut stream: S,
+    window: Window,
+    percentiles: &[f64],
+) -> Result<EventFigures, E>
+where
+    S: FnMut(&mut dyn FnMut(&RequestRecord)) -> Result<(), E>,
+{
+    let mut itl = FirstPass::default();
+    let mut per_second: Vec<u64> = Vec::new();
+    stream(&mut |r| {
+        if !r.is_ok() {
+            return;
+        }
+        for off in &r.content_events {
+            let s = ((r.t_send_ns + off) / 1_000_000_000) as usize;
+            if s >= per_second.len() {
+                per_second.resize(s + 1, 0);
+            }
+            per_second[s] += 1;
+        }
+        if window.contains(r.t_send_ns) {
+            r.itls_ns().for_each(|g| itl.record(g));
+        }
+    })?;
+    let max_output_tokens_per_s = per_second.iter().copied().max().unwrap_or(0) as f64;
+    let Some(mut second) = itl.plan(percentiles, 1e6) else {
+        return Ok(EventFigures {
+            itl_ms: None,
+            max_output_tokens_per_s,
+        });
+    };
+    stream(&mut |r| {
+        if r.is_ok() && window.contains(r.t_send_ns) {
+            r.itls_ns().for_each(|g| second.record(g));
+        }
+    })?;
+    Ok(EventFigures {
+        itl_ms: Some(second.finish()),
+        max_output_tokens_per_s,
+    })
+}
