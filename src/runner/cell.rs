@@ -197,23 +197,16 @@ pub async fn run_cell(
     // The figures that need every content event stream them back from the file, and
     // `events.parquet` is written on the first of those passes.
     let raw = out_dir.join("requests.jsonl");
-    let mut events_out = Some(EventsWriter::create(
-        &out_dir.join("events.parquet"),
-        EVENT_ROWS_PER_GROUP,
-    )?);
-    let mut first_pass = true;
+    let mut events_out =
+        EventsWriter::create(&out_dir.join("events.parquet"), EVENT_ROWS_PER_GROUP)?;
+    let mut passes = 0;
     let events = summary::event_figures(
         |f| {
-            let out = if first_pass {
-                events_out.as_mut()
-            } else {
-                None
-            };
-            first_pass = false;
-            let mut out = out;
+            passes += 1;
+            let first = passes == 1;
             jsonl::for_each(&raw, |r| {
-                if let Some(w) = out.as_deref_mut() {
-                    w.push(&r)?;
+                if first {
+                    events_out.push(&r)?;
                 }
                 f(&r);
                 Ok(())
@@ -223,9 +216,7 @@ pub async fn run_cell(
         window,
         c.percentiles,
     )?;
-    if let Some(w) = events_out.take() {
-        w.finish()?;
-    }
+    events_out.finish()?;
     let scope = Scope {
         window,
         offered_rate: c.arrival.rate(),

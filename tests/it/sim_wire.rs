@@ -464,3 +464,97 @@ fn streamed_tokens_leave_one_per_step_on_a_kept_alive_connection() {
         );
     }
 }
+
+/// The cell keeps compact records and streams the content events back from
+/// `requests.jsonl` for the ITL and the peak tokens/s: its figures must equal those
+/// recomputed here from the full records, to the bit for percentiles (the requested extra
+/// one included), and the vLLM-format detailed `itls` must list the same gaps.
+#[test]
+fn streamed_event_figures_equal_a_recomputation_from_the_raw_records() {
+    use vllm_loadtest::stats::Distribution;
+    use vllm_loadtest::store::jsonl;
+    let _serial = serial();
+    let dir = temp_dir("event-figures");
+    let r = run(&[
+        "bench",
+        "--sim",
+        "default",
+        "--random-input-len",
+        "32",
+        "--random-output-len",
+        "16",
+        "--num-prompts",
+        "30",
+        "--request-rate",
+        "60",
+        "--percentile-metrics",
+        "ttft,itl",
+        "--metric-percentiles",
+        "25,50,99",
+        "--quiet",
+        "--save-result",
+        "--save-detailed",
+        "--result-dir",
+        dir.to_str().unwrap(),
+        "--result-filename",
+        "vllm.json",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let (records, torn) = jsonl::read(&dir.join("requests.jsonl")).unwrap();
+    assert!(torn.is_none());
+    assert_eq!(records.len(), 30);
+    let gaps_ms: Vec<f64> = records
+        .iter()
+        .filter(|r| r.is_ok())
+        .flat_map(|r| r.itls_ns().map(|g| g as f64 / 1e6).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(gaps_ms.len(), 30 * 15);
+    let want = Distribution::from_values_with(gaps_ms.clone(), &[25.0]).unwrap();
+    let s = summary(&dir);
+    let got = &s["vllm_loadtest"]["summary"]["latencies"]["itl_ms"];
+    for (k, w) in [
+        ("p50", want.p50),
+        ("p90", want.p90),
+        ("p99", want.p99),
+        ("p999", want.p999),
+        ("min", want.min),
+        ("max", want.max),
+    ] {
+        assert_eq!(got[k].as_f64(), Some(w), "itl {k}");
+    }
+    let mean = got["mean"].as_f64().unwrap();
+    assert!(
+        (mean - want.mean).abs() < 1e-9 * want.mean,
+        "mean {mean} vs {}",
+        want.mean
+    );
+    assert_eq!(
+        s["p25_itl_ms"].as_f64(),
+        want.percentile(25.0),
+        "requested p25"
+    );
+    assert_eq!(s["median_itl_ms"].as_f64(), Some(want.p50));
+    // the busiest second of content events
+    let mut per_s = std::collections::BTreeMap::new();
+    for r in records.iter().filter(|r| r.is_ok()) {
+        for o in &r.content_events {
+            *per_s
+                .entry((r.t_send_ns + o) / 1_000_000_000)
+                .or_insert(0u64) += 1;
+        }
+    }
+    let peak = *per_s.values().max().unwrap() as f64;
+    assert_eq!(s["max_output_tokens_per_s"].as_f64(), Some(peak));
+    // vLLM's detailed lists, read back from the raw records
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("vllm.json")).unwrap()).unwrap();
+    let listed: usize = v["itls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().len())
+        .sum();
+    assert_eq!(listed, gaps_ms.len());
+}
