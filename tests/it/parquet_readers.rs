@@ -2,6 +2,27 @@
 //! polars. CI installs them (`.ci/run`); elsewhere the test says what it skipped.
 
 use crate::support::*;
+use std::path::Path;
+
+/// Run a Python `script` with `arg` and parse the JSON it prints; `None` (test skipped, said
+/// on stderr) when the readers are not installed outside CI.
+fn python_json(script: &str, arg: &Path) -> Option<serde_json::Value> {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(arg)
+        .output()
+        .expect("python3");
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if std::env::var("CI").is_err() && err.contains("ModuleNotFoundError") {
+            eprintln!("skipped: pyarrow/duckdb not installed here (CI installs them): {err}");
+            return None;
+        }
+        panic!("reading our parquet failed:\n{err}");
+    }
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
 
 #[test]
 fn requests_and_events_parquet_open_in_pyarrow_duckdb_and_polars() {
@@ -44,24 +65,9 @@ except ImportError:
     out["polars_rows"] = None
 print(json.dumps(out))
 "#;
-    let py = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&dir)
-        .output();
-    let out = match py {
-        Ok(o) if o.status.success() => o,
-        Ok(o) => {
-            let err = String::from_utf8_lossy(&o.stderr);
-            if std::env::var("CI").is_err() && err.contains("ModuleNotFoundError") {
-                eprintln!("skipped: pyarrow/duckdb not installed here (CI installs them): {err}");
-                return;
-            }
-            panic!("reading our parquet failed:\n{err}");
-        }
-        Err(e) => panic!("python3: {e}"),
+    let Some(v) = python_json(script, &dir) else {
+        return;
     };
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["pyarrow_rows"], 30);
     assert_eq!(v["ok"], 30);
     assert_eq!(v["ttft_nulls"], 0);
@@ -133,21 +139,9 @@ except ImportError:
     out["polars_rows"] = None
 print(json.dumps(out))
 "#;
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&path)
-        .output()
-        .expect("python3");
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        if std::env::var("CI").is_err() && err.contains("ModuleNotFoundError") {
-            eprintln!("skipped: pyarrow/duckdb not installed here (CI installs them): {err}");
-            return;
-        }
-        panic!("reading our parquet failed:\n{err}");
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let Some(v) = python_json(script, &path) else {
+        return;
+    };
     let want_t: Vec<u64> = (0..3u64)
         .flat_map(|id| (0..5).map(move |k| id * 1_000 + 100 + k * 100))
         .collect();
