@@ -4,6 +4,9 @@
 //! throughputs count what *completed* (or the content events that arrived) inside it, over
 //! its length. Without warm-up or cool-down the window is the whole run, from t = 0 to the
 //! last response, which is what `vllm bench serve` reports as its duration.
+//!
+//! Per-request figures come from the compact records held in memory; the two that need
+//! every content event (ITL, peak tokens/s) from [`events`], which streams the full records.
 
 pub mod events;
 pub mod goodput;
