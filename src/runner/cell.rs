@@ -282,10 +282,7 @@ pub async fn run_cell(
             c.client_threads
         ));
     }
-    store::parquet::write(
-        &out_dir.join("requests.parquet"),
-        &store::requests_table::requests(&records, s.window),
-    )?;
+    store::requests_table::write_requests(&out_dir.join("requests.parquet"), &records, s.window)?;
     let mut monitors = None;
     if let Some(h) = scraper {
         let scraped = h.await.unwrap_or_default();

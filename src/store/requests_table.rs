@@ -8,9 +8,26 @@ use crate::summary::Window;
 use anyhow::Result;
 use std::path::Path;
 
-pub fn requests(records: &[CompactRecord], window: Window) -> Table {
+/// Rows per row group of `requests.parquet`: its columns are built a group at a time, so
+/// writing it costs a bounded few MB on top of the records, however many there are.
+pub const REQUEST_ROWS_PER_GROUP: usize = 1 << 16;
+
+/// `requests.parquet`, one row per request in workload order.
+pub fn write_requests(path: &Path, records: &[CompactRecord], window: Window) -> Result<()> {
     let mut sorted: Vec<&CompactRecord> = records.iter().collect();
     sorted.sort_by_key(|r| r.id);
+    let mut file = FileWriter::create(path)?;
+    for group in sorted.chunks(REQUEST_ROWS_PER_GROUP) {
+        file.row_group(&requests(group, window))?;
+    }
+    if sorted.is_empty() {
+        file.row_group(&requests(&[], window))?;
+    }
+    file.finish()
+}
+
+/// The columns of `sorted` requests.
+fn requests(sorted: &[&CompactRecord], window: Window) -> Table {
     let i64s = |f: &dyn Fn(&CompactRecord) -> Option<i64>| {
         Column::I64(sorted.iter().map(|r| f(r)).collect())
     };
@@ -89,9 +106,9 @@ pub fn requests(records: &[CompactRecord], window: Window) -> Table {
     t
 }
 
-/// Rows per row group of `events.parquet`: ~25 MB of columns at a time, whatever the
-/// run's length.
-pub const EVENT_ROWS_PER_GROUP: usize = 1 << 20;
+/// Rows per row group of `events.parquet`: ~20 MB of columns and page at a time, whatever
+/// the run's length.
+pub const EVENT_ROWS_PER_GROUP: usize = 1 << 18;
 
 /// `events.parquet`, written as the records stream by (in the order they finished; sort by
 /// `request_id`, `event_index` for the workload's order).
