@@ -66,10 +66,6 @@ impl FirstPass {
         self.sum += v as u128;
     }
 
-    pub fn count(&self) -> u64 {
-        self.n
-    }
-
     /// Plan pass two for the standard percentiles and `extra`, with results divided by
     /// `unit` (1e6: nanoseconds to milliseconds). `None` for an empty sample.
     pub fn plan(self, extra: &[f64], unit: f64) -> Option<SecondPass> {
