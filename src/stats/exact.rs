@@ -66,6 +66,29 @@ impl FirstPass {
         self.sum += v as u128;
     }
 
+    /// Take in another sample's pass one: the result is pass one of the union (e.g. the
+    /// repeats of a cell, or the files of several clients), so pass two over both samples
+    /// gives the union's exact distribution.
+    pub fn merge(&mut self, other: FirstPass) {
+        if other.n == 0 {
+            return;
+        }
+        if other.counts.len() > self.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        if self.n == 0 {
+            (self.min, self.max) = (other.min, other.max);
+        } else {
+            self.min = self.min.min(other.min);
+            self.max = self.max.max(other.max);
+        }
+        self.n += other.n;
+        self.sum += other.sum;
+    }
+
     /// Plan pass two for the standard percentiles and `extra`, with results divided by
     /// `unit` (1e6: nanoseconds to milliseconds). `None` for an empty sample.
     pub fn plan(self, extra: &[f64], unit: f64) -> Option<SecondPass> {
@@ -322,6 +345,48 @@ mod tests {
                 (got.std - want.std).abs() <= tol(want.std) + 1e-9,
                 "case {case}: std"
             );
+        }
+    }
+
+    /// Merge = whole: pass one of two parts, merged, then pass two over both parts, gives
+    /// the distribution of the whole sample.
+    #[test]
+    fn property_merged_first_passes_equal_the_whole() {
+        let mut rng = Rng::new(5);
+        for case in 0..200 {
+            let n = rng.range_inclusive(0, 2_000) as usize;
+            let xs: Vec<u64> = (0..n)
+                .map(|_| match case % 3 {
+                    0 => 10_000_000 + rng.range_inclusive(0, 3_000),
+                    1 => (rng.exponential(5e6) as u64).max(1),
+                    _ => rng.range_inclusive(0, 300),
+                })
+                .collect();
+            // an uneven split, sometimes with an empty side
+            let cut = rng.range_inclusive(0, n as u64) as usize;
+            let (a, b) = xs.split_at(cut);
+            let mut one = FirstPass::default();
+            a.iter().for_each(|&v| one.record(v));
+            let mut other = FirstPass::default();
+            b.iter().for_each(|&v| other.record(v));
+            one.merge(other);
+            let Some(mut two) = one.plan(&[], 1e6) else {
+                assert!(xs.is_empty());
+                continue;
+            };
+            b.iter().chain(a).for_each(|&v| two.record(v));
+            let got = two.finish();
+            let want = two_pass(&xs, &[]).unwrap();
+            assert_eq!(
+                (
+                    got.count, got.min, got.p50, got.p90, got.p99, got.p999, got.max
+                ),
+                (
+                    want.count, want.min, want.p50, want.p90, want.p99, want.p999, want.max
+                ),
+                "case {case}: cut {cut} of {n}"
+            );
+            assert!((got.mean - want.mean).abs() <= 1e-12 * want.mean.abs().max(1.0));
         }
     }
 
