@@ -20,6 +20,8 @@ pub struct CellData {
     pub summary: RunSummary,
     pub input: CellInput,
     pub status: String,
+    /// Client memory gained per request sent (`summary.json`), when the cell recorded it.
+    pub client_rss_per_request_bytes: Option<f64>,
 }
 
 pub struct Aggregated {
@@ -250,6 +252,9 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
             summary: s,
             input,
             status,
+            client_rss_per_request_bytes: stored
+                .pointer("/vllm_loadtest/client/rss_growth_per_request_bytes")
+                .and_then(|v| v.as_f64()),
         });
     }
     let target = plan
@@ -353,6 +358,10 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
     t.push(
         "client_loop_lag_p99_ms",
         n(&|c| c.input.client_loop_lag_p99_ms),
+    );
+    t.push(
+        "client_rss_per_request_bytes",
+        n(&|c| c.client_rss_per_request_bytes),
     );
     t.push("backlog_slope_per_s", n(&|c| c.input.backlog_slope_per_s));
     t.push(

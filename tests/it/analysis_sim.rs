@@ -126,12 +126,13 @@ fn saturation_example_finds_the_closed_form_capacity_and_the_ttft_blowup() {
     // the experiment-wide tables open in the readers people use
     let py = std::process::Command::new("python3")
         .arg("-c")
-        .arg("import sys,pyarrow.parquet as pq,duckdb; d=sys.argv[1]; r=pq.read_table(d+'/runs.parquet'); t=pq.read_table(d+'/timeseries.parquet'); print(r.num_rows, t.num_rows > 0, duckdb.sql(f\"select count(*) from '{d}/runs.parquet'\").fetchall()[0][0])")
+        .arg("import sys,pyarrow.parquet as pq,duckdb; d=sys.argv[1]; r=pq.read_table(d+'/runs.parquet'); t=pq.read_table(d+'/timeseries.parquet'); print(r.num_rows, t.num_rows > 0, duckdb.sql(f\"select count(*) from '{d}/runs.parquet'\").fetchall()[0][0], all(x is not None and x >= 0 for x in r.column('client_rss_per_request_bytes').to_pylist()))")
         .arg(&res)
         .output()
         .unwrap();
     if py.status.success() {
-        assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), "4 True 4");
+        // ... and carry what each cell's requests cost the client in memory
+        assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), "4 True 4 True");
     } else {
         assert!(
             std::env::var("CI").is_err(),
