@@ -26,7 +26,13 @@ fn best_of<F: FnMut() -> u64>(mut f: F) -> (f64, u64) {
 }
 
 fn main() {
-    for name in ["completions-stream.sse", "chat-stream.sse"] {
+    for name in [
+        "completions-stream.sse",
+        "chat-stream.sse",
+        // every chunk carries usage (`--continuous-usage-stats`): read by the scan too
+        "completions-stream-continuous-usage.sse",
+        "chat-stream-continuous-usage.sse",
+    ] {
         let bytes = std::fs::read(format!(
             "{}/tests/fixtures/vllm/{name}",
             env!("CARGO_MANIFEST_DIR")
@@ -82,6 +88,7 @@ fn main() {
                 .map(|k| 40_000_000 + k * 10_000_000 + (i * 7919 + k * 104_729) % 1_000_000)
                 .collect(),
             input_tokens: 512,
+            content_event_tokens: Vec::new(),
             server_prompt_tokens: Some(512),
             max_tokens: 64,
             output_tokens: 64,

@@ -139,6 +139,11 @@ pub struct RequestRecord<E = Vec<u64>> {
     /// Arrival of each content-bearing event, as an offset from `t_send_ns`.
     #[serde(rename = "content_event_offsets_ns")]
     pub content_events: E,
+    /// Tokens each content event carried, one per event, when the server said so
+    /// (`continuous_usage_stats`); empty when unknown, and always in the compact form.
+    /// A gap before an event of k tokens is still one ITL sample, never k.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content_event_tokens: Vec<u32>,
     /// Prompt tokens as the workload built them.
     pub input_tokens: u32,
     /// Prompt tokens as the server counted them (`usage.prompt_tokens`).
@@ -171,6 +176,7 @@ impl RequestRecord {
                 first_ns: ev.first().copied().unwrap_or(0),
                 last_ns: ev.last().copied().unwrap_or(0),
             },
+            content_event_tokens: Vec::new(),
             input_tokens: self.input_tokens,
             server_prompt_tokens: self.server_prompt_tokens,
             max_tokens: self.max_tokens,

@@ -231,6 +231,7 @@ async fn run_async(
         model: model.clone(),
         ignore_eos: plan.ignore_eos,
         temperature: a.temperature,
+        continuous_usage: a.continuous_usage_stats,
         extra: plan.extra.clone(),
     };
     let schedule: Arc<[u64]> = arrivals::schedule(plan.arrival, plan.stop, a.seed).into();

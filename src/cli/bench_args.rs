@@ -75,6 +75,11 @@ pub struct BenchArgs {
     pub no_ignore_eos: bool,
     #[arg(long)]
     pub temperature: Option<f64>,
+    /// Ask the server for `stream_options.continuous_usage_stats` (vLLM, SGLang), so the
+    /// tokens each content event carries are recorded (`content_event_tokens`, the `tokens`
+    /// column of events.parquet). Off by default: it adds work per token on the server.
+    #[arg(long)]
+    pub continuous_usage_stats: bool,
     /// JSON object merged into every request body, e.g. '{"top_p": 0.9}'.
     #[arg(long, value_name = "JSON")]
     pub extra_body: Option<String>,

@@ -121,6 +121,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
         model: "calibrate".into(),
         ignore_eos: true,
         temperature: None,
+        continuous_usage: false,
         extra: None,
     };
     eprintln!(

@@ -461,6 +461,7 @@ async fn run_one(
         model: model.to_string(),
         ignore_eos: p.bool("ignore_eos").unwrap_or(dataset_random),
         temperature: p.f64("temperature"),
+        continuous_usage: p.bool("continuous_usage_stats").unwrap_or(false),
         extra: None,
     };
     let window_s = window_of(p);

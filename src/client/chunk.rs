@@ -4,8 +4,9 @@
 //!
 //! The hot path does not build a JSON tree. In valid JSON an unescaped `"` only delimits
 //! strings, so a string followed by `:` is a key; one pass over the bytes reads every key
-//! and looks at the values of the few that matter. Payloads naming `usage` or `error` (one
-//! per request) go through `serde_json`, exactly.
+//! and looks at the values of the few that matter. A `usage` object's token counts are read
+//! in the same pass when they are plain integers (with `continuous_usage_stats` every chunk
+//! carries one); anything else about it, and any `error`, goes through `serde_json`, exactly.
 
 use serde::Deserialize;
 
@@ -57,6 +58,8 @@ pub fn classify(data: &[u8]) -> Result<Payload, String> {
 /// needs the exact parser (usage, an error, or a string that never closes).
 fn scan(d: &[u8]) -> Option<Chunk> {
     let mut chunk = Chunk::default();
+    // inside a `usage` object: its counts are ours to read
+    let mut in_usage = false;
     let mut i = 0;
     while let Some(q) = d[i..].iter().position(|&b| b == b'"') {
         let start = i + q + 1;
@@ -88,13 +91,38 @@ fn scan(d: &[u8]) -> Option<Chunk> {
             b"finish_reason" if value.first() == Some(&b'"') => {
                 chunk.finish_reason = Some(string_value(value)?);
             }
-            b"usage" if !value.starts_with(b"null") => return None,
+            b"usage" if value.starts_with(b"null") => {}
+            b"usage" if value.starts_with(b"{") && chunk.usage.is_none() => {
+                chunk.usage = Some(Usage::default());
+                in_usage = true;
+            }
+            b"usage" => return None,
+            b"prompt_tokens" | b"completion_tokens" if in_usage => {
+                let n = integer_value(value)?;
+                let u = chunk.usage.as_mut().expect("in a usage object");
+                if s == b"prompt_tokens" {
+                    u.prompt_tokens = Some(n);
+                } else {
+                    u.completion_tokens = Some(n);
+                }
+            }
             b"error" => return None,
             b"object" if value.starts_with(b"\"error\"") => return None,
             _ => {}
         }
     }
     Some(chunk)
+}
+
+/// A non-negative integer value that fits a `u32`, ending at `,` or `}`; `None` for any
+/// other value (then the exact parser decides).
+fn integer_value(v: &[u8]) -> Option<u32> {
+    let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
+    let after = v[digits..].trim_ascii_start().first();
+    if digits == 0 || digits > 9 || !matches!(after, Some(b',') | Some(b'}')) {
+        return None;
+    }
+    std::str::from_utf8(&v[..digits]).ok()?.parse().ok()
 }
 
 /// The content of a simple JSON string value (finish reasons are plain ASCII); `None` if it
@@ -251,9 +279,35 @@ mod tests {
         assert!(classify(b"garbage").is_err());
     }
 
+    /// With `continuous_usage_stats` every chunk names `usage`: the one-pass scan must read
+    /// it itself (not hand every token to `serde_json`), and leave odd values to the parser.
+    #[test]
+    fn running_usage_is_read_by_the_scan() {
+        let d = br#"{"choices":[{"index":0,"delta":{"content":"SC"},"finish_reason":null}],"usage":{"prompt_tokens":32,"total_tokens":33,"completion_tokens":1,"completion_tokens_details":null}}"#;
+        let c = scan(d).expect("fast path");
+        assert!(c.content);
+        assert_eq!(
+            c.usage,
+            Some(Usage {
+                prompt_tokens: Some(32),
+                completion_tokens: Some(1)
+            })
+        );
+        assert!(scan(br#"{"choices":[],"usage":{"completion_tokens":1.5}}"#).is_none());
+        assert!(scan(br#"{"choices":[],"usage":{"completion_tokens":-1}}"#).is_none());
+        assert!(scan(br#"{"choices":[],"usage":[1]}"#).is_none());
+        assert_eq!(integer_value(b"4294967296}"), None);
+        assert_eq!(integer_value(b"12 ,"), Some(12));
+    }
+
     #[test]
     fn fast_scan_agrees_with_full_parse_on_the_fixture_streams() {
-        for name in ["completions-stream.sse", "chat-stream.sse"] {
+        for name in [
+            "completions-stream.sse",
+            "chat-stream.sse",
+            "completions-stream-continuous-usage.sse",
+            "chat-stream-continuous-usage.sse",
+        ] {
             let path = format!("{}/tests/fixtures/vllm/{name}", env!("CARGO_MANIFEST_DIR"));
             let text = std::fs::read_to_string(path).unwrap();
             for line in text.lines() {

@@ -77,6 +77,11 @@ struct Progress {
     t_last_read_ns: u64,
     connect_ns: Option<u64>,
     offsets: Vec<u64>,
+    /// Tokens of each content event, from the running `usage.completion_tokens` of
+    /// `continuous_usage_stats` streams; abandoned at the first content event without it.
+    event_tokens: Vec<u32>,
+    tokens_credited: u32,
+    event_tokens_unknown: bool,
     usage_completion: Option<u32>,
     usage_prompt: Option<u32>,
     finish_reason: Option<String>,
@@ -153,6 +158,11 @@ pub async fn execute(
         t_send_ns: p.t_send_ns,
         t_end_ns: t_end_ns.max(p.t_send_ns),
         connect_ns: p.connect_ns,
+        content_event_tokens: if p.event_tokens_unknown || p.event_tokens.len() != p.offsets.len() {
+            Vec::new()
+        } else {
+            p.event_tokens
+        },
         content_events: p.offsets,
         input_tokens: spec.input_tokens,
         server_prompt_tokens: p.usage_prompt,
@@ -376,6 +386,15 @@ async fn exchange(
                 Ok(Payload::Chunk(c)) => {
                     if c.content {
                         p.offsets.push(t - p.t_send_ns);
+                        // tokens that came without text (a chunk of its own) are carried
+                        // by the next event that has some
+                        match c.usage.and_then(|u| u.completion_tokens) {
+                            Some(n) if !p.event_tokens_unknown => {
+                                p.event_tokens.push(n.saturating_sub(p.tokens_credited));
+                                p.tokens_credited = n;
+                            }
+                            _ => p.event_tokens_unknown = true,
+                        }
                     }
                     if c.finish_reason.is_some() {
                         p.finish_reason = c.finish_reason;

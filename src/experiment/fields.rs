@@ -256,6 +256,13 @@ pub const SECTIONS: &[Section] = &[
                 false,
                 "sampling temperature sent with each request",
             ),
+            f(
+                "continuous_usage_stats",
+                Kind::Bool,
+                Some("false"),
+                false,
+                "ask for usage in every chunk (vLLM, SGLang) to record the tokens of each content event; adds server work per token",
+            ),
         ],
     },
     Section {

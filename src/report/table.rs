@@ -128,6 +128,18 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
     if let Some(a) = s.slo_attainment {
         line(w, "SLO attainment:", format!("{:.1}%", a * 100.0))?;
     }
+    if let Some(t) = &s.event_tokens {
+        line(
+            w,
+            "Tokens per content event (mean / max):",
+            format!(
+                "{:.3} / {} ({:.1}% of events carried more than one)",
+                t.mean(),
+                t.max_tokens_per_event,
+                t.multi_token_share() * 100.0
+            ),
+        )?;
+    }
     if s.errors_by_kind.is_empty() {
         line(w, "Errors by kind:", "none")?;
     } else {

@@ -127,6 +127,8 @@ pub struct DirectSpec {
     pub request_id: u64,
     pub prompt_tokens: u32,
     pub include_usage: bool,
+    /// `stream_options.continuous_usage_stats`: running usage in every chunk.
+    pub continuous_usage: bool,
 }
 
 impl DirectStream {
@@ -149,13 +151,15 @@ impl DirectStream {
             created: spec.created,
             model: &spec.model,
         };
+        let running = spec.continuous_usage.then_some(spec.prompt_tokens);
         if spec.api == Api::Chat && t.index == 0 {
-            s.role_chunk(&mut self.unsent);
+            s.role_chunk_counted(&mut self.unsent, running);
         }
-        s.token_chunk(
+        s.token_chunk_counted(
             &mut self.unsent,
             wire::token_text(spec.request_id, t.index),
             t.finish,
+            running.map(|p| (p, t.index + 1)),
         );
         if t.finish.is_some() {
             if spec.include_usage {
@@ -221,6 +225,7 @@ mod tests {
             request_id: 7,
             prompt_tokens: 5,
             include_usage: true,
+            continuous_usage: false,
         }
     }
 

@@ -285,6 +285,7 @@ struct Parsed {
     ignore_eos: bool,
     stream: bool,
     include_usage: bool,
+    continuous_usage: bool,
 }
 
 fn parse(state: &State, api: Api, body: &[u8]) -> Result<Parsed, (u16, &'static str, String)> {
@@ -382,6 +383,10 @@ fn parse(state: &State, api: Api, body: &[u8]) -> Result<Parsed, (u16, &'static 
         stream: flag("stream"),
         include_usage: v
             .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        continuous_usage: v
+            .pointer("/stream_options/continuous_usage_stats")
             .and_then(Value::as_bool)
             .unwrap_or(false),
     })
@@ -504,6 +509,7 @@ async fn generate(
             request_id: id,
             prompt_tokens: p.prompt_tokens,
             include_usage: p.include_usage,
+            continuous_usage: p.continuous_usage,
         };
         let to = Consumer::direct(DirectStream::new(sock, spec, done_tx));
         state.engines[rank].submit(req, p.min_tokens, p.ignore_eos, to);
@@ -555,8 +561,9 @@ async fn generate(
         out.clear();
         let mut next = Some(first);
         while let Some(t) = next {
+            let running = p.continuous_usage.then_some(p.prompt_tokens);
             if api == Api::Chat && t.index == 0 {
-                s.role_chunk(&mut out);
+                s.role_chunk_counted(&mut out, running);
             }
             if t.index == cut && fault == Some(Fault::DropMidstream) {
                 stream.write_all(&out).await?;
@@ -566,7 +573,12 @@ async fn generate(
             if t.index == cut && fault == Some(Fault::Malformed) {
                 s.malformed_chunk(&mut out);
             }
-            s.token_chunk(&mut out, wire::token_text(id, t.index), t.finish);
+            s.token_chunk_counted(
+                &mut out,
+                wire::token_text(id, t.index),
+                t.finish,
+                running.map(|p| (p, t.index + 1)),
+            );
             if t.finish.is_some() {
                 finished = true;
                 break;

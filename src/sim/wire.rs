@@ -106,15 +106,37 @@ impl Stream<'_> {
     }
 
     pub fn role_chunk(&self, out: &mut Vec<u8>) {
+        self.role_chunk_counted(out, None);
+    }
+
+    /// The role chunk, with `continuous_usage_stats`' running usage when `prompt` is given
+    /// (no completion tokens yet), as vLLM sends it.
+    pub fn role_chunk_counted(&self, out: &mut Vec<u8>, prompt: Option<u32>) {
         Self::frame(out, |o| {
             self.head(o, "chat.completion.chunk");
             o.extend_from_slice(
-                br#"[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"prompt_token_ids":null,"prompt_text":null}"#,
+                br#"[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]"#,
             );
+            if let Some(p) = prompt {
+                usage_field(o, self.api, p, 0);
+            }
+            o.extend_from_slice(br#","prompt_token_ids":null,"prompt_text":null}"#);
         });
     }
 
     pub fn token_chunk(&self, out: &mut Vec<u8>, text: &str, finish: Option<&str>) {
+        self.token_chunk_counted(out, text, finish, None);
+    }
+
+    /// A token chunk; `usage` = (prompt, completion tokens so far) adds the running usage
+    /// that vLLM puts in every chunk under `stream_options.continuous_usage_stats`.
+    pub fn token_chunk_counted(
+        &self,
+        out: &mut Vec<u8>,
+        text: &str,
+        finish: Option<&str>,
+        usage: Option<(u32, u32)>,
+    ) {
         Self::frame(out, |o| {
             match self.api {
                 Api::Completions => {
@@ -141,13 +163,17 @@ impl Stream<'_> {
             }
             match (self.api, finish.is_some()) {
                 (Api::Completions, _) => o.extend_from_slice(
-                    br#","stop_reason":null,"prompt_token_ids":null,"token_ids":null}]}"#,
+                    br#","stop_reason":null,"prompt_token_ids":null,"token_ids":null}]"#,
                 ),
                 (Api::Chat, true) => {
-                    o.extend_from_slice(br#","stop_reason":null,"token_ids":null}]}"#)
+                    o.extend_from_slice(br#","stop_reason":null,"token_ids":null}]"#)
                 }
-                (Api::Chat, false) => o.extend_from_slice(br#","token_ids":null}]}"#),
+                (Api::Chat, false) => o.extend_from_slice(br#","token_ids":null}]"#),
             }
+            if let Some((p, c)) = usage {
+                usage_field(o, self.api, p, c);
+            }
+            o.push(b'}');
         });
     }
 
@@ -192,6 +218,20 @@ impl Stream<'_> {
         };
         serde_json::to_vec(&v).expect("serialisable")
     }
+}
+
+/// `,"usage":{…}` as vLLM writes it in a streamed chunk (the chat API adds an empty
+/// `completion_tokens_details`).
+fn usage_field(o: &mut Vec<u8>, api: Api, prompt: u32, completion: u32) {
+    let details = match api {
+        Api::Completions => "",
+        Api::Chat => r#","completion_tokens_details":null"#,
+    };
+    let _ = write!(
+        Adapter(o),
+        r#","usage":{{"prompt_tokens":{prompt},"total_tokens":{},"completion_tokens":{completion}{details}}}"#,
+        prompt + completion
+    );
 }
 
 /// A JSON string literal of `s`, escaped.
@@ -309,6 +349,86 @@ mod tests {
             let v: serde_json::Value =
                 serde_json::from_str(e.strip_prefix("data: ").unwrap()).unwrap();
             assert_eq!(v["object"], "chat.completion.chunk");
+        }
+    }
+
+    /// The keys of a JSON value, recursively (array elements merged), as a sorted list of
+    /// paths: the shape of a chunk without its values.
+    fn shape(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    let p = format!("{at}.{k}");
+                    out.push(p.clone());
+                    shape(x, &p, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| shape(x, &format!("{at}[]"), out)),
+            _ => {}
+        }
+        out.sort();
+        out.dedup();
+    }
+
+    /// Under `continuous_usage_stats` the simulator's chunks have the keys real vLLM's have
+    /// (the captured streams in `tests/fixtures/vllm/*-continuous-usage.sse`), usage included.
+    #[test]
+    fn continuous_usage_chunks_have_vllms_shape() {
+        for (api, file) in [
+            (Api::Completions, "completions-stream-continuous-usage.sse"),
+            (Api::Chat, "chat-stream-continuous-usage.sse"),
+        ] {
+            let real = std::fs::read_to_string(format!(
+                "{}/tests/fixtures/vllm/{file}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
+            let events: Vec<serde_json::Value> = real
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .filter(|d| *d != "[DONE]")
+                .map(|d| serde_json::from_str(d).unwrap())
+                .collect();
+            let s = Stream {
+                api,
+                id: "x",
+                created: 1,
+                model: "m",
+            };
+            let mut ours = Vec::new();
+            if api == Api::Chat {
+                s.role_chunk_counted(&mut ours, Some(5));
+            }
+            s.token_chunk_counted(&mut ours, "a", None, Some((5, 1)));
+            s.token_chunk_counted(&mut ours, "b", Some("length"), Some((5, 2)));
+            let mut body = Vec::new();
+            ChunkedDecoder::new()
+                .decode(&ours, |p| body.extend_from_slice(p))
+                .unwrap();
+            let ours: Vec<serde_json::Value> = String::from_utf8(body)
+                .unwrap()
+                .split("\n\n")
+                .filter(|e| !e.is_empty())
+                .map(|e| serde_json::from_str(e.strip_prefix("data: ").unwrap()).unwrap())
+                .collect();
+            let of = |v: &serde_json::Value| {
+                let mut o = Vec::new();
+                shape(v, "", &mut o);
+                o
+            };
+            // first content chunk, and the last one (with its finish reason)
+            let offset = usize::from(api == Api::Chat);
+            let real_last = &events[events.len() - 2];
+            assert_eq!(
+                of(&ours[offset]),
+                of(&events[offset]),
+                "{file}: token chunk"
+            );
+            assert_eq!(of(&ours[offset + 1]), of(real_last), "{file}: last chunk");
+            if api == Api::Chat {
+                assert_eq!(of(&ours[0]), of(&events[0]), "{file}: role chunk");
+            }
+            assert_eq!(ours[offset + 1]["usage"]["completion_tokens"], 2);
         }
     }
 }

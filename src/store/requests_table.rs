@@ -119,6 +119,7 @@ pub struct EventsWriter {
     id: Vec<Option<i64>>,
     idx: Vec<Option<i64>>,
     t_ns: Vec<Option<i64>>,
+    tokens: Vec<Option<i64>>,
 }
 
 impl EventsWriter {
@@ -130,14 +131,19 @@ impl EventsWriter {
             id: Vec::new(),
             idx: Vec::new(),
             t_ns: Vec::new(),
+            tokens: Vec::new(),
         })
     }
 
     pub fn push(&mut self, r: &RequestRecord) -> Result<()> {
+        // null where the server did not say (no `continuous_usage_stats`)
+        let known = r.content_event_tokens.len() == r.content_events.len();
         for (i, off) in r.content_events.iter().enumerate() {
             self.id.push(Some(r.id as i64));
             self.t_ns.push(Some((r.t_send_ns + off) as i64));
             self.idx.push(Some(i as i64));
+            self.tokens
+                .push(known.then(|| r.content_event_tokens[i] as i64));
             if self.id.len() >= self.rows_per_group {
                 self.flush()?;
             }
@@ -150,6 +156,7 @@ impl EventsWriter {
         t.push("request_id", Column::I64(std::mem::take(&mut self.id)));
         t.push("event_index", Column::I64(std::mem::take(&mut self.idx)));
         t.push("t_ns", Column::I64(std::mem::take(&mut self.t_ns)));
+        t.push("tokens", Column::I64(std::mem::take(&mut self.tokens)));
         self.groups += 1;
         self.file.row_group(&t)
     }

@@ -1,5 +1,6 @@
 //! The figures that need every content event, not just a request's first and last: the
-//! pooled inter-token latency and the peak output tokens per second. Records are streamed
+//! pooled inter-token latency, the peak output tokens per second, and how many tokens the
+//! events carried (when the server said, `continuous_usage_stats`). Records are streamed
 //! (twice: exact ITL percentiles take two passes, `stats::exact`), so memory does not grow
 //! with the number of tokens. Pure: the caller says where the records come from.
 
@@ -7,6 +8,30 @@ use super::Window;
 use crate::record::RequestRecord;
 use crate::stats::Distribution;
 use crate::stats::exact::FirstPass;
+use serde::Serialize;
+
+/// How many tokens the content events carried, over the events of the window's successful
+/// requests whose server reported it. One event of k tokens is one ITL gap, not k: this
+/// says how far "per event" is from "per token".
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EventTokens {
+    /// Events with a known token count.
+    pub events: u64,
+    pub tokens: u64,
+    /// Events that carried more than one token.
+    pub multi_token_events: u64,
+    pub max_tokens_per_event: u32,
+}
+
+impl EventTokens {
+    pub fn mean(&self) -> f64 {
+        self.tokens as f64 / self.events.max(1) as f64
+    }
+
+    pub fn multi_token_share(&self) -> f64 {
+        self.multi_token_events as f64 / self.events.max(1) as f64
+    }
+}
 
 /// Inter-token latency over the window, and the busiest second of content events.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +40,8 @@ pub struct EventFigures {
     /// The most content events (≈ tokens) that arrived in any one-second bucket of the
     /// run, as `vllm bench serve` reports its "peak output token throughput".
     pub max_output_tokens_per_s: f64,
+    /// `None` when no request in the window had its events' token counts.
+    pub event_tokens: Option<EventTokens>,
 }
 
 /// Compute the event figures of the records `stream` yields: `stream(f)` must call `f` once
@@ -30,6 +57,7 @@ where
 {
     let mut itl = FirstPass::default();
     let mut per_second: Vec<u64> = Vec::new();
+    let mut tokens = EventTokens::default();
     stream(&mut |r| {
         if !r.is_ok() {
             return;
@@ -43,13 +71,23 @@ where
         }
         if window.contains(r.t_send_ns) {
             r.itls_ns().for_each(|g| itl.record(g));
+            if r.content_event_tokens.len() == r.content_events.len() {
+                for &k in &r.content_event_tokens {
+                    tokens.events += 1;
+                    tokens.tokens += k as u64;
+                    tokens.multi_token_events += (k > 1) as u64;
+                    tokens.max_tokens_per_event = tokens.max_tokens_per_event.max(k);
+                }
+            }
         }
     })?;
+    let event_tokens = (tokens.events > 0).then_some(tokens);
     let max_output_tokens_per_s = per_second.iter().copied().max().unwrap_or(0) as f64;
     let Some(mut second) = itl.plan(percentiles, 1e6) else {
         return Ok(EventFigures {
             itl_ms: None,
             max_output_tokens_per_s,
+            event_tokens,
         });
     };
     stream(&mut |r| {
@@ -60,5 +98,6 @@ where
     Ok(EventFigures {
         itl_ms: Some(second.finish()),
         max_output_tokens_per_s,
+        event_tokens,
     })
 }

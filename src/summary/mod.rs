@@ -72,6 +72,8 @@ pub struct RunSummary {
     pub request_goodput: Option<f64>,
     pub slo_attainment: Option<f64>,
     pub max_output_tokens_per_s: f64,
+    /// Tokens per content event, when the server reported them (`continuous_usage_stats`).
+    pub event_tokens: Option<events::EventTokens>,
     pub max_concurrent_requests: u64,
     /// Share of successful requests whose token count came from the server's `usage`.
     pub usage_coverage: f64,
@@ -236,6 +238,7 @@ pub fn summarize(
         request_goodput,
         slo_attainment,
         max_output_tokens_per_s: events.max_output_tokens_per_s,
+        event_tokens: events.event_tokens,
         max_concurrent_requests: peak_concurrency(records),
         usage_coverage: if ok_in.is_empty() {
             0.0

@@ -13,6 +13,7 @@ fn rec(id: u64, send_ms: u64, late_ms: u64, ttft_ms: u64, gap_ms: u64, n: u32) -
         t_end_ns: send_ms * ms + offsets.last().copied().unwrap_or(0) + ms,
         connect_ns: None,
         content_events: offsets,
+        content_event_tokens: Vec::new(),
         input_tokens: 100,
         server_prompt_tokens: Some(100),
         max_tokens: n,

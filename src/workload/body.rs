@@ -33,6 +33,10 @@ pub struct BodyOptions {
     pub model: String,
     pub ignore_eos: bool,
     pub temperature: Option<f64>,
+    /// Ask for `stream_options.continuous_usage_stats` (vLLM, SGLang): every chunk then says
+    /// how many tokens were generated so far, so each content event's token count is known.
+    /// Off by default: it adds work per token on the server being measured.
+    pub continuous_usage: bool,
     /// Extra top-level JSON fields merged into every body (`--extra-body`).
     pub extra: Option<serde_json::Map<String, Value>>,
 }
@@ -57,6 +61,9 @@ pub fn json_body(p: &Prompt, o: &BodyOptions) -> Vec<u8> {
         }),
     };
     let obj = v.as_object_mut().expect("object");
+    if o.continuous_usage {
+        obj["stream_options"]["continuous_usage_stats"] = Value::Bool(true);
+    }
     if o.ignore_eos {
         obj.insert("ignore_eos".into(), Value::Bool(true));
     }
@@ -112,6 +119,7 @@ mod tests {
             model: "m".into(),
             ignore_eos: true,
             temperature: None,
+            continuous_usage: false,
             extra: None,
         };
         let v: Value = serde_json::from_slice(&json_body(&p, &o)).unwrap();

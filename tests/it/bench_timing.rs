@@ -161,3 +161,71 @@ fn a_request_the_pacer_sent_is_read_once_with_the_pacers_send_time() {
     let _taken = pool.take_idle();
     assert!(Presend::try_send(&pool, &clock, &spec.bytes).is_none());
 }
+
+/// Tokens per content event, from real vLLM bytes: the captured chat stream under
+/// `continuous_usage_stats` has 62 content events for 64 tokens (two tokens came in chunks
+/// without text and are carried by the next event that has some). Each record lists the
+/// counts, the gaps stay one ITL sample per event, and the summary says how many events
+/// carried more than one token.
+#[test]
+fn tokens_per_event_are_recorded_from_continuous_usage_stats() {
+    let _serial = serial();
+    let server = fake_server(|_| Behavior::Replay {
+        fixture: "chat-stream-continuous-usage.sse",
+        gap_ms: 1,
+    });
+    let dir = temp_dir("event-tokens");
+    let r = run(&[
+        "bench",
+        "--base-url",
+        &server.url(),
+        "--model",
+        "tiny-llama",
+        "--endpoint",
+        "/v1/chat/completions",
+        "--random-input-len",
+        "16",
+        "--random-output-len",
+        "64",
+        "--num-prompts",
+        "5",
+        "--request-rate",
+        "inf",
+        "--continuous-usage-stats",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("Tokens per content event (mean / max):"),
+        "{}",
+        r.stdout
+    );
+    let recs = records(&dir);
+    assert_eq!(recs.len(), 5);
+    for rec in &recs {
+        let offsets = rec["content_event_offsets_ns"].as_array().unwrap();
+        let tokens: Vec<u64> = rec["content_event_tokens"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no token counts: {rec}"))
+            .iter()
+            .map(|k| k.as_u64().unwrap())
+            .collect();
+        assert_eq!(offsets.len(), 62);
+        assert_eq!(tokens.len(), 62);
+        assert_eq!(tokens.iter().sum::<u64>(), 64);
+        assert_eq!(tokens.iter().filter(|&&k| k == 2).count(), 2);
+        assert_eq!(rec["output_tokens"], 64);
+    }
+    let s = summary(&dir);
+    let t = &s["vllm_loadtest"]["summary"]["event_tokens"];
+    assert_eq!(t["events"], 5 * 62);
+    assert_eq!(t["tokens"], 5 * 64);
+    assert_eq!(t["multi_token_events"], 5 * 2);
+    assert_eq!(t["max_tokens_per_event"], 2);
+    // one gap per event, never per token
+    assert_eq!(
+        s["vllm_loadtest"]["summary"]["latencies"]["itl_ms"]["count"],
+        5 * 61
+    );
+}

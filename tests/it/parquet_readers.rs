@@ -112,6 +112,7 @@ fn events_parquet_in_several_row_groups_reads_back_whole() {
             t_end_ns: id * 1_000 + 600,
             connect_ns: None,
             content_events: (0..5).map(|k| 100 + k * 100).collect(),
+            content_event_tokens: Vec::new(),
             input_tokens: 1,
             server_prompt_tokens: None,
             max_tokens: 5,

@@ -558,3 +558,58 @@ fn streamed_event_figures_equal_a_recomputation_from_the_raw_records() {
         .sum();
     assert_eq!(listed, gaps_ms.len());
 }
+
+/// The simulator honours `stream_options.continuous_usage_stats` the way vLLM does (running
+/// usage in every chunk, the chat role chunk included), so `--continuous-usage-stats`
+/// records one token per event against it; without the flag nothing is recorded.
+#[test]
+fn continuous_usage_stats_against_the_simulator_give_one_token_per_event() {
+    let _serial = serial();
+    for (flag, dir) in [(true, "cus-on"), (false, "cus-off")] {
+        let dir = temp_dir(dir);
+        let mut args = vec![
+            "bench",
+            "--sim",
+            "zero",
+            "--endpoint",
+            "/v1/chat/completions",
+            "--random-input-len",
+            "16",
+            "--random-output-len",
+            "8",
+            "--num-prompts",
+            "10",
+            "--request-rate",
+            "100",
+            "--quiet",
+            "--output-dir",
+            dir.to_str().unwrap(),
+        ];
+        if flag {
+            args.push("--continuous-usage-stats");
+        }
+        let r = run(&args);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        for rec in records(&dir) {
+            assert_eq!(rec["output_tokens"], 8, "{rec}");
+            if flag {
+                assert_eq!(
+                    rec["content_event_tokens"],
+                    serde_json::json!([1, 1, 1, 1, 1, 1, 1, 1]),
+                    "{rec}"
+                );
+            } else {
+                assert!(rec.get("content_event_tokens").is_none(), "{rec}");
+            }
+        }
+        let t = &summary(&dir)["vllm_loadtest"]["summary"]["event_tokens"];
+        if flag {
+            assert_eq!(
+                (t["events"].as_u64(), t["multi_token_events"].as_u64()),
+                (Some(80), Some(0))
+            );
+        } else {
+            assert!(t.is_null(), "{t}");
+        }
+    }
+}

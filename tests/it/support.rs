@@ -34,6 +34,9 @@ pub enum Behavior {
     Garbage,
     /// Read the request and never answer.
     Silent,
+    /// Replay the `data:` events of a captured real vLLM stream (a file under
+    /// `tests/fixtures/vllm/`), one every `gap_ms`.
+    Replay { fixture: &'static str, gap_ms: u64 },
 }
 
 pub struct FakeServer {
@@ -206,6 +209,31 @@ async fn connection(
                 out.extend_from_slice(b"0\r\n\r\n");
                 if s.write_all(&out).await.is_err() {
                     return;
+                }
+            }
+            Behavior::Replay { fixture, gap_ms } => {
+                let text = std::fs::read_to_string(format!(
+                    "{}/tests/fixtures/vllm/{fixture}",
+                    env!("CARGO_MANIFEST_DIR")
+                ))
+                .unwrap();
+                if s.write_all(sse_head).await.is_err() {
+                    return;
+                }
+                for (k, data) in text
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .enumerate()
+                {
+                    tokio::time::sleep_until(t0 + Duration::from_millis(gap_ms * k as u64)).await;
+                    let mut out = Vec::new();
+                    chunk(&mut out, data);
+                    if data == "[DONE]" {
+                        out.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    if s.write_all(&out).await.is_err() {
+                        return;
+                    }
                 }
             }
             Behavior::Silent => {
