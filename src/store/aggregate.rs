@@ -363,6 +363,20 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
         "client_rss_per_request_bytes",
         n(&|c| c.client_rss_per_request_bytes),
     );
+    // null unless the cell asked for continuous_usage_stats
+    t.push(
+        "tokens_per_event_mean",
+        n(&|c| c.summary.event_tokens.as_ref().map(|t| t.mean())),
+    );
+    t.push(
+        "multi_token_event_share",
+        n(&|c| {
+            c.summary
+                .event_tokens
+                .as_ref()
+                .map(|t| t.multi_token_share())
+        }),
+    );
     t.push("backlog_slope_per_s", n(&|c| c.input.backlog_slope_per_s));
     t.push(
         "server_waiting_slope_per_s",

@@ -137,11 +137,32 @@ fn scaling_example_with_dp_1_and_2_starts_each_server_once() {
         "matrix.max_num_seqs=[64]",
         "--set",
         "matrix.request_rate=[10,30]",
+        "--set",
+        "workload.continuous_usage_stats=true",
     ]);
     let r = run(&args);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let dir = results_dir(&root);
     assert_eq!(cells(&dir).len(), 4);
+    // running usage asked for in every cell: one token per event from the simulator
+    let py = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sys,pyarrow.parquet as pq; t=pq.read_table(sys.argv[1]); print(t.column('tokens_per_event_mean').to_pylist(), t.column('multi_token_event_share').to_pylist())")
+        .arg(dir.join("runs.parquet"))
+        .output()
+        .unwrap();
+    if py.status.success() {
+        assert_eq!(
+            String::from_utf8_lossy(&py.stdout).trim(),
+            "[1.0, 1.0, 1.0, 1.0] [0.0, 0.0, 0.0, 0.0]"
+        );
+    } else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{}",
+            String::from_utf8_lossy(&py.stderr)
+        );
+    }
     assert_eq!(
         r.stderr.matches(": starting (sim)").count(),
         2,
