@@ -291,6 +291,28 @@ mod tests {
         assert!(two_pass(&[], &[]).is_none());
     }
 
+    /// `n` values of one of seven shapes (by `case`), each stressing a different part of
+    /// the bucketing.
+    fn sample(rng: &mut Rng, case: usize, n: usize) -> Vec<u64> {
+        (0..n)
+            .map(|_| match case % 7 {
+                // around 10 ms with µs jitter: many values per bucket (counting arrays)
+                0 => 10_000_000 + rng.range_inclusive(0, 50_000),
+                // exponential latencies over decades
+                1 => (rng.exponential(2e6) as u64).max(1),
+                // small exact values and heavy ties
+                2 => rng.range_inclusive(0, 5_000),
+                3 => 7_777_777,
+                // dense in narrow buckets: counting arrays of 2 and 256 slots, ranks
+                // falling on the boundary between two values of one bucket
+                4 => 10_000 + rng.range_inclusive(0, 200),
+                5 => 1_000_000 + rng.range_inclusive(0, 1_000),
+                // seconds apart, few values per wide bucket (held values)
+                _ => rng.range_inclusive(0, 1 << 40),
+            })
+            .collect()
+    }
+
     /// The property the module promises: the same figures as sorting the whole sample.
     #[test]
     fn property_two_passes_equal_the_whole_sorted_sample() {
@@ -298,23 +320,7 @@ mod tests {
         let extra = [25.0, 75.0, 99.99, 12.345];
         for case in 0..400 {
             let n = rng.range_inclusive(1, 3_000) as usize;
-            let xs: Vec<u64> = (0..n)
-                .map(|_| match case % 7 {
-                    // around 10 ms with µs jitter: many values per bucket (counting arrays)
-                    0 => 10_000_000 + rng.range_inclusive(0, 50_000),
-                    // exponential latencies over decades
-                    1 => (rng.exponential(2e6) as u64).max(1),
-                    // small exact values and heavy ties
-                    2 => rng.range_inclusive(0, 5_000),
-                    3 => 7_777_777,
-                    // dense in narrow buckets: counting arrays of 2 and 256 slots, ranks
-                    // falling on the boundary between two values of one bucket
-                    4 => 10_000 + rng.range_inclusive(0, 200),
-                    5 => 1_000_000 + rng.range_inclusive(0, 1_000),
-                    // seconds apart, few values per wide bucket (held values)
-                    _ => rng.range_inclusive(0, 1 << 40),
-                })
-                .collect();
+            let xs = sample(&mut rng, case, n);
             let got = two_pass(&xs, &extra).unwrap();
             let want = Distribution::from_values_with(
                 xs.iter().map(|&v| v as f64 / 1e6).collect(),
@@ -355,13 +361,7 @@ mod tests {
         let mut rng = Rng::new(5);
         for case in 0..200 {
             let n = rng.range_inclusive(0, 2_000) as usize;
-            let xs: Vec<u64> = (0..n)
-                .map(|_| match case % 3 {
-                    0 => 10_000_000 + rng.range_inclusive(0, 3_000),
-                    1 => (rng.exponential(5e6) as u64).max(1),
-                    _ => rng.range_inclusive(0, 300),
-                })
-                .collect();
+            let xs = sample(&mut rng, case, n);
             // an uneven split, sometimes with an empty side
             let cut = rng.range_inclusive(0, n as u64) as usize;
             let (a, b) = xs.split_at(cut);
