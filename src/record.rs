@@ -166,27 +166,29 @@ pub struct RequestRecord<E = Vec<u64>> {
 
 impl RequestRecord {
     /// The in-memory form: the same record with its events reduced to first, last, count.
-    pub fn compact(&self) -> CompactRecord {
+    /// Its fields moved, not copied: the writer thread does this once per request.
+    pub fn into_compact(self) -> CompactRecord {
         let ev = &self.content_events;
+        let span = EventSpan {
+            count: u32::try_from(ev.len()).unwrap_or(u32::MAX),
+            first_ns: ev.first().copied().unwrap_or(0),
+            last_ns: ev.last().copied().unwrap_or(0),
+        };
         RequestRecord {
             id: self.id,
             t_intended_ns: self.t_intended_ns,
             t_send_ns: self.t_send_ns,
             t_end_ns: self.t_end_ns,
             connect_ns: self.connect_ns,
-            content_events: EventSpan {
-                count: u32::try_from(ev.len()).unwrap_or(u32::MAX),
-                first_ns: ev.first().copied().unwrap_or(0),
-                last_ns: ev.last().copied().unwrap_or(0),
-            },
+            content_events: span,
             content_event_tokens: Vec::new(),
             input_tokens: self.input_tokens,
             server_prompt_tokens: self.server_prompt_tokens,
             max_tokens: self.max_tokens,
             output_tokens: self.output_tokens,
             output_tokens_source: self.output_tokens_source,
-            finish_reason: self.finish_reason.clone(),
-            error: self.error.clone(),
+            finish_reason: self.finish_reason,
+            error: self.error,
         }
     }
 

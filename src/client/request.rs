@@ -158,7 +158,8 @@ pub async fn execute(
         t_send_ns: p.t_send_ns,
         t_end_ns: t_end_ns.max(p.t_send_ns),
         connect_ns: p.connect_ns,
-        content_event_tokens: if p.event_tokens_unknown || p.event_tokens.len() != p.offsets.len() {
+        // every content event pushed its count unless one came without usage
+        content_event_tokens: if p.event_tokens_unknown {
             Vec::new()
         } else {
             p.event_tokens

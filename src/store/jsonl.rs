@@ -33,7 +33,7 @@ impl JsonlWriter {
                     while let Some(r) = next {
                         serde_json::to_writer(&mut out, &r)?;
                         out.write_all(b"\n")?;
-                        kept.push(r.compact());
+                        kept.push(r.into_compact());
                         next = rx.try_recv().ok();
                     }
                     out.flush()?;
@@ -118,7 +118,7 @@ pub fn read(path: &Path) -> Result<(Vec<RequestRecord>, Option<String>)> {
 pub fn read_compact(path: &Path) -> Result<(Vec<CompactRecord>, Option<String>)> {
     let mut out = Vec::new();
     let warning = for_each(path, |r| {
-        out.push(r.compact());
+        out.push(r.into_compact());
         Ok(())
     })?;
     Ok((out, warning))
