@@ -11,7 +11,7 @@ use crate::monitor;
 use crate::record::CompactRecord;
 use crate::store::requests_table::{EVENT_ROWS_PER_GROUP, EventsWriter};
 use crate::store::{self, jsonl, jsonl::JsonlWriter};
-use crate::summary::{self, RunSummary, Scope, Window, goodput::Slo};
+use crate::summary::{self, RunSummary, Scope, goodput::Slo};
 use crate::workload::Prompt;
 use crate::workload::body::{self, BodyOptions};
 use anyhow::Result;
@@ -187,13 +187,7 @@ pub async fn run_cell(
     let rss_growth = current_rss_bytes()
         .zip(rss_before)
         .map(|(after, before)| after.saturating_sub(before));
-    let window = c.window_s.map_or_else(
-        || summary::whole_run(&records),
-        |(s, e)| Window {
-            start_ns: (s * 1e9) as u64,
-            end_ns: (e * 1e9) as u64,
-        },
-    );
+    let window = summary::resolve_window(c.window_s, &records);
     // The figures that need every content event stream them back from the file, and
     // `events.parquet` is written on the first of those passes.
     let raw = out_dir.join("requests.jsonl");

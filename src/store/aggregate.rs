@@ -10,7 +10,7 @@ use crate::experiment::{self, Cell, Experiment, Plan, plan::ParamsExt};
 use crate::monitor::metrics::{MetricRow, ServerStats, server_stats};
 use crate::record::CompactRecord;
 use crate::runner::arrivals::{self, Arrival, Stop};
-use crate::summary::{self, RunSummary, Window, goodput::Slo};
+use crate::summary::{self, RunSummary, goodput::Slo};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -164,13 +164,7 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
         )
         .len();
         let not_sent = scheduled.saturating_sub(records.len()) as u64;
-        let window = window_of(p).map_or_else(
-            || summary::whole_run(&records),
-            |(s, e)| Window {
-                start_ns: (s * 1e9) as u64,
-                end_ns: (e * 1e9) as u64,
-            },
-        );
+        let window = summary::resolve_window(window_of(p), &records);
         let slos = slos_of(p);
         let events = summary::event_figures(
             |f| {

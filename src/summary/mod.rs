@@ -98,6 +98,21 @@ pub fn whole_run<E: crate::record::ContentEvents>(records: &[RequestRecord<E>]) 
     }
 }
 
+/// The window a cell was configured with (`(start_s, end_s)` from its warm-up and
+/// cool-down), or the whole run when it has none.
+pub fn resolve_window<E: crate::record::ContentEvents>(
+    window_s: Option<(f64, f64)>,
+    records: &[RequestRecord<E>],
+) -> Window {
+    match window_s {
+        Some((s, e)) => Window {
+            start_ns: (s * 1e9) as u64,
+            end_ns: (e * 1e9) as u64,
+        },
+        None => whole_run(records),
+    }
+}
+
 /// Summarise full records held in memory (tests, small re-analyses): the event figures are
 /// streamed from the same slice.
 pub fn summarize_records(
