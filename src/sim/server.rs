@@ -490,8 +490,7 @@ async fn generate(
         crate::rng::Rng::derive(state.cfg.seed, id).next_u64()
     );
     let created = crate::store::time::unix_now();
-    if p.stream && !matches!(fault, Some(Fault::DropMidstream | Fault::Malformed)) {
-        // the common case: the engine thread writes the chunks (see `direct`)
+    if p.stream {
         stream
             .write_all(&wire::response_head(
                 200,
@@ -499,6 +498,9 @@ async fn generate(
                 None,
             ))
             .await?;
+    }
+    if p.stream && !matches!(fault, Some(Fault::DropMidstream | Fault::Malformed)) {
+        // the common case: the engine thread writes the chunks (see `direct`)
         let sock = std::net::TcpStream::from(stream.as_fd().try_clone_to_owned()?);
         let (done_tx, done_rx) = oneshot::channel();
         let spec = DirectSpec {
@@ -548,20 +550,14 @@ async fn generate(
         write_response(stream, 200, "application/json", &body).await?;
         return Ok(Next::KeepAlive);
     }
-    stream
-        .write_all(&wire::response_head(
-            200,
-            "text/event-stream; charset=utf-8",
-            None,
-        ))
-        .await?;
+    // a stream with a mid-stream fault: this task writes the chunks
+    let running = p.continuous_usage.then_some(p.prompt_tokens);
     let mut out = Vec::with_capacity(4096);
     let mut finished = false;
     while let Some(first) = recv(&mut rx, shutdown).await {
         out.clear();
         let mut next = Some(first);
         while let Some(t) = next {
-            let running = p.continuous_usage.then_some(p.prompt_tokens);
             if api == Api::Chat && t.index == 0 {
                 s.role_chunk_counted(&mut out, running);
             }
