@@ -69,11 +69,24 @@ fn figures_from_known_records() {
     assert!((s.request_throughput - 2.0 / 0.301000001).abs() < 1e-9);
     assert_eq!(s.total_output_tokens, 22);
     assert_eq!(s.max_concurrent_requests, 2);
+    // every content event of the two successes falls in second 0
+    assert_eq!(s.max_output_tokens_per_s, 22.0);
+    assert!(
+        s.event_tokens.is_none(),
+        "no per-event counts were recorded"
+    );
 }
 
 #[test]
 fn window_excludes_warmup_and_cooldown_requests_from_latency() {
-    let rs: Vec<_> = (0..10).map(|i| rec(i, i * 100, 0, 10 + i, 1, 2)).collect();
+    // request i: 2 tokens i+1 ms apart, the second carrying 1 + i%2 tokens
+    let rs: Vec<_> = (0..10)
+        .map(|i| {
+            let mut r = rec(i, i * 100, 0, 10 + i, 1 + i, 2);
+            r.content_event_tokens = vec![1, 1 + (i as u32 % 2)];
+            r
+        })
+        .collect();
     let w = Window {
         start_ns: 200_000_000,
         end_ns: 800_000_000,
@@ -82,7 +95,13 @@ fn window_excludes_warmup_and_cooldown_requests_from_latency() {
     assert_eq!(s.measured, 6);
     let ttft = s.latencies.ttft_ms.as_ref().unwrap();
     assert_eq!((ttft.min, ttft.max), (12.0, 17.0));
-    // completed inside the window: ends at i*100 + 10+i + 1 + 1 ms for i = 2..=7
+    // the ITL, streamed separately, takes the same six requests: gaps of 3..=8 ms
+    let itl = s.latencies.itl_ms.as_ref().unwrap();
+    assert_eq!((itl.count, itl.min, itl.max), (6, 3.0, 8.0));
+    // and so do the per-event token counts: i = 2..=7 has three odd i
+    let t = s.event_tokens.as_ref().unwrap();
+    assert_eq!((t.events, t.tokens, t.multi_token_events), (12, 15, 3));
+    // completed inside the window: ends at i*100 + (10+i) + (1+i) + 1 ms for i = 2..=7
     assert_eq!(s.completed, 6);
     assert!((s.request_throughput - 10.0).abs() < 1e-9);
 }

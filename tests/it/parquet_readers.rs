@@ -105,6 +105,12 @@ fn events_parquet_in_several_row_groups_reads_back_whole() {
     let path = dir.join("events.parquet");
     let mut w = EventsWriter::create(&path, 4).unwrap();
     for id in 0..3u64 {
+        // only request 1 says how many tokens each event carried
+        let tokens = if id == 1 {
+            vec![1, 2, 1, 1, 3]
+        } else {
+            Vec::new()
+        };
         w.push(&RequestRecord {
             id,
             t_intended_ns: 0,
@@ -112,7 +118,7 @@ fn events_parquet_in_several_row_groups_reads_back_whole() {
             t_end_ns: id * 1_000 + 600,
             connect_ns: None,
             content_events: (0..5).map(|k| 100 + k * 100).collect(),
-            content_event_tokens: Vec::new(),
+            content_event_tokens: tokens,
             input_tokens: 1,
             server_prompt_tokens: None,
             max_tokens: 5,
@@ -130,7 +136,8 @@ import pyarrow.parquet as pq
 f = pq.ParquetFile(sys.argv[1])
 t = f.read()
 out = {"groups": f.num_row_groups, "t_ns": t.column("t_ns").to_pylist(),
-       "ids": t.column("request_id").to_pylist(), "idx": t.column("event_index").to_pylist()}
+       "ids": t.column("request_id").to_pylist(), "idx": t.column("event_index").to_pylist(),
+       "tokens": t.column("tokens").to_pylist()}
 import duckdb
 out["duckdb"] = list(duckdb.sql(f"select count(*)::BIGINT, sum(t_ns)::BIGINT from '{sys.argv[1]}'").fetchall()[0])
 try:
@@ -153,6 +160,11 @@ print(json.dumps(out))
         serde_json::json!([0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2])
     );
     assert_eq!(v["idx"][5], 0);
+    let none = serde_json::Value::Null;
+    let mut want_tokens = vec![none.clone(); 5];
+    want_tokens.extend([1, 2, 1, 1, 3].map(serde_json::Value::from));
+    want_tokens.extend(vec![none; 5]);
+    assert_eq!(v["tokens"], serde_json::Value::Array(want_tokens));
     assert_eq!(
         v["duckdb"],
         serde_json::json!([15, want_t.iter().sum::<u64>()])
