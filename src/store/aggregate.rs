@@ -22,6 +22,8 @@ pub struct CellData {
     pub status: String,
     /// Client memory gained per request sent (`summary.json`), when the cell recorded it.
     pub client_rss_per_request_bytes: Option<f64>,
+    /// Content events of successful requests per whole second (from the event pass).
+    pub content_events_per_s: Vec<u64>,
 }
 
 pub struct Aggregated {
@@ -166,7 +168,7 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
         let not_sent = scheduled.saturating_sub(records.len()) as u64;
         let window = summary::resolve_window(window_of(p), &records);
         let slos = slos_of(p);
-        let events = summary::event_figures(
+        let mut events = summary::event_figures(
             |f| {
                 jsonl::for_each(&raw, |r| {
                     f(&r);
@@ -183,6 +185,7 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
             slos: &slos,
             percentiles: &[],
         };
+        let content_events_per_s = std::mem::take(&mut events.content_events_per_s);
         let s = summary::summarize(&records, events, not_sent, scope);
         let metrics = read_metrics(&cdir.join("server_metrics.jsonl"));
         let server: Option<ServerStats> = (!metrics.is_empty())
@@ -246,6 +249,7 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
             summary: s,
             input,
             status,
+            content_events_per_s,
             client_rss_per_request_bytes: stored
                 .pointer("/vllm_loadtest/client/rss_growth_per_request_bytes")
                 .and_then(|v| v.as_f64()),
@@ -412,8 +416,7 @@ pub fn timeseries_table(dir: &Path, a: &Aggregated) -> Result<Table> {
     };
     for c in &a.cells {
         let cdir = dir.join("cells").join(&c.cell.id);
-        let raw = cdir.join("requests.jsonl");
-        let (records, _) = jsonl::read_compact(&raw)?;
+        let (records, _) = jsonl::read_compact(&cdir.join("requests.jsonl"))?;
         let end_s = records
             .iter()
             .map(|r| r.t_end_ns)
@@ -422,7 +425,6 @@ pub fn timeseries_table(dir: &Path, a: &Aggregated) -> Result<Table> {
             .div_ceil(1_000_000_000);
         let mut sent = vec![0u64; end_s as usize + 1];
         let mut done = vec![0u64; end_s as usize + 1];
-        let mut events = vec![0u64; end_s as usize + 1];
         let mut ttfts: Vec<Vec<f64>> = vec![Vec::new(); end_s as usize + 1];
         for r in &records {
             let s = (r.t_send_ns / 1_000_000_000) as usize;
@@ -434,20 +436,15 @@ pub fn timeseries_table(dir: &Path, a: &Aggregated) -> Result<Table> {
                 ttfts[s].push(t as f64 / 1e6);
             }
         }
-        // content events are in the file only: stream them
-        jsonl::for_each(&raw, |r| {
-            for o in &r.content_events {
-                events[((r.t_send_ns + o) / 1_000_000_000) as usize] += 1;
-            }
-            Ok(())
-        })?;
         for (sec, inflight) in in_flight_series(&records, 0, end_s) {
             let i = sec as usize;
             let id = c.cell.id.as_str();
             push(id, sec as f64, "sent", None, sent[i] as f64);
             push(id, sec as f64, "completed", None, done[i] as f64);
             push(id, sec as f64, "in_flight", None, inflight);
-            push(id, sec as f64, "content_events", None, events[i] as f64);
+            // counted in the cell's event pass (successful requests, as the peak)
+            let events = c.content_events_per_s.get(i).copied().unwrap_or(0);
+            push(id, sec as f64, "content_events", None, events as f64);
             if let Some(d) = crate::stats::Distribution::from_values(std::mem::take(&mut ttfts[i]))
             {
                 push(id, sec as f64, "ttft_p50_ms", None, d.p50);

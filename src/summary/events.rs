@@ -40,6 +40,9 @@ pub struct EventFigures {
     /// The most content events (≈ tokens) that arrived in any one-second bucket of the
     /// run, as `vllm bench serve` reports its "peak output token throughput".
     pub max_output_tokens_per_s: f64,
+    /// Content events of successful requests in each whole second of the run (the series
+    /// the peak is the maximum of; `timeseries.parquet` plots it).
+    pub content_events_per_s: Vec<u64>,
     /// `None` when no request in the window had its events' token counts.
     pub event_tokens: Option<EventTokens>,
 }
@@ -87,6 +90,7 @@ where
         return Ok(EventFigures {
             itl_ms: None,
             max_output_tokens_per_s,
+            content_events_per_s: per_second,
             event_tokens,
         });
     };
@@ -98,6 +102,7 @@ where
     Ok(EventFigures {
         itl_ms: Some(second.finish()),
         max_output_tokens_per_s,
+        content_events_per_s: per_second,
         event_tokens,
     })
 }

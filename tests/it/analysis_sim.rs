@@ -126,13 +126,17 @@ fn saturation_example_finds_the_closed_form_capacity_and_the_ttft_blowup() {
     // the experiment-wide tables open in the readers people use
     let py = std::process::Command::new("python3")
         .arg("-c")
-        .arg("import sys,pyarrow.parquet as pq,duckdb; d=sys.argv[1]; r=pq.read_table(d+'/runs.parquet'); t=pq.read_table(d+'/timeseries.parquet'); print(r.num_rows, t.num_rows > 0, duckdb.sql(f\"select count(*) from '{d}/runs.parquet'\").fetchall()[0][0], all(x is not None and x >= 0 for x in r.column('client_rss_per_request_bytes').to_pylist()))")
+        .arg("import sys,glob,pyarrow.parquet as pq,duckdb; d=sys.argv[1]; r=pq.read_table(d+'/runs.parquet'); t=pq.read_table(d+'/timeseries.parquet'); print(r.num_rows, t.num_rows > 0, duckdb.sql(f\"select count(*) from '{d}/runs.parquet'\").fetchall()[0][0], all(x is not None and x >= 0 for x in r.column('client_rss_per_request_bytes').to_pylist()), sum(x['value'] for x in t.to_pylist() if x['series']=='content_events') == sum(x['content_events'] for f in glob.glob(d+'/cells/*/requests.parquet') for x in pq.read_table(f).to_pylist() if x['status']=='ok'))")
         .arg(&res)
         .output()
         .unwrap();
     if py.status.success() {
         // ... and carry what each cell's requests cost the client in memory
-        assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), "4 True 4 True");
+        // ... and a per-second series of content events that adds up to the raw records'
+        assert_eq!(
+            String::from_utf8_lossy(&py.stdout).trim(),
+            "4 True 4 True True"
+        );
     } else {
         assert!(
             std::env::var("CI").is_err(),
