@@ -118,13 +118,33 @@ impl ContentEvents for EventSpan {
     }
 }
 
-/// A record as kept in memory during a run: every field, the events summarised.
-pub type CompactRecord = RequestRecord<EventSpan>;
+/// Per-event token counts as written (`Vec<u32>`, empty when unknown), or as not kept at
+/// all in memory (`()`: the compact form pays nothing for them).
+pub trait TokenCounts: Default {
+    fn is_empty(&self) -> bool;
+}
+
+impl TokenCounts for Vec<u32> {
+    fn is_empty(&self) -> bool {
+        Vec::is_empty(self)
+    }
+}
+
+impl TokenCounts for () {
+    fn is_empty(&self) -> bool {
+        true
+    }
+}
+
+/// A record as kept in memory during a run: every field, the events summarised, no
+/// per-event token counts.
+pub type CompactRecord = RequestRecord<EventSpan, ()>;
 
 /// One request, from intention to end. `E` is how its content events are held: every
-/// offset (`Vec<u64>`, the default and the on-disk form) or an [`EventSpan`].
+/// offset (`Vec<u64>`, the default and the on-disk form) or an [`EventSpan`]; `K` their
+/// token counts: `Vec<u32>` on disk, `()` in the compact form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RequestRecord<E = Vec<u64>> {
+pub struct RequestRecord<E = Vec<u64>, K: TokenCounts = Vec<u32>> {
     /// Index in the workload (0-based), also the order of intended send times.
     pub id: u64,
     /// When the schedule said to send it.
@@ -145,8 +165,8 @@ pub struct RequestRecord<E = Vec<u64>> {
     /// after the last one are carried by none (the sum can then fall short of
     /// `output_tokens`: seen once in 40 real vLLM chat streams). A gap before an event of
     /// k tokens is still one ITL sample, never k.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub content_event_tokens: Vec<u32>,
+    #[serde(default, skip_serializing_if = "TokenCounts::is_empty")]
+    pub content_event_tokens: K,
     /// Prompt tokens as the workload built them.
     pub input_tokens: u32,
     /// Prompt tokens as the server counted them (`usage.prompt_tokens`).
@@ -181,7 +201,7 @@ impl RequestRecord {
             t_end_ns: self.t_end_ns,
             connect_ns: self.connect_ns,
             content_events: span,
-            content_event_tokens: Vec::new(),
+            content_event_tokens: (),
             input_tokens: self.input_tokens,
             server_prompt_tokens: self.server_prompt_tokens,
             max_tokens: self.max_tokens,
@@ -198,7 +218,7 @@ impl RequestRecord {
     }
 }
 
-impl<E: ContentEvents> RequestRecord<E> {
+impl<E: ContentEvents, K: TokenCounts> RequestRecord<E, K> {
     pub fn is_ok(&self) -> bool {
         self.error.is_none()
     }
@@ -233,5 +253,51 @@ impl<E: ContentEvents> RequestRecord<E> {
         }
         let (first, last) = (self.ttft_ns()?, self.e2e_ns()?);
         Some((last - first) as f64 / (self.output_tokens - 1) as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What every request costs the client for the whole run (plus its finish reason's
+    /// heap bytes and the vector's slack): a field added here is paid per request, so it
+    /// should be deliberate. Per-event data never belongs here.
+    #[test]
+    fn a_compact_record_stays_small() {
+        assert_eq!(std::mem::size_of::<EventSpan>(), 24);
+        assert!(
+            std::mem::size_of::<CompactRecord>() <= 152,
+            "{} bytes",
+            std::mem::size_of::<CompactRecord>()
+        );
+    }
+
+    #[test]
+    fn compacting_keeps_every_per_request_figure() {
+        let r = RequestRecord {
+            id: 3,
+            t_intended_ns: 10,
+            t_send_ns: 12,
+            t_end_ns: 90,
+            connect_ns: Some(1),
+            content_events: vec![20, 35, 60],
+            content_event_tokens: vec![1, 2, 1],
+            input_tokens: 5,
+            server_prompt_tokens: Some(5),
+            max_tokens: 4,
+            output_tokens: 4,
+            output_tokens_source: TokenSource::Usage,
+            finish_reason: Some("length".into()),
+            error: None,
+        };
+        let c = r.clone().into_compact();
+        assert_eq!(
+            (c.ttft_ns(), c.e2e_ns(), c.tpot_ns(), c.queue_delay_ns()),
+            (r.ttft_ns(), r.e2e_ns(), r.tpot_ns(), r.queue_delay_ns())
+        );
+        assert_eq!(c.content_event_count(), 3);
+        assert!(c.is_ok());
+        assert_eq!(c.finish_reason, r.finish_reason);
     }
 }

@@ -1,6 +1,6 @@
 //! Service-level objectives for goodput (`--goodput ttft:MS tpot:MS e2el:MS`, as vLLM).
 
-use crate::record::{ContentEvents, RequestRecord};
+use crate::record::{ContentEvents, RequestRecord, TokenCounts};
 use anyhow::{Result, bail};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,7 +31,7 @@ impl Slo {
 
 /// A request meets the SLOs when it succeeded and every stated bound holds. A failed
 /// request never does (it counts against goodput).
-pub fn meets<E: ContentEvents>(r: &RequestRecord<E>, slos: &[Slo]) -> bool {
+pub fn meets<E: ContentEvents, K: TokenCounts>(r: &RequestRecord<E, K>, slos: &[Slo]) -> bool {
     if !r.is_ok() {
         return false;
     }

@@ -11,7 +11,7 @@
 pub mod events;
 pub mod goodput;
 
-use crate::record::{CompactRecord, RequestRecord};
+use crate::record::{CompactRecord, ContentEvents, RequestRecord, TokenCounts};
 use crate::stats::Distribution;
 pub use events::{EventFigures, event_figures};
 use goodput::Slo;
@@ -91,7 +91,7 @@ pub struct Scope<'a> {
 }
 
 /// The whole run as a window: from t = 0 up to and including the last response's end.
-pub fn whole_run<E: crate::record::ContentEvents>(records: &[RequestRecord<E>]) -> Window {
+pub fn whole_run<E: ContentEvents, K: TokenCounts>(records: &[RequestRecord<E, K>]) -> Window {
     Window {
         start_ns: 0,
         end_ns: records.iter().map(|r| r.t_end_ns).max().unwrap_or(0) + 1,
@@ -100,9 +100,9 @@ pub fn whole_run<E: crate::record::ContentEvents>(records: &[RequestRecord<E>]) 
 
 /// The window a cell was configured with (`(start_s, end_s)` from its warm-up and
 /// cool-down), or the whole run when it has none.
-pub fn resolve_window<E: crate::record::ContentEvents>(
+pub fn resolve_window<E: ContentEvents, K: TokenCounts>(
     window_s: Option<(f64, f64)>,
-    records: &[RequestRecord<E>],
+    records: &[RequestRecord<E, K>],
 ) -> Window {
     match window_s {
         Some((s, e)) => Window {
