@@ -123,3 +123,57 @@ pub fn read_compact(path: &Path) -> Result<(Vec<CompactRecord>, Option<String>)>
     })?;
     Ok((out, warning))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(id: u64) -> String {
+        format!(
+            r#"{{"id":{id},"t_intended_ns":0,"t_send_ns":1,"t_end_ns":9,"content_event_offsets_ns":[2,5],"input_tokens":3,"max_tokens":2,"output_tokens":2,"output_tokens_source":"usage"}}"#
+        )
+    }
+
+    fn file(name: &str, text: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("jsonl-{}-{name}", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_named() {
+        let p = file(
+            "torn",
+            &format!("{}\n\n{}\n{{\"id\":2,\"t_int", line(0), line(1)),
+        );
+        let (recs, warning) = read(&p).unwrap();
+        assert_eq!(recs.iter().map(|r| r.id).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(recs[1].content_events, [2, 5]);
+        let w = warning.expect("reported");
+        assert!(w.contains("line 4") && w.contains("torn"), "{w}");
+        let (compact, _) = read_compact(&p).unwrap();
+        assert_eq!(compact[0].content_event_count(), 2);
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[test]
+    fn a_bad_line_before_the_end_is_an_error_naming_it() {
+        let p = file("bad", &format!("{}\nnot json\n{}\n", line(0), line(1)));
+        let e = read(&p).unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[test]
+    fn an_error_of_the_consumer_stops_the_stream() {
+        let p = file("stop", &format!("{}\n{}\n", line(0), line(1)));
+        let mut seen = 0;
+        let r = for_each(&p, |_| {
+            seen += 1;
+            anyhow::bail!("disk full")
+        });
+        assert_eq!(seen, 1);
+        assert!(r.unwrap_err().to_string().contains("disk full"));
+        let _ = std::fs::remove_file(p);
+    }
+}
