@@ -68,6 +68,36 @@ impl ErrorKind {
     }
 }
 
+/// Why we cancelled a request that was still in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+    /// The drain limit (`drain_timeout_s`) ended while it was still running. When it was
+    /// sent inside the measurement window its latency is right-censored, not dropped.
+    DrainLimit,
+    /// Sent after the measurement window (cool-down), cancelled once every request of the
+    /// window had finished: it is in no figure.
+    AfterWindow,
+}
+
+impl CancelReason {
+    pub const ALL: [CancelReason; 3] = [
+        CancelReason::Interrupted,
+        CancelReason::DrainLimit,
+        CancelReason::AfterWindow,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelReason::Interrupted => "interrupted",
+            CancelReason::DrainLimit => "drain_limit",
+            CancelReason::AfterWindow => "after_window",
+        }
+    }
+}
+
 /// A failed request's kind, HTTP status (when there was one), and the server's or the
 /// system's own words, truncated to a bounded length.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +105,9 @@ pub struct RequestError {
     pub kind: ErrorKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// Set when `kind` is `cancelled`: what made us stop it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<CancelReason>,
     pub message: String,
 }
 
@@ -225,6 +258,19 @@ impl<E: ContentEvents, K: TokenCounts> RequestRecord<E, K> {
 
     pub fn is_cancelled(&self) -> bool {
         matches!(&self.error, Some(e) if e.kind == ErrorKind::Cancelled)
+    }
+
+    /// Cut off before it could finish (cancelled, or the request timeout): its latencies
+    /// are "at least" its time to the cut, right-censored. A request that never left the
+    /// client has no time to be censored at.
+    pub fn is_cut(&self) -> bool {
+        matches!(&self.error, Some(e) if matches!(e.kind, ErrorKind::Cancelled | ErrorKind::Timeout))
+            && self.t_end_ns > self.t_send_ns
+    }
+
+    /// Send to end (last byte, error, or cancellation).
+    pub fn follow_up_ns(&self) -> u64 {
+        self.t_end_ns.saturating_sub(self.t_send_ns)
     }
 
     pub fn queue_delay_ns(&self) -> u64 {

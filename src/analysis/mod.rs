@@ -12,6 +12,7 @@ pub mod verdicts;
 mod tests;
 
 use crate::monitor::metrics::ServerStats;
+use crate::stats::survival::Figure;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -27,22 +28,40 @@ pub struct CellInput {
     /// Requests that actually arrived in the measurement window, per second: what the server
     /// was asked to complete there (the nominal rate plus sampling noise).
     pub arrival_rate: f64,
+    /// Achieved throughput (req/s): from the output-token rate when known (it counts the
+    /// work of requests still running at the window's edges), else completions.
     pub achieved_rate: f64,
+    /// `output_token_rate` or `completions`.
+    pub achieved_from: &'static str,
+    /// The output-token rate rose > 10% from the window's first half to its second: the
+    /// server was still filling its batch, so the rate is not its steady state.
+    pub token_rate_rising: bool,
     pub output_throughput: f64,
-    pub ttft_p50_ms: Option<f64>,
-    pub ttft_p99_ms: Option<f64>,
+    /// Over every window request, the unfinished right-censored (lower bounds flagged).
+    pub ttft_p50_ms: Option<Figure>,
+    pub ttft_p99_ms: Option<Figure>,
+    pub e2el_p50_ms: Option<Figure>,
+    /// Of the successful requests (compared with the server's own histogram).
     pub ttft_mean_ms: Option<f64>,
     pub tpot_p50_ms: Option<f64>,
-    pub e2el_p50_ms: Option<f64>,
     pub slo_attainment: Option<f64>,
     pub sent: u64,
     pub measured: u64,
     pub failed: u64,
+    pub cancelled: u64,
+    /// Window requests cut off before they finished.
+    pub measured_cut: u64,
     pub truncated: u64,
+    /// No request of the window succeeded, and why: the cell says nothing about capacity.
+    pub no_completions: Option<String>,
     pub send_lag_p99_ms: Option<f64>,
     pub client_cpu_share: Option<f64>,
-    /// p99 lateness of the client's event loop (ms).
+    /// p99 and max lateness of the client's event loop (ms).
     pub client_loop_lag_p99_ms: Option<f64>,
+    pub client_loop_lag_max_ms: Option<f64>,
+    /// When sending ended (s from the cell's start) and when its schedule said it would.
+    pub sending_s: Option<f64>,
+    pub planned_sending_s: Option<f64>,
     pub window_s: f64,
     /// Growth of the client's backlog (requests in flight), per second, over the window, and
     /// its mean.
@@ -58,9 +77,11 @@ pub struct Point {
     pub offered: f64,
     pub arrival: f64,
     pub achieved: f64,
-    pub ttft_p50_ms: Option<f64>,
-    pub ttft_p99_ms: Option<f64>,
+    pub ttft_p50_ms: Option<Figure>,
+    pub ttft_p99_ms: Option<Figure>,
     pub tpot_p50_ms: Option<f64>,
+    /// The output-token rate was still rising in some cell of the point (not steady).
+    pub token_rate_rising: bool,
     pub slo_attainment: Option<f64>,
     pub queue_growing: bool,
     pub engines_idle_queue: bool,
@@ -76,6 +97,9 @@ pub struct Analysis {
     /// Cells left out of the saturation analysis: sent all at once or as a closed loop, they
     /// have no offered rate.
     pub without_offered_rate: Vec<String>,
+    /// Cells left out because no request of their window succeeded (unknown, not 0 req/s),
+    /// with why.
+    pub without_completions: Vec<(String, String)>,
 }
 
 /// Analyse all cells of an experiment.
@@ -83,7 +107,11 @@ pub fn analyze(cells: &[CellInput], slo_target: f64) -> Analysis {
     let mut groups: BTreeMap<(String, String, u32), Vec<&CellInput>> = BTreeMap::new();
     // Saturation is read along the offered rate; a cell without one (all at once, or a
     // closed loop of `max_concurrency`) has no place on that axis.
-    for c in cells.iter().filter(|c| c.offered_rate.is_finite()) {
+    // A cell with no completion has no throughput or latency to place: unknown, not zero.
+    for c in cells
+        .iter()
+        .filter(|c| c.offered_rate.is_finite() && c.no_completions.is_none())
+    {
         groups
             .entry((c.family.clone(), c.group.clone(), c.dp))
             .or_default()
@@ -96,8 +124,16 @@ pub fn analyze(cells: &[CellInput], slo_target: f64) -> Analysis {
         })
         .collect();
     found.sort_by(|a, b| (a.family.as_str(), a.dp).cmp(&(b.family.as_str(), b.dp)));
-    let scaling = scaling::analyze(&found);
-    let verdicts = verdicts::judge(cells, &found);
+    let mut verdicts = verdicts::judge(cells, &found);
+    // a scaling figure is not built on a cell the tool itself flagged
+    let tainted: Vec<&str> = cells
+        .iter()
+        .zip(&verdicts)
+        .filter(|(_, v)| v.verdicts.iter().any(verdicts::Verdict::taints_throughput))
+        .map(|(c, _)| c.group.as_str())
+        .collect();
+    let scaling = scaling::analyze(&found, &tainted);
+    verdicts::flag_super_linear(&mut verdicts, cells, &scaling);
     Analysis {
         groups: found,
         scaling,
@@ -107,6 +143,10 @@ pub fn analyze(cells: &[CellInput], slo_target: f64) -> Analysis {
             .iter()
             .filter(|c| !c.offered_rate.is_finite())
             .map(|c| c.id.clone())
+            .collect(),
+        without_completions: cells
+            .iter()
+            .filter_map(|c| Some((c.id.clone(), c.no_completions.clone()?)))
             .collect(),
     }
 }

@@ -1,8 +1,14 @@
-//! The saturation point of one server configuration: the smallest offered rate where the
-//! server stopped keeping up (achieved / offered < 0.95), or TTFT p50 passed 3× its low-load
-//! value, or a waiting queue kept growing. The plateau is the highest achieved throughput.
+//! The saturation point of one server configuration, said as the data say it: the first
+//! tested rate where the server stopped keeping up (achieved / arrived < 0.95), or TTFT p50
+//! passed 3× its low-load value, or a waiting queue kept growing. The onset lies between
+//! the last rate that kept up and that one; the capacity is the plateau (the highest
+//! throughput achieved at or past saturation), and where the plateau falls inside that
+//! interval it is also the estimate of the onset (an open-loop server falls behind where
+//! the offered load reaches its capacity). A configuration that never saturated has no
+//! plateau, only a lower bound.
 
 use super::{CellInput, Point};
+use crate::stats::survival::Figure;
 use serde::Serialize;
 
 pub const KEEP_UP: f64 = 0.95;
@@ -28,7 +34,18 @@ pub enum Reason {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Saturation {
+    /// The first tested offered rate that did not keep up.
     pub offered: f64,
+    /// The last tested rate below it that kept up (`None`: the lowest rate tested already
+    /// did not): the onset lies in `(kept_up, offered]`.
+    pub kept_up: Option<f64>,
+    /// The plateau: the highest throughput achieved at or past saturation (req/s).
+    pub capacity: f64,
+    /// The plateau was measured while the output-token rate was still rising (the batch
+    /// filling): a lower bound on the capacity, not the capacity.
+    pub capacity_is_lower_bound: bool,
+    /// Where the onset most likely is: the capacity, when it lies inside the interval.
+    pub onset_estimate: Option<f64>,
     pub reasons: Vec<Reason>,
     /// The last point before saturation, if any, and the highest point tested.
     pub before: Option<Point>,
@@ -55,6 +72,15 @@ pub struct GroupFinding {
 fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
     let v: Vec<f64> = xs.collect();
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// The mean of repeats' figures: a lower bound if any of them is.
+fn mean_figure<'a>(xs: impl Iterator<Item = &'a Figure>) -> Option<Figure> {
+    let v: Vec<&Figure> = xs.collect();
+    Some(Figure {
+        value: mean(v.iter().map(|f| f.value))?,
+        lower_bound: v.iter().any(|f| f.lower_bound),
+    })
 }
 
 fn points(cells: &[&CellInput]) -> Vec<Point> {
@@ -86,9 +112,10 @@ fn points(cells: &[&CellInput]) -> Vec<Point> {
                 offered: r,
                 arrival: mean(cs.iter().map(|c| c.arrival_rate)).unwrap_or(r),
                 achieved: mean(cs.iter().map(|c| c.achieved_rate)).unwrap_or(0.0),
-                ttft_p50_ms: mean(cs.iter().filter_map(|c| c.ttft_p50_ms)),
-                ttft_p99_ms: mean(cs.iter().filter_map(|c| c.ttft_p99_ms)),
+                ttft_p50_ms: mean_figure(cs.iter().filter_map(|c| c.ttft_p50_ms.as_ref())),
+                ttft_p99_ms: mean_figure(cs.iter().filter_map(|c| c.ttft_p99_ms.as_ref())),
                 tpot_p50_ms: mean(cs.iter().filter_map(|c| c.tpot_p50_ms)),
+                token_rate_rising: cs.iter().any(|c| c.token_rate_rising),
                 slo_attainment: mean(cs.iter().filter_map(|c| c.slo_attainment)),
                 queue_growing: growing,
                 engines_idle_queue: idle_queue,
@@ -106,7 +133,12 @@ pub fn analyze_group(
     slo_target: f64,
 ) -> GroupFinding {
     let pts = points(cells);
-    let low = pts.first().and_then(|p| p.ttft_p50_ms);
+    // the low-load reference is a measured value, never a bound
+    let low = pts
+        .first()
+        .and_then(|p| p.ttft_p50_ms)
+        .filter(|f| !f.lower_bound)
+        .map(|f| f.value);
     let reasons_at = |p: &Point| {
         let mut r = Vec::new();
         // completions against what arrived in the window, not the nominal rate: a short
@@ -114,8 +146,9 @@ pub fn analyze_group(
         if p.arrival.is_finite() && p.arrival > 0.0 && p.achieved < KEEP_UP * p.arrival {
             r.push(Reason::Throughput);
         }
+        // a lower bound above 3× is above 3× all the same
         if let (Some(l), Some(t)) = (low, p.ttft_p50_ms)
-            && t > TTFT_BLOWUP * l
+            && t.value > TTFT_BLOWUP * l
         {
             r.push(Reason::Ttft);
         }
@@ -139,8 +172,20 @@ pub fn analyze_group(
             short_without_queue = true;
             continue;
         }
+        let past = &pts[i..];
+        let top = past
+            .iter()
+            .max_by(|a, b| a.achieved.total_cmp(&b.achieved))
+            .expect("non-empty");
+        let kept_up = i.checked_sub(1).map(|j| pts[j].offered);
+        let capacity = top.achieved;
         saturation = Some(Saturation {
             offered: p.offered,
+            kept_up,
+            capacity,
+            capacity_is_lower_bound: top.token_rate_rising,
+            onset_estimate: (capacity > kept_up.unwrap_or(0.0) && capacity <= p.offered)
+                .then_some(capacity),
             reasons: r,
             before: i.checked_sub(1).map(|j| pts[j].clone()),
             after: pts.last().expect("non-empty").clone(),

@@ -10,14 +10,30 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ScalingRow {
     pub dp: u32,
+    /// The plateau when saturated, else the highest throughput seen (a lower bound).
     pub max_throughput: f64,
     pub saturated: bool,
+    /// None of the configuration's cells carries a verdict that taints throughput, and its
+    /// plateau is steady: a speedup built on it can be presented as a result.
+    pub trusted: bool,
     /// Plateau over the base configuration's plateau (a lower bound when not saturated).
     pub speedup: f64,
     /// speedup / (dp / base dp).
     pub efficiency: f64,
     /// At the offered rate per replica the base was given: achieved / (base achieved × dp ratio).
     pub matched_load_efficiency: Option<f64>,
+}
+
+impl ScalingRow {
+    /// Whether this row's speedup over `base` is a result (both saturated, both trusted,
+    /// and not super-linear), not a bound or a fault.
+    pub fn is_result(&self, base: &ScalingRow) -> bool {
+        self.saturated
+            && base.saturated
+            && self.trusted
+            && base.trusted
+            && self.efficiency <= super::verdicts::SUPER_LINEAR
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -31,7 +47,16 @@ pub struct ScalingFinding {
     pub warnings: Vec<String>,
 }
 
-pub fn analyze(groups: &[GroupFinding]) -> Vec<ScalingFinding> {
+/// The plateau a scaling figure is built on: the capacity when saturated, else the highest
+/// throughput achieved (a lower bound).
+fn plateau(g: &GroupFinding) -> f64 {
+    g.saturation
+        .as_ref()
+        .map_or(g.max_throughput, |s| s.capacity)
+}
+
+/// `tainted`: groups with a cell whose throughput the tool itself flagged.
+pub fn analyze(groups: &[GroupFinding], tainted: &[&str]) -> Vec<ScalingFinding> {
     let mut families: Vec<&str> = groups.iter().map(|g| g.family.as_str()).collect();
     families.dedup();
     let mut out = Vec::new();
@@ -48,8 +73,8 @@ pub fn analyze(groups: &[GroupFinding]) -> Vec<ScalingFinding> {
             .iter()
             .map(|g| {
                 let ratio = g.dp as f64 / base.dp as f64;
-                let speedup = if base.max_throughput > 0.0 {
-                    g.max_throughput / base.max_throughput
+                let speedup = if plateau(base) > 0.0 {
+                    plateau(g) / plateau(base)
                 } else {
                     0.0
                 };
@@ -63,8 +88,13 @@ pub fn analyze(groups: &[GroupFinding]) -> Vec<ScalingFinding> {
                 });
                 ScalingRow {
                     dp: g.dp,
-                    max_throughput: g.max_throughput,
+                    max_throughput: plateau(g),
                     saturated: g.saturation.is_some(),
+                    trusted: !tainted.contains(&g.group.as_str())
+                        && !g
+                            .saturation
+                            .as_ref()
+                            .is_some_and(|s| s.capacity_is_lower_bound),
                     speedup,
                     efficiency: speedup / ratio,
                     matched_load_efficiency: matched,
@@ -96,17 +126,37 @@ pub fn analyze(groups: &[GroupFinding]) -> Vec<ScalingFinding> {
                 warnings.push(w);
             }
         }
+        for r in &rows {
+            if !r.trusted {
+                warnings.push(format!(
+                    "dp={}: its plateau rests on cells the tool flagged (see Verdicts), so no scaling figure is built on it",
+                    r.dp
+                ));
+            } else if r.efficiency > super::verdicts::SUPER_LINEAR
+                && r.saturated
+                && base.saturation.is_some()
+            {
+                warnings.push(format!(
+                    "dp={} came out at {:.0}% scaling efficiency over dp={}: super-linear data-parallel scaling is a measurement fault until proven otherwise (see Verdicts), not a result",
+                    r.dp,
+                    r.efficiency * 100.0,
+                    base.dp
+                ));
+            }
+        }
+        let base_row = &rows[0];
         let saturated: Vec<(f64, f64)> = gs
             .iter()
             .zip(&rows)
-            .filter(|(_, r)| r.saturated)
+            .filter(|(_, r)| r.dp == base.dp || r.is_result(base_row))
+            .filter(|(_, r)| r.saturated && r.trusted)
             .map(|(g, r)| (g.dp as f64 / base.dp as f64, r.max_throughput))
             .collect();
-        let usl = if base.saturation.is_some() && saturated.len() >= 2 {
+        let usl = if base.saturation.is_some() && base_row.trusted && saturated.len() >= 2 {
             usl::fit(&saturated)
         } else {
             warnings.push(
-                "no USL fit: it needs the base and at least one larger configuration to saturate"
+                "no USL fit: it needs the base and at least one larger configuration to saturate, with trusted, plausible plateaus"
                     .into(),
             );
             None

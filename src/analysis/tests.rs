@@ -1,5 +1,6 @@
 use super::*;
 use crate::monitor::metrics::ServerStats;
+use crate::stats::survival::Figure;
 
 fn cell(group: &str, dp: u32, offered: f64, achieved: f64, ttft: f64) -> CellInput {
     CellInput {
@@ -11,11 +12,11 @@ fn cell(group: &str, dp: u32, offered: f64, achieved: f64, ttft: f64) -> CellInp
         arrival_rate: offered,
         achieved_rate: achieved,
         output_throughput: achieved * 256.0,
-        ttft_p50_ms: Some(ttft),
-        ttft_p99_ms: Some(ttft * 2.0),
+        ttft_p50_ms: Some(Figure::known(ttft)),
+        ttft_p99_ms: Some(Figure::known(ttft * 2.0)),
         ttft_mean_ms: Some(ttft),
         tpot_p50_ms: Some(20.0),
-        e2el_p50_ms: Some(5000.0),
+        e2el_p50_ms: Some(Figure::known(5000.0)),
         slo_attainment: Some(if ttft < 500.0 { 1.0 } else { 0.2 }),
         sent: 1000,
         measured: 1000,
@@ -24,6 +25,14 @@ fn cell(group: &str, dp: u32, offered: f64, achieved: f64, ttft: f64) -> CellInp
         send_lag_p99_ms: Some(0.5),
         client_cpu_share: Some(0.2),
         client_loop_lag_p99_ms: Some(1.0),
+        achieved_from: "output_token_rate",
+        token_rate_rising: false,
+        cancelled: 0,
+        measured_cut: 0,
+        no_completions: None,
+        client_loop_lag_max_ms: None,
+        sending_s: None,
+        planned_sending_s: None,
         window_s: 60.0,
         backlog_slope_per_s: Some(0.0),
         backlog_mean: Some(1.0),

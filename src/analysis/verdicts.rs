@@ -1,4 +1,7 @@
-//! Validity verdicts: reasons a cell's numbers should not be read at face value.
+//! Validity verdicts: reasons a cell's numbers should not be read at face value, from
+//! "p99 of too few requests" to the implausible (sending far over plan, a stalled client,
+//! more achieved than arrived, super-linear scaling). Some taint a result built on the cell
+//! (a plateau, a speedup): [`Verdict::taints_throughput`].
 
 use super::CellInput;
 use super::saturation::GroupFinding;
@@ -36,6 +39,41 @@ pub enum Verdict {
     },
     /// This configuration never saturated in the tested range.
     NeverSaturated,
+    /// No request of the window succeeded: nothing to measure, and why.
+    NoCompletions {
+        reason: String,
+    },
+    /// Sending took far longer than the schedule planned: the client or the machine
+    /// stalled, so the offered load was not what the cell says.
+    SendingOverPlan {
+        planned_s: f64,
+        sending_s: f64,
+    },
+    /// The client's event loop stalled (its worst lateness), so timestamps in that span
+    /// include the stall.
+    ClientStall {
+        max_lag_ms: f64,
+    },
+    /// More completed than arrived, beyond sampling noise: the window or the clock is off.
+    AchievedAboveOffered {
+        achieved: f64,
+        arrival: f64,
+    },
+    /// A saturated cell whose output-token rate was still rising (the batch still
+    /// filling): its throughput is a lower bound on the capacity.
+    CapacityNotSteady,
+    /// Its configuration scaled super-linearly over the base (efficiency > 110%): a
+    /// measurement fault until proven otherwise.
+    SuperLinearScaling {
+        dp: u32,
+        efficiency: f64,
+    },
+    /// Requests of the window were cut off before they finished (the drain limit, the
+    /// request timeout): their latencies are right-censored.
+    CutOff {
+        cut: u64,
+        measured: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -58,6 +96,81 @@ impl CellVerdicts {
 pub const ERROR_RATE: f64 = 0.01;
 pub const SEND_LAG_MS: f64 = 10.0;
 pub const CPU_SHARE: f64 = 0.9;
+/// Sending may overrun its plan by this share (plus a second) before it is implausible.
+pub const SENDING_OVERRUN: f64 = 0.5;
+/// A loop stall this long (ms) falsifies the timestamps taken around it.
+pub const STALL_MS: f64 = 100.0;
+/// Scaling efficiency above this is a measurement fault until proven otherwise.
+pub const SUPER_LINEAR: f64 = 1.10;
+/// Completions may exceed arrivals by this many standard deviations (Poisson) and this
+/// share before they are implausible.
+pub const ABOVE_OFFERED_SIGMAS: f64 = 4.0;
+pub const ABOVE_OFFERED_SHARE: f64 = 0.05;
+
+impl Verdict {
+    /// Whether the cell's throughput cannot carry a result built on it (a plateau, a
+    /// speedup): the measurement itself is in doubt, not just noisy.
+    pub fn taints_throughput(&self) -> bool {
+        matches!(
+            self,
+            Verdict::ClientLimited { .. }
+                | Verdict::NoCompletions { .. }
+                | Verdict::SendingOverPlan { .. }
+                | Verdict::ClientStall { .. }
+                | Verdict::AchievedAboveOffered { .. }
+                | Verdict::CapacityNotSteady
+        )
+    }
+}
+
+/// Cells of a configuration whose scaling came out super-linear get the verdict too.
+pub fn flag_super_linear(
+    verdicts: &mut [CellVerdicts],
+    cells: &[CellInput],
+    scaling: &[super::scaling::ScalingFinding],
+) {
+    for f in scaling {
+        for r in f.rows.iter().filter(|r| r.efficiency > SUPER_LINEAR) {
+            for (v, c) in verdicts.iter_mut().zip(cells) {
+                if c.family == f.family && c.dp == r.dp && c.offered_rate.is_finite() {
+                    v.verdicts.push(Verdict::SuperLinearScaling {
+                        dp: r.dp,
+                        efficiency: r.efficiency,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The implausibility checks of one cell: sending over plan, loop stalls, more achieved
+/// than arrived.
+fn implausible(c: &CellInput, v: &mut Vec<Verdict>) {
+    if let (Some(sent), Some(plan)) = (c.sending_s, c.planned_sending_s)
+        && sent > plan * (1.0 + SENDING_OVERRUN) + 1.0
+    {
+        v.push(Verdict::SendingOverPlan {
+            planned_s: plan,
+            sending_s: sent,
+        });
+    }
+    if let Some(l) = c.client_loop_lag_max_ms
+        && l > STALL_MS
+    {
+        v.push(Verdict::ClientStall { max_lag_ms: l });
+    }
+    let expected = c.arrival_rate * c.window_s;
+    let got = c.achieved_rate * c.window_s;
+    if c.no_completions.is_none()
+        && expected > 0.0
+        && got - expected > ABOVE_OFFERED_SIGMAS * expected.sqrt() + ABOVE_OFFERED_SHARE * expected
+    {
+        v.push(Verdict::AchievedAboveOffered {
+            achieved: c.achieved_rate,
+            arrival: c.arrival_rate,
+        });
+    }
+}
 
 pub fn judge(cells: &[CellInput], groups: &[GroupFinding]) -> Vec<CellVerdicts> {
     cells
@@ -87,12 +200,26 @@ pub fn judge(cells: &[CellInput], groups: &[GroupFinding]) -> Vec<CellVerdicts> 
                     measured: c.measured,
                 });
             }
+            if let Some(reason) = &c.no_completions {
+                v.push(Verdict::NoCompletions {
+                    reason: reason.clone(),
+                });
+            }
+            implausible(c, &mut v);
+            if c.measured_cut > 0 && c.no_completions.is_none() {
+                v.push(Verdict::CutOff {
+                    cut: c.measured_cut,
+                    measured: c.measured,
+                });
+            }
+            // completions in a short window under-count; the output-token rate does not
             if let Some(e) = c.e2el_p50_ms
-                && e / 1000.0 > c.window_s / 3.0
+                && c.achieved_from == "completions"
+                && e.value / 1000.0 > c.window_s / 3.0
             {
                 v.push(Verdict::WindowShort {
                     window_s: c.window_s,
-                    e2e_p50_s: e / 1000.0,
+                    e2e_p50_s: e.value / 1000.0,
                 });
             }
             if let (Some(client), Some(server)) = (
@@ -113,6 +240,16 @@ pub fn judge(cells: &[CellInput], groups: &[GroupFinding]) -> Vec<CellVerdicts> 
                 .any(|g| g.group == c.group && g.saturation.is_none())
             {
                 v.push(Verdict::NeverSaturated);
+            }
+            // a saturated point whose token rate was still climbing is no plateau
+            let past_saturation = groups.iter().any(|g| {
+                g.group == c.group
+                    && g.saturation
+                        .as_ref()
+                        .is_some_and(|s| c.offered_rate >= s.offered)
+            });
+            if past_saturation && c.token_rate_rising {
+                v.push(Verdict::CapacityNotSteady);
             }
             CellVerdicts {
                 cell: c.id.clone(),
@@ -158,6 +295,29 @@ impl Verdict {
             Verdict::NeverSaturated => {
                 "its server configuration never saturated in the tested range".into()
             }
+            Verdict::NoCompletions { reason } => {
+                format!("no completions: {reason}; the cell is unknown, not 0 req/s")
+            }
+            Verdict::SendingOverPlan {
+                planned_s,
+                sending_s,
+            } => format!(
+                "implausible: sending took {sending_s:.1} s where the schedule planned {planned_s:.1} s (the client or the machine stalled); its load is not what the cell says"
+            ),
+            Verdict::ClientStall { max_lag_ms } => format!(
+                "implausible: the client's event loop stalled for up to {max_lag_ms:.0} ms; timestamps around the stall are late"
+            ),
+            Verdict::AchievedAboveOffered { achieved, arrival } => format!(
+                "implausible: {achieved:.2} req/s achieved where {arrival:.2} req/s arrived, beyond sampling noise"
+            ),
+            Verdict::CapacityNotSteady => "the output-token rate was still rising in the window (the batch still filling): its throughput is a lower bound on the capacity; lengthen the warm-up".into(),
+            Verdict::SuperLinearScaling { dp, efficiency } => format!(
+                "implausible: dp={dp} scaled at {:.0}% efficiency (super-linear): a measurement fault until proven otherwise",
+                efficiency * 100.0
+            ),
+            Verdict::CutOff { cut, measured } => format!(
+                "{cut} of the window's {measured} requests were cut off before they finished: latencies right-censored, `>` figures are lower bounds"
+            ),
         }
     }
 }

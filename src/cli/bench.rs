@@ -383,7 +383,13 @@ fn write_summary(
     };
     let ours = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "status": if r.interrupted { "interrupted" } else { "complete" },
+        "status": if r.interrupted {
+            "interrupted"
+        } else if r.summary.no_completions() {
+            "no_completions"
+        } else {
+            "complete"
+        },
         "finished_at": store::time::rfc3339(now),
         "arrival": match a.max_concurrency {
             Some(k) if arrivals::is_closed_loop(plan.arrival, plan.stop) => {

@@ -113,9 +113,10 @@ pub struct BenchArgs {
     pub request_timeout: f64,
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     pub connect_timeout: f64,
-    /// With `--duration`: how long in-flight requests may finish after the last send before
-    /// they are cancelled (and counted as such).
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    /// With `--duration`: how long the window's requests may take to finish after the last
+    /// send; what is still running then is cancelled, and its latency counted as at least
+    /// its time to the cut (right-censored).
+    #[arg(long, default_value_t = crate::runner::load_point::DEFAULT_DRAIN_S, value_name = "SECS")]
     pub drain_timeout: f64,
     /// Worker threads of the client runtime.
     #[arg(long, default_value_t = 1)]

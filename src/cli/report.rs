@@ -214,10 +214,10 @@ fn metric(c: &crate::analysis::CellInput, name: &str) -> Option<f64> {
     match name {
         "achieved req/s" => Some(c.achieved_rate),
         "output tok/s" => Some(c.output_throughput),
-        "TTFT p50 ms" => c.ttft_p50_ms,
-        "TTFT p99 ms" => c.ttft_p99_ms,
+        "TTFT p50 ms" => c.ttft_p50_ms.map(|f| f.value),
+        "TTFT p99 ms" => c.ttft_p99_ms.map(|f| f.value),
         "TPOT p50 ms" => c.tpot_p50_ms,
-        "E2EL p50 ms" => c.e2el_p50_ms,
+        "E2EL p50 ms" => c.e2el_p50_ms.map(|f| f.value),
         "SLO attainment" => c.slo_attainment,
         _ => None,
     }

@@ -8,6 +8,7 @@ use crate::experiment::{self, Cell, Experiment, Plan, plan::ParamsExt};
 use crate::launcher;
 use crate::runner::arrivals;
 use crate::runner::cell::{CellResult, CellSpec, Endpoint, run_cell};
+use crate::runner::load_point::DEFAULT_DRAIN_S;
 use crate::store::aggregate::{arrival_of, slos_of, stop_of, window_of};
 use crate::store::{self, manifest::Manifest, summary_json};
 use crate::workload::body::{BodyOptions, Endpoint as Api};
@@ -282,28 +283,30 @@ async fn run_cells(
             if let (Some(log), Some(start)) = (&server.log, log_start) {
                 copy_log_slice(log, start, &cdir.join("server.log"));
             }
-            write_cell_summary(exp, cell, &r, &cdir, &model, &tok)?;
-            let status = if r.interrupted {
-                "interrupted"
-            } else {
-                "complete"
-            };
+            let status = cell_status_of(&r);
+            write_cell_summary(exp, cell, &r, status, &cdir, &model, &tok)?;
             std::fs::write(
                 cdir.join("status.json"),
                 serde_json::to_vec_pretty(&serde_json::json!({"status": status}))?,
             )?;
             let s = &r.summary;
+            let figures = if s.no_completions() {
+                crate::summary::why_no_completions(s)
+            } else {
+                format!(
+                    "{:.2} req/s, TTFT p50 {} ms",
+                    s.achieved().0,
+                    s.every_request
+                        .ttft_ms
+                        .as_ref()
+                        .map_or("-".into(), |d| d.p50.display(1)),
+                )
+            };
             eprintln!(
-                "cell {}/{total} `{}`: {status}: {:.2} req/s, TTFT p50 {}, failed {}, cancelled {}",
+                "cell {}/{total} `{}`: {status}: {figures}; {}",
                 cell.index + 1,
                 cell.id,
-                s.request_throughput,
-                s.latencies
-                    .ttft_ms
-                    .as_ref()
-                    .map_or("-".into(), |d| format!("{:.1} ms", d.p50)),
-                s.failed,
-                s.cancelled
+                crate::report::table::accounting_line(s)
             );
             for w in &r.warnings {
                 eprintln!("  warning: {w}");
@@ -481,7 +484,8 @@ async fn run_one(
             connect: Duration::from_secs(10),
             request: Duration::from_secs_f64(p.f64("request_timeout_s").unwrap_or(600.0)),
         },
-        drain: duration.map(|_| Duration::from_secs_f64(p.f64("drain_timeout_s").unwrap_or(30.0))),
+        drain: duration
+            .map(|_| Duration::from_secs_f64(p.f64("drain_timeout_s").unwrap_or(DEFAULT_DRAIN_S))),
         send_until: duration.map(Duration::from_secs_f64),
         closed_loop: arrivals::is_closed_loop(arrival, stop),
         window_s,
@@ -520,10 +524,23 @@ fn copy_log_slice(log: &Path, start: u64, to: &Path) {
     let _ = std::fs::write(to, buf);
 }
 
+/// `complete`, `interrupted`, or `no_completions` (ran, but no request of its window
+/// succeeded: nothing to measure, and `--resume` runs it again).
+fn cell_status_of(r: &CellResult) -> &'static str {
+    if r.interrupted {
+        "interrupted"
+    } else if r.summary.no_completions() {
+        "no_completions"
+    } else {
+        "complete"
+    }
+}
+
 fn write_cell_summary(
     exp: &Experiment,
     cell: &Cell,
     r: &CellResult,
+    status: &str,
     cdir: &Path,
     model: &str,
     tok: &Tokenizer,
@@ -556,7 +573,8 @@ fn write_cell_summary(
         .collect();
     let ours = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "status": if r.interrupted { "interrupted" } else { "complete" },
+        "status": status,
+        "no_completions_reason": r.summary.no_completions().then(|| crate::summary::why_no_completions(&r.summary)),
         "finished_at": store::time::rfc3339(store::time::unix_now()),
         "cell": {"id": cell.id, "index": cell.index, "repeat": cell.repeat, "matrix": matrix, "params": params},
         "arrival": arrival.describe(),
@@ -582,12 +600,14 @@ fn print_plan(plan: &Plan) {
     let _ = writeln!(out, "{} cell(s)", plan.cells.len());
 }
 
-/// One row per cell, from the stored summaries (so resumed and earlier cells are included).
+/// One row per cell, from the stored summaries (so resumed and earlier cells are included):
+/// our figures (throughput from tokens; TTFT over every window request, `>` for a lower
+/// bound) and the one accounting, `sent = ok + failed + cancelled`.
 fn print_summary(plan: &Plan, dir: &Path) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<44} {:>8} {:>9} {:>10} {:>10} {:>10} {:>9} {:>6} {:>6}  status",
+        "{:<44} {:>8} {:>9} {:>10} {:>12} {:>12} {:>9} {:>6} {:>6} {:>6} {:>6}  status",
         "cell",
         "offered",
         "achieved",
@@ -595,44 +615,66 @@ fn print_summary(plan: &Plan, dir: &Path) -> Result<()> {
         "TTFT p50",
         "TTFT p99",
         "TPOT p50",
+        "sent",
+        "ok",
         "failed",
         "cancel"
     )?;
     for c in &plan.cells {
         let path = cell_dir(dir, c).join("summary.json");
         let status = cell_status(dir, c).unwrap_or_else(|| "not run".into());
+        let dash = "-";
         let Ok(bytes) = std::fs::read(&path) else {
             writeln!(
                 out,
-                "{:<44} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9} {:>7}  {status}",
-                c.id, "-", "-", "-", "-", "-", "-", "-"
+                "{:<44} {dash:>8} {dash:>9} {dash:>10} {dash:>12} {dash:>12} {dash:>9} {dash:>6} {dash:>6} {dash:>6} {dash:>6}  {status}",
+                c.id
             )?;
             continue;
         };
         let s: serde_json::Value = serde_json::from_slice(&bytes)?;
-        let f = |k: &str| s[k].as_f64();
-        let ms = |k: &str| f(k).map_or("-".to_string(), |v| format!("{v:.1} ms"));
+        let ours = &s["vllm_loadtest"]["summary"];
+        let none = ours["measured_ok"].as_u64() == Some(0);
+        let num = |v: &serde_json::Value, d: usize| match v.as_f64() {
+            Some(x) if !none => format!("{x:.d$}"),
+            _ => "-".into(),
+        };
         let offered = match &s["request_rate"] {
             serde_json::Value::String(x) => x.clone(),
-            v => format!("{:.1}", v.as_f64().unwrap_or(0.0)),
+            v => num(v, 1),
         };
+        let achieved = match ours["token_rate"]["request_rate"].as_f64() {
+            Some(_) => num(&ours["token_rate"]["request_rate"], 2),
+            None => num(&s["request_throughput"], 2),
+        };
+        let every = &ours["every_request"]["ttft_ms"];
+        let count = |k: &str| ours[k].as_u64().map_or("-".into(), |n| n.to_string());
         writeln!(
             out,
-            "{:<44} {:>8} {:>9.2} {:>10.1} {:>10} {:>10} {:>9} {:>6} {:>6}  {status}",
+            "{:<44} {:>8} {:>9} {:>10} {:>12} {:>12} {:>9} {:>6} {:>6} {:>6} {:>6}  {status}",
             c.id,
             offered,
-            f("request_throughput").unwrap_or(0.0),
-            f("output_throughput").unwrap_or(0.0),
-            ms("median_ttft_ms"),
-            ms("p99_ttft_ms"),
-            ms("median_tpot_ms"),
-            s["vllm_loadtest"]["summary"]["failed"]
-                .as_u64()
-                .unwrap_or(0),
-            s["vllm_loadtest"]["summary"]["cancelled"]
-                .as_u64()
-                .unwrap_or(0),
+            achieved,
+            num(&s["output_throughput"], 1),
+            figure_ms(&every["p50"]),
+            figure_ms(&every["p99"]),
+            s["median_tpot_ms"]
+                .as_f64()
+                .map_or("-".into(), |v| format!("{v:.1} ms")),
+            count("sent"),
+            count("ok"),
+            count("failed"),
+            count("cancelled"),
         )?;
     }
     Ok(())
+}
+
+/// A stored figure: a number, `{"at_least": x}` (a lower bound), or null.
+fn figure_ms(v: &serde_json::Value) -> String {
+    match (v.as_f64(), v["at_least"].as_f64()) {
+        (Some(x), _) => format!("{x:.1} ms"),
+        (None, Some(x)) => format!("> {x:.0} ms"),
+        _ => "-".into(),
+    }
 }

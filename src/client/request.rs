@@ -194,6 +194,7 @@ fn err(kind: ErrorKind, http_status: Option<u16>, message: String) -> RequestErr
     RequestError {
         kind,
         http_status,
+        cancel_reason: None,
         message,
     }
 }

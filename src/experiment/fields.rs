@@ -342,9 +342,10 @@ pub const SECTIONS: &[Section] = &[
             f(
                 "drain_timeout_s",
                 NONNEG,
-                Some("30"),
+                // runner::load_point::DEFAULT_DRAIN_S (a test holds them equal)
+                Some("300"),
                 false,
-                "after the last send, how long in-flight requests may finish",
+                "after the last send, how long the window's requests may take to finish; what is still running then is cut and its latency right-censored",
             ),
         ],
     },

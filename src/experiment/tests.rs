@@ -159,3 +159,10 @@ fn a_duration_at_rate_inf_is_a_closed_loop_and_needs_a_concurrency() {
     .unwrap();
     assert_eq!(plan(&ok).cells.len(), 2);
 }
+
+#[test]
+fn the_drain_limit_default_is_the_runners() {
+    let (_, f) = crate::experiment::fields::find("drain_timeout_s").expect("a field");
+    let d: f64 = f.default.expect("has a default").parse().expect("a number");
+    assert_eq!(d, crate::runner::load_point::DEFAULT_DRAIN_S);
+}

@@ -58,26 +58,42 @@ pub fn saturation(g: &GroupFinding) -> Named {
         name: "TTFT p50 (ms)".into(),
         points: pts
             .iter()
-            .filter_map(|p| Some((p.offered, p.ttft_p50_ms?)))
+            .filter_map(|p| Some((p.offered, p.ttft_p50_ms?.value)))
             .filter(|q| fin(q.0))
             .collect(),
         color: 1,
         axis: Axis::Right,
         dashed: false,
     });
-    let marks = g
-        .saturation
-        .as_ref()
-        .map(|s| {
-            vec![(
-                s.offered,
-                format!(
-                    "saturation {} req/s",
-                    crate::analysis::scaling::fmt_rate(s.offered)
-                ),
-            )]
-        })
-        .unwrap_or_default();
+    let rate = crate::analysis::scaling::fmt_rate;
+    // the onset as an interval (last rate that kept up, first that did not), the plateau
+    // as a line across the tested range; a configuration that never saturated gets neither
+    let mut marks = Vec::new();
+    if let Some(s) = &g.saturation {
+        if let Some(k) = s.kept_up {
+            marks.push((k, format!("kept up {} req/s", rate(k))));
+        }
+        marks.push((s.offered, format!("fell behind {} req/s", rate(s.offered))));
+        let xs = pts.iter().map(|p| p.offered).filter(|x| fin(*x));
+        let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+        series.push(Series {
+            name: format!(
+                "plateau {}{:.1} req/s",
+                if s.capacity_is_lower_bound {
+                    "≥ "
+                } else {
+                    ""
+                },
+                s.capacity
+            ),
+            points: vec![(lo, s.capacity), (hi, s.capacity)],
+            color: 2,
+            axis: Axis::Left,
+            dashed: true,
+        });
+    }
     Named {
         stem: format!("saturation-{}", slug(&g.group)),
         figure: Figure {
@@ -86,7 +102,23 @@ pub fn saturation(g: &GroupFinding) -> Named {
                 label(g)
             ),
             panels: vec![Panel {
-                title: format!("plateau {:.1} req/s", g.max_throughput),
+                title: match &g.saturation {
+                    Some(s) => format!(
+                        "capacity {}{:.1} req/s; onset in ({}, {}] req/s offered",
+                        if s.capacity_is_lower_bound {
+                            "≥ "
+                        } else {
+                            ""
+                        },
+                        s.capacity,
+                        s.kept_up.map_or("0".into(), rate),
+                        rate(s.offered)
+                    ),
+                    None => format!(
+                        "not saturated: ≥ {:.1} req/s (no plateau)",
+                        g.max_throughput
+                    ),
+                },
                 x_label: "offered load (req/s)".into(),
                 y_label: "throughput (req/s)".into(),
                 y2_label: Some("TTFT p50 (ms, log)".into()),
@@ -199,7 +231,7 @@ pub fn latency_by_dp(a: &Analysis) -> Named {
                     y2_label: None,
                     log_y: true,
                     log_y2: false,
-                    series: series(|p| p.ttft_p50_ms),
+                    series: series(|p| p.ttft_p50_ms.map(|f| f.value)),
                     marks: vec![],
                 },
                 Panel {

@@ -4,6 +4,7 @@
 use crate::analysis::saturation::{GroupFinding, Reason};
 use crate::analysis::scaling::{ScalingFinding, fmt_rate};
 use crate::analysis::{Analysis, CellInput};
+use crate::stats::survival::Figure;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,6 +72,15 @@ fn group_label(g: &GroupFinding) -> String {
     }
 }
 
+/// A TTFT figure: `> x` when only a lower bound is known.
+fn fig(v: Option<Figure>) -> String {
+    match v {
+        Some(f) if f.lower_bound => format!("> {}", ms(Some(f.value))),
+        Some(f) => ms(Some(f.value)),
+        None => "-".into(),
+    }
+}
+
 fn saturation_sentence(g: &GroupFinding) -> String {
     let label = group_label(g);
     match &g.saturation {
@@ -86,28 +96,48 @@ fn saturation_sentence(g: &GroupFinding) -> String {
                 .collect();
             let blowup = match (g.low_load_ttft_ms, s.after.ttft_p50_ms) {
                 (Some(lo), Some(hi)) if lo > 0.0 => format!(
-                    "; TTFT p50 rises from {} to {} ({:.0}×) at {} req/s offered",
+                    " TTFT p50 rises from {} to {} ({}{:.0}×) at {} req/s offered.",
                     ms(Some(lo)),
-                    ms(Some(hi)),
-                    hi / lo,
+                    fig(Some(hi)),
+                    if hi.lower_bound { "over " } else { "" },
+                    hi.value / lo,
                     fmt_rate(s.after.offered)
                 ),
                 _ => String::new(),
             };
-            format!(
-                "{label} saturates at {} req/s offered ({}): throughput plateaus at {:.1} req/s{blowup}.",
-                fmt_rate(s.offered),
-                why.join(", "),
-                g.max_throughput
-            )
+            let capacity = if s.capacity_is_lower_bound {
+                format!(
+                    "capacity at least {:.1} req/s (the output-token rate was still rising in the window, so the plateau is a lower bound; lengthen the warm-up)",
+                    s.capacity
+                )
+            } else {
+                format!("capacity {:.1} req/s (the plateau)", s.capacity)
+            };
+            let onset = match (s.kept_up, s.onset_estimate) {
+                (Some(k), Some(e)) => format!(
+                    "it falls behind between {} and {} req/s offered, near {e:.1} req/s where the offered load meets the plateau",
+                    fmt_rate(k),
+                    fmt_rate(s.offered)
+                ),
+                (Some(k), None) => format!(
+                    "it falls behind between {} and {} req/s offered",
+                    fmt_rate(k),
+                    fmt_rate(s.offered)
+                ),
+                (None, _) => format!(
+                    "it was already behind at {} req/s, the lowest rate tested (test lower rates to place the onset)",
+                    fmt_rate(s.offered)
+                ),
+            };
+            format!("{label}: {capacity}; {onset} ({}).{blowup}", why.join(", "))
         }
         None => {
             let top = g.points.last();
             let mut s = format!(
-                "{label} did not saturate in the tested range: {:.1} req/s achieved at {} req/s offered, TTFT p50 {}; its capacity is above what was tested.",
-                top.map_or(0.0, |p| p.achieved),
+                "{label} did not saturate in the tested range: it kept up with {} req/s offered ({:.1} req/s achieved, TTFT p50 {}); its capacity is above that, so there is no plateau to report.",
                 top.map_or("-".into(), |p| fmt_rate(p.offered)),
-                ms(top.and_then(|p| p.ttft_p50_ms))
+                top.map_or(0.0, |p| p.achieved),
+                fig(top.and_then(|p| p.ttft_p50_ms))
             );
             if g.short_of_offered_without_engine_queue {
                 s.push_str(" Achieved fell short of offered while the engines' queues stayed empty: the load never reached the engines (a client or API-server limit), so this is not a server result.");
@@ -121,7 +151,7 @@ fn scaling_sentence(f: &ScalingFinding) -> Vec<String> {
     let mut out = Vec::new();
     let base = &f.rows[0];
     for r in f.rows.iter().skip(1) {
-        if base.saturated && r.saturated {
+        if r.is_result(base) {
             out.push(format!(
                 "dp={} vs dp={}{}: {:.2}× the plateau ({:.1} vs {:.1} req/s), {:.0}% scaling efficiency{}.",
                 r.dp,
@@ -171,6 +201,18 @@ pub fn build(
             "{} cell(s) ({}) ran without an offered rate (all at once, or a closed loop of `max_concurrency`): they are in the tables, not in the saturation analysis, which reads throughput and latency along the offered rate.",
             analysis.without_offered_rate.len(),
             analysis.without_offered_rate.join(", ")
+        ));
+    }
+    if !analysis.without_completions.is_empty() {
+        exec.push(format!(
+            "{} cell(s) had no completion, so their throughput and latency are unknown (not zero) and they are left out of the analysis: {}.",
+            analysis.without_completions.len(),
+            analysis
+                .without_completions
+                .iter()
+                .map(|(c, why)| format!("`{c}` ({why})"))
+                .collect::<Vec<_>>()
+                .join("; ")
         ));
     }
     if let Some(slo) = &facts.slo {
@@ -248,18 +290,15 @@ pub fn build(
                 vec![
                     fmt_rate(p.offered),
                     format!("{:.2}", p.achieved),
-                    ms(p.ttft_p50_ms),
-                    ms(p.ttft_p99_ms),
+                    fig(p.ttft_p50_ms),
+                    fig(p.ttft_p99_ms),
                     ms(p.tpot_p50_ms),
                     p.slo_attainment
                         .map_or("-".into(), |a| format!("{:.0}%", a * 100.0)),
-                    if g.saturation
-                        .as_ref()
-                        .is_some_and(|s| s.offered == p.offered)
-                    {
-                        "← saturation".into()
-                    } else {
-                        String::new()
+                    match &g.saturation {
+                        Some(s) if s.offered == p.offered => "← fell behind".into(),
+                        Some(s) if s.kept_up == Some(p.offered) => "← last that kept up".into(),
+                        _ => String::new(),
                     },
                 ]
             })
@@ -274,7 +313,7 @@ pub fn build(
             tables: vec![Table {
                 header: [
                     "offered req/s",
-                    "achieved req/s",
+                    "achieved req/s (from tokens)",
                     "TTFT p50",
                     "TTFT p99",
                     "TPOT p50",
@@ -317,13 +356,22 @@ pub fn build(
                         vec![
                             r.dp.to_string(),
                             format!("{:.2}", r.max_throughput),
-                            if r.saturated {
-                                "yes".into()
-                            } else {
-                                "no (lower bound)".into()
+                            match (r.saturated, r.trusted) {
+                                (true, true) => "yes".into(),
+                                (true, false) => "yes, flagged".into(),
+                                (false, _) => "no (lower bound)".into(),
                             },
-                            format!("{:.2}×", r.speedup),
-                            format!("{:.0}%", r.efficiency * 100.0),
+                            // a bound or a flagged figure is not printed as a result
+                            if r.dp == f.base_dp || r.is_result(&f.rows[0]) {
+                                format!("{:.2}×", r.speedup)
+                            } else {
+                                format!("({:.2}×, not a result)", r.speedup)
+                            },
+                            if r.dp == f.base_dp || r.is_result(&f.rows[0]) {
+                                format!("{:.0}%", r.efficiency * 100.0)
+                            } else {
+                                "-".into()
+                            },
                             r.matched_load_efficiency
                                 .map_or("-".into(), |m| format!("{:.0}%", m * 100.0)),
                         ]
@@ -388,25 +436,28 @@ pub fn build(
     });
     sections.push(Section {
         title: "All cells".into(),
-        paragraphs: vec!["Recomputed from each cell's raw records (`cells/*/requests.jsonl`); the same figures are in `runs.parquet`.".into()],
+        paragraphs: vec!["Recomputed from each cell's raw records (`cells/*/requests.jsonl`); the same figures are in `runs.parquet`. Achieved throughput is the output-token rate over the window divided by the mean output length; TTFT covers every request sent in the window, a request cut off before its first token counted as at least its wait (`>`: a lower bound); TPOT covers the successful ones. Every request sent is ok, failed or cancelled.".into()],
         figures: vec![],
         tables: vec![Table {
-            header: ["cell", "offered", "achieved", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "sent", "failed"]
+            header: ["cell", "offered", "achieved", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "sent", "ok", "failed", "cancelled"]
                 .map(String::from)
                 .to_vec(),
             rows: cells
                 .iter()
                 .map(|c| {
+                    let known = c.no_completions.is_none();
                     vec![
                         c.id.clone(),
                         fmt_rate(c.offered_rate),
-                        format!("{:.2}", c.achieved_rate),
-                        format!("{:.0}", c.output_throughput),
-                        ms(c.ttft_p50_ms),
-                        ms(c.ttft_p99_ms),
+                        if known { format!("{:.2}", c.achieved_rate) } else { "-".into() },
+                        if known { format!("{:.0}", c.output_throughput) } else { "-".into() },
+                        fig(c.ttft_p50_ms.filter(|_| known)),
+                        fig(c.ttft_p99_ms.filter(|_| known)),
                         ms(c.tpot_p50_ms),
                         c.sent.to_string(),
+                        (c.sent - c.failed - c.cancelled).to_string(),
                         c.failed.to_string(),
+                        c.cancelled.to_string(),
                     ]
                 })
                 .collect(),

@@ -1,8 +1,14 @@
 //! The end-of-run table, laid out like `vllm bench serve`'s so a vLLM user reads it at a
 //! glance, followed by what vLLM does not print: send rate, send lag, errors by kind, the
 //! accounting identity and the measurement window.
+//!
+//! vLLM's latency sections keep vLLM's meaning (successful requests only). When requests of
+//! the window were cut off, the TTFT and E2E sections say so in their titles and add the
+//! figures over every request, the unfinished right-censored (`> x` where only a lower
+//! bound is known).
 
 use crate::stats::Distribution;
+use crate::stats::survival::Survival;
 use crate::summary::RunSummary;
 use std::io::{self, Write};
 
@@ -78,22 +84,46 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
         format!("{:.2}", s.total_token_throughput),
     )?;
     let l = &s.latencies;
-    for (key, title, short, d) in [
-        ("ttft", "Time to First Token", "TTFT", &l.ttft_ms),
+    let every = &s.every_request;
+    let cut = s.measured_cut > 0;
+    for (key, title, short, d, all) in [
+        (
+            "ttft",
+            "Time to First Token",
+            "TTFT",
+            &l.ttft_ms,
+            Some(&every.ttft_ms),
+        ),
         (
             "tpot",
             "Time per Output Token (excl. 1st token)",
             "TPOT",
             &l.tpot_ms,
+            None,
         ),
-        ("itl", "Inter-token Latency", "ITL", &l.itl_ms),
-        ("e2el", "End-to-end Latency", "E2EL", &l.e2el_ms),
+        ("itl", "Inter-token Latency", "ITL", &l.itl_ms, None),
+        (
+            "e2el",
+            "End-to-end Latency",
+            "E2EL",
+            &l.e2el_ms,
+            Some(&every.e2el_ms),
+        ),
     ] {
         if !spec.metrics.iter().any(|m| m == key) {
             continue;
         }
-        rule(w, title, '-')?;
-        dist_lines(w, short, d.as_ref(), spec.percentiles)?;
+        match all {
+            Some(all) if cut => {
+                rule(w, &format!("{title} (successful only)"), '-')?;
+                dist_lines(w, short, d.as_ref(), spec.percentiles)?;
+                every_lines(w, short, all.as_ref(), spec.percentiles)?;
+            }
+            _ => {
+                rule(w, title, '-')?;
+                dist_lines(w, short, d.as_ref(), spec.percentiles)?;
+            }
+        }
     }
     rule(w, " vllm-loadtest ", '-')?;
     line(
@@ -111,6 +141,18 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
         "inf".into()
     };
     line(w, "Achieved send rate (req/s):", send)?;
+    if let Some(t) = &s.token_rate {
+        line(
+            w,
+            "Throughput from tokens (req/s):",
+            format!(
+                "{:.2} ({:.0} tok/s ÷ {:.1} tokens per request)",
+                t.request_rate,
+                t.output_tokens / s.window_s.max(1e-9),
+                t.mean_output_tokens
+            ),
+        )?;
+    }
     if let Some(q) = &l.queue_delay_ms {
         line(
             w,
@@ -165,23 +207,70 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
             ),
         )?;
     }
-    writeln!(
-        w,
-        "sent {} = ok {} + failed {} + cancelled {}{}",
+    writeln!(w, "{}", accounting_line(s))?;
+    for warning in spec.warnings {
+        writeln!(w, "warning: {warning}")?;
+    }
+    rule(w, "", '=')
+}
+
+/// `sent N = ok + failed + cancelled (by reason)`: the one accounting every output prints.
+pub fn accounting_line(s: &RunSummary) -> String {
+    let reasons: Vec<String> = s
+        .cancelled_by_reason
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    format!(
+        "sent {} = ok {} + failed {} + cancelled {}{}{}",
         s.sent,
         s.ok,
         s.failed,
         s.cancelled,
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        },
         if s.not_sent > 0 {
             format!("  (not sent: {})", s.not_sent)
         } else {
             String::new()
         }
+    )
+}
+
+/// The figures over every window request, cut-off ones included (lower bounds as `> x`).
+fn every_lines(
+    w: &mut impl Write,
+    name: &str,
+    d: Option<&Survival>,
+    pcts: &[f64],
+) -> io::Result<()> {
+    let Some(d) = d else {
+        return line(w, &format!("{name}, every request (ms):"), "n/a (none)");
+    };
+    line(
+        w,
+        &format!("{name}, every request: n / cut off:"),
+        format!("{} / {}", d.count, d.censored),
     )?;
-    for warning in spec.warnings {
-        writeln!(w, "warning: {warning}")?;
+    line(
+        w,
+        &format!("Median {name}, every request (ms):"),
+        d.p50.display(2),
+    )?;
+    for &p in pcts {
+        let label = format!("{p}");
+        let label = label.strip_suffix(".0").unwrap_or(&label);
+        line(
+            w,
+            &format!("P{label} {name}, every request (ms):"),
+            d.percentile(p)
+                .map_or_else(|| "n/a (not computed)".into(), |v| v.display(2)),
+        )?;
     }
-    rule(w, "", '=')
+    Ok(())
 }
 
 fn dist_lines(

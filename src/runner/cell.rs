@@ -82,6 +82,9 @@ pub struct ClientUsage {
     /// memory, and that per request sent: what a request costs the client to keep.
     pub rss_growth_bytes: Option<u64>,
     pub rss_growth_per_request_bytes: Option<f64>,
+    /// When sending ended (s from the start) against when the schedule said it would.
+    pub sending_s: f64,
+    pub planned_sending_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -170,6 +173,7 @@ pub async fn run_cell(
         max_concurrency: c.max_concurrency,
         timeouts: c.timeouts,
         drain: c.drain,
+        follow_until_ns: c.window_s.map(|(_, end)| (end * 1e9) as u64),
         send_until: c.send_until,
         closed_loop: c.closed_loop,
         quiet: c.quiet,
@@ -232,6 +236,8 @@ pub async fn run_cell(
         loop_lag_p99_ms: lag.as_ref().map(|d| d.p99),
         loop_lag_max_ms: lag.as_ref().map(|d| d.max),
         pacer_realtime: outcome.pacer_realtime,
+        sending_s: outcome.sending_s,
+        planned_sending_s: outcome.planned_sending_s,
         rss_growth_bytes: rss_growth,
         rss_growth_per_request_bytes: rss_growth
             .filter(|_| !records.is_empty())
@@ -339,12 +345,24 @@ fn validity_warnings(
     if interrupted {
         w.push("interrupted: the figures cover only what ran before Ctrl-C".into());
     }
+    if s.no_completions() {
+        w.push(format!(
+            "no completions: {}; no latency or throughput figure",
+            summary::why_no_completions(s)
+        ));
+    }
     if s.sent > 0 && s.failed > 0 {
         w.push(format!(
-            "{} of {} requests failed ({:.1}%): latency figures cover successful requests only",
+            "{} of {} requests failed ({:.1}%): they are in the error counts, not in the latency figures",
             s.failed,
             s.sent,
             100.0 * s.failed as f64 / s.sent as f64
+        ));
+    }
+    if s.measured_cut > 0 && !s.no_completions() {
+        w.push(format!(
+            "{} of the window's {} requests were cut off before they finished: each counts as at least its time to the cut (right-censored); figures marked `>` are lower bounds",
+            s.measured_cut, s.measured
         ));
     }
     if let Some(q) = &s.latencies.queue_delay_ms
@@ -358,6 +376,7 @@ fn validity_warnings(
     }
     if let Some(e2e) = &s.latencies.e2el_ms
         && e2e.p50 / 1000.0 > s.window_s / 3.0
+        && s.token_rate.is_none()
     {
         w.push(format!(
             "the measurement window ({:.1} s) is not much longer than a request (e2e p50 {:.1} s): completions inside it under-count throughput near saturation; lengthen the duration",

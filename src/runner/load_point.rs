@@ -1,16 +1,23 @@
 //! One load point: release requests on schedule, cap concurrency without dropping arrivals,
-//! execute them, hand every record to the writer, stop cleanly on Ctrl-C or the end of a
-//! duration, and account for every request.
+//! execute them, follow the measurement window's requests to their end (bounded by the
+//! drain limit), hand every record to the writer, stop cleanly on Ctrl-C or the end of a
+//! duration, and account for every request, a cancelled one with the reason it was cut.
 
 use super::pacer::Pacer;
 use super::progress::{Live, ProgressPrinter};
 use crate::client::{Job, Pool, Presend, RequestSpec, Timeouts, execute};
 use crate::clock::Clock;
-use crate::record::RequestRecord;
-use std::sync::Arc;
+use crate::record::{CancelReason, ErrorKind, RequestRecord};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+
+/// How long, by default, the window's requests may take to finish after the last send
+/// before what is left is cut (and right-censored). Long enough for a saturated queue to
+/// empty in the shipped examples (the quickstart's 40 req/s cell needs ~20 s, the seed's
+/// 60 req/s point ~200 s); a deeper overload shows as censored figures, not dropped ones.
+pub const DEFAULT_DRAIN_S: f64 = 300.0;
 
 /// One server endpoint and the prepared requests for it (their bytes carry its `Host`).
 pub struct Target {
@@ -27,9 +34,14 @@ pub struct LoadPoint {
     pub schedule: Arc<[u64]>,
     pub max_concurrency: Option<usize>,
     pub timeouts: Timeouts,
-    /// After the last arrival, how long in-flight requests may take before they are
-    /// cancelled. `None`: wait for all (bounded by the request timeout).
+    /// After the last arrival, how long the followed requests may take before whatever is
+    /// still in flight is cancelled (reason `drain_limit`). `None`: wait for all (bounded
+    /// by the request timeout).
     pub drain: Option<Duration>,
+    /// Requests intended before this offset (ns; the measurement window's end) are
+    /// followed to their end; once none of them is in flight, later ones are cancelled
+    /// (reason `after_window`). `None`: every request is followed.
+    pub follow_until_ns: Option<u64>,
     /// A duration-bounded run stops sending at this offset: arrivals still waiting for a
     /// concurrency slot then are not sent (and counted so), instead of stretching the run.
     pub send_until: Option<Duration>,
@@ -45,6 +57,10 @@ pub struct LoadPoint {
 pub struct Outcome {
     /// How many scheduled requests were never sent (interrupted first).
     pub not_sent: u64,
+    /// When sending ended (s from the start), and when the plan said it would: far apart,
+    /// the client (or the machine) could not keep up with its own schedule.
+    pub sending_s: f64,
+    pub planned_sending_s: f64,
     pub interrupted: bool,
     pub clock: Clock,
     /// The pacer thread ran at a real-time priority (sub-millisecond send lag on a busy core).
@@ -101,6 +117,7 @@ pub async fn run(
         planned_s,
         lp.label.clone(),
     );
+    let reason = Arc::new(Mutex::new(None));
     let launch = Launch {
         targets: lp.targets.clone(),
         timeouts: lp.timeouts,
@@ -108,6 +125,13 @@ pub async fn run(
         sink: sink.clone(),
         live: live.clone(),
         cancel: cancel_rx.clone(),
+        reason: reason.clone(),
+        follow_until_ns: lp.follow_until_ns,
+    };
+    // Cancel everything in flight, saying why (the first reason given stands).
+    let cancel = |why: CancelReason| {
+        reason.lock().expect("reason lock").get_or_insert(why);
+        let _ = cancel_tx.send(true);
     };
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
@@ -153,6 +177,7 @@ pub async fn run(
             }
         }
     }
+    let sending_s = clock.now_ns() as f64 / 1e9;
     let pacer_realtime = pacer.as_ref().is_some_and(Pacer::realtime);
     if let Some(p) = pacer.as_mut() {
         p.stop();
@@ -172,20 +197,25 @@ pub async fn run(
         (lp.schedule.len() - released) as u64
     };
 
-    // Phase 2: drain in-flight requests; cancel them on interrupt or when the drain ends.
+    // Phase 2: follow the window's requests to their end; cancel the rest once they are
+    // done, everything on interrupt or when the drain limit ends.
     let drain_deadline = lp.drain.map(|d| tokio::time::Instant::now() + d);
+    progress.draining(lp.drain);
     if interrupted {
-        let _ = cancel_tx.send(true);
+        cancel(CancelReason::Interrupted);
     }
     loop {
+        if !*cancel_tx.borrow() && !tasks.is_empty() && live.followed_in_flight() == 0 {
+            cancel(CancelReason::AfterWindow);
+        }
         tokio::select! {
             biased;
             _ = interrupt.wait_for(|i| *i), if !interrupted => {
                 interrupted = true;
-                let _ = cancel_tx.send(true);
+                cancel(CancelReason::Interrupted);
             }
             _ = sleep_until_opt(drain_deadline), if !*cancel_tx.borrow() => {
-                let _ = cancel_tx.send(true);
+                cancel(CancelReason::DrainLimit);
             }
             _ = ticker.tick() => progress.tick(&live, clock.now_ns() as f64 / 1e9),
             j = tasks.join_next() => if j.is_none() { break },
@@ -194,6 +224,8 @@ pub async fn run(
     progress.finish();
     Outcome {
         not_sent,
+        sending_s,
+        planned_sending_s: planned_s,
         interrupted,
         clock,
         pacer_realtime,
@@ -208,6 +240,9 @@ struct Launch {
     sink: std::sync::mpsc::Sender<RequestRecord>,
     live: Arc<Live>,
     cancel: watch::Receiver<bool>,
+    /// Why the cancel signal was sent, stamped on the records it cut.
+    reason: Arc<Mutex<Option<CancelReason>>>,
+    follow_until_ns: Option<u64>,
 }
 
 impl Launch {
@@ -221,11 +256,14 @@ impl Launch {
         permit: OwnedSemaphorePermit,
     ) {
         self.live.sent.fetch_add(1, Ordering::Relaxed);
-        let (targets, sink, live, clock) = (
+        let followed = self.follow_until_ns.is_none_or(|f| t_intended_ns < f);
+        self.live.follow(followed);
+        let (targets, sink, live, clock, reason) = (
             self.targets.clone(),
             self.sink.clone(),
             self.live.clone(),
             self.clock,
+            self.reason.clone(),
         );
         let mut cancel = self.cancel.clone();
         let timeouts = self.timeouts;
@@ -238,9 +276,16 @@ impl Launch {
                 spec,
                 pre,
             };
-            let rec = execute(&target.pool, &clock, timeouts, job, &mut cancel).await;
+            let mut rec = execute(&target.pool, &clock, timeouts, job, &mut cancel).await;
             drop(permit);
-            live.finished(rec.is_ok(), rec.ttft_ns());
+            if let Some(e) = rec
+                .error
+                .as_mut()
+                .filter(|e| e.kind == ErrorKind::Cancelled)
+            {
+                e.cancel_reason = *reason.lock().expect("reason lock");
+            }
+            live.finished(rec.is_ok(), rec.ttft_ns(), followed);
             let _ = sink.send(rec);
         });
     }

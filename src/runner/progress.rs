@@ -9,12 +9,28 @@ pub struct Live {
     pub sent: AtomicU64,
     pub done: AtomicU64,
     pub failed: AtomicU64,
+    /// Requests of the measurement window still in flight (the drain waits for them).
+    followed: AtomicU64,
     /// TTFTs (µs) of requests finished since the last progress line.
     recent_ttft_us: Mutex<Vec<u64>>,
 }
 
 impl Live {
-    pub fn finished(&self, ok: bool, ttft_ns: Option<u64>) {
+    /// A request was sent; `followed`: it belongs to the window, the drain waits for it.
+    pub fn follow(&self, followed: bool) {
+        if followed {
+            self.followed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn followed_in_flight(&self) -> u64 {
+        self.followed.load(Ordering::Relaxed)
+    }
+
+    pub fn finished(&self, ok: bool, ttft_ns: Option<u64>, followed: bool) {
+        if followed {
+            self.followed.fetch_sub(1, Ordering::Relaxed);
+        }
         self.done.fetch_add(1, Ordering::Relaxed);
         if !ok {
             self.failed.fetch_add(1, Ordering::Relaxed);
@@ -48,6 +64,9 @@ pub struct ProgressPrinter {
     label: String,
     /// When the last arrival is due (s): elapsed is shown against it.
     planned_s: f64,
+    /// Sending is over and the window's requests are being followed to their end, with
+    /// this limit (s), if any.
+    draining: Option<Option<f64>>,
 }
 
 impl ProgressPrinter {
@@ -60,7 +79,13 @@ impl ProgressPrinter {
             planned,
             ticks: 0,
             last_ttft: None,
+            draining: None,
         }
+    }
+
+    /// From now on the line says the cell is draining, and how many are left.
+    pub fn draining(&mut self, limit: Option<std::time::Duration>) {
+        self.draining = Some(limit.map(|d| d.as_secs_f64()));
     }
 
     pub fn tick(&mut self, live: &Live, elapsed_s: f64) {
@@ -79,13 +104,22 @@ impl ProgressPrinter {
             .last_ttft
             .map(|t| format!("{t:.1} ms"))
             .unwrap_or_else(|| "-".into());
-        let msg = format!(
-            "{}[{elapsed_s:6.1}s / {:.0}s] sent {sent}{planned} ({:.1} req/s)  done {done}  in flight {}  errors {failed}  ttft p50 {ttft}",
-            self.label,
-            self.planned_s,
-            sent as f64 / elapsed_s.max(1e-9),
-            sent.saturating_sub(done),
-        );
+        let msg = match self.draining {
+            Some(limit) => format!(
+                "{}[{elapsed_s:6.1}s] draining: {} of the window's requests left{}  done {done}  in flight {}  errors {failed}  ttft p50 {ttft}",
+                self.label,
+                live.followed_in_flight(),
+                limit.map_or(String::new(), |l| format!(" (drain limit {l:.0}s)")),
+                sent.saturating_sub(done),
+            ),
+            None => format!(
+                "{}[{elapsed_s:6.1}s / {:.0}s] sent {sent}{planned} ({:.1} req/s)  done {done}  in flight {}  errors {failed}  ttft p50 {ttft}",
+                self.label,
+                self.planned_s,
+                sent as f64 / elapsed_s.max(1e-9),
+                sent.saturating_sub(done),
+            ),
+        };
         let mut e = std::io::stderr().lock();
         if self.tty {
             let _ = write!(e, "\r\x1b[2K{msg}");

@@ -8,6 +8,7 @@
 //! digit. The standard deviation is the population one (`ddof = 0`), as `numpy.std`.
 
 pub mod exact;
+pub mod survival;
 
 use serde::Serialize;
 

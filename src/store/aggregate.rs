@@ -10,6 +10,7 @@ use crate::experiment::{self, Cell, Experiment, Plan, plan::ParamsExt};
 use crate::monitor::metrics::{MetricRow, ServerStats, server_stats};
 use crate::record::CompactRecord;
 use crate::runner::arrivals::{self, Arrival, Stop};
+use crate::stats::survival::{Figure, Survival};
 use crate::summary::{self, RunSummary, goodput::Slo};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -208,6 +209,13 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
         let backlog_mean = (!series.is_empty())
             .then(|| series.iter().map(|p| p.1).sum::<f64>() / series.len() as f64);
         let l = &s.latencies;
+        let every = &s.every_request;
+        let client = |k: &str| {
+            stored
+                .pointer(&format!("/vllm_loadtest/client/{k}"))
+                .and_then(|v| v.as_f64())
+        };
+        let (achieved_rate, achieved_from) = s.achieved();
         let input = CellInput {
             id: c.id.clone(),
             group: plan.groups[c.group].id.clone(),
@@ -215,25 +223,29 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
             dp: p.u64("dp").unwrap_or(1) as u32,
             offered_rate: arrival.rate(),
             arrival_rate: s.measured as f64 / s.window_s.max(1e-9),
-            achieved_rate: s.request_throughput,
+            achieved_rate,
+            achieved_from,
+            token_rate_rising: s.token_rate.as_ref().is_some_and(|t| t.still_rising()),
             output_throughput: s.output_throughput,
-            ttft_p50_ms: l.ttft_ms.as_ref().map(|d| d.p50),
-            ttft_p99_ms: l.ttft_ms.as_ref().map(|d| d.p99),
+            ttft_p50_ms: every.ttft_ms.as_ref().map(|d| d.p50),
+            ttft_p99_ms: every.ttft_ms.as_ref().map(|d| d.p99),
+            e2el_p50_ms: every.e2el_ms.as_ref().map(|d| d.p50),
             ttft_mean_ms: l.ttft_ms.as_ref().map(|d| d.mean),
             tpot_p50_ms: l.tpot_ms.as_ref().map(|d| d.p50),
-            e2el_p50_ms: l.e2el_ms.as_ref().map(|d| d.p50),
             slo_attainment: s.slo_attainment,
             sent: s.sent,
             measured: s.measured,
             failed: s.failed,
+            cancelled: s.cancelled,
+            measured_cut: s.measured_cut,
             truncated: s.errors_by_kind.get("truncated").copied().unwrap_or(0),
+            no_completions: s.no_completions().then(|| summary::why_no_completions(&s)),
             send_lag_p99_ms: l.queue_delay_ms.as_ref().map(|d| d.p99),
-            client_cpu_share: stored
-                .pointer("/vllm_loadtest/client/cpu_share_of_threads")
-                .and_then(|v| v.as_f64()),
-            client_loop_lag_p99_ms: stored
-                .pointer("/vllm_loadtest/client/loop_lag_p99_ms")
-                .and_then(|v| v.as_f64()),
+            client_cpu_share: client("cpu_share_of_threads"),
+            client_loop_lag_p99_ms: client("loop_lag_p99_ms"),
+            client_loop_lag_max_ms: client("loop_lag_max_ms"),
+            sending_s: client("sending_s"),
+            planned_sending_s: client("planned_sending_s"),
             window_s: s.window_s,
             backlog_slope_per_s: backlog,
             backlog_mean,
@@ -286,7 +298,15 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
     t.push("status", s(&|c| Some(c.status.clone())));
     let keys: Vec<&str> = a.experiment.matrix.iter().map(|(k, _)| *k).collect();
     for k in keys {
-        t.push(k, s(&|c| c.input.matrix.get(k).cloned()));
+        let value = |c: &'_ CellData| {
+            c.cell
+                .matrix_values
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.clone())
+        };
+        let values: Vec<Option<serde_yaml::Value>> = rows.iter().map(value).collect();
+        t.push(k, matrix_column(values.iter().map(Option::as_ref)));
     }
     t.push("dp_size", i(&|c| Some(c.input.dp as i64)));
     t.push(
@@ -305,16 +325,53 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
     t.push("ok", i(&|c| Some(c.summary.ok as i64)));
     t.push("failed", i(&|c| Some(c.summary.failed as i64)));
     t.push("cancelled", i(&|c| Some(c.summary.cancelled as i64)));
+    for kind in crate::record::ErrorKind::ALL {
+        if kind == crate::record::ErrorKind::Cancelled {
+            continue;
+        }
+        let k = kind.as_str();
+        t.push(
+            &format!("failed_{k}"),
+            i(&|c| Some(c.summary.errors_by_kind.get(k).copied().unwrap_or(0) as i64)),
+        );
+    }
+    for reason in crate::record::CancelReason::ALL {
+        let r = reason.as_str();
+        t.push(
+            &format!("cancelled_{r}"),
+            i(&|c| Some(c.summary.cancelled_by_reason.get(r).copied().unwrap_or(0) as i64)),
+        );
+    }
     t.push("not_sent", i(&|c| Some(c.summary.not_sent as i64)));
+    t.push("measured_ok", i(&|c| Some(c.summary.measured_ok as i64)));
+    t.push("measured_cut", i(&|c| Some(c.summary.measured_cut as i64)));
     t.push("measured", i(&|c| Some(c.summary.measured as i64)));
     t.push("completed", i(&|c| Some(c.summary.completed as i64)));
     t.push(
         "achieved_send_rate_rps",
         n(&|c| Some(c.summary.achieved_send_rate).filter(|r| r.is_finite())),
     );
+    // no figure from nothing: a cell without a completion has no throughput
+    let known = |c: &CellData| !c.summary.no_completions();
+    t.push(
+        "achieved_rps",
+        n(&|c| Some(c.input.achieved_rate).filter(|_| known(c))),
+    );
+    t.push(
+        "achieved_from",
+        s(&|c| Some(c.input.achieved_from.to_string()).filter(|_| known(c))),
+    );
+    t.push(
+        "token_rate_rising",
+        Column::Bool(
+            rows.iter()
+                .map(|c| c.summary.token_rate.as_ref().map(|r| r.still_rising()))
+                .collect(),
+        ),
+    );
     t.push(
         "request_throughput_rps",
-        n(&|c| Some(c.summary.request_throughput)),
+        n(&|c| Some(c.summary.request_throughput).filter(|_| known(c))),
     );
     t.push(
         "output_throughput_tps",
@@ -326,17 +383,53 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
     );
     t.push("request_goodput_rps", n(&|c| c.summary.request_goodput));
     t.push("slo_attainment", n(&|c| c.summary.slo_attainment));
+    // ours, over every window request: a figure only known as a lower bound is stored
+    // with its flag column (`…_lower_bound`)
+    type PickAll = for<'c> fn(&'c CellData) -> Option<&'c Survival>;
+    let every: [(&str, PickAll); 3] = [
+        ("ttft", |c| c.summary.every_request.ttft_ms.as_ref()),
+        ("e2el", |c| c.summary.every_request.e2el_ms.as_ref()),
+        ("ttft_from_intended", |c| {
+            c.summary.every_request.ttft_from_intended_ms.as_ref()
+        }),
+    ];
+    type StatAll = fn(&Survival) -> Figure;
+    let stats_all: [(&str, StatAll); 5] = [
+        ("mean", |d| d.mean),
+        ("p50", |d| d.p50),
+        ("p90", |d| d.p90),
+        ("p99", |d| d.p99),
+        ("max", |d| d.max),
+    ];
+    for (name, get) in every {
+        t.push(
+            &format!("{name}_censored"),
+            i(&|c| get(c).map(|d| d.censored as i64)),
+        );
+        for (stat, pick) in stats_all {
+            t.push(
+                &format!("{name}_{stat}_ms"),
+                n(&|c| get(c).map(|d| pick(d).value)),
+            );
+            t.push(
+                &format!("{name}_{stat}_ms_lower_bound"),
+                Column::Bool(
+                    rows.iter()
+                        .map(|c| get(c).map(|d| pick(d).lower_bound))
+                        .collect(),
+                ),
+            );
+        }
+    }
+    // vLLM's meaning: the window's successful requests only
     type Pick = for<'c> fn(&'c CellData) -> Option<&'c crate::stats::Distribution>;
-    let dists: [(&str, Pick); 6] = [
-        ("ttft", |c| c.summary.latencies.ttft_ms.as_ref()),
+    let dists: [(&str, Pick); 5] = [
+        ("completed_ttft", |c| c.summary.latencies.ttft_ms.as_ref()),
+        ("completed_e2el", |c| c.summary.latencies.e2el_ms.as_ref()),
         ("tpot", |c| c.summary.latencies.tpot_ms.as_ref()),
         ("itl", |c| c.summary.latencies.itl_ms.as_ref()),
-        ("e2el", |c| c.summary.latencies.e2el_ms.as_ref()),
         ("queue_delay", |c| {
             c.summary.latencies.queue_delay_ms.as_ref()
-        }),
-        ("ttft_from_intended", |c| {
-            c.summary.latencies.ttft_from_intended_ms.as_ref()
         }),
     ];
     type Stat = fn(&crate::stats::Distribution) -> f64;
@@ -401,6 +494,26 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
         s(&|c| verdicts.get(&c.cell.id).cloned().filter(|v| !v.is_empty())),
     );
     t
+}
+
+/// A matrix dimension as a typed column: integers when every value is one, numbers when
+/// every value is a number (`inf` included), text otherwise; so `df.request_rate > 10`
+/// works and sorting gives 5, 10, 20, 40.
+fn matrix_column<'a>(values: impl Iterator<Item = Option<&'a serde_yaml::Value>>) -> Column {
+    use serde_yaml::Value;
+    let vs: Vec<Option<&Value>> = values.collect();
+    let number = |v: &Value| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) if s == "inf" => Some(f64::INFINITY),
+        _ => None,
+    };
+    if vs.iter().flatten().all(|v| v.as_i64().is_some()) {
+        Column::I64(vs.iter().map(|v| v.and_then(Value::as_i64)).collect())
+    } else if vs.iter().flatten().all(|v| number(v).is_some()) {
+        Column::F64(vs.iter().map(|v| v.and_then(number)).collect())
+    } else {
+        Column::Str(vs.iter().map(|v| v.map(experiment::plan::scalar)).collect())
+    }
 }
 
 /// `timeseries.parquet`: per-second series per cell (long format).

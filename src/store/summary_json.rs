@@ -1,5 +1,12 @@
 //! `summary.json`: every key `vllm bench serve --save-result` writes, with the same meaning,
 //! so scripts written for vLLM keep working; then ours under `vllm_loadtest`.
+//!
+//! vLLM's meaning, kept: latency keys (`mean_ttft_ms`, `p99_e2el_ms`, …) cover the window's
+//! *successful* requests only, and `failed` is every request that did not succeed, which
+//! is our `failed + cancelled` (`vllm_loadtest.summary` has them apart, failures by kind and
+//! cancellations by reason, and the latencies over every request with the unfinished
+//! right-censored under `every_request`). Where vLLM writes 0 for a metric without a
+//! sample, we write null: a figure of nothing is not zero.
 
 use crate::record::RequestRecord;
 use crate::stats::Distribution;
@@ -82,13 +89,10 @@ pub fn build(
             "output_lens".into(),
             json!(rs.iter().map(|r| r.output_tokens).collect::<Vec<_>>()),
         );
+        // null, not vLLM's 0, for a request that never got that far
         m.insert(
             "ttfts".into(),
-            json!(
-                rs.iter()
-                    .map(|r| r.ttft_ns().map_or(0.0, secs))
-                    .collect::<Vec<_>>()
-            ),
+            json!(rs.iter().map(|r| r.ttft_ns().map(secs)).collect::<Vec<_>>()),
         );
         m.insert(
             "itls".into(),
@@ -102,7 +106,7 @@ pub fn build(
             "latencies".into(),
             json!(
                 rs.iter()
-                    .map(|r| r.e2e_ns().map_or(0.0, secs))
+                    .map(|r| r.e2e_ns().filter(|_| r.is_ok()).map(secs))
                     .collect::<Vec<_>>()
             ),
         );
@@ -142,16 +146,15 @@ pub fn build(
         if !pct.metrics.iter().any(|x| x == name) {
             continue;
         }
-        let get = |f: &dyn Fn(&Distribution) -> f64| d.as_ref().map_or(0.0, f);
+        // null without a sample (vLLM writes 0), and for a percentile nobody asked for
+        let get = |f: &dyn Fn(&Distribution) -> f64| d.as_ref().map(f);
         m.insert(format!("mean_{name}_ms"), json!(get(&|d| d.mean)));
         m.insert(format!("median_{name}_ms"), json!(get(&|d| d.p50)));
         m.insert(format!("std_{name}_ms"), json!(get(&|d| d.std)));
         for &p in &pct.percentiles {
             m.insert(
                 format!("p{}_{name}_ms", pct_key(p)),
-                // vLLM writes 0 for a metric without samples; a percentile nobody asked
-                // the distribution for is null, not a made-up number
-                json!(d.as_ref().map_or(Some(0.0), |d| d.percentile(p))),
+                json!(d.as_ref().and_then(|d| d.percentile(p))),
             );
         }
     }

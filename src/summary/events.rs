@@ -45,6 +45,26 @@ pub struct EventFigures {
     pub content_events_per_s: Vec<u64>,
     /// `None` when no request in the window had its events' token counts.
     pub event_tokens: Option<EventTokens>,
+    /// Output tokens that arrived inside the window's first and second half, from every
+    /// request (finished or not): the server's work rate, whatever the requests' fate.
+    pub window_tokens: [f64; 2],
+}
+
+/// Tokens each content event of `r` carried, when one figure holds for all of them: its
+/// total `usage` spread over its events (a chat stream's events can carry two), else one.
+/// `None` when the server said per event (`content_event_tokens`).
+fn tokens_per_event(r: &RequestRecord) -> Option<f64> {
+    let n = r.content_events.len();
+    if r.content_event_tokens.len() == n && n > 0 {
+        return None;
+    }
+    Some(
+        match r.output_tokens_source {
+            crate::record::TokenSource::Usage if n > 0 => r.output_tokens as f64 / n as f64,
+            _ => 1.0,
+        }
+        .max(0.0),
+    )
 }
 
 /// Compute the event figures of the records `stream` yields: `stream(f)` must call `f` once
@@ -61,7 +81,17 @@ where
     let mut itl = FirstPass::default();
     let mut per_second: Vec<u64> = Vec::new();
     let mut tokens = EventTokens::default();
+    let mut window_tokens = [0.0f64; 2];
+    let mid = window.start_ns + (window.end_ns.saturating_sub(window.start_ns)) / 2;
     stream(&mut |r| {
+        let spread = tokens_per_event(r);
+        for (k, off) in r.content_events.iter().enumerate() {
+            let t = r.t_send_ns + off;
+            if window.contains(t) {
+                let n = spread.unwrap_or_else(|| r.content_event_tokens[k] as f64);
+                window_tokens[(t >= mid) as usize] += n;
+            }
+        }
         if !r.is_ok() {
             return;
         }
@@ -92,6 +122,7 @@ where
             max_output_tokens_per_s,
             content_events_per_s: per_second,
             event_tokens,
+            window_tokens,
         });
     };
     stream(&mut |r| {
@@ -104,5 +135,6 @@ where
         max_output_tokens_per_s,
         content_events_per_s: per_second,
         event_tokens,
+        window_tokens,
     })
 }

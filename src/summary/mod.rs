@@ -5,6 +5,19 @@
 //! its length. Without warm-up or cool-down the window is the whole run, from t = 0 to the
 //! last response, which is what `vllm bench serve` reports as its duration.
 //!
+//! Two kinds of latency figure, never mixed up:
+//! - [`EveryRequest`], ours: every request sent in the window, a cut-off one (drain limit,
+//!   request timeout, Ctrl-C) right-censored at its cut, through the product-limit
+//!   estimator (`stats::survival`); a percentile in censored mass is a flagged lower bound.
+//! - [`Latencies`], vLLM's meaning: the window's *successful* requests only, as `vllm bench
+//!   serve` reports them (its `summary.json` keys and table). At overload these are the
+//!   survivors and read low; outputs say so.
+//!
+//! Throughput likewise: `request_throughput` is vLLM's (completions in the window / its
+//! length), and [`TokenRate`] is the server's work rate (output tokens that arrived in the
+//! window / its length / the mean output length), which counts the work of requests still
+//! running at either edge of the window: the capacity figure the analysis uses.
+//!
 //! Per-request figures come from the compact records held in memory; the two that need
 //! every content event (ITL, peak tokens/s) from [`events`], which streams the full records.
 
@@ -13,6 +26,7 @@ pub mod goodput;
 
 use crate::record::{CompactRecord, ContentEvents, RequestRecord, TokenCounts};
 use crate::stats::Distribution;
+use crate::stats::survival::{Observation, Survival};
 pub use events::{EventFigures, event_figures};
 use goodput::Slo;
 use serde::Serialize;
@@ -34,7 +48,7 @@ impl Window {
     }
 }
 
-/// Latency distributions, in milliseconds.
+/// Latency distributions of the window's successful requests (vLLM's meaning), in ms.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Latencies {
     pub ttft_ms: Option<Distribution>,
@@ -44,6 +58,41 @@ pub struct Latencies {
     pub queue_delay_ms: Option<Distribution>,
     pub ttft_from_intended_ms: Option<Distribution>,
     pub e2el_from_intended_ms: Option<Distribution>,
+}
+
+/// Latencies over every request sent in the window (ms): a request cut off before its
+/// first token counts toward TTFT as "at least its time to the cut", one cut before its
+/// end toward E2E likewise. Requests that failed (refused, HTTP error, broken stream,
+/// truncated) are in the error counts, not here, except for a first token they did get.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct EveryRequest {
+    pub ttft_ms: Option<Survival>,
+    pub e2el_ms: Option<Survival>,
+    pub ttft_from_intended_ms: Option<Survival>,
+    pub e2el_from_intended_ms: Option<Survival>,
+}
+
+/// The server's work rate over the window, as requests per second: output tokens that
+/// arrived in the window (from every request, finished or not) / window / mean output
+/// tokens of the window's successful requests. In steady state it equals the completion
+/// rate; unlike completions in a window, it does not miss the requests still running at
+/// the window's edges (a request as long as the window is counted for what it produced).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenRate {
+    pub request_rate: f64,
+    pub output_tokens: f64,
+    pub mean_output_tokens: f64,
+    /// Output tokens per second in the window's first and second half.
+    pub half_rates_tps: [f64; 2],
+}
+
+impl TokenRate {
+    /// The second half produced > 10% more than the first: the server was still filling
+    /// its batch when the window began, so the rate is not its steady state.
+    pub fn still_rising(&self) -> bool {
+        let [a, b] = self.half_rates_tps;
+        a < 0.9 * b
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,9 +106,16 @@ pub struct RunSummary {
     pub cancelled: u64,
     /// Scheduled but never sent (the run was interrupted first).
     pub not_sent: u64,
+    /// Unsuccessful requests by kind (`cancelled` among them).
     pub errors_by_kind: BTreeMap<&'static str, u64>,
+    /// Cancelled requests by what stopped them; adds up to `cancelled`.
+    pub cancelled_by_reason: BTreeMap<&'static str, u64>,
     /// Requests sent inside the window (the population of the latency figures).
     pub measured: u64,
+    /// Of those, the ones that succeeded. Zero: the cell has no completion to speak of.
+    pub measured_ok: u64,
+    /// Of those, the ones cut off before they finished (latencies right-censored).
+    pub measured_cut: u64,
     /// Successful requests that completed inside the window.
     pub completed: u64,
     pub total_input_tokens: u64,
@@ -77,7 +133,29 @@ pub struct RunSummary {
     pub max_concurrent_requests: u64,
     /// Share of successful requests whose token count came from the server's `usage`.
     pub usage_coverage: f64,
+    /// Throughput from the output-token rate (`None` without a successful request).
+    pub token_rate: Option<TokenRate>,
+    /// vLLM's figures: successful requests only.
     pub latencies: Latencies,
+    /// Ours: every request of the window, the unfinished right-censored.
+    pub every_request: EveryRequest,
+}
+
+impl RunSummary {
+    /// No request sent in the window succeeded: there is no latency or throughput to
+    /// report, only why.
+    pub fn no_completions(&self) -> bool {
+        self.measured_ok == 0
+    }
+
+    /// Achieved throughput (req/s) and how it was measured: the output-token rate when
+    /// known, else completions in the window.
+    pub fn achieved(&self) -> (f64, &'static str) {
+        match &self.token_rate {
+            Some(t) => (t.request_rate, "output_token_rate"),
+            None => (self.request_throughput, "completions"),
+        }
+    }
 }
 
 /// What a summary covers and how it judges: the window, the schedule's offered rate, the
@@ -164,9 +242,14 @@ pub fn summarize(
     let ok = records.iter().filter(|r| r.is_ok()).count() as u64;
     let cancelled = records.iter().filter(|r| r.is_cancelled()).count() as u64;
     let mut errors_by_kind = BTreeMap::new();
+    let mut cancelled_by_reason = BTreeMap::new();
     for r in records {
         if let Some(e) = &r.error {
             *errors_by_kind.entry(e.kind.as_str()).or_insert(0) += 1;
+            if e.kind == crate::record::ErrorKind::Cancelled {
+                let reason = e.cancel_reason.map_or("unknown", |c| c.as_str());
+                *cancelled_by_reason.entry(reason).or_insert(0) += 1;
+            }
         }
     }
     let in_window: Vec<&CompactRecord> = records
@@ -219,6 +302,8 @@ pub fn summarize(
                 .collect(),
         ),
     };
+    let every_request = every_request(&in_window, percentiles);
+    let token_rate = token_rate(&ok_in, events.window_tokens, window_s);
     let (request_goodput, slo_attainment) = if slos.is_empty() {
         (None, None)
     } else {
@@ -245,7 +330,10 @@ pub fn summarize(
         cancelled,
         not_sent,
         errors_by_kind,
+        cancelled_by_reason,
         measured: in_window.len() as u64,
+        measured_ok: ok_in.len() as u64,
+        measured_cut: in_window.iter().filter(|r| r.is_cut()).count() as u64,
         completed: completed_in.len() as u64,
         total_input_tokens,
         total_output_tokens,
@@ -264,7 +352,90 @@ pub fn summarize(
         } else {
             usage_n as f64 / ok_in.len() as f64
         },
+        token_rate,
         latencies,
+        every_request,
+    }
+}
+
+/// Every window request into the product-limit estimator: finished ones at their time, cut
+/// ones at their time to the cut; failed ones only where they got so far (a first token).
+fn every_request(in_window: &[&CompactRecord], percentiles: &[f64]) -> EveryRequest {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let ttft = |r: &CompactRecord| match r.ttft_ns() {
+        Some(t) => Some(Observation::done(ms(t))),
+        None => r.is_cut().then(|| Observation::cut(ms(r.follow_up_ns()))),
+    };
+    let e2e = |r: &CompactRecord| match r.e2e_ns() {
+        Some(t) if r.is_ok() => Some(Observation::done(ms(t))),
+        _ => r.is_cut().then(|| Observation::cut(ms(r.follow_up_ns()))),
+    };
+    let late = |r: &CompactRecord, o: Observation| Observation {
+        value: o.value + ms(r.queue_delay_ns()),
+        ..o
+    };
+    let est = |f: &dyn Fn(&CompactRecord) -> Option<Observation>| {
+        Survival::from_observations(in_window.iter().filter_map(|r| f(r)).collect(), percentiles)
+    };
+    EveryRequest {
+        ttft_ms: est(&ttft),
+        e2el_ms: est(&e2e),
+        ttft_from_intended_ms: est(&|r| ttft(r).map(|o| late(r, o))),
+        e2el_from_intended_ms: est(&|r| e2e(r).map(|o| late(r, o))),
+    }
+}
+
+/// The output-token rate over the window as requests per second (see [`TokenRate`]).
+fn token_rate(ok_in: &[&CompactRecord], halves: [f64; 2], window_s: f64) -> Option<TokenRate> {
+    if ok_in.is_empty() || window_s <= 0.0 {
+        return None;
+    }
+    let mean = ok_in.iter().map(|r| r.output_tokens as f64).sum::<f64>() / ok_in.len() as f64;
+    if mean <= 0.0 {
+        return None;
+    }
+    let tokens = halves[0] + halves[1];
+    Some(TokenRate {
+        request_rate: tokens / window_s / mean,
+        output_tokens: tokens,
+        mean_output_tokens: mean,
+        half_rates_tps: halves.map(|h| h / (window_s / 2.0)),
+    })
+}
+
+/// Why no request of the window succeeded, in words a user can act on (for a cell with
+/// [`RunSummary::no_completions`]).
+pub fn why_no_completions(s: &RunSummary) -> String {
+    let kind = |k: &str| s.errors_by_kind.get(k).copied().unwrap_or(0);
+    let reason = |k: &str| s.cancelled_by_reason.get(k).copied().unwrap_or(0);
+    let failed = s.sent.saturating_sub(s.ok);
+    let got_tokens = s
+        .every_request
+        .ttft_ms
+        .as_ref()
+        .is_some_and(|t| t.count > t.censored);
+    if s.measured == 0 {
+        "no request was sent inside the measurement window".into()
+    } else if reason("interrupted") > 0 {
+        "interrupted before any request of the window finished".into()
+    } else if failed > 0 && kind("connect") == failed {
+        "every request failed to connect: the server is down or not listening".into()
+    } else if failed > 0 && kind("http_status") == failed {
+        "the server answered every request with an HTTP error".into()
+    } else if reason("drain_limit") > 0 && got_tokens {
+        "requests were still streaming when the drain limit cut them: their outputs take longer than the run allows (raise `drain_timeout_s`, or shorten the outputs)".into()
+    } else if reason("drain_limit") > 0 {
+        "no request got a first token before the drain limit: the server is overloaded or stalled"
+            .into()
+    } else if kind("timeout") > 0 {
+        "requests hit the request timeout before they finished (raise `request_timeout_s`?)".into()
+    } else {
+        let kinds: Vec<String> = s
+            .errors_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        format!("every request failed ({})", kinds.join(", "))
     }
 }
 
@@ -302,7 +473,11 @@ fn peak_concurrency(records: &[CompactRecord]) -> u64 {
 /// output asserts before it prints.
 pub fn check_accounting(s: &RunSummary) -> Result<(), String> {
     let by_kind: u64 = s.errors_by_kind.values().sum();
-    if s.sent != s.ok + s.failed + s.cancelled || by_kind != s.failed + s.cancelled {
+    let by_reason: u64 = s.cancelled_by_reason.values().sum();
+    if s.sent != s.ok + s.failed + s.cancelled
+        || by_kind != s.failed + s.cancelled
+        || by_reason != s.cancelled
+    {
         return Err(format!(
             "accounting mismatch: sent {} != ok {} + failed {} + cancelled {} (errors by kind {by_kind})",
             s.sent, s.ok, s.failed, s.cancelled

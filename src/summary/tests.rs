@@ -30,6 +30,7 @@ fn failed(id: u64, send_ms: u64, kind: ErrorKind) -> RequestRecord {
     r.error = Some(RequestError {
         kind,
         http_status: (kind == ErrorKind::HttpStatus).then_some(500),
+        cancel_reason: None,
         message: "x".into(),
     });
     r

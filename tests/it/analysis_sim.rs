@@ -58,19 +58,23 @@ fn saturation_example_finds_the_closed_form_capacity_and_the_ttft_blowup() {
     let a: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(res.join("analysis.json")).unwrap()).unwrap();
     let g = &a["groups"][0];
-    let plateau = g["max_throughput"].as_f64().unwrap();
+    let sat = &g["saturation"];
+    let plateau = sat["capacity"].as_f64().unwrap();
     assert!(
         (plateau / capacity - 1.0).abs() < 0.10,
         "plateau {plateau:.1} vs closed form {capacity:.1}"
     );
-    let sat = &g["saturation"];
     assert!(sat["offered"].as_f64().unwrap() >= 500.0, "{sat}");
+    // the onset is an interval: the last rate that kept up, the first that did not
+    assert!(sat["kept_up"].as_f64().unwrap() < sat["offered"].as_f64().unwrap());
     let low = g["low_load_ttft_ms"].as_f64().unwrap();
-    let high = sat["after"]["ttft_p50_ms"].as_f64().unwrap();
+    // a figure is a number, or {"at_least": x} where only a lower bound is known
+    let high = &sat["after"]["ttft_p50_ms"];
+    let high = high.as_f64().or(high["at_least"].as_f64()).unwrap();
     assert!(high > 3.0 * low, "TTFT {low} → {high}");
     let md = std::fs::read_to_string(res.join("report.md")).unwrap();
     assert!(
-        md.contains("saturates at") && md.contains("plateaus at"),
+        md.contains("capacity") && md.contains("falls behind between"),
         "{md}"
     );
     assert!(
@@ -92,7 +96,12 @@ fn saturation_example_finds_the_closed_form_capacity_and_the_ttft_blowup() {
         png.len()
     );
     let svg = std::fs::read_to_string(res.join("figs/saturation-server.svg")).unwrap();
-    for t in ["offered load (req/s)", "TTFT p50 (ms, log)", "saturation"] {
+    for t in [
+        "offered load (req/s)",
+        "TTFT p50 (ms, log)",
+        "fell behind",
+        "plateau",
+    ] {
         assert!(svg.contains(t), "SVG lacks `{t}`");
     }
     assert!(res.join("figs/latency-by-dp.png").is_file());
@@ -211,7 +220,9 @@ fn virtual_cells(
                 arrival_rate: ttft.len() as f64 / 20.0,
                 achieved_rate: done as f64 / 20.0,
                 output_throughput: done as f64 / 20.0 * 256.0,
-                ttft_p50_ms: Some(ttft[ttft.len() / 2]),
+                ttft_p50_ms: Some(vllm_loadtest::stats::survival::Figure::known(
+                    ttft[ttft.len() / 2],
+                )),
                 ttft_p99_ms: None,
                 ttft_mean_ms: None,
                 tpot_p50_ms: None,
@@ -224,6 +235,14 @@ fn virtual_cells(
                 send_lag_p99_ms: Some(0.0),
                 client_cpu_share: Some(0.1),
                 client_loop_lag_p99_ms: None,
+                achieved_from: "output_token_rate",
+                token_rate_rising: false,
+                cancelled: 0,
+                measured_cut: 0,
+                no_completions: None,
+                client_loop_lag_max_ms: None,
+                sending_s: None,
+                planned_sending_s: None,
                 window_s: 20.0,
                 backlog_slope_per_s: None,
                 backlog_mean: None,
