@@ -33,6 +33,7 @@ fn main() {
             api_servers: None,
             sample_every_ns: Some(1_000_000_000),
             check_invariants: false,
+            record_token_times: false,
         };
         let t0 = Instant::now();
         let run = simulate(&cfg, &reqs).expect("simulate");

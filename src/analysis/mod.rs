@@ -28,10 +28,9 @@ pub struct CellInput {
     /// Requests that actually arrived in the measurement window, per second: what the server
     /// was asked to complete there (the nominal rate plus sampling noise).
     pub arrival_rate: f64,
-    /// Achieved throughput (req/s): from the output-token rate when known (it counts the
-    /// work of requests still running at the window's edges), else completions.
+    /// Achieved throughput (req/s), see `RunSummary::achieved`.
     pub achieved_rate: f64,
-    /// `output_token_rate` or `completions`.
+    /// How: `mean_of_completions_and_token_rate`, `output_token_rate`, or `completions`.
     pub achieved_from: &'static str,
     /// The output-token rate rose > 10% from the window's first half to its second: the
     /// server was still filling its batch, so the rate is not its steady state.

@@ -48,12 +48,17 @@ pub struct VirtualConfig {
     pub sample_every_ns: Option<u64>,
     /// Check request and KV-block conservation after every step (slower).
     pub check_invariants: bool,
+    /// Keep every token's time per request (`VirtualRun::token_times`): what a client's
+    /// records would hold, for checks that need the stream, not just its ends.
+    pub record_token_times: bool,
 }
 
 pub struct VirtualRun {
     pub outcomes: Vec<VirtualOutcome>,
     pub samples: Vec<Sample>,
     pub engines: Vec<Engine>,
+    /// Every token's time (ns) per request, when asked for (else empty).
+    pub token_times: Vec<Vec<u64>>,
     /// Steps executed, over all engines.
     pub steps: u64,
     pub end_ns: u64,
@@ -108,6 +113,11 @@ pub fn simulate(cfg: &VirtualConfig, requests: &[VirtualRequest]) -> Result<Virt
         push(&mut heap, 0, Kind::Sample);
     }
     let mut samples = Vec::new();
+    let mut token_times: Vec<Vec<u64>> = if cfg.record_token_times {
+        vec![Vec::new(); requests.len()]
+    } else {
+        Vec::new()
+    };
     let mut outs: Vec<TokenOut> = Vec::new();
     let mut steps = 0u64;
     let mut remaining = requests.len();
@@ -150,6 +160,9 @@ pub fn simulate(cfg: &VirtualConfig, requests: &[VirtualRequest]) -> Result<Virt
                         oc.first_token_ns = Some(t);
                     }
                     oc.output_tokens = o.index + 1;
+                    if let Some(ts) = token_times.get_mut(o.id as usize) {
+                        ts.push(t);
+                    }
                     if o.finish.is_some() {
                         oc.finish_ns = Some(t);
                         remaining -= 1;
@@ -196,6 +209,7 @@ pub fn simulate(cfg: &VirtualConfig, requests: &[VirtualRequest]) -> Result<Virt
     Ok(VirtualRun {
         outcomes,
         samples,
+        token_times,
         engines,
         steps,
         end_ns: now,

@@ -16,7 +16,8 @@
 //! Throughput likewise: `request_throughput` is vLLM's (completions in the window / its
 //! length), and [`TokenRate`] is the server's work rate (output tokens that arrived in the
 //! window / its length / the mean output length), which counts the work of requests still
-//! running at either edge of the window: the capacity figure the analysis uses.
+//! running at either edge of the window. The capacity figure the analysis uses combines
+//! the two ([`RunSummary::achieved`] says how and why).
 //!
 //! Per-request figures come from the compact records held in memory; the two that need
 //! every content event (ITL, peak tokens/s) from [`events`], which streams the full records.
@@ -148,11 +149,31 @@ impl RunSummary {
         self.measured_ok == 0
     }
 
-    /// Achieved throughput (req/s) and how it was measured: the output-token rate when
-    /// known, else completions in the window.
+    /// Achieved throughput (req/s) and how it was measured.
+    ///
+    /// Near saturation a window of a minute holds only a few "generations" of a full batch,
+    /// and the two direct counts miss in opposite directions: completions credit a request
+    /// only when it ends (the batch's first wave, still running, is missed), the output-token
+    /// rate only for its decoded tokens (a wave whose prefills ran before the window is
+    /// over-credited). Their mean cancels the two edge effects: in virtual time, over 15
+    /// windows of the saturation example, the mean stayed within 2.5% of the long-run
+    /// capacity where either alone missed by up to 25%. When the window is not much longer
+    /// than twice a request's time in the batch (first to last token: queueing excluded, as a
+    /// saturated queue grows without bound), completions say little and the token rate
+    /// stands alone.
     pub fn achieved(&self) -> (f64, &'static str) {
+        let short = match (&self.latencies.tpot_ms, &self.token_rate) {
+            (Some(tpot), Some(t)) => {
+                tpot.p50 * (t.mean_output_tokens - 1.0).max(0.0) / 1000.0 > self.window_s / 2.0
+            }
+            _ => false,
+        };
         match &self.token_rate {
-            Some(t) => (t.request_rate, "output_token_rate"),
+            Some(t) if short => (t.request_rate, "output_token_rate"),
+            Some(t) => (
+                (t.request_rate + self.request_throughput) / 2.0,
+                "mean_of_completions_and_token_rate",
+            ),
             None => (self.request_throughput, "completions"),
         }
     }

@@ -25,6 +25,7 @@ fn cfg(profile: Profile, dp: usize) -> VirtualConfig {
         api_servers: None,
         sample_every_ns: None,
         check_invariants: false,
+        record_token_times: false,
     }
 }
 
