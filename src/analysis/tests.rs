@@ -221,3 +221,91 @@ fn cells_without_an_offered_rate_stay_out_of_the_saturation_analysis() {
     // the cells are still judged
     assert_eq!(a.verdicts.len(), cells.len());
 }
+
+#[test]
+fn the_knee_is_an_interval_and_the_plateau_its_estimate() {
+    let a = analyze(&one_gpu(), 0.9);
+    let s = a.groups[0].saturation.as_ref().unwrap();
+    // kept up at 10, fell behind at 20: the onset is in (10, 20], near the 13.7 plateau
+    assert_eq!((s.kept_up, s.offered), (Some(10.0), 20.0));
+    assert_eq!(s.capacity, 13.7);
+    assert_eq!(s.onset_estimate, Some(13.7));
+    assert!(!s.capacity_is_lower_bound);
+    // behind already at the lowest rate: no lower end, and no plateau inside a known interval
+    let a = analyze(&one_gpu()[1..], 0.9);
+    let s = a.groups[0].saturation.as_ref().unwrap();
+    assert_eq!((s.kept_up, s.offered), (None, 20.0));
+}
+
+#[test]
+fn a_cell_without_completions_is_unknown_not_zero() {
+    let mut cells = one_gpu();
+    let mut dead = cell("dp1", 1, 40.0, 0.0, 0.0);
+    dead.no_completions = Some("every request failed to connect".into());
+    cells.push(dead);
+    let a = analyze(&cells, 0.9);
+    let g = &a.groups[0];
+    assert!(
+        g.points.iter().all(|p| p.offered != 40.0),
+        "left out of the curve"
+    );
+    assert_eq!(g.saturation.as_ref().unwrap().capacity, 13.7);
+    assert_eq!(a.without_completions.len(), 1);
+    let v = a.verdicts.iter().find(|v| v.cell == "dp1-40").unwrap();
+    assert!(matches!(
+        v.verdicts[0],
+        verdicts::Verdict::NoCompletions { .. }
+    ));
+}
+
+#[test]
+fn implausible_cells_are_flagged_and_scaling_is_not_built_on_them() {
+    // dp=2 "doubles and a half" the plateau: super-linear, a fault until proven otherwise
+    let mut cells = one_gpu();
+    for (o, a, t) in [
+        (10.0, 9.9, 87.0),
+        (40.0, 34.0, 3000.0),
+        (80.0, 34.2, 6000.0),
+    ] {
+        cells.push(cell("dp2", 2, o, a, t));
+    }
+    let a = analyze(&cells, 0.9);
+    let row = &a.scaling[0].rows[1];
+    assert!(row.efficiency > 1.10 && !row.is_result(&a.scaling[0].rows[0]));
+    assert!(a.scaling[0].usl.is_none());
+    assert!(a.scaling[0].warnings.join(" ").contains("super-linear"));
+    let v = a.verdicts.iter().find(|v| v.cell == "dp2-40").unwrap();
+    assert!(
+        v.verdicts
+            .iter()
+            .any(|x| matches!(x, verdicts::Verdict::SuperLinearScaling { .. }))
+    );
+    // a cell that took 3× its planned sending time taints its configuration's plateau
+    let mut cells = one_gpu();
+    for (o, a, t) in [
+        (10.0, 9.9, 87.0),
+        (40.0, 26.0, 3000.0),
+        (80.0, 26.5, 6000.0),
+    ] {
+        cells.push(cell("dp2", 2, o, a, t));
+    }
+    cells.last_mut().unwrap().sending_s = Some(36.0);
+    cells.last_mut().unwrap().planned_sending_s = Some(12.0);
+    let a = analyze(&cells, 0.9);
+    let v = a.verdicts.iter().find(|v| v.cell == "dp2-80").unwrap();
+    assert!(v.verdicts[0].taints_throughput(), "{:?}", v.verdicts);
+    let row = &a.scaling[0].rows[1];
+    assert!(!row.trusted && !row.is_result(&a.scaling[0].rows[0]));
+    // more completed than arrived, beyond noise; a stalled client loop
+    let mut c = cell("g", 1, 10.0, 13.0, 80.0);
+    c.client_loop_lag_max_ms = Some(400.0);
+    let a = analyze(&[c], 0.9);
+    let v = &a.verdicts[0].verdicts;
+    assert!(
+        v.iter()
+            .any(|x| matches!(x, verdicts::Verdict::AchievedAboveOffered { .. }))
+            && v.iter()
+                .any(|x| matches!(x, verdicts::Verdict::ClientStall { .. })),
+        "{v:?}"
+    );
+}

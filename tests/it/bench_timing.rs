@@ -229,3 +229,83 @@ fn tokens_per_event_are_recorded_from_continuous_usage_stats() {
         5 * 61
     );
 }
+
+/// Half the requests answer in 50 ms, half would take 5 s but are cut by a 0.5 s drain
+/// limit: their TTFT is known to lie in [time to the cut, 5 s]. The survivors alone say
+/// ~50 ms; the figures over every request must say "at least" the censored mass, never
+/// the survivors' value (mutation: leaving the cut requests out of the estimator fails).
+#[test]
+fn requests_cut_by_the_drain_limit_are_censored_not_dropped() {
+    let _serial = serial();
+    let server = fake_server(|i| Behavior::Stream {
+        first_ms: if i % 2 == 0 { 50 } else { 5_000 },
+        gap_ms: 10,
+        tokens: 4,
+    });
+    let dir = temp_dir("censored");
+    let r = run(&[
+        "bench",
+        "--base-url",
+        &server.url(),
+        "--model",
+        "m",
+        "--random-input-len",
+        "16",
+        "--random-output-len",
+        "4",
+        "--request-rate",
+        "20",
+        "--arrival",
+        "constant",
+        "--duration",
+        "1",
+        "--drain-timeout",
+        "0.5",
+        "--num-prompts",
+        "20",
+        "--quiet",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let s = summary(&dir);
+    let ours = &s["vllm_loadtest"]["summary"];
+    let (sent, ok, cut) = (
+        ours["sent"].as_u64().unwrap(),
+        ours["ok"].as_u64().unwrap(),
+        ours["cancelled_by_reason"]["drain_limit"].as_u64().unwrap(),
+    );
+    assert_eq!(sent, ok + cut, "{ours}");
+    assert!(ok >= sent / 2 - 1 && cut >= sent / 2 - 1, "{ours}");
+    // vLLM's keys keep vLLM's meaning: the survivors
+    assert!(s["median_ttft_ms"].as_f64().unwrap() < 100.0);
+    let every = &ours["every_request"]["ttft_ms"];
+    assert_eq!(every["count"].as_u64(), Some(sent));
+    assert_eq!(every["censored"].as_u64(), Some(cut));
+    let bound = |k: &str| {
+        every[k]["at_least"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k} should be a lower bound: {every}"))
+    };
+    // past the fast half, every value is at least a cut (≥ 500 ms) and at most the truth
+    let (p50, p99) = (bound("p50"), bound("p99"));
+    assert!(p50 > 200.0 && p50 <= 5_000.0, "p50 {p50}");
+    assert!(p99 >= 500.0 && p99 <= 5_000.0, "p99 {p99}");
+    let e2e = &ours["every_request"]["e2el_ms"];
+    assert!(e2e["p99"]["at_least"].as_f64().unwrap() >= 500.0, "{e2e}");
+    // the table labels vLLM's section and prints the bound
+    assert!(
+        r.stdout.contains("Time to First Token (successful only)")
+            && r.stdout.contains("P99 TTFT, every request (ms):")
+            && r.stdout.contains("> "),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!(
+            "sent {sent} = ok {ok} + failed 0 + cancelled {cut} (drain_limit {cut})"
+        )),
+        "{}",
+        r.stdout
+    );
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Run a Python `script` with `arg` and parse the JSON it prints; `None` (test skipped, said
 /// on stderr) when the readers are not installed outside CI.
-fn python_json(script: &str, arg: &Path) -> Option<serde_json::Value> {
+pub(crate) fn python_json(script: &str, arg: &Path) -> Option<serde_json::Value> {
     let out = std::process::Command::new("python3")
         .arg("-c")
         .arg(script)

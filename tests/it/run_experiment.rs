@@ -117,6 +117,133 @@ fn shipped_saturation_example_runs_shortened_and_leaves_the_full_layout() {
     assert!(check.stdout.contains("3 cell(s)"));
     // a table of all cells on stdout
     assert!(r.stdout.contains("c002-request_rate40"), "{}", r.stdout);
+    same_accounting_everywhere(&dir, &r);
+}
+
+/// One accounting, `sent = ok + failed + cancelled`, with the same numbers in the terminal,
+/// each `summary.json`, the report's "All cells" table and `runs.parquet`; and matrix values
+/// typed there (numbers sort as numbers).
+fn same_accounting_everywhere(dir: &Path, r: &Run) {
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    let parquet = crate::parquet_readers::python_json(
+        "import sys, json, pyarrow.parquet as pq\n\
+         t = pq.read_table(sys.argv[1] + '/runs.parquet')\n\
+         print(json.dumps({'types': {c: str(t.schema.field(c).type) for c in ['request_rate', 'sent']},\n\
+                           'rows': t.select(['cell', 'sent', 'ok', 'failed', 'cancelled']).to_pylist()}))",
+        dir,
+    );
+    for c in cells(dir) {
+        let s = &summary(&dir.join("cells").join(&c))["vllm_loadtest"]["summary"];
+        let n = |k: &str| s[k].as_u64().unwrap();
+        let (sent, ok, failed, cancelled) = (n("sent"), n("ok"), n("failed"), n("cancelled"));
+        assert_eq!(sent, ok + failed + cancelled, "{c}: {s}");
+        let reasons: u64 = s["cancelled_by_reason"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(reasons, cancelled, "{c}: cancellations by reason add up");
+        let line = format!("sent {sent} = ok {ok} + failed {failed} + cancelled {cancelled}");
+        assert!(r.stderr.contains(&line), "{c}: terminal lacks `{line}`");
+        let row = format!("| {sent} | {ok} | {failed} | {cancelled} |");
+        assert!(
+            md.lines()
+                .any(|l| l.starts_with(&format!("| {c} |")) && l.ends_with(&row)),
+            "{c}: report.md lacks `{row}`"
+        );
+        assert!(
+            r.stdout.lines().any(|l| l.starts_with(&c)
+                && l.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .windows(4)
+                    .any(|w| w == [sent, ok, failed, cancelled].map(|x| x.to_string()))),
+            "{c}: the terminal table lacks {sent} {ok} {failed} {cancelled}"
+        );
+        if let Some(p) = &parquet {
+            let row = p["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["cell"] == c.as_str())
+                .unwrap();
+            assert_eq!(
+                [&row["sent"], &row["ok"], &row["failed"], &row["cancelled"]].map(|v| v.as_u64()),
+                [sent, ok, failed, cancelled].map(Some),
+                "{c}: runs.parquet"
+            );
+        }
+    }
+    if let Some(p) = parquet {
+        assert_eq!(p["types"]["request_rate"], "double", "{p}");
+        assert_eq!(p["types"]["sent"], "int64", "{p}");
+    }
+}
+
+/// A cell in which nothing can finish (2,000-token outputs, 3 s of sending, a 1 s drain)
+/// says so: status `no_completions`, why, and no 0.0 figure anywhere.
+#[test]
+fn a_cell_with_no_completion_prints_no_figure_and_says_why() {
+    let _serial = serial();
+    let root = temp_dir("run-none");
+    let r = run(&[
+        "run",
+        &examples("quickstart.yaml"),
+        "--output",
+        root.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "workload.output_len=2000",
+        "--set",
+        "load.duration_s=3",
+        "--set",
+        "load.warmup_s=0",
+        "--set",
+        "load.cooldown_s=0",
+        "--set",
+        "load.drain_timeout_s=1",
+        "--set",
+        "matrix.request_rate=[5]",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let dir = results_dir(&root);
+    let cd = dir.join("cells").join(&cells(&dir)[0]);
+    assert_eq!(status(&cd), "no_completions");
+    let s = summary(&cd);
+    assert!(
+        s["median_ttft_ms"].is_null() && s["p99_tpot_ms"].is_null(),
+        "{s}"
+    );
+    let why = s["vllm_loadtest"]["no_completions_reason"]
+        .as_str()
+        .unwrap();
+    assert!(
+        why.contains("still streaming") && why.contains("drain"),
+        "{why}"
+    );
+    assert!(
+        r.stderr.contains(why),
+        "the cell line says why: {}",
+        r.stderr
+    );
+    for out in [
+        &r.stdout,
+        &std::fs::read_to_string(dir.join("report.md")).unwrap(),
+    ] {
+        assert!(
+            !out.contains(" 0.0 ms") && !out.contains("0.00 req/s"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("plateau") || out.contains("no plateau"),
+            "{out}"
+        );
+    }
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("had no completion") && md.contains("not zero"),
+        "{md}"
+    );
 }
 
 #[test]
