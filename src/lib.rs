@@ -13,7 +13,8 @@
 //! - `launcher`: bring a server up (sim, external, command, compose) and always down.
 //! - `monitor`: `/metrics` scraping and GPU sampling beside a load point.
 //! - `record`: the raw per-request record every figure comes from.
-//! - `stats`: the quantile definition and distribution summaries (pure).
+//! - `stats`: the quantile definition, distribution summaries, and the product-limit
+//!   estimator for latencies of requests cut off before they finished (pure).
 //! - `summary`: a load point's figures computed from its records (pure).
 //! - `store`: `requests.jsonl`, Parquet tables, `summary.json`.
 //! - `report`: human-readable renderings (the end-of-run table).

@@ -306,7 +306,7 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
                 .map(|(_, v)| v.clone())
         };
         let values: Vec<Option<serde_yaml::Value>> = rows.iter().map(value).collect();
-        t.push(k, matrix_column(values.iter().map(Option::as_ref)));
+        t.push(k, matrix_column(k, values.iter().map(Option::as_ref)));
     }
     t.push("dp_size", i(&|c| Some(c.input.dp as i64)));
     t.push(
@@ -496,10 +496,15 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
     t
 }
 
-/// A matrix dimension as a typed column: integers when every value is one, numbers when
-/// every value is a number (`inf` included), text otherwise; so `df.request_rate > 10`
-/// works and sorting gives 5, 10, 20, 40.
-fn matrix_column<'a>(values: impl Iterator<Item = Option<&'a serde_yaml::Value>>) -> Column {
+/// A matrix dimension as a typed column, by the field's declared kind: integers for an
+/// integer field (`dp`, `max_num_seqs`), numbers for a number or a rate (`inf` included,
+/// so a rate is a double in every experiment, whatever its grid), text otherwise; so
+/// `df.request_rate > 10` works and sorting gives 5, 10, 20, 40.
+fn matrix_column<'a>(
+    name: &str,
+    values: impl Iterator<Item = Option<&'a serde_yaml::Value>>,
+) -> Column {
+    use experiment::fields::Kind;
     use serde_yaml::Value;
     let vs: Vec<Option<&Value>> = values.collect();
     let number = |v: &Value| match v {
@@ -507,7 +512,10 @@ fn matrix_column<'a>(values: impl Iterator<Item = Option<&'a serde_yaml::Value>>
         Value::String(s) if s == "inf" => Some(f64::INFINITY),
         _ => None,
     };
-    if vs.iter().flatten().all(|v| v.as_i64().is_some()) {
+    let kind = experiment::fields::find(name).map(|(_, f)| f.kind);
+    let integers = matches!(kind, Some(Kind::Int(_)))
+        || (kind.is_none() && vs.iter().flatten().all(|v| v.as_i64().is_some()));
+    if integers && vs.iter().flatten().all(|v| v.as_i64().is_some()) {
         Column::I64(vs.iter().map(|v| v.and_then(Value::as_i64)).collect())
     } else if vs.iter().flatten().all(|v| number(v).is_some()) {
         Column::F64(vs.iter().map(|v| v.and_then(number)).collect())
