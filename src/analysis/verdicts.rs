@@ -130,7 +130,13 @@ pub fn flag_super_linear(
     scaling: &[super::scaling::ScalingFinding],
 ) {
     for f in scaling {
-        for r in f.rows.iter().filter(|r| r.efficiency > SUPER_LINEAR) {
+        let base_saturated = f.rows.first().is_some_and(|b| b.saturated);
+        // between plateaus only: a speedup over a base that never saturated is a bound
+        for r in f
+            .rows
+            .iter()
+            .filter(|r| r.efficiency > SUPER_LINEAR && r.saturated && base_saturated)
+        {
             for (v, c) in verdicts.iter_mut().zip(cells) {
                 if c.family == f.family && c.dp == r.dp && c.offered_rate.is_finite() {
                     v.verdicts.push(Verdict::SuperLinearScaling {
@@ -212,16 +218,26 @@ pub fn judge(cells: &[CellInput], groups: &[GroupFinding]) -> Vec<CellVerdicts> 
                     measured: c.measured,
                 });
             }
-            // completions in a short window under-count: the figure leans on the token rate
+            // a window too short to count completions in: the figure is the token rate alone
             if let Some(e) = c.e2el_p50_ms
-                && e.value / 1000.0 > c.window_s / 3.0
+                && c.achieved_from == "output_token_rate"
             {
                 v.push(Verdict::WindowShort {
                     window_s: c.window_s,
                     e2e_p50_s: e.value / 1000.0,
                 });
             }
-            if let (Some(client), Some(server)) = (
+            // a saturated point past the knee: the window's requests (the client's figure)
+            // and the first tokens the server emitted in the window (its histogram) are
+            // different populations once a queue grows, so they are not compared there
+            let past_saturation = groups.iter().any(|g| {
+                g.group == c.group
+                    && g.saturation
+                        .as_ref()
+                        .is_some_and(|s| c.offered_rate >= s.offered)
+            });
+            if let (false, Some(client), Some(server)) = (
+                past_saturation,
                 c.ttft_mean_ms,
                 c.server.as_ref().and_then(|s| s.server_ttft_mean_ms),
             ) {
@@ -241,12 +257,6 @@ pub fn judge(cells: &[CellInput], groups: &[GroupFinding]) -> Vec<CellVerdicts> 
                 v.push(Verdict::NeverSaturated);
             }
             // a saturated point whose token rate was still climbing is no plateau
-            let past_saturation = groups.iter().any(|g| {
-                g.group == c.group
-                    && g.saturation
-                        .as_ref()
-                        .is_some_and(|s| c.offered_rate >= s.offered)
-            });
             if past_saturation && c.token_rate_rising {
                 v.push(Verdict::CapacityNotSteady);
             }

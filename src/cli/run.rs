@@ -579,6 +579,7 @@ fn write_cell_summary(
         "cell": {"id": cell.id, "index": cell.index, "repeat": cell.repeat, "matrix": matrix, "params": params},
         "arrival": arrival.describe(),
         "summary": r.summary,
+        "achieved": {"rps": r.summary.achieved().0, "from": r.summary.achieved().1},
         "client": r.client,
         "monitors": r.monitors,
         "warnings": r.warnings,
@@ -641,12 +642,9 @@ fn print_summary(plan: &Plan, dir: &Path) -> Result<()> {
         };
         let offered = match &s["request_rate"] {
             serde_json::Value::String(x) => x.clone(),
-            v => num(v, 1),
+            v => v.as_f64().map_or("-".into(), |x| format!("{x:.1}")),
         };
-        let achieved = match ours["token_rate"]["request_rate"].as_f64() {
-            Some(_) => num(&ours["token_rate"]["request_rate"], 2),
-            None => num(&s["request_throughput"], 2),
-        };
+        let achieved = num(&s["vllm_loadtest"]["achieved"]["rps"], 2);
         let every = &ours["every_request"]["ttft_ms"];
         let count = |k: &str| ours[k].as_u64().map_or("-".into(), |n| n.to_string());
         writeln!(

@@ -94,8 +94,9 @@ fn saturation_sentence(g: &GroupFinding) -> String {
                     Reason::Queue => "the waiting queue kept growing",
                 })
                 .collect();
+            let first = g.points.first().map(|p| p.offered);
             let blowup = match (g.low_load_ttft_ms, s.after.ttft_p50_ms) {
-                (Some(lo), Some(hi)) if lo > 0.0 => format!(
+                (Some(lo), Some(hi)) if lo > 0.0 && first != Some(s.after.offered) => format!(
                     " TTFT p50 rises from {} to {} ({}{:.0}×) at {} req/s offered.",
                     ms(Some(lo)),
                     fig(Some(hi)),
@@ -313,7 +314,7 @@ pub fn build(
             tables: vec![Table {
                 header: [
                     "offered req/s",
-                    "achieved req/s (from tokens)",
+                    "achieved req/s",
                     "TTFT p50",
                     "TTFT p99",
                     "TPOT p50",
@@ -436,7 +437,7 @@ pub fn build(
     });
     sections.push(Section {
         title: "All cells".into(),
-        paragraphs: vec!["Recomputed from each cell's raw records (`cells/*/requests.jsonl`); the same figures are in `runs.parquet`. Achieved throughput is the output-token rate over the window divided by the mean output length; TTFT covers every request sent in the window, a request cut off before its first token counted as at least its wait (`>`: a lower bound); TPOT covers the successful ones. Every request sent is ok, failed or cancelled.".into()],
+        paragraphs: vec!["Recomputed from each cell's raw records (`cells/*/requests.jsonl`); the same figures are in `runs.parquet`. Achieved throughput is the mean of completions in the window and the output-token rate over the window divided by the mean output length (see the README); TTFT covers every request sent in the window, a request cut off before its first token counted as at least its wait (`>`: a lower bound); TPOT covers the successful ones. Every request sent is ok, failed or cancelled.".into()],
         figures: vec![],
         tables: vec![Table {
             header: ["cell", "offered", "achieved", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "sent", "ok", "failed", "cancelled"]

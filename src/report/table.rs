@@ -55,18 +55,22 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
     line(w, "Benchmark duration (s):", format!("{:.2}", s.window_s))?;
     line(w, "Total input tokens:", s.total_input_tokens)?;
     line(w, "Total generated tokens:", s.total_output_tokens)?;
-    line(
-        w,
-        "Request throughput (req/s):",
-        format!("{:.2}", s.request_throughput),
-    )?;
+    // a window without a completion has no throughput: say so, never 0.00
+    let rate = |v: f64| {
+        if s.no_completions() {
+            "n/a (no completion)".to_string()
+        } else {
+            format!("{v:.2}")
+        }
+    };
+    line(w, "Request throughput (req/s):", rate(s.request_throughput))?;
     if let Some(g) = s.request_goodput {
-        line(w, "Request goodput (req/s):", format!("{g:.2}"))?;
+        line(w, "Request goodput (req/s):", rate(g))?;
     }
     line(
         w,
         "Output token throughput (tok/s):",
-        format!("{:.2}", s.output_throughput),
+        rate(s.output_throughput),
     )?;
     line(
         w,
@@ -81,7 +85,7 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
     line(
         w,
         "Total token throughput (tok/s):",
-        format!("{:.2}", s.total_token_throughput),
+        rate(s.total_token_throughput),
     )?;
     let l = &s.latencies;
     let every = &s.every_request;

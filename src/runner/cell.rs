@@ -82,9 +82,10 @@ pub struct ClientUsage {
     /// memory, and that per request sent: what a request costs the client to keep.
     pub rss_growth_bytes: Option<u64>,
     pub rss_growth_per_request_bytes: Option<f64>,
-    /// When sending ended (s from the start) against when the schedule said it would.
+    /// When sending ended (s from the start) against when the schedule said it would; no
+    /// plan under a concurrency cap or all at once (slots, not the clock, pace those).
     pub sending_s: f64,
-    pub planned_sending_s: f64,
+    pub planned_sending_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -237,7 +238,8 @@ pub async fn run_cell(
         loop_lag_max_ms: lag.as_ref().map(|d| d.max),
         pacer_realtime: outcome.pacer_realtime,
         sending_s: outcome.sending_s,
-        planned_sending_s: outcome.planned_sending_s,
+        planned_sending_s: (c.max_concurrency.is_none() && outcome.planned_sending_s > 0.0)
+            .then_some(outcome.planned_sending_s),
         rss_growth_bytes: rss_growth,
         rss_growth_per_request_bytes: rss_growth
             .filter(|_| !records.is_empty())

@@ -375,13 +375,16 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
     );
     t.push(
         "output_throughput_tps",
-        n(&|c| Some(c.summary.output_throughput)),
+        n(&|c| Some(c.summary.output_throughput).filter(|_| known(c))),
     );
     t.push(
         "total_token_throughput_tps",
-        n(&|c| Some(c.summary.total_token_throughput)),
+        n(&|c| Some(c.summary.total_token_throughput).filter(|_| known(c))),
     );
-    t.push("request_goodput_rps", n(&|c| c.summary.request_goodput));
+    t.push(
+        "request_goodput_rps",
+        n(&|c| c.summary.request_goodput.filter(|_| known(c))),
+    );
     t.push("slo_attainment", n(&|c| c.summary.slo_attainment));
     // ours, over every window request: a figure only known as a lower bound is stored
     // with its flag column (`…_lower_bound`)

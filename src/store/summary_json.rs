@@ -70,12 +70,23 @@ pub fn build(
     m.insert("failed".into(), json!(s.failed + s.cancelled));
     m.insert("total_input_tokens".into(), json!(s.total_input_tokens));
     m.insert("total_output_tokens".into(), json!(s.total_output_tokens));
-    m.insert("request_throughput".into(), json!(s.request_throughput));
-    m.insert("request_goodput".into(), json!(s.request_goodput));
-    m.insert("output_throughput".into(), json!(s.output_throughput));
+    // no throughput from a window without a completion: null, not 0
+    let known = |v: f64| (!s.no_completions()).then_some(v);
+    m.insert(
+        "request_throughput".into(),
+        json!(known(s.request_throughput)),
+    );
+    m.insert(
+        "request_goodput".into(),
+        json!(s.request_goodput.and_then(known)),
+    );
+    m.insert(
+        "output_throughput".into(),
+        json!(known(s.output_throughput)),
+    );
     m.insert(
         "total_token_throughput".into(),
-        json!(s.total_token_throughput),
+        json!(known(s.total_token_throughput)),
     );
     if let Some(records) = detailed {
         let mut rs: Vec<&RequestRecord> = records.iter().collect();
