@@ -309,3 +309,62 @@ fn requests_cut_by_the_drain_limit_are_censored_not_dropped() {
         r.stdout
     );
 }
+
+/// By default the window's requests are followed to their end, however long they take
+/// (here 1.5 s, past the 1 s of sending), and only cool-down requests still running once
+/// they are done are cancelled, as `after_window`.
+#[test]
+fn the_windows_requests_are_followed_to_their_end_by_default() {
+    let _serial = serial();
+    let server = fake_server(|i| Behavior::Stream {
+        // the last requests (cool-down) would take far longer
+        first_ms: if i < 14 { 1_500 } else { 5_000 },
+        gap_ms: 10,
+        tokens: 2,
+    });
+    let dir = temp_dir("follow");
+    let r = run(&[
+        "bench",
+        "--base-url",
+        &server.url(),
+        "--model",
+        "m",
+        "--random-input-len",
+        "16",
+        "--random-output-len",
+        "2",
+        "--request-rate",
+        "20",
+        "--arrival",
+        "constant",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.1",
+        "--cooldown",
+        "0.3",
+        "--num-prompts",
+        "20",
+        "--quiet",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let s = summary(&dir);
+    let ours = &s["vllm_loadtest"]["summary"];
+    let n = |k: &str| ours[k].as_u64().unwrap();
+    // every request sent inside the window [0.1, 0.7) s finished: none cut
+    assert_eq!(n("measured_ok"), n("measured"), "{ours}");
+    assert_eq!(n("measured_cut"), 0, "{ours}");
+    assert!(n("measured") >= 10, "{ours}");
+    assert_eq!(
+        ours["cancelled_by_reason"]["after_window"].as_u64(),
+        Some(n("cancelled")),
+        "{ours}"
+    );
+    assert!(
+        n("cancelled") >= 3,
+        "cool-down requests cut once the window's were done: {ours}"
+    );
+    assert!(ours["every_request"]["ttft_ms"]["p50"].as_f64().unwrap() >= 1_400.0);
+}
