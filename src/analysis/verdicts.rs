@@ -111,14 +111,14 @@ impl Verdict {
     /// Whether the cell's throughput cannot carry a result built on it (a plateau, a
     /// speedup): the measurement itself is in doubt, not just noisy.
     pub fn taints_throughput(&self) -> bool {
+        // (a cell without completions is left out of the curve, and a plateau still
+        // rising is the configuration's own flag: neither taints the other cells)
         matches!(
             self,
             Verdict::ClientLimited { .. }
-                | Verdict::NoCompletions { .. }
                 | Verdict::SendingOverPlan { .. }
                 | Verdict::ClientStall { .. }
                 | Verdict::AchievedAboveOffered { .. }
-                | Verdict::CapacityNotSteady
         )
     }
 }

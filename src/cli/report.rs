@@ -3,6 +3,7 @@
 
 use crate::experiment::plan::ParamsExt;
 use crate::report::{chart, draw, figures, html, markdown, model};
+use crate::stats::survival::Figure;
 use crate::store::{self, aggregate, manifest::Manifest};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -210,15 +211,48 @@ const METRICS: &[(&str, bool)] = &[
     ("SLO attainment", true),
 ];
 
-fn metric(c: &crate::analysis::CellInput, name: &str) -> Option<f64> {
+/// A cell's figure for `name`: none for a cell without a completion (unknown, not 0), and
+/// a latency that is only known as a lower bound carries its flag.
+fn metric(c: &crate::analysis::CellInput, name: &str) -> Option<Figure> {
+    if c.no_completions.is_some() {
+        return None;
+    }
+    let exact = |v: Option<f64>| v.map(Figure::known);
     match name {
-        "achieved req/s" => Some(c.achieved_rate),
-        "output tok/s" => Some(c.output_throughput),
-        "TTFT p50 ms" => c.ttft_p50_ms.map(|f| f.value),
-        "TTFT p99 ms" => c.ttft_p99_ms.map(|f| f.value),
-        "TPOT p50 ms" => c.tpot_p50_ms,
-        "E2EL p50 ms" => c.e2el_p50_ms.map(|f| f.value),
-        "SLO attainment" => c.slo_attainment,
+        "achieved req/s" => exact(Some(c.achieved_rate)),
+        "output tok/s" => exact(Some(c.output_throughput)),
+        "TTFT p50 ms" => c.ttft_p50_ms,
+        "TTFT p99 ms" => c.ttft_p99_ms,
+        "TPOT p50 ms" => exact(c.tpot_p50_ms),
+        "E2EL p50 ms" => c.e2el_p50_ms,
+        "SLO attainment" => exact(c.slo_attainment),
+        _ => None,
+    }
+}
+
+/// Which side is better, when the figures say so: within 2% is a tie (the noise of a load
+/// test); a lower bound is better or worse only where the whole range it allows is.
+fn better(a: Figure, b: Figure, higher_better: bool) -> Option<char> {
+    let (a_lo, b_lo) = (a.value, b.value);
+    let hi = |f: Figure| {
+        if f.lower_bound {
+            f64::INFINITY
+        } else {
+            f.value
+        }
+    };
+    let (a_hi, b_hi) = (hi(a), hi(b));
+    if !a.lower_bound && !b.lower_bound && (b_lo - a_lo).abs() < 0.02 * a_lo.abs() {
+        return Some('≈');
+    }
+    let (a_wins, b_wins) = if higher_better {
+        (a_lo > b_hi * 1.02, b_lo > a_hi * 1.02)
+    } else {
+        (a_hi * 1.02 < b_lo, b_hi * 1.02 < a_lo)
+    };
+    match (a_wins, b_wins) {
+        (true, _) => Some('A'),
+        (_, true) => Some('B'),
         _ => None,
     }
 }
@@ -250,26 +284,30 @@ pub fn compare_cmd(c: CompareArgs) -> Result<()> {
             let (Some(va), Some(vb)) = (metric(&ca.input, m), metric(&cb.input, m)) else {
                 continue;
             };
-            let change = if va != 0.0 {
-                format!("{:+.1}%", (vb - va) / va.abs() * 100.0)
+            let change = if va.value != 0.0 && !va.lower_bound && !vb.lower_bound {
+                format!("{:+.1}%", (vb.value - va.value) / va.value.abs() * 100.0)
             } else {
                 "-".into()
             };
-            // within 2% is a tie: the noise of a load test
-            let rel = if va != 0.0 { (vb - va) / va.abs() } else { 0.0 };
-            let better = if rel.abs() < 0.02 {
-                "≈".to_string()
-            } else if (rel > 0.0) == *higher_better {
-                wins_b += 1;
-                "B".into()
-            } else {
-                wins_a += 1;
-                "A".into()
+            let better = match better(va, vb, *higher_better) {
+                Some('A') => {
+                    wins_a += 1;
+                    "A".to_string()
+                }
+                Some('B') => {
+                    wins_b += 1;
+                    "B".to_string()
+                }
+                Some(c) => c.to_string(),
+                // a lower bound that overlaps the other side: not known which is better
+                None => "?".into(),
             };
             writeln!(
                 out,
-                "| {} | {m} | {va:.2} | {vb:.2} | {change} | {better} |",
-                ca.cell.id
+                "| {} | {m} | {} | {} | {change} | {better} |",
+                ca.cell.id,
+                va.display(2),
+                vb.display(2)
             )?;
         }
     }
@@ -285,7 +323,7 @@ pub fn compare_cmd(c: CompareArgs) -> Result<()> {
         .count();
     writeln!(
         out,
-        "\n{matched} cells in both ({only_a} only in A, {only_b} only in B); A better on {wins_a} figures, B on {wins_b} (differences under 2% count as ties)."
+        "\n{matched} cells in both ({only_a} only in A, {only_b} only in B); A better on {wins_a} figures, B on {wins_b} (differences under 2% count as ties; `?`: a lower bound (`> x`, requests cut off) leaves it open)."
     )?;
     if matched == 0 {
         anyhow::bail!(
@@ -293,4 +331,30 @@ pub fn compare_cmd(c: CompareArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lower_bound_decides_only_where_its_whole_range_does() {
+        let k = Figure::known;
+        let at_least = |value| Figure {
+            value,
+            lower_bound: true,
+        };
+        // latencies: lower is better
+        assert_eq!(better(k(100.0), k(101.0), false), Some('≈'));
+        assert_eq!(better(k(100.0), k(150.0), false), Some('A'));
+        // B is at least 3 s: worse than A's 100 ms whatever its true value
+        assert_eq!(better(k(100.0), at_least(3000.0), false), Some('A'));
+        // A is at least 50 ms, B 3 s exactly: A might be 5 s, so open
+        assert_eq!(better(at_least(50.0), k(3000.0), false), None);
+        // A at least 3 s, B 100 ms: B better for sure
+        assert_eq!(better(at_least(3000.0), k(100.0), false), Some('B'));
+        assert_eq!(better(at_least(3000.0), at_least(100.0), false), None);
+        // throughputs: higher is better
+        assert_eq!(better(k(10.0), k(20.0), true), Some('B'));
+    }
 }

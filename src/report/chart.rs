@@ -16,6 +16,9 @@ pub struct Series {
     pub color: usize,
     pub axis: Axis,
     pub dashed: bool,
+    /// Per point: only a lower bound is known (requests were cut off); drawn with an arrow
+    /// pointing up. Empty: every point is a value.
+    pub at_least: Vec<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -386,12 +389,35 @@ fn panel(out: &mut Vec<Prim>, p: &Panel, x0: f32, y0: f32, w: f32, h: f32) {
             _ => &sy,
         };
         let color = PALETTE[s.color % PALETTE.len()];
+        let drawable =
+            |q: &(f64, f64)| q.0.is_finite() && q.1.is_finite() && (!scale.log || q.1 > 0.0);
         let pts: Vec<(f32, f32)> = s
             .points
             .iter()
-            .filter(|q| q.0.is_finite() && q.1.is_finite() && (!scale.log || q.1 > 0.0))
+            .filter(|q| drawable(q))
             .map(|q| (sx.map(q.0), scale.map(q.1)))
             .collect();
+        // a lower bound: the true value is above the dot
+        for (q, _) in s
+            .points
+            .iter()
+            .zip(&s.at_least)
+            .filter(|(q, b)| **b && drawable(q))
+        {
+            let (x, y) = (sx.map(q.0), scale.map(q.1));
+            out.push(Prim::Line {
+                pts: vec![(x, y), (x, y - 12.0)],
+                color,
+                width: 1.5,
+                dash: false,
+            });
+            out.push(Prim::Line {
+                pts: vec![(x - 3.5, y - 7.5), (x, y - 12.0), (x + 3.5, y - 7.5)],
+                color,
+                width: 1.5,
+                dash: false,
+            });
+        }
         if pts.len() > 1 {
             out.push(Prim::Line {
                 pts: pts.clone(),
@@ -487,5 +513,39 @@ mod tests {
         );
         assert_eq!(fmt_tick(2.5), "2.5");
         assert_eq!(fmt_tick(20.0), "20");
+    }
+
+    #[test]
+    fn a_lower_bound_is_drawn_with_an_arrow_up() {
+        let fig = |at_least: Vec<bool>| Figure {
+            title: "t".into(),
+            panels: vec![Panel {
+                title: "p".into(),
+                x_label: "x".into(),
+                y_label: "y".into(),
+                y2_label: None,
+                log_y2: false,
+                log_y: false,
+                series: vec![Series {
+                    name: "s".into(),
+                    points: vec![(1.0, 1.0), (2.0, 5.0)],
+                    color: 0,
+                    axis: Axis::Left,
+                    dashed: false,
+                    at_least,
+                }],
+                marks: vec![],
+            }],
+            width: 400.0,
+            height: 300.0,
+        };
+        let lines = |f: &Figure| {
+            layout(f)
+                .iter()
+                .filter(|p| matches!(p, Prim::Line { .. }))
+                .count()
+        };
+        // one arrow (shaft and head) for the one bounded point
+        assert_eq!(lines(&fig(vec![false, true])), lines(&fig(vec![])) + 2);
     }
 }

@@ -41,6 +41,7 @@ pub fn saturation(g: &GroupFinding) -> Named {
             color: 0,
             axis: Axis::Left,
             dashed: false,
+            at_least: Vec::new(),
         },
         Series {
             name: "offered = achieved".into(),
@@ -52,15 +53,22 @@ pub fn saturation(g: &GroupFinding) -> Named {
             color: 0,
             axis: Axis::Left,
             dashed: true,
+            at_least: Vec::new(),
         },
     ];
+    let ttft: Vec<(f64, crate::stats::survival::Figure)> = pts
+        .iter()
+        .filter_map(|p| Some((p.offered, p.ttft_p50_ms?)))
+        .filter(|q| fin(q.0))
+        .collect();
     series.push(Series {
-        name: "TTFT p50 (ms)".into(),
-        points: pts
-            .iter()
-            .filter_map(|p| Some((p.offered, p.ttft_p50_ms?.value)))
-            .filter(|q| fin(q.0))
-            .collect(),
+        name: if ttft.iter().any(|(_, f)| f.lower_bound) {
+            "TTFT p50 (ms; arrow: at least)".into()
+        } else {
+            "TTFT p50 (ms)".into()
+        },
+        points: ttft.iter().map(|(x, f)| (*x, f.value)).collect(),
+        at_least: ttft.iter().map(|(_, f)| f.lower_bound).collect(),
         color: 1,
         axis: Axis::Right,
         dashed: false,
@@ -92,6 +100,7 @@ pub fn saturation(g: &GroupFinding) -> Named {
             color: 2,
             axis: Axis::Left,
             dashed: true,
+            at_least: Vec::new(),
         });
     }
     Named {
@@ -157,6 +166,7 @@ pub fn throughput_by_dp(a: &Analysis) -> Option<Named> {
                     color: i,
                     axis: Axis::Left,
                     dashed: false,
+                    at_least: Vec::new(),
                 })
                 .collect();
             let xs: Vec<f64> = gs
@@ -171,6 +181,7 @@ pub fn throughput_by_dp(a: &Analysis) -> Option<Named> {
                 color: 5,
                 axis: Axis::Left,
                 dashed: true,
+                at_least: Vec::new(),
             });
             Panel {
                 title: if *fam == "all" {
@@ -201,21 +212,26 @@ pub fn throughput_by_dp(a: &Analysis) -> Option<Named> {
 }
 
 pub fn latency_by_dp(a: &Analysis) -> Named {
-    let series = |pick: fn(&crate::analysis::Point) -> Option<f64>| -> Vec<Series> {
+    // a figure is (value, only a lower bound?)
+    let series = |pick: fn(&crate::analysis::Point) -> Option<(f64, bool)>| -> Vec<Series> {
         a.groups
             .iter()
             .enumerate()
-            .map(|(i, g)| Series {
-                name: label(g),
-                points: g
+            .map(|(i, g)| {
+                let pts: Vec<(f64, (f64, bool))> = g
                     .points
                     .iter()
                     .filter_map(|p| Some((p.offered, pick(p)?)))
                     .filter(|q| q.0.is_finite())
-                    .collect(),
-                color: i,
-                axis: Axis::Left,
-                dashed: false,
+                    .collect();
+                Series {
+                    name: label(g),
+                    points: pts.iter().map(|&(x, (y, _))| (x, y)).collect(),
+                    color: i,
+                    axis: Axis::Left,
+                    dashed: false,
+                    at_least: pts.iter().map(|&(_, (_, b))| b).collect(),
+                }
             })
             .collect()
     };
@@ -231,7 +247,7 @@ pub fn latency_by_dp(a: &Analysis) -> Named {
                     y2_label: None,
                     log_y: true,
                     log_y2: false,
-                    series: series(|p| p.ttft_p50_ms.map(|f| f.value)),
+                    series: series(|p| p.ttft_p50_ms.map(|f| (f.value, f.lower_bound))),
                     marks: vec![],
                 },
                 Panel {
@@ -241,7 +257,7 @@ pub fn latency_by_dp(a: &Analysis) -> Named {
                     y2_label: None,
                     log_y: false,
                     log_y2: false,
-                    series: series(|p| p.tpot_p50_ms),
+                    series: series(|p| p.tpot_p50_ms.map(|v| (v, false))),
                     marks: vec![],
                 },
             ],
@@ -295,6 +311,7 @@ pub fn server_over_time(cell: &str, rows: &[MetricRow]) -> Option<Named> {
                         color: 1,
                         axis: Axis::Left,
                         dashed: false,
+                        at_least: Vec::new(),
                     },
                     Series {
                         name: "running".into(),
@@ -302,6 +319,7 @@ pub fn server_over_time(cell: &str, rows: &[MetricRow]) -> Option<Named> {
                         color: 0,
                         axis: Axis::Left,
                         dashed: false,
+                        at_least: Vec::new(),
                     },
                     Series {
                         name: "KV usage %".into(),
@@ -312,6 +330,7 @@ pub fn server_over_time(cell: &str, rows: &[MetricRow]) -> Option<Named> {
                         color: 2,
                         axis: Axis::Right,
                         dashed: true,
+                        at_least: Vec::new(),
                     },
                 ],
                 marks: vec![],

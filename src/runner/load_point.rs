@@ -283,7 +283,12 @@ impl Launch {
                 .as_mut()
                 .filter(|e| e.kind == ErrorKind::Cancelled)
             {
-                e.cancel_reason = *reason.lock().expect("reason lock");
+                let why = *reason.lock().expect("reason lock");
+                // a cool-down request the drain limit caught is in no figure either way
+                e.cancel_reason = match why {
+                    Some(CancelReason::DrainLimit) if !followed => Some(CancelReason::AfterWindow),
+                    other => other,
+                };
             }
             live.finished(rec.is_ok(), rec.ttft_ns(), followed);
             let _ = sink.send(rec);

@@ -335,8 +335,20 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
             i(&|c| Some(c.summary.errors_by_kind.get(k).copied().unwrap_or(0) as i64)),
         );
     }
-    for reason in crate::record::CancelReason::ALL {
-        let r = reason.as_str();
+    // every reason a cell has, so the columns add up to `cancelled` (records written
+    // before reasons were kept say `unknown`)
+    let mut reasons: Vec<&str> = crate::record::CancelReason::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
+    for c in rows {
+        for r in c.summary.cancelled_by_reason.keys() {
+            if !reasons.contains(r) {
+                reasons.push(r);
+            }
+        }
+    }
+    for r in reasons {
         t.push(
             &format!("cancelled_{r}"),
             i(&|c| Some(c.summary.cancelled_by_reason.get(r).copied().unwrap_or(0) as i64)),
