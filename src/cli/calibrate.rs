@@ -178,10 +178,11 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             .queue_delay_ms
             .as_ref()
             .map_or(f64::INFINITY, |d| d.p99);
-        let held = s.failed == 0 && s.request_throughput >= 0.95 * rate && ttft <= 1.0;
+        let held =
+            s.failed == 0 && s.request_throughput.unwrap_or(0.0) >= 0.95 * rate && ttft <= 1.0;
         eprintln!(
             "{rate:>8} {:>10.1} {:>8.3}ms {:>10.3}ms {:>7.0}%{}",
-            s.request_throughput,
+            s.request_throughput.unwrap_or(0.0),
             ttft,
             lag,
             r.client.cpu_share_of_threads * 100.0,
@@ -189,7 +190,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
         );
         steps.push(Step {
             rate,
-            achieved: s.request_throughput,
+            achieved: s.request_throughput.unwrap_or(0.0),
             ttft_p50_ms: ttft,
             send_lag_p99_ms: lag,
             client_cpu: r.client.cpu_share_of_threads,

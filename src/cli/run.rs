@@ -295,7 +295,7 @@ async fn run_cells(
             } else {
                 format!(
                     "{:.2} req/s, TTFT p50 {} ms",
-                    s.achieved().0,
+                    s.request_throughput.unwrap_or(0.0),
                     s.every_request
                         .ttft_ms
                         .as_ref()
@@ -579,7 +579,6 @@ fn write_cell_summary(
         "cell": {"id": cell.id, "index": cell.index, "repeat": cell.repeat, "matrix": matrix, "params": params},
         "arrival": arrival.describe(),
         "summary": r.summary,
-        "achieved": {"rps": r.summary.achieved().0, "from": r.summary.achieved().1},
         "client": r.client,
         "monitors": r.monitors,
         "warnings": r.warnings,
@@ -644,7 +643,7 @@ fn print_summary(plan: &Plan, dir: &Path) -> Result<()> {
             serde_json::Value::String(x) => x.clone(),
             v => v.as_f64().map_or("-".into(), |x| format!("{x:.1}")),
         };
-        let achieved = num(&s["vllm_loadtest"]["achieved"]["rps"], 2);
+        let achieved = num(&s["request_throughput"], 2);
         let every = &ours["every_request"]["ttft_ms"];
         let count = |k: &str| ours[k].as_u64().map_or("-".into(), |n| n.to_string());
         writeln!(

@@ -372,16 +372,14 @@ fn panel(out: &mut Vec<Prim>, p: &Panel, x0: f32, y0: f32, w: f32, h: f32) {
             width: 1.2,
             dash: true,
         });
-        text(
-            out,
-            px + 4.0,
-            py0 + 13.0,
-            11.0,
-            label,
-            Anchor::Start,
-            MUTED,
-            false,
-        );
+        // a label that would run past the plot's right edge goes on the line's left
+        let fits = px + 4.0 + 6.5 * label.chars().count() as f32 <= px1;
+        let (lx, anchor) = if fits {
+            (px + 4.0, Anchor::Start)
+        } else {
+            (px - 4.0, Anchor::End)
+        };
+        text(out, lx, py0 + 13.0, 11.0, label, anchor, MUTED, false);
     }
     for s in &p.series {
         let scale = match (s.axis, &sy2) {

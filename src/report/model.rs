@@ -452,8 +452,9 @@ pub fn build(
                         fmt_rate(c.offered_rate),
                         if known { format!("{:.2}", c.achieved_rate) } else { "-".into() },
                         if known { format!("{:.0}", c.output_throughput) } else { "-".into() },
-                        fig(c.ttft_p50_ms.filter(|_| known)),
-                        fig(c.ttft_p99_ms.filter(|_| known)),
+                        // first tokens can be known where no request finished
+                        fig(c.ttft_p50_ms),
+                        fig(c.ttft_p99_ms),
                         ms(c.tpot_p50_ms),
                         c.sent.to_string(),
                         (c.sent - c.failed - c.cancelled).to_string(),

@@ -44,8 +44,10 @@ fn rule(w: &mut impl Write, title: &str, fill: char) -> io::Result<()> {
 
 pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Result<()> {
     rule(w, " Serving Benchmark Result ", '=')?;
-    line(w, "Successful requests:", s.completed)?;
-    line(w, "Failed requests:", s.failed + s.cancelled)?;
+    // vLLM's two counts, over the window's requests (our accounting of the whole cell is
+    // the `sent = …` line below)
+    line(w, "Successful requests:", s.measured_ok)?;
+    line(w, "Failed requests:", s.measured - s.measured_ok)?;
     let rate = if spec.configured_rate.is_finite() {
         format!("{:.2}", spec.configured_rate)
     } else {
@@ -56,16 +58,11 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
     line(w, "Total input tokens:", s.total_input_tokens)?;
     line(w, "Total generated tokens:", s.total_output_tokens)?;
     // a window without a completion has no throughput: say so, never 0.00
-    let rate = |v: f64| {
-        if s.no_completions() {
-            "n/a (no completion)".to_string()
-        } else {
-            format!("{v:.2}")
-        }
-    };
+    let rate =
+        |v: Option<f64>| v.map_or_else(|| "n/a (no completion)".to_string(), |v| format!("{v:.2}"));
     line(w, "Request throughput (req/s):", rate(s.request_throughput))?;
-    if let Some(g) = s.request_goodput {
-        line(w, "Request goodput (req/s):", rate(g))?;
+    if s.slo_attainment.is_some() {
+        line(w, "Request goodput (req/s):", rate(s.request_goodput))?;
     }
     line(
         w,
@@ -145,12 +142,25 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
         "inf".into()
     };
     line(w, "Achieved send rate (req/s):", send)?;
+    line(
+        w,
+        "Window requests (vLLM's counts):",
+        format!(
+            "{} sent = {} ok + {} not ({} cut off)",
+            s.measured,
+            s.measured_ok,
+            s.measured - s.measured_ok,
+            s.measured_cut
+        ),
+    )?;
     if let Some(t) = &s.token_rate {
         line(
             w,
-            "Throughput from tokens (req/s):",
+            "Request throughput taken as:",
             format!(
-                "{:.2} ({:.0} tok/s ÷ {:.1} tokens per request)",
+                "{} ({:.2} completions/s, {:.2} from {:.0} tok/s ÷ {:.1} tokens per request)",
+                s.request_throughput_from.replace('_', " "),
+                s.completion_rate,
                 t.request_rate,
                 t.output_tokens / s.window_s.max(1e-9),
                 t.mean_output_tokens

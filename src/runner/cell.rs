@@ -354,11 +354,17 @@ fn validity_warnings(
         ));
     }
     if s.sent > 0 && s.failed > 0 {
+        let timeouts = s.errors_by_kind.get("timeout").copied().unwrap_or(0);
         w.push(format!(
-            "{} of {} requests failed ({:.1}%): they are in the error counts, not in the latency figures",
+            "{} of {} requests failed ({:.1}%): in the error counts; {}",
             s.failed,
             s.sent,
-            100.0 * s.failed as f64 / s.sent as f64
+            100.0 * s.failed as f64 / s.sent as f64,
+            if timeouts > 0 {
+                format!("the {timeouts} that timed out count in the latency figures as cut off (at least their time to the timeout), the others in none")
+            } else {
+                "not in the latency figures".to_string()
+            }
         ));
     }
     if s.measured_cut > 0 && !s.no_completions() {

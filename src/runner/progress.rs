@@ -106,7 +106,7 @@ impl ProgressPrinter {
             .unwrap_or_else(|| "-".into());
         let msg = match self.draining {
             Some(limit) => format!(
-                "{}[{elapsed_s:6.1}s] draining: {} of the window's requests left{}  done {done}  in flight {}  errors {failed}  ttft p50 {ttft}",
+                "{}[{elapsed_s:6.1}s] draining: {} sent up to the window's end still running{}  done {done}  in flight {}  errors {failed}  ttft p50 {ttft}",
                 self.label,
                 live.followed_in_flight(),
                 limit.map_or(String::new(), |l| format!(" (drain limit {l:.0}s)")),

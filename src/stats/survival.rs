@@ -14,12 +14,16 @@
 //! sample of `N`, and rank `h = (N−1)·p/100` is read off (or interpolated between two event
 //! times) as numpy would. That reduces to numpy's ranks when nothing is censored.
 //!
-//! A quantile the estimator cannot reach (its CDF stops short of `p` because the tail is
-//! censored) is unknown; it is reported as a *lower bound*: the same quantile of the sample
-//! with every censored value at its cut (each true value is at least its cut, and a
-//! quantile is monotone in every order statistic), or the figure of the percentile below
-//! it, whichever is larger. Such a figure carries the flag and is printed as `> x`. Mean
-//! and max are lower bounds whenever anything was censored.
+//! A percentile is *known* only where no cut request can move it: the same quantile with
+//! every cut request at its cut and at +∞ agree. Elsewhere it falls in censored mass and is
+//! reported as a *lower bound*, flagged and printed `> x`, with x the estimator's value, or,
+//! where the estimator cannot reach `p` (its CDF stops short because the tail is censored),
+//! the quantile with every cut request at its cut (each true value is at least its cut, and
+//! a quantile is monotone in every order statistic); never below the percentile under it.
+//! "At least" because of what cuts requests here: the drain limit, the request timeout and
+//! Ctrl-C all stop the requests that have waited longest, so the estimator, which assumes
+//! a cut says nothing about the time left, errs low, never high. Mean and max are lower
+//! bounds whenever anything was censored.
 //!
 //! Pure code: no async, no IO.
 
@@ -124,6 +128,13 @@ impl Survival {
         if censored == 0 {
             return Some(Self::exact(bound, extra));
         }
+        // The same quantile with every cut request at +∞: where it equals the one at the
+        // cut, no cut request can move it and the figure is known; elsewhere it is not.
+        let mut open: Vec<f64> = obs
+            .iter()
+            .map(|o| if o.censored { f64::INFINITY } else { o.value })
+            .collect();
+        open.sort_by(f64::total_cmp);
         let curve = Curve::new(&mut obs);
         // Every percentile wanted, ascending: a figure is never below a lower percentile's
         // (an unreachable one's bound can fall under the estimate just before it).
@@ -138,17 +149,24 @@ impl Survival {
         let figures: Vec<(f64, Figure)> = wanted
             .into_iter()
             .map(|p| {
-                let known = bound.percentile(p).expect("asked for").max(floor);
-                let f = match curve.quantile(p) {
+                let at_cut = bound.percentile(p).expect("asked for");
+                let settled = quantile_open(&open, p) == at_cut;
+                let value = match curve.quantile(p) {
+                    // known: numpy's value over the sample, to the bit
+                    _ if settled => at_cut,
                     // never below what is known for sure (guards the interpolation's rounding)
-                    Some(v) => Figure::known(v.max(known)),
-                    None => Figure {
-                        value: known,
-                        lower_bound: true,
+                    Some(v) => v.max(at_cut),
+                    None => at_cut,
+                }
+                .max(floor);
+                floor = value;
+                (
+                    p,
+                    Figure {
+                        value,
+                        lower_bound: !settled,
                     },
-                };
-                floor = f.value;
-                (p, f)
+                )
             })
             .collect();
         let q = |p: f64| {
@@ -225,6 +243,18 @@ impl Survival {
     /// Whether any figure is only a lower bound.
     pub fn has_bounds(&self) -> bool {
         self.censored > 0
+    }
+}
+
+/// Quantile `p` (numpy's linear) of an ascending sample that may end in +∞ (the cut
+/// requests, unbounded): +∞ wherever an unbounded value takes part.
+fn quantile_open(sorted: &[f64], p: f64) -> f64 {
+    let (lo, hi, frac) = super::quantile_ranks(sorted.len(), p);
+    let (a, b) = (sorted[lo], sorted[hi]);
+    if a.is_infinite() || (b.is_infinite() && frac > 0.0) {
+        f64::INFINITY
+    } else {
+        lerp(a, b, frac)
     }
 }
 

@@ -215,7 +215,8 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
                 .pointer(&format!("/vllm_loadtest/client/{k}"))
                 .and_then(|v| v.as_f64())
         };
-        let (achieved_rate, achieved_from) = s.achieved();
+        // a cell without a completion is left out of the analysis (no_completions below)
+        let (achieved_rate, achieved_from) = s.achieved().unwrap_or((0.0, "none"));
         let input = CellInput {
             id: c.id.clone(),
             group: plan.groups[c.group].id.clone(),
@@ -226,7 +227,7 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
             achieved_rate,
             achieved_from,
             token_rate_rising: s.token_rate.as_ref().is_some_and(|t| t.still_rising()),
-            output_throughput: s.output_throughput,
+            output_throughput: s.output_throughput.unwrap_or(0.0),
             ttft_p50_ms: every.ttft_ms.as_ref().map(|d| d.p50),
             ttft_p99_ms: every.ttft_ms.as_ref().map(|d| d.p99),
             e2el_p50_ms: every.e2el_ms.as_ref().map(|d| d.p50),
@@ -358,20 +359,26 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
     t.push("measured_ok", i(&|c| Some(c.summary.measured_ok as i64)));
     t.push("measured_cut", i(&|c| Some(c.summary.measured_cut as i64)));
     t.push("measured", i(&|c| Some(c.summary.measured as i64)));
-    t.push("completed", i(&|c| Some(c.summary.completed as i64)));
+    t.push(
+        "completions_in_window",
+        i(&|c| Some(c.summary.completions_in_window as i64)),
+    );
     t.push(
         "achieved_send_rate_rps",
         n(&|c| Some(c.summary.achieved_send_rate).filter(|r| r.is_finite())),
     );
-    // no figure from nothing: a cell without a completion has no throughput
-    let known = |c: &CellData| !c.summary.no_completions();
+    // no figure from nothing: a cell without a completion has no throughput (null)
     t.push(
-        "achieved_rps",
-        n(&|c| Some(c.input.achieved_rate).filter(|_| known(c))),
+        "request_throughput_from",
+        s(&|c| c.summary.achieved().map(|(_, from)| from.to_string())),
     );
     t.push(
-        "achieved_from",
-        s(&|c| Some(c.input.achieved_from.to_string()).filter(|_| known(c))),
+        "completion_rate_rps",
+        n(&|c| Some(c.summary.completion_rate).filter(|_| !c.summary.no_completions())),
+    );
+    t.push(
+        "token_rate_rps",
+        n(&|c| c.summary.token_rate.as_ref().map(|t| t.request_rate)),
     );
     t.push(
         "token_rate_rising",
@@ -383,20 +390,14 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
     );
     t.push(
         "request_throughput_rps",
-        n(&|c| Some(c.summary.request_throughput).filter(|_| known(c))),
+        n(&|c| c.summary.request_throughput),
     );
-    t.push(
-        "output_throughput_tps",
-        n(&|c| Some(c.summary.output_throughput).filter(|_| known(c))),
-    );
+    t.push("output_throughput_tps", n(&|c| c.summary.output_throughput));
     t.push(
         "total_token_throughput_tps",
-        n(&|c| Some(c.summary.total_token_throughput).filter(|_| known(c))),
+        n(&|c| c.summary.total_token_throughput),
     );
-    t.push(
-        "request_goodput_rps",
-        n(&|c| c.summary.request_goodput.filter(|_| known(c))),
-    );
+    t.push("request_goodput_rps", n(&|c| c.summary.request_goodput));
     t.push("slo_attainment", n(&|c| c.summary.slo_attainment));
     // ours, over every window request: a figure only known as a lower bound is stored
     // with its flag column (`…_lower_bound`)

@@ -2,11 +2,14 @@
 //! so scripts written for vLLM keep working; then ours under `vllm_loadtest`.
 //!
 //! vLLM's meaning, kept: latency keys (`mean_ttft_ms`, `p99_e2el_ms`, …) cover the window's
-//! *successful* requests only, and `failed` is every request that did not succeed, which
-//! is our `failed + cancelled` (`vllm_loadtest.summary` has them apart, failures by kind and
-//! cancellations by reason, and the latencies over every request with the unfinished
-//! right-censored under `every_request`). Where vLLM writes 0 for a metric without a
-//! sample, we write null: a figure of nothing is not zero.
+//! *successful* requests only; `completed` and `failed` count the window's requests that
+//! did and did not succeed (vLLM's `failed` folds our failures and cancellations together:
+//! `vllm_loadtest.summary` has the whole cell's `sent = ok + failed + cancelled`, failures by
+//! kind, cancellations by reason, and the latencies over every request with the unfinished
+//! right-censored under `every_request`). `request_throughput` is completions per second of
+//! the window, measured as `vllm_loadtest.summary.request_throughput_from` says. Where
+//! vLLM writes 0 for a metric without a sample, we write null: a figure of nothing is not
+//! zero.
 
 use crate::record::RequestRecord;
 use crate::stats::Distribution;
@@ -66,27 +69,18 @@ pub fn build(
     m.insert("burstiness".into(), json!(info.burstiness));
     m.insert("max_concurrency".into(), json!(info.max_concurrency));
     m.insert("duration".into(), json!(s.window_s));
-    m.insert("completed".into(), json!(s.completed));
-    m.insert("failed".into(), json!(s.failed + s.cancelled));
+    // over the window's requests, as vLLM counts the requests it measured
+    m.insert("completed".into(), json!(s.measured_ok));
+    m.insert("failed".into(), json!(s.measured - s.measured_ok));
     m.insert("total_input_tokens".into(), json!(s.total_input_tokens));
     m.insert("total_output_tokens".into(), json!(s.total_output_tokens));
     // no throughput from a window without a completion: null, not 0
-    let known = |v: f64| (!s.no_completions()).then_some(v);
-    m.insert(
-        "request_throughput".into(),
-        json!(known(s.request_throughput)),
-    );
-    m.insert(
-        "request_goodput".into(),
-        json!(s.request_goodput.and_then(known)),
-    );
-    m.insert(
-        "output_throughput".into(),
-        json!(known(s.output_throughput)),
-    );
+    m.insert("request_throughput".into(), json!(s.request_throughput));
+    m.insert("request_goodput".into(), json!(s.request_goodput));
+    m.insert("output_throughput".into(), json!(s.output_throughput));
     m.insert(
         "total_token_throughput".into(),
-        json!(known(s.total_token_throughput)),
+        json!(s.total_token_throughput),
     );
     if let Some(records) = detailed {
         let mut rs: Vec<&RequestRecord> = records.iter().collect();
@@ -146,7 +140,8 @@ pub fn build(
         "max_concurrent_requests".into(),
         json!(s.max_concurrent_requests),
     );
-    m.insert("rtfx".into(), json!(0.0));
+    // vLLM's real-time factor is for audio: not a figure of a text run
+    m.insert("rtfx".into(), serde_json::Value::Null);
     let l = &s.latencies;
     for (name, d) in [
         ("ttft", &l.ttft_ms),

@@ -117,15 +117,23 @@ pub struct RunSummary {
     pub measured_ok: u64,
     /// Of those, the ones cut off before they finished (latencies right-censored).
     pub measured_cut: u64,
-    /// Successful requests that completed inside the window.
-    pub completed: u64,
+    /// Successful requests that *ended* inside the window, and that per second of it.
+    pub completions_in_window: u64,
+    pub completion_rate: f64,
+    /// Prompt and generated tokens of the window's successful requests.
     pub total_input_tokens: u64,
     pub total_output_tokens: u64,
     pub offered_rate: f64,
     pub achieved_send_rate: f64,
-    pub request_throughput: f64,
-    pub output_throughput: f64,
-    pub total_token_throughput: f64,
+    /// Throughputs over the window; `None` without a successful request (no figure from
+    /// nothing). Requests per second as [`RunSummary::achieved`] explains, and how.
+    pub request_throughput: Option<f64>,
+    pub request_throughput_from: &'static str,
+    /// Output tokens that arrived in the window per second of it (from every request).
+    pub output_throughput: Option<f64>,
+    /// Output plus the prompts of the requests per second (request throughput × mean prompt).
+    pub total_token_throughput: Option<f64>,
+    /// Request throughput × the share of window requests that met every SLO.
     pub request_goodput: Option<f64>,
     pub slo_attainment: Option<f64>,
     pub max_output_tokens_per_s: f64,
@@ -149,33 +157,44 @@ impl RunSummary {
         self.measured_ok == 0
     }
 
-    /// Achieved throughput (req/s) and how it was measured.
-    ///
-    /// Near saturation a window of a minute holds only a few "generations" of a full batch,
-    /// and the two direct counts miss in opposite directions: completions credit a request
-    /// only when it ends (the batch's first wave, still running, is missed), the output-token
-    /// rate only for its decoded tokens (a wave whose prefills ran before the window is
-    /// over-credited). Their mean cancels the two edge effects: in virtual time, over 15
-    /// windows of the saturation example, the mean stayed within 2.5% of the long-run
-    /// capacity where either alone missed by up to 25%. When the window is not much longer
-    /// than twice a request's time in the batch (first to last token: queueing excluded, as a
-    /// saturated queue grows without bound), completions say little and the token rate
-    /// stands alone.
-    pub fn achieved(&self) -> (f64, &'static str) {
-        let short = match (&self.latencies.tpot_ms, &self.token_rate) {
-            (Some(tpot), Some(t)) => {
-                tpot.p50 * (t.mean_output_tokens - 1.0).max(0.0) / 1000.0 > self.window_s / 2.0
-            }
-            _ => false,
-        };
-        match &self.token_rate {
-            Some(t) if short => (t.request_rate, "output_token_rate"),
-            Some(t) => (
-                (t.request_rate + self.request_throughput) / 2.0,
-                "mean_of_completions_and_token_rate",
-            ),
-            None => (self.request_throughput, "completions"),
-        }
+    /// Achieved throughput (req/s) and how it was measured (see [`achieved`]); `None`
+    /// without a successful request in the window.
+    pub fn achieved(&self) -> Option<(f64, &'static str)> {
+        self.request_throughput
+            .map(|r| (r, self.request_throughput_from))
+    }
+}
+
+/// Achieved throughput over the window, and how it was taken.
+///
+/// Near saturation a window of a minute holds only a few "generations" of a full batch, and
+/// the two direct counts miss in opposite directions: completions credit a request only
+/// when it ends (the batch's first wave, still running, is missed), the output-token rate
+/// only for its decoded tokens (a wave whose prefills ran before the window is
+/// over-credited). Their mean cancels the two edge effects: in virtual time, over 15 windows
+/// of the saturation example, the mean stayed within 2.5% of the long-run capacity where
+/// either alone missed by up to 25%. When the window is not twice a request's time in the
+/// batch (first to last token: queueing excluded, as a saturated queue grows without
+/// bound), completions say little and the token rate stands alone.
+fn achieved(
+    completion_rate: f64,
+    token_rate: Option<&TokenRate>,
+    latencies: &Latencies,
+    window_s: f64,
+) -> (f64, &'static str) {
+    let Some(t) = token_rate else {
+        return (completion_rate, "completions");
+    };
+    let in_batch_s = latencies.tpot_ms.as_ref().map_or(0.0, |tpot| {
+        tpot.p50 * (t.mean_output_tokens - 1.0).max(0.0) / 1000.0
+    });
+    if in_batch_s > window_s / 2.0 {
+        (t.request_rate, "output_token_rate")
+    } else {
+        (
+            (t.request_rate + completion_rate) / 2.0,
+            "mean_of_completions_and_token_rate",
+        )
     }
 }
 
@@ -283,8 +302,8 @@ pub fn summarize(
         .filter(|r| r.is_ok() && window.contains(r.t_end_ns))
         .collect();
     let window_s = window.len_s();
-    let total_input_tokens: u64 = completed_in.iter().map(|r| r.input_tokens as u64).sum();
-    let total_output_tokens: u64 = completed_in.iter().map(|r| r.output_tokens as u64).sum();
+    let total_input_tokens: u64 = ok_in.iter().map(|r| r.input_tokens as u64).sum();
+    let total_output_tokens: u64 = ok_in.iter().map(|r| r.output_tokens as u64).sum();
     let ms = |ns: f64| ns / 1e6;
     let dist = |v: Vec<f64>| Distribution::from_values_with(v, percentiles);
     let latencies = Latencies {
@@ -325,19 +344,22 @@ pub fn summarize(
     };
     let every_request = every_request(&in_window, percentiles);
     let token_rate = token_rate(&ok_in, events.window_tokens, window_s);
-    let (request_goodput, slo_attainment) = if slos.is_empty() {
-        (None, None)
-    } else {
-        let good_completed = completed_in
-            .iter()
-            .filter(|r| goodput::meets(r, slos))
-            .count();
-        let good_measured = in_window.iter().filter(|r| goodput::meets(r, slos)).count();
-        (
-            Some(good_completed as f64 / window_s),
-            (!in_window.is_empty()).then(|| good_measured as f64 / in_window.len() as f64),
-        )
+    let completion_rate = completed_in.len() as f64 / window_s;
+    let (request_throughput, request_throughput_from) = match (ok_in.is_empty(), &token_rate) {
+        (true, _) => (None, "none"),
+        (false, t) => {
+            let (r, from) = achieved(completion_rate, t.as_ref(), &latencies, window_s);
+            (Some(r), from)
+        }
     };
+    let output_throughput = request_throughput.map(|_| match &token_rate {
+        Some(t) => t.output_tokens / window_s,
+        None => total_output_tokens as f64 / window_s,
+    });
+    let mean_input = total_input_tokens as f64 / ok_in.len().max(1) as f64;
+    let slo_attainment = (!slos.is_empty() && !in_window.is_empty()).then(|| {
+        in_window.iter().filter(|r| goodput::meets(r, slos)).count() as f64 / in_window.len() as f64
+    });
     let usage_n = ok_in
         .iter()
         .filter(|r| r.output_tokens_source == crate::record::TokenSource::Usage)
@@ -355,15 +377,19 @@ pub fn summarize(
         measured: in_window.len() as u64,
         measured_ok: ok_in.len() as u64,
         measured_cut: in_window.iter().filter(|r| r.is_cut()).count() as u64,
-        completed: completed_in.len() as u64,
+        completions_in_window: completed_in.len() as u64,
+        completion_rate,
         total_input_tokens,
         total_output_tokens,
         offered_rate,
         achieved_send_rate: send_rate(&in_window),
-        request_throughput: completed_in.len() as f64 / window_s,
-        output_throughput: total_output_tokens as f64 / window_s,
-        total_token_throughput: (total_input_tokens + total_output_tokens) as f64 / window_s,
-        request_goodput,
+        request_throughput,
+        request_throughput_from,
+        output_throughput,
+        total_token_throughput: request_throughput
+            .zip(output_throughput)
+            .map(|(r, o)| o + r * mean_input),
+        request_goodput: request_throughput.zip(slo_attainment).map(|(r, a)| r * a),
         slo_attainment,
         max_output_tokens_per_s: events.max_output_tokens_per_s,
         event_tokens: events.event_tokens,

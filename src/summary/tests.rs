@@ -66,8 +66,10 @@ fn figures_from_known_records() {
     );
     // window: 0 .. just past the last end (the failed request 3 ends at 300 + 0 + 1 ms)
     assert_eq!(s.window.end_ns, 301_000_001);
-    assert_eq!(s.completed, 2);
-    assert!((s.request_throughput - 2.0 / 0.301000001).abs() < 1e-9);
+    assert_eq!(s.completions_in_window, 2);
+    assert!((s.completion_rate - 2.0 / 0.301000001).abs() < 1e-9);
+    // one token per event, all inside the window: the token rate says the same
+    assert!((s.request_throughput.unwrap() - 2.0 / 0.301000001).abs() < 1e-9);
     assert_eq!(s.total_output_tokens, 22);
     assert_eq!(s.max_concurrent_requests, 2);
     // every content event of the two successes falls in second 0
@@ -103,8 +105,15 @@ fn window_excludes_warmup_and_cooldown_requests_from_latency() {
     let t = s.event_tokens.as_ref().unwrap();
     assert_eq!((t.events, t.tokens, t.multi_token_events), (12, 15, 3));
     // completed inside the window: ends at i*100 + (10+i) + (1+i) + 1 ms for i = 2..=7
-    assert_eq!(s.completed, 6);
-    assert!((s.request_throughput - 10.0).abs() < 1e-9);
+    assert_eq!(s.completions_in_window, 6);
+    assert!((s.completion_rate - 10.0).abs() < 1e-9);
+    // the throughput is the mean of that and the token rate (15 tokens / 0.6 s / 2 per request)
+    let t = s.token_rate.as_ref().unwrap();
+    assert!((t.request_rate - 12.5).abs() < 1e-9);
+    assert_eq!(
+        s.achieved(),
+        Some((11.25, "mean_of_completions_and_token_rate"))
+    );
 }
 
 #[test]

@@ -436,11 +436,11 @@ fn example_figures(example: &str, overrides: &[&str]) -> ((f64, f64, bool), (f64
     let t = s.token_rate.as_ref().unwrap();
     (
         (
-            s.achieved().0,
+            s.achieved().unwrap().0,
             profile.capacity(input, output),
             t.still_rising(),
         ),
-        (s.request_throughput, t.request_rate),
+        (s.completion_rate, t.request_rate),
     )
 }
 

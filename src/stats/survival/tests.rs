@@ -13,11 +13,19 @@ fn hand_computed_estimates() {
     // 1, 2 done; 3 cut; 4, 5 done. S: 0.8 at 1, 0.6 at 2, 0.3 at 4, 0 at 5.
     let s = Survival::from_observations(obs(&[1.0, 2.0, 4.0, 5.0], &[3.0]), &[75.0]).unwrap();
     assert_eq!((s.count, s.censored), (5, 1));
-    // survivors only would say 3 (numpy over 1,2,4,5); at the cut also 3
-    assert_eq!(s.p50, Figure::known(4.0));
-    assert_eq!(s.percentile(75.0), Some(Figure::known(4.5)));
-    assert_eq!(s.p90, Figure::known(5.0));
+    let at_least = |value| Figure {
+        value,
+        lower_bound: true,
+    };
+    // survivors only would say 3 (numpy over 1,2,4,5); at the cut also 3; the estimate is
+    // 4, and the cut request could still be anywhere above 3, so it is a bound
+    assert_eq!(s.p50, at_least(4.0));
+    assert_eq!(s.percentile(75.0), Some(at_least(4.5)));
+    assert_eq!(s.p90, at_least(5.0));
     assert_eq!(s.min, Figure::known(1.0));
+    // below the cut, nothing can move: known
+    let s = Survival::from_observations(obs(&[1.0, 2.0, 4.0, 5.0], &[3.0]), &[20.0]).unwrap();
+    assert_eq!(s.percentile(20.0), Some(Figure::known(1.8)));
     assert!(s.mean.lower_bound && s.max.lower_bound);
     assert_eq!((s.mean.value, s.max.value), (3.0, 5.0));
 }
@@ -41,6 +49,33 @@ fn a_censored_tail_gives_lower_bounds() {
         r#"{"at_least":3.97}"#
     );
     assert_eq!(serde_json::to_string(&s.min).unwrap(), "1.0");
+}
+
+/// The drain limit's case: the late half of a FIFO queue is cut. Percentiles in the fast,
+/// finished half are known; those past it are bounds, never plain numbers, and never
+/// above the truth.
+#[test]
+fn a_cut_queue_leaves_the_slow_half_bounded() {
+    let truth: Vec<f64> = (1..=100).map(|i| i as f64 * 10.0).collect();
+    let o: Vec<Observation> = truth
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if i < 60 {
+                Observation::done(v)
+            } else {
+                Observation::cut(v.min(650.0))
+            }
+        })
+        .collect();
+    let s = Survival::from_observations(o, &[]).unwrap();
+    assert_eq!(s.p50, Figure::known(505.0));
+    for f in [s.p90, s.p95, s.p99] {
+        assert!(
+            f.lower_bound && f.value >= 600.0 && f.value <= 1000.0,
+            "{f:?}"
+        );
+    }
 }
 
 #[test]
@@ -199,7 +234,8 @@ fn independent_censoring_is_undone() {
     let s = Survival::from_observations(o, &[]).unwrap();
     assert!(s.censored > 5_000);
     for (est, truth, dropped) in [(s.p50, real.p50, naive.p50), (s.p90, real.p90, naive.p90)] {
-        assert!(!est.lower_bound);
+        // cut requests sit below these percentiles: flagged, though the estimate is good
+        assert!(est.lower_bound);
         assert!((est.value / truth - 1.0).abs() < 0.05, "{est:?} vs {truth}");
         assert!(
             dropped < 0.8 * truth,
