@@ -36,9 +36,9 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
     })?;
     let rate: f64 = match a.request_rate.as_str() {
         "inf" | "Inf" | "infinity" => f64::INFINITY,
-        s => s.parse().ok().filter(|r: &f64| *r > 0.0).with_context(|| {
-            format!("`--request-rate {s}` is not a positive number\nhint: e.g. `--request-rate 10`, or `inf` to send everything at once")
-        })?,
+        // the experiment file's rule for a rate
+        s => crate::experiment::fields::cli_number(crate::experiment::fields::Kind::Rate)(s)
+            .map_err(|e| anyhow::anyhow!("`--request-rate {s}`: {e}\nhint: e.g. `--request-rate 10`, or `inf` to send everything at once"))?,
     };
     if !(a.burstiness > 0.0 && a.burstiness.is_finite()) {
         bail!(

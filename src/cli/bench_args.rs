@@ -1,5 +1,6 @@
 //! Flags of `vllm-loadtest bench`.
 
+use crate::experiment::fields::{self, cli_number};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
@@ -55,7 +56,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 128)]
     pub random_output_len: u32,
     /// Lengths drawn uniformly in [len·(1−r), len·(1+r)].
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, value_parser = cli_number(fields::RATIO), default_value_t = 0.0)]
     pub random_range_ratio: f64,
     /// Tokens of one shared prefix before every random prompt.
     #[arg(long, default_value_t = 0)]
@@ -73,7 +74,7 @@ pub struct BenchArgs {
     /// Do not send `ignore_eos`, even for random data.
     #[arg(long)]
     pub no_ignore_eos: bool,
-    #[arg(long)]
+    #[arg(long, value_parser = cli_number(fields::NONNEG))]
     pub temperature: Option<f64>,
     /// Ask the server for `stream_options.continuous_usage_stats` (vLLM, SGLang), so the
     /// tokens each content event carries are recorded (`content_event_tokens`, the `tokens`
@@ -89,7 +90,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "inf")]
     pub request_rate: String,
     /// Gamma shape of inter-arrival times: 1 = Poisson, < 1 burstier, > 1 more regular.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, value_parser = cli_number(fields::POS), default_value_t = 1.0)]
     pub burstiness: f64,
     /// Arrival process.
     #[arg(long, value_enum, default_value = "gamma")]
@@ -100,23 +101,23 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Send for this many seconds instead of `--num-prompts` requests (prompts are cycled).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_parser = cli_number(fields::SECS), value_name = "SECS")]
     pub duration: Option<f64>,
     /// Seconds at the start excluded from the statistics (kept in the raw records).
-    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    #[arg(long, value_parser = cli_number(fields::SECS0), default_value_t = 0.0, value_name = "SECS")]
     pub warmup: f64,
     /// Seconds at the end excluded from the statistics (kept in the raw records).
-    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    #[arg(long, value_parser = cli_number(fields::SECS0), default_value_t = 0.0, value_name = "SECS")]
     pub cooldown: f64,
     /// Whole-request timeout.
-    #[arg(long, default_value_t = 600.0, value_name = "SECS")]
+    #[arg(long, value_parser = cli_number(fields::SECS), default_value_t = 600.0, value_name = "SECS")]
     pub request_timeout: f64,
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    #[arg(long, value_parser = cli_number(fields::SECS), default_value_t = 10.0, value_name = "SECS")]
     pub connect_timeout: f64,
     /// With `--duration`: how long the window's requests may take to finish after the last
     /// send; what is still running then is cancelled, and its latency counted as at least
     /// its time to the cut (right-censored).
-    #[arg(long, default_value_t = crate::runner::load_point::DEFAULT_DRAIN_S, value_name = "SECS")]
+    #[arg(long, value_parser = cli_number(fields::SECS0), default_value_t = crate::runner::load_point::DEFAULT_DRAIN_S, value_name = "SECS")]
     pub drain_timeout: f64,
     /// Worker threads of the client runtime.
     #[arg(long, default_value_t = 1)]

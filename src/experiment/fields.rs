@@ -7,10 +7,11 @@ pub enum Kind {
     Str,
     /// An integer ≥ the bound.
     Int(i64),
-    /// A number ≥ the bound (`strict`: >).
+    /// A finite number ≥ `min` (`strict`: >) and ≤ `max`.
     Num {
         min: f64,
         strict: bool,
+        max: f64,
     },
     Bool,
     Enum(&'static [&'static str]),
@@ -55,14 +56,85 @@ const fn f(
     }
 }
 
-const POS: Kind = Kind::Num {
+/// The largest plain number a field takes: past it a value is a typo or a probe, and
+/// would overflow a timer or an allocation before it meant anything.
+pub const MAX_NUMBER: f64 = 1e9;
+/// The longest duration a field takes, in seconds (about 11.6 days).
+pub const MAX_SECONDS: f64 = 1e6;
+/// The highest request rate (req/s): two hundred times what one client core sends.
+pub const MAX_RATE: f64 = 1e6;
+
+pub const POS: Kind = Kind::Num {
     min: 0.0,
     strict: true,
+    max: MAX_NUMBER,
 };
-const NONNEG: Kind = Kind::Num {
+pub const NONNEG: Kind = Kind::Num {
     min: 0.0,
     strict: false,
+    max: MAX_NUMBER,
 };
+/// A share from 0 to 1.
+pub const RATIO: Kind = Kind::Num {
+    min: 0.0,
+    strict: false,
+    max: 1.0,
+};
+/// A positive duration in seconds, and one that may be zero.
+pub const SECS: Kind = Kind::Num {
+    min: 0.0,
+    strict: true,
+    max: MAX_SECONDS,
+};
+pub const SECS0: Kind = Kind::Num {
+    min: 0.0,
+    strict: false,
+    max: MAX_SECONDS,
+};
+
+/// Whether `x` is a value of the number kind `kind` (the one rule set for the experiment
+/// file and the command line); `Err` says what was expected.
+pub fn check_number(kind: Kind, x: f64) -> Result<(), String> {
+    let (min, strict, max) = match kind {
+        Kind::Num { min, strict, max } => (min, strict, max),
+        Kind::Rate => (0.0, true, MAX_RATE),
+        Kind::Int(min) => (min as f64, false, MAX_NUMBER),
+        _ => return Err("expected a number".into()),
+    };
+    // 1e300 as written, not as 301 digits
+    let show = |v: f64| {
+        if v.is_finite() && v.abs() >= 1e6 {
+            format!("{v:e}")
+        } else {
+            format!("{v}")
+        }
+    };
+    if x.is_nan() {
+        return Err("must be a number, found NaN".into());
+    }
+    if x < min || (strict && x == min) {
+        return Err(format!(
+            "must be {} {min}, found {}",
+            if strict { "greater than" } else { "at least" },
+            show(x)
+        ));
+    }
+    if x > max || x.is_infinite() {
+        return Err(format!("must be at most {}, found {}", show(max), show(x)));
+    }
+    Ok(())
+}
+
+/// A command-line value parser for the number kind `kind` (clap's `value_parser`).
+pub fn cli_number(kind: Kind) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync {
+    move |s: &str| {
+        let x: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("expected a number, found `{s}`"))?;
+        check_number(kind, x).map(|()| x)
+    }
+}
 
 pub const LAUNCHERS: &[&str] = &["sim", "external", "command", "compose"];
 
@@ -115,7 +187,7 @@ pub const SECTIONS: &[Section] = &[
             ),
             f(
                 "start_timeout_s",
-                POS,
+                SECS,
                 Some("900"),
                 false,
                 "seconds to wait for /health and /v1/models",
@@ -213,10 +285,7 @@ pub const SECTIONS: &[Section] = &[
             ),
             f(
                 "range_ratio",
-                Kind::Num {
-                    min: 0.0,
-                    strict: false,
-                },
+                RATIO,
                 Some("0"),
                 true,
                 "random: lengths drawn in [len·(1−r), len·(1+r)]",
@@ -299,7 +368,7 @@ pub const SECTIONS: &[Section] = &[
             ),
             f(
                 "duration_s",
-                POS,
+                SECS,
                 None,
                 false,
                 "seconds of sending per cell (else `requests`)",
@@ -313,14 +382,14 @@ pub const SECTIONS: &[Section] = &[
             ),
             f(
                 "warmup_s",
-                NONNEG,
+                SECS0,
                 Some("0"),
                 false,
                 "seconds excluded from the statistics at the start (needs duration_s)",
             ),
             f(
                 "cooldown_s",
-                NONNEG,
+                SECS0,
                 Some("0"),
                 false,
                 "seconds excluded from the statistics at the end (needs duration_s)",
@@ -334,14 +403,14 @@ pub const SECTIONS: &[Section] = &[
             ),
             f(
                 "request_timeout_s",
-                POS,
+                SECS,
                 Some("600"),
                 false,
                 "whole-request timeout",
             ),
             f(
                 "drain_timeout_s",
-                NONNEG,
+                SECS0,
                 // runner::load_point::DEFAULT_DRAIN_S (a test holds them equal)
                 Some("300"),
                 false,
@@ -361,6 +430,7 @@ pub const SECTIONS: &[Section] = &[
                 Kind::Num {
                     min: 0.0,
                     strict: true,
+                    max: 1.0,
                 },
                 Some("0.9"),
                 false,
@@ -374,7 +444,7 @@ pub const SECTIONS: &[Section] = &[
         fields: &[
             f(
                 "metrics_interval_s",
-                POS,
+                SECS,
                 Some("1"),
                 false,
                 "scrape /metrics this often",

@@ -161,23 +161,18 @@ pub fn check(kind: Kind, v: &Value) -> Result<(), String> {
             .map(|_| ())
             .ok_or(format!("expected true or false, found {found}")),
         Kind::Int(min) => match v.as_i64() {
-            Some(n) if n >= min => Ok(()),
+            Some(n) if n >= min => super::fields::check_number(kind, n as f64),
             Some(n) => Err(format!("must be at least {min}, found {n}")),
             None => Err(format!("expected a whole number, found {found}")),
         },
-        Kind::Num { min, strict } => match v.as_f64() {
-            Some(x) if x.is_finite() && (x > min || (!strict && x == min)) => Ok(()),
-            Some(x) => Err(format!(
-                "must be {} {min}, found {x}",
-                if strict { "greater than" } else { "at least" }
-            )),
+        Kind::Num { .. } => match v.as_f64() {
+            Some(x) => super::fields::check_number(kind, x),
             None => Err(format!("expected a number, found {found}")),
         },
         Kind::Rate => match (v.as_f64(), v.as_str()) {
-            (Some(x), _) if x.is_finite() && x > 0.0 => Ok(()),
-            (Some(x), _) => Err(format!(
-                "must be a positive number of requests per second, found {x}"
-            )),
+            (Some(x), _) => {
+                super::fields::check_number(kind, x).map_err(|e| format!("requests per second {e}"))
+            }
             (None, Some("inf")) => Ok(()),
             _ => Err(format!(
                 "expected requests per second or `inf`, found {found}"

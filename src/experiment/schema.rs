@@ -10,11 +10,19 @@ fn kind_schema(k: Kind) -> Value {
         Kind::Str => json!({"type": "string"}),
         Kind::Bool => json!({"type": "boolean"}),
         Kind::Int(min) => json!({"type": "integer", "minimum": min}),
-        Kind::Num { min, strict: true } => json!({"type": "number", "exclusiveMinimum": min}),
-        Kind::Num { min, strict: false } => json!({"type": "number", "minimum": min}),
+        Kind::Num {
+            min,
+            strict: true,
+            max,
+        } => json!({"type": "number", "exclusiveMinimum": min, "maximum": max}),
+        Kind::Num {
+            min,
+            strict: false,
+            max,
+        } => json!({"type": "number", "minimum": min, "maximum": max}),
         Kind::Enum(v) => json!({"enum": v}),
         Kind::Rate => {
-            json!({"oneOf": [{"type": "number", "exclusiveMinimum": 0}, {"const": "inf"}]})
+            json!({"oneOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": super::fields::MAX_RATE}, {"const": "inf"}]})
         }
         Kind::StrList => json!({"type": "array", "items": {"type": "string"}, "minItems": 1}),
         Kind::StrMap => {

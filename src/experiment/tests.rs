@@ -81,7 +81,7 @@ fn wrong_type_and_negative_rate() {
          3 errors in experiment `exp.yaml`"
     );
     let e = errors("name: s\nmatrix:\n  request_rate: [10, -20]\n");
-    assert!(e.contains("line 3, column 3: `matrix.request_rate`: must be a positive number of requests per second, found -20"), "{e}");
+    assert!(e.contains("line 3, column 3: `matrix.request_rate`: requests per second must be greater than 0, found -20"), "{e}");
 }
 
 #[test]
@@ -165,4 +165,32 @@ fn the_drain_limit_default_is_the_runners() {
     let (_, f) = crate::experiment::fields::find("drain_timeout_s").expect("a field");
     let d: f64 = f.default.expect("has a default").parse().expect("a number");
     assert_eq!(d, crate::runner::load_point::DEFAULT_DRAIN_S);
+}
+
+/// One rule set for numbers, in the file and on the command line: finite, in range, and
+/// never so large that a timer or an allocation would overflow (they panicked: issue 13).
+#[test]
+fn absurd_numbers_are_refused_with_the_rule_they_break() {
+    for (yaml, want) in [
+        (
+            "load:\n  drain_timeout_s: 1e300\n",
+            "must be at most 1e6, found 1e300",
+        ),
+        ("load:\n  request_timeout_s: 0\n", "must be greater than 0"),
+        ("load:\n  warmup_s: .nan\n", "found NaN"),
+        ("load:\n  request_rate: 1e300\n", "must be at most 1e6"),
+        ("load:\n  duration_s: .inf\n", "must be at most"),
+        (
+            "workload:\n  input_len: 100000000000\n",
+            "must be at most 1e9",
+        ),
+    ] {
+        let e = errors(&format!("name: s\n{yaml}"));
+        assert!(e.contains(want), "{yaml}: {e}");
+    }
+    use crate::experiment::fields::{SECS, SECS0, cli_number};
+    assert!(cli_number(SECS)("inf").unwrap_err().contains("at most"));
+    assert!(cli_number(SECS)("nan").unwrap_err().contains("NaN"));
+    assert!(cli_number(SECS)("0").is_err() && cli_number(SECS0)("0").is_ok());
+    assert_eq!(cli_number(SECS)("2.5"), Ok(2.5));
 }

@@ -117,3 +117,52 @@ fn impossible_load_settings_are_rejected_before_sending() {
         &["/v1/embeddings", "hint:"],
     );
 }
+
+/// Numbers that panicked (exit 101) or were taken as they came: each is refused before
+/// anything runs, naming the flag and the rule (issue 13, case 4).
+#[test]
+fn absurd_numbers_on_the_command_line_are_refused_not_panicked_on() {
+    let _serial = serial();
+    for (flag, value, want) in [
+        ("--request-timeout", "inf", "must be at most 1e6"),
+        ("--request-timeout", "nan", "NaN"),
+        ("--request-timeout", "1e300", "found 1e300"),
+        ("--request-timeout", "0", "greater than 0"),
+        ("--connect-timeout", "1e300", "must be at most"),
+        ("--drain-timeout", "nan", "NaN"),
+        ("--warmup", "nan", "NaN"),
+        ("--duration", "1e300", "must be at most"),
+    ] {
+        let r = run(&[
+            "bench",
+            "--sim",
+            "zero",
+            "--num-prompts",
+            "5",
+            "--request-rate",
+            "5",
+            flag,
+            value,
+        ]);
+        assert_eq!(r.code, Some(2), "{flag} {value}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(flag) && r.stderr.contains(want),
+            "{flag} {value}: {}",
+            r.stderr
+        );
+    }
+    let r = run(&[
+        "bench",
+        "--sim",
+        "zero",
+        "--num-prompts",
+        "5",
+        "--request-rate",
+        "1e300",
+    ]);
+    assert!(
+        r.code != Some(101) && r.stderr.contains("must be at most 1e6"),
+        "{}",
+        r.stderr
+    );
+}
