@@ -281,7 +281,7 @@ async fn run_async(
     if let Some(w) = super::calibrate::warn_if_near_ceiling(rate, out_len) {
         eprintln!("warning: {w}");
     }
-    let interrupt = interrupt_on_ctrl_c();
+    let interrupt = super::signals::interrupt_on_signals();
     let endpoints = [Endpoint {
         url: url.clone(),
         addr,
@@ -338,23 +338,6 @@ async fn run_async(
         );
     }
     Ok(())
-}
-
-/// A receiver that turns true at the first Ctrl-C; a second Ctrl-C exits at once.
-pub fn interrupt_on_ctrl_c() -> tokio::sync::watch::Receiver<bool> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "\ninterrupted: cancelling in-flight requests and writing partial results (Ctrl-C again to abort)"
-            );
-            let _ = tx.send(true);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
-    rx
 }
 
 fn write_summary(

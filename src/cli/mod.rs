@@ -6,6 +6,7 @@ pub mod bench_args;
 pub mod calibrate;
 pub mod report;
 pub mod run;
+pub mod signals;
 pub mod sim_args;
 
 use clap::{Parser, Subcommand};

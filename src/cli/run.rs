@@ -2,7 +2,7 @@
 //! configuration brought up once and always torn down, monitors beside each cell, all of it
 //! stored under `results/<experiment>/<timestamp>/`, resumable when interrupted.
 
-use super::bench::interrupt_on_ctrl_c;
+use super::signals::interrupt_on_signals;
 use crate::client::{BaseUrl, Timeouts, get};
 use crate::experiment::{self, Cell, Experiment, Plan, plan::ParamsExt};
 use crate::launcher;
@@ -187,7 +187,7 @@ async fn run_cells(
     dir: &Path,
     manifest: &mut Manifest,
 ) -> Result<bool> {
-    let mut interrupt = interrupt_on_ctrl_c();
+    let mut interrupt = interrupt_on_signals();
     let tok = Arc::new(Tokenizer::load(exp.base.str("tokenizer").map(Path::new))?);
     if tok.is_built_in() {
         eprintln!("{}", crate::workload::tokenizer::BUILT_IN_WARNING);

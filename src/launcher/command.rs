@@ -12,6 +12,19 @@ use std::time::{Duration, Instant};
 /// How long the group may take to exit after SIGTERM before it is killed.
 const GRACE: Duration = Duration::from_secs(30);
 
+/// Every process group started and not yet torn down, so an abort (a second Ctrl-C, a
+/// second SIGTERM) can kill them before the process exits.
+static LIVE: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// SIGKILL every server process group still up; how many there were.
+pub fn kill_all() -> usize {
+    let groups = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
+    for &g in &groups {
+        signal_group(g, libc::SIGKILL);
+    }
+    groups.len()
+}
+
 /// Substitute `{name}` placeholders: any parameter, `{port}`, `{model}`.
 pub fn render(template: &str, params: &Params, port: u16) -> Result<String> {
     let mut out = String::new();
@@ -70,6 +83,9 @@ impl ProcessGroup {
             .process_group(0)
             .spawn()
             .with_context(|| format!("cannot start `{line}`"))?;
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(child.id() as i32);
         Ok(Self {
             child: Some(child),
             line: line.to_string(),
@@ -116,6 +132,9 @@ impl ProcessGroup {
         }
         // children that outlived the leader still carry its group id
         signal_group(pgid, libc::SIGKILL);
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|&g| g != pgid);
         note
     }
 }

@@ -20,6 +20,12 @@ use std::time::Duration;
 
 pub use health::wait_healthy;
 
+/// Kill every server process group started by the `command` launcher and not yet torn
+/// down (an abort, when there is no time for a graceful stop); how many there were.
+pub fn kill_all_servers() -> usize {
+    command::kill_all()
+}
+
 enum Kind {
     Sim(SimHandle),
     External,

@@ -421,17 +421,13 @@ fn command_that_dies_or_never_gets_healthy_fails_with_its_log_tail() {
     );
 }
 
-#[test]
-fn sigint_mid_run_tears_the_server_down_and_resume_completes_the_same_cells() {
-    let _serial = serial();
-    let dir = temp_dir("resume");
-    let marker = format!("vlt-resume-marker-{}", std::process::id());
+/// Start `run` on a two-server experiment whose server command is `command` (with
+/// `{marker}` in it), wait until its first cell is done, and send `sig` during the next.
+fn signal_mid_run(name: &str, command: &str, sig: i32) -> (PathBuf, std::process::Child) {
+    let dir = temp_dir(name);
     let exp = experiment_file(
         &dir,
-        &format!(
-            "  launcher: command\n  command: exec {} sim --port {{port}} --profile zero --served-model-name {marker}\n  start_timeout_s: 30",
-            bin()
-        ),
+        &format!("  launcher: command\n  command: {command}\n  start_timeout_s: 30"),
     );
     let root = dir.join("results");
     let mut child = std::process::Command::new(bin())
@@ -471,8 +467,76 @@ fn sigint_mid_run_tears_the_server_down_and_resume_completes_the_same_cells() {
     // SAFETY: plain kill(2) on the child we started.
     #[allow(unsafe_code)]
     unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+    (root, child)
+}
+
+fn sim_command(marker: &str) -> String {
+    format!(
+        "exec {} sim --port {{port}} --profile zero --served-model-name {marker}",
+        bin()
+    )
+}
+
+/// SIGTERM (a scheduler, `timeout`, systemd) is Ctrl-C: partial results, the server torn
+/// down, the manifest `interrupted` (it was left `running` with the server orphaned).
+#[test]
+fn sigterm_mid_run_is_ctrl_c() {
+    let _serial = serial();
+    let marker = format!("vlt-term-marker-{}", std::process::id());
+    let (root, mut child) = signal_mid_run("term", &sim_command(&marker), libc::SIGTERM);
+    let exit = child.wait().unwrap();
+    assert!(!exit.success());
+    assert!(
+        pids_matching(&marker).is_empty(),
+        "the server outlived SIGTERM"
+    );
+    let res = results_dir(&root);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(res.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["status"], "interrupted");
+}
+
+/// A server that ignores SIGTERM holds the teardown for its grace period (30 s); a second
+/// signal aborts at once, and kills the server's group on the way out.
+#[test]
+fn a_second_signal_aborts_at_once_and_kills_the_server() {
+    let _serial = serial();
+    let marker = format!("vlt-stubborn-marker-{}", std::process::id());
+    let command = format!("trap '' TERM; {}", sim_command(&marker));
+    let (_, mut child) = signal_mid_run("stubborn", &command, libc::SIGINT);
+    // the first signal reached the run: it is now waiting out the server's grace period
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the teardown should still be waiting"
+    );
+    let t = std::time::Instant::now();
+    // SAFETY: plain kill(2) on the child we started.
+    #[allow(unsafe_code)]
+    unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
+    let exit = child.wait().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "abort took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(exit.code(), Some(130));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        pids_matching(&marker).is_empty(),
+        "the server outlived the abort"
+    );
+}
+
+#[test]
+fn sigint_mid_run_tears_the_server_down_and_resume_completes_the_same_cells() {
+    let _serial = serial();
+    let marker = format!("vlt-resume-marker-{}", std::process::id());
+    let (root, mut child) = signal_mid_run("resume", &sim_command(&marker), libc::SIGINT);
     let exit = child.wait().unwrap();
     assert!(!exit.success());
     assert!(
