@@ -28,7 +28,10 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<vllm_loadtest::cli::Ended>() {
+                Some(ended) => ExitCode::from(ended.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

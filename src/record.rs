@@ -80,13 +80,17 @@ pub enum CancelReason {
     /// Sent after the measurement window (cool-down), cancelled once every request of the
     /// window had finished: it is in no figure.
     AfterWindow,
+    /// The server stopped accepting connections (`SERVER_LOST_AFTER` refusals in a row):
+    /// sending stopped, and what was still in flight was cut.
+    ServerLost,
 }
 
 impl CancelReason {
-    pub const ALL: [CancelReason; 3] = [
+    pub const ALL: [CancelReason; 4] = [
         CancelReason::Interrupted,
         CancelReason::DrainLimit,
         CancelReason::AfterWindow,
+        CancelReason::ServerLost,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +98,7 @@ impl CancelReason {
             CancelReason::Interrupted => "interrupted",
             CancelReason::DrainLimit => "drain_limit",
             CancelReason::AfterWindow => "after_window",
+            CancelReason::ServerLost => "server_lost",
         }
     }
 }

@@ -51,7 +51,8 @@ pub struct CellInput {
     /// Window requests cut off before they finished.
     pub measured_cut: u64,
     pub truncated: u64,
-    /// No request of the window succeeded, and why: the cell says nothing about capacity.
+    /// The cell measured nothing usable, and why: no request of its window succeeded, or
+    /// the server was lost during it (status `failed`). It says nothing about capacity.
     pub no_completions: Option<String>,
     pub send_lag_p99_ms: Option<f64>,
     pub client_cpu_share: Option<f64>,

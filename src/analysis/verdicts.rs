@@ -305,7 +305,7 @@ impl Verdict {
                 "its server configuration never saturated in the tested range".into()
             }
             Verdict::NoCompletions { reason } => {
-                format!("no completions: {reason}; the cell is unknown, not 0 req/s")
+                format!("not measured: {reason}; the cell is unknown, not 0 req/s")
             }
             Verdict::SendingOverPlan {
                 planned_s,

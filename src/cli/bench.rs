@@ -332,10 +332,27 @@ async fn run_async(
     write_summary(a, plan, &r, &out_dir, &model, tok)?;
     eprintln!("results: {}", out_dir.display());
     if r.interrupted {
-        bail!(
+        return Err(super::Ended::Interrupted(format!(
             "interrupted: partial results written to `{}`",
             out_dir.display()
-        );
+        ))
+        .into());
+    }
+    if let Some(t) = r.server_lost_at_s {
+        return Err(super::Ended::ServerFailed(format!(
+            "the server stopped accepting connections at {t:.1} s ({} refused in a row): sending stopped; results in `{}`",
+            crate::runner::load_point::SERVER_LOST_AFTER,
+            out_dir.display()
+        ))
+        .into());
+    }
+    if r.summary.no_completions() {
+        return Err(super::Ended::ServerFailed(format!(
+            "no request of the window succeeded: {}; results in `{}`",
+            crate::summary::why_no_completions(&r.summary),
+            out_dir.display()
+        ))
+        .into());
     }
     Ok(())
 }
@@ -368,6 +385,8 @@ fn write_summary(
         "version": env!("CARGO_PKG_VERSION"),
         "status": if r.interrupted {
             "interrupted"
+        } else if r.server_lost_at_s.is_some() {
+            "failed"
         } else if r.summary.no_completions() {
             "no_completions"
         } else {

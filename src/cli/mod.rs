@@ -11,6 +11,26 @@ pub mod sim_args;
 
 use clap::{Parser, Subcommand};
 
+/// How a command that ran ended when it did not simply succeed; `main` turns each into its
+/// exit code (README, "Exit codes"): 0 all good, 1 could not run, 2 bad usage, 3 ran but the
+/// server failed (a cell without completions, a server lost or dead), 130 interrupted.
+#[derive(Debug, thiserror::Error)]
+pub enum Ended {
+    #[error("{0}")]
+    ServerFailed(String),
+    #[error("{0}")]
+    Interrupted(String),
+}
+
+impl Ended {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Ended::ServerFailed(_) => 3,
+            Ended::Interrupted(_) => 130,
+        }
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "vllm-loadtest",

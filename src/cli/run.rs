@@ -13,7 +13,7 @@ use crate::store::aggregate::{arrival_of, slos_of, stop_of, window_of};
 use crate::store::{self, manifest::Manifest, summary_json};
 use crate::workload::body::{BodyOptions, Endpoint as Api};
 use crate::workload::{Tokenizer, Workload, files, random};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use std::collections::HashMap;
 use std::io::Write;
@@ -114,8 +114,12 @@ pub fn run(a: RunArgs) -> Result<()> {
         .count();
     manifest.finished_at = Some(store::time::rfc3339(store::time::unix_now()));
     manifest.status = match &outcome {
-        Ok(false) => "complete".into(),
-        Ok(true) => "interrupted".into(),
+        Ok(RunEnd::Complete) => "complete".into(),
+        Ok(RunEnd::Interrupted) => "interrupted".into(),
+        Ok(RunEnd::ServerLost(why)) => {
+            manifest.error = Some(why.clone());
+            "server_failed".into()
+        }
         Err(e) => {
             manifest.error = Some(format!("{e:#}"));
             "failed".into()
@@ -133,12 +137,30 @@ pub fn run(a: RunArgs) -> Result<()> {
     if let Ok(w) = &report {
         println!("report: {}", w.html.display());
     }
+    let resume = format!("vllm-loadtest run --resume {}", dir.display());
+    let unmeasured: Vec<String> = plan
+        .cells
+        .iter()
+        .filter_map(|c| {
+            let s = cell_status(&dir, c)?;
+            matches!(s.as_str(), "failed" | "no_completions").then(|| format!("{} ({s})", c.id))
+        })
+        .collect();
     match outcome {
-        Ok(false) => Ok(()),
-        Ok(true) => bail!(
-            "interrupted; resume with `vllm-loadtest run --resume {}`",
-            dir.display()
-        ),
+        Ok(RunEnd::Complete) if unmeasured.is_empty() => Ok(()),
+        Ok(RunEnd::Complete) => Err(super::Ended::ServerFailed(format!(
+            "{} cell(s) measured nothing: {}; `{resume}` runs them again",
+            unmeasured.len(),
+            unmeasured.join(", ")
+        ))
+        .into()),
+        Ok(RunEnd::ServerLost(why)) => Err(super::Ended::ServerFailed(format!(
+            "the server was lost, so the run stopped: {why}; `{resume}` runs the rest"
+        ))
+        .into()),
+        Ok(RunEnd::Interrupted) => {
+            Err(super::Ended::Interrupted(format!("interrupted; resume with `{resume}`")).into())
+        }
         Err(e) => Err(e.context(format!(
             "resume with `vllm-loadtest run --resume {}`",
             dir.display()
@@ -179,14 +201,14 @@ fn describe_cell(c: &Cell) -> String {
         .join(" ")
 }
 
-/// Run every pending cell; `Ok(true)` when interrupted.
+/// Run every pending cell.
 async fn run_cells(
     a: &RunArgs,
     exp: &Experiment,
     plan: &Plan,
     dir: &Path,
     manifest: &mut Manifest,
-) -> Result<bool> {
+) -> Result<RunEnd> {
     let mut interrupt = interrupt_on_signals();
     let tok = Arc::new(Tokenizer::load(exp.base.str("tokenizer").map(Path::new))?);
     if tok.is_built_in() {
@@ -205,7 +227,7 @@ async fn run_cells(
             continue;
         }
         if *interrupt.borrow() {
-            return Ok(true);
+            return Ok(RunEnd::Interrupted);
         }
         let gdir = dir.join("servers").join(&group.id);
         std::fs::create_dir_all(&gdir)?;
@@ -215,9 +237,9 @@ async fn run_cells(
             group.id,
             params.str("launcher").unwrap_or("sim")
         );
-        let server = tokio::select! {
+        let mut server = tokio::select! {
             s = launcher::start(params, &gdir) => s.with_context(|| format!("server `{}` did not start", group.id))?,
-            _ = interrupt.wait_for(|i| *i) => return Ok(true),
+            _ = interrupt.wait_for(|i| *i) => return Ok(RunEnd::Interrupted),
         };
         eprintln!("server `{}`: up ({})", group.id, server.description);
         let endpoints = resolve(&server.urls).await?;
@@ -235,6 +257,7 @@ async fn run_cells(
                 .await?
             }
         };
+        let mut lost = None;
         for cell in pending {
             if *interrupt.borrow() {
                 break;
@@ -268,7 +291,7 @@ async fn run_cells(
                 cell.id,
                 describe_cell(cell)
             );
-            let r = run_one(
+            let mut r = run_one(
                 a,
                 cell,
                 &endpoints,
@@ -283,6 +306,7 @@ async fn run_cells(
             if let (Some(log), Some(start)) = (&server.log, log_start) {
                 copy_log_slice(log, start, &cdir.join("server.log"));
             }
+            r.server_exited = server.exited();
             let status = cell_status_of(&r);
             write_cell_summary(exp, cell, &r, status, &cdir, &model, &tok)?;
             std::fs::write(
@@ -290,8 +314,8 @@ async fn run_cells(
                 serde_json::to_vec_pretty(&serde_json::json!({"status": status}))?,
             )?;
             let s = &r.summary;
-            let figures = if s.no_completions() {
-                crate::summary::why_no_completions(s)
+            let figures = if let Some(why) = failure_reason(&r) {
+                why
             } else {
                 format!(
                     "{:.2} req/s, TTFT p50 {} ms",
@@ -314,16 +338,33 @@ async fn run_cells(
             if r.interrupted {
                 break;
             }
+            // the policy for a lost server: stop here, keep what ran, let `--resume` rerun
+            if status == "failed" {
+                lost = failure_reason(&r).map(|why| format!("cell `{}`: {why}", cell.id));
+                break;
+            }
         }
         eprintln!("server `{}`: stopping", group.id);
         if let Some(note) = server.stop() {
             eprintln!("{note}");
         }
         if *interrupt.borrow() {
-            return Ok(true);
+            return Ok(RunEnd::Interrupted);
+        }
+        if let Some(why) = lost {
+            return Ok(RunEnd::ServerLost(why));
         }
     }
-    Ok(false)
+    Ok(RunEnd::Complete)
+}
+
+/// How the matrix ended.
+enum RunEnd {
+    Complete,
+    Interrupted,
+    /// A server was lost mid-run (refusing connections, or its process exited): the run
+    /// stopped after that cell.
+    ServerLost(String),
 }
 
 async fn resolve(urls: &[BaseUrl]) -> Result<Vec<Endpoint>> {
@@ -524,15 +565,35 @@ fn copy_log_slice(log: &Path, start: u64, to: &Path) {
     let _ = std::fs::write(to, buf);
 }
 
-/// `complete`, `interrupted`, or `no_completions` (ran, but no request of its window
-/// succeeded: nothing to measure, and `--resume` runs it again).
+/// `complete`, `interrupted`, `failed` (the server was lost: its connections refused) or
+/// `no_completions` (ran, but no request of its window succeeded); `--resume` runs all but
+/// `complete` again.
 fn cell_status_of(r: &CellResult) -> &'static str {
     if r.interrupted {
         "interrupted"
+    } else if r.server_lost_at_s.is_some() || r.server_exited.is_some() {
+        "failed"
     } else if r.summary.no_completions() {
         "no_completions"
     } else {
         "complete"
+    }
+}
+
+/// Why a cell with that status has nothing to say about the server's capacity.
+fn failure_reason(r: &CellResult) -> Option<String> {
+    if let Some(status) = &r.server_exited {
+        return Some(format!(
+            "the server's process exited during the cell ({status})"
+        ));
+    }
+    match (r.server_lost_at_s, r.summary.no_completions()) {
+        (Some(t), _) => Some(format!(
+            "the server stopped accepting connections ({} refused in a row) at {t:.1} s",
+            crate::runner::load_point::SERVER_LOST_AFTER
+        )),
+        (None, true) => Some(crate::summary::why_no_completions(&r.summary)),
+        (None, false) => None,
     }
 }
 
@@ -575,6 +636,7 @@ fn write_cell_summary(
         "version": env!("CARGO_PKG_VERSION"),
         "status": status,
         "no_completions_reason": r.summary.no_completions().then(|| crate::summary::why_no_completions(&r.summary)),
+        "failure_reason": failure_reason(r),
         "finished_at": store::time::rfc3339(store::time::unix_now()),
         "cell": {"id": cell.id, "index": cell.index, "repeat": cell.repeat, "matrix": matrix, "params": params},
         "arrival": arrival.describe(),

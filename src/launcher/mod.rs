@@ -43,6 +43,14 @@ pub struct Running {
 }
 
 impl Running {
+    /// The server's process has exited (its status), for launchers that own one.
+    pub fn exited(&mut self) -> Option<String> {
+        match &mut self.kind {
+            Kind::Command(g) => g.exited(),
+            _ => None,
+        }
+    }
+
     /// Tear down now (what dropping does), reporting what happened.
     pub fn stop(mut self) -> Option<String> {
         self.teardown()

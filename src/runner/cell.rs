@@ -100,6 +100,11 @@ pub struct MonitorReport {
 
 pub struct CellResult {
     pub summary: RunSummary,
+    /// Sending stopped because the server stopped accepting connections, at this time (s).
+    pub server_lost_at_s: Option<f64>,
+    /// The launched server's process exited during the cell (its status), when the
+    /// launcher can tell (set by the caller).
+    pub server_exited: Option<String>,
     /// Compact: the content events are in the cell's `requests.jsonl`.
     pub records: Vec<CompactRecord>,
     pub interrupted: bool,
@@ -246,6 +251,15 @@ pub async fn run_cell(
             .map(|g| g as f64 / records.len() as f64),
     };
     let mut warnings = validity_warnings(&s, &records, outcome.interrupted, c.exact_tokenizer);
+    if let Some(t) = outcome.server_lost_at_s {
+        warnings.insert(
+            0,
+            format!(
+                "server lost: {} requests in a row could not connect; sending stopped at {t:.1} s and what was in flight was cut: the cell failed, its figures describe a dead server",
+                crate::runner::load_point::SERVER_LOST_AFTER
+            ),
+        );
+    }
     if let Some(l) = client.loop_lag_p99_ms
         && l > 10.0
     {
@@ -327,6 +341,8 @@ pub async fn run_cell(
         });
     }
     Ok(CellResult {
+        server_lost_at_s: outcome.server_lost_at_s,
+        server_exited: None,
         summary: s,
         records,
         interrupted: outcome.interrupted,

@@ -19,6 +19,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 /// 60 req/s point ~200 s); a deeper overload shows as censored figures, not dropped ones.
 pub const DEFAULT_DRAIN_S: f64 = 300.0;
 
+/// This many requests in a row that could not connect, and the server is taken for gone:
+/// sending stops (the rest of the schedule is not sent) instead of hammering a dead port
+/// until the duration ends.
+pub const SERVER_LOST_AFTER: u64 = 20;
+
 /// One server endpoint and the prepared requests for it (their bytes carry its `Host`).
 pub struct Target {
     pub pool: Arc<Pool>,
@@ -55,8 +60,10 @@ pub struct LoadPoint {
 }
 
 pub struct Outcome {
-    /// How many scheduled requests were never sent (interrupted first).
+    /// How many scheduled requests were never sent (interrupted first, or the server lost).
     pub not_sent: u64,
+    /// Sending stopped because the server stopped accepting connections, and when (s).
+    pub server_lost_at_s: Option<f64>,
     /// When sending ended (s from the start), and when the plan said it would: far apart,
     /// the client (or the machine) could not keep up with its own schedule.
     pub sending_s: f64,
@@ -141,6 +148,7 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     let mut released = 0usize;
     let mut interrupted = false;
+    let mut server_lost_at_s = None;
     let send_deadline = lp
         .send_until
         .map(|d| tokio::time::Instant::from_std(clock.origin()) + d);
@@ -151,7 +159,13 @@ pub async fn run(
             biased;
             _ = interrupt.wait_for(|i| *i) => { interrupted = true; break; }
             _ = sleep_until_opt(send_deadline) => break,
-            _ = ticker.tick() => progress.tick(&live, clock.now_ns() as f64 / 1e9),
+            _ = ticker.tick() => {
+                progress.tick(&live, clock.now_ns() as f64 / 1e9);
+                if live.connect_streak() >= SERVER_LOST_AFTER {
+                    server_lost_at_s = Some(clock.now_ns() as f64 / 1e9);
+                    break;
+                }
+            }
             // reap finished tasks as we go, so a long run holds no dead handles
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             p = sem.clone().acquire_owned(), if closed => {
@@ -203,6 +217,8 @@ pub async fn run(
     progress.draining(lp.drain);
     if interrupted {
         cancel(CancelReason::Interrupted);
+    } else if server_lost_at_s.is_some() {
+        cancel(CancelReason::ServerLost);
     }
     loop {
         if !*cancel_tx.borrow() && !tasks.is_empty() && live.followed_in_flight() == 0 {
@@ -224,6 +240,7 @@ pub async fn run(
     progress.finish();
     Outcome {
         not_sent,
+        server_lost_at_s,
         sending_s,
         planned_sending_s: planned_s,
         interrupted,
@@ -290,7 +307,11 @@ impl Launch {
                     other => other,
                 };
             }
-            live.finished(rec.is_ok(), rec.ttft_ns(), followed);
+            let refused = rec
+                .error
+                .as_ref()
+                .is_some_and(|e| e.kind == ErrorKind::Connect);
+            live.finished(rec.is_ok(), rec.ttft_ns(), followed, refused);
             let _ = sink.send(rec);
         });
     }

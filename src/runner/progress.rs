@@ -11,6 +11,8 @@ pub struct Live {
     pub failed: AtomicU64,
     /// Requests of the measurement window still in flight (the drain waits for them).
     followed: AtomicU64,
+    /// Requests in a row, by finish, that could not connect: the server is gone.
+    connect_streak: AtomicU64,
     /// TTFTs (µs) of requests finished since the last progress line.
     recent_ttft_us: Mutex<Vec<u64>>,
 }
@@ -27,9 +29,19 @@ impl Live {
         self.followed.load(Ordering::Relaxed)
     }
 
-    pub fn finished(&self, ok: bool, ttft_ns: Option<u64>, followed: bool) {
+    /// Requests in a row that could not connect.
+    pub fn connect_streak(&self) -> u64 {
+        self.connect_streak.load(Ordering::Relaxed)
+    }
+
+    pub fn finished(&self, ok: bool, ttft_ns: Option<u64>, followed: bool, refused: bool) {
         if followed {
             self.followed.fetch_sub(1, Ordering::Relaxed);
+        }
+        if refused {
+            self.connect_streak.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.connect_streak.store(0, Ordering::Relaxed);
         }
         self.done.fetch_add(1, Ordering::Relaxed);
         if !ok {

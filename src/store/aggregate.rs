@@ -240,7 +240,16 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
             cancelled: s.cancelled,
             measured_cut: s.measured_cut,
             truncated: s.errors_by_kind.get("truncated").copied().unwrap_or(0),
-            no_completions: s.no_completions().then(|| summary::why_no_completions(&s)),
+            no_completions: match status.as_str() {
+                "failed" => Some(
+                    stored
+                        .pointer("/vllm_loadtest/failure_reason")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("the server failed during the cell")
+                        .to_string(),
+                ),
+                _ => s.no_completions().then(|| summary::why_no_completions(&s)),
+            },
             send_lag_p99_ms: l.queue_delay_ms.as_ref().map(|d| d.p99),
             client_cpu_share: client("cpu_share_of_threads"),
             client_loop_lag_p99_ms: client("loop_lag_p99_ms"),

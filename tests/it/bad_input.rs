@@ -166,3 +166,96 @@ fn absurd_numbers_on_the_command_line_are_refused_not_panicked_on() {
         r.stderr
     );
 }
+
+/// Every request refused by the server (401) is not a success (issue 13, case 8): exit code
+/// 3, "ran, but the server failed", with why.
+#[test]
+fn all_requests_failing_exits_3_and_says_why() {
+    let _serial = serial();
+    let server = fake_server(|_| Behavior::Status(401));
+    let dir = temp_dir("all401");
+    let r = run(&[
+        "bench",
+        "--base-url",
+        &server.url(),
+        "--model",
+        "m",
+        "--num-prompts",
+        "5",
+        "--request-rate",
+        "50",
+        "--quiet",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(3), "{}", r.stderr);
+    assert!(r.stderr.contains("HTTP error"), "{}", r.stderr);
+}
+
+/// A server that goes away mid-bench: sending stops after a run of refused connections
+/// instead of hammering a dead port until the duration ends; exit code 3.
+#[test]
+fn bench_stops_sending_to_a_server_that_is_gone() {
+    let _serial = serial();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut sim = std::process::Command::new(bin())
+        .args(["sim", "--port", &port.to_string(), "--profile", "zero"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let up = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            up.elapsed() < std::time::Duration::from_secs(20),
+            "sim never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let _ = sim.kill();
+        let _ = sim.wait();
+    });
+    let dir = temp_dir("gone");
+    let t = std::time::Instant::now();
+    let r = run(&[
+        "bench",
+        "--base-url",
+        &url,
+        "--model",
+        "m",
+        "--random-input-len",
+        "16",
+        "--random-output-len",
+        "4",
+        "--request-rate",
+        "50",
+        "--duration",
+        "20",
+        "--quiet",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    killer.join().unwrap();
+    assert_eq!(r.code, Some(3), "{}", r.stderr);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(
+        r.stderr.contains("stopped accepting connections"),
+        "{}",
+        r.stderr
+    );
+    let s = summary(&dir);
+    let ours = &s["vllm_loadtest"]["summary"];
+    assert!(ours["not_sent"].as_u64().unwrap() > 500, "{ours}");
+    assert_eq!(s["vllm_loadtest"]["status"], "failed");
+}

@@ -746,3 +746,79 @@ fn bad_experiment_file_fails_with_every_error() {
         r.stderr
     );
 }
+
+/// A launched server killed mid-run (issue 13, case 1): the cell it died in is `failed` with
+/// the reason, the run stops there with exit code 3 and the manifest says so, nothing is
+/// left running, and `--resume` brings a new server up and runs the rest.
+#[test]
+fn a_server_that_dies_mid_run_fails_its_cell_and_resume_runs_the_rest() {
+    let _serial = serial();
+    let dir = temp_dir("dies");
+    let marker = format!("vlt-dies-marker-{}", std::process::id());
+    let exp = experiment_file(
+        &dir,
+        &format!(
+            "  launcher: command\n  command: {}\n  start_timeout_s: 30",
+            sim_command(&marker)
+        ),
+    );
+    let root = dir.join("results");
+    let child = std::process::Command::new(bin())
+        .args([
+            "run",
+            exp.to_str().unwrap(),
+            "--output",
+            root.to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // kill -9 the server once the first cell is under way
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let server = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never came up"
+        );
+        if let Some(p) = pids_matching(&marker).first() {
+            break p.clone();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(1200));
+    std::process::Command::new("kill")
+        .args(["-9", &server])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("the server was lost"), "{stderr}");
+    assert!(pids_matching(&marker).is_empty());
+    let res = results_dir(&root);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(res.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["status"], "server_failed", "{m}");
+    let first = res.join("cells").join("c000-max_num_seqs8-request_rate5");
+    assert_eq!(status(&first), "failed");
+    assert!(
+        summary(&first)["vllm_loadtest"]["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("exited"),
+    );
+    assert_eq!(
+        cells(&res).len(),
+        1,
+        "the run stopped after the cell the server died in"
+    );
+    let r = run(&["run", "--resume", res.to_str().unwrap(), "--quiet"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    for c in cells(&res) {
+        assert_eq!(status(&res.join("cells").join(&c)), "complete", "{c}");
+    }
+    assert_eq!(cells(&res).len(), 4);
+    assert!(pids_matching(&marker).is_empty());
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Build the cargo-fuzz targets in fuzz/ and run each one in turn.
+#
+#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
+#
+# SECONDS_PER_TARGET defaults to 60; TARGET defaults to every target (`cargo fuzz list`).
+# Targets run one at a time. Per target it prints executions, wall time and crashes, and
+# for a crash the input (base64) and the panic message with its stack.
+#
+# Environment:
+#   FUZZ_RUNS=N        also stop a target after N executions (libFuzzer -runs); default: no cap
+#   FUZZ_MAX_LEN=N     largest input libFuzzer generates (default 4096)
+#   FUZZ_BUILD_JOBS=N  cargo build jobs (default 1: the build machine is small and shared)
+#   FUZZ_EXTRA="..."   more libFuzzer flags, e.g. "-only_ascii=1"
+#
+# Needs Rust nightly and cargo-fuzz (`cargo install cargo-fuzz`). Seeds are tracked in
+# fuzz/seeds/<target>/; libFuzzer reads them and writes what it finds to the scratch
+# corpus fuzz/corpus/<target>/, crashes to fuzz/artifacts/<target>/, logs to fuzz/logs/
+# (all three ignored by git).
+set -euo pipefail
+
+secs=${1:-60}
+shift || true
+root=$(cd "$(dirname "$0")/.." && pwd)
+fuzz="$root/fuzz"
+cd "$fuzz"
+
+# -O: optimised; -a: debug assertions and overflow checks on, so arithmetic overflow panics
+flags=(-O -a)
+echo "== building fuzz targets (jobs: ${FUZZ_BUILD_JOBS:-1})"
+CARGO_BUILD_JOBS=${FUZZ_BUILD_JOBS:-1} cargo +nightly fuzz build "${flags[@]}"
+
+if [ "$#" -gt 0 ]; then
+    targets=("$@")
+else
+    mapfile -t targets < <(cargo +nightly fuzz list)
+fi
+
+mkdir -p logs
+summary=()
+status=0
+for t in "${targets[@]}"; do
+    mkdir -p "corpus/$t" "seeds/$t" "artifacts/$t"
+    log="logs/$t.log"
+    before=$(ls "artifacts/$t" | sort)
+    runs=()
+    [ -n "${FUZZ_RUNS:-}" ] && runs=(-runs="$FUZZ_RUNS")
+    echo "== $t: up to ${secs}s${FUZZ_RUNS:+ or $FUZZ_RUNS executions}"
+    start=$(date +%s)
+    set +e
+    # shellcheck disable=SC2086
+    cargo +nightly fuzz run "${flags[@]}" "$t" "corpus/$t" "seeds/$t" -- \
+        -max_total_time="$secs" "${runs[@]}" -max_len="${FUZZ_MAX_LEN:-4096}" \
+        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 ${FUZZ_EXTRA:-} \
+        >"$log" 2>&1
+    rc=$?
+    set -e
+    wall=$(( $(date +%s) - start ))
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
+    new=$(comm -13 <(echo "$before") <(ls "artifacts/$t" | sort) | grep -v '^$' || true)
+    crashes=$(printf '%s' "$new" | grep -c . || true)
+    line="$t: executions ${execs:-?} (${rate:-?}/s), wall ${wall}s, coverage ${cov:-?}, crashes ${crashes}, exit ${rc}"
+    echo "$line"
+    summary+=("$line")
+    if [ "$crashes" -gt 0 ] || [ "$rc" -ne 0 ]; then
+        status=1
+        for a in $new; do
+            echo "-- crashing input artifacts/$t/$a (base64):"
+            base64 -w0 "artifacts/$t/$a"
+            echo
+        done
+        echo "-- panic message and stack (from $log):"
+        grep -A40 -m1 -E "panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer" "$log" | head -60 || tail -40 "$log"
+    fi
+done
+
+echo
+echo "== summary"
+printf '%s\n' "${summary[@]}"
+echo "Reproduce a crash: cd fuzz && cargo +nightly fuzz run -O -a TARGET artifacts/TARGET/crash-…"
+exit $status
