@@ -430,7 +430,7 @@ fn signal_mid_run(name: &str, command: &str, sig: i32) -> (PathBuf, std::process
         &format!("  launcher: command\n  command: {command}\n  start_timeout_s: 30"),
     );
     let root = dir.join("results");
-    let mut child = std::process::Command::new(bin())
+    let child = std::process::Command::new(bin())
         .args([
             "run",
             exp.to_str().unwrap(),
