@@ -148,6 +148,16 @@ fn describe(v: &Value) -> String {
     }
 }
 
+/// An experiment's name becomes a folder under `--output`: one plain path component, so
+/// `name: ../../etc/x` cannot write outside it.
+fn check_name(name: &str) -> Result<(), String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > 100 || name.starts_with('.') || !name.chars().all(plain) {
+        return Err(format!("`{name}` cannot name a results folder"));
+    }
+    Ok(())
+}
+
 /// Check one value against its kind; `Err` says what was expected and what was found.
 pub fn check(kind: Kind, v: &Value) -> Result<(), String> {
     let found = describe(v);
@@ -333,7 +343,15 @@ pub fn parse(
                 continue;
             }
             match key {
-                "name" => name = v.as_str().map(str::to_owned),
+                "name" => match v.as_str().map(check_name) {
+                    Some(Err(m)) => cx.err(
+                        None,
+                        key,
+                        m,
+                        Some("letters, digits, `.`, `_` and `-`: it names a folder under `--output`".into()),
+                    ),
+                    _ => name = v.as_str().map(str::to_owned),
+                },
                 "description" => description = v.as_str().map(str::to_owned),
                 "repeats" => repeats = v.as_i64().unwrap_or(1) as u32,
                 _ => {}

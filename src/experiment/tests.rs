@@ -194,3 +194,20 @@ fn absurd_numbers_are_refused_with_the_rule_they_break() {
     assert!(cli_number(SECS)("0").is_err() && cli_number(SECS0)("0").is_ok());
     assert_eq!(cli_number(SECS)("2.5"), Ok(2.5));
 }
+
+/// The name becomes a folder under `--output`: a path in it would write elsewhere (issue 13,
+/// case 10).
+#[test]
+fn a_name_that_is_a_path_is_refused() {
+    for bad in ["../../etc/evil", "a/b", ".hidden", "", "x y"] {
+        let e = errors(&format!("name: \"{bad}\"\nload:\n  request_rate: 1\n"));
+        assert!(e.contains("cannot name a results folder"), "{bad}: {e}");
+    }
+    parse(
+        "name: saturation-1gpu_v2.1\nload:\n  request_rate: 1\n",
+        "exp.yaml",
+        Path::new("/tmp"),
+        &[],
+    )
+    .unwrap();
+}
