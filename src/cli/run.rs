@@ -81,6 +81,9 @@ pub fn run(a: RunArgs) -> Result<()> {
             serde_yaml::to_string(&exp.resolved)?,
         )?;
     }
+    // held until the run ends: a second `run --resume` of the same folder would run the
+    // same cells into the same files
+    let _lock = lock_results(&dir)?;
     let seeds: Vec<u64> = plan
         .cells
         .iter()
@@ -166,6 +169,33 @@ pub fn run(a: RunArgs) -> Result<()> {
             dir.display()
         ))),
     }
+}
+
+/// An exclusive lock on `DIR/.lock` (released when the process ends, however it ends),
+/// naming the process that holds it.
+fn lock_results(dir: &Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek};
+    let path = dir.join(".lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot create `{}`", path.display()))?;
+    if f.try_lock().is_err() {
+        let mut holder = String::new();
+        let _ = f.read_to_string(&mut holder);
+        anyhow::bail!(
+            "`{}` is in use by another run (pid {})\nhint: wait for it to end, or stop it with Ctrl-C; a folder is run by one process at a time",
+            dir.display(),
+            holder.trim()
+        );
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    write!(f, "{}", std::process::id())?;
+    Ok(f)
 }
 
 fn read_manifest(dir: &Path) -> Option<Manifest> {

@@ -348,7 +348,10 @@ pub fn parse(
                         None,
                         key,
                         m,
-                        Some("letters, digits, `.`, `_` and `-`: it names a folder under `--output`".into()),
+                        Some(
+                            "letters, digits, `.`, `_` and `-`: it names a folder under `--output`"
+                                .into(),
+                        ),
                     ),
                     _ => name = v.as_str().map(str::to_owned),
                 },

@@ -822,3 +822,51 @@ fn a_server_that_dies_mid_run_fails_its_cell_and_resume_runs_the_rest() {
     assert_eq!(cells(&res).len(), 4);
     assert!(pids_matching(&marker).is_empty());
 }
+
+/// Two runs of one folder at once would run the same cells into the same files (issue 13,
+/// case 6): the second is refused, naming the first.
+#[test]
+fn a_results_folder_is_run_by_one_process_at_a_time() {
+    let _serial = serial();
+    let dir = temp_dir("lock");
+    let exp = experiment_file(&dir, "  launcher: sim\n  profile: zero");
+    let root = dir.join("results");
+    let mut first = std::process::Command::new(bin())
+        .args([
+            "run",
+            exp.to_str().unwrap(),
+            "--output",
+            root.to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let res = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never started"
+        );
+        if let Ok(mut exps) = std::fs::read_dir(root.join("launch"))
+            && let Some(Ok(e)) = exps.next()
+            && e.path().join(".lock").exists()
+        {
+            break e.path();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let second = run(&["run", "--resume", res.to_str().unwrap(), "--quiet"]);
+    assert!(first.wait().unwrap().success());
+    assert_eq!(second.code, Some(1), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("in use by another run")
+            && second.stderr.contains(&format!("pid {}", first.id())),
+        "{}",
+        second.stderr
+    );
+    // once the first is done, the folder is free again
+    let again = run(&["run", "--resume", res.to_str().unwrap(), "--quiet"]);
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+}
