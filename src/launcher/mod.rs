@@ -173,10 +173,10 @@ pub async fn start(params: &Params, dir: &Path) -> Result<Running> {
             let log = dir.join("server.log");
             let mut vars = env(params);
             for (k, v) in params {
-                if crate::experiment::fields::find(k).is_some_and(|(s, _)| s.name == "server") {
-                    if let Some(s) = scalar(v) {
-                        vars.push((k.to_uppercase(), s));
-                    }
+                if crate::experiment::fields::find(k).is_some_and(|(s, _)| s.name == "server")
+                    && let Some(s) = scalar(v)
+                {
+                    vars.push((k.to_uppercase(), s));
                 }
             }
             vars.push(("PORT".into(), port.to_string()));

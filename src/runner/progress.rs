@@ -105,7 +105,7 @@ impl ProgressPrinter {
         if let Some(t) = live.take_recent_p50_ms() {
             self.last_ttft = Some(t);
         }
-        if self.quiet || (!self.tty && self.ticks % 10 != 0) {
+        if self.quiet || (!self.tty && !self.ticks.is_multiple_of(10)) {
             return;
         }
         let sent = live.sent.load(Ordering::Relaxed);
