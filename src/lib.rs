@@ -19,6 +19,7 @@
 //! - `store`: `requests.jsonl`, Parquet tables, `summary.json`.
 //! - `report`: human-readable renderings (the end-of-run table).
 //! - `sim`: the simulated vLLM (engines, router, HTTP server, virtual time).
+//! - `secrets`: redaction of `server.env` values and URL credentials in everything written.
 //! - `clock`, `rng`: the run's monotonic clock and seeded randomness.
 
 pub mod analysis;
@@ -34,6 +35,7 @@ pub mod record;
 pub mod report;
 pub mod rng;
 pub mod runner;
+pub mod secrets;
 pub mod sim;
 pub mod stats;
 pub mod store;

@@ -78,7 +78,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     if a.resume.is_none() {
         std::fs::write(
             dir.join("experiment.yaml"),
-            serde_yaml::to_string(&exp.resolved)?,
+            serde_yaml::to_string(&crate::secrets::redact_document(&exp.resolved))?,
         )?;
     }
     // held until the run ends: a second `run --resume` of the same folder would run the
@@ -660,7 +660,10 @@ fn write_cell_summary(
         .collect();
     let params: serde_json::Map<String, serde_json::Value> = p
         .iter()
-        .map(|(k, v)| (k.to_string(), serde_json::to_value(v).unwrap_or_default()))
+        .map(|(k, v)| {
+            let v = crate::secrets::redact_param(k, v);
+            (k.to_string(), serde_json::to_value(v).unwrap_or_default())
+        })
         .collect();
     let ours = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),

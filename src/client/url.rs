@@ -15,29 +15,36 @@ pub struct BaseUrl {
 
 impl BaseUrl {
     pub fn parse(url: &str) -> Result<Self> {
+        // never echo a credential: every message shows the URL redacted
+        let shown = crate::secrets::redact_url(url);
         let rest = if let Some(r) = url.strip_prefix("http://") {
             r
         } else if url.starts_with("https://") {
             bail!(
-                "`{url}`: https is not supported yet\nhint: benchmark the server over plain http (for example from the same network), or put a TLS-terminating proxy in front of the client"
+                "`{shown}`: https is not supported yet\nhint: benchmark the server over plain http (for example from the same network), or put a TLS-terminating proxy in front of the client"
             );
         } else {
             bail!(
-                "`{url}` is not an http URL\nhint: write it as `http://HOST:PORT`, e.g. `http://127.0.0.1:8000`"
+                "`{shown}` is not an http URL\nhint: write it as `http://HOST:PORT`, e.g. `http://127.0.0.1:8000`"
             );
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
+        if authority.contains('@') {
+            bail!(
+                "`{shown}`: credentials in the URL are not sent\nhint: pass the key with `--api-key-env NAME` (a Bearer token read from that variable)"
+            );
+        }
         if authority.is_empty() {
-            bail!("`{url}` has no host\nhint: e.g. `http://127.0.0.1:8000`");
+            bail!("`{shown}` has no host\nhint: e.g. `http://127.0.0.1:8000`");
         }
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
                 h.trim_start_matches('[').trim_end_matches(']').to_string(),
                 p.parse::<u16>()
-                    .with_context(|| format!("`{url}`: `{p}` is not a port number"))?,
+                    .with_context(|| format!("`{shown}`: `{p}` is not a port number"))?,
             ),
             _ => (authority.to_string(), 80),
         };

@@ -146,7 +146,7 @@ pub async fn start(params: &Params, dir: &Path) -> Result<Running> {
             };
             let line = command::render(template, params, port)?;
             let log = dir.join("server.log");
-            let mut group = command::ProcessGroup::spawn(&line, &env(params), &log)?;
+            let mut group = command::ProcessGroup::spawn(&line, &env(params)?, &log)?;
             let url = BaseUrl::parse(&format!("http://127.0.0.1:{port}"))?;
             if let Err(e) =
                 wait_healthy(std::slice::from_ref(&url), timeout, Some(&mut group)).await
@@ -171,7 +171,7 @@ pub async fn start(params: &Params, dir: &Path) -> Result<Running> {
                 .context("`server.compose_file` is required")?;
             let port = params.u64("port").unwrap_or(8000) as u16;
             let log = dir.join("server.log");
-            let mut vars = env(params);
+            let mut vars = env(params)?;
             for (k, v) in params {
                 if crate::experiment::fields::find(k).is_some_and(|(s, _)| s.name == "server")
                     && let Some(s) = scalar(v)
@@ -210,17 +210,29 @@ fn scalar(v: &serde_yaml::Value) -> Option<String> {
     }
 }
 
-/// `server.env` as (name, value) pairs.
-fn env(params: &Params) -> Vec<(String, String)> {
-    params
-        .get("env")
-        .and_then(|v| v.as_mapping())
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), scalar(v)?)))
-                .collect()
-        })
-        .unwrap_or_default()
+/// `server.env` as (name, value) pairs. A value redacted from a saved experiment (a
+/// resumed run) is taken from this process's environment variable of the same name.
+fn env(params: &Params) -> Result<Vec<(String, String)>> {
+    let Some(m) = params.get("env").and_then(|v| v.as_mapping()) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (k, v) in m {
+        let (Some(name), Some(value)) = (k.as_str(), scalar(v)) else {
+            continue;
+        };
+        let value = if value == crate::secrets::REDACTED {
+            std::env::var(name).with_context(|| {
+                format!(
+                    "`server.env.{name}` was not saved with the results (secrets never are)\nhint: export {name} before resuming"
+                )
+            })?
+        } else {
+            value
+        };
+        out.push((name.to_string(), value));
+    }
+    Ok(out)
 }
 
 /// A loopback port nobody listens on right now.

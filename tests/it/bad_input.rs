@@ -259,3 +259,19 @@ fn bench_stops_sending_to_a_server_that_is_gone() {
     assert!(ours["not_sent"].as_u64().unwrap() > 500, "{ours}");
     assert_eq!(s["vllm_loadtest"]["status"], "failed");
 }
+
+/// A key in the URL is refused, and not echoed (issue 13, case 9).
+#[test]
+fn a_credential_in_the_url_is_never_echoed() {
+    let _serial = serial();
+    let r = run(&[
+        "bench",
+        "--base-url",
+        "http://me:sk-abc123@127.0.0.1:9",
+        "--model",
+        "m",
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(!r.stderr.contains("sk-abc123"), "{}", r.stderr);
+    assert!(r.stderr.contains("--api-key-env"), "{}", r.stderr);
+}

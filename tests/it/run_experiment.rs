@@ -870,3 +870,57 @@ fn a_results_folder_is_run_by_one_process_at_a_time() {
     let again = run(&["run", "--resume", res.to_str().unwrap(), "--quiet"]);
     assert_eq!(again.code, Some(0), "{}", again.stderr);
 }
+
+/// `server.env` values (API keys, tokens) reach the server and no file of the run, no line
+/// of its output (issue 13, case 9); resuming asks for them from the environment.
+#[test]
+fn secrets_in_server_env_reach_no_file_of_the_run() {
+    let _serial = serial();
+    let dir = temp_dir("secret");
+    let secret = "hf-s3cr3t-value-42";
+    let exp = experiment_file(
+        &dir,
+        &format!(
+            "  launcher: command\n  command: exec {} sim --port {{port}} --profile zero\n  start_timeout_s: 30\n  env:\n    HF_TOKEN_FOR_TEST: {secret}",
+            bin()
+        ),
+    );
+    let root = dir.join("results");
+    let r = run(&[
+        "run",
+        exp.to_str().unwrap(),
+        "--output",
+        root.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(!r.stdout.contains(secret) && !r.stderr.contains(secret));
+    let mut files = vec![root.clone()];
+    let mut checked = 0;
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds the secret",
+                p.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "{checked} files");
+    let res = results_dir(&root);
+    let saved = std::fs::read_to_string(res.join("experiment.yaml")).unwrap();
+    assert!(saved.contains("HF_TOKEN_FOR_TEST: <redacted>"), "{saved}");
+    // resuming needs the value back from the environment, and says so
+    std::fs::remove_file(res.join("cells/c003-max_num_seqs16-request_rate10/status.json")).unwrap();
+    let again = run(&["run", "--resume", res.to_str().unwrap(), "--quiet"]);
+    assert_ne!(again.code, Some(0));
+    assert!(
+        again.stderr.contains("export HF_TOKEN_FOR_TEST"),
+        "{}",
+        again.stderr
+    );
+}
