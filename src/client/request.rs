@@ -425,6 +425,17 @@ async fn exchange(
         if let Err(m) = feed {
             break Err(err(ErrorKind::Protocol, None, m));
         }
+        if sse.overflowed() {
+            break Err(err(
+                ErrorKind::Protocol,
+                None,
+                format!(
+                    "an SSE line or event outgrew its cap ({} KiB line, {} KiB event): not a stream of chunks",
+                    super::sse::MAX_LINE / 1024,
+                    super::sse::MAX_EVENT / 1024
+                ),
+            ));
+        }
         if body.is_done() {
             sse.finish(|ev| on_event(ev.data, t_now, p, &mut stream_error));
             break Ok(());

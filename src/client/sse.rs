@@ -4,6 +4,16 @@
 //! reads, one read may hold many events. Line ends may be `\n`, `\r\n` or `\r`. Comment
 //! lines (`:`) are skipped, `event:` names the event, `data:` lines are joined with `\n`,
 //! `id:`/`retry:` are ignored. Buffers are reused, so after warm-up nothing is allocated.
+//!
+//! What a server sends cannot grow our memory without bound: a line longer than
+//! [`MAX_LINE`] or an event larger than [`MAX_EVENT`] stops the decoder (the stream is
+//! then a protocol error), where a server sending `data: ` and 200 MB without a line end
+//! used to cost 239 MB per stream.
+
+/// The longest line kept (a vLLM chunk is ~300 bytes; one with top-20 logprobs a few KB).
+pub const MAX_LINE: usize = 1 << 20;
+/// The largest event (its `data:` lines joined).
+pub const MAX_EVENT: usize = 4 << 20;
 
 /// One dispatched event. `event` is empty for the default `message` type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +36,8 @@ pub struct SseDecoder {
     stray_lines: u64,
     /// The start of the first stray line, for the error message.
     first_stray: Vec<u8>,
+    /// A line or an event outgrew its cap: nothing more is decoded.
+    overflowed: bool,
 }
 
 impl SseDecoder {
@@ -35,12 +47,18 @@ impl SseDecoder {
 
     /// Feed bytes; `on_event` is called for each complete event, in order.
     pub fn feed(&mut self, mut bytes: &[u8], mut on_event: impl FnMut(SseEvent<'_>)) {
+        if self.overflowed {
+            return;
+        }
         if self.after_cr && bytes.first() == Some(&b'\n') {
             bytes = &bytes[1..];
         }
         self.after_cr = false;
         while let Some(pos) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
             let was_cr = bytes[pos] == b'\r';
+            if self.line.len() + pos > MAX_LINE {
+                return self.overflow();
+            }
             if self.line.is_empty() {
                 self.process_line(&bytes[..pos], &mut on_event);
             } else {
@@ -58,8 +76,27 @@ impl SseDecoder {
                     None => self.after_cr = true,
                 }
             }
+            if self.overflowed {
+                return;
+            }
+        }
+        if self.line.len() + bytes.len() > MAX_LINE {
+            return self.overflow();
         }
         self.line.extend_from_slice(bytes);
+    }
+
+    /// Stop decoding and let go of the buffers (the stream is not an event stream we keep).
+    fn overflow(&mut self) {
+        self.overflowed = true;
+        self.line = Vec::new();
+        self.data = Vec::new();
+        self.has_data = false;
+    }
+
+    /// A line or an event outgrew [`MAX_LINE`] / [`MAX_EVENT`]: the stream was abandoned.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
     }
 
     /// The body ended. An event whose `data:` lines are complete but that lacks the closing
@@ -113,6 +150,9 @@ impl SseDecoder {
         };
         match field {
             b"data" => {
+                if self.data.len() + value.len() > MAX_EVENT {
+                    return self.overflow();
+                }
                 if self.has_data {
                     self.data.push(b'\n');
                 }
@@ -183,6 +223,33 @@ mod tests {
         d.feed(b"{\"error\": \"boom\"}\n", |_| n += 1);
         assert_eq!(n, 0);
         assert_eq!(d.stray(), (1, &b"{\"error\": \"boom\"}"[..]));
+    }
+
+    /// 200 MB without a line end, or an event of endless `data:` lines, stop the decoder
+    /// with its buffers freed, not grow them (issue 13, case 5).
+    #[test]
+    fn a_line_or_an_event_past_its_cap_stops_the_decoder() {
+        let mut d = SseDecoder::new();
+        let mut n = 0;
+        let block = vec![b'x'; 64 * 1024];
+        d.feed(b"data: ", |_| n += 1);
+        for _ in 0..(MAX_LINE / block.len() + 2) {
+            d.feed(&block, |_| n += 1);
+        }
+        assert!(d.overflowed() && d.pending() == 0 && n == 0);
+        d.feed(b"\n\ndata: late\n\n", |_| n += 1);
+        assert_eq!(n, 0, "nothing is decoded after the cap");
+        let mut d = SseDecoder::new();
+        let line = [b"data: ".as_slice(), &block, b"\n"].concat();
+        for _ in 0..(MAX_EVENT / block.len() + 2) {
+            d.feed(&line, |_| n += 1);
+        }
+        assert!(d.overflowed() && n == 0);
+        // a line just under the cap still decodes
+        let mut d = SseDecoder::new();
+        let big = [b"data: ".as_slice(), &vec![b'y'; MAX_LINE - 16], b"\n\n"].concat();
+        d.feed(&big, |e| n += e.data.len());
+        assert!(!d.overflowed() && n == MAX_LINE - 16);
     }
 
     #[test]

@@ -7,13 +7,38 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::path::Path;
 
+/// The largest dataset file read, unless `VLLM_LOADTEST_MAX_DATASET_BYTES` says otherwise
+/// (ShareGPT's usual file is 0.65 GB).
+pub const MAX_DATASET_BYTES: u64 = 4 << 30;
+
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| {
+    let cannot = || {
         format!(
             "cannot read dataset `{}`\nhint: check `--dataset-path`; datasets are never downloaded, give a local file",
             path.display()
         )
-    })
+    };
+    let meta = std::fs::metadata(path).with_context(cannot)?;
+    // `/dev/zero` or a pipe would be read until memory runs out
+    if !meta.is_file() {
+        bail!(
+            "dataset `{}` is not a regular file\nhint: give the path of a ShareGPT JSON or JSON-lines file",
+            path.display()
+        );
+    }
+    let limit = std::env::var("VLLM_LOADTEST_MAX_DATASET_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MAX_DATASET_BYTES);
+    if meta.len() > limit {
+        bail!(
+            "dataset `{}` is {:.1} GB, over the {:.1} GB read at most\nhint: raise it with VLLM_LOADTEST_MAX_DATASET_BYTES, or give a smaller file",
+            path.display(),
+            meta.len() as f64 / 1e9,
+            limit as f64 / 1e9
+        );
+    }
+    std::fs::read_to_string(path).with_context(cannot)
 }
 
 #[derive(Deserialize)]
@@ -201,6 +226,16 @@ mod tests {
             e.contains("/nonexistent/x.jsonl") && e.contains("hint"),
             "{e}"
         );
+    }
+
+    /// `--dataset-path /dev/zero` read until the OOM killer came (issue 13, case 5).
+    #[test]
+    fn a_device_or_a_pipe_is_not_read_as_a_dataset() {
+        let tok = Tokenizer::built_in().unwrap();
+        for dev in ["/dev/zero", "/dev/urandom"] {
+            let e = format!("{:#}", jsonl(Path::new(dev), 1, 1, &tok).unwrap_err());
+            assert!(e.contains("not a regular file") && e.contains(dev), "{e}");
+        }
     }
 
     #[test]
