@@ -148,6 +148,9 @@ fn describe(v: &Value) -> String {
     }
 }
 
+/// The most cells one experiment plans: at a minute each, a week of running.
+pub const MAX_CELLS: usize = 10_000;
+
 /// An experiment's name becomes a folder under `--output`: one plain path component, so
 /// `name: ../../etc/x` cannot write outside it.
 fn check_name(name: &str) -> Result<(), String> {
@@ -497,6 +500,25 @@ pub fn parse(
         });
     }
     cross_checks(&mut cx, &base, &matrix, base_dir);
+    // counted before anything is expanded: a 100×100×100 matrix took 4.6 GB to plan
+    let cells = matrix
+        .iter()
+        .fold(repeats as u128, |n, (_, vs)| n * vs.len().max(1) as u128);
+    if cells > MAX_CELLS as u128 {
+        cx.items.push(Diagnostic {
+            at: None,
+            path: "matrix".into(),
+            message: format!(
+                "{cells} cells ({} × {repeats} repeat(s)): more than the {MAX_CELLS} one experiment runs",
+                matrix
+                    .iter()
+                    .map(|(k, vs)| format!("{} {k}", vs.len()))
+                    .collect::<Vec<_>>()
+                    .join(" × ")
+            ),
+            hint: Some("split it into several experiments, or thin a dimension".into()),
+        });
+    }
     if !cx.items.is_empty() {
         return Err(fail(cx.items));
     }

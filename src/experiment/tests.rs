@@ -211,3 +211,27 @@ fn a_name_that_is_a_path_is_refused() {
     )
     .unwrap();
 }
+
+/// A matrix is counted before it is expanded (issue 13, case 5: 100×100×100 took 25 s and
+/// 4.6 GB to `--dry-run`).
+#[test]
+fn a_huge_matrix_is_refused_before_it_is_expanded() {
+    let list = |n: usize| {
+        (1..=n)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let t = std::time::Instant::now();
+    let e = errors(&format!(
+        "name: s\nmatrix:\n  request_rate: [{}]\n  max_num_seqs: [{}]\n  input_len: [{}]\n",
+        list(100),
+        list(100),
+        list(100)
+    ));
+    assert!(
+        e.contains("1000000 cells") && e.contains("more than the 10000"),
+        "{e}"
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+}
