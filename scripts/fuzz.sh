@@ -8,6 +8,10 @@
 # for a crash the input (base64) and the panic message with its stack.
 #
 # Environment:
+#   FUZZ_SOURCE=REV    the commit to fuzz (default HEAD), extracted with `git archive` into
+#                      fuzz/snapshot/ (the fuzz crate's path dependency); `worktree` copies
+#                      the working tree instead, uncommitted edits included
+#   FUZZ_REBUILD=1     rebuild even when fuzz/snapshot/ already holds that commit
 #   FUZZ_RUNS=N        also stop a target after N executions (libFuzzer -runs); default: no cap
 #   FUZZ_MAX_LEN=N     largest input libFuzzer generates (default 4096)
 #   FUZZ_BUILD_JOBS=N  cargo build jobs (default 1: the build machine is small and shared)
@@ -25,10 +29,32 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 fuzz="$root/fuzz"
 cd "$fuzz"
 
+# The crate under test: a snapshot of one commit, so edits in progress neither break the
+# build nor change the code between targets.
+source=${FUZZ_SOURCE:-HEAD}
+if [ "$source" = worktree ]; then
+    id="worktree-$(date +%s)"
+else
+    id=$(git -C "$root" rev-parse --verify "$source^{commit}")
+fi
+bin="$fuzz/target/x86_64-unknown-linux-gnu/release"
+if [ "${FUZZ_REBUILD:-0}" = 1 ] || [ "$(cat snapshot/.fuzz-source 2>/dev/null)" != "$id" ]; then
+    echo "== snapshot of $source ($id) in fuzz/snapshot/"
+    rm -rf snapshot
+    mkdir snapshot
+    if [ "$source" = worktree ]; then
+        tar -C "$root" --exclude=./target --exclude=./fuzz --exclude=./.git -cf - . | tar -C snapshot -xf -
+    else
+        git -C "$root" archive --format=tar "$id" -- . ':(exclude)fuzz' | tar -C snapshot -xf -
+    fi
+    echo "$id" >snapshot/.fuzz-source
+else
+    echo "== fuzz/snapshot/ already holds $id (FUZZ_REBUILD=1 extracts it again)"
+fi
 # -O: optimised; -a: debug assertions and overflow checks on, so arithmetic overflow panics
-flags=(-O -a)
 echo "== building fuzz targets (jobs: ${FUZZ_BUILD_JOBS:-1})"
-CARGO_BUILD_JOBS=${FUZZ_BUILD_JOBS:-1} cargo +nightly fuzz build "${flags[@]}"
+CARGO_BUILD_JOBS=${FUZZ_BUILD_JOBS:-1} cargo +nightly fuzz build -O -a
+echo "== fuzzing vllm-loadtest at $id"
 
 if [ "$#" -gt 0 ]; then
     targets=("$@")
@@ -48,17 +74,20 @@ for t in "${targets[@]}"; do
     echo "== $t: up to ${secs}s${FUZZ_RUNS:+ or $FUZZ_RUNS executions}"
     start=$(date +%s)
     set +e
+    # the built binary is run directly (`cargo fuzz run` would rebuild first)
     # shellcheck disable=SC2086
-    cargo +nightly fuzz run "${flags[@]}" "$t" "corpus/$t" "seeds/$t" -- \
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_odr_violation=0} "$bin/$t" \
+        -artifact_prefix="artifacts/$t/" "corpus/$t" "seeds/$t" \
         -max_total_time="$secs" "${runs[@]}" -max_len="${FUZZ_MAX_LEN:-4096}" \
         -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 ${FUZZ_EXTRA:-} \
         >"$log" 2>&1
     rc=$?
     set -e
     wall=$(( $(date +%s) - start ))
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-    rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
+    stat_of() { { grep -o "$1" "$log" || true; } | tail -1 | { grep -o '[0-9]*$' || true; }; }
+    execs=$(stat_of 'stat::number_of_executed_units: *[0-9]*')
+    rate=$(stat_of 'stat::average_exec_per_sec: *[0-9]*')
+    cov=$(stat_of 'cov: [0-9]*')
     new=$(comm -13 <(echo "$before") <(ls "artifacts/$t" | sort) | grep -v '^$' || true)
     crashes=$(printf '%s' "$new" | grep -c . || true)
     line="$t: executions ${execs:-?} (${rate:-?}/s), wall ${wall}s, coverage ${cov:-?}, crashes ${crashes}, exit ${rc}"
@@ -79,5 +108,5 @@ done
 echo
 echo "== summary"
 printf '%s\n' "${summary[@]}"
-echo "Reproduce a crash: cd fuzz && cargo +nightly fuzz run -O -a TARGET artifacts/TARGET/crash-…"
+echo "Reproduce a crash: fuzz/target/x86_64-unknown-linux-gnu/release/TARGET fuzz/artifacts/TARGET/crash-…"
 exit $status

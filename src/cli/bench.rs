@@ -69,6 +69,9 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
         Some(d) => Stop::Duration(d),
         None => Stop::Count(a.num_prompts),
     };
+    arrivals::check_size(arrival, stop).map_err(|e| {
+        anyhow::anyhow!("{e}\nhint: a lower `--request-rate` or a shorter `--duration`")
+    })?;
     if a.warmup < 0.0 || a.cooldown < 0.0 {
         bail!("`--warmup` and `--cooldown` must not be negative");
     }
@@ -148,7 +151,7 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
     })
 }
 
-fn load_workload(a: &BenchArgs, tok: &Tokenizer) -> Result<Workload> {
+fn load_workload(a: &BenchArgs, tok: &Tokenizer, stop: &dyn Fn() -> bool) -> Result<Workload> {
     let need_path = || {
         a.dataset_path.clone().with_context(|| {
             format!(
@@ -159,7 +162,7 @@ fn load_workload(a: &BenchArgs, tok: &Tokenizer) -> Result<Workload> {
         })
     };
     match a.dataset_name {
-        DatasetName::Random => random::generate(
+        DatasetName::Random => random::generate_until(
             &random::RandomSpec {
                 num_prompts: a.num_prompts,
                 input_len: a.random_input_len,
@@ -169,6 +172,7 @@ fn load_workload(a: &BenchArgs, tok: &Tokenizer) -> Result<Workload> {
                 seed: a.seed,
             },
             tok,
+            stop,
         ),
         DatasetName::Sharegpt => files::sharegpt(
             &need_path()?,
@@ -183,11 +187,18 @@ fn load_workload(a: &BenchArgs, tok: &Tokenizer) -> Result<Workload> {
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let plan = plan(&a)?;
+    // from here on, a signal is Ctrl-C: honoured while prompts are built too
+    let interrupt = super::signals::interrupt_on_signals();
     let tok = Tokenizer::load(a.tokenizer.as_deref())?;
     if tok.is_built_in() {
         eprintln!("{}", crate::workload::tokenizer::BUILT_IN_WARNING);
     }
-    let workload = load_workload(&a, &tok)?;
+    let workload = match load_workload(&a, &tok, &|| *interrupt.borrow()) {
+        Err(e) if *interrupt.borrow() => {
+            return Err(super::Ended::Interrupted(format!("{e:#}")).into());
+        }
+        w => w?,
+    };
     for n in &workload.notes {
         eprintln!("note: {n}");
     }
@@ -204,7 +215,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         Some(s) => BaseUrl::parse(&format!("http://{}", s.addr()))?,
         None => BaseUrl::parse(&a.base_url)?,
     };
-    let result = rt.block_on(run_async(&a, &plan, &tok, workload, &base_url));
+    let result = rt.block_on(run_async(&a, &plan, &tok, workload, &base_url, interrupt));
     drop(sim);
     result
 }
@@ -215,6 +226,7 @@ async fn run_async(
     tok: &Tokenizer,
     workload: Workload,
     url: &BaseUrl,
+    interrupt: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
     let addr = url.resolve().await?;
     let model = match &a.model {
@@ -281,7 +293,6 @@ async fn run_async(
     if let Some(w) = super::calibrate::warn_if_near_ceiling(rate, out_len) {
         eprintln!("warning: {w}");
     }
-    let interrupt = super::signals::interrupt_on_signals();
     let endpoints = [Endpoint {
         url: url.clone(),
         addr,

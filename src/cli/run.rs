@@ -69,6 +69,17 @@ pub fn run(a: RunArgs) -> Result<()> {
             )
         }
     };
+    // too large to hold: refused before anything starts, naming the cell
+    for c in &plan.cells {
+        crate::runner::arrivals::check_size(arrival_of(&c.params), stop_of(&c.params)).map_err(
+            |e| {
+                anyhow::anyhow!(
+                    "cell `{}`: {e}\nhint: a lower `request_rate` or a shorter `duration_s`",
+                    c.id
+                )
+            },
+        )?;
+    }
     if a.dry_run {
         print_plan(&plan);
         return Ok(());
@@ -298,7 +309,11 @@ async fn run_cells(
             if cell.params.bool("reset_prefix_cache") == Some(true) {
                 reset_prefix_cache(&endpoints).await;
             }
-            let wl = workload_for(&cell.params, &tok, &mut workloads)?;
+            let stop = || *interrupt.borrow();
+            let wl = match workload_for(&cell.params, &tok, &mut workloads, &stop) {
+                Err(_) if stop() => break,
+                wl => wl?,
+            };
             let out_len = wl
                 .prompts
                 .iter()
@@ -454,6 +469,7 @@ fn workload_for(
     p: &experiment::parse::Params,
     tok: &Tokenizer,
     cache: &mut HashMap<String, Arc<Workload>>,
+    stop: &dyn Fn() -> bool,
 ) -> Result<Arc<Workload>> {
     let keys = [
         "dataset",
@@ -489,7 +505,7 @@ fn workload_for(
             out_len,
             tok,
         )?,
-        _ => random::generate(
+        _ => random::generate_until(
             &random::RandomSpec {
                 num_prompts: n,
                 input_len: p.u64("input_len").unwrap_or(512) as u32,
@@ -499,6 +515,7 @@ fn workload_for(
                 seed: p.u64("seed").unwrap_or(0),
             },
             tok,
+            stop,
         )?,
     };
     for note in &w.notes {

@@ -70,6 +70,26 @@ pub fn is_closed_loop(arrival: Arrival, stop: Stop) -> bool {
     matches!((arrival, stop), (Arrival::AllAtOnce, Stop::Duration(_)))
 }
 
+/// The most requests one schedule holds (800 MB of send times): `request_rate: 1e6` for a
+/// `duration_s: 1e6` would otherwise be built until memory ran out.
+pub const MAX_SCHEDULE: f64 = 1e8;
+
+/// Refuse a schedule too large to hold, before building it.
+pub fn check_size(arrival: Arrival, stop: Stop) -> Result<(), String> {
+    let n = match stop {
+        Stop::Count(n) => n as f64,
+        Stop::Duration(_) if is_closed_loop(arrival, stop) => 0.0,
+        Stop::Duration(d) => arrival.rate() * d,
+    };
+    if n > MAX_SCHEDULE {
+        return Err(format!(
+            "{n:.3e} requests ({} for the duration) are more than the {MAX_SCHEDULE:e} one load point sends",
+            arrival.describe()
+        ));
+    }
+    Ok(())
+}
+
 /// Intended send offsets in nanoseconds, ascending, the first at 0 (empty for a closed
 /// loop, see `is_closed_loop`).
 pub fn schedule(arrival: Arrival, stop: Stop, seed: u64) -> Vec<u64> {

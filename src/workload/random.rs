@@ -23,7 +23,33 @@ pub struct RandomSpec {
 /// Correction rounds per prompt before accepting the closest length.
 const MAX_ROUNDS: usize = 16;
 
+/// The error of a build that `stop()` ended.
+pub const INTERRUPTED: &str = "interrupted while building prompts";
+
+/// The most prompt tokens a workload builds (about a gigabyte of text), unless the user
+/// asks for a smaller one: `input_len: 100000000` grew memory by 350 MB/s until killed.
+pub const MAX_PROMPT_TOKENS: u64 = 200_000_000;
+
 pub fn generate(spec: &RandomSpec, tok: &Tokenizer) -> Result<Workload> {
+    generate_until(spec, tok, &|| false)
+}
+
+/// As [`generate`], giving up (with an error saying so) as soon as `stop()` is true: a long
+/// build (1,000 prompts of 32,000 tokens take over a minute) must not outlast Ctrl-C.
+pub fn generate_until(
+    spec: &RandomSpec,
+    tok: &Tokenizer,
+    stop: &dyn Fn() -> bool,
+) -> Result<Workload> {
+    let per_prompt = (spec.prefix_len as u64 + spec.input_len as u64)
+        * (1.0 + spec.range_ratio.clamp(0.0, 1.0)).ceil() as u64;
+    let total = per_prompt.saturating_mul(spec.num_prompts as u64);
+    if total > MAX_PROMPT_TOKENS {
+        bail!(
+            "{} prompts of up to {per_prompt} tokens are {total} tokens to build, more than the {MAX_PROMPT_TOKENS} a workload holds\nhint: fewer prompts (they are cycled when more requests are sent) or shorter ones",
+            spec.num_prompts
+        );
+    }
     if !(0.0..1.0).contains(&spec.range_ratio) {
         bail!(
             "`--random-range-ratio {}` is out of range\nhint: use a value in [0, 1), e.g. 0.1 for ±10%",
@@ -61,6 +87,9 @@ pub fn generate(spec: &RandomSpec, tok: &Tokenizer) -> Result<Workload> {
     let mut off = 0usize;
     let mut drift = 0i64;
     for _ in 0..spec.num_prompts {
+        if stop() {
+            bail!("{INTERRUPTED}");
+        }
         let input = rng.range_inclusive(in_lo, in_hi) as u32;
         let output = rng.range_inclusive(out_lo, out_hi) as u32;
         // The server adds its special tokens (a BOS): the text carries the rest, as vLLM does.

@@ -275,3 +275,106 @@ fn a_credential_in_the_url_is_never_echoed() {
     assert!(!r.stderr.contains("sk-abc123"), "{}", r.stderr);
     assert!(r.stderr.contains("--api-key-env"), "{}", r.stderr);
 }
+
+/// Sizes are estimated before anything is allocated (issue 13, case 3): a prompt of 10⁸
+/// tokens, or 10¹² scheduled requests, are refused at once with what to change.
+#[test]
+fn absurd_sizes_are_refused_before_allocating() {
+    let _serial = serial();
+    let t = std::time::Instant::now();
+    let r = run(&[
+        "bench",
+        "--sim",
+        "zero",
+        "--random-input-len",
+        "100000000",
+        "--num-prompts",
+        "1000",
+        "--request-rate",
+        "5",
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("tokens to build"), "{}", r.stderr);
+    let r = run(&[
+        "bench",
+        "--sim",
+        "zero",
+        "--request-rate",
+        "1000000",
+        "--duration",
+        "1000000",
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("more than the 1e8"), "{}", r.stderr);
+    let exp = format!("{}/examples/quickstart.yaml", env!("CARGO_MANIFEST_DIR"));
+    let r = run(&[
+        "run",
+        &exp,
+        "--dry-run",
+        "--set",
+        "load.duration_s=1000000",
+        "--set",
+        "matrix.request_rate=[5,1000000]",
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cell `c001-request_rate1000000`"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+/// Ctrl-C while a long workload is built (1,000 prompts of 32,000 tokens: over a minute)
+/// is honoured within a second, not after the build (issue 13, case 3).
+#[test]
+fn ctrl_c_while_prompts_are_built_is_honoured_at_once() {
+    let _serial = serial();
+    let dir = temp_dir("build-int");
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "bench",
+            "--sim",
+            "zero",
+            "--random-input-len",
+            "32000",
+            "--num-prompts",
+            "1000",
+            "--request-rate",
+            "5",
+            "--output-dir",
+            dir.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the build should still be going"
+    );
+    let t = std::time::Instant::now();
+    // SAFETY: plain kill(2) on the child we started.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("building prompts"));
+}
