@@ -95,6 +95,7 @@ fn main() {
             output_tokens_source: TokenSource::Usage,
             finish_reason: Some("length".into()),
             error: None,
+            resent: 0,
         })
         .collect();
     let t = Instant::now();

@@ -220,6 +220,15 @@ pub struct RequestRecord<E = Vec<u64>, K: TokenCounts = Vec<u32>> {
     /// `None` when the request completed normally.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RequestError>,
+    /// Times it was sent again on a fresh connection because the server closed a reused
+    /// one before answering (its latencies count from the first send). Never silent: the
+    /// summary counts them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resent: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 impl RequestRecord {
@@ -247,6 +256,7 @@ impl RequestRecord {
             output_tokens_source: self.output_tokens_source,
             finish_reason: self.finish_reason,
             error: self.error,
+            resent: self.resent,
         }
     }
 
@@ -341,6 +351,7 @@ mod tests {
             output_tokens_source: TokenSource::Usage,
             finish_reason: Some("length".into()),
             error: None,
+            resent: 0,
         };
         let c = r.clone().into_compact();
         assert_eq!(

@@ -86,6 +86,8 @@ struct Progress {
     usage_prompt: Option<u32>,
     finish_reason: Option<String>,
     done: bool,
+    /// Sent again after the server closed a reused connection before answering.
+    resent: u8,
 }
 
 /// One request of a run: which, when it was meant to go, and whether it went already.
@@ -172,6 +174,7 @@ pub async fn execute(
         output_tokens_source: source,
         finish_reason: p.finish_reason,
         error,
+        resent: p.resent,
     }
 }
 
@@ -209,7 +212,7 @@ async fn drive(
 ) -> Result<(), RequestError> {
     // A reused connection the server closed meanwhile shows up as EOF before any byte of the
     // response; then (and only then) the request was never seen, so it is sent once more on a
-    // fresh connection.
+    // fresh connection: recorded (`resent`), counted in the summary, never silent.
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -244,7 +247,10 @@ async fn drive(
             }
         };
         match exchange(pool, clock, conn, spec, written, p).await {
-            Err(Retry) if attempt == 1 => continue,
+            Err(Retry) if attempt == 1 => {
+                p.resent += 1;
+                continue;
+            }
             Err(Retry) => {
                 return Err(err(
                     ErrorKind::StreamBroken,
@@ -269,7 +275,8 @@ async fn exchange(
     p: &mut Progress,
 ) -> Result<Result<(), RequestError>, Retry> {
     let Checkout { mut stream, reused } = conn;
-    if written == 0 {
+    // a re-send keeps the first send's time: the lost attempt is part of the latency
+    if written == 0 && p.resent == 0 {
         p.t_send_ns = clock.now_ns();
     }
     if let Err(e) = stream.write_all(&spec.bytes[written..]).await {

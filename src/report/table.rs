@@ -236,7 +236,7 @@ pub fn accounting_line(s: &RunSummary) -> String {
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
     format!(
-        "sent {} = ok {} + failed {} + cancelled {}{}{}",
+        "sent {} = ok {} + failed {} + cancelled {}{}{}{}",
         s.sent,
         s.ok,
         s.failed,
@@ -248,6 +248,11 @@ pub fn accounting_line(s: &RunSummary) -> String {
         },
         if s.not_sent > 0 {
             format!("  (not sent: {})", s.not_sent)
+        } else {
+            String::new()
+        },
+        if s.resent > 0 {
+            format!("  (re-sent after a dropped connection: {})", s.resent)
         } else {
             String::new()
         }

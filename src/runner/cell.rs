@@ -383,6 +383,12 @@ fn validity_warnings(
             }
         ));
     }
+    if s.resent > 0 {
+        w.push(format!(
+            "{} of {} requests were sent twice: the server closed a reused connection without answering (dropping connections, or a keep-alive timeout shorter than the gaps between requests); their latencies count from the first send",
+            s.resent, s.sent
+        ));
+    }
     if s.measured_cut > 0 && !s.no_completions() {
         w.push(format!(
             "{} of the window's {} requests were cut off before they finished: each counts as at least its time to the cut (right-censored); figures marked `>` are lower bounds",

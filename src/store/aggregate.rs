@@ -365,6 +365,7 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
         );
     }
     t.push("not_sent", i(&|c| Some(c.summary.not_sent as i64)));
+    t.push("resent", i(&|c| Some(c.summary.resent as i64)));
     t.push("measured_ok", i(&|c| Some(c.summary.measured_ok as i64)));
     t.push("measured_cut", i(&|c| Some(c.summary.measured_cut as i64)));
     t.push("measured", i(&|c| Some(c.summary.measured as i64)));

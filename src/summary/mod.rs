@@ -107,6 +107,9 @@ pub struct RunSummary {
     pub cancelled: u64,
     /// Scheduled but never sent (the run was interrupted first).
     pub not_sent: u64,
+    /// Requests sent a second time because the server closed a reused connection before
+    /// answering (each still one request in `sent`).
+    pub resent: u64,
     /// Unsuccessful requests by kind (`cancelled` among them).
     pub errors_by_kind: BTreeMap<&'static str, u64>,
     /// Cancelled requests by what stopped them; adds up to `cancelled`.
@@ -372,6 +375,7 @@ pub fn summarize(
         failed: sent - ok - cancelled,
         cancelled,
         not_sent,
+        resent: records.iter().filter(|r| r.resent > 0).count() as u64,
         errors_by_kind,
         cancelled_by_reason,
         measured: in_window.len() as u64,

@@ -21,6 +21,7 @@ fn rec(id: u64, send_ms: u64, late_ms: u64, ttft_ms: u64, gap_ms: u64, n: u32) -
         output_tokens_source: TokenSource::Usage,
         finish_reason: Some("length".into()),
         error: None,
+        resent: 0,
     }
 }
 

@@ -425,6 +425,7 @@ fn example_figures(example: &str, overrides: &[&str]) -> ((f64, f64, bool), (f64
             output_tokens_source: TokenSource::Usage,
             finish_reason: Some("length".into()),
             error: None,
+            resent: 0,
         })
         .collect();
     let (w0, w1) = window_of(p).unwrap();

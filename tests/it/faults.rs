@@ -119,3 +119,79 @@ fn refused_connections_are_connect_errors_not_a_crash() {
         r.stdout
     );
 }
+
+/// A reused connection the server resets before answering is sent again once, and that is
+/// recorded and counted, not silent (issue 13, case 7: `--faults refuse` at 20% showed up
+/// as 6.5% failures and nothing else).
+#[test]
+fn a_resent_request_is_recorded_and_counted() {
+    let _serial = serial();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut sim = std::process::Command::new(bin())
+        .args([
+            "sim",
+            "--port",
+            &port.to_string(),
+            "--profile",
+            "zero",
+            "--fault-rate",
+            "0.3",
+            "--faults",
+            "refuse",
+            "--seed",
+            "3",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            up.elapsed() < std::time::Duration::from_secs(20),
+            "sim never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let dir = temp_dir("resent");
+    let r = run(&[
+        "bench",
+        "--base-url",
+        &format!("http://127.0.0.1:{port}"),
+        "--random-input-len",
+        "16",
+        "--random-output-len",
+        "4",
+        "--num-prompts",
+        "200",
+        "--request-rate",
+        "200",
+        "--max-concurrency",
+        "4",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let _ = sim.kill();
+    let _ = sim.wait();
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_accounted(&dir, 200);
+    let s = summary(&dir);
+    let ours = &s["vllm_loadtest"]["summary"];
+    let resent = ours["resent"].as_u64().unwrap();
+    let flagged = records(&dir).iter().filter(|r| r["resent"] == 1).count() as u64;
+    assert!(resent > 5 && resent == flagged, "{ours}");
+    // failures plus re-sends account for the refusals the server made (30% of connections)
+    let failed = ours["failed"].as_u64().unwrap();
+    assert!(failed + resent >= 40, "failed {failed} + resent {resent}");
+    assert!(
+        r.stdout
+            .contains(&format!("re-sent after a dropped connection: {resent}"))
+            && r.stdout.contains("were sent twice"),
+        "{}",
+        r.stdout
+    );
+}

@@ -126,6 +126,7 @@ fn events_parquet_in_several_row_groups_reads_back_whole() {
             output_tokens_source: TokenSource::Events,
             finish_reason: None,
             error: None,
+            resent: 0,
         })
         .unwrap();
     }
