@@ -51,9 +51,18 @@ if [ "${FUZZ_REBUILD:-0}" = 1 ] || [ "$(cat snapshot/.fuzz-source 2>/dev/null)" 
 else
     echo "== fuzz/snapshot/ already holds $id (FUZZ_REBUILD=1 extracts it again)"
 fi
-# -O: optimised; -a: debug assertions and overflow checks on, so arithmetic overflow panics
-echo "== building fuzz targets (jobs: ${FUZZ_BUILD_JOBS:-1})"
-CARGO_BUILD_JOBS=${FUZZ_BUILD_JOBS:-1} cargo +nightly fuzz build -O -a
+# -O: optimised; -a: debug assertions and overflow checks on, so arithmetic overflow panics.
+# Skipped when neither the snapshot nor the fuzz crate changed since the last build (the
+# crate's build script watches .git/HEAD, which a snapshot lacks, so cargo would always
+# recompile it).
+build_id=$( (echo "$id"; cat Cargo.toml Cargo.lock fuzz_targets/*.rs) | sha256sum | cut -c1-16)
+if [ "${FUZZ_REBUILD:-0}" = 1 ] || [ "$(cat target/.fuzz-build 2>/dev/null)" != "$build_id" ]; then
+    echo "== building fuzz targets (jobs: ${FUZZ_BUILD_JOBS:-1})"
+    CARGO_BUILD_JOBS=${FUZZ_BUILD_JOBS:-1} cargo +nightly fuzz build -O -a
+    echo "$build_id" >target/.fuzz-build
+else
+    echo "== fuzz targets already built for this snapshot"
+fi
 echo "== fuzzing vllm-loadtest at $id"
 
 if [ "$#" -gt 0 ]; then

@@ -107,7 +107,9 @@ fn refused_connections_are_connect_errors_not_a_crash() {
         "--output-dir",
         dir.to_str().unwrap(),
     ]);
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    // ran, but the server failed: exit code 3, saying why
+    assert_eq!(r.code, Some(3), "{}", r.stderr);
+    assert!(r.stderr.contains("failed to connect"), "{}", r.stderr);
     assert_accounted(&dir, 5);
     assert_eq!(
         summary(&dir)["vllm_loadtest"]["summary"]["errors_by_kind"]["connect"],

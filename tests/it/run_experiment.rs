@@ -205,7 +205,13 @@ fn a_cell_with_no_completion_prints_no_figure_and_says_why() {
         "--set",
         "matrix.request_rate=[5]",
     ]);
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    // ran, but measured nothing: exit code 3, naming the cell and how to run it again
+    assert_eq!(r.code, Some(3), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("measured nothing") && r.stderr.contains("--resume"),
+        "{}",
+        r.stderr
+    );
     let dir = results_dir(&root);
     let cd = dir.join("cells").join(&cells(&dir)[0]);
     assert_eq!(status(&cd), "no_completions");
