@@ -187,6 +187,21 @@ fn load_workload(a: &BenchArgs, tok: &Tokenizer, stop: &dyn Fn() -> bool) -> Res
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let plan = plan(&a)?;
+    // where results go is checked before anything runs, not after
+    for (flag, dir) in [
+        ("--output-dir", a.output_dir.as_deref()),
+        ("--result-dir", Some(a.result_dir.as_path())),
+    ] {
+        if let Some(d) = dir
+            && d.exists()
+            && !d.is_dir()
+        {
+            anyhow::bail!(
+                "`{flag} {}` is a file, not a folder\nhint: give a folder (it is created if missing)",
+                d.display()
+            );
+        }
+    }
     // from here on, a signal is Ctrl-C: honoured while prompts are built too
     let interrupt = super::signals::interrupt_on_signals();
     let tok = Tokenizer::load(a.tokenizer.as_deref())?;

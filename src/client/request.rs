@@ -90,6 +90,9 @@ struct Progress {
     resent: u8,
 }
 
+/// How a connect error that is the client's (out of file descriptors) begins.
+pub const CLIENT_OUT_OF_FILES: &str = "client out of file descriptors (raise `ulimit -n`)";
+
 /// One request of a run: which, when it was meant to go, and whether it went already.
 pub struct Job<'a> {
     pub id: u64,
@@ -148,8 +151,9 @@ pub async fn execute(
             ErrorKind::Truncated,
             None,
             format!(
-                "{output_tokens} of {} tokens (finish_reason {:?})",
-                spec.max_tokens, p.finish_reason
+                "{output_tokens} of {} tokens (finish_reason {})",
+                spec.max_tokens,
+                p.finish_reason.as_deref().unwrap_or("none")
             ),
         )),
         Ok(()) => None,
@@ -240,6 +244,14 @@ async fn drive(
                     } else {
                         ErrorKind::Connect
                     };
+                    // the client's own limit, not the server refusing: say whose it is
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        return err(
+                            kind,
+                            None,
+                            format!("{CLIENT_OUT_OF_FILES}: connect to {}: {e}", pool.addr()),
+                        );
+                    }
                     err(kind, None, format!("connect to {}: {e}", pool.addr()))
                 })?;
                 p.connect_ns = Some(clock.now_ns() - t0);

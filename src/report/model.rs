@@ -206,7 +206,7 @@ pub fn build(
     }
     if !analysis.without_completions.is_empty() {
         exec.push(format!(
-            "{} cell(s) had no completion, so their throughput and latency are unknown (not zero) and they are left out of the analysis: {}.",
+            "{} cell(s) measured nothing usable (no completion, a lost server, or interrupted), so their throughput and latency are unknown (not zero) and they are left out of the analysis: {}.",
             analysis.without_completions.len(),
             analysis
                 .without_completions

@@ -420,6 +420,20 @@ fn validity_warnings(
             s.usage_coverage * 100.0
         ));
     }
+    let out_of_files = records
+        .iter()
+        .filter(|r| {
+            r.error.as_ref().is_some_and(|e| {
+                e.message
+                    .starts_with(crate::client::request::CLIENT_OUT_OF_FILES)
+            })
+        })
+        .count();
+    if out_of_files > 0 {
+        w.push(format!(
+            "{out_of_files} connect errors were the client's own: it ran out of file descriptors (raise `ulimit -n`); they say nothing of the server"
+        ));
+    }
     let mismatched = records
         .iter()
         .filter(|r| r.server_prompt_tokens.is_some_and(|p| p != r.input_tokens))

@@ -248,6 +248,10 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
                         .unwrap_or("the server failed during the cell")
                         .to_string(),
                 ),
+                // a partial window's rate is not the load point's
+                "interrupted" => {
+                    Some("interrupted: its figures cover only what ran before the signal".into())
+                }
                 _ => s.no_completions().then(|| summary::why_no_completions(&s)),
             },
             send_lag_p99_ms: l.queue_delay_ms.as_ref().map(|d| d.p99),

@@ -378,3 +378,116 @@ fn ctrl_c_while_prompts_are_built_is_honoured_at_once() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("building prompts"));
 }
+
+/// Smaller cases of issue 13 (11): a result folder that is a file is named before anything
+/// runs; a truncated output's message shows the finish reason as text, not `Some("…")`.
+#[test]
+fn a_result_dir_that_is_a_file_is_named_before_running() {
+    let _serial = serial();
+    let dir = temp_dir("resfile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let t = std::time::Instant::now();
+    let r = run(&[
+        "bench",
+        "--sim",
+        "zero",
+        "--num-prompts",
+        "50",
+        "--request-rate",
+        "5",
+        "--save-result",
+        "--result-dir",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("is a file, not a folder") && r.stderr.contains("not-a-dir"));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "it ran first: {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn a_truncated_output_says_its_finish_reason_in_words() {
+    let _serial = serial();
+    let server = fake_server(|_| Behavior::Stream {
+        first_ms: 1,
+        gap_ms: 1,
+        tokens: 3,
+    });
+    let dir = temp_dir("trunc-msg");
+    let r = run(&[
+        "bench",
+        "--base-url",
+        &server.url(),
+        "--model",
+        "m",
+        "--random-input-len",
+        "8",
+        "--random-output-len",
+        "8",
+        "--num-prompts",
+        "3",
+        "--quiet",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(dir.join("requests.jsonl")).unwrap();
+    assert!(
+        text.contains("3 of 8 tokens (finish_reason "),
+        "{}\n{text}",
+        r.stderr
+    );
+    assert!(!text.contains("Some("), "{text}");
+}
+
+/// The client running out of file descriptors is the client's fault, and says so (issue
+/// 13, case 11: it was reported as the server's connect errors).
+#[test]
+fn running_out_of_file_descriptors_is_named_as_the_clients() {
+    use std::os::unix::process::CommandExt;
+    let _serial = serial();
+    let server = fake_server(|_| Behavior::Stream {
+        first_ms: 300,
+        gap_ms: 1,
+        tokens: 2,
+    });
+    let dir = temp_dir("emfile");
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args([
+        "bench",
+        "--base-url",
+        &server.url(),
+        "--model",
+        "m",
+        "--random-input-len",
+        "8",
+        "--random-output-len",
+        "2",
+        "--num-prompts",
+        "200",
+        "--quiet",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    // SAFETY: setrlimit on the child before exec, nothing else.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(|| {
+            let r = libc::rlimit {
+                rlim_cur: 48,
+                rlim_max: 48,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let text = std::fs::read_to_string(dir.join("requests.jsonl")).unwrap();
+    assert!(text.contains("client out of file descriptors"), "{stdout}");
+    assert!(stdout.contains("were the client's own"), "{stdout}");
+}
