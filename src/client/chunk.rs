@@ -88,7 +88,8 @@ fn scan(d: &[u8]) -> Option<Chunk> {
             {
                 chunk.content = true;
             }
-            b"finish_reason" if value.first() == Some(&b'"') => {
+            // the first choice's, as the exact parser reads it (`n` > 1 sends several)
+            b"finish_reason" if value.first() == Some(&b'"') && chunk.finish_reason.is_none() => {
                 chunk.finish_reason = Some(string_value(value)?);
             }
             b"usage" if value.starts_with(b"null") => {}
@@ -148,16 +149,18 @@ struct FullChunk {
 
 #[derive(Deserialize)]
 struct FullChoice {
-    text: Option<String>,
+    // any JSON: only a non-empty string is text, only a string a finish reason (as the
+    // scan reads them; a server's odd type is not a broken stream)
+    text: Option<serde_json::Value>,
     delta: Option<FullDelta>,
-    finish_reason: Option<String>,
+    finish_reason: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
 struct FullDelta {
-    content: Option<String>,
-    reasoning_content: Option<String>,
-    reasoning: Option<String>,
+    content: Option<serde_json::Value>,
+    reasoning_content: Option<serde_json::Value>,
+    reasoning: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -185,14 +188,21 @@ pub fn full_parse(data: &[u8]) -> Result<Payload, String> {
     if c.object.as_deref() == Some("error") {
         return Ok(Payload::Error(c.message.unwrap_or_else(|| "error".into())));
     }
-    let nonempty = |s: &Option<String>| s.as_ref().is_some_and(|s| !s.is_empty());
+    let nonempty = |s: &Option<serde_json::Value>| {
+        s.as_ref()
+            .and_then(|v| v.as_str())
+            .is_some_and(|s| !s.is_empty())
+    };
     let content = c.choices.iter().any(|ch| {
         nonempty(&ch.text)
             || ch.delta.as_ref().is_some_and(|d| {
                 nonempty(&d.content) || nonempty(&d.reasoning_content) || nonempty(&d.reasoning)
             })
     });
-    let finish_reason = c.choices.iter().find_map(|ch| ch.finish_reason.clone());
+    let finish_reason = c
+        .choices
+        .iter()
+        .find_map(|ch| ch.finish_reason.as_ref()?.as_str().map(str::to_owned));
     Ok(Payload::Chunk(Chunk {
         content,
         finish_reason,
@@ -202,6 +212,9 @@ pub fn full_parse(data: &[u8]) -> Result<Payload, String> {
         }),
     }))
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,8 @@ pub mod plan;
 pub mod schema;
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 
 use anyhow::{Context, Result};
