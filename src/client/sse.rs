@@ -47,7 +47,8 @@ impl SseDecoder {
 
     /// Feed bytes; `on_event` is called for each complete event, in order.
     pub fn feed(&mut self, mut bytes: &[u8], mut on_event: impl FnMut(SseEvent<'_>)) {
-        if self.overflowed {
+        // an empty read changes nothing: a CR before it still pairs with an LF after it
+        if self.overflowed || bytes.is_empty() {
             return;
         }
         if self.after_cr && bytes.first() == Some(&b'\n') {
@@ -208,6 +209,15 @@ mod tests {
         assert_eq!(collect(&[b"data: x\r\n\r\n"]), want);
         assert_eq!(collect(&[b"data: x\r", b"\n\r", b"\n"]), want);
         assert_eq!(collect(&[b"data: x\r\r"]), want);
+    }
+
+    /// Found by fuzzing (`fuzz/fuzz_targets/sse_decoder.rs`): an empty read between a CR and
+    /// its LF made two line ends of one.
+    #[test]
+    fn an_empty_read_between_cr_and_lf_splits_nothing() {
+        let want = vec![(String::new(), "x\ny".to_string())];
+        assert_eq!(collect(&[b"data: x\r", b"", b"\ndata: y\n\n"]), want);
+        assert_eq!(collect(&[b"data: x\r\ndata: y\n\n"]), want);
     }
 
     #[test]
