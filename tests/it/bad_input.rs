@@ -197,26 +197,7 @@ fn all_requests_failing_exits_3_and_says_why() {
 #[test]
 fn bench_stops_sending_to_a_server_that_is_gone() {
     let _serial = serial();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut sim = std::process::Command::new(bin())
-        .args(["sim", "--port", &port.to_string(), "--profile", "zero"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let up = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            up.elapsed() < std::time::Duration::from_secs(20),
-            "sim never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let (mut sim, url) = spawn_sim(&["--profile", "zero"]);
     let killer = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(1500));
         let _ = sim.kill();

@@ -128,42 +128,21 @@ fn refused_connections_are_connect_errors_not_a_crash() {
 #[test]
 fn a_resent_request_is_recorded_and_counted() {
     let _serial = serial();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut sim = std::process::Command::new(bin())
-        .args([
-            "sim",
-            "--port",
-            &port.to_string(),
-            "--profile",
-            "zero",
-            "--fault-rate",
-            "0.3",
-            "--faults",
-            "refuse",
-            "--seed",
-            "3",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let up = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            up.elapsed() < std::time::Duration::from_secs(20),
-            "sim never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let (mut sim, url) = spawn_sim(&[
+        "--profile",
+        "zero",
+        "--fault-rate",
+        "0.3",
+        "--faults",
+        "refuse",
+        "--seed",
+        "3",
+    ]);
     let dir = temp_dir("resent");
     let r = run(&[
         "bench",
         "--base-url",
-        &format!("http://127.0.0.1:{port}"),
+        &url,
         "--random-input-len",
         "16",
         "--random-output-len",

@@ -306,3 +306,29 @@ pub fn assert_accounted(dir: &Path, expected_sent: u64) {
         "one raw record per request sent"
     );
 }
+
+/// `vllm-loadtest sim` as a process of its own on a free loopback port, with `extra` flags,
+/// once it listens: its child handle (the caller kills it) and its URL.
+pub fn spawn_sim(extra: &[&str]) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(bin())
+        .args(["sim", "--port", &port.to_string()])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            up.elapsed() < std::time::Duration::from_secs(20),
+            "sim never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (child, format!("http://127.0.0.1:{port}"))
+}
