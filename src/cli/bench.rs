@@ -409,15 +409,8 @@ fn write_summary(
     };
     let ours = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "status": if r.interrupted {
-            "interrupted"
-        } else if r.server_lost_at_s.is_some() {
-            "failed"
-        } else if r.summary.no_completions() {
-            "no_completions"
-        } else {
-            "complete"
-        },
+        "status": r.status(),
+        "failure_reason": r.failure_reason(),
         "finished_at": store::time::rfc3339(now),
         "arrival": match a.max_concurrency {
             Some(k) if arrivals::is_closed_loop(plan.arrival, plan.stop) => {

@@ -352,14 +352,14 @@ async fn run_cells(
                 copy_log_slice(log, start, &cdir.join("server.log"));
             }
             r.server_exited = server.exited();
-            let status = cell_status_of(&r);
+            let status = r.status();
             write_cell_summary(exp, cell, &r, status, &cdir, &model, &tok)?;
             std::fs::write(
                 cdir.join("status.json"),
                 serde_json::to_vec_pretty(&serde_json::json!({"status": status}))?,
             )?;
             let s = &r.summary;
-            let figures = if let Some(why) = failure_reason(&r) {
+            let figures = if let Some(why) = r.failure_reason() {
                 why
             } else {
                 format!(
@@ -385,7 +385,9 @@ async fn run_cells(
             }
             // the policy for a lost server: stop here, keep what ran, let `--resume` rerun
             if status == "failed" {
-                lost = failure_reason(&r).map(|why| format!("cell `{}`: {why}", cell.id));
+                lost = r
+                    .failure_reason()
+                    .map(|why| format!("cell `{}`: {why}", cell.id));
                 break;
             }
         }
@@ -612,38 +614,6 @@ fn copy_log_slice(log: &Path, start: u64, to: &Path) {
     let _ = std::fs::write(to, buf);
 }
 
-/// `complete`, `interrupted`, `failed` (the server was lost: its connections refused) or
-/// `no_completions` (ran, but no request of its window succeeded); `--resume` runs all but
-/// `complete` again.
-fn cell_status_of(r: &CellResult) -> &'static str {
-    if r.interrupted {
-        "interrupted"
-    } else if r.server_lost_at_s.is_some() || r.server_exited.is_some() {
-        "failed"
-    } else if r.summary.no_completions() {
-        "no_completions"
-    } else {
-        "complete"
-    }
-}
-
-/// Why a cell with that status has nothing to say about the server's capacity.
-fn failure_reason(r: &CellResult) -> Option<String> {
-    if let Some(status) = &r.server_exited {
-        return Some(format!(
-            "the server's process exited during the cell ({status})"
-        ));
-    }
-    match (r.server_lost_at_s, r.summary.no_completions()) {
-        (Some(t), _) => Some(format!(
-            "the server stopped accepting connections ({} refused in a row) at {t:.1} s",
-            crate::runner::load_point::SERVER_LOST_AFTER
-        )),
-        (None, true) => Some(crate::summary::why_no_completions(&r.summary)),
-        (None, false) => None,
-    }
-}
-
 fn write_cell_summary(
     exp: &Experiment,
     cell: &Cell,
@@ -686,7 +656,7 @@ fn write_cell_summary(
         "version": env!("CARGO_PKG_VERSION"),
         "status": status,
         "no_completions_reason": r.summary.no_completions().then(|| crate::summary::why_no_completions(&r.summary)),
-        "failure_reason": failure_reason(r),
+        "failure_reason": r.failure_reason(),
         "finished_at": store::time::rfc3339(store::time::unix_now()),
         "cell": {"id": cell.id, "index": cell.index, "repeat": cell.repeat, "matrix": matrix, "params": params},
         "arrival": arrival.describe(),

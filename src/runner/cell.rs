@@ -113,6 +113,40 @@ pub struct CellResult {
     pub warnings: Vec<String>,
 }
 
+impl CellResult {
+    /// `complete`, `interrupted`, `failed` (the server was lost: its connections refused,
+    /// or its process exited) or `no_completions` (ran, but no request of its window
+    /// succeeded); `run --resume` runs all but `complete` again.
+    pub fn status(&self) -> &'static str {
+        if self.interrupted {
+            "interrupted"
+        } else if self.server_lost_at_s.is_some() || self.server_exited.is_some() {
+            "failed"
+        } else if self.summary.no_completions() {
+            "no_completions"
+        } else {
+            "complete"
+        }
+    }
+
+    /// Why a cell with that status has nothing to say about the server's capacity.
+    pub fn failure_reason(&self) -> Option<String> {
+        if let Some(status) = &self.server_exited {
+            return Some(format!(
+                "the server's process exited during the cell ({status})"
+            ));
+        }
+        match (self.server_lost_at_s, self.summary.no_completions()) {
+            (Some(t), _) => Some(format!(
+                "the server stopped accepting connections ({} refused in a row) at {t:.1} s",
+                super::load_point::SERVER_LOST_AFTER
+            )),
+            (None, true) => Some(summary::why_no_completions(&self.summary)),
+            (None, false) => None,
+        }
+    }
+}
+
 pub async fn run_cell(
     c: CellSpec<'_>,
     out_dir: &Path,
