@@ -7,12 +7,12 @@
 //! A plain timing loop (no criterion: one dependency less to build); each figure is the best
 //! of five repetitions.
 
+use loadtest_analysis::record::{RequestRecord, TokenSource};
+use loadtest_analysis::summary;
 use std::hint::black_box;
 use std::time::Instant;
 use vllm_loadtest::client::chunk::classify;
 use vllm_loadtest::client::sse::SseDecoder;
-use vllm_loadtest::record::{RequestRecord, TokenSource};
-use vllm_loadtest::summary;
 
 fn best_of<F: FnMut() -> u64>(mut f: F) -> (f64, u64) {
     let mut best = f64::INFINITY;

@@ -4,10 +4,10 @@
 //! 256 out, Poisson) in at most 10 s. Prints the wall time, the steps simulated and the
 //! simulated throughput, so a regression in the engine's step path shows as a number.
 
+use loadtest_base::arrivals::{Arrival, Stop, schedule};
 use std::time::Instant;
-use vllm_loadtest::runner::arrivals::{Arrival, Stop, schedule};
-use vllm_loadtest::sim::Profile;
-use vllm_loadtest::sim::virtual_time::{VirtualConfig, VirtualRequest, simulate};
+use vllm_sim::Profile;
+use vllm_sim::virtual_time::{VirtualConfig, VirtualRequest, simulate};
 
 fn main() {
     for (name, rate, dp, secs) in [

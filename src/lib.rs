@@ -1,43 +1,47 @@
 //! vllm-loadtest: measure how an LLM inference server behaves under load.
 //!
-//! # Layout
-//! - `analysis`: saturation, goodput, scaling (USL), validity verdicts (pure).
-//! - `cli`: argument definitions and the commands (`bench`, `sim`).
+//! # The pipeline, and who owns each step
+//!
+//! ```text
+//! experiment file ─► experiment (typed plan of cells) ─► launcher (server up, always down)
+//!        │
+//!        ▼
+//! workload (prompts → request bytes) ─► runner (arrival schedule, pacer, load-point loop)
+//!        ─► client (pool, streaming exchange, SSE, chunk classifier) ─► records
+//!        │                                  monitor (/metrics, GPUs) beside it ─► rows
+//!        ▼
+//! store (requests.jsonl/.parquet, summary.json, manifest: formats only)
+//!        ─► aggregate (every cell of a run read back) ─► analysis ─► report
+//! ```
+//!
+//! # Crates (`crates/`)
+//! - `loadtest-base`: what the load generator and the simulator share: seeded randomness,
+//!   the monotonic clock, arrival schedules, HTTP/1.1 chunked coding, tokenizers, UTC dates.
+//! - `loadtest-analysis`: the pure stages (no tokio): records, statistics, a load point's
+//!   summary, the server's metric rows, saturation/scaling analysis, the report.
+//! - `vllm-sim`: the simulated vLLM (engines, router, HTTP server, virtual time).
+//!
+//! # This crate: the stages that do I/O, and the commands
+//! - `cli`: argument definitions and the commands (`run`, `bench`, `sim`, `report`, …).
 //! - `experiment`: experiment files (checked, planned into cells; JSON Schema).
-//! - `workload`: prompts (random with exact lengths, ShareGPT, JSON lines), tokenizers, and
-//!   the request bytes built from them.
-//! - `runner`: arrival schedules, the pacer thread, the load-point loop.
+//! - `workload`: prompts (random with exact lengths, ShareGPT, JSON lines) and the request
+//!   bytes built from them.
+//! - `runner`: the pacer thread, the load-point loop, one cell's run.
 //! - `client`: connection pool, streaming request driver, SSE decoder, chunk classifier.
-//! - `http`: the bits of HTTP/1.1 shared by client and simulator (chunked coding).
 //! - `prom`: a reader for Prometheus text (`/metrics`).
 //! - `launcher`: bring a server up (sim, external, command, compose) and always down.
 //! - `monitor`: `/metrics` scraping and GPU sampling beside a load point.
-//! - `record`: the raw per-request record every figure comes from.
-//! - `stats`: the quantile definition, distribution summaries, and the product-limit
-//!   estimator for latencies of requests cut off before they finished (pure).
-//! - `summary`: a load point's figures computed from its records (pure).
-//! - `store`: `requests.jsonl`, Parquet tables, `summary.json`.
-//! - `report`: human-readable renderings (the end-of-run table).
-//! - `sim`: the simulated vLLM (engines, router, HTTP server, virtual time).
+//! - `store`: the result files' formats: `requests.jsonl`, Parquet tables, `summary.json`,
+//!   the manifest.
 //! - `secrets`: redaction of `server.env` values and URL credentials in everything written.
-//! - `clock`, `rng`: the run's monotonic clock and seeded randomness.
 
-pub mod analysis;
 pub mod cli;
 pub mod client;
-pub mod clock;
 pub mod experiment;
-pub mod http;
 pub mod launcher;
 pub mod monitor;
 pub mod prom;
-pub mod record;
-pub mod report;
-pub mod rng;
 pub mod runner;
 pub mod secrets;
-pub mod sim;
-pub mod stats;
 pub mod store;
-pub mod summary;
 pub mod workload;

@@ -3,13 +3,14 @@
 
 use super::bench_args::{ArrivalKind, BenchArgs, DatasetName};
 use crate::client::{self, BaseUrl, Timeouts};
-use crate::runner::arrivals::{self, Arrival, Stop};
 use crate::runner::cell::{CellResult, CellSpec, Endpoint, run_cell};
 use crate::store::{self, summary_json};
-use crate::summary::goodput::Slo;
 use crate::workload::body::{BodyOptions, Endpoint as Api};
-use crate::workload::{Tokenizer, Workload, files, random};
+use crate::workload::{Workload, files, random};
 use anyhow::{Context, Result, bail};
+use loadtest_analysis::summary::goodput::Slo;
+use loadtest_base::Tokenizer;
+use loadtest_base::arrivals::{self, Arrival, Stop};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -206,7 +207,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let interrupt = super::signals::interrupt_on_signals();
     let tok = Tokenizer::load(a.tokenizer.as_deref())?;
     if tok.is_built_in() {
-        eprintln!("{}", crate::workload::tokenizer::BUILT_IN_WARNING);
+        eprintln!("{}", loadtest_base::tokenizer::BUILT_IN_WARNING);
     }
     let workload = match load_workload(&a, &tok, &|| *interrupt.borrow()) {
         Err(e) if *interrupt.borrow() => {
@@ -219,7 +220,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     let rt = super::client_runtime(a.client_threads)?;
     let sim = match &a.sim {
-        Some(profile) => Some(crate::sim::background::start(
+        Some(profile) => Some(vllm_sim::background::start(
             profile,
             a.sim_dp,
             a.tokenizer.clone(),
@@ -272,7 +273,7 @@ async fn run_async(
         };
         PathBuf::from("results/bench").join(format!(
             "{}-rate{r}",
-            store::time::compact(store::time::unix_now())
+            loadtest_base::time::compact(loadtest_base::time::unix_now())
         ))
     });
     std::fs::create_dir_all(&out_dir)
@@ -339,15 +340,15 @@ async fn run_async(
     };
     let r = run_cell(cell, &out_dir, interrupt).await?;
     let mut stdout = std::io::stdout().lock();
-    crate::report::table::render(
+    loadtest_analysis::report::table::render(
         &mut stdout,
         &r.summary,
-        &crate::report::table::TableSpec {
+        &loadtest_analysis::report::table::TableSpec {
             metrics: &plan.metrics,
             percentiles: &plan.percentiles,
             configured_rate: rate,
             warnings: &r.warnings,
-            client: Some(crate::report::table::ClientLine {
+            client: Some(loadtest_analysis::report::table::ClientLine {
                 cpu_share: r.client.cpu_share_of_threads,
                 rss_growth_bytes: r.client.rss_growth_bytes,
                 rss_per_request_bytes: r.client.rss_growth_per_request_bytes,
@@ -375,7 +376,7 @@ async fn run_async(
     if r.summary.no_completions() {
         return Err(super::Ended::ServerFailed(format!(
             "no request of the window succeeded: {}; results in `{}`",
-            crate::summary::why_no_completions(&r.summary),
+            loadtest_analysis::summary::why_no_completions(&r.summary),
             out_dir.display()
         ))
         .into());
@@ -391,9 +392,9 @@ fn write_summary(
     model: &str,
     tok: &Tokenizer,
 ) -> Result<()> {
-    let now = store::time::unix_now();
+    let now = loadtest_base::time::unix_now();
     let info = summary_json::RunInfo {
-        date: store::time::compact(now),
+        date: loadtest_base::time::compact(now),
         backend: "vllm".into(),
         label: a.label.clone(),
         model_id: model.to_string(),
@@ -411,7 +412,7 @@ fn write_summary(
         "version": env!("CARGO_PKG_VERSION"),
         "status": r.status(),
         "failure_reason": r.failure_reason(),
-        "finished_at": store::time::rfc3339(now),
+        "finished_at": loadtest_base::time::rfc3339(now),
         "arrival": match a.max_concurrency {
             Some(k) if arrivals::is_closed_loop(plan.arrival, plan.stop) => {
                 format!("closed loop, {k} in flight")

@@ -3,18 +3,19 @@
 //! load the client itself could not keep up with.
 
 use crate::client::{BaseUrl, Timeouts};
-use crate::runner::arrivals::{self, Arrival, Stop};
 use crate::runner::cell::{CellSpec, Endpoint, run_cell};
-use crate::sim::faults::Faults;
-use crate::sim::{Profile, SimConfig};
 use crate::workload::body::{BodyOptions, Endpoint as Api};
-use crate::workload::{Tokenizer, random};
+use crate::workload::random;
 use anyhow::{Context, Result};
 use clap::Args;
+use loadtest_base::Tokenizer;
+use loadtest_base::arrivals::{self, Arrival, Stop};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use vllm_sim::faults::Faults;
+use vllm_sim::{Profile, SimConfig};
 
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
@@ -89,7 +90,7 @@ pub fn warn_if_near_ceiling(rate: f64, output_len: u32) -> Option<String> {
 }
 
 pub fn run(a: CalibrateArgs) -> Result<()> {
-    let sim = crate::sim::background::start_with(SimConfig {
+    let sim = vllm_sim::background::start_with(SimConfig {
         profile: Profile::named("zero").expect("zero profile"),
         dp: 1,
         seed: 0,
@@ -207,7 +208,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
         ceiling_rps: ceiling,
         output_len: a.output_len,
         client_threads: a.client_threads,
-        measured_at: crate::store::time::rfc3339(crate::store::time::unix_now()),
+        measured_at: loadtest_base::time::rfc3339(loadtest_base::time::unix_now()),
         steps,
     };
     let p = path();

@@ -6,15 +6,16 @@ use super::signals::interrupt_on_signals;
 use crate::client::{BaseUrl, Timeouts, get};
 use crate::experiment::{self, Cell, Experiment, Plan, plan::ParamsExt};
 use crate::launcher;
-use crate::runner::arrivals;
 use crate::runner::cell::{CellResult, CellSpec, Endpoint, run_cell};
 use crate::runner::load_point::DEFAULT_DRAIN_S;
 use crate::store::aggregate::{arrival_of, slos_of, stop_of, window_of};
-use crate::store::{self, manifest::Manifest, summary_json};
+use crate::store::{manifest::Manifest, summary_json};
 use crate::workload::body::{BodyOptions, Endpoint as Api};
-use crate::workload::{Tokenizer, Workload, files, random};
+use crate::workload::{Workload, files, random};
 use anyhow::{Context, Result};
 use clap::Args;
+use loadtest_base::Tokenizer;
+use loadtest_base::arrivals;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -63,7 +64,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             (
                 a.output
                     .join(&e.name)
-                    .join(store::time::compact(store::time::unix_now())),
+                    .join(loadtest_base::time::compact(loadtest_base::time::unix_now())),
                 e,
                 p,
             )
@@ -71,7 +72,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     };
     // too large to hold: refused before anything starts, naming the cell
     for c in &plan.cells {
-        crate::runner::arrivals::check_size(arrival_of(&c.params), stop_of(&c.params)).map_err(
+        loadtest_base::arrivals::check_size(arrival_of(&c.params), stop_of(&c.params)).map_err(
             |e| {
                 anyhow::anyhow!(
                     "cell `{}`: {e}\nhint: a lower `request_rate` or a shorter `duration_s`",
@@ -126,7 +127,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         .iter()
         .filter(|c| cell_status(&dir, c).as_deref() == Some("complete"))
         .count();
-    manifest.finished_at = Some(store::time::rfc3339(store::time::unix_now()));
+    manifest.finished_at = Some(loadtest_base::time::rfc3339(loadtest_base::time::unix_now()));
     manifest.status = match &outcome {
         Ok(RunEnd::Complete) => "complete".into(),
         Ok(RunEnd::Interrupted) => "interrupted".into(),
@@ -253,7 +254,7 @@ async fn run_cells(
     let mut interrupt = interrupt_on_signals();
     let tok = Arc::new(Tokenizer::load(exp.base.str("tokenizer").map(Path::new))?);
     if tok.is_built_in() {
-        eprintln!("{}", crate::workload::tokenizer::BUILT_IN_WARNING);
+        eprintln!("{}", loadtest_base::tokenizer::BUILT_IN_WARNING);
     }
     let mut workloads: HashMap<String, Arc<Workload>> = HashMap::new();
     let total = plan.cells.len();
@@ -375,7 +376,7 @@ async fn run_cells(
                 "cell {}/{total} `{}`: {status}: {figures}; {}",
                 cell.index + 1,
                 cell.id,
-                crate::report::table::accounting_line(s)
+                loadtest_analysis::report::table::accounting_line(s)
             );
             for w in &r.warnings {
                 eprintln!("  warning: {w}");
@@ -626,7 +627,7 @@ fn write_cell_summary(
     let p = &cell.params;
     let arrival = arrival_of(p);
     let info = summary_json::RunInfo {
-        date: store::time::compact(store::time::unix_now()),
+        date: loadtest_base::time::compact(loadtest_base::time::unix_now()),
         backend: "vllm".into(),
         label: Some(format!("{}/{}", exp.name, cell.id)),
         model_id: model.to_string(),
@@ -655,9 +656,9 @@ fn write_cell_summary(
     let ours = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "status": status,
-        "no_completions_reason": r.summary.no_completions().then(|| crate::summary::why_no_completions(&r.summary)),
+        "no_completions_reason": r.summary.no_completions().then(|| loadtest_analysis::summary::why_no_completions(&r.summary)),
         "failure_reason": r.failure_reason(),
-        "finished_at": store::time::rfc3339(store::time::unix_now()),
+        "finished_at": loadtest_base::time::rfc3339(loadtest_base::time::unix_now()),
         "cell": {"id": cell.id, "index": cell.index, "repeat": cell.repeat, "matrix": matrix, "params": params},
         "arrival": arrival.describe(),
         "summary": r.summary,

@@ -1,12 +1,12 @@
 //! Flags of `vllm-loadtest sim`, and the command itself.
 
-use crate::sim::faults::{Fault, Faults};
-use crate::sim::{Profile, SimConfig};
-use crate::workload::Tokenizer;
 use anyhow::{Context, Result};
 use clap::Args;
+use loadtest_base::Tokenizer;
 use std::path::PathBuf;
 use std::sync::Arc;
+use vllm_sim::faults::{Fault, Faults};
+use vllm_sim::{Profile, SimConfig};
 
 #[derive(Debug, Args)]
 pub struct SimArgs {
@@ -142,6 +142,6 @@ pub fn run(a: SimArgs) -> Result<()> {
             let _ = tokio::signal::ctrl_c().await;
             let _ = tx.send(true);
         });
-        crate::sim::serve(listener, cfg, rx).await
+        vllm_sim::serve(listener, cfg, rx).await
     })
 }

@@ -1,8 +1,8 @@
 //! Plain one-shot requests for the control plane (`/health`, `/v1/models`, `/version`,
 //! `/metrics`): a fresh connection, the whole body read, a timeout on everything.
 
-use crate::http::{self, chunked::ChunkedDecoder};
 use anyhow::{Context, Result, bail};
+use loadtest_base::http::{self, chunked::ChunkedDecoder};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

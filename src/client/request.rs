@@ -9,9 +9,9 @@
 use super::chunk::{self, Payload};
 use super::pool::{Checkout, Pool};
 use super::sse::SseDecoder;
-use crate::clock::Clock;
-use crate::http::{self, chunked::ChunkedDecoder};
-use crate::record::{ErrorKind, RequestError, RequestRecord, TokenSource};
+use loadtest_analysis::record::{ErrorKind, RequestError, RequestRecord, TokenSource};
+use loadtest_base::clock::Clock;
+use loadtest_base::http::{self, chunked::ChunkedDecoder};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

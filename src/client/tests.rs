@@ -2,7 +2,7 @@
 
 use super::chunk::{Payload, classify};
 use super::sse::SseDecoder;
-use crate::rng::Rng;
+use loadtest_base::rng::Rng;
 
 #[derive(Debug, Default, PartialEq)]
 struct Decoded {

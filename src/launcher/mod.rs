@@ -9,14 +9,14 @@ mod health;
 use crate::client::BaseUrl;
 use crate::experiment::parse::Params;
 use crate::experiment::plan::ParamsExt;
-use crate::sim::background::SimHandle;
-use crate::sim::faults::Faults;
-use crate::sim::{Profile, SimConfig};
-use crate::workload::Tokenizer;
 use anyhow::{Context, Result, bail};
+use loadtest_base::Tokenizer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use vllm_sim::background::SimHandle;
+use vllm_sim::faults::Faults;
+use vllm_sim::{Profile, SimConfig};
 
 pub use health::wait_healthy;
 
@@ -92,7 +92,7 @@ pub async fn start(params: &Params, dir: &Path) -> Result<Running> {
             profile.validate()?;
             let tok = Tokenizer::load(params.str("tokenizer").map(Path::new))?;
             let dp = params.u64("dp").unwrap_or(1) as usize;
-            let h = crate::sim::background::start_with(SimConfig {
+            let h = vllm_sim::background::start_with(SimConfig {
                 profile,
                 dp,
                 seed: params.u64("seed").unwrap_or(0),

@@ -1,8 +1,8 @@
 //! GPU samples from `nvidia-smi --query-gpu=… --format=csv -lms …` when the command exists.
 //! No `nvidia-smi` (or one that fails) is recorded as absent, never as an error of the run.
 
-use crate::clock::Clock;
 use crate::store::parquet::{Column, Table};
+use loadtest_base::clock::Clock;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};

@@ -2,19 +2,19 @@
 //! monitors beside it on the same clock, and store the raw records and tables in the cell's
 //! folder. Shared by `bench` (one cell) and `run` (a matrix of them).
 
-use super::arrivals::Arrival;
 use super::load_point::{self, LoadPoint, Target};
 use super::usage::{ProcessUsage, current_rss_bytes};
 use crate::client::{BaseUrl, Pool, RequestSpec, Timeouts};
-use crate::clock::Clock;
 use crate::monitor;
-use crate::record::CompactRecord;
 use crate::store::requests_table::{EVENT_ROWS_PER_GROUP, EventsWriter};
 use crate::store::{self, jsonl, jsonl::JsonlWriter};
-use crate::summary::{self, RunSummary, Scope, goodput::Slo};
 use crate::workload::Prompt;
 use crate::workload::body::{self, BodyOptions};
 use anyhow::Result;
+use loadtest_analysis::record::CompactRecord;
+use loadtest_analysis::summary::{self, RunSummary, Scope, goodput::Slo};
+use loadtest_base::arrivals::Arrival;
+use loadtest_base::clock::Clock;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::Path;

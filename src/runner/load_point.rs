@@ -6,8 +6,8 @@
 use super::pacer::Pacer;
 use super::progress::{Live, ProgressPrinter};
 use crate::client::{Job, Pool, Presend, RequestSpec, Timeouts, execute};
-use crate::clock::Clock;
-use crate::record::{CancelReason, ErrorKind, RequestRecord};
+use loadtest_analysis::record::{CancelReason, ErrorKind, RequestRecord};
+use loadtest_base::clock::Clock;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! responses (or starved of CPU) is late to everything, including sending on schedule; this
 //! says so per cell, beside the send lag of the requests themselves.
 
-use crate::stats::Distribution;
+use loadtest_analysis::stats::Distribution;
 use std::time::Duration;
 use tokio::sync::watch;
 

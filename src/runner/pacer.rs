@@ -7,7 +7,7 @@
 //! the runtime over an unbounded channel: a late runtime shows up as `queue_delay`, never as
 //! a lost arrival.
 
-use crate::clock::{self, Clock};
+use loadtest_base::clock::{self, Clock};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;

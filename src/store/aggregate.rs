@@ -5,14 +5,14 @@
 
 use super::jsonl;
 use super::parquet::{self, Column, Table};
-use crate::analysis::CellInput;
 use crate::experiment::{self, Cell, Experiment, Plan, plan::ParamsExt};
-use crate::monitor::metrics::{MetricRow, ServerStats, server_stats};
-use crate::record::CompactRecord;
-use crate::runner::arrivals::{self, Arrival, Stop};
-use crate::stats::survival::{Figure, Survival};
-use crate::summary::{self, RunSummary, goodput::Slo};
 use anyhow::{Context, Result};
+use loadtest_analysis::analysis::CellInput;
+use loadtest_analysis::record::CompactRecord;
+use loadtest_analysis::server_metrics::{MetricRow, ServerStats, server_stats};
+use loadtest_analysis::stats::survival::{Figure, Survival};
+use loadtest_analysis::summary::{self, RunSummary, goodput::Slo};
+use loadtest_base::arrivals::{self, Arrival, Stop};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -339,8 +339,8 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
     t.push("ok", i(&|c| Some(c.summary.ok as i64)));
     t.push("failed", i(&|c| Some(c.summary.failed as i64)));
     t.push("cancelled", i(&|c| Some(c.summary.cancelled as i64)));
-    for kind in crate::record::ErrorKind::ALL {
-        if kind == crate::record::ErrorKind::Cancelled {
+    for kind in loadtest_analysis::record::ErrorKind::ALL {
+        if kind == loadtest_analysis::record::ErrorKind::Cancelled {
             continue;
         }
         let k = kind.as_str();
@@ -351,7 +351,7 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
     }
     // every reason a cell has, so the columns add up to `cancelled` (records written
     // before reasons were kept say `unknown`)
-    let mut reasons: Vec<&str> = crate::record::CancelReason::ALL
+    let mut reasons: Vec<&str> = loadtest_analysis::record::CancelReason::ALL
         .iter()
         .map(|r| r.as_str())
         .collect();
@@ -452,7 +452,7 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
         }
     }
     // vLLM's meaning: the window's successful requests only
-    type Pick = for<'c> fn(&'c CellData) -> Option<&'c crate::stats::Distribution>;
+    type Pick = for<'c> fn(&'c CellData) -> Option<&'c loadtest_analysis::stats::Distribution>;
     let dists: [(&str, Pick); 5] = [
         ("completed_ttft", |c| c.summary.latencies.ttft_ms.as_ref()),
         ("completed_e2el", |c| c.summary.latencies.e2el_ms.as_ref()),
@@ -462,7 +462,7 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
             c.summary.latencies.queue_delay_ms.as_ref()
         }),
     ];
-    type Stat = fn(&crate::stats::Distribution) -> f64;
+    type Stat = fn(&loadtest_analysis::stats::Distribution) -> f64;
     let stats: [(&str, Stat); 5] = [
         ("mean", |d| d.mean),
         ("p50", |d| d.p50),
@@ -596,7 +596,8 @@ pub fn timeseries_table(dir: &Path, a: &Aggregated) -> Result<Table> {
             // counted in the cell's event pass (successful requests, as the peak)
             let events = c.content_events_per_s.get(i).copied().unwrap_or(0);
             push(id, sec as f64, "content_events", None, events as f64);
-            if let Some(d) = crate::stats::Distribution::from_values(std::mem::take(&mut ttfts[i]))
+            if let Some(d) =
+                loadtest_analysis::stats::Distribution::from_values(std::mem::take(&mut ttfts[i]))
             {
                 push(id, sec as f64, "ttft_p50_ms", None, d.p50);
             }
@@ -626,10 +627,10 @@ pub fn timeseries_table(dir: &Path, a: &Aggregated) -> Result<Table> {
 }
 
 /// Aggregate, analyse, and write `runs.parquet`, `timeseries.parquet`, `analysis.json`.
-pub fn write_all(dir: &Path) -> Result<(Aggregated, crate::analysis::Analysis)> {
+pub fn write_all(dir: &Path) -> Result<(Aggregated, loadtest_analysis::analysis::Analysis)> {
     let a = aggregate(dir)?;
     let inputs: Vec<CellInput> = a.cells.iter().map(|c| c.input.clone()).collect();
-    let analysis = crate::analysis::analyze(&inputs, a.slo_target);
+    let analysis = loadtest_analysis::analysis::analyze(&inputs, a.slo_target);
     let verdicts: BTreeMap<String, String> = analysis
         .verdicts
         .iter()

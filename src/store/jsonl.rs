@@ -6,8 +6,8 @@
 //! thread keeps each record's compact form; the content events live in the file only, and
 //! whatever needs them streams the file back ([`for_each`]).
 
-use crate::record::{CompactRecord, RequestRecord};
 use anyhow::{Context, Result};
+use loadtest_analysis::record::{CompactRecord, RequestRecord};
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;

@@ -38,7 +38,7 @@ impl Manifest {
                 .unwrap_or(1),
             experiment: experiment.into(),
             command_line: std::env::args().collect(),
-            started_at: super::time::rfc3339(super::time::unix_now()),
+            started_at: loadtest_base::time::rfc3339(loadtest_base::time::unix_now()),
             finished_at: None,
             status: "running".into(),
             cells_total,

@@ -7,4 +7,3 @@ pub mod manifest;
 pub mod parquet;
 pub mod requests_table;
 pub mod summary_json;
-pub mod time;

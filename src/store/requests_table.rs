@@ -3,9 +3,9 @@
 //! groups). Times are nanoseconds from the run start; units are in the names.
 
 use super::parquet::{Column, FileWriter, Table};
-use crate::record::{CompactRecord, RequestRecord};
-use crate::summary::Window;
 use anyhow::Result;
+use loadtest_analysis::record::{CompactRecord, RequestRecord};
+use loadtest_analysis::summary::Window;
 use std::path::Path;
 
 /// Rows per row group of `requests.parquet`: its columns are built a group at a time, so

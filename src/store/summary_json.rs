@@ -11,9 +11,9 @@
 //! vLLM writes 0 for a metric without a sample, we write null: a figure of nothing is not
 //! zero.
 
-use crate::record::RequestRecord;
-use crate::stats::Distribution;
-use crate::summary::RunSummary;
+use loadtest_analysis::record::RequestRecord;
+use loadtest_analysis::stats::Distribution;
+use loadtest_analysis::summary::RunSummary;
 use serde_json::{Map, Value, json};
 
 /// What the run was asked to do, as vLLM names it.

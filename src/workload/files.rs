@@ -1,9 +1,10 @@
 //! Prompts from local files: ShareGPT's JSON layout and our JSON-lines layout. Errors name
 //! the file, the line and the fix.
 
-use super::{Prompt, Tokenizer, Workload};
-use crate::rng::Rng;
+use super::{Prompt, Workload};
 use anyhow::{Context, Result, bail};
+use loadtest_base::Tokenizer;
+use loadtest_base::rng::Rng;
 use serde::Deserialize;
 use std::path::Path;
 

@@ -7,9 +7,6 @@
 pub mod body;
 pub mod files;
 pub mod random;
-pub mod tokenizer;
-
-pub use tokenizer::Tokenizer;
 
 /// One prompt and its expected generation.
 #[derive(Debug, Clone, PartialEq)]

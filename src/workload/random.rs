@@ -6,9 +6,10 @@
 //! across boundaries). Each prompt is checked by encoding it and corrected by trimming or
 //! extending; prompts that still miss are counted and reported, never silently off.
 
-use super::{Prompt, Tokenizer, Workload};
-use crate::rng::Rng;
+use super::{Prompt, Workload};
 use anyhow::{Result, bail};
+use loadtest_base::Tokenizer;
+use loadtest_base::rng::Rng;
 
 #[derive(Debug, Clone)]
 pub struct RandomSpec {

@@ -3,11 +3,11 @@
 //! not with the API-server model on (virtual time); reports are reproducible.
 
 use crate::support::*;
+use loadtest_analysis::analysis::{CellInput, analyze};
+use loadtest_base::arrivals::{Arrival, Stop, schedule};
 use std::path::Path;
-use vllm_loadtest::analysis::{CellInput, analyze};
-use vllm_loadtest::runner::arrivals::{Arrival, Stop, schedule};
-use vllm_loadtest::sim::Profile;
-use vllm_loadtest::sim::virtual_time::{VirtualConfig, VirtualRequest, simulate};
+use vllm_sim::Profile;
+use vllm_sim::virtual_time::{VirtualConfig, VirtualRequest, simulate};
 
 /// A small, fast simulated GPU so saturation shows within seconds: closed-form capacity
 /// 1 / (2 ms + 64·10 µs + 32·5 µs) ≈ 357 req/s at 64 in / 32 out.
@@ -221,7 +221,7 @@ fn virtual_cells(
                 arrival_rate: ttft.len() as f64 / 20.0,
                 achieved_rate: done as f64 / 20.0,
                 output_throughput: done as f64 / 20.0 * 256.0,
-                ttft_p50_ms: Some(vllm_loadtest::stats::survival::Figure::known(
+                ttft_p50_ms: Some(loadtest_analysis::stats::survival::Figure::known(
                     ttft[ttft.len() / 2],
                 )),
                 ttft_p99_ms: None,
@@ -362,10 +362,10 @@ fn example_plateau(example: &str, overrides: &[&str]) -> (f64, f64, bool) {
 /// The achieved throughput, the closed form and whether the token rate was still rising;
 /// and the two direct counts (completions, token rate) the figure is built from.
 fn example_figures(example: &str, overrides: &[&str]) -> ((f64, f64, bool), (f64, f64)) {
+    use loadtest_analysis::record::{RequestRecord, TokenSource};
+    use loadtest_analysis::summary::{Window, summarize_records};
     use vllm_loadtest::experiment::plan::ParamsExt;
-    use vllm_loadtest::record::{RequestRecord, TokenSource};
     use vllm_loadtest::store::aggregate::{arrival_of, stop_of, window_of};
-    use vllm_loadtest::summary::{Window, summarize_records};
     let path = format!("{}/examples/{example}", env!("CARGO_MANIFEST_DIR"));
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     let (_, plan) = vllm_loadtest::experiment::load(Path::new(&path), &overrides).unwrap();

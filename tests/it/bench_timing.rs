@@ -87,10 +87,10 @@ fn known_delays_are_measured_at_20_req_per_s_and_with_200_streams_open() {
 /// sees the request once, and no connection is opened for it.
 #[test]
 fn a_request_the_pacer_sent_is_read_once_with_the_pacers_send_time() {
+    use loadtest_base::clock::Clock;
     use std::sync::Arc;
     use std::time::Duration;
     use vllm_loadtest::client::{Job, Pool, Presend, RequestSpec, Timeouts, execute};
-    use vllm_loadtest::clock::Clock;
     let _serial = serial();
     let server = fake_server(|_| Behavior::Stream {
         first_ms: 5,

@@ -2,6 +2,7 @@
 //! One test binary on purpose (each extra one relinks the crate).
 
 mod analysis_sim;
+mod architecture;
 mod bad_input;
 mod bench_timing;
 mod calibrate;

@@ -99,7 +99,7 @@ print(json.dumps(out))
 /// whole and in order in every reader.
 #[test]
 fn events_parquet_in_several_row_groups_reads_back_whole() {
-    use vllm_loadtest::record::{RequestRecord, TokenSource};
+    use loadtest_analysis::record::{RequestRecord, TokenSource};
     use vllm_loadtest::store::requests_table::EventsWriter;
     let dir = temp_dir("parquet_groups");
     let path = dir.join("events.parquet");

@@ -2,17 +2,17 @@
 //! like real vLLM's, vLLM's error statuses, and `bench --sim` end to end.
 
 use crate::support::*;
+use loadtest_base::Tokenizer;
+use loadtest_base::http::chunked::ChunkedDecoder;
 use std::sync::Arc;
 use std::time::Duration;
 use vllm_loadtest::client::chunk::{Payload, classify};
 use vllm_loadtest::client::get;
 use vllm_loadtest::client::sse::SseDecoder;
-use vllm_loadtest::http::chunked::ChunkedDecoder;
 use vllm_loadtest::prom;
-use vllm_loadtest::sim::background::{SimHandle, start_with};
-use vllm_loadtest::sim::faults::{Fault, Faults};
-use vllm_loadtest::sim::{Profile, SimConfig};
-use vllm_loadtest::workload::Tokenizer;
+use vllm_sim::background::{SimHandle, start_with};
+use vllm_sim::faults::{Fault, Faults};
+use vllm_sim::{Profile, SimConfig};
 
 fn sim(profile: Profile, dp: usize, faults: Faults) -> SimHandle {
     start_with(SimConfig {
@@ -471,7 +471,7 @@ fn streamed_tokens_leave_one_per_step_on_a_kept_alive_connection() {
 /// one included), and the vLLM-format detailed `itls` must list the same gaps.
 #[test]
 fn streamed_event_figures_equal_a_recomputation_from_the_raw_records() {
-    use vllm_loadtest::stats::Distribution;
+    use loadtest_analysis::stats::Distribution;
     use vllm_loadtest::store::jsonl;
     let _serial = serial();
     let dir = temp_dir("event-figures");

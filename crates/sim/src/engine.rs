@@ -11,7 +11,7 @@
 
 use super::metrics::EngineMetrics;
 use super::profile::Profile;
-use crate::rng::Rng;
+use loadtest_base::rng::Rng;
 use std::collections::VecDeque;
 
 /// A request as the engine sees it.

@@ -1,7 +1,7 @@
 //! The simulator checked as a queueing system (DESIGN §11), in virtual time.
 
 use super::*;
-use crate::runner::arrivals::{Arrival, Stop, schedule};
+use loadtest_base::arrivals::{Arrival, Stop, schedule};
 
 fn requests(rate: f64, n: usize, input: u32, output: u32, seed: u64) -> Vec<VirtualRequest> {
     schedule(Arrival::Poisson { rate }, Stop::Count(n), seed)

@@ -81,7 +81,7 @@ pub fn simulate(cfg: &VirtualConfig, requests: &[VirtualRequest]) -> Result<Virt
         .map(|r| {
             Engine::new(
                 cfg.profile.clone(),
-                crate::rng::Rng::derive(cfg.seed, r as u64 + 1).next_u64(),
+                loadtest_base::rng::Rng::derive(cfg.seed, r as u64 + 1).next_u64(),
             )
         })
         .collect();

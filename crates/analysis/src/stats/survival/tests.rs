@@ -1,5 +1,5 @@
 use super::*;
-use crate::rng::Rng;
+use loadtest_base::rng::Rng;
 
 fn obs(done: &[f64], cut: &[f64]) -> Vec<Observation> {
     done.iter()

@@ -1,5 +1,5 @@
 use super::*;
-use crate::monitor::metrics::ServerStats;
+use crate::server_metrics::ServerStats;
 use crate::stats::survival::Figure;
 
 fn cell(group: &str, dp: u32, offered: f64, achieved: f64, ttft: f64) -> CellInput {

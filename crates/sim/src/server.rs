@@ -9,10 +9,10 @@ use super::profile::Profile;
 use super::realtime::RealtimeEngine;
 use super::router::{FrontEnd, Router};
 use super::wire::{self, Api, Stream};
-use crate::clock::Clock;
-use crate::http;
-use crate::workload::Tokenizer;
 use anyhow::Result;
+use loadtest_base::Tokenizer;
+use loadtest_base::clock::Clock;
+use loadtest_base::http;
 use serde_json::Value;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,7 +87,7 @@ pub async fn serve(
         .map(|r| {
             RealtimeEngine::start(
                 cfg.profile.clone(),
-                crate::rng::Rng::derive(cfg.seed, r as u64 + 1).next_u64(),
+                loadtest_base::rng::Rng::derive(cfg.seed, r as u64 + 1).next_u64(),
                 r,
                 clock,
             )
@@ -231,7 +231,7 @@ async fn route(
         ("GET", "/v1/models") => {
             let m = &state.cfg.model;
             let v = serde_json::json!({"object": "list", "data": [{
-                "id": m, "object": "model", "created": crate::store::time::unix_now(), "owned_by": "vllm",
+                "id": m, "object": "model", "created": loadtest_base::time::unix_now(), "owned_by": "vllm",
                 "root": m, "parent": null, "max_model_len": state.cfg.profile.max_model_len,
             }]});
             write_response(stream, 200, json, &serde_json::to_vec(&v).expect("json")).await?
@@ -487,9 +487,9 @@ async fn generate(
     let sid = format!(
         "{}-{:016x}",
         if api == Api::Chat { "chatcmpl" } else { "cmpl" },
-        crate::rng::Rng::derive(state.cfg.seed, id).next_u64()
+        loadtest_base::rng::Rng::derive(state.cfg.seed, id).next_u64()
     );
-    let created = crate::store::time::unix_now();
+    let created = loadtest_base::time::unix_now();
     if p.stream {
         stream
             .write_all(&wire::response_head(

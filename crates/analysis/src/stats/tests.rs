@@ -1,5 +1,5 @@
 use super::*;
-use crate::rng::Rng;
+use loadtest_base::rng::Rng;
 
 #[test]
 fn percentile_matches_numpy_linear_on_small_examples() {
@@ -88,7 +88,7 @@ fn property_permutation_does_not_change_the_summary() {
 fn recomputes_vllm_bench_serve_summary_from_its_own_per_request_lists() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/vllm/bench-serve-result.json"
+        "/../../tests/fixtures/vllm/bench-serve-result.json"
     );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let list = |k: &str| -> Vec<f64> {

@@ -261,7 +261,7 @@ impl SecondPass {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::Rng;
+    use loadtest_base::rng::Rng;
 
     #[test]
     fn buckets_are_contiguous_and_hold_their_values() {

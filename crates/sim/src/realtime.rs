@@ -11,7 +11,7 @@ use super::direct::{Consumer, Delivered};
 use super::engine::{Engine, EngineRequest, TokenOut};
 use super::metrics::{EngineMetrics, Gauges};
 use super::profile::Profile;
-use crate::clock::{self, Clock};
+use loadtest_base::clock::{self, Clock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

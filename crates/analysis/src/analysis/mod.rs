@@ -11,7 +11,7 @@ pub mod verdicts;
 #[cfg(test)]
 mod tests;
 
-use crate::monitor::metrics::ServerStats;
+use crate::server_metrics::ServerStats;
 use crate::stats::survival::Figure;
 use serde::Serialize;
 use std::collections::BTreeMap;

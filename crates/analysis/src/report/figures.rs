@@ -5,7 +5,7 @@
 use super::chart::{Axis, Figure, Panel, Series};
 use crate::analysis::Analysis;
 use crate::analysis::saturation::GroupFinding;
-use crate::monitor::metrics::MetricRow;
+use crate::server_metrics::MetricRow;
 
 /// A figure and the file stem it is saved under (`figs/<stem>.png|svg`).
 pub struct Named {

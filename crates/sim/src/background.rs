@@ -4,8 +4,8 @@
 use super::faults::Faults;
 use super::profile::Profile;
 use super::server::{SimConfig, serve};
-use crate::workload::Tokenizer;
 use anyhow::{Context, Result};
+use loadtest_base::Tokenizer;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

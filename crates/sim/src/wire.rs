@@ -296,7 +296,7 @@ pub fn response_head(status: u16, content_type: &str, length: Option<usize>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::chunked::ChunkedDecoder;
+    use loadtest_base::http::chunked::ChunkedDecoder;
 
     #[test]
     fn chunks_decode_to_the_events_and_match_vllms_shape() {
@@ -379,7 +379,7 @@ mod tests {
             (Api::Chat, "chat-stream-continuous-usage.sse"),
         ] {
             let real = std::fs::read_to_string(format!(
-                "{}/tests/fixtures/vllm/{file}",
+                "{}/../../tests/fixtures/vllm/{file}",
                 env!("CARGO_MANIFEST_DIR")
             ))
             .unwrap();

@@ -1,8 +1,8 @@
 //! Faults on demand (`--fault-rate P --faults refuse,http500,…`): a seeded draw per request
 //! decides whether and how it fails, so a faulty run is reproducible.
 
-use crate::rng::Rng;
 use anyhow::{Result, bail};
+use loadtest_base::rng::Rng;
 use std::sync::Mutex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
