@@ -1,12 +1,14 @@
 //! `vllm-loadtest aggregate DIR` and `report DIR`: redo the later stages from stored raw
 //! data. Also what `run` calls when its cells are done.
 
-use crate::experiment::plan::ParamsExt;
+use crate::experiment::{CellPlan, Dataset, Launcher};
 use crate::store::{aggregate, manifest::Manifest};
 use anyhow::{Context, Result};
 use clap::Args;
 use loadtest_analysis::report::{chart, draw, figures, html, markdown, model};
 use loadtest_analysis::stats::survival::Figure;
+use loadtest_analysis::summary::goodput::Slo;
+use loadtest_base::arrivals::Stop;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
@@ -43,53 +45,12 @@ fn facts(dir: &Path, agg: &aggregate::Aggregated) -> model::RunFacts {
     let m: Option<Manifest> = std::fs::read(dir.join("manifest.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let p = &agg.experiment.base;
-    let launcher = match p.str("launcher").unwrap_or("sim") {
-        "sim" => format!(
-            "built-in simulated vLLM (profile `{}`)",
-            p.str("profile").unwrap_or("default")
-        ),
-        "command" => format!("`{}`", p.str("command").unwrap_or("")),
-        "compose" => format!("docker compose `{}`", p.str("compose_file").unwrap_or("")),
-        other => other.to_string(),
+    // the first cell's plan: the setting every cell shares, and the matrix's first value
+    // where a dimension varies it (the report's tables show each cell's)
+    let (launcher, workload, load, slo) = match agg.plan.cells.first() {
+        Some(c) => describe_plan(&c.plan),
+        None => Default::default(),
     };
-    let dataset = p.str("dataset").unwrap_or("random");
-    let workload = if dataset == "random" {
-        format!(
-            "random prompts, {} tokens in / {} out{}",
-            p.u64("input_len").unwrap_or(0),
-            p.u64("output_len").unwrap_or(0),
-            match p.f64("range_ratio") {
-                Some(r) if r > 0.0 => format!(" (±{:.0}%)", r * 100.0),
-                _ => String::new(),
-            }
-        )
-    } else {
-        format!("{dataset} `{}`", p.str("dataset_path").unwrap_or(""))
-    };
-    let load = match p.f64("duration_s") {
-        Some(d) => format!(
-            "{} arrivals, {d} s per cell ({} s warm-up, {} s cool-down excluded)",
-            p.str("arrival").unwrap_or("poisson"),
-            p.f64("warmup_s").unwrap_or(0.0),
-            p.f64("cooldown_s").unwrap_or(0.0)
-        ),
-        None => format!(
-            "{} arrivals, {} requests per cell",
-            p.str("arrival").unwrap_or("poisson"),
-            p.u64("requests").or(p.u64("num_prompts")).unwrap_or(0)
-        ),
-    };
-    let mut slo = Vec::new();
-    for (k, name) in [
-        ("ttft_ms", "TTFT"),
-        ("tpot_ms", "TPOT"),
-        ("e2el_ms", "E2E latency"),
-    ] {
-        if let Some(v) = p.f64(k) {
-            slo.push(format!("{name} ≤ {v} ms"));
-        }
-    }
     let m = m.unwrap_or_else(|| Manifest::new(&agg.experiment.name, agg.plan.cells.len(), vec![]));
     model::RunFacts {
         experiment: agg.experiment.name.clone(),
@@ -104,8 +65,60 @@ fn facts(dir: &Path, agg: &aggregate::Aggregated) -> model::RunFacts {
         launcher,
         workload,
         load,
-        slo: (!slo.is_empty()).then(|| slo.join(" and ")),
+        slo,
     }
+}
+
+/// The server, workload, load and SLOs of a cell, in words.
+fn describe_plan(p: &CellPlan) -> (String, String, String, Option<String>) {
+    let launcher = match &p.server.launcher {
+        Launcher::Sim { profile } => format!("built-in simulated vLLM (profile `{profile}`)"),
+        Launcher::Command { template, .. } => format!("`{template}`"),
+        Launcher::Compose { file, .. } => format!("docker compose `{file}`"),
+        other => other.name().to_string(),
+    };
+    let w = &p.workload;
+    let workload = match &w.dataset {
+        Dataset::Random {
+            input_len,
+            range_ratio,
+            ..
+        } => format!(
+            "random prompts, {input_len} tokens in / {} out{}",
+            w.output_len,
+            if *range_ratio > 0.0 {
+                format!(" (±{:.0}%)", range_ratio * 100.0)
+            } else {
+                String::new()
+            }
+        ),
+        Dataset::ShareGpt { path } => format!("sharegpt `{}`", path.display()),
+        Dataset::Jsonl { path } => format!("jsonl `{}`", path.display()),
+    };
+    let l = &p.load;
+    let load = match l.stop {
+        Stop::Duration(d) => format!(
+            "{} arrivals, {d} s per cell ({} s warm-up, {} s cool-down excluded)",
+            l.arrival_name, l.warmup_s, l.cooldown_s
+        ),
+        Stop::Count(n) => format!("{} arrivals, {n} requests per cell", l.arrival_name),
+    };
+    let slo: Vec<String> = p
+        .slo
+        .slos
+        .iter()
+        .map(|s| match s {
+            Slo::TtftMs(v) => format!("TTFT ≤ {v} ms"),
+            Slo::TpotMs(v) => format!("TPOT ≤ {v} ms"),
+            Slo::E2elMs(v) => format!("E2E latency ≤ {v} ms"),
+        })
+        .collect();
+    (
+        launcher,
+        workload,
+        load,
+        (!slo.is_empty()).then(|| slo.join(" and ")),
+    )
 }
 
 /// Aggregate, analyse and write `report.md` and `report.html` in `dir`.

@@ -4,13 +4,11 @@
 
 use super::signals::interrupt_on_signals;
 use crate::client::{BaseUrl, Timeouts, get};
-use crate::experiment::{self, Cell, Experiment, Plan, plan::ParamsExt};
+use crate::experiment::{self, Cell, Dataset, Experiment, Plan, cell_plan::WorkloadPlan};
 use crate::launcher;
 use crate::runner::cell::{CellResult, CellSpec, Endpoint, run_cell};
-use crate::runner::load_point::DEFAULT_DRAIN_S;
-use crate::store::aggregate::{arrival_of, slos_of, stop_of, window_of};
 use crate::store::{manifest::Manifest, summary_json};
-use crate::workload::body::{BodyOptions, Endpoint as Api};
+use crate::workload::body::BodyOptions;
 use crate::workload::{Workload, files, random};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -72,14 +70,12 @@ pub fn run(a: RunArgs) -> Result<()> {
     };
     // too large to hold: refused before anything starts, naming the cell
     for c in &plan.cells {
-        loadtest_base::arrivals::check_size(arrival_of(&c.params), stop_of(&c.params)).map_err(
-            |e| {
-                anyhow::anyhow!(
-                    "cell `{}`: {e}\nhint: a lower `request_rate` or a shorter `duration_s`",
-                    c.id
-                )
-            },
-        )?;
+        arrivals::check_size(c.plan.load.arrival, c.plan.load.stop).map_err(|e| {
+            anyhow::anyhow!(
+                "cell `{}`: {e}\nhint: a lower `request_rate` or a shorter `duration_s`",
+                c.id
+            )
+        })?;
     }
     if a.dry_run {
         print_plan(&plan);
@@ -99,7 +95,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let seeds: Vec<u64> = plan
         .cells
         .iter()
-        .filter_map(|c| c.params.u64("seed"))
+        .map(|c| c.plan.load.seed)
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -252,7 +248,11 @@ async fn run_cells(
     manifest: &mut Manifest,
 ) -> Result<RunEnd> {
     let mut interrupt = interrupt_on_signals();
-    let tok = Arc::new(Tokenizer::load(exp.base.str("tokenizer").map(Path::new))?);
+    let tokenizer = plan
+        .cells
+        .first()
+        .and_then(|c| c.plan.server.tokenizer.as_deref());
+    let tok = Arc::new(Tokenizer::load(tokenizer)?);
     if tok.is_built_in() {
         eprintln!("{}", loadtest_base::tokenizer::BUILT_IN_WARNING);
     }
@@ -273,14 +273,14 @@ async fn run_cells(
         }
         let gdir = dir.join("servers").join(&group.id);
         std::fs::create_dir_all(&gdir)?;
-        let params = &pending[0].params;
+        let server_plan = &pending[0].plan.server;
         eprintln!(
             "server `{}`: starting ({})",
             group.id,
-            params.str("launcher").unwrap_or("sim")
+            server_plan.launcher.name()
         );
         let mut server = tokio::select! {
-            s = launcher::start(params, &gdir) => s.with_context(|| format!("server `{}` did not start", group.id))?,
+            s = launcher::start(server_plan, pending[0].plan.load.seed, &gdir) => s.with_context(|| format!("server `{}` did not start", group.id))?,
             _ = interrupt.wait_for(|i| *i) => return Ok(RunEnd::Interrupted),
         };
         eprintln!("server `{}`: up ({})", group.id, server.description);
@@ -288,8 +288,8 @@ async fn run_cells(
         let version = server_version(&endpoints[0]).await;
         manifest.server_versions.push((group.id.clone(), version));
         write_manifest(dir, manifest)?;
-        let model = match params.str("model") {
-            Some(m) => m.to_string(),
+        let model = match &server_plan.model {
+            Some(m) => m.clone(),
             None => {
                 get::first_model(
                     endpoints[0].addr,
@@ -307,11 +307,11 @@ async fn run_cells(
             let cdir = cell_dir(dir, cell);
             let _ = std::fs::remove_dir_all(&cdir);
             std::fs::create_dir_all(&cdir)?;
-            if cell.params.bool("reset_prefix_cache") == Some(true) {
+            if cell.plan.server.reset_prefix_cache {
                 reset_prefix_cache(&endpoints).await;
             }
             let stop = || *interrupt.borrow();
-            let wl = match workload_for(&cell.params, &tok, &mut workloads, &stop) {
+            let wl = match workload_for(&cell.plan.workload, &tok, &mut workloads, &stop) {
                 Err(_) if stop() => break,
                 wl => wl?,
             };
@@ -322,7 +322,7 @@ async fn run_cells(
                 .max()
                 .unwrap_or(0);
             if let Some(w) =
-                super::calibrate::warn_if_near_ceiling(arrival_of(&cell.params).rate(), out_len)
+                super::calibrate::warn_if_near_ceiling(cell.plan.load.arrival.rate(), out_len)
             {
                 eprintln!("warning: cell `{}`: {w}", cell.id);
             }
@@ -469,64 +469,42 @@ async fn reset_prefix_cache(endpoints: &[Endpoint]) {
 }
 
 fn workload_for(
-    p: &experiment::parse::Params,
+    w: &WorkloadPlan,
     tok: &Tokenizer,
     cache: &mut HashMap<String, Arc<Workload>>,
     stop: &dyn Fn() -> bool,
 ) -> Result<Arc<Workload>> {
-    let keys = [
-        "dataset",
-        "dataset_path",
-        "input_len",
-        "output_len",
-        "range_ratio",
-        "prefix_len",
-        "num_prompts",
-        "seed",
-    ];
-    let key = keys
-        .iter()
-        .map(|k| format!("{k}={:?}", p.get(*k)))
-        .collect::<Vec<_>>()
-        .join(";");
+    let key = w.prompts_key();
     if let Some(w) = cache.get(&key) {
         return Ok(w.clone());
     }
-    let n = p.u64("num_prompts").unwrap_or(1000) as usize;
-    let out_len = p.u64("output_len").unwrap_or(256) as u32;
-    let w = match p.str("dataset").unwrap_or("random") {
-        "sharegpt" => files::sharegpt(
-            Path::new(p.str("dataset_path").unwrap_or_default()),
-            n,
-            None,
-            p.u64("seed").unwrap_or(0),
-            tok,
-        )?,
-        "jsonl" => files::jsonl(
-            Path::new(p.str("dataset_path").unwrap_or_default()),
-            n,
-            out_len,
-            tok,
-        )?,
-        _ => random::generate_until(
+    let n = w.num_prompts;
+    let wl = match &w.dataset {
+        Dataset::ShareGpt { path } => files::sharegpt(path, n, None, w.seed, tok)?,
+        Dataset::Jsonl { path } => files::jsonl(path, n, w.output_len, tok)?,
+        Dataset::Random {
+            input_len,
+            range_ratio,
+            prefix_len,
+        } => random::generate_until(
             &random::RandomSpec {
                 num_prompts: n,
-                input_len: p.u64("input_len").unwrap_or(512) as u32,
-                output_len: out_len,
-                range_ratio: p.f64("range_ratio").unwrap_or(0.0),
-                prefix_len: p.u64("prefix_len").unwrap_or(0) as u32,
-                seed: p.u64("seed").unwrap_or(0),
+                input_len: *input_len,
+                output_len: w.output_len,
+                range_ratio: *range_ratio,
+                prefix_len: *prefix_len,
+                seed: w.seed,
             },
             tok,
             stop,
         )?,
     };
-    for note in &w.notes {
+    for note in &wl.notes {
         eprintln!("note: {note}");
     }
-    let w = Arc::new(w);
-    cache.insert(key, w.clone());
-    Ok(w)
+    let wl = Arc::new(wl);
+    cache.insert(key, wl.clone());
+    Ok(wl)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -541,25 +519,17 @@ async fn run_one(
     total: usize,
     interrupt: tokio::sync::watch::Receiver<bool>,
 ) -> Result<CellResult> {
-    let p = &cell.params;
-    let arrival = arrival_of(p);
-    let duration = p.f64("duration_s");
-    let stop = stop_of(p);
-    let seed = p.u64("seed").unwrap_or(0);
+    let (load, w) = (&cell.plan.load, &cell.plan.workload);
     let schedule: Arc<[u64]> =
-        arrivals::schedule(arrival, stop, seed.wrapping_add(cell.repeat as u64)).into();
-    let dataset_random = p.str("dataset").unwrap_or("random") == "random";
+        arrivals::schedule(load.arrival, load.stop, load.schedule_seed(cell.repeat)).into();
     let body = BodyOptions {
-        endpoint: Api::parse(p.str("endpoint").unwrap_or("/v1/completions"))
-            .unwrap_or(Api::Completions),
+        endpoint: w.endpoint,
         model: model.to_string(),
-        ignore_eos: p.bool("ignore_eos").unwrap_or(dataset_random),
-        temperature: p.f64("temperature"),
-        continuous_usage: p.bool("continuous_usage_stats").unwrap_or(false),
+        ignore_eos: w.ignore_eos,
+        temperature: w.temperature,
+        continuous_usage: w.continuous_usage_stats,
         extra: None,
     };
-    let window_s = window_of(p);
-    let slos = slos_of(p);
     let api_key = std::env::var("OPENAI_API_KEY")
         .ok()
         .filter(|k| !k.is_empty());
@@ -568,35 +538,32 @@ async fn run_one(
         prompts: &wl.prompts,
         body: &body,
         api_key: api_key.as_deref(),
-        arrival,
+        arrival: load.arrival,
         schedule,
-        max_concurrency: p.u64("max_concurrency").map(|c| c as usize),
+        max_concurrency: load.max_concurrency,
         timeouts: Timeouts {
             connect: Duration::from_secs(10),
-            request: Duration::from_secs_f64(p.f64("request_timeout_s").unwrap_or(600.0)),
+            request: load.request_timeout,
         },
-        drain: duration
-            .map(|_| Duration::from_secs_f64(p.f64("drain_timeout_s").unwrap_or(DEFAULT_DRAIN_S))),
-        send_until: duration.map(Duration::from_secs_f64),
-        closed_loop: arrivals::is_closed_loop(arrival, stop),
-        window_s,
-        slos: &slos,
+        drain: load.drain,
+        send_until: load.send_until(),
+        closed_loop: load.closed_loop(),
+        window_s: load.window_s,
+        slos: &cell.plan.slo.slos,
         percentiles: &[],
         quiet: a.quiet,
         label: format!(
             "cell {}/{} {}: ",
             cell.index + 1,
             total,
-            match arrival.rate() {
+            match load.arrival.rate() {
                 r if r.is_finite() => format!("{r} req/s"),
                 _ => "all at once".to_string(),
             }
         ),
         client_threads: a.client_threads,
-        metrics_interval: Some(Duration::from_secs_f64(
-            p.f64("metrics_interval_s").unwrap_or(1.0),
-        )),
-        gpu: p.bool("gpu").unwrap_or(true),
+        metrics_interval: Some(cell.plan.monitor.metrics_interval),
+        gpu: cell.plan.monitor.gpu,
         exact_tokenizer: !tok.is_built_in(),
     };
     run_cell(spec, cdir, interrupt).await
@@ -624,18 +591,17 @@ fn write_cell_summary(
     model: &str,
     tok: &Tokenizer,
 ) -> Result<()> {
-    let p = &cell.params;
-    let arrival = arrival_of(p);
+    let (p, load) = (&cell.params, &cell.plan.load);
     let info = summary_json::RunInfo {
         date: loadtest_base::time::compact(loadtest_base::time::unix_now()),
         backend: "vllm".into(),
         label: Some(format!("{}/{}", exp.name, cell.id)),
         model_id: model.to_string(),
         tokenizer_id: tok.describe(),
-        num_prompts: p.u64("num_prompts").unwrap_or(0) as usize,
-        request_rate: arrival.rate(),
-        burstiness: p.f64("burstiness").unwrap_or(1.0),
-        max_concurrency: p.u64("max_concurrency").map(|c| c as usize),
+        num_prompts: cell.plan.workload.num_prompts,
+        request_rate: load.arrival.rate(),
+        burstiness: load.burstiness,
+        max_concurrency: load.max_concurrency,
     };
     let pct = summary_json::PercentileSpec {
         metrics: ["ttft", "tpot", "itl", "e2el"].map(String::from).to_vec(),
@@ -660,7 +626,7 @@ fn write_cell_summary(
         "failure_reason": r.failure_reason(),
         "finished_at": loadtest_base::time::rfc3339(loadtest_base::time::unix_now()),
         "cell": {"id": cell.id, "index": cell.index, "repeat": cell.repeat, "matrix": matrix, "params": params},
-        "arrival": arrival.describe(),
+        "arrival": load.arrival.describe(),
         "summary": r.summary,
         "client": r.client,
         "monitors": r.monitors,

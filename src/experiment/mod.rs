@@ -1,7 +1,9 @@
 //! Experiment files: `fields` (every key, its type and meaning), `parse` (YAML to checked
 //! parameters, all errors with line and column), `plan` (the cells and server groups),
+//! `cell_plan` (one cell's parameters, typed: the only place a parameter is read by name),
 //! `schema` (the JSON Schema editors use, generated from `fields`).
 
+pub mod cell_plan;
 pub mod fields;
 pub mod parse;
 pub mod plan;
@@ -15,6 +17,7 @@ mod tests;
 use anyhow::{Context, Result};
 use std::path::Path;
 
+pub use cell_plan::{CellPlan, Dataset, Launcher};
 pub use parse::{Diagnostics, Experiment};
 pub use plan::{Cell, Plan, ServerGroup};
 
@@ -25,6 +28,6 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<(Experiment, Plan)> {
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let e = parse::parse(&text, &path.display().to_string(), base, overrides)?;
-    let p = plan::plan(&e);
+    let p = plan::plan(&e)?;
     Ok((e, p))
 }

@@ -1,8 +1,10 @@
 //! Experiment files, stage two: checked parameters to the cells to run, grouped by server
 //! configuration so a server is restarted only when one of its parameters changes.
 
+use super::cell_plan::CellPlan;
 use super::fields;
 use super::parse::{Experiment, Params};
+use anyhow::{Context, Result};
 use serde_yaml::Value;
 
 #[derive(Debug, Clone)]
@@ -13,8 +15,11 @@ pub struct Cell {
     pub id: String,
     pub group: usize,
     pub repeat: u32,
-    /// Every parameter of this cell (defaults, sections, its matrix values).
+    /// Every parameter of this cell (defaults, sections, its matrix values), as written:
+    /// what `summary.json` records. Code reads `plan`.
     pub params: Params,
+    /// The same parameters, typed.
+    pub plan: CellPlan,
     /// This cell's matrix values, in matrix order.
     pub matrix_values: Vec<(&'static str, Value)>,
 }
@@ -61,7 +66,7 @@ fn slug(s: &str) -> String {
         .collect()
 }
 
-pub fn plan(e: &Experiment) -> Plan {
+pub fn plan(e: &Experiment) -> Result<Plan> {
     // server dimensions vary slowest, so each server configuration is brought up once
     let mut dims: Vec<&(&'static str, Vec<Value>)> =
         e.matrix.iter().filter(|(k, _)| is_server(k)).collect();
@@ -121,28 +126,32 @@ pub fn plan(e: &Experiment) -> Plan {
                 id.push_str(&format!("-rep{repeat}"));
             }
             groups[group].cells.push(index);
+            let plan = CellPlan::from_params(&params).with_context(|| format!("cell `{id}`"))?;
             cells.push(Cell {
                 index,
                 id,
                 group,
                 repeat,
                 params,
+                plan,
                 matrix_values: combo.clone(),
             });
         }
     }
     // server dimensions are the outer loops, so each group's cells are already contiguous
-    Plan { cells, groups }
+    Ok(Plan { cells, groups })
 }
 
-/// Typed access to a cell's parameters (all checked at parse time).
-pub trait ParamsExt {
+/// Access to a cell's parameters by name (all checked at parse time): for this module's
+/// tests and `cell_plan`; everything else reads the typed `CellPlan`.
+#[cfg(test)]
+pub(super) trait ParamsExt {
     fn f64(&self, k: &str) -> Option<f64>;
     fn u64(&self, k: &str) -> Option<u64>;
     fn str(&self, k: &str) -> Option<&str>;
-    fn bool(&self, k: &str) -> Option<bool>;
 }
 
+#[cfg(test)]
 impl ParamsExt for Params {
     fn f64(&self, k: &str) -> Option<f64> {
         self.get(k).and_then(Value::as_f64)
@@ -152,8 +161,5 @@ impl ParamsExt for Params {
     }
     fn str(&self, k: &str) -> Option<&str> {
         self.get(k).and_then(Value::as_str)
-    }
-    fn bool(&self, k: &str) -> Option<bool> {
-        self.get(k).and_then(Value::as_bool)
     }
 }

@@ -93,7 +93,7 @@ proptest! {
         let again = parse(&rendered, "experiment.yaml", dir, &[])
             .map_err(|e| TestCaseError::fail(format!("{e}\n{rendered}")))?;
         prop_assert_eq!(&again.resolved, &first.resolved);
-        let (a, b) = (plan(&first), plan(&again));
+        let (a, b) = (plan(&first).unwrap(), plan(&again).unwrap());
         prop_assert_eq!(a.cells.len(), b.cells.len());
         for (x, y) in a.cells.iter().zip(&b.cells) {
             prop_assert_eq!(&x.id, &y.id);

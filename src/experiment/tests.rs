@@ -19,7 +19,7 @@ fn matrix_expands_with_server_dimensions_outermost() {
         &[],
     )
     .unwrap();
-    let p = plan(&e);
+    let p = plan(&e).unwrap();
     assert_eq!(p.cells.len(), 12);
     assert_eq!(p.groups.len(), 2);
     assert_eq!(p.groups[0].id, "dp1");
@@ -49,7 +49,7 @@ fn overrides_replace_values_and_lists() {
         ],
     )
     .unwrap();
-    let p = plan(&e);
+    let p = plan(&e).unwrap();
     assert_eq!(p.cells.len(), 2);
     assert_eq!(p.cells[1].params.f64("duration_s"), Some(2.0));
     assert_eq!(p.cells[1].params.f64("request_rate"), Some(50.0));
@@ -157,7 +157,7 @@ fn a_duration_at_rate_inf_is_a_closed_loop_and_needs_a_concurrency() {
         &[],
     )
     .unwrap();
-    assert_eq!(plan(&ok).cells.len(), 2);
+    assert_eq!(plan(&ok).unwrap().cells.len(), 2);
 }
 
 #[test]
@@ -234,4 +234,153 @@ fn a_huge_matrix_is_refused_before_it_is_expanded() {
         "{e}"
     );
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
+}
+
+fn cell_plans(text: &str) -> Vec<super::CellPlan> {
+    cell_plans_in(text, Path::new("/tmp"))
+}
+
+fn cell_plans_in(text: &str, dir: &Path) -> Vec<super::CellPlan> {
+    let e = parse(text, "exp.yaml", dir, &[]).unwrap();
+    plan(&e)
+        .unwrap()
+        .cells
+        .into_iter()
+        .map(|c| c.plan)
+        .collect()
+}
+
+/// What the file leaves out comes from the field table, the one place defaults are written.
+#[test]
+fn a_minimal_file_plans_with_the_field_tables_defaults() {
+    use super::{Dataset, Launcher};
+    use loadtest_base::arrivals::{Arrival, Stop};
+    use std::time::Duration;
+    let p = &cell_plans("name: m\nload:\n  request_rate: 7\n")[0];
+    let default = |k: &str| -> f64 {
+        let (_, f) = super::fields::find(k).unwrap();
+        f.default.unwrap().parse().unwrap()
+    };
+    assert_eq!(
+        p.server.launcher,
+        Launcher::Sim {
+            profile: "default".into()
+        }
+    );
+    assert_eq!(p.server.dp, 1);
+    assert_eq!(
+        p.server.start_timeout,
+        Duration::from_secs_f64(default("start_timeout_s"))
+    );
+    assert_eq!(
+        p.workload.dataset,
+        Dataset::Random {
+            input_len: default("input_len") as u32,
+            range_ratio: 0.0,
+            prefix_len: 0
+        }
+    );
+    assert!(
+        p.workload.ignore_eos,
+        "random prompts ignore EOS by default"
+    );
+    assert_eq!(p.load.arrival, Arrival::Poisson { rate: 7.0 });
+    assert_eq!(p.load.stop, Stop::Count(default("num_prompts") as usize));
+    assert_eq!(p.load.drain, None, "a drain limit only bounds a duration");
+    assert_eq!(
+        p.load.request_timeout,
+        Duration::from_secs_f64(default("request_timeout_s"))
+    );
+    assert_eq!(p.load.window_s, None);
+    assert_eq!(p.slo.target, default("target"));
+    assert!(p.slo.slos.is_empty());
+    assert_eq!(
+        p.monitor.metrics_interval,
+        Duration::from_secs_f64(default("metrics_interval_s"))
+    );
+}
+
+#[test]
+fn every_section_reaches_its_typed_field() {
+    use super::{Dataset, Launcher};
+    use loadtest_analysis::summary::goodput::Slo;
+    use loadtest_base::arrivals::{Arrival, Stop};
+    use std::time::Duration;
+    let dir = std::env::temp_dir().join(format!("vlt-cell-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("prompts.jsonl"), "{\"prompt\": \"hi\"}\n").unwrap();
+    let plans = cell_plans_in(
+        "name: t
+server:
+  launcher: command
+  command: serve --port {port} --seqs {max_num_seqs}
+  port: 9001
+  max_num_seqs: 64
+  env: {HF_TOKEN: abc}
+workload:
+  dataset: jsonl
+  dataset_path: prompts.jsonl
+  output_len: 99
+  endpoint: /v1/chat/completions
+load:
+  arrival: gamma
+  burstiness: 0.5
+  duration_s: 30
+  warmup_s: 5
+  cooldown_s: 2
+  drain_timeout_s: 7
+  seed: 11
+slo:
+  ttft_ms: 200
+  e2el_ms: 9000
+  target: 0.95
+monitor:
+  gpu: false
+matrix:
+  request_rate: [3, inf]
+  max_concurrency: [8]
+",
+        &dir,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let p = &plans[0];
+    assert_eq!(
+        p.server.launcher,
+        Launcher::Command {
+            template: "serve --port {port} --seqs {max_num_seqs}".into(),
+            port: Some(9001)
+        }
+    );
+    assert_eq!(p.server.max_num_seqs, Some(64));
+    assert_eq!(p.server.env, vec![("HF_TOKEN".into(), "abc".into())]);
+    assert!(p.server.values.contains(&("max_num_seqs", "64".into())));
+    assert_eq!(
+        p.workload.dataset,
+        Dataset::Jsonl {
+            path: dir.join("prompts.jsonl")
+        }
+    );
+    assert!(
+        !p.workload.ignore_eos,
+        "only random prompts ignore EOS by default"
+    );
+    assert_eq!(p.workload.output_len, 99);
+    assert_eq!(p.workload.endpoint.path(), "/v1/chat/completions");
+    assert_eq!(
+        p.load.arrival,
+        Arrival::Gamma {
+            rate: 3.0,
+            burstiness: 0.5
+        }
+    );
+    assert_eq!(p.load.stop, Stop::Duration(30.0));
+    assert_eq!(p.load.window_s, Some((5.0, 28.0)));
+    assert_eq!(p.load.drain, Some(Duration::from_secs(7)));
+    assert_eq!(p.load.schedule_seed(2), 13);
+    assert_eq!(p.load.max_concurrency, Some(8));
+    assert_eq!(p.slo.slos, vec![Slo::TtftMs(200.0), Slo::E2elMs(9000.0)]);
+    assert_eq!(p.slo.target, 0.95);
+    assert!(!p.monitor.gpu);
+    assert_eq!(plans[1].load.arrival, Arrival::AllAtOnce);
+    assert!(plans[1].load.closed_loop());
 }

@@ -2,7 +2,6 @@
 //! output to `server.log`, and the whole group torn down (SIGTERM, then SIGKILL): an
 //! orphaned vLLM would hold its GPUs.
 
-use crate::experiment::parse::Params;
 use anyhow::{Context, Result, bail};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -26,7 +25,7 @@ pub fn kill_all() -> usize {
 }
 
 /// Substitute `{name}` placeholders: any parameter, `{port}`, `{model}`.
-pub fn render(template: &str, params: &Params, port: u16) -> Result<String> {
+pub fn render(template: &str, values: &[(&str, String)], port: u16) -> Result<String> {
     let mut out = String::new();
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -37,16 +36,10 @@ pub fn render(template: &str, params: &Params, port: u16) -> Result<String> {
         let name = &rest[open + 1..open + close];
         let value = match name {
             "port" => port.to_string(),
-            _ => match params.get(name) {
-                Some(serde_yaml::Value::String(s)) => s.clone(),
-                Some(serde_yaml::Value::Number(n)) => n.to_string(),
-                Some(serde_yaml::Value::Bool(b)) => b.to_string(),
-                _ => {
-                    let known: Vec<&str> = params
-                        .keys()
-                        .copied()
-                        .filter(|k| params[k].as_sequence().is_none())
-                        .collect();
+            _ => match values.iter().find(|(k, _)| *k == name) {
+                Some((_, v)) => v.clone(),
+                None => {
+                    let known: Vec<&str> = values.iter().map(|(k, _)| *k).collect();
                     bail!(
                         "`server.command`: no value for `{{{name}}}`\nhint: placeholders are {{port}} and parameters that are set: {}",
                         known.join(", ")

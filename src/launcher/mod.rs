@@ -7,13 +7,11 @@ mod compose;
 mod health;
 
 use crate::client::BaseUrl;
-use crate::experiment::parse::Params;
-use crate::experiment::plan::ParamsExt;
+use crate::experiment::{Launcher, cell_plan::ServerPlan};
 use anyhow::{Context, Result, bail};
 use loadtest_base::Tokenizer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 use vllm_sim::background::SimHandle;
 use vllm_sim::faults::Faults;
 use vllm_sim::{Profile, SimConfig};
@@ -77,27 +75,28 @@ impl Drop for Running {
     }
 }
 
-/// Start the server for a group's parameters. `dir` receives `server.log`.
-pub async fn start(params: &Params, dir: &Path) -> Result<Running> {
-    let timeout = Duration::from_secs_f64(params.f64("start_timeout_s").unwrap_or(900.0));
-    match params.str("launcher").unwrap_or("sim") {
-        "sim" => {
-            let mut profile = Profile::resolve(params.str("profile").unwrap_or("default"))?;
-            if let Some(v) = params.u64("max_num_seqs") {
-                profile.max_num_seqs = v as u32;
+/// Start the server a group's cells share (`seed`: the simulator's). `dir` receives
+/// `server.log`.
+pub async fn start(plan: &ServerPlan, seed: u64, dir: &Path) -> Result<Running> {
+    let timeout = plan.start_timeout;
+    match &plan.launcher {
+        Launcher::Sim { profile: name } => {
+            let mut profile = Profile::resolve(name)?;
+            if let Some(v) = plan.max_num_seqs {
+                profile.max_num_seqs = v;
             }
-            if let Some(v) = params.u64("max_num_batched_tokens") {
-                profile.max_num_batched_tokens = v as u32;
+            if let Some(v) = plan.max_num_batched_tokens {
+                profile.max_num_batched_tokens = v;
             }
             profile.validate()?;
-            let tok = Tokenizer::load(params.str("tokenizer").map(Path::new))?;
-            let dp = params.u64("dp").unwrap_or(1) as usize;
+            let tok = Tokenizer::load(plan.tokenizer.as_deref())?;
+            let dp = plan.dp;
             let h = vllm_sim::background::start_with(SimConfig {
                 profile,
                 dp,
-                seed: params.u64("seed").unwrap_or(0),
-                model: params.str("model").unwrap_or("sim-llama").to_string(),
-                api_servers: params.u64("api_server_count").map(|k| k as usize),
+                seed,
+                model: plan.model.clone().unwrap_or_else(|| "sim-llama".into()),
+                api_servers: plan.api_server_count,
                 faults: Faults::none(),
                 tokenizer: Arc::new(tok),
             })?;
@@ -106,21 +105,14 @@ pub async fn start(params: &Params, dir: &Path) -> Result<Running> {
             Ok(Running {
                 urls: vec![url],
                 log: None,
-                description: format!(
-                    "built-in simulator, {dp} engine(s), profile `{}`",
-                    params.str("profile").unwrap_or("default")
-                ),
+                description: format!("built-in simulator, {dp} engine(s), profile `{name}`"),
                 kind: Kind::Sim(h),
             })
         }
-        "external" => {
-            let urls = params
-                .get("urls")
-                .and_then(|v| v.as_sequence())
-                .context("`server.urls` is required for `launcher: external`")?
+        Launcher::External { urls } => {
+            let urls = urls
                 .iter()
-                .filter_map(|u| u.as_str())
-                .map(BaseUrl::parse)
+                .map(|u| BaseUrl::parse(u))
                 .collect::<Result<Vec<_>>>()?;
             wait_healthy(&urls, timeout, None).await?;
             Ok(Running {
@@ -136,17 +128,14 @@ pub async fn start(params: &Params, dir: &Path) -> Result<Running> {
                 kind: Kind::External,
             })
         }
-        "command" => {
-            let template = params
-                .str("command")
-                .context("`server.command` is required")?;
-            let port = match params.u64("port") {
-                Some(p) => p as u16,
+        Launcher::Command { template, port } => {
+            let port = match port {
+                Some(p) => *p,
                 None => free_port()?,
             };
-            let line = command::render(template, params, port)?;
+            let line = command::render(template, &plan.values, port)?;
             let log = dir.join("server.log");
-            let mut group = command::ProcessGroup::spawn(&line, &env(params)?, &log)?;
+            let mut group = command::ProcessGroup::spawn(&line, &env(plan)?, &log)?;
             let url = BaseUrl::parse(&format!("http://127.0.0.1:{port}"))?;
             if let Err(e) =
                 wait_healthy(std::slice::from_ref(&url), timeout, Some(&mut group)).await
@@ -165,19 +154,11 @@ pub async fn start(params: &Params, dir: &Path) -> Result<Running> {
                 kind: Kind::Command(group),
             })
         }
-        "compose" => {
-            let file = params
-                .str("compose_file")
-                .context("`server.compose_file` is required")?;
-            let port = params.u64("port").unwrap_or(8000) as u16;
+        Launcher::Compose { file, port } => {
             let log = dir.join("server.log");
-            let mut vars = env(params)?;
-            for (k, v) in params {
-                if crate::experiment::fields::find(k).is_some_and(|(s, _)| s.name == "server")
-                    && let Some(s) = scalar(v)
-                {
-                    vars.push((k.to_uppercase(), s));
-                }
+            let mut vars = env(plan)?;
+            for (k, v) in plan.server_values() {
+                vars.push((k.to_uppercase(), v.to_string()));
             }
             vars.push(("PORT".into(), port.to_string()));
             let c = compose::Compose::up(Path::new(file), vars, &log)?;
@@ -197,30 +178,14 @@ pub async fn start(params: &Params, dir: &Path) -> Result<Running> {
                 kind: Kind::Compose(c),
             })
         }
-        other => bail!("unknown launcher `{other}`"),
-    }
-}
-
-fn scalar(v: &serde_yaml::Value) -> Option<String> {
-    match v {
-        serde_yaml::Value::String(s) => Some(s.clone()),
-        serde_yaml::Value::Number(n) => Some(n.to_string()),
-        serde_yaml::Value::Bool(b) => Some(b.to_string()),
-        _ => None,
     }
 }
 
 /// `server.env` as (name, value) pairs. A value redacted from a saved experiment (a
 /// resumed run) is taken from this process's environment variable of the same name.
-fn env(params: &Params) -> Result<Vec<(String, String)>> {
-    let Some(m) = params.get("env").and_then(|v| v.as_mapping()) else {
-        return Ok(Vec::new());
-    };
+fn env(plan: &ServerPlan) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
-    for (k, v) in m {
-        let (Some(name), Some(value)) = (k.as_str(), scalar(v)) else {
-            continue;
-        };
+    for (name, value) in &plan.env {
         let value = if value == crate::secrets::REDACTED {
             std::env::var(name).with_context(|| {
                 format!(
@@ -228,9 +193,9 @@ fn env(params: &Params) -> Result<Vec<(String, String)>> {
                 )
             })?
         } else {
-            value
+            value.clone()
         };
-        out.push((name.to_string(), value));
+        out.push((name.clone(), value));
     }
     Ok(out)
 }

@@ -5,14 +5,14 @@
 
 use super::jsonl;
 use super::parquet::{self, Column, Table};
-use crate::experiment::{self, Cell, Experiment, Plan, plan::ParamsExt};
+use crate::experiment::{self, Cell, Experiment, Plan};
 use anyhow::{Context, Result};
 use loadtest_analysis::analysis::CellInput;
 use loadtest_analysis::record::CompactRecord;
 use loadtest_analysis::server_metrics::{MetricRow, ServerStats, server_stats};
 use loadtest_analysis::stats::survival::{Figure, Survival};
-use loadtest_analysis::summary::{self, RunSummary, goodput::Slo};
-use loadtest_base::arrivals::{self, Arrival, Stop};
+use loadtest_analysis::summary::{self, RunSummary};
+use loadtest_base::arrivals;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -33,56 +33,6 @@ pub struct Aggregated {
     pub cells: Vec<CellData>,
     pub slo_target: f64,
     pub has_slos: bool,
-}
-
-/// The arrival process a cell's parameters describe (as `run` used it).
-pub fn arrival_of(p: &experiment::parse::Params) -> Arrival {
-    let rate = match p.get("request_rate") {
-        Some(v) if v.as_str() == Some("inf") => f64::INFINITY,
-        Some(v) => v.as_f64().unwrap_or(1.0),
-        None => 1.0,
-    };
-    let burstiness = p.f64("burstiness").unwrap_or(1.0);
-    if rate.is_infinite() {
-        return Arrival::AllAtOnce;
-    }
-    match p.str("arrival").unwrap_or("poisson") {
-        "constant" => Arrival::Constant { rate },
-        _ if burstiness == 1.0 => Arrival::Poisson { rate },
-        _ => Arrival::Gamma { rate, burstiness },
-    }
-}
-
-/// The stop condition a cell's parameters describe.
-pub fn stop_of(p: &experiment::parse::Params) -> Stop {
-    match p.f64("duration_s") {
-        Some(d) => Stop::Duration(d),
-        None => Stop::Count(p.u64("requests").or(p.u64("num_prompts")).unwrap_or(1000) as usize),
-    }
-}
-
-/// The measurement window (seconds) of a cell: [warm-up, duration − cool-down].
-pub fn window_of(p: &experiment::parse::Params) -> Option<(f64, f64)> {
-    let d = p.f64("duration_s")?;
-    let (w, c) = (
-        p.f64("warmup_s").unwrap_or(0.0),
-        p.f64("cooldown_s").unwrap_or(0.0),
-    );
-    (w > 0.0 || c > 0.0).then_some((w, d - c))
-}
-
-pub fn slos_of(p: &experiment::parse::Params) -> Vec<Slo> {
-    let mut s = Vec::new();
-    if let Some(v) = p.f64("ttft_ms") {
-        s.push(Slo::TtftMs(v));
-    }
-    if let Some(v) = p.f64("tpot_ms") {
-        s.push(Slo::TpotMs(v));
-    }
-    if let Some(v) = p.f64("e2el_ms") {
-        s.push(Slo::E2elMs(v));
-    }
-    s
 }
 
 fn read_metrics(path: &Path) -> Vec<MetricRow> {
@@ -158,17 +108,12 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
             continue;
         }
         let (records, _torn) = jsonl::read_compact(&raw)?;
-        let p = &c.params;
-        let arrival = arrival_of(p);
-        let scheduled = arrivals::schedule(
-            arrival,
-            stop_of(p),
-            p.u64("seed").unwrap_or(0).wrapping_add(c.repeat as u64),
-        )
-        .len();
+        let load = &c.plan.load;
+        let arrival = load.arrival;
+        let scheduled = arrivals::schedule(arrival, load.stop, load.schedule_seed(c.repeat)).len();
         let not_sent = scheduled.saturating_sub(records.len()) as u64;
-        let window = summary::resolve_window(window_of(p), &records);
-        let slos = slos_of(p);
+        let window = summary::resolve_window(load.window_s, &records);
+        let slos = &c.plan.slo.slos;
         let mut events = summary::event_figures(
             |f| {
                 jsonl::for_each(&raw, |r| {
@@ -183,7 +128,7 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
         let scope = summary::Scope {
             window,
             offered_rate: arrival.rate(),
-            slos: &slos,
+            slos,
             percentiles: &[],
         };
         let content_events_per_s = std::mem::take(&mut events.content_events_per_s);
@@ -221,7 +166,7 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
             id: c.id.clone(),
             group: plan.groups[c.group].id.clone(),
             family: family_of(c),
-            dp: p.u64("dp").unwrap_or(1) as u32,
+            dp: c.plan.server.dp as u32,
             offered_rate: arrival.rate(),
             arrival_rate: s.measured as f64 / s.window_s.max(1e-9),
             achieved_rate,
@@ -281,15 +226,9 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated> {
                 .and_then(|v| v.as_f64()),
         });
     }
-    let target = plan
-        .cells
-        .first()
-        .and_then(|c| c.params.f64("target"))
-        .unwrap_or(0.9);
-    let has_slos = plan
-        .cells
-        .first()
-        .is_some_and(|c| !slos_of(&c.params).is_empty());
+    let first = plan.cells.first().map(|c| &c.plan.slo);
+    let target = first.map_or(0.9, |s| s.target);
+    let has_slos = first.is_some_and(|s| !s.slos.is_empty());
     Ok(Aggregated {
         experiment,
         plan,

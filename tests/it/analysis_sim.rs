@@ -364,8 +364,7 @@ fn example_plateau(example: &str, overrides: &[&str]) -> (f64, f64, bool) {
 fn example_figures(example: &str, overrides: &[&str]) -> ((f64, f64, bool), (f64, f64)) {
     use loadtest_analysis::record::{RequestRecord, TokenSource};
     use loadtest_analysis::summary::{Window, summarize_records};
-    use vllm_loadtest::experiment::plan::ParamsExt;
-    use vllm_loadtest::store::aggregate::{arrival_of, stop_of, window_of};
+    use vllm_loadtest::experiment::{Dataset, Launcher};
     let path = format!("{}/examples/{example}", env!("CARGO_MANIFEST_DIR"));
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     let (_, plan) = vllm_loadtest::experiment::load(Path::new(&path), &overrides).unwrap();
@@ -373,17 +372,17 @@ fn example_figures(example: &str, overrides: &[&str]) -> ((f64, f64, bool), (f64
         .cells
         .iter()
         .max_by(|a, b| {
-            let r = |c: &vllm_loadtest::experiment::Cell| arrival_of(&c.params).rate();
+            let r = |c: &vllm_loadtest::experiment::Cell| c.plan.load.arrival.rate();
             r(a).total_cmp(&r(b))
         })
         .unwrap();
-    let p = &cell.params;
-    let (input, output) = (
-        p.u64("input_len").unwrap() as u32,
-        p.u64("output_len").unwrap() as u32,
-    );
-    let arrival = arrival_of(p);
-    let sched = schedule(arrival, stop_of(p), p.u64("seed").unwrap_or(0));
+    let p = &cell.plan;
+    let Dataset::Random { input_len, .. } = p.workload.dataset else {
+        panic!("{example}: random prompts expected");
+    };
+    let (input, output) = (input_len, p.workload.output_len);
+    let arrival = p.load.arrival;
+    let sched = schedule(arrival, p.load.stop, p.load.seed);
     let reqs: Vec<VirtualRequest> = sched
         .iter()
         .map(|&t| VirtualRequest {
@@ -395,7 +394,10 @@ fn example_figures(example: &str, overrides: &[&str]) -> ((f64, f64, bool), (f64
             pinned_rank: None,
         })
         .collect();
-    let profile = Profile::named(p.str("profile").unwrap_or("default")).unwrap();
+    let Launcher::Sim { profile } = &p.server.launcher else {
+        panic!("{example}: the built-in simulator expected");
+    };
+    let profile = Profile::named(profile).unwrap();
     let cfg = VirtualConfig {
         profile: profile.clone(),
         dp: 1,
@@ -428,7 +430,7 @@ fn example_figures(example: &str, overrides: &[&str]) -> ((f64, f64, bool), (f64
             resent: 0,
         })
         .collect();
-    let (w0, w1) = window_of(p).unwrap();
+    let (w0, w1) = p.load.window_s.unwrap();
     let window = Window {
         start_ns: (w0 * 1e9) as u64,
         end_ns: (w1 * 1e9) as u64,

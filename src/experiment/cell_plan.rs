@@ -1,0 +1,408 @@
+//! Experiment files, stage three: one cell's checked parameters as a typed plan. This is the
+//! only place a parameter is looked up by name; everything downstream (launcher, workload,
+//! runner, aggregate, report) reads these fields. A value the file does not set comes from
+//! the field table's default (`fields`), the one place defaults are written.
+//!
+//! `bench`'s flags build the same `CellPlan` (see `cli::bench`), so a one-cell `run` and a
+//! `bench` are the same measurement.
+
+use super::fields;
+use super::parse::Params;
+use crate::workload::body::Endpoint as Api;
+use anyhow::{Context, Result, bail};
+use loadtest_analysis::summary::goodput::Slo;
+use loadtest_base::arrivals::{self, Arrival, Stop};
+use serde_yaml::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything one cell needs to run, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellPlan {
+    pub server: ServerPlan,
+    pub workload: WorkloadPlan,
+    pub load: LoadPlan,
+    pub slo: SloPlan,
+    pub monitor: MonitorPlan,
+}
+
+/// How the server under test is brought up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Launcher {
+    /// The built-in simulator, in-process.
+    Sim { profile: String },
+    /// Already running at these base URLs (round-robin).
+    External { urls: Vec<String> },
+    /// A command template run by `sh -c`; the port is a free one when not given.
+    Command { template: String, port: Option<u16> },
+    /// `docker compose` with this file, serving on `port`.
+    Compose { file: String, port: u16 },
+}
+
+/// The port a compose file's server listens on when `server.port` is not set.
+pub const COMPOSE_DEFAULT_PORT: u16 = 8000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerPlan {
+    pub launcher: Launcher,
+    pub start_timeout: Duration,
+    /// The model to request; `None`: the first id of `GET /v1/models`.
+    pub model: Option<String>,
+    /// A Hugging Face tokenizer; `None`: the built-in approximation.
+    pub tokenizer: Option<PathBuf>,
+    pub reset_prefix_cache: bool,
+    /// `server.env` as written (a value may be redacted in a saved experiment).
+    pub env: Vec<(String, String)>,
+    pub dp: usize,
+    pub max_num_seqs: Option<u32>,
+    pub max_num_batched_tokens: Option<u32>,
+    pub api_server_count: Option<usize>,
+    /// Every scalar parameter of the cell as text: a command template's `{placeholders}`.
+    pub values: Vec<(&'static str, String)>,
+}
+
+impl ServerPlan {
+    /// The server section's scalar parameters: a compose file's environment.
+    pub fn server_values(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.values
+            .iter()
+            .filter(|(k, _)| fields::find(k).is_some_and(|(s, _)| s.name == "server"))
+            .map(|(k, v)| (*k, v.as_str()))
+    }
+}
+
+impl Launcher {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Launcher::Sim { .. } => "sim",
+            Launcher::External { .. } => "external",
+            Launcher::Command { .. } => "command",
+            Launcher::Compose { .. } => "compose",
+        }
+    }
+}
+
+/// Where prompts come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dataset {
+    /// Prompts of exact token lengths: `input_len` ± `range_ratio`, the first `prefix_len`
+    /// tokens shared.
+    Random {
+        input_len: u32,
+        range_ratio: f64,
+        prefix_len: u32,
+    },
+    ShareGpt {
+        path: PathBuf,
+    },
+    Jsonl {
+        path: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkloadPlan {
+    pub dataset: Dataset,
+    pub output_len: u32,
+    pub num_prompts: usize,
+    /// Seed of the prompts (the cell's seed, without the repeat).
+    pub seed: u64,
+    pub endpoint: Api,
+    /// Ask the server to ignore end-of-sequence; by default only for random prompts.
+    pub ignore_eos: bool,
+    pub temperature: Option<f64>,
+    pub continuous_usage_stats: bool,
+}
+
+impl WorkloadPlan {
+    /// What makes two cells' prompts the same (the workload cache's key).
+    pub fn prompts_key(&self) -> String {
+        format!(
+            "{:?};{};{};{}",
+            self.dataset, self.output_len, self.num_prompts, self.seed
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadPlan {
+    pub arrival: Arrival,
+    pub stop: Stop,
+    /// `arrival: poisson|gamma|constant` as written (a rate of `inf` makes it all-at-once).
+    pub arrival_name: String,
+    pub burstiness: f64,
+    pub max_concurrency: Option<usize>,
+    /// The seed of the arrival schedule, before the repeat is added.
+    pub seed: u64,
+    /// Measurement window in seconds from the start; `None`: the whole run.
+    pub window_s: Option<(f64, f64)>,
+    pub warmup_s: f64,
+    pub cooldown_s: f64,
+    pub request_timeout: Duration,
+    /// How long the window's requests may take to finish after sending stops (duration-
+    /// bounded cells only).
+    pub drain: Option<Duration>,
+}
+
+impl LoadPlan {
+    /// Sending stops here (duration-bounded cells).
+    pub fn send_until(&self) -> Option<Duration> {
+        match self.stop {
+            Stop::Duration(d) => Some(Duration::from_secs_f64(d)),
+            Stop::Count(_) => None,
+        }
+    }
+
+    pub fn duration_s(&self) -> Option<f64> {
+        match self.stop {
+            Stop::Duration(d) => Some(d),
+            Stop::Count(_) => None,
+        }
+    }
+
+    pub fn closed_loop(&self) -> bool {
+        arrivals::is_closed_loop(self.arrival, self.stop)
+    }
+
+    /// The arrival schedule's seed for repeat `repeat` of the cell.
+    pub fn schedule_seed(&self, repeat: u32) -> u64 {
+        self.seed.wrapping_add(repeat as u64)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloPlan {
+    pub slos: Vec<Slo>,
+    /// SLO attainment that counts as meeting the SLOs.
+    pub target: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorPlan {
+    pub metrics_interval: Duration,
+    pub gpu: bool,
+}
+
+impl CellPlan {
+    /// The typed plan of checked parameters (`parse` has validated every value's type and
+    /// range; what is left to fail here is a value a section requires and does not have).
+    pub fn from_params(p: &Params) -> Result<CellPlan> {
+        let r = Reader(p);
+        Ok(CellPlan {
+            server: server(&r)?,
+            workload: workload(&r)?,
+            load: load(&r)?,
+            slo: SloPlan {
+                slos: [
+                    r.opt_f64("ttft_ms").map(Slo::TtftMs),
+                    r.opt_f64("tpot_ms").map(Slo::TpotMs),
+                    r.opt_f64("e2el_ms").map(Slo::E2elMs),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+                target: r.f64("target")?,
+            },
+            monitor: MonitorPlan {
+                metrics_interval: Duration::from_secs_f64(r.f64("metrics_interval_s")?),
+                gpu: r.bool("gpu")?,
+            },
+        })
+    }
+}
+
+fn server(r: &Reader) -> Result<ServerPlan> {
+    let port = r.opt_u64("port").map(|p| p as u16);
+    let launcher = match r.str("launcher")? {
+        "sim" => Launcher::Sim {
+            profile: r.str("profile")?.to_string(),
+        },
+        "external" => Launcher::External {
+            urls: r
+                .0
+                .get("urls")
+                .and_then(Value::as_sequence)
+                .context("`server.urls` is required for `launcher: external`")?
+                .iter()
+                .filter_map(|u| u.as_str().map(str::to_string))
+                .collect(),
+        },
+        "command" => Launcher::Command {
+            template: r
+                .opt_str("command")
+                .context("`server.command` is required for `launcher: command`")?
+                .to_string(),
+            port,
+        },
+        "compose" => Launcher::Compose {
+            file: r
+                .opt_str("compose_file")
+                .context("`server.compose_file` is required for `launcher: compose`")?
+                .to_string(),
+            port: port.unwrap_or(COMPOSE_DEFAULT_PORT),
+        },
+        other => bail!("unknown launcher `{other}`"),
+    };
+    let env = match r.0.get("env").and_then(Value::as_mapping) {
+        Some(m) => m
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), scalar(v)?)))
+            .collect(),
+        None => Vec::new(),
+    };
+    let values =
+        r.0.iter()
+            .filter_map(|(k, v)| Some((*k, scalar(v)?)))
+            .collect();
+    Ok(ServerPlan {
+        launcher,
+        start_timeout: Duration::from_secs_f64(r.f64("start_timeout_s")?),
+        model: r.opt_str("model").map(str::to_string),
+        tokenizer: r.opt_str("tokenizer").map(PathBuf::from),
+        reset_prefix_cache: r.bool("reset_prefix_cache")?,
+        env,
+        dp: r.u64("dp")? as usize,
+        max_num_seqs: r.opt_u64("max_num_seqs").map(|v| v as u32),
+        max_num_batched_tokens: r.opt_u64("max_num_batched_tokens").map(|v| v as u32),
+        api_server_count: r.opt_u64("api_server_count").map(|v| v as usize),
+        values,
+    })
+}
+
+fn workload(r: &Reader) -> Result<WorkloadPlan> {
+    let path = || -> Result<PathBuf> {
+        Ok(PathBuf::from(r.opt_str("dataset_path").context(
+            "`workload.dataset_path` is required for this dataset",
+        )?))
+    };
+    let dataset = match r.str("dataset")? {
+        "random" => Dataset::Random {
+            input_len: r.u64("input_len")? as u32,
+            range_ratio: r.f64("range_ratio")?,
+            prefix_len: r.u64("prefix_len")? as u32,
+        },
+        "sharegpt" => Dataset::ShareGpt { path: path()? },
+        "jsonl" => Dataset::Jsonl { path: path()? },
+        other => bail!("unknown dataset `{other}`"),
+    };
+    let endpoint = r.str("endpoint")?;
+    Ok(WorkloadPlan {
+        ignore_eos: r
+            .opt_bool("ignore_eos")
+            .unwrap_or(matches!(dataset, Dataset::Random { .. })),
+        dataset,
+        output_len: r.u64("output_len")? as u32,
+        num_prompts: r.u64("num_prompts")? as usize,
+        seed: r.u64("seed")?,
+        endpoint: Api::parse(endpoint).with_context(|| format!("unknown endpoint `{endpoint}`"))?,
+        temperature: r.opt_f64("temperature"),
+        continuous_usage_stats: r.bool("continuous_usage_stats")?,
+    })
+}
+
+fn load(r: &Reader) -> Result<LoadPlan> {
+    let rate = match r.0.get("request_rate") {
+        Some(v) if v.as_str() == Some("inf") => f64::INFINITY,
+        Some(v) => v
+            .as_f64()
+            .with_context(|| format!("`load.request_rate` is not a rate: {v:?}"))?,
+        None => bail!("no `request_rate`: set `load.request_rate` or `matrix.request_rate`"),
+    };
+    let burstiness = r.f64("burstiness")?;
+    let arrival_name = r.str("arrival")?.to_string();
+    let arrival = if rate.is_infinite() {
+        Arrival::AllAtOnce
+    } else {
+        match arrival_name.as_str() {
+            "constant" => Arrival::Constant { rate },
+            _ if burstiness == 1.0 => Arrival::Poisson { rate },
+            _ => Arrival::Gamma { rate, burstiness },
+        }
+    };
+    let duration = r.opt_f64("duration_s");
+    let stop = match duration {
+        Some(d) => Stop::Duration(d),
+        None => Stop::Count(match r.opt_u64("requests") {
+            Some(n) => n as usize,
+            None => r.u64("num_prompts")? as usize,
+        }),
+    };
+    let (warmup_s, cooldown_s) = (r.f64("warmup_s")?, r.f64("cooldown_s")?);
+    Ok(LoadPlan {
+        arrival,
+        stop,
+        arrival_name,
+        burstiness,
+        max_concurrency: r.opt_u64("max_concurrency").map(|c| c as usize),
+        seed: r.u64("seed")?,
+        window_s: duration
+            .filter(|_| warmup_s > 0.0 || cooldown_s > 0.0)
+            .map(|d| (warmup_s, d - cooldown_s)),
+        warmup_s,
+        cooldown_s,
+        request_timeout: Duration::from_secs_f64(r.f64("request_timeout_s")?),
+        drain: match duration {
+            Some(_) => Some(Duration::from_secs_f64(r.f64("drain_timeout_s")?)),
+            None => None,
+        },
+    })
+}
+
+/// A scalar YAML value as text (`None` for lists and maps).
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Look-ups by name, with the field table's default for a key the parameters lack.
+struct Reader<'a>(&'a Params);
+
+impl Reader<'_> {
+    fn value(&self, key: &str) -> Option<Value> {
+        if let Some(v) = self.0.get(key) {
+            return Some(v.clone());
+        }
+        let (_, field) = fields::find(key)?;
+        serde_yaml::from_str(field.default?).ok()
+    }
+
+    fn required<T>(&self, key: &str, get: fn(&Value) -> Option<T>) -> Result<T> {
+        self.value(key).as_ref().and_then(get).with_context(|| {
+            format!("`{key}` has no value and no default (the field table must give one)")
+        })
+    }
+
+    fn f64(&self, key: &str) -> Result<f64> {
+        self.required(key, Value::as_f64)
+    }
+    fn u64(&self, key: &str) -> Result<u64> {
+        self.required(key, Value::as_u64)
+    }
+    fn bool(&self, key: &str) -> Result<bool> {
+        self.required(key, Value::as_bool)
+    }
+    fn str(&self, key: &str) -> Result<&str> {
+        match self.0.get(key).and_then(Value::as_str) {
+            Some(s) => Ok(s),
+            None => fields::find(key)
+                .and_then(|(_, f)| f.default)
+                .with_context(|| format!("`{key}` has no value and no default")),
+        }
+    }
+    fn opt_f64(&self, key: &str) -> Option<f64> {
+        self.value(key).as_ref().and_then(Value::as_f64)
+    }
+    fn opt_u64(&self, key: &str) -> Option<u64> {
+        self.value(key).as_ref().and_then(Value::as_u64)
+    }
+    fn opt_bool(&self, key: &str) -> Option<bool> {
+        self.value(key).as_ref().and_then(Value::as_bool)
+    }
+    fn opt_str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(Value::as_str)
+    }
+}
