@@ -35,6 +35,7 @@
 //!   the manifest.
 //! - `secrets`: redaction of `server.env` values and URL credentials in everything written.
 
+pub mod aggregate;
 pub mod cli;
 pub mod client;
 pub mod experiment;

@@ -4,6 +4,7 @@
 use super::bench_args::{ArrivalKind, BenchArgs, DatasetName};
 use crate::client::{self, BaseUrl, Timeouts};
 use crate::runner::cell::{CellResult, CellSpec, Endpoint, run_cell};
+use crate::store::layout::CellDir;
 use crate::store::{self, summary_json};
 use crate::workload::body::{BodyOptions, Endpoint as Api};
 use crate::workload::{Workload, files, random};
@@ -278,6 +279,7 @@ async fn run_async(
     });
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create `{}`", out_dir.display()))?;
+    let out = CellDir::new(out_dir);
     eprintln!(
         "bench: {} to {url}{} ({}), model `{model}`, {}{}; results in `{}`",
         if closed_loop {
@@ -298,7 +300,7 @@ async fn run_async(
         a.max_concurrency
             .map(|c| format!(", at most {c} in flight"))
             .unwrap_or_default(),
-        out_dir.display()
+        out.root().display()
     );
     let out_len = workload
         .prompts
@@ -338,7 +340,7 @@ async fn run_async(
         gpu: false,
         exact_tokenizer: !tok.is_built_in(),
     };
-    let r = run_cell(cell, &out_dir, interrupt).await?;
+    let r = run_cell(cell, &out, interrupt).await?;
     let mut stdout = std::io::stdout().lock();
     loadtest_analysis::report::table::render(
         &mut stdout,
@@ -356,12 +358,12 @@ async fn run_async(
         },
     )?;
     drop(stdout);
-    write_summary(a, plan, &r, &out_dir, &model, tok)?;
-    eprintln!("results: {}", out_dir.display());
+    write_summary(a, plan, &r, &out, &model, tok)?;
+    eprintln!("results: {}", out.root().display());
     if r.interrupted {
         return Err(super::Ended::Interrupted(format!(
             "interrupted: partial results written to `{}`",
-            out_dir.display()
+            out.root().display()
         ))
         .into());
     }
@@ -369,7 +371,7 @@ async fn run_async(
         return Err(super::Ended::ServerFailed(format!(
             "the server stopped accepting connections at {t:.1} s ({} refused in a row): sending stopped; results in `{}`",
             crate::runner::load_point::SERVER_LOST_AFTER,
-            out_dir.display()
+            out.root().display()
         ))
         .into());
     }
@@ -377,7 +379,7 @@ async fn run_async(
         return Err(super::Ended::ServerFailed(format!(
             "no request of the window succeeded: {}; results in `{}`",
             loadtest_analysis::summary::why_no_completions(&r.summary),
-            out_dir.display()
+            out.root().display()
         ))
         .into());
     }
@@ -388,7 +390,7 @@ fn write_summary(
     a: &BenchArgs,
     plan: &Plan,
     r: &CellResult,
-    out_dir: &std::path::Path,
+    out: &CellDir,
     model: &str,
     tok: &Tokenizer,
 ) -> Result<()> {
@@ -408,26 +410,15 @@ fn write_summary(
         metrics: plan.metrics.clone(),
         percentiles: plan.percentiles.clone(),
     };
-    let ours = serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "status": r.status(),
-        "failure_reason": r.failure_reason(),
-        "finished_at": loadtest_base::time::rfc3339(now),
-        "arrival": match a.max_concurrency {
-            Some(k) if arrivals::is_closed_loop(plan.arrival, plan.stop) => {
-                format!("closed loop, {k} in flight")
-            }
-            _ => plan.arrival.describe(),
-        },
-        "summary": r.summary,
-        "client": r.client,
-        "warnings": r.warnings,
-    });
+    let arrival = match a.max_concurrency {
+        Some(k) if arrivals::is_closed_loop(plan.arrival, plan.stop) => {
+            format!("closed loop, {k} in flight")
+        }
+        _ => plan.arrival.describe(),
+    };
+    let ours = serde_json::to_value(r.report(r.status(), arrival, None))?;
     let full = summary_json::build(&info, &r.summary, &pct, None, ours.clone());
-    std::fs::write(
-        out_dir.join("summary.json"),
-        serde_json::to_vec_pretty(&full)?,
-    )?;
+    std::fs::write(out.summary_json(), serde_json::to_vec_pretty(&full)?)?;
     if a.save_result {
         let name = a.result_filename.clone().unwrap_or_else(|| {
             let rate = if info.request_rate.is_finite() {
@@ -447,7 +438,7 @@ fn write_summary(
         // vLLM's per-request lists, ITLs included: per-token output that was asked for,
         // read back from the cell's raw records
         let full_records = if a.save_detailed {
-            Some(store::jsonl::read(&out_dir.join("requests.jsonl"))?.0)
+            Some(store::jsonl::read(&out.requests_jsonl())?.0)
         } else {
             None
         };

@@ -4,6 +4,7 @@
 
 use crate::client::{BaseUrl, Timeouts};
 use crate::runner::cell::{CellSpec, Endpoint, run_cell};
+use crate::store::layout::CellDir;
 use crate::workload::body::{BodyOptions, Endpoint as Api};
 use crate::workload::random;
 use anyhow::{Context, Result};
@@ -167,7 +168,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             gpu: false,
             exact_tokenizer: false,
         };
-        let r = rt.block_on(run_cell(spec, &scratch, rx))?;
+        let r = rt.block_on(run_cell(spec, &CellDir::new(&scratch), rx))?;
         let s = &r.summary;
         let ttft = s
             .latencies

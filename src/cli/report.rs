@@ -1,15 +1,17 @@
 //! `vllm-loadtest aggregate DIR` and `report DIR`: redo the later stages from stored raw
 //! data. Also what `run` calls when its cells are done.
 
+use crate::aggregate;
 use crate::experiment::{CellPlan, Dataset, Launcher};
-use crate::store::{aggregate, manifest::Manifest};
+use crate::store::layout::RunDir;
+use crate::store::manifest::Manifest;
 use anyhow::{Context, Result};
 use clap::Args;
 use loadtest_analysis::report::{chart, draw, figures, html, markdown, model};
 use loadtest_analysis::stats::survival::Figure;
 use loadtest_analysis::summary::goodput::Slo;
 use loadtest_base::arrivals::Stop;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct DirArgs {
@@ -18,7 +20,7 @@ pub struct DirArgs {
 }
 
 pub fn aggregate_cmd(a: DirArgs) -> Result<()> {
-    let (agg, analysis) = aggregate::write_all(&a.dir)?;
+    let (agg, analysis) = aggregate::write_all(&RunDir::new(&a.dir))?;
     eprintln!(
         "aggregated {} cell(s) of `{}`: runs.parquet, timeseries.parquet, analysis.json ({} server configuration(s))",
         agg.cells.len(),
@@ -29,7 +31,7 @@ pub fn aggregate_cmd(a: DirArgs) -> Result<()> {
 }
 
 pub fn report_cmd(a: DirArgs) -> Result<()> {
-    let r = write_report(&a.dir)?;
+    let r = write_report(&RunDir::new(&a.dir))?;
     print_executive(&r.report);
     println!("report: {}", r.html.display());
     Ok(())
@@ -41,10 +43,8 @@ pub struct Written {
     pub html: PathBuf,
 }
 
-fn facts(dir: &Path, agg: &aggregate::Aggregated) -> model::RunFacts {
-    let m: Option<Manifest> = std::fs::read(dir.join("manifest.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+fn facts(dir: &RunDir, agg: &aggregate::Aggregated) -> model::RunFacts {
+    let m = dir.read_manifest();
     // the first cell's plan: the setting every cell shares, and the matrix's first value
     // where a dimension varies it (the report's tables show each cell's)
     let (launcher, workload, load, slo) = match agg.plan.cells.first() {
@@ -122,7 +122,7 @@ fn describe_plan(p: &CellPlan) -> (String, String, String, Option<String>) {
 }
 
 /// Aggregate, analyse and write `report.md` and `report.html` in `dir`.
-pub fn write_report(dir: &Path) -> Result<Written> {
+pub fn write_report(dir: &RunDir) -> Result<Written> {
     let (agg, analysis) = aggregate::write_all(dir)?;
     let inputs: Vec<_> = agg.cells.iter().map(|c| c.input.clone()).collect();
     let generated = format!(
@@ -148,20 +148,13 @@ pub fn write_report(dir: &Path) -> Result<Written> {
     });
     let mut server_chart = None;
     if let Some(cell) = chosen {
-        let rows: Vec<loadtest_analysis::server_metrics::MetricRow> =
-            std::fs::read_to_string(dir.join("cells").join(&cell).join("server_metrics.jsonl"))
-                .map(|t| {
-                    t.lines()
-                        .filter_map(|l| serde_json::from_str(l).ok())
-                        .collect()
-                })
-                .unwrap_or_default();
+        let rows = dir.cell(&cell).read_metrics();
         if let Some(f) = figures::server_over_time(&cell, &rows) {
             server_chart = Some((f.stem.clone(), cell));
             named.push(f);
         }
     }
-    let figs = dir.join("figs");
+    let figs = dir.figures();
     std::fs::create_dir_all(&figs)?;
     let mut svgs = std::collections::BTreeMap::new();
     for n in &named {
@@ -181,13 +174,13 @@ pub fn write_report(dir: &Path) -> Result<Written> {
         server_chart,
         generated,
     );
-    let md = dir.join("report.md");
+    let md = dir.report_md();
     let mut f = std::io::BufWriter::new(
         std::fs::File::create(&md).with_context(|| format!("cannot write `{}`", md.display()))?,
     );
     markdown::render(&mut f, &report)?;
     drop(f);
-    let html_path = dir.join("report.html");
+    let html_path = dir.report_html();
     let mut f = std::io::BufWriter::new(std::fs::File::create(&html_path)?);
     html::render(&mut f, &report, &svgs)?;
     drop(f);
@@ -274,8 +267,8 @@ fn better(a: Figure, b: Figure, higher_better: bool) -> Option<char> {
 /// values), side by side, with the change and which side is better per metric. Figures are
 /// recomputed from both folders' raw records.
 pub fn compare_cmd(c: CompareArgs) -> Result<()> {
-    let a = aggregate::aggregate(&c.a)?;
-    let b = aggregate::aggregate(&c.b)?;
+    let a = aggregate::aggregate(&RunDir::new(&c.a))?;
+    let b = aggregate::aggregate(&RunDir::new(&c.b))?;
     let key = |d: &aggregate::CellData| format!("{:?} rep{}", d.input.matrix, d.cell.repeat);
     let mut out = std::io::stdout().lock();
     use std::io::Write;

@@ -7,6 +7,8 @@ use crate::client::{BaseUrl, Timeouts, get};
 use crate::experiment::{self, Cell, Dataset, Experiment, Plan, cell_plan::WorkloadPlan};
 use crate::launcher;
 use crate::runner::cell::{CellResult, CellSpec, Endpoint, run_cell};
+use crate::store::cell_report::CellInfo;
+use crate::store::layout::{CellDir, RunDir};
 use crate::store::{manifest::Manifest, summary_json};
 use crate::workload::body::BodyOptions;
 use crate::workload::{Workload, files, random};
@@ -48,24 +50,20 @@ pub struct RunArgs {
 pub fn run(a: RunArgs) -> Result<()> {
     let (dir, exp, plan) = match &a.resume {
         Some(d) => {
-            let (e, p) = experiment::load(&d.join("experiment.yaml"), &[]).with_context(|| {
+            let d = RunDir::new(d);
+            let (e, p) = experiment::load(&d.experiment(), &[]).with_context(|| {
                 format!(
                     "`{}` is not a results folder of `vllm-loadtest run`",
-                    d.display()
+                    d.root().display()
                 )
             })?;
-            (d.clone(), e, p)
+            (d, e, p)
         }
         None => {
             let path = a.experiment.as_ref().expect("clap requires it");
             let (e, p) = experiment::load(path, &a.overrides)?;
-            (
-                a.output
-                    .join(&e.name)
-                    .join(loadtest_base::time::compact(loadtest_base::time::unix_now())),
-                e,
-                p,
-            )
+            let stamp = loadtest_base::time::compact(loadtest_base::time::unix_now());
+            (RunDir::new(a.output.join(&e.name).join(stamp)), e, p)
         }
     };
     // too large to hold: refused before anything starts, naming the cell
@@ -81,11 +79,11 @@ pub fn run(a: RunArgs) -> Result<()> {
         print_plan(&plan);
         return Ok(());
     }
-    std::fs::create_dir_all(dir.join("cells"))
-        .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    std::fs::create_dir_all(dir.cells())
+        .with_context(|| format!("cannot create `{}`", dir.root().display()))?;
     if a.resume.is_none() {
         std::fs::write(
-            dir.join("experiment.yaml"),
+            dir.experiment(),
             serde_yaml::to_string(&crate::secrets::redact_document(&exp.resolved))?,
         )?;
     }
@@ -99,7 +97,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut manifest = match (&a.resume, read_manifest(&dir)) {
+    let mut manifest = match (&a.resume, dir.read_manifest()) {
         (Some(_), Some(mut m)) => {
             m.status = "running".into();
             m.finished_at = None;
@@ -108,20 +106,20 @@ pub fn run(a: RunArgs) -> Result<()> {
         }
         _ => Manifest::new(&exp.name, plan.cells.len(), seeds),
     };
-    write_manifest(&dir, &manifest)?;
+    dir.write_manifest(&manifest)?;
     eprintln!(
         "run: experiment `{}`: {} cell(s) on {} server configuration(s); results in `{}`",
         exp.name,
         plan.cells.len(),
         plan.groups.len(),
-        dir.display()
+        dir.root().display()
     );
     let rt = super::client_runtime(a.client_threads)?;
     let outcome = rt.block_on(run_cells(&a, &exp, &plan, &dir, &mut manifest));
     manifest.cells_complete = plan
         .cells
         .iter()
-        .filter(|c| cell_status(&dir, c).as_deref() == Some("complete"))
+        .filter(|c| dir.cell(&c.id).read_status().as_deref() == Some("complete"))
         .count();
     manifest.finished_at = Some(loadtest_base::time::rfc3339(loadtest_base::time::unix_now()));
     manifest.status = match &outcome {
@@ -136,7 +134,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             "failed".into()
         }
     };
-    write_manifest(&dir, &manifest)?;
+    dir.write_manifest(&manifest)?;
     print_summary(&plan, &dir)?;
     // aggregate, analyse and report from the stored raw data, whatever the outcome
     let report = super::report::write_report(&dir);
@@ -144,16 +142,16 @@ pub fn run(a: RunArgs) -> Result<()> {
         Ok(w) => super::report::print_executive(&w.report),
         Err(e) => eprintln!("warning: no report: {e:#}"),
     }
-    eprintln!("results: {}", dir.display());
+    eprintln!("results: {}", dir.root().display());
     if let Ok(w) = &report {
         println!("report: {}", w.html.display());
     }
-    let resume = format!("vllm-loadtest run --resume {}", dir.display());
+    let resume = format!("vllm-loadtest run --resume {}", dir.root().display());
     let unmeasured: Vec<String> = plan
         .cells
         .iter()
         .filter_map(|c| {
-            let s = cell_status(&dir, c)?;
+            let s = dir.cell(&c.id).read_status()?;
             matches!(s.as_str(), "failed" | "no_completions").then(|| format!("{} ({s})", c.id))
         })
         .collect();
@@ -174,16 +172,16 @@ pub fn run(a: RunArgs) -> Result<()> {
         }
         Err(e) => Err(e.context(format!(
             "resume with `vllm-loadtest run --resume {}`",
-            dir.display()
+            dir.root().display()
         ))),
     }
 }
 
 /// An exclusive lock on `DIR/.lock` (released when the process ends, however it ends),
 /// naming the process that holds it.
-fn lock_results(dir: &Path) -> Result<std::fs::File> {
+fn lock_results(dir: &RunDir) -> Result<std::fs::File> {
     use std::io::{Read, Seek};
-    let path = dir.join(".lock");
+    let path = dir.lock();
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -196,7 +194,7 @@ fn lock_results(dir: &Path) -> Result<std::fs::File> {
         let _ = f.read_to_string(&mut holder);
         anyhow::bail!(
             "`{}` is in use by another run (pid {})\nhint: wait for it to end, or stop it with Ctrl-C; a folder is run by one process at a time",
-            dir.display(),
+            dir.root().display(),
             holder.trim()
         );
     }
@@ -204,28 +202,6 @@ fn lock_results(dir: &Path) -> Result<std::fs::File> {
     f.rewind()?;
     write!(f, "{}", std::process::id())?;
     Ok(f)
-}
-
-fn read_manifest(dir: &Path) -> Option<Manifest> {
-    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).ok()?).ok()
-}
-
-fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
-    let tmp = dir.join("manifest.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(m)?)?;
-    std::fs::rename(&tmp, dir.join("manifest.json"))?;
-    Ok(())
-}
-
-fn cell_dir(dir: &Path, c: &Cell) -> PathBuf {
-    dir.join("cells").join(&c.id)
-}
-
-/// `complete`, `interrupted`, or `None` (never ran, or crashed mid-cell).
-fn cell_status(dir: &Path, c: &Cell) -> Option<String> {
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(cell_dir(dir, c).join("status.json")).ok()?).ok()?;
-    v["status"].as_str().map(str::to_owned)
 }
 
 fn describe_cell(c: &Cell) -> String {
@@ -244,7 +220,7 @@ async fn run_cells(
     a: &RunArgs,
     exp: &Experiment,
     plan: &Plan,
-    dir: &Path,
+    dir: &RunDir,
     manifest: &mut Manifest,
 ) -> Result<RunEnd> {
     let mut interrupt = interrupt_on_signals();
@@ -263,7 +239,7 @@ async fn run_cells(
             .cells
             .iter()
             .map(|&i| &plan.cells[i])
-            .filter(|c| cell_status(dir, c).as_deref() != Some("complete"))
+            .filter(|c| dir.cell(&c.id).read_status().as_deref() != Some("complete"))
             .collect();
         if pending.is_empty() {
             continue;
@@ -271,8 +247,7 @@ async fn run_cells(
         if *interrupt.borrow() {
             return Ok(RunEnd::Interrupted);
         }
-        let gdir = dir.join("servers").join(&group.id);
-        std::fs::create_dir_all(&gdir)?;
+        let log = dir.server_log(&group.id)?;
         let server_plan = &pending[0].plan.server;
         eprintln!(
             "server `{}`: starting ({})",
@@ -280,14 +255,14 @@ async fn run_cells(
             server_plan.launcher.name()
         );
         let mut server = tokio::select! {
-            s = launcher::start(server_plan, pending[0].plan.load.seed, &gdir) => s.with_context(|| format!("server `{}` did not start", group.id))?,
+            s = launcher::start(server_plan, pending[0].plan.load.seed, &log) => s.with_context(|| format!("server `{}` did not start", group.id))?,
             _ = interrupt.wait_for(|i| *i) => return Ok(RunEnd::Interrupted),
         };
         eprintln!("server `{}`: up ({})", group.id, server.description);
         let endpoints = resolve(&server.urls).await?;
         let version = server_version(&endpoints[0]).await;
         manifest.server_versions.push((group.id.clone(), version));
-        write_manifest(dir, manifest)?;
+        dir.write_manifest(manifest)?;
         let model = match &server_plan.model {
             Some(m) => m.clone(),
             None => {
@@ -304,9 +279,9 @@ async fn run_cells(
             if *interrupt.borrow() {
                 break;
             }
-            let cdir = cell_dir(dir, cell);
-            let _ = std::fs::remove_dir_all(&cdir);
-            std::fs::create_dir_all(&cdir)?;
+            let cdir = dir.cell(&cell.id);
+            let _ = std::fs::remove_dir_all(cdir.root());
+            std::fs::create_dir_all(cdir.root())?;
             if cell.plan.server.reset_prefix_cache {
                 reset_prefix_cache(&endpoints).await;
             }
@@ -350,15 +325,12 @@ async fn run_cells(
             )
             .await?;
             if let (Some(log), Some(start)) = (&server.log, log_start) {
-                copy_log_slice(log, start, &cdir.join("server.log"));
+                copy_log_slice(log, start, &cdir.server_log());
             }
             r.server_exited = server.exited();
             let status = r.status();
             write_cell_summary(exp, cell, &r, status, &cdir, &model, &tok)?;
-            std::fs::write(
-                cdir.join("status.json"),
-                serde_json::to_vec_pretty(&serde_json::json!({"status": status}))?,
-            )?;
+            cdir.write_status(status)?;
             let s = &r.summary;
             let figures = if let Some(why) = r.failure_reason() {
                 why
@@ -515,7 +487,7 @@ async fn run_one(
     model: &str,
     wl: &Workload,
     tok: &Tokenizer,
-    cdir: &Path,
+    cdir: &CellDir,
     total: usize,
     interrupt: tokio::sync::watch::Receiver<bool>,
 ) -> Result<CellResult> {
@@ -587,7 +559,7 @@ fn write_cell_summary(
     cell: &Cell,
     r: &CellResult,
     status: &str,
-    cdir: &Path,
+    cdir: &CellDir,
     model: &str,
     tok: &Tokenizer,
 ) -> Result<()> {
@@ -607,33 +579,28 @@ fn write_cell_summary(
         metrics: ["ttft", "tpot", "itl", "e2el"].map(String::from).to_vec(),
         percentiles: vec![50.0, 90.0, 95.0, 99.0, 99.9],
     };
-    let matrix: serde_json::Map<String, serde_json::Value> = cell
+    let matrix = cell
         .matrix_values
         .iter()
         .map(|(k, v)| (k.to_string(), serde_json::to_value(v).unwrap_or_default()))
         .collect();
-    let params: serde_json::Map<String, serde_json::Value> = p
+    let params = p
         .iter()
         .map(|(k, v)| {
             let v = crate::secrets::redact_param(k, v);
             (k.to_string(), serde_json::to_value(v).unwrap_or_default())
         })
         .collect();
-    let ours = serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "status": status,
-        "no_completions_reason": r.summary.no_completions().then(|| loadtest_analysis::summary::why_no_completions(&r.summary)),
-        "failure_reason": r.failure_reason(),
-        "finished_at": loadtest_base::time::rfc3339(loadtest_base::time::unix_now()),
-        "cell": {"id": cell.id, "index": cell.index, "repeat": cell.repeat, "matrix": matrix, "params": params},
-        "arrival": load.arrival.describe(),
-        "summary": r.summary,
-        "client": r.client,
-        "monitors": r.monitors,
-        "warnings": r.warnings,
-    });
+    let cell_info = CellInfo {
+        id: cell.id.clone(),
+        index: cell.index,
+        repeat: cell.repeat,
+        matrix,
+        params,
+    };
+    let ours = serde_json::to_value(r.report(status, load.arrival.describe(), Some(cell_info)))?;
     let v = summary_json::build(&info, &r.summary, &pct, None, ours);
-    std::fs::write(cdir.join("summary.json"), serde_json::to_vec_pretty(&v)?)?;
+    std::fs::write(cdir.summary_json(), serde_json::to_vec_pretty(&v)?)?;
     Ok(())
 }
 
@@ -652,7 +619,7 @@ fn print_plan(plan: &Plan) {
 /// One row per cell, from the stored summaries (so resumed and earlier cells are included):
 /// our figures (throughput from tokens; TTFT over every window request, `>` for a lower
 /// bound) and the one accounting, `sent = ok + failed + cancelled`.
-fn print_summary(plan: &Plan, dir: &Path) -> Result<()> {
+fn print_summary(plan: &Plan, dir: &RunDir) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -670,8 +637,11 @@ fn print_summary(plan: &Plan, dir: &Path) -> Result<()> {
         "cancel"
     )?;
     for c in &plan.cells {
-        let path = cell_dir(dir, c).join("summary.json");
-        let status = cell_status(dir, c).unwrap_or_else(|| "not run".into());
+        let path = dir.cell(&c.id).summary_json();
+        let status = dir
+            .cell(&c.id)
+            .read_status()
+            .unwrap_or_else(|| "not run".into());
         let dash = "-";
         let Ok(bytes) = std::fs::read(&path) else {
             writeln!(

@@ -75,9 +75,9 @@ impl Drop for Running {
     }
 }
 
-/// Start the server a group's cells share (`seed`: the simulator's). `dir` receives
-/// `server.log`.
-pub async fn start(plan: &ServerPlan, seed: u64, dir: &Path) -> Result<Running> {
+/// Start the server a group's cells share (`seed`: the simulator's). A launched process
+/// writes its output to `log`.
+pub async fn start(plan: &ServerPlan, seed: u64, log: &Path) -> Result<Running> {
     let timeout = plan.start_timeout;
     match &plan.launcher {
         Launcher::Sim { profile: name } => {
@@ -134,7 +134,7 @@ pub async fn start(plan: &ServerPlan, seed: u64, dir: &Path) -> Result<Running> 
                 None => free_port()?,
             };
             let line = command::render(template, &plan.values, port)?;
-            let log = dir.join("server.log");
+            let log = log.to_path_buf();
             let mut group = command::ProcessGroup::spawn(&line, &env(plan)?, &log)?;
             let url = BaseUrl::parse(&format!("http://127.0.0.1:{port}"))?;
             if let Err(e) =
@@ -155,7 +155,7 @@ pub async fn start(plan: &ServerPlan, seed: u64, dir: &Path) -> Result<Running> 
             })
         }
         Launcher::Compose { file, port } => {
-            let log = dir.join("server.log");
+            let log = log.to_path_buf();
             let mut vars = env(plan)?;
             for (k, v) in plan.server_values() {
                 vars.push((k.to_uppercase(), v.to_string()));

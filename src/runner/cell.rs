@@ -6,6 +6,8 @@ use super::load_point::{self, LoadPoint, Target};
 use super::usage::{ProcessUsage, current_rss_bytes};
 use crate::client::{BaseUrl, Pool, RequestSpec, Timeouts};
 use crate::monitor;
+use crate::store::cell_report::{CellInfo, CellReport, ClientUsage, MonitorReport};
+use crate::store::layout::CellDir;
 use crate::store::requests_table::{EVENT_ROWS_PER_GROUP, EventsWriter};
 use crate::store::{self, jsonl, jsonl::JsonlWriter};
 use crate::workload::Prompt;
@@ -15,9 +17,7 @@ use loadtest_analysis::record::CompactRecord;
 use loadtest_analysis::summary::{self, RunSummary, Scope, goodput::Slo};
 use loadtest_base::arrivals::Arrival;
 use loadtest_base::clock::Clock;
-use serde::Serialize;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -59,45 +59,6 @@ pub struct CellSpec<'a> {
     pub exact_tokenizer: bool,
 }
 
-/// What the client itself used, to tell client-limited results apart.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClientUsage {
-    pub wall_s: f64,
-    pub cpu_s: f64,
-    pub user_cpu_s: f64,
-    pub system_cpu_s: f64,
-    /// CPU seconds per second per client thread (1.0 = every thread busy all the time).
-    pub cpu_share_of_threads: f64,
-    pub max_rss_bytes: u64,
-    pub threads: usize,
-    /// How late the runtime was to a 10 ms timer (ms): p50, p99, max. Past a few ms the
-    /// client's loop, not the server, is adding latency.
-    pub loop_lag_p50_ms: Option<f64>,
-    pub loop_lag_p99_ms: Option<f64>,
-    pub loop_lag_max_ms: Option<f64>,
-    /// The pacer thread got a real-time priority; without it, wake-ups on a busy core can
-    /// wait out the runtime's time slice (send lag p99 of 1–4 ms at 2,000 req/s).
-    pub pacer_realtime: bool,
-    /// Resident memory gained from the cell's start to when all its records were in
-    /// memory, and that per request sent: what a request costs the client to keep.
-    pub rss_growth_bytes: Option<u64>,
-    pub rss_growth_per_request_bytes: Option<f64>,
-    /// When sending ended (s from the start) against when the schedule said it would; no
-    /// plan under a concurrency cap or all at once (slots, not the clock, pace those).
-    pub sending_s: f64,
-    pub planned_sending_s: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct MonitorReport {
-    pub metric_scrapes: u64,
-    pub metric_failures: u64,
-    pub metric_rows: usize,
-    pub metric_last_error: Option<String>,
-    /// "absent" when no `nvidia-smi` answered.
-    pub gpu: String,
-}
-
 pub struct CellResult {
     pub summary: RunSummary,
     /// Sending stopped because the server stopped accepting connections, at this time (s).
@@ -129,6 +90,31 @@ impl CellResult {
         }
     }
 
+    /// Ours for the cell's `summary.json` (`status` as the caller settled it).
+    pub fn report(
+        &self,
+        status: &str,
+        arrival: String,
+        cell: Option<CellInfo>,
+    ) -> CellReport<&RunSummary> {
+        CellReport {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            status: status.to_string(),
+            no_completions_reason: self
+                .summary
+                .no_completions()
+                .then(|| summary::why_no_completions(&self.summary)),
+            failure_reason: self.failure_reason(),
+            finished_at: loadtest_base::time::rfc3339(loadtest_base::time::unix_now()),
+            cell,
+            arrival,
+            summary: &self.summary,
+            client: self.client.clone(),
+            monitors: self.monitors.clone(),
+            warnings: self.warnings.clone(),
+        }
+    }
+
     /// Why a cell with that status has nothing to say about the server's capacity.
     pub fn failure_reason(&self) -> Option<String> {
         if let Some(status) = &self.server_exited {
@@ -149,7 +135,7 @@ impl CellResult {
 
 pub async fn run_cell(
     c: CellSpec<'_>,
-    out_dir: &Path,
+    out: &CellDir,
     interrupt: watch::Receiver<bool>,
 ) -> Result<CellResult> {
     let n = c.schedule.len();
@@ -185,7 +171,7 @@ pub async fn run_cell(
             }
         })
         .collect();
-    let writer = JsonlWriter::create(&out_dir.join("requests.jsonl"))?;
+    let writer = JsonlWriter::create(&out.requests_jsonl())?;
     let clock = Clock::start();
     let (mon_stop_tx, mon_stop) = watch::channel(false);
     let scraper = c.metrics_interval.map(|iv| {
@@ -234,9 +220,8 @@ pub async fn run_cell(
     let window = summary::resolve_window(c.window_s, &records);
     // The figures that need every content event stream them back from the file, and
     // `events.parquet` is written on the first of those passes.
-    let raw = out_dir.join("requests.jsonl");
-    let mut events_out =
-        EventsWriter::create(&out_dir.join("events.parquet"), EVENT_ROWS_PER_GROUP)?;
+    let raw = out.requests_jsonl();
+    let mut events_out = EventsWriter::create(&out.events_parquet(), EVENT_ROWS_PER_GROUP)?;
     let mut passes = 0;
     let events = summary::event_figures(
         |f| {
@@ -332,28 +317,22 @@ pub async fn run_cell(
             c.client_threads
         ));
     }
-    store::requests_table::write_requests(&out_dir.join("requests.parquet"), &records, s.window)?;
+    store::requests_table::write_requests(&out.requests_parquet(), &records, s.window)?;
     let mut monitors = None;
     if let Some(h) = scraper {
         let scraped = h.await.unwrap_or_default();
         store::parquet::write(
-            &out_dir.join("server_metrics.parquet"),
+            &out.server_metrics_parquet(),
             &monitor::metrics::table(&scraped.rows),
         )?;
-        // the raw rows too, so the analysis can be redone from them without a Parquet reader
-        let mut raw = Vec::with_capacity(scraped.rows.len() * 96);
-        for r in &scraped.rows {
-            serde_json::to_writer(&mut raw, r)?;
-            raw.push(b'\n');
-        }
-        std::fs::write(out_dir.join("server_metrics.jsonl"), raw)?;
+        out.write_metrics(&scraped.rows)?;
         let gpu_samples = match gpu {
             Some(h) => h.await.unwrap_or_default(),
             None => monitor::gpu::GpuSamples::default(),
         };
         let gpu_state = match &gpu_samples.rows {
             Some(rows) => {
-                store::parquet::write(&out_dir.join("gpu.parquet"), &monitor::gpu::table(rows))?;
+                store::parquet::write(&out.gpu_parquet(), &monitor::gpu::table(rows))?;
                 format!("{} samples", rows.len())
             }
             None => "absent".to_string(),

@@ -1,8 +1,9 @@
 //! Results on disk: the crash-safe `requests.jsonl` appended as requests finish, the
 //! columnar `requests.parquet` written at the end, and `summary.json`.
 
-pub mod aggregate;
+pub mod cell_report;
 pub mod jsonl;
+pub mod layout;
 pub mod manifest;
 pub mod parquet;
 pub mod requests_table;

@@ -60,3 +60,80 @@ fn pure_crates_have_no_async_runtime_and_the_simulator_stands_alone() {
         );
     }
 }
+
+/// Every `.rs` file under `dir`, with its text up to its first `#[cfg(test)]` (tests may
+/// spell anything).
+fn sources(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, String)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if name.ends_with(".rs") && !matches!(name.as_str(), "tests.rs" | "props.rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or("").to_string();
+            out.push((path, code));
+        }
+    }
+}
+
+/// One home per thing: a result file's name is spelled only by the run-folder layout, and a
+/// cell's parameters are read by name only in `experiment/` (everything else reads the
+/// typed plan).
+#[test]
+fn result_file_names_live_in_the_layout_and_parameters_in_the_plan() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    sources(&root.join("src"), &mut files);
+    sources(&root.join("crates"), &mut files);
+    assert!(files.len() > 50, "found only {} source files", files.len());
+    let names = [
+        "requests.jsonl",
+        "requests.parquet",
+        "events.parquet",
+        "summary.json",
+        "status.json",
+        "server_metrics.parquet",
+        "server_metrics.jsonl",
+        "gpu.parquet",
+        "server.log",
+        "manifest.json",
+        "experiment.yaml",
+        "runs.parquet",
+        "timeseries.parquet",
+        "analysis.json",
+        "report.md",
+        "report.html",
+    ];
+    let layout = root.join("src/store/layout.rs");
+    let experiment = root.join("src/experiment");
+    let mut found = Vec::new();
+    for (path, code) in &files {
+        if *path != layout {
+            for n in names {
+                if code.contains(&format!("\"{n}\"")) {
+                    found.push(format!("{}: \"{n}\"", path.display()));
+                }
+            }
+        }
+        if !path.starts_with(&experiment) {
+            for pattern in ["ParamsExt", "Params", ".params.get(", "parse::Params"] {
+                let hit = code.match_indices(pattern).any(|(i, _)| {
+                    // `Params` as a word, not `CellParams`/`ParamsFoo`
+                    let before = code[..i].chars().next_back();
+                    let after = code[i + pattern.len()..].chars().next();
+                    !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                        && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                });
+                if hit {
+                    found.push(format!("{}: {pattern}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "outside their home:\n{}",
+        found.join("\n")
+    );
+}

@@ -1,242 +1,15 @@
-//! `aggregate DIR`: rebuild every cell's figures from its raw records (`requests.jsonl`,
-//! `server_metrics.jsonl`), never from a counter kept while running, and write the
-//! experiment-wide tables: `runs.parquet` (one row per cell) and `timeseries.parquet`
-//! (per-second client and server series, keyed by cell).
+//! The experiment-wide tables the aggregate stage writes: `runs.parquet` (one row per cell:
+//! matrix values, every figure, the verdicts) and `timeseries.parquet` (per-second client
+//! and server series, keyed by cell).
 
-use super::jsonl;
-use super::parquet::{self, Column, Table};
-use crate::experiment::{self, Cell, Experiment, Plan};
-use anyhow::{Context, Result};
-use loadtest_analysis::analysis::CellInput;
-use loadtest_analysis::record::CompactRecord;
-use loadtest_analysis::server_metrics::{MetricRow, ServerStats, server_stats};
+use super::{Aggregated, CellData, in_flight_series};
+use crate::experiment;
+use crate::store::jsonl;
+use crate::store::layout::RunDir;
+use crate::store::parquet::{Column, Table};
+use anyhow::Result;
 use loadtest_analysis::stats::survival::{Figure, Survival};
-use loadtest_analysis::summary::{self, RunSummary};
-use loadtest_base::arrivals;
 use std::collections::BTreeMap;
-use std::path::Path;
-
-pub struct CellData {
-    pub cell: Cell,
-    pub summary: RunSummary,
-    pub input: CellInput,
-    pub status: String,
-    /// Client memory gained per request sent (`summary.json`), when the cell recorded it.
-    pub client_rss_per_request_bytes: Option<f64>,
-    /// Content events of successful requests per whole second (from the event pass).
-    pub content_events_per_s: Vec<u64>,
-}
-
-pub struct Aggregated {
-    pub experiment: Experiment,
-    pub plan: Plan,
-    pub cells: Vec<CellData>,
-    pub slo_target: f64,
-    pub has_slos: bool,
-}
-
-fn read_metrics(path: &Path) -> Vec<MetricRow> {
-    std::fs::read_to_string(path)
-        .map(|t| {
-            t.lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Requests in flight at each whole second of `[from, to)`: sent at or before it and not
-/// yet ended. As an end never precedes its send, that is #sends ≤ t − #ends ≤ t (two
-/// sorted lists, not a scan of every record per second).
-fn in_flight_series(records: &[CompactRecord], from_s: u64, to_s: u64) -> Vec<(u64, f64)> {
-    let mut sends: Vec<u64> = records.iter().map(|r| r.t_send_ns).collect();
-    let mut ends: Vec<u64> = records.iter().map(|r| r.t_end_ns).collect();
-    sends.sort_unstable();
-    ends.sort_unstable();
-    (from_s..to_s)
-        .map(|s| {
-            let t = s * 1_000_000_000;
-            let started = sends.partition_point(|&x| x <= t);
-            let ended = ends.partition_point(|&x| x <= t);
-            (s, started.saturating_sub(ended) as f64)
-        })
-        .collect()
-}
-
-fn slope(points: &[(u64, f64)]) -> Option<f64> {
-    if points.len() < 3 {
-        return None;
-    }
-    let n = points.len() as f64;
-    let mx = points.iter().map(|p| p.0 as f64).sum::<f64>() / n;
-    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
-    let sxy: f64 = points.iter().map(|p| (p.0 as f64 - mx) * (p.1 - my)).sum();
-    let sxx: f64 = points.iter().map(|p| (p.0 as f64 - mx).powi(2)).sum();
-    (sxx > 0.0).then(|| sxy / sxx)
-}
-
-/// The server parameters of a cell other than `dp`, as a family key.
-fn family_of(c: &Cell) -> String {
-    let parts: Vec<String> = c
-        .matrix_values
-        .iter()
-        .filter(|(k, _)| {
-            *k != "dp" && experiment::fields::find(k).is_some_and(|(s, _)| s.name == "server")
-        })
-        .map(|(k, v)| format!("{k}={}", experiment::plan::scalar(v)))
-        .collect();
-    if parts.is_empty() {
-        "all".into()
-    } else {
-        parts.join(",")
-    }
-}
-
-pub fn aggregate(dir: &Path) -> Result<Aggregated> {
-    let (experiment, plan) =
-        experiment::load(&dir.join("experiment.yaml"), &[]).with_context(|| {
-            format!(
-                "`{}` is not a results folder of `vllm-loadtest run`",
-                dir.display()
-            )
-        })?;
-    let mut cells = Vec::new();
-    for c in &plan.cells {
-        let cdir = dir.join("cells").join(&c.id);
-        let raw = cdir.join("requests.jsonl");
-        if !raw.exists() {
-            continue;
-        }
-        let (records, _torn) = jsonl::read_compact(&raw)?;
-        let load = &c.plan.load;
-        let arrival = load.arrival;
-        let scheduled = arrivals::schedule(arrival, load.stop, load.schedule_seed(c.repeat)).len();
-        let not_sent = scheduled.saturating_sub(records.len()) as u64;
-        let window = summary::resolve_window(load.window_s, &records);
-        let slos = &c.plan.slo.slos;
-        let mut events = summary::event_figures(
-            |f| {
-                jsonl::for_each(&raw, |r| {
-                    f(&r);
-                    Ok(())
-                })
-                .map(drop)
-            },
-            window,
-            &[],
-        )?;
-        let scope = summary::Scope {
-            window,
-            offered_rate: arrival.rate(),
-            slos,
-            percentiles: &[],
-        };
-        let content_events_per_s = std::mem::take(&mut events.content_events_per_s);
-        let s = summary::summarize(&records, events, not_sent, scope);
-        let metrics = read_metrics(&cdir.join("server_metrics.jsonl"));
-        let server: Option<ServerStats> = (!metrics.is_empty())
-            .then(|| server_stats(&metrics, s.window.start_ns, s.window.end_ns));
-        let stored: serde_json::Value = std::fs::read(cdir.join("summary.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        let status: String = std::fs::read(cdir.join("status.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["status"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| "incomplete".into());
-        let (w0, w1) = (
-            s.window.start_ns / 1_000_000_000,
-            s.window.end_ns.div_ceil(1_000_000_000),
-        );
-        let series = in_flight_series(&records, w0, w1);
-        let backlog = slope(&series);
-        let backlog_mean = (!series.is_empty())
-            .then(|| series.iter().map(|p| p.1).sum::<f64>() / series.len() as f64);
-        let l = &s.latencies;
-        let every = &s.every_request;
-        let client = |k: &str| {
-            stored
-                .pointer(&format!("/vllm_loadtest/client/{k}"))
-                .and_then(|v| v.as_f64())
-        };
-        // a cell without a completion is left out of the analysis (no_completions below)
-        let (achieved_rate, achieved_from) = s.achieved().unwrap_or((0.0, "none"));
-        let input = CellInput {
-            id: c.id.clone(),
-            group: plan.groups[c.group].id.clone(),
-            family: family_of(c),
-            dp: c.plan.server.dp as u32,
-            offered_rate: arrival.rate(),
-            arrival_rate: s.measured as f64 / s.window_s.max(1e-9),
-            achieved_rate,
-            achieved_from,
-            token_rate_rising: s.token_rate.as_ref().is_some_and(|t| t.still_rising()),
-            output_throughput: s.output_throughput.unwrap_or(0.0),
-            ttft_p50_ms: every.ttft_ms.as_ref().map(|d| d.p50),
-            ttft_p99_ms: every.ttft_ms.as_ref().map(|d| d.p99),
-            e2el_p50_ms: every.e2el_ms.as_ref().map(|d| d.p50),
-            ttft_mean_ms: l.ttft_ms.as_ref().map(|d| d.mean),
-            tpot_p50_ms: l.tpot_ms.as_ref().map(|d| d.p50),
-            slo_attainment: s.slo_attainment,
-            sent: s.sent,
-            measured: s.measured,
-            failed: s.failed,
-            cancelled: s.cancelled,
-            measured_cut: s.measured_cut,
-            truncated: s.errors_by_kind.get("truncated").copied().unwrap_or(0),
-            no_completions: match status.as_str() {
-                "failed" => Some(
-                    stored
-                        .pointer("/vllm_loadtest/failure_reason")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("the server failed during the cell")
-                        .to_string(),
-                ),
-                // a partial window's rate is not the load point's
-                "interrupted" => {
-                    Some("interrupted: its figures cover only what ran before the signal".into())
-                }
-                _ => s.no_completions().then(|| summary::why_no_completions(&s)),
-            },
-            send_lag_p99_ms: l.queue_delay_ms.as_ref().map(|d| d.p99),
-            client_cpu_share: client("cpu_share_of_threads"),
-            client_loop_lag_p99_ms: client("loop_lag_p99_ms"),
-            client_loop_lag_max_ms: client("loop_lag_max_ms"),
-            sending_s: client("sending_s"),
-            planned_sending_s: client("planned_sending_s"),
-            window_s: s.window_s,
-            backlog_slope_per_s: backlog,
-            backlog_mean,
-            server,
-            matrix: c
-                .matrix_values
-                .iter()
-                .map(|(k, v)| (k.to_string(), experiment::plan::scalar(v)))
-                .collect(),
-        };
-        cells.push(CellData {
-            cell: c.clone(),
-            summary: s,
-            input,
-            status,
-            content_events_per_s,
-            client_rss_per_request_bytes: stored
-                .pointer("/vllm_loadtest/client/rss_growth_per_request_bytes")
-                .and_then(|v| v.as_f64()),
-        });
-    }
-    let first = plan.cells.first().map(|c| &c.plan.slo);
-    let target = first.map_or(0.9, |s| s.target);
-    let has_slos = first.is_some_and(|s| !s.slos.is_empty());
-    Ok(Aggregated {
-        experiment,
-        plan,
-        cells,
-        slo_target: target,
-        has_slos,
-    })
-}
 
 /// `runs.parquet`: one row per cell, matrix values and every figure.
 pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table {
@@ -494,7 +267,7 @@ fn matrix_column<'a>(
 }
 
 /// `timeseries.parquet`: per-second series per cell (long format).
-pub fn timeseries_table(dir: &Path, a: &Aggregated) -> Result<Table> {
+pub fn timeseries_table(dir: &RunDir, a: &Aggregated) -> Result<Table> {
     let (mut cell, mut t_s, mut series, mut engine, mut value) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut push = |c: &str, t: f64, s: &str, e: Option<String>, v: f64| {
@@ -505,8 +278,8 @@ pub fn timeseries_table(dir: &Path, a: &Aggregated) -> Result<Table> {
         value.push(Some(v));
     };
     for c in &a.cells {
-        let cdir = dir.join("cells").join(&c.cell.id);
-        let (records, _) = jsonl::read_compact(&cdir.join("requests.jsonl"))?;
+        let cdir = dir.cell(&c.cell.id);
+        let (records, _) = jsonl::read_compact(&cdir.requests_jsonl())?;
         let end_s = records
             .iter()
             .map(|r| r.t_end_ns)
@@ -541,7 +314,7 @@ pub fn timeseries_table(dir: &Path, a: &Aggregated) -> Result<Table> {
                 push(id, sec as f64, "ttft_p50_ms", None, d.p50);
             }
         }
-        for m in read_metrics(&cdir.join("server_metrics.jsonl")) {
+        for m in cdir.read_metrics() {
             let name = match m.name.as_str() {
                 "vllm:num_requests_running" => "server_running",
                 "vllm:num_requests_waiting" => "server_waiting",
@@ -563,23 +336,4 @@ pub fn timeseries_table(dir: &Path, a: &Aggregated) -> Result<Table> {
     t.push("engine", Column::Str(engine));
     t.push("value", Column::F64(value));
     Ok(t)
-}
-
-/// Aggregate, analyse, and write `runs.parquet`, `timeseries.parquet`, `analysis.json`.
-pub fn write_all(dir: &Path) -> Result<(Aggregated, loadtest_analysis::analysis::Analysis)> {
-    let a = aggregate(dir)?;
-    let inputs: Vec<CellInput> = a.cells.iter().map(|c| c.input.clone()).collect();
-    let analysis = loadtest_analysis::analysis::analyze(&inputs, a.slo_target);
-    let verdicts: BTreeMap<String, String> = analysis
-        .verdicts
-        .iter()
-        .map(|v| (v.cell.clone(), v.describe_all()))
-        .collect();
-    parquet::write(&dir.join("runs.parquet"), &runs_table(&a, &verdicts))?;
-    parquet::write(&dir.join("timeseries.parquet"), &timeseries_table(dir, &a)?)?;
-    std::fs::write(
-        dir.join("analysis.json"),
-        serde_json::to_vec_pretty(&analysis)?,
-    )?;
-    Ok((a, analysis))
 }

@@ -1,0 +1,101 @@
+//! Ours in `summary.json`, under `vllm_loadtest` (beside vLLM's keys, see `summary_json`):
+//! what a cell knew at run time (status, why it failed, the client's own usage, the
+//! monitors, the requests never sent), written from typed values and read back typed by
+//! the aggregate stage, so nothing is re-derived or read through untyped JSON pointers.
+
+use super::layout::CellDir;
+use serde::{Deserialize, Serialize};
+
+/// The `vllm_loadtest` block. `S` is the summary: the run's `RunSummary` when written,
+/// `StoredSummary` (the counts the aggregate stage takes from it) when read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellReport<S> {
+    pub version: String,
+    /// `complete`, `interrupted`, `failed`, `no_completions`.
+    pub status: String,
+    pub no_completions_reason: Option<String>,
+    pub failure_reason: Option<String>,
+    pub finished_at: String,
+    /// Which cell of a `run` (absent for `bench`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<CellInfo>,
+    pub arrival: String,
+    pub summary: S,
+    pub client: ClientUsage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitors: Option<MonitorReport>,
+    pub warnings: Vec<String>,
+}
+
+/// A `run` cell's place in the matrix and every parameter it ran with (secrets redacted).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellInfo {
+    pub id: String,
+    pub index: usize,
+    pub repeat: u32,
+    pub matrix: serde_json::Map<String, serde_json::Value>,
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What the aggregate stage reads back of a stored summary (the rest it recomputes from the
+/// raw records).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredSummary {
+    /// Requests the schedule held that were never sent (interrupted, or the server lost).
+    pub not_sent: u64,
+}
+
+#[derive(Deserialize)]
+struct File {
+    vllm_loadtest: CellReport<StoredSummary>,
+}
+
+impl CellDir {
+    /// Ours of the cell's `summary.json`; `None` when it was never written (the cell crashed
+    /// or is still running) or is not ours.
+    pub fn read_report(&self) -> Option<CellReport<StoredSummary>> {
+        let bytes = std::fs::read(self.summary_json()).ok()?;
+        serde_json::from_slice::<File>(&bytes)
+            .ok()
+            .map(|f| f.vllm_loadtest)
+    }
+}
+
+/// What the client itself used, to tell client-limited results apart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientUsage {
+    pub wall_s: f64,
+    pub cpu_s: f64,
+    pub user_cpu_s: f64,
+    pub system_cpu_s: f64,
+    /// CPU seconds per second per client thread (1.0 = every thread busy all the time).
+    pub cpu_share_of_threads: f64,
+    pub max_rss_bytes: u64,
+    pub threads: usize,
+    /// How late the runtime was to a 10 ms timer (ms): p50, p99, max. Past a few ms the
+    /// client's loop, not the server, is adding latency.
+    pub loop_lag_p50_ms: Option<f64>,
+    pub loop_lag_p99_ms: Option<f64>,
+    pub loop_lag_max_ms: Option<f64>,
+    /// The pacer thread got a real-time priority; without it, wake-ups on a busy core can
+    /// wait out the runtime's time slice (send lag p99 of 1–4 ms at 2,000 req/s).
+    pub pacer_realtime: bool,
+    /// Resident memory gained from the cell's start to when all its records were in
+    /// memory, and that per request sent: what a request costs the client to keep.
+    pub rss_growth_bytes: Option<u64>,
+    pub rss_growth_per_request_bytes: Option<f64>,
+    /// When sending ended (s from the start) against when the schedule said it would; no
+    /// plan under a concurrency cap or all at once (slots, not the clock, pace those).
+    pub sending_s: f64,
+    pub planned_sending_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MonitorReport {
+    pub metric_scrapes: u64,
+    pub metric_failures: u64,
+    pub metric_rows: usize,
+    pub metric_last_error: Option<String>,
+    /// "absent" when no `nvidia-smi` answered.
+    pub gpu: String,
+}

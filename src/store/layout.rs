@@ -1,0 +1,198 @@
+//! The results folder: the one place a result file's name is spelled. A run writes
+//!
+//! ```text
+//! results/<experiment>/<timestamp>/      RunDir
+//!   experiment.yaml  manifest.json  .lock
+//!   runs.parquet  timeseries.parquet  analysis.json  report.md  report.html  figs/
+//!   servers/<group>/server.log
+//!   cells/<cell id>/                     CellDir (also what `bench` writes)
+//!     requests.jsonl  requests.parquet  events.parquet  summary.json  status.json
+//!     server_metrics.parquet  server_metrics.jsonl  gpu.parquet  server.log
+//! ```
+//!
+//! Everything else asks these types for a path; reading and writing the small JSON files
+//! (manifest, status, the metric rows) is here too, so their formats have one home.
+
+use super::manifest::Manifest;
+use anyhow::{Context, Result};
+use loadtest_analysis::server_metrics::MetricRow;
+use std::path::{Path, PathBuf};
+
+/// One `run`'s folder.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        RunDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The experiment as run (overrides applied, secrets redacted): what `--resume`,
+    /// `aggregate` and `report` plan from.
+    pub fn experiment(&self) -> PathBuf {
+        self.root.join("experiment.yaml")
+    }
+
+    pub fn manifest(&self) -> PathBuf {
+        self.root.join("manifest.json")
+    }
+
+    /// Held by the process running the folder.
+    pub fn lock(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
+
+    pub fn cells(&self) -> PathBuf {
+        self.root.join("cells")
+    }
+
+    pub fn cell(&self, id: &str) -> CellDir {
+        CellDir::new(self.cells().join(id))
+    }
+
+    /// The log of a server configuration's launched process (its folder created).
+    pub fn server_log(&self, group: &str) -> Result<PathBuf> {
+        let dir = self.root.join("servers").join(group);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+        Ok(dir.join("server.log"))
+    }
+
+    pub fn runs_parquet(&self) -> PathBuf {
+        self.root.join("runs.parquet")
+    }
+
+    pub fn timeseries_parquet(&self) -> PathBuf {
+        self.root.join("timeseries.parquet")
+    }
+
+    pub fn analysis_json(&self) -> PathBuf {
+        self.root.join("analysis.json")
+    }
+
+    pub fn report_md(&self) -> PathBuf {
+        self.root.join("report.md")
+    }
+
+    pub fn report_html(&self) -> PathBuf {
+        self.root.join("report.html")
+    }
+
+    /// The charts, `<stem>.svg` and `<stem>.png`.
+    pub fn figures(&self) -> PathBuf {
+        self.root.join("figs")
+    }
+
+    pub fn read_manifest(&self) -> Option<Manifest> {
+        serde_json::from_slice(&std::fs::read(self.manifest()).ok()?).ok()
+    }
+
+    /// Written whole and renamed into place: a crash leaves the old one or the new one.
+    pub fn write_manifest(&self, m: &Manifest) -> Result<()> {
+        let path = self.manifest();
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(m)?)
+            .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+}
+
+/// One cell's folder (a `run` cell, or what `bench` writes).
+#[derive(Debug, Clone)]
+pub struct CellDir {
+    root: PathBuf,
+}
+
+impl CellDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        CellDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Every request's raw record, appended as it ends (crash-safe).
+    pub fn requests_jsonl(&self) -> PathBuf {
+        self.root.join("requests.jsonl")
+    }
+
+    pub fn requests_parquet(&self) -> PathBuf {
+        self.root.join("requests.parquet")
+    }
+
+    pub fn events_parquet(&self) -> PathBuf {
+        self.root.join("events.parquet")
+    }
+
+    pub fn summary_json(&self) -> PathBuf {
+        self.root.join("summary.json")
+    }
+
+    pub fn status_json(&self) -> PathBuf {
+        self.root.join("status.json")
+    }
+
+    pub fn server_metrics_parquet(&self) -> PathBuf {
+        self.root.join("server_metrics.parquet")
+    }
+
+    /// The scraped rows as JSON lines, so the analysis can be redone without a Parquet reader.
+    pub fn server_metrics_jsonl(&self) -> PathBuf {
+        self.root.join("server_metrics.jsonl")
+    }
+
+    pub fn gpu_parquet(&self) -> PathBuf {
+        self.root.join("gpu.parquet")
+    }
+
+    /// The slice of the server's log written during the cell.
+    pub fn server_log(&self) -> PathBuf {
+        self.root.join("server.log")
+    }
+
+    /// `complete`, `interrupted`, `failed`, `no_completions`; `None`: never ran, or
+    /// crashed mid-cell.
+    pub fn read_status(&self) -> Option<String> {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.status_json()).ok()?).ok()?;
+        v["status"].as_str().map(str::to_owned)
+    }
+
+    /// Written last, after every other file of the cell: a status means the cell is whole.
+    pub fn write_status(&self, status: &str) -> Result<()> {
+        std::fs::write(
+            self.status_json(),
+            serde_json::to_vec_pretty(&serde_json::json!({ "status": status }))?,
+        )?;
+        Ok(())
+    }
+
+    pub fn write_metrics(&self, rows: &[MetricRow]) -> Result<()> {
+        let mut raw = Vec::with_capacity(rows.len() * 96);
+        for r in rows {
+            serde_json::to_writer(&mut raw, r)?;
+            raw.push(b'\n');
+        }
+        std::fs::write(self.server_metrics_jsonl(), raw)?;
+        Ok(())
+    }
+
+    /// The scraped metric rows; none when the cell had no monitor (or the file is gone).
+    pub fn read_metrics(&self) -> Vec<MetricRow> {
+        std::fs::read_to_string(self.server_metrics_jsonl())
+            .map(|t| {
+                t.lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
