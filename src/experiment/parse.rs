@@ -2,7 +2,7 @@
 //! Unknown keys, wrong types, out-of-range values, missing files and contradictions are all
 //! collected, each with the file, line and column of its key and a hint where one is known.
 
-use super::fields::{self, Field, Kind, SECTIONS, TOP};
+use super::fields::{self, Field, Kind, SECTIONS, Section, TOP};
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -282,21 +282,7 @@ pub fn parse(
         file: file.to_string(),
         items,
     };
-    let mut doc: Value = match serde_yaml::from_str(text) {
-        Ok(Value::Null) => Value::Mapping(Mapping::new()),
-        Ok(v) => v,
-        Err(e) => {
-            let at = e.location().map(|l| (l.line(), l.column()));
-            return Err(fail(vec![Diagnostic {
-                at,
-                path: String::new(),
-                message: format!("not valid YAML: {e}"),
-                hint: Some(
-                    "check the indentation and the `key: value` pairs around that line".into(),
-                ),
-            }]));
-        }
-    };
+    let mut doc = read_yaml(text).map_err(|d| fail(vec![d]))?;
     let mut items = Vec::new();
     let overridden = apply_overrides(&mut doc, overrides, &mut items);
     let mut cx = Ctx {
@@ -313,23 +299,13 @@ pub fn parse(
             hint: None,
         }]));
     };
-    let mut base: Params = BTreeMap::new();
-    // defaults first
-    for s in SECTIONS {
-        for f in s.fields {
-            if let Some(d) = f.default {
-                base.insert(f.name, serde_yaml::from_str(d).expect("valid default"));
-            }
-        }
-    }
-    let (mut name, mut description, mut repeats) = (None, None, 1u32);
-    let mut matrix: Vec<(&'static str, Vec<Value>)> = Vec::new();
-    let top_names: Vec<&str> = TOP
-        .iter()
-        .map(|f| f.name)
-        .chain(SECTIONS.iter().map(|s| s.name))
-        .chain(["matrix"])
-        .collect();
+    let mut e = Collected {
+        name: None,
+        description: None,
+        repeats: 1,
+        base: defaults(),
+        matrix: Vec::new(),
+    };
     for (k, v) in &root {
         let Some(key) = k.as_str() else {
             cx.err(
@@ -341,135 +317,244 @@ pub fn parse(
             continue;
         };
         if let Some(f) = TOP.iter().find(|f| f.name == key) {
-            if let Err(m) = check(f.kind, v) {
-                cx.err(None, key, m, None);
-                continue;
-            }
-            match key {
-                "name" => match v.as_str().map(check_name) {
-                    Some(Err(m)) => cx.err(
-                        None,
-                        key,
-                        m,
-                        Some(
-                            "letters, digits, `.`, `_` and `-`: it names a folder under `--output`"
-                                .into(),
-                        ),
-                    ),
-                    _ => name = v.as_str().map(str::to_owned),
-                },
-                "description" => description = v.as_str().map(str::to_owned),
-                "repeats" => repeats = v.as_i64().unwrap_or(1) as u32,
-                _ => {}
-            }
+            e.top_level(&mut cx, f, v);
         } else if let Some(s) = fields::section(key) {
-            let Some(m) = v.as_mapping() else {
-                if !v.is_null() {
-                    cx.err(
-                        None,
-                        key,
-                        format!(
-                            "expected a mapping of {key} settings, found {}",
-                            describe(v)
-                        ),
-                        None,
-                    );
-                }
-                continue;
-            };
-            for (fk, fv) in m {
-                let fname = fk.as_str().unwrap_or("?");
-                match s.fields.iter().find(|f| f.name == fname) {
-                    Some(f) => match check(f.kind, fv) {
-                        Ok(()) => {
-                            base.insert(f.name, fv.clone());
-                        }
-                        Err(msg) => cx.err(Some(key), fname, msg, Some(f.doc.to_string())),
-                    },
-                    None => {
-                        let hint = unknown_hint(fname, Some(s.name), s.fields);
-                        cx.err(Some(key), fname, format!("unknown field `{fname}`"), hint);
-                    }
-                }
-            }
+            e.section(&mut cx, s, v);
         } else if key == "matrix" {
-            let Some(m) = v.as_mapping() else {
+            e.matrix(&mut cx, v);
+        } else {
+            cx.err(
+                None,
+                key,
+                format!("unknown field `{key}`"),
+                unknown_top_hint(key),
+            );
+        }
+    }
+    in_section_and_matrix(&mut cx, &root, &e.matrix);
+    if e.name.is_none() {
+        cx.items.push(Diagnostic {
+            at: Some((1, 1)),
+            path: "name".into(),
+            message: "missing".into(),
+            hint: Some("give the experiment a name, e.g. `name: saturation`".into()),
+        });
+    }
+    cross_checks(&mut cx, &e.base, &e.matrix, base_dir);
+    count_cells(&mut cx, &e.matrix, e.repeats);
+    if !cx.items.is_empty() {
+        return Err(fail(cx.items));
+    }
+    resolve_paths(&mut e.base, &mut e.matrix, base_dir);
+    let resolved = resolved_document(
+        &e.name,
+        &e.description,
+        e.repeats,
+        &e.base,
+        &e.matrix,
+        &root,
+    );
+    Ok(Experiment {
+        name: e.name.unwrap_or_default(),
+        description: e.description,
+        repeats: e.repeats,
+        base: e.base,
+        matrix: e.matrix,
+        resolved,
+    })
+}
+
+/// The document, or where its YAML breaks. An empty file is an empty mapping.
+fn read_yaml(text: &str) -> Result<Value, Diagnostic> {
+    match serde_yaml::from_str(text) {
+        Ok(Value::Null) => Ok(Value::Mapping(Mapping::new())),
+        Ok(v) => Ok(v),
+        Err(e) => Err(Diagnostic {
+            at: e.location().map(|l| (l.line(), l.column())),
+            path: String::new(),
+            message: format!("not valid YAML: {e}"),
+            hint: Some("check the indentation and the `key: value` pairs around that line".into()),
+        }),
+    }
+}
+
+/// Every field's default from the table: what a file does not set.
+fn defaults() -> Params {
+    let mut base: Params = BTreeMap::new();
+    for s in SECTIONS {
+        for f in s.fields {
+            if let Some(d) = f.default {
+                base.insert(f.name, serde_yaml::from_str(d).expect("valid default"));
+            }
+        }
+    }
+    base
+}
+
+/// What the file says, checked key by key as it is read.
+struct Collected {
+    name: Option<String>,
+    description: Option<String>,
+    repeats: u32,
+    base: Params,
+    matrix: Vec<(&'static str, Vec<Value>)>,
+}
+
+impl Collected {
+    /// `name`, `description`, `repeats`.
+    fn top_level(&mut self, cx: &mut Ctx, f: &Field, v: &Value) {
+        let key = f.name;
+        if let Err(m) = check(f.kind, v) {
+            cx.err(None, key, m, None);
+            return;
+        }
+        match key {
+            "name" => match v.as_str().map(check_name) {
+                Some(Err(m)) => cx.err(
+                    None,
+                    key,
+                    m,
+                    Some(
+                        "letters, digits, `.`, `_` and `-`: it names a folder under `--output`"
+                            .into(),
+                    ),
+                ),
+                _ => self.name = v.as_str().map(str::to_owned),
+            },
+            "description" => self.description = v.as_str().map(str::to_owned),
+            "repeats" => self.repeats = v.as_i64().unwrap_or(1) as u32,
+            _ => {}
+        }
+    }
+
+    /// One section's fields, each checked against its kind.
+    fn section(&mut self, cx: &mut Ctx, s: &Section, v: &Value) {
+        let key = s.name;
+        let Some(m) = v.as_mapping() else {
+            if !v.is_null() {
                 cx.err(
                     None,
                     key,
                     format!(
-                        "expected a mapping of parameter: [values], found {}",
+                        "expected a mapping of {key} settings, found {}",
                         describe(v)
                     ),
                     None,
                 );
-                continue;
-            };
-            if m.is_empty() {
-                cx.err(None, key, "the matrix is empty".into(), Some("give at least one dimension, e.g. `request_rate: [10, 20]`, or remove `matrix`".into()));
             }
-            for (mk, mv) in m {
-                let mname = mk.as_str().unwrap_or("?");
-                let Some((_, f)) = fields::find(mname) else {
-                    let all: Vec<&Field> = SECTIONS
-                        .iter()
-                        .flat_map(|s| s.fields.iter())
-                        .filter(|f| f.matrix)
-                        .collect();
-                    let hint = fields::suggest(mname, all.iter().map(|f| f.name))
-                        .map(|s| format!("did you mean `{s}`?"));
-                    cx.err(
-                        Some("matrix"),
-                        mname,
-                        format!("unknown parameter `{mname}`"),
-                        hint,
-                    );
-                    continue;
-                };
-                if !f.matrix {
-                    cx.err(
-                        Some("matrix"),
-                        mname,
-                        format!("`{mname}` cannot vary across cells"),
-                        Some("set it once in its section".into()),
-                    );
-                    continue;
-                }
-                let values = match mv {
-                    Value::Sequence(vs) => vs.clone(),
-                    single => vec![single.clone()],
-                };
-                if values.is_empty() {
-                    cx.err(
-                        Some("matrix"),
-                        mname,
-                        "has no values".into(),
-                        Some(format!("e.g. `{mname}: [1, 2]`")),
-                    );
-                    continue;
-                }
-                let mut ok = true;
-                for val in &values {
-                    if let Err(msg) = check(f.kind, val) {
-                        cx.err(Some("matrix"), mname, msg, Some(f.doc.to_string()));
-                        ok = false;
-                        break;
+            return;
+        };
+        for (fk, fv) in m {
+            let fname = fk.as_str().unwrap_or("?");
+            match s.fields.iter().find(|f| f.name == fname) {
+                Some(f) => match check(f.kind, fv) {
+                    Ok(()) => {
+                        self.base.insert(f.name, fv.clone());
                     }
-                }
-                if ok {
-                    matrix.push((f.name, values));
+                    Err(msg) => cx.err(Some(key), fname, msg, Some(f.doc.to_string())),
+                },
+                None => {
+                    let hint = unknown_hint(fname, Some(s.name), s.fields);
+                    cx.err(Some(key), fname, format!("unknown field `{fname}`"), hint);
                 }
             }
-        } else {
-            let hint = match fields::find(key) {
-                Some((s, _)) => Some(format!("`{key}` belongs under `{}:`", s.name)),
-                None => fields::suggest(key, top_names.iter().copied())
-                    .map(|s| format!("did you mean `{s}`?")),
-            };
-            cx.err(None, key, format!("unknown field `{key}`"), hint);
         }
     }
-    // Parameters given in a section and as a matrix dimension: ambiguous.
+
+    /// The matrix: each dimension a known, variable field with values of its kind.
+    fn matrix(&mut self, cx: &mut Ctx, v: &Value) {
+        let key = "matrix";
+        let Some(m) = v.as_mapping() else {
+            cx.err(
+                None,
+                key,
+                format!(
+                    "expected a mapping of parameter: [values], found {}",
+                    describe(v)
+                ),
+                None,
+            );
+            return;
+        };
+        if m.is_empty() {
+            cx.err(None, key, "the matrix is empty".into(), Some("give at least one dimension, e.g. `request_rate: [10, 20]`, or remove `matrix`".into()));
+        }
+        for (mk, mv) in m {
+            let mname = mk.as_str().unwrap_or("?");
+            if let Some(dimension) = matrix_dimension(cx, mname, mv) {
+                self.matrix.push(dimension);
+            }
+        }
+    }
+}
+
+/// One matrix dimension checked: a known field that may vary, with values of its kind.
+fn matrix_dimension(cx: &mut Ctx, mname: &str, mv: &Value) -> Option<(&'static str, Vec<Value>)> {
+    let Some((_, f)) = fields::find(mname) else {
+        let all: Vec<&Field> = SECTIONS
+            .iter()
+            .flat_map(|s| s.fields.iter())
+            .filter(|f| f.matrix)
+            .collect();
+        let hint = fields::suggest(mname, all.iter().map(|f| f.name))
+            .map(|s| format!("did you mean `{s}`?"));
+        cx.err(
+            Some("matrix"),
+            mname,
+            format!("unknown parameter `{mname}`"),
+            hint,
+        );
+        return None;
+    };
+    if !f.matrix {
+        cx.err(
+            Some("matrix"),
+            mname,
+            format!("`{mname}` cannot vary across cells"),
+            Some("set it once in its section".into()),
+        );
+        return None;
+    }
+    let values = match mv {
+        Value::Sequence(vs) => vs.clone(),
+        single => vec![single.clone()],
+    };
+    if values.is_empty() {
+        cx.err(
+            Some("matrix"),
+            mname,
+            "has no values".into(),
+            Some(format!("e.g. `{mname}: [1, 2]`")),
+        );
+        return None;
+    }
+    for val in &values {
+        if let Err(msg) = check(f.kind, val) {
+            cx.err(Some("matrix"), mname, msg, Some(f.doc.to_string()));
+            return None;
+        }
+    }
+    Some((f.name, values))
+}
+
+/// An unknown top-level key: a field of a section written at the top, or a typo.
+fn unknown_top_hint(key: &str) -> Option<String> {
+    let top_names: Vec<&str> = TOP
+        .iter()
+        .map(|f| f.name)
+        .chain(SECTIONS.iter().map(|s| s.name))
+        .chain(["matrix"])
+        .collect();
+    match fields::find(key) {
+        Some((s, _)) => Some(format!("`{key}` belongs under `{}:`", s.name)),
+        None => {
+            fields::suggest(key, top_names.iter().copied()).map(|s| format!("did you mean `{s}`?"))
+        }
+    }
+}
+
+/// Parameters given in a section and as a matrix dimension: ambiguous.
+fn in_section_and_matrix(cx: &mut Ctx, root: &Mapping, matrix: &[(&'static str, Vec<Value>)]) {
     let in_sections: Vec<&str> = root
         .iter()
         .filter_map(|(k, v)| Some((fields::section(k.as_str()?)?, v.as_mapping()?)))
@@ -480,7 +565,7 @@ pub fn parse(
         })
         .map(|k| fields::find(&k).map(|(_, f)| f.name).unwrap_or(""))
         .collect();
-    for (m, _) in &matrix {
+    for (m, _) in matrix {
         if in_sections.contains(m) {
             let (s, _) = fields::find(m).expect("known");
             cx.err(
@@ -491,16 +576,10 @@ pub fn parse(
             );
         }
     }
-    if name.is_none() {
-        cx.items.push(Diagnostic {
-            at: Some((1, 1)),
-            path: "name".into(),
-            message: "missing".into(),
-            hint: Some("give the experiment a name, e.g. `name: saturation`".into()),
-        });
-    }
-    cross_checks(&mut cx, &base, &matrix, base_dir);
-    // counted before anything is expanded: a 100×100×100 matrix took 4.6 GB to plan
+}
+
+/// Counted before anything is expanded: a 100×100×100 matrix took 4.6 GB to plan.
+fn count_cells(cx: &mut Ctx, matrix: &[(&'static str, Vec<Value>)], repeats: u32) {
     let cells = matrix
         .iter()
         .fold(repeats as u128, |n, (_, vs)| n * vs.len().max(1) as u128);
@@ -519,10 +598,10 @@ pub fn parse(
             hint: Some("split it into several experiments, or thin a dimension".into()),
         });
     }
-    if !cx.items.is_empty() {
-        return Err(fail(cx.items));
-    }
-    // resolve relative paths, so the saved experiment runs from anywhere
+}
+
+/// Relative paths made absolute, so the saved experiment runs from anywhere.
+fn resolve_paths(base: &mut Params, matrix: &mut [(&'static str, Vec<Value>)], base_dir: &Path) {
     for key in ["tokenizer", "compose_file", "dataset_path"] {
         if let Some(Value::String(p)) = base.get(key) {
             base.insert(key, Value::String(resolve(base_dir, p)));
@@ -537,15 +616,6 @@ pub fn parse(
             }
         }
     }
-    let resolved = resolved_document(&name, &description, repeats, &base, &matrix, &root);
-    Ok(Experiment {
-        name: name.unwrap_or_default(),
-        description,
-        repeats,
-        base,
-        matrix,
-        resolved,
-    })
 }
 
 fn unknown_hint(wrong: &str, section: Option<&str>, fields_here: &[Field]) -> Option<String> {

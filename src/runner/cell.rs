@@ -133,19 +133,95 @@ impl CellResult {
     }
 }
 
+/// Run one cell: its load point with the monitors beside it, then its summary and files.
 pub async fn run_cell(
     c: CellSpec<'_>,
     out: &CellDir,
     interrupt: watch::Receiver<bool>,
 ) -> Result<CellResult> {
+    let writer = JsonlWriter::create(&out.requests_jsonl())?;
+    let clock = Clock::start();
+    let monitors = Monitors::start(&c, clock);
+    let lp = LoadPoint {
+        targets: targets(&c),
+        schedule: c.schedule.clone(),
+        max_concurrency: c.max_concurrency,
+        timeouts: c.timeouts,
+        drain: c.drain,
+        follow_until_ns: c.window_s.map(|(_, end)| (end * 1e9) as u64),
+        send_until: c.send_until,
+        closed_loop: c.closed_loop,
+        quiet: c.quiet,
+        label: c.label.clone(),
+    };
+    let before = ProcessUsage::now();
+    let rss_before = current_rss_bytes();
+    let lag = tokio::spawn(super::loop_lag::measure(monitors.stop.clone()));
+    let outcome = load_point::run(lp, clock, writer.sender(), interrupt).await;
+    let wall_s = clock.now_ns() as f64 / 1e9;
+    let usage = ProcessUsage::now().since(&before);
+    let _ = monitors.stop_tx.send(true);
+    let lag = lag.await.ok().flatten();
+    let records = writer.finish()?;
+    let rss_growth = current_rss_bytes()
+        .zip(rss_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    let s = summarize_cell(&c, out, &records, outcome.not_sent)?;
+    let client = ClientUsage {
+        wall_s,
+        cpu_s: usage.cpu_s(),
+        user_cpu_s: usage.user_cpu_s,
+        system_cpu_s: usage.system_cpu_s,
+        cpu_share_of_threads: usage.cpu_s() / wall_s.max(1e-9) / c.client_threads as f64,
+        max_rss_bytes: usage.max_rss_bytes,
+        threads: c.client_threads,
+        loop_lag_p50_ms: lag.as_ref().map(|d| d.p50),
+        loop_lag_p99_ms: lag.as_ref().map(|d| d.p99),
+        loop_lag_max_ms: lag.as_ref().map(|d| d.max),
+        pacer_realtime: outcome.pacer_realtime,
+        sending_s: outcome.sending_s,
+        planned_sending_s: (c.max_concurrency.is_none() && outcome.planned_sending_s > 0.0)
+            .then_some(outcome.planned_sending_s),
+        rss_growth_bytes: rss_growth,
+        rss_growth_per_request_bytes: rss_growth
+            .filter(|_| !records.is_empty())
+            .map(|g| g as f64 / records.len() as f64),
+    };
+    let mut warnings = validity_warnings(&s, &records, outcome.interrupted, c.exact_tokenizer);
+    warnings.extend(client_warnings(&c, &s, &client));
+    if let Some(t) = outcome.server_lost_at_s {
+        warnings.insert(
+            0,
+            format!(
+                "server lost: {} requests in a row could not connect; sending stopped at {t:.1} s and what was in flight was cut: the cell failed, its figures describe a dead server",
+                crate::runner::load_point::SERVER_LOST_AFTER
+            ),
+        );
+    }
+    store::requests_table::write_requests(&out.requests_parquet(), &records, s.window)?;
+    let monitors = monitors.finish(out, &mut warnings).await?;
+    Ok(CellResult {
+        server_lost_at_s: outcome.server_lost_at_s,
+        server_exited: None,
+        summary: s,
+        records,
+        interrupted: outcome.interrupted,
+        client,
+        monitors,
+        warnings,
+    })
+}
+
+/// Each endpoint's connection pool and the request bytes of every prompt, built once
+/// before the run: the hot path sends prepared bytes.
+fn targets(c: &CellSpec) -> Arc<[Target]> {
     let n = c.schedule.len();
     let cap = match (c.closed_loop, c.max_concurrency) {
         (true, Some(k)) => k,
         (_, k) => k.unwrap_or(n).min(n),
     }
     .max(1);
-    let targets: Arc<[Target]> = c
-        .endpoints
+    c.endpoints
         .iter()
         .map(|ep| {
             let path = ep.url.path(c.body.endpoint.path());
@@ -170,56 +246,18 @@ pub async fn run_cell(
                 specs,
             }
         })
-        .collect();
-    let writer = JsonlWriter::create(&out.requests_jsonl())?;
-    let clock = Clock::start();
-    let (mon_stop_tx, mon_stop) = watch::channel(false);
-    let scraper = c.metrics_interval.map(|iv| {
-        let eps = c
-            .endpoints
-            .iter()
-            .map(|e| monitor::metrics::Endpoint {
-                addr: e.addr,
-                authority: e.url.authority.clone(),
-                prefix: e.url.prefix.clone(),
-            })
-            .collect();
-        tokio::spawn(monitor::metrics::scrape(eps, iv, clock, mon_stop.clone()))
-    });
-    let gpu = (c.gpu && c.metrics_interval.is_some()).then(|| {
-        tokio::spawn(monitor::gpu::sample(
-            c.metrics_interval.unwrap_or(Duration::from_secs(1)),
-            clock,
-            mon_stop.clone(),
-        ))
-    });
-    let lp = LoadPoint {
-        targets,
-        schedule: c.schedule.clone(),
-        max_concurrency: c.max_concurrency,
-        timeouts: c.timeouts,
-        drain: c.drain,
-        follow_until_ns: c.window_s.map(|(_, end)| (end * 1e9) as u64),
-        send_until: c.send_until,
-        closed_loop: c.closed_loop,
-        quiet: c.quiet,
-        label: c.label.clone(),
-    };
-    let before = ProcessUsage::now();
-    let rss_before = current_rss_bytes();
-    let lag = tokio::spawn(super::loop_lag::measure(mon_stop.clone()));
-    let outcome = load_point::run(lp, clock, writer.sender(), interrupt).await;
-    let wall_s = clock.now_ns() as f64 / 1e9;
-    let usage = ProcessUsage::now().since(&before);
-    let _ = mon_stop_tx.send(true);
-    let lag = lag.await.ok().flatten();
-    let records = writer.finish()?;
-    let rss_growth = current_rss_bytes()
-        .zip(rss_before)
-        .map(|(after, before)| after.saturating_sub(before));
-    let window = summary::resolve_window(c.window_s, &records);
-    // The figures that need every content event stream them back from the file, and
-    // `events.parquet` is written on the first of those passes.
+        .collect()
+}
+
+/// The cell's figures from its records. Those that need every content event stream them
+/// back from `requests.jsonl`, and `events.parquet` is written on the first of those passes.
+fn summarize_cell(
+    c: &CellSpec,
+    out: &CellDir,
+    records: &[CompactRecord],
+    not_sent: u64,
+) -> Result<RunSummary> {
+    let window = summary::resolve_window(c.window_s, records);
     let raw = out.requests_jsonl();
     let mut events_out = EventsWriter::create(&out.events_parquet(), EVENT_ROWS_PER_GROUP)?;
     let mut passes = 0;
@@ -246,39 +284,98 @@ pub async fn run_cell(
         slos: c.slos,
         percentiles: c.percentiles,
     };
-    let s = summary::summarize(&records, events, outcome.not_sent, scope);
+    let s = summary::summarize(records, events, not_sent, scope);
     summary::check_accounting(&s).map_err(anyhow::Error::msg)?;
-    let cpu_share = usage.cpu_s() / wall_s.max(1e-9) / c.client_threads as f64;
-    let client = ClientUsage {
-        wall_s,
-        cpu_s: usage.cpu_s(),
-        user_cpu_s: usage.user_cpu_s,
-        system_cpu_s: usage.system_cpu_s,
-        cpu_share_of_threads: cpu_share,
-        max_rss_bytes: usage.max_rss_bytes,
-        threads: c.client_threads,
-        loop_lag_p50_ms: lag.as_ref().map(|d| d.p50),
-        loop_lag_p99_ms: lag.as_ref().map(|d| d.p99),
-        loop_lag_max_ms: lag.as_ref().map(|d| d.max),
-        pacer_realtime: outcome.pacer_realtime,
-        sending_s: outcome.sending_s,
-        planned_sending_s: (c.max_concurrency.is_none() && outcome.planned_sending_s > 0.0)
-            .then_some(outcome.planned_sending_s),
-        rss_growth_bytes: rss_growth,
-        rss_growth_per_request_bytes: rss_growth
-            .filter(|_| !records.is_empty())
-            .map(|g| g as f64 / records.len() as f64),
-    };
-    let mut warnings = validity_warnings(&s, &records, outcome.interrupted, c.exact_tokenizer);
-    if let Some(t) = outcome.server_lost_at_s {
-        warnings.insert(
-            0,
-            format!(
-                "server lost: {} requests in a row could not connect; sending stopped at {t:.1} s and what was in flight was cut: the cell failed, its figures describe a dead server",
-                crate::runner::load_point::SERVER_LOST_AFTER
-            ),
-        );
+    Ok(s)
+}
+
+/// The server's `/metrics` and the GPUs, sampled beside the load point on its clock.
+struct Monitors {
+    stop_tx: watch::Sender<bool>,
+    stop: watch::Receiver<bool>,
+    scraper: Option<tokio::task::JoinHandle<monitor::metrics::Scraped>>,
+    gpu: Option<tokio::task::JoinHandle<monitor::gpu::GpuSamples>>,
+}
+
+impl Monitors {
+    fn start(c: &CellSpec, clock: Clock) -> Monitors {
+        let (stop_tx, stop) = watch::channel(false);
+        let scraper = c.metrics_interval.map(|iv| {
+            let eps = c
+                .endpoints
+                .iter()
+                .map(|e| monitor::metrics::Endpoint {
+                    addr: e.addr,
+                    authority: e.url.authority.clone(),
+                    prefix: e.url.prefix.clone(),
+                })
+                .collect();
+            tokio::spawn(monitor::metrics::scrape(eps, iv, clock, stop.clone()))
+        });
+        let gpu = (c.gpu && c.metrics_interval.is_some()).then(|| {
+            tokio::spawn(monitor::gpu::sample(
+                c.metrics_interval.unwrap_or(Duration::from_secs(1)),
+                clock,
+                stop.clone(),
+            ))
+        });
+        Monitors {
+            stop_tx,
+            stop,
+            scraper,
+            gpu,
+        }
     }
+
+    /// Wait for the monitors (already told to stop) and store what they saw; a failed
+    /// scrape becomes a warning. `None` when the cell ran without monitors (`bench`).
+    async fn finish(
+        self,
+        out: &CellDir,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<MonitorReport>> {
+        let Some(h) = self.scraper else {
+            return Ok(None);
+        };
+        let scraped = h.await.unwrap_or_default();
+        store::parquet::write(
+            &out.server_metrics_parquet(),
+            &monitor::metrics::table(&scraped.rows),
+        )?;
+        out.write_metrics(&scraped.rows)?;
+        let gpu_samples = match self.gpu {
+            Some(h) => h.await.unwrap_or_default(),
+            None => monitor::gpu::GpuSamples::default(),
+        };
+        let gpu_state = match &gpu_samples.rows {
+            Some(rows) => {
+                store::parquet::write(&out.gpu_parquet(), &monitor::gpu::table(rows))?;
+                format!("{} samples", rows.len())
+            }
+            None => "absent".to_string(),
+        };
+        if scraped.failures > 0 {
+            warnings.push(format!(
+                "{} of {} /metrics scrapes failed: {}",
+                scraped.failures,
+                scraped.scrapes,
+                scraped.last_error.clone().unwrap_or_default()
+            ));
+        }
+        Ok(Some(MonitorReport {
+            metric_scrapes: scraped.scrapes,
+            metric_failures: scraped.failures,
+            metric_rows: scraped.rows.len(),
+            metric_last_error: scraped.last_error,
+            gpu: gpu_state,
+        }))
+    }
+}
+
+/// Reasons the client itself may have shaped the figures (its loop late, its pacing coarse,
+/// its threads busy), and the closed loop's wave error.
+fn client_warnings(c: &CellSpec, s: &RunSummary, client: &ClientUsage) -> Vec<String> {
+    let mut warnings = Vec::new();
     if let Some(l) = client.loop_lag_p99_ms
         && l > 10.0
     {
@@ -289,7 +386,7 @@ pub async fn run_cell(
     if let Some(q) = &s.latencies.queue_delay_ms
         && s.offered_rate.is_finite()
         && q.p99 > 1.0
-        && !outcome.pacer_realtime
+        && !client.pacer_realtime
     {
         warnings.push(format!(
             "send lag p99 is {:.1} ms and the pacer thread ran at normal priority: allow it a real-time one (`ulimit -r 1`, or CAP_SYS_NICE) for sub-millisecond pacing",
@@ -310,59 +407,14 @@ pub async fn run_cell(
             ));
         }
     }
-    if cpu_share > 0.9 {
+    if client.cpu_share_of_threads > 0.9 {
         warnings.push(format!(
             "the client used {:.0}% of its {} thread(s): it may be the bottleneck (add `--client-threads`)",
-            cpu_share * 100.0,
+            client.cpu_share_of_threads * 100.0,
             c.client_threads
         ));
     }
-    store::requests_table::write_requests(&out.requests_parquet(), &records, s.window)?;
-    let mut monitors = None;
-    if let Some(h) = scraper {
-        let scraped = h.await.unwrap_or_default();
-        store::parquet::write(
-            &out.server_metrics_parquet(),
-            &monitor::metrics::table(&scraped.rows),
-        )?;
-        out.write_metrics(&scraped.rows)?;
-        let gpu_samples = match gpu {
-            Some(h) => h.await.unwrap_or_default(),
-            None => monitor::gpu::GpuSamples::default(),
-        };
-        let gpu_state = match &gpu_samples.rows {
-            Some(rows) => {
-                store::parquet::write(&out.gpu_parquet(), &monitor::gpu::table(rows))?;
-                format!("{} samples", rows.len())
-            }
-            None => "absent".to_string(),
-        };
-        if scraped.failures > 0 {
-            warnings.push(format!(
-                "{} of {} /metrics scrapes failed: {}",
-                scraped.failures,
-                scraped.scrapes,
-                scraped.last_error.clone().unwrap_or_default()
-            ));
-        }
-        monitors = Some(MonitorReport {
-            metric_scrapes: scraped.scrapes,
-            metric_failures: scraped.failures,
-            metric_rows: scraped.rows.len(),
-            metric_last_error: scraped.last_error,
-            gpu: gpu_state,
-        });
-    }
-    Ok(CellResult {
-        server_lost_at_s: outcome.server_lost_at_s,
-        server_exited: None,
-        summary: s,
-        records,
-        interrupted: outcome.interrupted,
-        client,
-        monitors,
-        warnings,
-    })
+    warnings
 }
 
 /// Reasons a figure of this cell should not be trusted as it stands.
