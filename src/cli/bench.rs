@@ -2,29 +2,29 @@
 //! and write and print the results.
 
 use super::bench_args::{ArrivalKind, BenchArgs, DatasetName};
-use crate::client::{self, BaseUrl, Timeouts};
+use crate::client::{self, BaseUrl};
+use crate::experiment::cell_plan::LoadPlan;
 use crate::runner::cell::{CellResult, CellSpec, Endpoint, run_cell};
 use crate::store::layout::CellDir;
 use crate::store::{self, summary_json};
 use crate::workload::body::{BodyOptions, Endpoint as Api};
-use crate::workload::{Workload, files, random};
+use crate::workload::{Dataset, PromptSpec, Workload};
 use anyhow::{Context, Result, bail};
 use loadtest_analysis::summary::goodput::Slo;
 use loadtest_base::Tokenizer;
 use loadtest_base::arrivals::{self, Arrival, Stop};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Flags checked and turned into typed values, before anything is sent.
+/// The flags, checked and typed: the same plan of load and prompts a `run` cell has.
 struct Plan {
     endpoint: Api,
-    arrival: Arrival,
-    stop: Stop,
+    load: LoadPlan,
+    prompts: PromptSpec,
     slos: Vec<Slo>,
     metrics: Vec<String>,
     percentiles: Vec<f64>,
-    window: Option<(f64, f64)>,
     ignore_eos: bool,
     extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -48,18 +48,7 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
             a.burstiness
         );
     }
-    let arrival = if rate.is_infinite() {
-        Arrival::AllAtOnce
-    } else {
-        match a.arrival {
-            ArrivalKind::Constant => Arrival::Constant { rate },
-            ArrivalKind::Gamma if a.burstiness == 1.0 => Arrival::Poisson { rate },
-            ArrivalKind::Gamma => Arrival::Gamma {
-                rate,
-                burstiness: a.burstiness,
-            },
-        }
-    };
+    let arrival = Arrival::of(rate, a.arrival == ArrivalKind::Constant, a.burstiness);
     if a.num_prompts == 0 {
         bail!("`--num-prompts 0`: nothing to send\nhint: give at least 1");
     }
@@ -140,20 +129,37 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
     if a.max_concurrency == Some(0) {
         bail!("`--max-concurrency 0` would never send anything");
     }
-    Ok(Plan {
-        endpoint,
+    let load = LoadPlan {
         arrival,
         stop,
+        arrival_name: match a.arrival {
+            ArrivalKind::Constant => "constant",
+            ArrivalKind::Gamma => "gamma",
+        }
+        .into(),
+        burstiness: a.burstiness,
+        max_concurrency: a.max_concurrency,
+        seed: a.seed,
+        window_s: window,
+        warmup_s: a.warmup,
+        cooldown_s: a.cooldown,
+        request_timeout: Duration::from_secs_f64(a.request_timeout),
+        drain: a.duration.map(|_| Duration::from_secs_f64(a.drain_timeout)),
+    };
+    Ok(Plan {
+        endpoint,
+        load,
+        prompts: prompts(a)?,
         slos,
         metrics,
         percentiles,
-        window,
         ignore_eos,
         extra,
     })
 }
 
-fn load_workload(a: &BenchArgs, tok: &Tokenizer, stop: &dyn Fn() -> bool) -> Result<Workload> {
+/// The prompts the dataset flags ask for.
+fn prompts(a: &BenchArgs) -> Result<PromptSpec> {
     let need_path = || {
         a.dataset_path.clone().with_context(|| {
             format!(
@@ -163,28 +169,24 @@ fn load_workload(a: &BenchArgs, tok: &Tokenizer, stop: &dyn Fn() -> bool) -> Res
             .to_lowercase()
         })
     };
-    match a.dataset_name {
-        DatasetName::Random => random::generate_until(
-            &random::RandomSpec {
-                num_prompts: a.num_prompts,
-                input_len: a.random_input_len,
-                output_len: a.random_output_len,
-                range_ratio: a.random_range_ratio,
-                prefix_len: a.random_prefix_len,
-                seed: a.seed,
-            },
-            tok,
-            stop,
-        ),
-        DatasetName::Sharegpt => files::sharegpt(
-            &need_path()?,
-            a.num_prompts,
-            a.sharegpt_output_len,
-            a.seed,
-            tok,
-        ),
-        DatasetName::Jsonl => files::jsonl(&need_path()?, a.num_prompts, a.random_output_len, tok),
-    }
+    let dataset = match a.dataset_name {
+        DatasetName::Random => Dataset::Random {
+            input_len: a.random_input_len,
+            range_ratio: a.random_range_ratio,
+            prefix_len: a.random_prefix_len,
+        },
+        DatasetName::Sharegpt => Dataset::ShareGpt {
+            path: need_path()?,
+            output_len: a.sharegpt_output_len,
+        },
+        DatasetName::Jsonl => Dataset::Jsonl { path: need_path()? },
+    };
+    Ok(PromptSpec {
+        dataset,
+        output_len: a.random_output_len,
+        num_prompts: a.num_prompts,
+        seed: a.seed,
+    })
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -210,7 +212,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if tok.is_built_in() {
         eprintln!("{}", loadtest_base::tokenizer::BUILT_IN_WARNING);
     }
-    let workload = match load_workload(&a, &tok, &|| *interrupt.borrow()) {
+    let workload = match plan.prompts.build(&tok, &|| *interrupt.borrow()) {
         Err(e) if *interrupt.borrow() => {
             return Err(super::Ended::Interrupted(format!("{e:#}")).into());
         }
@@ -263,9 +265,9 @@ async fn run_async(
         continuous_usage: a.continuous_usage_stats,
         extra: plan.extra.clone(),
     };
-    let schedule: Arc<[u64]> = arrivals::schedule(plan.arrival, plan.stop, a.seed).into();
-    let closed_loop = arrivals::is_closed_loop(plan.arrival, plan.stop);
-    let rate = plan.arrival.rate();
+    let schedule = plan.load.schedule(0);
+    let closed_loop = plan.load.closed_loop();
+    let rate = plan.load.arrival.rate();
     let out_dir = a.output_dir.clone().unwrap_or_else(|| {
         let r = if rate.is_finite() {
             format!("{rate}")
@@ -291,7 +293,7 @@ async fn run_async(
         if closed_loop {
             "closed loop: the next as soon as one ends".to_string()
         } else {
-            plan.arrival.describe()
+            plan.load.arrival.describe()
         },
         match a.duration {
             Some(d) => format!("for {d} s"),
@@ -320,17 +322,9 @@ async fn run_async(
         prompts: &workload.prompts,
         body: &opts,
         api_key: api_key.as_deref(),
-        arrival: plan.arrival,
+        load: &plan.load,
         schedule,
-        max_concurrency: a.max_concurrency,
-        timeouts: Timeouts {
-            connect: Duration::from_secs_f64(a.connect_timeout),
-            request: Duration::from_secs_f64(a.request_timeout),
-        },
-        drain: a.duration.map(|_| Duration::from_secs_f64(a.drain_timeout)),
-        send_until: a.duration.map(Duration::from_secs_f64),
-        closed_loop,
-        window_s: plan.window,
+        connect_timeout: Duration::from_secs_f64(a.connect_timeout),
         slos: &plan.slos,
         percentiles: &plan.percentiles,
         quiet: a.quiet,
@@ -402,7 +396,7 @@ fn write_summary(
         model_id: model.to_string(),
         tokenizer_id: tok.describe(),
         num_prompts: a.num_prompts,
-        request_rate: plan.arrival.rate(),
+        request_rate: plan.load.arrival.rate(),
         burstiness: a.burstiness,
         max_concurrency: a.max_concurrency,
     };
@@ -411,10 +405,10 @@ fn write_summary(
         percentiles: plan.percentiles.clone(),
     };
     let arrival = match a.max_concurrency {
-        Some(k) if arrivals::is_closed_loop(plan.arrival, plan.stop) => {
+        Some(k) if plan.load.closed_loop() => {
             format!("closed loop, {k} in flight")
         }
-        _ => plan.arrival.describe(),
+        _ => plan.load.arrival.describe(),
     };
     let ours = serde_json::to_value(r.report(r.status(), arrival, None))?;
     let full = summary_json::build(&info, &r.summary, &pct, None, ours.clone());

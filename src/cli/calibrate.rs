@@ -2,7 +2,8 @@
 //! `zero` simulator (a server that answers at once), so `bench` and `run` can warn before a
 //! load the client itself could not keep up with.
 
-use crate::client::{BaseUrl, Timeouts};
+use crate::client::BaseUrl;
+use crate::experiment::cell_plan::LoadPlan;
 use crate::runner::cell::{CellSpec, Endpoint, run_cell};
 use crate::store::layout::CellDir;
 use crate::workload::body::{BodyOptions, Endpoint as Api};
@@ -10,7 +11,7 @@ use crate::workload::random;
 use anyhow::{Context, Result};
 use clap::Args;
 use loadtest_base::Tokenizer;
-use loadtest_base::arrivals::{self, Arrival, Stop};
+use loadtest_base::arrivals::{Arrival, Stop};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -139,8 +140,21 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
     let scratch =
         std::env::temp_dir().join(format!("vllm-loadtest-calibrate-{}", std::process::id()));
     for &rate in &a.rates {
-        let arrival = Arrival::Constant { rate };
-        let schedule: Arc<[u64]> = arrivals::schedule(arrival, Stop::Duration(a.seconds), 0).into();
+        // constant arrivals for the calibrated time, a short drain: the client's ceiling,
+        // not the server's, is what this measures
+        let load = LoadPlan {
+            arrival: Arrival::Constant { rate },
+            stop: Stop::Duration(a.seconds),
+            arrival_name: "constant".into(),
+            burstiness: 1.0,
+            max_concurrency: None,
+            seed: 0,
+            window_s: None,
+            warmup_s: 0.0,
+            cooldown_s: 0.0,
+            request_timeout: Duration::from_secs(30),
+            drain: Some(Duration::from_secs(5)),
+        };
         std::fs::create_dir_all(&scratch)?;
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let spec = CellSpec {
@@ -148,17 +162,9 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             prompts: &wl.prompts,
             body: &body,
             api_key: None,
-            arrival,
-            schedule,
-            max_concurrency: None,
-            timeouts: Timeouts {
-                connect: Duration::from_secs(5),
-                request: Duration::from_secs(30),
-            },
-            drain: Some(Duration::from_secs(5)),
-            send_until: Some(Duration::from_secs_f64(a.seconds)),
-            closed_loop: false,
-            window_s: None,
+            load: &load,
+            schedule: load.schedule(0),
+            connect_timeout: Duration::from_secs(5),
             slos: &[],
             percentiles: &[],
             quiet: true,

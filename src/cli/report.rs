@@ -78,21 +78,21 @@ fn describe_plan(p: &CellPlan) -> (String, String, String, Option<String>) {
         other => other.name().to_string(),
     };
     let w = &p.workload;
-    let workload = match &w.dataset {
+    let workload = match &w.prompts.dataset {
         Dataset::Random {
             input_len,
             range_ratio,
             ..
         } => format!(
             "random prompts, {input_len} tokens in / {} out{}",
-            w.output_len,
+            w.prompts.output_len,
             if *range_ratio > 0.0 {
                 format!(" (±{:.0}%)", range_ratio * 100.0)
             } else {
                 String::new()
             }
         ),
-        Dataset::ShareGpt { path } => format!("sharegpt `{}`", path.display()),
+        Dataset::ShareGpt { path, .. } => format!("sharegpt `{}`", path.display()),
         Dataset::Jsonl { path } => format!("jsonl `{}`", path.display()),
     };
     let l = &p.load;

@@ -3,15 +3,15 @@
 //! stored under `results/<experiment>/<timestamp>/`, resumable when interrupted.
 
 use super::signals::interrupt_on_signals;
-use crate::client::{BaseUrl, Timeouts, get};
-use crate::experiment::{self, Cell, Dataset, Experiment, Plan, cell_plan::WorkloadPlan};
+use crate::client::{BaseUrl, get};
+use crate::experiment::{self, Cell, Experiment, Plan};
 use crate::launcher;
 use crate::runner::cell::{CellResult, CellSpec, Endpoint, run_cell};
 use crate::store::cell_report::CellInfo;
 use crate::store::layout::{CellDir, RunDir};
 use crate::store::{manifest::Manifest, summary_json};
 use crate::workload::body::BodyOptions;
-use crate::workload::{Workload, files, random};
+use crate::workload::{PromptSpec, Workload};
 use anyhow::{Context, Result};
 use clap::Args;
 use loadtest_base::Tokenizer;
@@ -286,7 +286,7 @@ async fn run_cells(
                 reset_prefix_cache(&endpoints).await;
             }
             let stop = || *interrupt.borrow();
-            let wl = match workload_for(&cell.plan.workload, &tok, &mut workloads, &stop) {
+            let wl = match workload_for(&cell.plan.workload.prompts, &tok, &mut workloads, &stop) {
                 Err(_) if stop() => break,
                 wl => wl?,
             };
@@ -441,36 +441,16 @@ async fn reset_prefix_cache(endpoints: &[Endpoint]) {
 }
 
 fn workload_for(
-    w: &WorkloadPlan,
+    spec: &PromptSpec,
     tok: &Tokenizer,
     cache: &mut HashMap<String, Arc<Workload>>,
     stop: &dyn Fn() -> bool,
 ) -> Result<Arc<Workload>> {
-    let key = w.prompts_key();
+    let key = spec.key();
     if let Some(w) = cache.get(&key) {
         return Ok(w.clone());
     }
-    let n = w.num_prompts;
-    let wl = match &w.dataset {
-        Dataset::ShareGpt { path } => files::sharegpt(path, n, None, w.seed, tok)?,
-        Dataset::Jsonl { path } => files::jsonl(path, n, w.output_len, tok)?,
-        Dataset::Random {
-            input_len,
-            range_ratio,
-            prefix_len,
-        } => random::generate_until(
-            &random::RandomSpec {
-                num_prompts: n,
-                input_len: *input_len,
-                output_len: w.output_len,
-                range_ratio: *range_ratio,
-                prefix_len: *prefix_len,
-                seed: w.seed,
-            },
-            tok,
-            stop,
-        )?,
-    };
+    let wl = spec.build(tok, stop)?;
     for note in &wl.notes {
         eprintln!("note: {note}");
     }
@@ -492,8 +472,6 @@ async fn run_one(
     interrupt: tokio::sync::watch::Receiver<bool>,
 ) -> Result<CellResult> {
     let (load, w) = (&cell.plan.load, &cell.plan.workload);
-    let schedule: Arc<[u64]> =
-        arrivals::schedule(load.arrival, load.stop, load.schedule_seed(cell.repeat)).into();
     let body = BodyOptions {
         endpoint: w.endpoint,
         model: model.to_string(),
@@ -510,17 +488,9 @@ async fn run_one(
         prompts: &wl.prompts,
         body: &body,
         api_key: api_key.as_deref(),
-        arrival: load.arrival,
-        schedule,
-        max_concurrency: load.max_concurrency,
-        timeouts: Timeouts {
-            connect: Duration::from_secs(10),
-            request: load.request_timeout,
-        },
-        drain: load.drain,
-        send_until: load.send_until(),
-        closed_loop: load.closed_loop(),
-        window_s: load.window_s,
+        load,
+        schedule: load.schedule(cell.repeat),
+        connect_timeout: Duration::from_secs(10),
         slos: &cell.plan.slo.slos,
         percentiles: &[],
         quiet: a.quiet,
@@ -570,7 +540,7 @@ fn write_cell_summary(
         label: Some(format!("{}/{}", exp.name, cell.id)),
         model_id: model.to_string(),
         tokenizer_id: tok.describe(),
-        num_prompts: cell.plan.workload.num_prompts,
+        num_prompts: cell.plan.workload.prompts.num_prompts,
         request_rate: load.arrival.rate(),
         burstiness: load.burstiness,
         max_concurrency: load.max_concurrency,

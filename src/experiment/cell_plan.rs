@@ -9,6 +9,7 @@
 use super::fields;
 use super::parse::Params;
 use crate::workload::body::Endpoint as Api;
+pub use crate::workload::{Dataset, PromptSpec};
 use anyhow::{Context, Result, bail};
 use loadtest_analysis::summary::goodput::Slo;
 use loadtest_base::arrivals::{self, Arrival, Stop};
@@ -82,46 +83,15 @@ impl Launcher {
     }
 }
 
-/// Where prompts come from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Dataset {
-    /// Prompts of exact token lengths: `input_len` ± `range_ratio`, the first `prefix_len`
-    /// tokens shared.
-    Random {
-        input_len: u32,
-        range_ratio: f64,
-        prefix_len: u32,
-    },
-    ShareGpt {
-        path: PathBuf,
-    },
-    Jsonl {
-        path: PathBuf,
-    },
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkloadPlan {
-    pub dataset: Dataset,
-    pub output_len: u32,
-    pub num_prompts: usize,
-    /// Seed of the prompts (the cell's seed, without the repeat).
-    pub seed: u64,
+    /// The prompts (their seed is the cell's, without the repeat).
+    pub prompts: PromptSpec,
     pub endpoint: Api,
     /// Ask the server to ignore end-of-sequence; by default only for random prompts.
     pub ignore_eos: bool,
     pub temperature: Option<f64>,
     pub continuous_usage_stats: bool,
-}
-
-impl WorkloadPlan {
-    /// What makes two cells' prompts the same (the workload cache's key).
-    pub fn prompts_key(&self) -> String {
-        format!(
-            "{:?};{};{};{}",
-            self.dataset, self.output_len, self.num_prompts, self.seed
-        )
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -167,6 +137,11 @@ impl LoadPlan {
     /// The arrival schedule's seed for repeat `repeat` of the cell.
     pub fn schedule_seed(&self, repeat: u32) -> u64 {
         self.seed.wrapping_add(repeat as u64)
+    }
+
+    /// The arrival schedule of repeat `repeat` (ns from the start; empty for a closed loop).
+    pub fn schedule(&self, repeat: u32) -> std::sync::Arc<[u64]> {
+        arrivals::schedule(self.arrival, self.stop, self.schedule_seed(repeat)).into()
     }
 }
 
@@ -281,7 +256,10 @@ fn workload(r: &Reader) -> Result<WorkloadPlan> {
             range_ratio: r.f64("range_ratio")?,
             prefix_len: r.u64("prefix_len")? as u32,
         },
-        "sharegpt" => Dataset::ShareGpt { path: path()? },
+        "sharegpt" => Dataset::ShareGpt {
+            path: path()?,
+            output_len: None,
+        },
         "jsonl" => Dataset::Jsonl { path: path()? },
         other => bail!("unknown dataset `{other}`"),
     };
@@ -290,10 +268,12 @@ fn workload(r: &Reader) -> Result<WorkloadPlan> {
         ignore_eos: r
             .opt_bool("ignore_eos")
             .unwrap_or(matches!(dataset, Dataset::Random { .. })),
-        dataset,
-        output_len: r.u64("output_len")? as u32,
-        num_prompts: r.u64("num_prompts")? as usize,
-        seed: r.u64("seed")?,
+        prompts: PromptSpec {
+            dataset,
+            output_len: r.u64("output_len")? as u32,
+            num_prompts: r.u64("num_prompts")? as usize,
+            seed: r.u64("seed")?,
+        },
         endpoint: Api::parse(endpoint).with_context(|| format!("unknown endpoint `{endpoint}`"))?,
         temperature: r.opt_f64("temperature"),
         continuous_usage_stats: r.bool("continuous_usage_stats")?,
@@ -310,15 +290,7 @@ fn load(r: &Reader) -> Result<LoadPlan> {
     };
     let burstiness = r.f64("burstiness")?;
     let arrival_name = r.str("arrival")?.to_string();
-    let arrival = if rate.is_infinite() {
-        Arrival::AllAtOnce
-    } else {
-        match arrival_name.as_str() {
-            "constant" => Arrival::Constant { rate },
-            _ if burstiness == 1.0 => Arrival::Poisson { rate },
-            _ => Arrival::Gamma { rate, burstiness },
-        }
-    };
+    let arrival = Arrival::of(rate, arrival_name == "constant", burstiness);
     let duration = r.opt_f64("duration_s");
     let stop = match duration {
         Some(d) => Stop::Duration(d),

@@ -273,7 +273,7 @@ fn a_minimal_file_plans_with_the_field_tables_defaults() {
         Duration::from_secs_f64(default("start_timeout_s"))
     );
     assert_eq!(
-        p.workload.dataset,
+        p.workload.prompts.dataset,
         Dataset::Random {
             input_len: default("input_len") as u32,
             range_ratio: 0.0,
@@ -355,7 +355,7 @@ matrix:
     assert_eq!(p.server.env, vec![("HF_TOKEN".into(), "abc".into())]);
     assert!(p.server.values.contains(&("max_num_seqs", "64".into())));
     assert_eq!(
-        p.workload.dataset,
+        p.workload.prompts.dataset,
         Dataset::Jsonl {
             path: dir.join("prompts.jsonl")
         }
@@ -364,7 +364,7 @@ matrix:
         !p.workload.ignore_eos,
         "only random prompts ignore EOS by default"
     );
-    assert_eq!(p.workload.output_len, 99);
+    assert_eq!(p.workload.prompts.output_len, 99);
     assert_eq!(p.workload.endpoint.path(), "/v1/chat/completions");
     assert_eq!(
         p.load.arrival,

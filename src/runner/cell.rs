@@ -5,6 +5,7 @@
 use super::load_point::{self, LoadPoint, Target};
 use super::usage::{ProcessUsage, current_rss_bytes};
 use crate::client::{BaseUrl, Pool, RequestSpec, Timeouts};
+use crate::experiment::cell_plan::LoadPlan;
 use crate::monitor;
 use crate::store::cell_report::{CellInfo, CellReport, ClientUsage, MonitorReport};
 use crate::store::layout::CellDir;
@@ -15,7 +16,6 @@ use crate::workload::body::{self, BodyOptions};
 use anyhow::Result;
 use loadtest_analysis::record::CompactRecord;
 use loadtest_analysis::summary::{self, RunSummary, Scope, goodput::Slo};
-use loadtest_base::arrivals::Arrival;
 use loadtest_base::clock::Clock;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,17 +34,11 @@ pub struct CellSpec<'a> {
     pub prompts: &'a [Prompt],
     pub body: &'a BodyOptions,
     pub api_key: Option<&'a str>,
-    pub arrival: Arrival,
+    /// How requests arrive, when sending stops, the window, the timeouts and the drain.
+    pub load: &'a LoadPlan,
+    /// The arrival schedule (`LoadPlan::schedule`), made once by the caller.
     pub schedule: Arc<[u64]>,
-    pub max_concurrency: Option<usize>,
-    pub timeouts: Timeouts,
-    pub drain: Option<Duration>,
-    /// Stop sending at this offset (duration-bounded runs); see `LoadPoint::send_until`.
-    pub send_until: Option<Duration>,
-    /// Keep `max_concurrency` in flight until `send_until` (see `LoadPoint::closed_loop`).
-    pub closed_loop: bool,
-    /// Measurement window in seconds from the start; `None`: the whole run.
-    pub window_s: Option<(f64, f64)>,
+    pub connect_timeout: Duration,
     pub slos: &'a [Slo],
     /// Percentiles reported beyond the standard ones (`--metric-percentiles`).
     pub percentiles: &'a [f64],
@@ -145,12 +139,15 @@ pub async fn run_cell(
     let lp = LoadPoint {
         targets: targets(&c),
         schedule: c.schedule.clone(),
-        max_concurrency: c.max_concurrency,
-        timeouts: c.timeouts,
-        drain: c.drain,
-        follow_until_ns: c.window_s.map(|(_, end)| (end * 1e9) as u64),
-        send_until: c.send_until,
-        closed_loop: c.closed_loop,
+        max_concurrency: c.load.max_concurrency,
+        timeouts: Timeouts {
+            connect: c.connect_timeout,
+            request: c.load.request_timeout,
+        },
+        drain: c.load.drain,
+        follow_until_ns: c.load.window_s.map(|(_, end)| (end * 1e9) as u64),
+        send_until: c.load.send_until(),
+        closed_loop: c.load.closed_loop(),
         quiet: c.quiet,
         label: c.label.clone(),
     };
@@ -180,7 +177,7 @@ pub async fn run_cell(
         loop_lag_max_ms: lag.as_ref().map(|d| d.max),
         pacer_realtime: outcome.pacer_realtime,
         sending_s: outcome.sending_s,
-        planned_sending_s: (c.max_concurrency.is_none() && outcome.planned_sending_s > 0.0)
+        planned_sending_s: (c.load.max_concurrency.is_none() && outcome.planned_sending_s > 0.0)
             .then_some(outcome.planned_sending_s),
         rss_growth_bytes: rss_growth,
         rss_growth_per_request_bytes: rss_growth
@@ -216,7 +213,7 @@ pub async fn run_cell(
 /// before the run: the hot path sends prepared bytes.
 fn targets(c: &CellSpec) -> Arc<[Target]> {
     let n = c.schedule.len();
-    let cap = match (c.closed_loop, c.max_concurrency) {
+    let cap = match (c.load.closed_loop(), c.load.max_concurrency) {
         (true, Some(k)) => k,
         (_, k) => k.unwrap_or(n).min(n),
     }
@@ -257,7 +254,7 @@ fn summarize_cell(
     records: &[CompactRecord],
     not_sent: u64,
 ) -> Result<RunSummary> {
-    let window = summary::resolve_window(c.window_s, records);
+    let window = summary::resolve_window(c.load.window_s, records);
     let raw = out.requests_jsonl();
     let mut events_out = EventsWriter::create(&out.events_parquet(), EVENT_ROWS_PER_GROUP)?;
     let mut passes = 0;
@@ -280,7 +277,7 @@ fn summarize_cell(
     events_out.finish()?;
     let scope = Scope {
         window,
-        offered_rate: c.arrival.rate(),
+        offered_rate: c.load.arrival.rate(),
         slos: c.slos,
         percentiles: c.percentiles,
     };
@@ -393,7 +390,11 @@ fn client_warnings(c: &CellSpec, s: &RunSummary, client: &ClientUsage) -> Vec<St
             q.p99
         ));
     }
-    if let (true, Some(e2e), Some(k)) = (c.closed_loop, &s.latencies.e2el_ms, c.max_concurrency) {
+    if let (true, Some(e2e), Some(k)) = (
+        c.load.closed_loop(),
+        &s.latencies.e2el_ms,
+        c.load.max_concurrency,
+    ) {
         // The loop's streams start together and, with similar requests, end in waves of
         // `k`: a window holds a whole number of waves, so its completion count can be off
         // by one wave (seen: 768 vs 640 req/s for one setup over 8 s windows).

@@ -8,6 +8,8 @@ pub mod body;
 pub mod files;
 pub mod random;
 
+use loadtest_base::Tokenizer;
+
 /// One prompt and its expected generation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prompt {
@@ -24,4 +26,67 @@ pub struct Workload {
     pub prompts: Vec<Prompt>,
     /// e.g. "3 of 200 prompts are 1 token off their target length".
     pub notes: Vec<String>,
+}
+
+/// Where a run's prompts come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dataset {
+    /// Prompts of exact token lengths: `input_len` ± `range_ratio`, the first `prefix_len`
+    /// tokens shared.
+    Random {
+        input_len: u32,
+        range_ratio: f64,
+        prefix_len: u32,
+    },
+    /// ShareGPT conversations; `output_len` overrides the lengths of their answers.
+    ShareGpt {
+        path: std::path::PathBuf,
+        output_len: Option<u32>,
+    },
+    /// `{"prompt": …, "output_len": …}` per line.
+    Jsonl { path: std::path::PathBuf },
+}
+
+/// The prompts to build: the same for `run` (a cell's plan) and `bench` (its flags).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptSpec {
+    pub dataset: Dataset,
+    /// Tokens to generate per prompt (random prompts; JSON lines without their own).
+    pub output_len: u32,
+    pub num_prompts: usize,
+    pub seed: u64,
+}
+
+impl PromptSpec {
+    /// What makes two cells' prompts the same (a run builds each set once).
+    pub fn key(&self) -> String {
+        format!("{self:?}")
+    }
+
+    /// Build the prompts; `stop` (Ctrl-C) is polled while long random prompts are made.
+    pub fn build(&self, tok: &Tokenizer, stop: &dyn Fn() -> bool) -> anyhow::Result<Workload> {
+        let n = self.num_prompts;
+        match &self.dataset {
+            Dataset::Random {
+                input_len,
+                range_ratio,
+                prefix_len,
+            } => random::generate_until(
+                &random::RandomSpec {
+                    num_prompts: n,
+                    input_len: *input_len,
+                    output_len: self.output_len,
+                    range_ratio: *range_ratio,
+                    prefix_len: *prefix_len,
+                    seed: self.seed,
+                },
+                tok,
+                stop,
+            ),
+            Dataset::ShareGpt { path, output_len } => {
+                files::sharegpt(path, n, *output_len, self.seed, tok)
+            }
+            Dataset::Jsonl { path } => files::jsonl(path, n, self.output_len, tok),
+        }
+    }
 }

@@ -377,10 +377,10 @@ fn example_figures(example: &str, overrides: &[&str]) -> ((f64, f64, bool), (f64
         })
         .unwrap();
     let p = &cell.plan;
-    let Dataset::Random { input_len, .. } = p.workload.dataset else {
+    let Dataset::Random { input_len, .. } = p.workload.prompts.dataset else {
         panic!("{example}: random prompts expected");
     };
-    let (input, output) = (input_len, p.workload.output_len);
+    let (input, output) = (input_len, p.workload.prompts.output_len);
     let arrival = p.load.arrival;
     let sched = schedule(arrival, p.load.stop, p.load.seed);
     let reqs: Vec<VirtualRequest> = sched

@@ -25,6 +25,20 @@ pub enum Arrival {
 }
 
 impl Arrival {
+    /// The process for an offered `rate` (infinite: all at once): evenly spaced when
+    /// `constant`, else gamma with this burstiness, which at 1 is Poisson.
+    pub fn of(rate: f64, constant: bool, burstiness: f64) -> Arrival {
+        if rate.is_infinite() {
+            Arrival::AllAtOnce
+        } else if constant {
+            Arrival::Constant { rate }
+        } else if burstiness == 1.0 {
+            Arrival::Poisson { rate }
+        } else {
+            Arrival::Gamma { rate, burstiness }
+        }
+    }
+
     /// The offered rate in requests per second (infinite for all-at-once).
     pub fn rate(&self) -> f64 {
         match *self {
