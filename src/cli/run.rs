@@ -48,33 +48,7 @@ pub struct RunArgs {
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
-    let (dir, exp, plan) = match &a.resume {
-        Some(d) => {
-            let d = RunDir::new(d);
-            let (e, p) = experiment::load(&d.experiment(), &[]).with_context(|| {
-                format!(
-                    "`{}` is not a results folder of `vllm-loadtest run`",
-                    d.root().display()
-                )
-            })?;
-            (d, e, p)
-        }
-        None => {
-            let path = a.experiment.as_ref().expect("clap requires it");
-            let (e, p) = experiment::load(path, &a.overrides)?;
-            let stamp = loadtest_base::time::compact(loadtest_base::time::unix_now());
-            (RunDir::new(a.output.join(&e.name).join(stamp)), e, p)
-        }
-    };
-    // too large to hold: refused before anything starts, naming the cell
-    for c in &plan.cells {
-        arrivals::check_size(c.plan.load.arrival, c.plan.load.stop).map_err(|e| {
-            anyhow::anyhow!(
-                "cell `{}`: {e}\nhint: a lower `request_rate` or a shorter `duration_s`",
-                c.id
-            )
-        })?;
-    }
+    let (dir, exp, plan) = open(&a)?;
     if a.dry_run {
         print_plan(&plan);
         return Ok(());
@@ -146,6 +120,12 @@ pub fn run(a: RunArgs) -> Result<()> {
     if let Ok(w) = &report {
         println!("report: {}", w.html.display());
     }
+    how_it_ended(outcome, &plan, &dir)
+}
+
+/// The run's result for the shell: `Ok` only when every cell measured something; a lost
+/// server and a signal are typed (`Ended`) so the exit code tells them apart.
+fn how_it_ended(outcome: Result<RunEnd>, plan: &Plan, dir: &RunDir) -> Result<()> {
     let resume = format!("vllm-loadtest run --resume {}", dir.root().display());
     let unmeasured: Vec<String> = plan
         .cells
@@ -175,6 +155,39 @@ pub fn run(a: RunArgs) -> Result<()> {
             dir.root().display()
         ))),
     }
+}
+
+/// The folder, experiment and plan of a new run (a timestamped folder under `--output`) or
+/// of the one `--resume` continues; every cell checked to fit in memory before anything
+/// starts.
+fn open(a: &RunArgs) -> Result<(RunDir, Experiment, Plan)> {
+    let (dir, exp, plan) = match &a.resume {
+        Some(d) => {
+            let d = RunDir::new(d);
+            let (e, p) = experiment::load(&d.experiment(), &[]).with_context(|| {
+                format!(
+                    "`{}` is not a results folder of `vllm-loadtest run`",
+                    d.root().display()
+                )
+            })?;
+            (d, e, p)
+        }
+        None => {
+            let path = a.experiment.as_ref().expect("clap requires it");
+            let (e, p) = experiment::load(path, &a.overrides)?;
+            let stamp = loadtest_base::time::compact(loadtest_base::time::unix_now());
+            (RunDir::new(a.output.join(&e.name).join(stamp)), e, p)
+        }
+    };
+    for c in &plan.cells {
+        arrivals::check_size(c.plan.load.arrival, c.plan.load.stop).map_err(|e| {
+            anyhow::anyhow!(
+                "cell `{}`: {e}\nhint: a lower `request_rate` or a shorter `duration_s`",
+                c.id
+            )
+        })?;
+    }
+    Ok((dir, exp, plan))
 }
 
 /// An exclusive lock on `DIR/.lock` (released when the process ends, however it ends),
@@ -215,7 +228,7 @@ fn describe_cell(c: &Cell) -> String {
         .join(" ")
 }
 
-/// Run every pending cell.
+/// Run every pending cell, a server configuration at a time.
 async fn run_cells(
     a: &RunArgs,
     exp: &Experiment,
@@ -223,7 +236,6 @@ async fn run_cells(
     dir: &RunDir,
     manifest: &mut Manifest,
 ) -> Result<RunEnd> {
-    let mut interrupt = interrupt_on_signals();
     let tokenizer = plan
         .cells
         .first()
@@ -232,8 +244,15 @@ async fn run_cells(
     if tok.is_built_in() {
         eprintln!("{}", loadtest_base::tokenizer::BUILT_IN_WARNING);
     }
-    let mut workloads: HashMap<String, Arc<Workload>> = HashMap::new();
-    let total = plan.cells.len();
+    let mut run = Session {
+        a,
+        exp,
+        dir,
+        tok,
+        workloads: HashMap::new(),
+        total: plan.cells.len(),
+        interrupt: interrupt_on_signals(),
+    };
     for group in &plan.groups {
         let pending: Vec<&Cell> = group
             .cells
@@ -244,138 +263,205 @@ async fn run_cells(
         if pending.is_empty() {
             continue;
         }
-        if *interrupt.borrow() {
+        if run.interrupted() {
             return Ok(RunEnd::Interrupted);
         }
-        let log = dir.server_log(&group.id)?;
-        let server_plan = &pending[0].plan.server;
-        eprintln!(
-            "server `{}`: starting ({})",
-            group.id,
-            server_plan.launcher.name()
-        );
-        let mut server = tokio::select! {
-            s = launcher::start(server_plan, pending[0].plan.load.seed, &log) => s.with_context(|| format!("server `{}` did not start", group.id))?,
-            _ = interrupt.wait_for(|i| *i) => return Ok(RunEnd::Interrupted),
-        };
-        eprintln!("server `{}`: up ({})", group.id, server.description);
-        let endpoints = resolve(&server.urls).await?;
-        let version = server_version(&endpoints[0]).await;
-        manifest.server_versions.push((group.id.clone(), version));
-        dir.write_manifest(manifest)?;
-        let model = match &server_plan.model {
-            Some(m) => m.clone(),
-            None => {
-                get::first_model(
-                    endpoints[0].addr,
-                    &endpoints[0].url.authority,
-                    &endpoints[0].url.prefix,
-                )
-                .await?
-            }
+        if let Some(end) = run.group(&group.id, &pending, manifest).await? {
+            return Ok(end);
+        }
+    }
+    Ok(RunEnd::Complete)
+}
+
+/// What every cell of a run shares.
+struct Session<'r> {
+    a: &'r RunArgs,
+    exp: &'r Experiment,
+    dir: &'r RunDir,
+    tok: Arc<Tokenizer>,
+    /// Prompts by `PromptSpec::key`: cells that differ only in load share them.
+    workloads: HashMap<String, Arc<Workload>>,
+    total: usize,
+    interrupt: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A server configuration, up, and what its cells send to.
+struct Server {
+    running: launcher::Running,
+    endpoints: Vec<Endpoint>,
+    model: String,
+}
+
+impl Session<'_> {
+    fn interrupted(&self) -> bool {
+        *self.interrupt.borrow()
+    }
+
+    /// Bring a group's server up, run its pending cells, always take it down. `Some` when
+    /// the run ends here (a signal, or the server lost).
+    async fn group(
+        &mut self,
+        id: &str,
+        pending: &[&Cell],
+        manifest: &mut Manifest,
+    ) -> Result<Option<RunEnd>> {
+        let Some(mut server) = self.start_server(id, pending[0], manifest).await? else {
+            return Ok(Some(RunEnd::Interrupted));
         };
         let mut lost = None;
         for cell in pending {
-            if *interrupt.borrow() {
+            if self.interrupted() {
                 break;
             }
-            let cdir = dir.cell(&cell.id);
-            let _ = std::fs::remove_dir_all(cdir.root());
-            std::fs::create_dir_all(cdir.root())?;
-            if cell.plan.server.reset_prefix_cache {
-                reset_prefix_cache(&endpoints).await;
-            }
-            let stop = || *interrupt.borrow();
-            let wl = match workload_for(&cell.plan.workload.prompts, &tok, &mut workloads, &stop) {
-                Err(_) if stop() => break,
-                wl => wl?,
+            let Some(r) = self.cell(cell, &mut server).await? else {
+                break;
             };
-            let out_len = wl
-                .prompts
-                .iter()
-                .map(|p| p.output_tokens)
-                .max()
-                .unwrap_or(0);
-            if let Some(w) =
-                super::calibrate::warn_if_near_ceiling(cell.plan.load.arrival.rate(), out_len)
-            {
-                eprintln!("warning: cell `{}`: {w}", cell.id);
-            }
-            let log_start = server
-                .log
-                .as_ref()
-                .and_then(|l| std::fs::metadata(l).ok())
-                .map(|m| m.len());
-            eprintln!(
-                "cell {}/{total} `{}` ({}): running",
-                cell.index + 1,
-                cell.id,
-                describe_cell(cell)
-            );
-            let mut r = run_one(
-                a,
-                cell,
-                &endpoints,
-                &model,
-                &wl,
-                &tok,
-                &cdir,
-                total,
-                interrupt.clone(),
-            )
-            .await?;
-            if let (Some(log), Some(start)) = (&server.log, log_start) {
-                copy_log_slice(log, start, &cdir.server_log());
-            }
-            r.server_exited = server.exited();
-            let status = r.status();
-            write_cell_summary(exp, cell, &r, status, &cdir, &model, &tok)?;
-            cdir.write_status(status)?;
-            let s = &r.summary;
-            let figures = if let Some(why) = r.failure_reason() {
-                why
-            } else {
-                format!(
-                    "{:.2} req/s, TTFT p50 {} ms",
-                    s.request_throughput.unwrap_or(0.0),
-                    s.every_request
-                        .ttft_ms
-                        .as_ref()
-                        .map_or("-".into(), |d| d.p50.display(1)),
-                )
-            };
-            eprintln!(
-                "cell {}/{total} `{}`: {status}: {figures}; {}",
-                cell.index + 1,
-                cell.id,
-                loadtest_analysis::report::table::accounting_line(s)
-            );
-            for w in &r.warnings {
-                eprintln!("  warning: {w}");
-            }
             if r.interrupted {
                 break;
             }
             // the policy for a lost server: stop here, keep what ran, let `--resume` rerun
-            if status == "failed" {
+            if r.status() == "failed" {
                 lost = r
                     .failure_reason()
                     .map(|why| format!("cell `{}`: {why}", cell.id));
                 break;
             }
         }
-        eprintln!("server `{}`: stopping", group.id);
-        if let Some(note) = server.stop() {
+        eprintln!("server `{id}`: stopping");
+        if let Some(note) = server.running.stop() {
             eprintln!("{note}");
         }
-        if *interrupt.borrow() {
-            return Ok(RunEnd::Interrupted);
+        if self.interrupted() {
+            return Ok(Some(RunEnd::Interrupted));
         }
-        if let Some(why) = lost {
-            return Ok(RunEnd::ServerLost(why));
-        }
+        Ok(lost.map(RunEnd::ServerLost))
     }
-    Ok(RunEnd::Complete)
+
+    /// `None` when a signal came first.
+    async fn start_server(
+        &mut self,
+        id: &str,
+        first: &Cell,
+        manifest: &mut Manifest,
+    ) -> Result<Option<Server>> {
+        let log = self.dir.server_log(id)?;
+        let plan = &first.plan.server;
+        eprintln!("server `{id}`: starting ({})", plan.launcher.name());
+        let running = tokio::select! {
+            s = launcher::start(plan, first.plan.load.seed, &log) => s.with_context(|| format!("server `{id}` did not start"))?,
+            _ = self.interrupt.wait_for(|i| *i) => return Ok(None),
+        };
+        eprintln!("server `{id}`: up ({})", running.description);
+        let endpoints = resolve(&running.urls).await?;
+        let version = server_version(&endpoints[0]).await;
+        manifest.server_versions.push((id.to_string(), version));
+        self.dir.write_manifest(manifest)?;
+        let model = match &plan.model {
+            Some(m) => m.clone(),
+            None => {
+                let ep = &endpoints[0];
+                get::first_model(ep.addr, &ep.url.authority, &ep.url.prefix).await?
+            }
+        };
+        Ok(Some(Server {
+            running,
+            endpoints,
+            model,
+        }))
+    }
+
+    /// Run one cell into a fresh folder and store its summary and status. `None` when a
+    /// signal stopped its prompts being built.
+    async fn cell(&mut self, cell: &Cell, server: &mut Server) -> Result<Option<CellResult>> {
+        let cdir = self.dir.cell(&cell.id);
+        let _ = std::fs::remove_dir_all(cdir.root());
+        std::fs::create_dir_all(cdir.root())?;
+        if cell.plan.server.reset_prefix_cache {
+            reset_prefix_cache(&server.endpoints).await;
+        }
+        let interrupt = self.interrupt.clone();
+        let stop = || *interrupt.borrow();
+        let wl = match workload_for(
+            &cell.plan.workload.prompts,
+            &self.tok,
+            &mut self.workloads,
+            &stop,
+        ) {
+            Err(_) if stop() => return Ok(None),
+            wl => wl?,
+        };
+        let out_len = wl
+            .prompts
+            .iter()
+            .map(|p| p.output_tokens)
+            .max()
+            .unwrap_or(0);
+        if let Some(w) =
+            super::calibrate::warn_if_near_ceiling(cell.plan.load.arrival.rate(), out_len)
+        {
+            eprintln!("warning: cell `{}`: {w}", cell.id);
+        }
+        let log = server.running.log.clone();
+        let log_start = log
+            .as_ref()
+            .and_then(|l| std::fs::metadata(l).ok())
+            .map(|m| m.len());
+        let total = self.total;
+        eprintln!(
+            "cell {}/{total} `{}` ({}): running",
+            cell.index + 1,
+            cell.id,
+            describe_cell(cell)
+        );
+        let mut r = run_one(
+            self.a,
+            cell,
+            &server.endpoints,
+            &server.model,
+            &wl,
+            &self.tok,
+            &cdir,
+            total,
+            self.interrupt.clone(),
+        )
+        .await?;
+        if let (Some(log), Some(start)) = (&log, log_start) {
+            copy_log_slice(log, start, &cdir.server_log());
+        }
+        r.server_exited = server.running.exited();
+        let status = r.status();
+        write_cell_summary(self.exp, cell, &r, status, &cdir, &server.model, &self.tok)?;
+        cdir.write_status(status)?;
+        print_cell_end(cell, total, &r);
+        Ok(Some(r))
+    }
+}
+
+/// The line that ends a cell, and its warnings.
+fn print_cell_end(cell: &Cell, total: usize, r: &CellResult) {
+    let s = &r.summary;
+    let figures = if let Some(why) = r.failure_reason() {
+        why
+    } else {
+        format!(
+            "{:.2} req/s, TTFT p50 {} ms",
+            s.request_throughput.unwrap_or(0.0),
+            s.every_request
+                .ttft_ms
+                .as_ref()
+                .map_or("-".into(), |d| d.p50.display(1)),
+        )
+    };
+    eprintln!(
+        "cell {}/{total} `{}`: {}: {figures}; {}",
+        cell.index + 1,
+        cell.id,
+        r.status(),
+        loadtest_analysis::report::table::accounting_line(s)
+    );
+    for w in &r.warnings {
+        eprintln!("  warning: {w}");
+    }
 }
 
 /// How the matrix ended.

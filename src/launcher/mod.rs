@@ -78,107 +78,125 @@ impl Drop for Running {
 /// Start the server a group's cells share (`seed`: the simulator's). A launched process
 /// writes its output to `log`.
 pub async fn start(plan: &ServerPlan, seed: u64, log: &Path) -> Result<Running> {
-    let timeout = plan.start_timeout;
     match &plan.launcher {
-        Launcher::Sim { profile: name } => {
-            let mut profile = Profile::resolve(name)?;
-            if let Some(v) = plan.max_num_seqs {
-                profile.max_num_seqs = v;
-            }
-            if let Some(v) = plan.max_num_batched_tokens {
-                profile.max_num_batched_tokens = v;
-            }
-            profile.validate()?;
-            let tok = Tokenizer::load(plan.tokenizer.as_deref())?;
-            let dp = plan.dp;
-            let h = vllm_sim::background::start_with(SimConfig {
-                profile,
-                dp,
-                seed,
-                model: plan.model.clone().unwrap_or_else(|| "sim-llama".into()),
-                api_servers: plan.api_server_count,
-                faults: Faults::none(),
-                tokenizer: Arc::new(tok),
-            })?;
-            let url = BaseUrl::parse(&format!("http://{}", h.addr()))?;
-            wait_healthy(std::slice::from_ref(&url), timeout, None).await?;
-            Ok(Running {
-                urls: vec![url],
-                log: None,
-                description: format!("built-in simulator, {dp} engine(s), profile `{name}`"),
-                kind: Kind::Sim(h),
-            })
-        }
-        Launcher::External { urls } => {
-            let urls = urls
-                .iter()
-                .map(|u| BaseUrl::parse(u))
-                .collect::<Result<Vec<_>>>()?;
-            wait_healthy(&urls, timeout, None).await?;
-            Ok(Running {
-                description: format!(
-                    "external: {}",
-                    urls.iter()
-                        .map(|u| u.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                urls,
-                log: None,
-                kind: Kind::External,
-            })
-        }
-        Launcher::Command { template, port } => {
-            let port = match port {
-                Some(p) => *p,
-                None => free_port()?,
-            };
-            let line = command::render(template, &plan.values, port)?;
-            let log = log.to_path_buf();
-            let mut group = command::ProcessGroup::spawn(&line, &env(plan)?, &log)?;
-            let url = BaseUrl::parse(&format!("http://127.0.0.1:{port}"))?;
-            if let Err(e) =
-                wait_healthy(std::slice::from_ref(&url), timeout, Some(&mut group)).await
-            {
-                let tail = command::tail(&log, 30);
-                let stopped = group.stop().unwrap_or_default();
-                bail!(
-                    "{e:#}\n`{line}` did not become healthy; last lines of `{}`:\n{tail}{stopped}",
-                    log.display()
-                );
-            }
-            Ok(Running {
-                urls: vec![url],
-                log: Some(log),
-                description: format!("command: {line}"),
-                kind: Kind::Command(group),
-            })
-        }
-        Launcher::Compose { file, port } => {
-            let log = log.to_path_buf();
-            let mut vars = env(plan)?;
-            for (k, v) in plan.server_values() {
-                vars.push((k.to_uppercase(), v.to_string()));
-            }
-            vars.push(("PORT".into(), port.to_string()));
-            let c = compose::Compose::up(Path::new(file), vars, &log)?;
-            let url = BaseUrl::parse(&format!("http://127.0.0.1:{port}"))?;
-            if let Err(e) = wait_healthy(std::slice::from_ref(&url), timeout, None).await {
-                let tail = command::tail(&log, 30);
-                let down = c.down().unwrap_or_default();
-                bail!(
-                    "{e:#}\ndocker compose services did not become healthy; last lines of `{}`:\n{tail}{down}",
-                    log.display()
-                );
-            }
-            Ok(Running {
-                urls: vec![url],
-                log: Some(log),
-                description: format!("docker compose -f {file}"),
-                kind: Kind::Compose(c),
-            })
-        }
+        Launcher::Sim { profile } => start_sim(plan, profile, seed).await,
+        Launcher::External { urls } => start_external(plan, urls).await,
+        Launcher::Command { template, port } => start_command(plan, template, *port, log).await,
+        Launcher::Compose { file, port } => start_compose(plan, file, *port, log).await,
     }
+}
+
+/// The built-in simulator on its own thread, with the plan's scheduler limits.
+async fn start_sim(plan: &ServerPlan, name: &str, seed: u64) -> Result<Running> {
+    let timeout = plan.start_timeout;
+    let mut profile = Profile::resolve(name)?;
+    if let Some(v) = plan.max_num_seqs {
+        profile.max_num_seqs = v;
+    }
+    if let Some(v) = plan.max_num_batched_tokens {
+        profile.max_num_batched_tokens = v;
+    }
+    profile.validate()?;
+    let tok = Tokenizer::load(plan.tokenizer.as_deref())?;
+    let dp = plan.dp;
+    let h = vllm_sim::background::start_with(SimConfig {
+        profile,
+        dp,
+        seed,
+        model: plan.model.clone().unwrap_or_else(|| "sim-llama".into()),
+        api_servers: plan.api_server_count,
+        faults: Faults::none(),
+        tokenizer: Arc::new(tok),
+    })?;
+    let url = BaseUrl::parse(&format!("http://{}", h.addr()))?;
+    wait_healthy(std::slice::from_ref(&url), timeout, None).await?;
+    Ok(Running {
+        urls: vec![url],
+        log: None,
+        description: format!("built-in simulator, {dp} engine(s), profile `{name}`"),
+        kind: Kind::Sim(h),
+    })
+}
+
+/// A server already running: only waited for.
+async fn start_external(plan: &ServerPlan, urls: &[String]) -> Result<Running> {
+    let timeout = plan.start_timeout;
+    let urls = urls
+        .iter()
+        .map(|u| BaseUrl::parse(u))
+        .collect::<Result<Vec<_>>>()?;
+    wait_healthy(&urls, timeout, None).await?;
+    Ok(Running {
+        description: format!(
+            "external: {}",
+            urls.iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        urls,
+        log: None,
+        kind: Kind::External,
+    })
+}
+
+/// The command template in its own process group; its log's tail when it never gets healthy.
+async fn start_command(
+    plan: &ServerPlan,
+    template: &str,
+    port: Option<u16>,
+    log: &Path,
+) -> Result<Running> {
+    let timeout = plan.start_timeout;
+    let port = match port {
+        Some(p) => p,
+        None => free_port()?,
+    };
+    let line = command::render(template, &plan.values, port)?;
+    let log = log.to_path_buf();
+    let mut group = command::ProcessGroup::spawn(&line, &env(plan)?, &log)?;
+    let url = BaseUrl::parse(&format!("http://127.0.0.1:{port}"))?;
+    if let Err(e) = wait_healthy(std::slice::from_ref(&url), timeout, Some(&mut group)).await {
+        let tail = command::tail(&log, 30);
+        let stopped = group.stop().unwrap_or_default();
+        bail!(
+            "{e:#}\n`{line}` did not become healthy; last lines of `{}`:\n{tail}{stopped}",
+            log.display()
+        );
+    }
+    Ok(Running {
+        urls: vec![url],
+        log: Some(log),
+        description: format!("command: {line}"),
+        kind: Kind::Command(group),
+    })
+}
+
+/// `docker compose up` with the server parameters as upper-case environment variables.
+async fn start_compose(plan: &ServerPlan, file: &str, port: u16, log: &Path) -> Result<Running> {
+    let timeout = plan.start_timeout;
+    let log = log.to_path_buf();
+    let mut vars = env(plan)?;
+    for (k, v) in plan.server_values() {
+        vars.push((k.to_uppercase(), v.to_string()));
+    }
+    vars.push(("PORT".into(), port.to_string()));
+    let c = compose::Compose::up(Path::new(file), vars, &log)?;
+    let url = BaseUrl::parse(&format!("http://127.0.0.1:{port}"))?;
+    if let Err(e) = wait_healthy(std::slice::from_ref(&url), timeout, None).await {
+        let tail = command::tail(&log, 30);
+        let down = c.down().unwrap_or_default();
+        bail!(
+            "{e:#}\ndocker compose services did not become healthy; last lines of `{}`:\n{tail}{down}",
+            log.display()
+        );
+    }
+    Ok(Running {
+        urls: vec![url],
+        log: Some(log),
+        description: format!("docker compose -f {file}"),
+        kind: Kind::Compose(c),
+    })
 }
 
 /// `server.env` as (name, value) pairs. A value redacted from a saved experiment (a
