@@ -6,13 +6,14 @@
 mod tables;
 
 use crate::experiment::{self, Cell, Experiment, Plan};
+use crate::store::cell_report::{CellReport, StoredSummary};
 use crate::store::jsonl;
 use crate::store::layout::RunDir;
 use crate::store::parquet;
 use anyhow::{Context, Result};
 use loadtest_analysis::analysis::CellInput;
 use loadtest_analysis::record::CompactRecord;
-use loadtest_analysis::server_metrics::{ServerStats, server_stats};
+use loadtest_analysis::server_metrics::{MetricRow, ServerStats, server_stats};
 use loadtest_analysis::summary::{self, RunSummary};
 use loadtest_base::arrivals;
 use std::collections::BTreeMap;
@@ -92,123 +93,9 @@ pub fn aggregate(dir: &RunDir) -> Result<Aggregated> {
     })?;
     let mut cells = Vec::new();
     for c in &plan.cells {
-        let cdir = dir.cell(&c.id);
-        let raw = cdir.requests_jsonl();
-        if !raw.exists() {
-            continue;
+        if let Some(data) = read_cell(dir, &plan, c)? {
+            cells.push(data);
         }
-        let (records, _torn) = jsonl::read_compact(&raw)?;
-        let load = &c.plan.load;
-        let arrival = load.arrival;
-        let stored = cdir.read_report();
-        // stored by the run; for a cell that crashed before its summary was written, the
-        // schedule's requests without a record
-        let not_sent = match &stored {
-            Some(r) => r.summary.not_sent,
-            None => {
-                let scheduled =
-                    arrivals::schedule(arrival, load.stop, load.schedule_seed(c.repeat)).len();
-                scheduled.saturating_sub(records.len()) as u64
-            }
-        };
-        let window = summary::resolve_window(load.window_s, &records);
-        let slos = &c.plan.slo.slos;
-        let mut events = summary::event_figures(
-            |f| {
-                jsonl::for_each(&raw, |r| {
-                    f(&r);
-                    Ok(())
-                })
-                .map(drop)
-            },
-            window,
-            &[],
-        )?;
-        let scope = summary::Scope {
-            window,
-            offered_rate: arrival.rate(),
-            slos,
-            percentiles: &[],
-        };
-        let content_events_per_s = std::mem::take(&mut events.content_events_per_s);
-        let s = summary::summarize(&records, events, not_sent, scope);
-        let metrics = cdir.read_metrics();
-        let server: Option<ServerStats> = (!metrics.is_empty())
-            .then(|| server_stats(&metrics, s.window.start_ns, s.window.end_ns));
-        let status = cdir.read_status().unwrap_or_else(|| "incomplete".into());
-        let (w0, w1) = (
-            s.window.start_ns / 1_000_000_000,
-            s.window.end_ns.div_ceil(1_000_000_000),
-        );
-        let series = in_flight_series(&records, w0, w1);
-        let backlog = slope(&series);
-        let backlog_mean = (!series.is_empty())
-            .then(|| series.iter().map(|p| p.1).sum::<f64>() / series.len() as f64);
-        let l = &s.latencies;
-        let every = &s.every_request;
-        let client = stored.as_ref().map(|r| &r.client);
-        // a cell without a completion is left out of the analysis (no_completions below)
-        let (achieved_rate, achieved_from) = s.achieved().unwrap_or((0.0, "none"));
-        let input = CellInput {
-            id: c.id.clone(),
-            group: plan.groups[c.group].id.clone(),
-            family: family_of(c),
-            dp: c.plan.server.dp as u32,
-            offered_rate: arrival.rate(),
-            arrival_rate: s.measured as f64 / s.window_s.max(1e-9),
-            achieved_rate,
-            achieved_from,
-            token_rate_rising: s.token_rate.as_ref().is_some_and(|t| t.still_rising()),
-            output_throughput: s.output_throughput.unwrap_or(0.0),
-            ttft_p50_ms: every.ttft_ms.as_ref().map(|d| d.p50),
-            ttft_p99_ms: every.ttft_ms.as_ref().map(|d| d.p99),
-            e2el_p50_ms: every.e2el_ms.as_ref().map(|d| d.p50),
-            ttft_mean_ms: l.ttft_ms.as_ref().map(|d| d.mean),
-            tpot_p50_ms: l.tpot_ms.as_ref().map(|d| d.p50),
-            slo_attainment: s.slo_attainment,
-            sent: s.sent,
-            measured: s.measured,
-            failed: s.failed,
-            cancelled: s.cancelled,
-            measured_cut: s.measured_cut,
-            truncated: s.errors_by_kind.get("truncated").copied().unwrap_or(0),
-            no_completions: match status.as_str() {
-                "failed" => Some(
-                    stored
-                        .as_ref()
-                        .and_then(|r| r.failure_reason.clone())
-                        .unwrap_or_else(|| "the server failed during the cell".into()),
-                ),
-                // a partial window's rate is not the load point's
-                "interrupted" => {
-                    Some("interrupted: its figures cover only what ran before the signal".into())
-                }
-                _ => s.no_completions().then(|| summary::why_no_completions(&s)),
-            },
-            send_lag_p99_ms: l.queue_delay_ms.as_ref().map(|d| d.p99),
-            client_cpu_share: client.map(|c| c.cpu_share_of_threads),
-            client_loop_lag_p99_ms: client.and_then(|c| c.loop_lag_p99_ms),
-            client_loop_lag_max_ms: client.and_then(|c| c.loop_lag_max_ms),
-            sending_s: client.map(|c| c.sending_s),
-            planned_sending_s: client.and_then(|c| c.planned_sending_s),
-            window_s: s.window_s,
-            backlog_slope_per_s: backlog,
-            backlog_mean,
-            server,
-            matrix: c
-                .matrix_values
-                .iter()
-                .map(|(k, v)| (k.to_string(), experiment::plan::scalar(v)))
-                .collect(),
-        };
-        cells.push(CellData {
-            cell: c.clone(),
-            summary: s,
-            input,
-            status,
-            content_events_per_s,
-            client_rss_per_request_bytes: client.and_then(|c| c.rss_growth_per_request_bytes),
-        });
     }
     let first = plan.cells.first().map(|c| &c.plan.slo);
     let target = first.map_or(0.9, |s| s.target);
@@ -220,6 +107,150 @@ pub fn aggregate(dir: &RunDir) -> Result<Aggregated> {
         slo_target: target,
         has_slos,
     })
+}
+
+/// One cell's figures recomputed from its raw records, with what its run stored beside
+/// them; `None` for a cell that never started.
+fn read_cell(dir: &RunDir, plan: &Plan, c: &Cell) -> Result<Option<CellData>> {
+    let cdir = dir.cell(&c.id);
+    let raw = cdir.requests_jsonl();
+    if !raw.exists() {
+        return Ok(None);
+    }
+    let (records, _torn) = jsonl::read_compact(&raw)?;
+    let load = &c.plan.load;
+    let arrival = load.arrival;
+    let stored = cdir.read_report();
+    // stored by the run; for a cell that crashed before its summary was written, the
+    // schedule's requests without a record
+    let not_sent = match &stored {
+        Some(r) => r.summary.not_sent,
+        None => {
+            let scheduled =
+                arrivals::schedule(arrival, load.stop, load.schedule_seed(c.repeat)).len();
+            scheduled.saturating_sub(records.len()) as u64
+        }
+    };
+    let window = summary::resolve_window(load.window_s, &records);
+    let slos = &c.plan.slo.slos;
+    let mut events = summary::event_figures(
+        |f| {
+            jsonl::for_each(&raw, |r| {
+                f(&r);
+                Ok(())
+            })
+            .map(drop)
+        },
+        window,
+        &[],
+    )?;
+    let scope = summary::Scope {
+        window,
+        offered_rate: arrival.rate(),
+        slos,
+        percentiles: &[],
+    };
+    let content_events_per_s = std::mem::take(&mut events.content_events_per_s);
+    let s = summary::summarize(&records, events, not_sent, scope);
+    let status = cdir.read_status().unwrap_or_else(|| "incomplete".into());
+    let input = analysis_input(
+        plan,
+        c,
+        &s,
+        &status,
+        stored.as_ref(),
+        &records,
+        &cdir.read_metrics(),
+    );
+    Ok(Some(CellData {
+        cell: c.clone(),
+        summary: s,
+        input,
+        status,
+        content_events_per_s,
+        client_rss_per_request_bytes: stored
+            .as_ref()
+            .and_then(|r| r.client.rss_growth_per_request_bytes),
+    }))
+}
+
+/// What the analysis needs of a cell: its figures, its accounting, the client's own usage,
+/// the backlog over the window, the server's metrics, and why it measured nothing if so.
+fn analysis_input(
+    plan: &Plan,
+    c: &Cell,
+    s: &RunSummary,
+    status: &str,
+    stored: Option<&CellReport<StoredSummary>>,
+    records: &[CompactRecord],
+    metrics: &[MetricRow],
+) -> CellInput {
+    let server: Option<ServerStats> =
+        (!metrics.is_empty()).then(|| server_stats(metrics, s.window.start_ns, s.window.end_ns));
+    let (w0, w1) = (
+        s.window.start_ns / 1_000_000_000,
+        s.window.end_ns.div_ceil(1_000_000_000),
+    );
+    let series = in_flight_series(records, w0, w1);
+    let backlog = slope(&series);
+    let backlog_mean =
+        (!series.is_empty()).then(|| series.iter().map(|p| p.1).sum::<f64>() / series.len() as f64);
+    let l = &s.latencies;
+    let every = &s.every_request;
+    let client = stored.map(|r| &r.client);
+    // a cell without a completion is left out of the analysis (no_completions below)
+    let (achieved_rate, achieved_from) = s.achieved().unwrap_or((0.0, "none"));
+    CellInput {
+        id: c.id.clone(),
+        group: plan.groups[c.group].id.clone(),
+        family: family_of(c),
+        dp: c.plan.server.dp as u32,
+        offered_rate: c.plan.load.arrival.rate(),
+        arrival_rate: s.measured as f64 / s.window_s.max(1e-9),
+        achieved_rate,
+        achieved_from,
+        token_rate_rising: s.token_rate.as_ref().is_some_and(|t| t.still_rising()),
+        output_throughput: s.output_throughput.unwrap_or(0.0),
+        ttft_p50_ms: every.ttft_ms.as_ref().map(|d| d.p50),
+        ttft_p99_ms: every.ttft_ms.as_ref().map(|d| d.p99),
+        e2el_p50_ms: every.e2el_ms.as_ref().map(|d| d.p50),
+        ttft_mean_ms: l.ttft_ms.as_ref().map(|d| d.mean),
+        tpot_p50_ms: l.tpot_ms.as_ref().map(|d| d.p50),
+        slo_attainment: s.slo_attainment,
+        sent: s.sent,
+        measured: s.measured,
+        failed: s.failed,
+        cancelled: s.cancelled,
+        measured_cut: s.measured_cut,
+        truncated: s.errors_by_kind.get("truncated").copied().unwrap_or(0),
+        no_completions: match status {
+            "failed" => Some(
+                stored
+                    .and_then(|r| r.failure_reason.clone())
+                    .unwrap_or_else(|| "the server failed during the cell".into()),
+            ),
+            // a partial window's rate is not the load point's
+            "interrupted" => {
+                Some("interrupted: its figures cover only what ran before the signal".into())
+            }
+            _ => s.no_completions().then(|| summary::why_no_completions(s)),
+        },
+        send_lag_p99_ms: l.queue_delay_ms.as_ref().map(|d| d.p99),
+        client_cpu_share: client.map(|c| c.cpu_share_of_threads),
+        client_loop_lag_p99_ms: client.and_then(|c| c.loop_lag_p99_ms),
+        client_loop_lag_max_ms: client.and_then(|c| c.loop_lag_max_ms),
+        sending_s: client.map(|c| c.sending_s),
+        planned_sending_s: client.and_then(|c| c.planned_sending_s),
+        window_s: s.window_s,
+        backlog_slope_per_s: backlog,
+        backlog_mean,
+        server,
+        matrix: c
+            .matrix_values
+            .iter()
+            .map(|(k, v)| (k.to_string(), experiment::plan::scalar(v)))
+            .collect(),
+    }
 }
 
 /// Aggregate, analyse, and write `runs.parquet`, `timeseries.parquet`, `analysis.json`.

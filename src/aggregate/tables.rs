@@ -15,13 +15,33 @@ use std::collections::BTreeMap;
 pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table {
     let rows = &a.cells;
     let mut t = Table::default();
-    let s = |f: &dyn Fn(&CellData) -> Option<String>| Column::Str(rows.iter().map(f).collect());
-    let n = |f: &dyn Fn(&CellData) -> Option<f64>| Column::F64(rows.iter().map(f).collect());
-    let i = |f: &dyn Fn(&CellData) -> Option<i64>| Column::I64(rows.iter().map(f).collect());
-    t.push("cell", s(&|c| Some(c.cell.id.clone())));
-    t.push("server_config", s(&|c| Some(c.input.group.clone())));
-    t.push("repeat", i(&|c| Some(c.cell.repeat as i64)));
-    t.push("status", s(&|c| Some(c.status.clone())));
+    identity_columns(&mut t, a);
+    accounting_columns(&mut t, rows);
+    rate_columns(&mut t, rows);
+    latency_columns(&mut t, rows);
+    client_and_server_columns(&mut t, rows, verdicts);
+    t
+}
+
+fn s(rows: &[CellData], f: impl Fn(&CellData) -> Option<String>) -> Column {
+    Column::Str(rows.iter().map(f).collect())
+}
+
+fn n(rows: &[CellData], f: impl Fn(&CellData) -> Option<f64>) -> Column {
+    Column::F64(rows.iter().map(f).collect())
+}
+
+fn i(rows: &[CellData], f: impl Fn(&CellData) -> Option<i64>) -> Column {
+    Column::I64(rows.iter().map(f).collect())
+}
+
+/// Which cell: its id, server configuration, repeat, status, matrix values, load point.
+fn identity_columns(t: &mut Table, a: &Aggregated) {
+    let rows = &a.cells;
+    t.push("cell", s(rows, |c| Some(c.cell.id.clone())));
+    t.push("server_config", s(rows, |c| Some(c.input.group.clone())));
+    t.push("repeat", i(rows, |c| Some(c.cell.repeat as i64)));
+    t.push("status", s(rows, |c| Some(c.status.clone())));
     let keys: Vec<&str> = a.experiment.matrix.iter().map(|(k, _)| *k).collect();
     for k in keys {
         let value = |c: &'_ CellData| {
@@ -34,23 +54,30 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
         let values: Vec<Option<serde_yaml::Value>> = rows.iter().map(value).collect();
         t.push(k, matrix_column(k, values.iter().map(Option::as_ref)));
     }
-    t.push("dp_size", i(&|c| Some(c.input.dp as i64)));
+    t.push("dp_size", i(rows, |c| Some(c.input.dp as i64)));
     t.push(
         "offered_rate_rps",
-        n(&|c| Some(c.input.offered_rate).filter(|r| r.is_finite())),
+        n(rows, |c| {
+            Some(c.input.offered_rate).filter(|r| r.is_finite())
+        }),
     );
     t.push(
         "window_start_s",
-        n(&|c| Some(c.summary.window.start_ns as f64 / 1e9)),
+        n(rows, |c| Some(c.summary.window.start_ns as f64 / 1e9)),
     );
     t.push(
         "window_end_s",
-        n(&|c| Some(c.summary.window.end_ns as f64 / 1e9)),
+        n(rows, |c| Some(c.summary.window.end_ns as f64 / 1e9)),
     );
-    t.push("sent", i(&|c| Some(c.summary.sent as i64)));
-    t.push("ok", i(&|c| Some(c.summary.ok as i64)));
-    t.push("failed", i(&|c| Some(c.summary.failed as i64)));
-    t.push("cancelled", i(&|c| Some(c.summary.cancelled as i64)));
+}
+
+/// The one accounting: sent = ok + failed (by kind) + cancelled (by reason), and what
+/// the window measured.
+fn accounting_columns(t: &mut Table, rows: &[CellData]) {
+    t.push("sent", i(rows, |c| Some(c.summary.sent as i64)));
+    t.push("ok", i(rows, |c| Some(c.summary.ok as i64)));
+    t.push("failed", i(rows, |c| Some(c.summary.failed as i64)));
+    t.push("cancelled", i(rows, |c| Some(c.summary.cancelled as i64)));
     for kind in loadtest_analysis::record::ErrorKind::ALL {
         if kind == loadtest_analysis::record::ErrorKind::Cancelled {
             continue;
@@ -58,7 +85,9 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
         let k = kind.as_str();
         t.push(
             &format!("failed_{k}"),
-            i(&|c| Some(c.summary.errors_by_kind.get(k).copied().unwrap_or(0) as i64)),
+            i(rows, |c| {
+                Some(c.summary.errors_by_kind.get(k).copied().unwrap_or(0) as i64)
+            }),
         );
     }
     // every reason a cell has, so the columns add up to `cancelled` (records written
@@ -77,34 +106,54 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
     for r in reasons {
         t.push(
             &format!("cancelled_{r}"),
-            i(&|c| Some(c.summary.cancelled_by_reason.get(r).copied().unwrap_or(0) as i64)),
+            i(rows, |c| {
+                Some(c.summary.cancelled_by_reason.get(r).copied().unwrap_or(0) as i64)
+            }),
         );
     }
-    t.push("not_sent", i(&|c| Some(c.summary.not_sent as i64)));
-    t.push("resent", i(&|c| Some(c.summary.resent as i64)));
-    t.push("measured_ok", i(&|c| Some(c.summary.measured_ok as i64)));
-    t.push("measured_cut", i(&|c| Some(c.summary.measured_cut as i64)));
-    t.push("measured", i(&|c| Some(c.summary.measured as i64)));
+    t.push("not_sent", i(rows, |c| Some(c.summary.not_sent as i64)));
+    t.push("resent", i(rows, |c| Some(c.summary.resent as i64)));
     t.push(
-        "completions_in_window",
-        i(&|c| Some(c.summary.completions_in_window as i64)),
+        "measured_ok",
+        i(rows, |c| Some(c.summary.measured_ok as i64)),
     );
     t.push(
+        "measured_cut",
+        i(rows, |c| Some(c.summary.measured_cut as i64)),
+    );
+    t.push("measured", i(rows, |c| Some(c.summary.measured as i64)));
+    t.push(
+        "completions_in_window",
+        i(rows, |c| Some(c.summary.completions_in_window as i64)),
+    );
+}
+
+/// Rates: sent, completed, from tokens, the throughput and goodput figures.
+fn rate_columns(t: &mut Table, rows: &[CellData]) {
+    t.push(
         "achieved_send_rate_rps",
-        n(&|c| Some(c.summary.achieved_send_rate).filter(|r| r.is_finite())),
+        n(rows, |c| {
+            Some(c.summary.achieved_send_rate).filter(|r| r.is_finite())
+        }),
     );
     // no figure from nothing: a cell without a completion has no throughput (null)
     t.push(
         "request_throughput_from",
-        s(&|c| c.summary.achieved().map(|(_, from)| from.to_string())),
+        s(rows, |c| {
+            c.summary.achieved().map(|(_, from)| from.to_string())
+        }),
     );
     t.push(
         "completion_rate_rps",
-        n(&|c| Some(c.summary.completion_rate).filter(|_| !c.summary.no_completions())),
+        n(rows, |c| {
+            Some(c.summary.completion_rate).filter(|_| !c.summary.no_completions())
+        }),
     );
     t.push(
         "token_rate_rps",
-        n(&|c| c.summary.token_rate.as_ref().map(|t| t.request_rate)),
+        n(rows, |c| {
+            c.summary.token_rate.as_ref().map(|t| t.request_rate)
+        }),
     );
     t.push(
         "token_rate_rising",
@@ -116,15 +165,26 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
     );
     t.push(
         "request_throughput_rps",
-        n(&|c| c.summary.request_throughput),
+        n(rows, |c| c.summary.request_throughput),
     );
-    t.push("output_throughput_tps", n(&|c| c.summary.output_throughput));
+    t.push(
+        "output_throughput_tps",
+        n(rows, |c| c.summary.output_throughput),
+    );
     t.push(
         "total_token_throughput_tps",
-        n(&|c| c.summary.total_token_throughput),
+        n(rows, |c| c.summary.total_token_throughput),
     );
-    t.push("request_goodput_rps", n(&|c| c.summary.request_goodput));
-    t.push("slo_attainment", n(&|c| c.summary.slo_attainment));
+    t.push(
+        "request_goodput_rps",
+        n(rows, |c| c.summary.request_goodput),
+    );
+    t.push("slo_attainment", n(rows, |c| c.summary.slo_attainment));
+}
+
+/// Latencies: ours over every window request (right-censored, with lower-bound flags), then
+/// vLLM's over the successful ones.
+fn latency_columns(t: &mut Table, rows: &[CellData]) {
     // ours, over every window request: a figure only known as a lower bound is stored
     // with its flag column (`…_lower_bound`)
     type PickAll = for<'c> fn(&'c CellData) -> Option<&'c Survival>;
@@ -146,12 +206,12 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
     for (name, get) in every {
         t.push(
             &format!("{name}_censored"),
-            i(&|c| get(c).map(|d| d.censored as i64)),
+            i(rows, |c| get(c).map(|d| d.censored as i64)),
         );
         for (stat, pick) in stats_all {
             t.push(
                 &format!("{name}_{stat}_ms"),
-                n(&|c| get(c).map(|d| pick(d).value)),
+                n(rows, |c| get(c).map(|d| pick(d).value)),
             );
             t.push(
                 &format!("{name}_{stat}_ms_lower_bound"),
@@ -184,58 +244,80 @@ pub fn runs_table(a: &Aggregated, verdicts: &BTreeMap<String, String>) -> Table 
     ];
     for (name, get) in dists {
         for (stat, pick) in stats {
-            t.push(&format!("{name}_{stat}_ms"), n(&|c| get(c).map(pick)));
+            t.push(&format!("{name}_{stat}_ms"), n(rows, |c| get(c).map(pick)));
         }
     }
-    t.push("client_cpu_share", n(&|c| c.input.client_cpu_share));
+}
+
+/// The client's own usage, token events, backlog, the server's metrics, and the verdicts.
+fn client_and_server_columns(
+    t: &mut Table,
+    rows: &[CellData],
+    verdicts: &BTreeMap<String, String>,
+) {
+    t.push("client_cpu_share", n(rows, |c| c.input.client_cpu_share));
     t.push(
         "client_loop_lag_p99_ms",
-        n(&|c| c.input.client_loop_lag_p99_ms),
+        n(rows, |c| c.input.client_loop_lag_p99_ms),
     );
     t.push(
         "client_rss_per_request_bytes",
-        n(&|c| c.client_rss_per_request_bytes),
+        n(rows, |c| c.client_rss_per_request_bytes),
     );
     // null unless the cell asked for continuous_usage_stats
     t.push(
         "tokens_per_event_mean",
-        n(&|c| c.summary.event_tokens.as_ref().map(|t| t.mean())),
+        n(rows, |c| c.summary.event_tokens.as_ref().map(|t| t.mean())),
     );
     t.push(
         "multi_token_event_share",
-        n(&|c| {
+        n(rows, |c| {
             c.summary
                 .event_tokens
                 .as_ref()
                 .map(|t| t.multi_token_share())
         }),
     );
-    t.push("backlog_slope_per_s", n(&|c| c.input.backlog_slope_per_s));
+    t.push(
+        "backlog_slope_per_s",
+        n(rows, |c| c.input.backlog_slope_per_s),
+    );
     t.push(
         "server_waiting_slope_per_s",
-        n(&|c| c.input.server.as_ref().and_then(|s| s.waiting_slope_per_s)),
+        n(rows, |c| {
+            c.input.server.as_ref().and_then(|s| s.waiting_slope_per_s)
+        }),
     );
     t.push(
         "server_waiting_max",
-        n(&|c| c.input.server.as_ref().and_then(|s| s.waiting_max)),
+        n(rows, |c| {
+            c.input.server.as_ref().and_then(|s| s.waiting_max)
+        }),
     );
     t.push(
         "server_kv_usage_max",
-        n(&|c| c.input.server.as_ref().and_then(|s| s.kv_usage_max)),
+        n(rows, |c| {
+            c.input.server.as_ref().and_then(|s| s.kv_usage_max)
+        }),
     );
     t.push(
         "server_ttft_mean_ms",
-        n(&|c| c.input.server.as_ref().and_then(|s| s.server_ttft_mean_ms)),
+        n(rows, |c| {
+            c.input.server.as_ref().and_then(|s| s.server_ttft_mean_ms)
+        }),
     );
     t.push(
         "server_preemptions",
-        n(&|c| c.input.server.as_ref().and_then(|s| s.preemptions)),
+        n(rows, |c| {
+            c.input.server.as_ref().and_then(|s| s.preemptions)
+        }),
     );
     t.push(
         "verdicts",
-        s(&|c| verdicts.get(&c.cell.id).cloned().filter(|v| !v.is_empty())),
+        s(rows, |c| {
+            verdicts.get(&c.cell.id).cloned().filter(|v| !v.is_empty())
+        }),
     );
-    t
 }
 
 /// A matrix dimension as a typed column, by the field's declared kind: integers for an
