@@ -36,6 +36,35 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
             a.endpoint
         )
     })?;
+    if a.client_threads == 0 {
+        bail!("`--client-threads 0`: need at least one thread");
+    }
+    if a.max_concurrency == Some(0) {
+        bail!("`--max-concurrency 0` would never send anything");
+    }
+    Ok(Plan {
+        endpoint,
+        load: load_plan(a)?,
+        prompts: prompts(a)?,
+        slos: a
+            .goodput
+            .iter()
+            .map(|s| Slo::parse(s))
+            .collect::<Result<Vec<_>>>()?,
+        metrics: percentile_metrics(a)?,
+        percentiles: metric_percentiles(a)?,
+        ignore_eos: if a.no_ignore_eos {
+            false
+        } else {
+            a.ignore_eos || a.dataset_name == DatasetName::Random
+        },
+        extra: extra_body(a)?,
+    })
+}
+
+/// Arrivals, when sending stops, the measurement window, timeouts and drain: the same
+/// `LoadPlan` a `run` cell has.
+fn load_plan(a: &BenchArgs) -> Result<LoadPlan> {
     let rate: f64 = match a.request_rate.as_str() {
         "inf" | "Inf" | "infinity" => f64::INFINITY,
         // the experiment file's rule for a rate
@@ -83,52 +112,6 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
     } else {
         None
     };
-    let slos = a
-        .goodput
-        .iter()
-        .map(|s| Slo::parse(s))
-        .collect::<Result<Vec<_>>>()?;
-    let metrics: Vec<String> = a
-        .percentile_metrics
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .collect();
-    if let Some(bad) = metrics
-        .iter()
-        .find(|m| !["ttft", "tpot", "itl", "e2el"].contains(&m.as_str()))
-    {
-        bail!(
-            "`--percentile-metrics`: unknown metric `{bad}`\nhint: choose from ttft,tpot,itl,e2el"
-        );
-    }
-    let percentiles = a
-        .metric_percentiles
-        .split(',')
-        .map(|s| match s.trim().parse::<f64>() {
-            Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
-            _ => bail!("`--metric-percentiles`: `{s}` is not a percentile in [0, 100]"),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let ignore_eos = if a.no_ignore_eos {
-        false
-    } else {
-        a.ignore_eos || a.dataset_name == DatasetName::Random
-    };
-    let extra = match &a.extra_body {
-        None => None,
-        Some(s) => match serde_json::from_str::<serde_json::Value>(s) {
-            Ok(serde_json::Value::Object(m)) => Some(m),
-            _ => bail!(
-                "`--extra-body` must be a JSON object\nhint: e.g. --extra-body '{{\"top_p\": 0.9}}'"
-            ),
-        },
-    };
-    if a.client_threads == 0 {
-        bail!("`--client-threads 0`: need at least one thread");
-    }
-    if a.max_concurrency == Some(0) {
-        bail!("`--max-concurrency 0` would never send anything");
-    }
     let load = LoadPlan {
         arrival,
         stop,
@@ -146,15 +129,48 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
         request_timeout: Duration::from_secs_f64(a.request_timeout),
         drain: a.duration.map(|_| Duration::from_secs_f64(a.drain_timeout)),
     };
-    Ok(Plan {
-        endpoint,
-        load,
-        prompts: prompts(a)?,
-        slos,
-        metrics,
-        percentiles,
-        ignore_eos,
-        extra,
+    Ok(load)
+}
+
+/// `--percentile-metrics`: which latencies get percentile keys in `summary.json`.
+fn percentile_metrics(a: &BenchArgs) -> Result<Vec<String>> {
+    let metrics: Vec<String> = a
+        .percentile_metrics
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    if let Some(bad) = metrics
+        .iter()
+        .find(|m| !["ttft", "tpot", "itl", "e2el"].contains(&m.as_str()))
+    {
+        bail!(
+            "`--percentile-metrics`: unknown metric `{bad}`\nhint: choose from ttft,tpot,itl,e2el"
+        );
+    }
+    Ok(metrics)
+}
+
+/// `--metric-percentiles`: which percentiles.
+fn metric_percentiles(a: &BenchArgs) -> Result<Vec<f64>> {
+    a.metric_percentiles
+        .split(',')
+        .map(|s| match s.trim().parse::<f64>() {
+            Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+            _ => bail!("`--metric-percentiles`: `{s}` is not a percentile in [0, 100]"),
+        })
+        .collect::<Result<Vec<_>>>()
+}
+
+/// `--extra-body`: more request fields, a JSON object.
+fn extra_body(a: &BenchArgs) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
+    Ok(match &a.extra_body {
+        None => None,
+        Some(s) => match serde_json::from_str::<serde_json::Value>(s) {
+            Ok(serde_json::Value::Object(m)) => Some(m),
+            _ => bail!(
+                "`--extra-body` must be a JSON object\nhint: e.g. --extra-body '{{\"top_p\": 0.9}}'"
+            ),
+        },
     })
 }
 
