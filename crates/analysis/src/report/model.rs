@@ -1,7 +1,7 @@
 //! The report model: every sentence and table of the report, computed once from the analysis
 //! and the run's metadata. The renderers (Markdown, HTML, terminal) only lay it out. Pure.
 
-use crate::analysis::saturation::{GroupFinding, Reason};
+use crate::analysis::saturation::{GroupFinding, Reason, Saturation};
 use crate::analysis::scaling::{ScalingFinding, ScalingRow, fmt_rate};
 use crate::analysis::{Analysis, CellInput, Point};
 use crate::stats::survival::Figure;
@@ -82,70 +82,93 @@ fn fig(v: Option<Figure>) -> String {
 }
 
 fn saturation_sentence(g: &GroupFinding) -> String {
-    let label = group_label(g);
     match &g.saturation {
-        Some(s) => {
-            let why: Vec<&str> = s
-                .reasons
-                .iter()
-                .map(|r| match r {
-                    Reason::Throughput => "throughput stopped following the offered load",
-                    Reason::Ttft => "TTFT passed 3× its low-load value",
-                    Reason::Queue => "the waiting queue kept growing",
-                })
-                .collect();
-            let first = g.points.first().map(|p| p.offered);
-            let blowup = match (g.low_load_ttft_ms, s.after.ttft_p50_ms) {
-                (Some(lo), Some(hi)) if lo > 0.0 && first != Some(s.after.offered) => format!(
-                    " TTFT p50 rises from {} to {} ({}{:.0}×) at {} req/s offered.",
-                    ms(Some(lo)),
-                    fig(Some(hi)),
-                    if hi.lower_bound { "over " } else { "" },
-                    hi.value / lo,
-                    fmt_rate(s.after.offered)
-                ),
-                _ => String::new(),
-            };
-            let capacity = if s.capacity_is_lower_bound {
-                format!(
-                    "capacity at least {:.1} req/s (the output-token rate was still rising in the window, so the plateau is a lower bound; lengthen the warm-up)",
-                    s.capacity
-                )
-            } else {
-                format!("capacity {:.1} req/s (the plateau)", s.capacity)
-            };
-            let onset = match (s.kept_up, s.onset_estimate) {
-                (Some(k), Some(e)) => format!(
-                    "it falls behind between {} and {} req/s offered, near {e:.1} req/s where the offered load meets the plateau",
-                    fmt_rate(k),
-                    fmt_rate(s.offered)
-                ),
-                (Some(k), None) => format!(
-                    "it falls behind between {} and {} req/s offered",
-                    fmt_rate(k),
-                    fmt_rate(s.offered)
-                ),
-                (None, _) => format!(
-                    "it was already behind at {} req/s, the lowest rate tested (test lower rates to place the onset)",
-                    fmt_rate(s.offered)
-                ),
-            };
-            format!("{label}: {capacity}; {onset} ({}).{blowup}", why.join(", "))
-        }
-        None => {
-            let top = g.points.last();
-            let mut s = format!(
-                "{label} did not saturate in the tested range: it kept up with {} req/s offered ({:.1} req/s achieved, TTFT p50 {}); its capacity is above that, so there is no plateau to report.",
-                top.map_or("-".into(), |p| fmt_rate(p.offered)),
-                top.map_or(0.0, |p| p.achieved),
-                fig(top.and_then(|p| p.ttft_p50_ms))
-            );
-            if g.short_of_offered_without_engine_queue {
-                s.push_str(" Achieved fell short of offered while the engines' queues stayed empty: the load never reached the engines (a client or API-server limit), so this is not a server result.");
-            }
-            s
-        }
+        Some(s) => saturated_sentence(g, s),
+        None => unsaturated_sentence(g),
     }
+}
+
+/// The plateau, where the onset lies, why it is called saturation, and the TTFT blow-up.
+fn saturated_sentence(g: &GroupFinding, s: &Saturation) -> String {
+    let why: Vec<&str> = s
+        .reasons
+        .iter()
+        .map(|r| match r {
+            Reason::Throughput => "throughput stopped following the offered load",
+            Reason::Ttft => "TTFT passed 3× its low-load value",
+            Reason::Queue => "the waiting queue kept growing",
+        })
+        .collect();
+    format!(
+        "{}: {}; {} ({}).{}",
+        group_label(g),
+        capacity_phrase(s),
+        onset_phrase(s),
+        why.join(", "),
+        ttft_blowup(g, s)
+    )
+}
+
+fn capacity_phrase(s: &Saturation) -> String {
+    if s.capacity_is_lower_bound {
+        format!(
+            "capacity at least {:.1} req/s (the output-token rate was still rising in the window, so the plateau is a lower bound; lengthen the warm-up)",
+            s.capacity
+        )
+    } else {
+        format!("capacity {:.1} req/s (the plateau)", s.capacity)
+    }
+}
+
+fn onset_phrase(s: &Saturation) -> String {
+    match (s.kept_up, s.onset_estimate) {
+        (Some(k), Some(e)) => format!(
+            "it falls behind between {} and {} req/s offered, near {e:.1} req/s where the offered load meets the plateau",
+            fmt_rate(k),
+            fmt_rate(s.offered)
+        ),
+        (Some(k), None) => format!(
+            "it falls behind between {} and {} req/s offered",
+            fmt_rate(k),
+            fmt_rate(s.offered)
+        ),
+        (None, _) => format!(
+            "it was already behind at {} req/s, the lowest rate tested (test lower rates to place the onset)",
+            fmt_rate(s.offered)
+        ),
+    }
+}
+
+/// TTFT past saturation against its low-load value (the lowest rate's); empty when either is
+/// unknown, or when the point past saturation is that lowest rate itself.
+fn ttft_blowup(g: &GroupFinding, s: &Saturation) -> String {
+    let first = g.points.first().map(|p| p.offered);
+    match (g.low_load_ttft_ms, s.after.ttft_p50_ms) {
+        (Some(lo), Some(hi)) if lo > 0.0 && first != Some(s.after.offered) => format!(
+            " TTFT p50 rises from {} to {} ({}{:.0}×) at {} req/s offered.",
+            ms(Some(lo)),
+            fig(Some(hi)),
+            if hi.lower_bound { "over " } else { "" },
+            hi.value / lo,
+            fmt_rate(s.after.offered)
+        ),
+        _ => String::new(),
+    }
+}
+
+fn unsaturated_sentence(g: &GroupFinding) -> String {
+    let top = g.points.last();
+    let mut s = format!(
+        "{} did not saturate in the tested range: it kept up with {} req/s offered ({:.1} req/s achieved, TTFT p50 {}); its capacity is above that, so there is no plateau to report.",
+        group_label(g),
+        top.map_or("-".into(), |p| fmt_rate(p.offered)),
+        top.map_or(0.0, |p| p.achieved),
+        fig(top.and_then(|p| p.ttft_p50_ms))
+    );
+    if g.short_of_offered_without_engine_queue {
+        s.push_str(" Achieved fell short of offered while the engines' queues stayed empty: the load never reached the engines (a client or API-server limit), so this is not a server result.");
+    }
+    s
 }
 
 fn scaling_sentence(f: &ScalingFinding) -> Vec<String> {
