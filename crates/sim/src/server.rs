@@ -135,62 +135,17 @@ enum Next {
 async fn connection(mut stream: TcpStream, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     loop {
-        // read one request head (+ body)
-        let (head_len, method, path, body_len, pinned, close) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(&buf) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let len = http::header(req.headers, "content-length")
-                        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    let pinned = http::header(req.headers, "x-data-parallel-rank")
-                        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
-                    let close = http::header(req.headers, "connection")
-                        .is_some_and(|v| http::has_token(v, "close"));
-                    break (
-                        n,
-                        req.method.unwrap_or("").to_string(),
-                        req.path.unwrap_or("").to_string(),
-                        len,
-                        pinned,
-                        close,
-                    );
-                }
-                Ok(httparse::Status::Partial) => {}
-                Err(_) => {
-                    let _ =
-                        write_error(&mut stream, 400, "BadRequestError", "invalid HTTP request")
-                            .await;
-                    return;
-                }
-            }
-            if buf.len() > http::MAX_HEAD_BYTES {
-                return;
-            }
-            let mut tmp = [0u8; 16 * 1024];
-            let n = tokio::select! {
-                r = stream.read(&mut tmp) => match r { Ok(0) | Err(_) => return, Ok(n) => n },
-                _ = shutdown.wait_for(|s| *s) => return,
-            };
-            buf.extend_from_slice(&tmp[..n]);
+        let Some(req) = read_request(&mut stream, &mut buf, &mut shutdown).await else {
+            return;
         };
-        while buf.len() < head_len + body_len {
-            let mut tmp = [0u8; 16 * 1024];
-            match stream.read(&mut tmp).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            }
-        }
-        let body: Vec<u8> = buf[head_len..head_len + body_len].to_vec();
-        buf.drain(..head_len + body_len);
+        let h = &req.head;
         let next = match route(
             &mut stream,
             &state,
-            &method,
-            &path,
-            &body,
-            pinned,
+            &h.method,
+            &h.path,
+            &req.body,
+            h.pinned,
             &mut shutdown,
         )
         .await
@@ -198,9 +153,94 @@ async fn connection(mut stream: TcpStream, state: Arc<State>, mut shutdown: watc
             Ok(n) => n,
             Err(_) => Next::Close,
         };
-        if close || matches!(next, Next::Close) {
+        if h.close || matches!(next, Next::Close) {
             return;
         }
+    }
+}
+
+/// What a request's head says, and how long it and its body are.
+struct Head {
+    len: usize,
+    method: String,
+    path: String,
+    body_len: usize,
+    /// `x-data-parallel-rank`: the engine the client asked for.
+    pinned: Option<usize>,
+    /// `connection: close`.
+    close: bool,
+}
+
+impl Head {
+    fn of(req: &httparse::Request, len: usize) -> Self {
+        let number = |name: &str| {
+            http::header(req.headers, name)
+                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok())
+        };
+        Head {
+            len,
+            method: req.method.unwrap_or("").to_string(),
+            path: req.path.unwrap_or("").to_string(),
+            body_len: number("content-length").unwrap_or(0),
+            pinned: number("x-data-parallel-rank"),
+            close: http::header(req.headers, "connection")
+                .is_some_and(|v| http::has_token(v, "close")),
+        }
+    }
+}
+
+struct Request {
+    head: Head,
+    body: Vec<u8>,
+}
+
+/// The next request off the connection; bytes past it stay in `buf` for the one after.
+/// `None`: the connection is done (closed, broken, a bad or oversized head, or shutdown).
+async fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Request> {
+    let head = read_head(stream, buf, shutdown).await?;
+    let end = head.len + head.body_len;
+    while buf.len() < end {
+        let mut tmp = [0u8; 16 * 1024];
+        match stream.read(&mut tmp).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+    let body: Vec<u8> = buf[head.len..end].to_vec();
+    buf.drain(..end);
+    Some(Request { head, body })
+}
+
+/// Read until `buf` holds a whole request head; a head that does not parse is answered 400.
+async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Head> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => return Some(Head::of(&req, n)),
+            Ok(httparse::Status::Partial) => {}
+            Err(_) => {
+                let _ = write_error(stream, 400, "BadRequestError", "invalid HTTP request").await;
+                return None;
+            }
+        }
+        if buf.len() > http::MAX_HEAD_BYTES {
+            return None;
+        }
+        let mut tmp = [0u8; 16 * 1024];
+        let n = tokio::select! {
+            r = stream.read(&mut tmp) => match r { Ok(0) | Err(_) => return None, Ok(n) => n },
+            _ = shutdown.wait_for(|s| *s) => return None,
+        };
+        buf.extend_from_slice(&tmp[..n]);
     }
 }
 
