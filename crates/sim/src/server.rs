@@ -135,62 +135,17 @@ enum Next {
 async fn connection(mut stream: TcpStream, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     loop {
-        // read one request head (+ body)
-        let (head_len, method, path, body_len, pinned, close) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(&buf) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let len = http::header(req.headers, "content-length")
-                        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    let pinned = http::header(req.headers, "x-data-parallel-rank")
-                        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
-                    let close = http::header(req.headers, "connection")
-                        .is_some_and(|v| http::has_token(v, "close"));
-                    break (
-                        n,
-                        req.method.unwrap_or("").to_string(),
-                        req.path.unwrap_or("").to_string(),
-                        len,
-                        pinned,
-                        close,
-                    );
-                }
-                Ok(httparse::Status::Partial) => {}
-                Err(_) => {
-                    let body =
-                        wire::error_body(400, "BadRequestError", "invalid HTTP request", None);
-                    let _ = write_response(&mut stream, 400, "application/json", &body).await;
-                    return;
-                }
-            }
-            if buf.len() > http::MAX_HEAD_BYTES {
-                return;
-            }
-            let mut tmp = [0u8; 16 * 1024];
-            let n = tokio::select! {
-                r = stream.read(&mut tmp) => match r { Ok(0) | Err(_) => return, Ok(n) => n },
-                _ = shutdown.wait_for(|s| *s) => return,
-            };
-            buf.extend_from_slice(&tmp[..n]);
+        let Some(req) = read_request(&mut stream, &mut buf, &mut shutdown).await else {
+            return;
         };
-        while buf.len() < head_len + body_len {
-            let mut tmp = [0u8; 16 * 1024];
-            match stream.read(&mut tmp).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            }
-        }
-        let body: Vec<u8> = buf[head_len..head_len + body_len].to_vec();
-        buf.drain(..head_len + body_len);
+        let h = &req.head;
         let next = match route(
             &mut stream,
             &state,
-            &method,
-            &path,
-            &body,
-            pinned,
+            &h.method,
+            &h.path,
+            &req.body,
+            h.pinned,
             &mut shutdown,
         )
         .await
@@ -198,9 +153,94 @@ async fn connection(mut stream: TcpStream, state: Arc<State>, mut shutdown: watc
             Ok(n) => n,
             Err(_) => Next::Close,
         };
-        if close || matches!(next, Next::Close) {
+        if h.close || matches!(next, Next::Close) {
             return;
         }
+    }
+}
+
+/// What a request's head says, and how long it and its body are.
+struct Head {
+    len: usize,
+    method: String,
+    path: String,
+    body_len: usize,
+    /// `x-data-parallel-rank`: the engine the client asked for.
+    pinned: Option<usize>,
+    /// `connection: close`.
+    close: bool,
+}
+
+impl Head {
+    fn of(req: &httparse::Request, len: usize) -> Self {
+        let number = |name: &str| {
+            http::header(req.headers, name)
+                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok())
+        };
+        Head {
+            len,
+            method: req.method.unwrap_or("").to_string(),
+            path: req.path.unwrap_or("").to_string(),
+            body_len: number("content-length").unwrap_or(0),
+            pinned: number("x-data-parallel-rank"),
+            close: http::header(req.headers, "connection")
+                .is_some_and(|v| http::has_token(v, "close")),
+        }
+    }
+}
+
+struct Request {
+    head: Head,
+    body: Vec<u8>,
+}
+
+/// The next request off the connection; bytes past it stay in `buf` for the one after.
+/// `None`: the connection is done (closed, broken, a bad or oversized head, or shutdown).
+async fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Request> {
+    let head = read_head(stream, buf, shutdown).await?;
+    let end = head.len + head.body_len;
+    while buf.len() < end {
+        let mut tmp = [0u8; 16 * 1024];
+        match stream.read(&mut tmp).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+    let body: Vec<u8> = buf[head.len..end].to_vec();
+    buf.drain(..end);
+    Some(Request { head, body })
+}
+
+/// Read until `buf` holds a whole request head; a head that does not parse is answered 400.
+async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Head> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => return Some(Head::of(&req, n)),
+            Ok(httparse::Status::Partial) => {}
+            Err(_) => {
+                let _ = write_error(stream, 400, "BadRequestError", "invalid HTTP request").await;
+                return None;
+            }
+        }
+        if buf.len() > http::MAX_HEAD_BYTES {
+            return None;
+        }
+        let mut tmp = [0u8; 16 * 1024];
+        let n = tokio::select! {
+            r = stream.read(&mut tmp) => match r { Ok(0) | Err(_) => return None, Ok(n) => n },
+            _ = shutdown.wait_for(|s| *s) => return None,
+        };
+        buf.extend_from_slice(&tmp[..n]);
     }
 }
 
@@ -277,7 +317,7 @@ async fn route(
     Ok(Next::KeepAlive)
 }
 
-/// A request checked and counted, or the vLLM-style error to answer with.
+/// A request checked and counted.
 struct Parsed {
     prompt_tokens: u32,
     max_tokens: u32,
@@ -288,92 +328,22 @@ struct Parsed {
     continuous_usage: bool,
 }
 
-fn parse(state: &State, api: Api, body: &[u8]) -> Result<Parsed, (u16, &'static str, String)> {
-    let bad = |m: String| (400u16, "BadRequestError", m);
+/// The vLLM-style error to answer a request with: status, error type, message.
+type Rejection = (u16, &'static str, String);
+
+fn bad_request(message: String) -> Rejection {
+    (400, "BadRequestError", message)
+}
+
+fn parse(state: &State, api: Api, body: &[u8]) -> Result<Parsed, Rejection> {
     let v: Value =
-        serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
-    if let Some(m) = v.get("model").and_then(Value::as_str)
-        && m != state.cfg.model
-    {
-        return Err((
-            404,
-            "NotFoundError",
-            format!("The model `{m}` does not exist."),
-        ));
-    }
-    if v.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-        return Err(bad("n > 1 is not supported by the simulator".into()));
-    }
-    let tok = &state.cfg.tokenizer;
+        serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))?;
+    check_supported(state, &v)?;
     let prompt_tokens = match api {
-        Api::Completions => match v.get("prompt") {
-            Some(Value::String(s)) => state.prompt_counts.count(tok, s),
-            Some(Value::Array(a)) if a.iter().all(Value::is_u64) && !a.is_empty() => a.len() as u32,
-            Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
-                state.prompt_counts.count(tok, a[0].as_str().unwrap_or(""))
-            }
-            Some(_) => {
-                return Err(bad(
-                    "`prompt` must be a string, one string in a list, or a list of token ids"
-                        .into(),
-                ));
-            }
-            None => {
-                return Err(bad(
-                    "[{'type': 'missing', 'loc': ('body', 'prompt'), 'msg': 'Field required'}]"
-                        .into(),
-                ));
-            }
-        },
-        Api::Chat => {
-            let Some(msgs) = v.get("messages").and_then(Value::as_array) else {
-                return Err(bad(
-                    "[{'type': 'missing', 'loc': ('body', 'messages'), 'msg': 'Field required'}]"
-                        .into(),
-                ));
-            };
-            // A minimal chat template: `<|role|>\ncontent\n` per message, then the assistant tag.
-            let mut rendered = String::new();
-            for m in msgs {
-                let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
-                let content = match m.get("content") {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(Value::Array(parts)) => parts
-                        .iter()
-                        .filter_map(|p| p.get("text").and_then(Value::as_str))
-                        .collect::<Vec<_>>()
-                        .join(""),
-                    _ => String::new(),
-                };
-                rendered.push_str(&format!("<|{role}|>\n{content}\n"));
-            }
-            rendered.push_str("<|assistant|>\n");
-            state.prompt_counts.count(tok, &rendered)
-        }
+        Api::Completions => completion_prompt_tokens(state, &v)?,
+        Api::Chat => chat_prompt_tokens(state, &v)?,
     };
-    let max_model_len = state.cfg.profile.max_model_len;
-    if prompt_tokens >= max_model_len {
-        return Err(bad(format!(
-            "This model's maximum context length is {max_model_len} tokens. However, your request has {prompt_tokens} input tokens."
-        )));
-    }
-    let requested = v
-        .get("max_completion_tokens")
-        .or_else(|| v.get("max_tokens"))
-        .and_then(Value::as_u64)
-        .map(|x| x as u32);
-    let max_tokens = match (api, requested) {
-        (_, Some(0)) => return Err(bad("max_tokens must be at least 1, got 0.".into())),
-        (_, Some(n)) => n,
-        (Api::Completions, None) => 16,
-        (Api::Chat, None) => max_model_len - prompt_tokens,
-    };
-    if prompt_tokens + max_tokens > max_model_len {
-        return Err(bad(format!(
-            "This model's maximum context length is {max_model_len} tokens. However, you requested {max_tokens} output tokens and your prompt contains {prompt_tokens} tokens, for a total of {} tokens.",
-            prompt_tokens + max_tokens
-        )));
-    }
+    let max_tokens = max_tokens(state.cfg.profile.max_model_len, api, &v, prompt_tokens)?;
     let flag = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(false);
     Ok(Parsed {
         prompt_tokens,
@@ -392,6 +362,116 @@ fn parse(state: &State, api: Api, body: &[u8]) -> Result<Parsed, (u16, &'static 
     })
 }
 
+/// The model served, and one choice per request: what the simulator can answer.
+fn check_supported(state: &State, v: &Value) -> Result<(), Rejection> {
+    if let Some(m) = v.get("model").and_then(Value::as_str)
+        && m != state.cfg.model
+    {
+        return Err((
+            404,
+            "NotFoundError",
+            format!("The model `{m}` does not exist."),
+        ));
+    }
+    if v.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+        return Err(bad_request(
+            "n > 1 is not supported by the simulator".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn completion_prompt_tokens(state: &State, v: &Value) -> Result<u32, Rejection> {
+    let tok = &state.cfg.tokenizer;
+    match v.get("prompt") {
+        Some(Value::String(s)) => Ok(state.prompt_counts.count(tok, s)),
+        Some(Value::Array(a)) if a.iter().all(Value::is_u64) && !a.is_empty() => Ok(a.len() as u32),
+        Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
+            Ok(state.prompt_counts.count(tok, a[0].as_str().unwrap_or("")))
+        }
+        Some(_) => Err(bad_request(
+            "`prompt` must be a string, one string in a list, or a list of token ids".into(),
+        )),
+        None => Err(bad_request(
+            "[{'type': 'missing', 'loc': ('body', 'prompt'), 'msg': 'Field required'}]".into(),
+        )),
+    }
+}
+
+fn chat_prompt_tokens(state: &State, v: &Value) -> Result<u32, Rejection> {
+    let Some(msgs) = v.get("messages").and_then(Value::as_array) else {
+        return Err(bad_request(
+            "[{'type': 'missing', 'loc': ('body', 'messages'), 'msg': 'Field required'}]".into(),
+        ));
+    };
+    Ok(state
+        .prompt_counts
+        .count(&state.cfg.tokenizer, &render_chat(msgs)))
+}
+
+/// A minimal chat template: `<|role|>\ncontent\n` per message, then the assistant tag.
+fn render_chat(msgs: &[Value]) -> String {
+    let mut rendered = String::new();
+    for m in msgs {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+        let content = match m.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => String::new(),
+        };
+        rendered.push_str(&format!("<|{role}|>\n{content}\n"));
+    }
+    rendered.push_str("<|assistant|>\n");
+    rendered
+}
+
+/// The output budget asked for (or vLLM's default), checked against the context length
+/// together with the prompt.
+fn max_tokens(
+    max_model_len: u32,
+    api: Api,
+    v: &Value,
+    prompt_tokens: u32,
+) -> Result<u32, Rejection> {
+    if prompt_tokens >= max_model_len {
+        return Err(bad_request(format!(
+            "This model's maximum context length is {max_model_len} tokens. However, your request has {prompt_tokens} input tokens."
+        )));
+    }
+    let requested = v
+        .get("max_completion_tokens")
+        .or_else(|| v.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .map(|x| x as u32);
+    let max_tokens = match (api, requested) {
+        (_, Some(0)) => return Err(bad_request("max_tokens must be at least 1, got 0.".into())),
+        (_, Some(n)) => n,
+        (Api::Completions, None) => 16,
+        (Api::Chat, None) => max_model_len - prompt_tokens,
+    };
+    if prompt_tokens + max_tokens > max_model_len {
+        return Err(bad_request(format!(
+            "This model's maximum context length is {max_model_len} tokens. However, you requested {max_tokens} output tokens and your prompt contains {prompt_tokens} tokens, for a total of {} tokens.",
+            prompt_tokens + max_tokens
+        )));
+    }
+    Ok(max_tokens)
+}
+
+async fn write_error(
+    stream: &mut TcpStream,
+    status: u16,
+    kind: &str,
+    message: &str,
+) -> std::io::Result<()> {
+    let body = wire::error_body(status, kind, message, None);
+    write_response(stream, status, "application/json", &body).await
+}
+
 async fn generate(
     stream: &mut TcpStream,
     state: &State,
@@ -404,21 +484,64 @@ async fn generate(
     let p = match parse(state, api, body) {
         Ok(p) => p,
         Err((status, kind, msg)) => {
-            write_response(
-                stream,
-                status,
-                "application/json",
-                &wire::error_body(status, kind, &msg, None),
-            )
-            .await?;
+            write_error(stream, status, kind, &msg).await?;
             return Ok(Next::KeepAlive);
         }
     };
     let fault = state.cfg.faults.draw();
+    if let Some(next) = fault_before_engine(stream, fault, shutdown).await? {
+        return Ok(next);
+    }
+    pass_front_end(state, arrival_ns, &p).await;
+    let admitted = admit(state, api, arrival_ns, pinned, &p);
+    if p.stream {
+        stream
+            .write_all(&wire::response_head(
+                200,
+                "text/event-stream; charset=utf-8",
+                None,
+            ))
+            .await?;
+    }
+    if p.stream && !matches!(fault, Some(Fault::DropMidstream | Fault::Malformed)) {
+        return stream_direct(stream, state, api, admitted, &p, shutdown).await;
+    }
+    let Admitted {
+        rank,
+        req,
+        sid,
+        created,
+    } = admitted;
+    let (tx, rx) = mpsc::unbounded_channel::<TokenOut>();
+    let output = state.engines[rank].submit(req, p.min_tokens, p.ignore_eos, Consumer::channel(tx));
+    let answer = ChannelAnswer {
+        s: Stream {
+            api,
+            id: &sid,
+            created,
+            model: &state.cfg.model,
+        },
+        request_id: req.id,
+        p: &p,
+        output,
+        rx,
+    };
+    if !p.stream {
+        return answer.whole(stream, shutdown).await;
+    }
+    answer.stream_with_fault(stream, fault, shutdown).await
+}
+
+/// Answer the faults that strike before the engine sees the request; `None`: go on.
+async fn fault_before_engine(
+    stream: &mut TcpStream,
+    fault: Option<Fault>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<Option<Next>> {
     match fault {
         Some(Fault::Refuse) => {
             reset(stream);
-            return Ok(Next::Close);
+            Ok(Some(Next::Close))
         }
         Some(f @ (Fault::Http500 | Fault::Http429 | Fault::Http503)) => {
             let (status, kind, msg) = match f {
@@ -438,28 +561,30 @@ async fn generate(
                     "simulated overload: service unavailable",
                 ),
             };
-            write_response(
-                stream,
-                status,
-                "application/json",
-                &wire::error_body(status, kind, msg, None),
-            )
-            .await?;
-            return Ok(Next::KeepAlive);
+            write_error(stream, status, kind, msg).await?;
+            Ok(Some(Next::KeepAlive))
         }
         Some(Fault::Stall) => {
-            // Say nothing until the client gives up (EOF) or the server stops.
-            let mut tmp = [0u8; 1024];
-            loop {
-                tokio::select! {
-                    r = stream.read(&mut tmp) => if matches!(r, Ok(0) | Err(_)) { return Ok(Next::Close) },
-                    _ = shutdown.wait_for(|s| *s) => return Ok(Next::Close),
-                }
-            }
+            stall(stream, shutdown).await;
+            Ok(Some(Next::Close))
         }
-        _ => {}
+        _ => Ok(None),
     }
-    // front end: fixed latency, then (optionally) the API-server CPU queue
+}
+
+/// Say nothing until the client gives up (EOF) or the server stops.
+async fn stall(stream: &mut TcpStream, shutdown: &mut watch::Receiver<bool>) {
+    let mut tmp = [0u8; 1024];
+    loop {
+        tokio::select! {
+            r = stream.read(&mut tmp) => if matches!(r, Ok(0) | Err(_)) { return },
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// The front end's fixed latency, then (optionally) the API-server CPU queue.
+async fn pass_front_end(state: &State, arrival_ns: u64, p: &Parsed) {
     let fe_ns = (state.cfg.profile.front_end_latency_s * 1e9) as u64;
     let mut ready_ns = arrival_ns + fe_ns;
     if let Some(front) = &state.front {
@@ -472,6 +597,17 @@ async fn generate(
     if wait > 0 {
         tokio::time::sleep(Duration::from_nanos(wait)).await;
     }
+}
+
+/// A request routed to an engine, with the id and timestamp its response carries.
+struct Admitted {
+    rank: usize,
+    req: EngineRequest,
+    sid: String,
+    created: u64,
+}
+
+fn admit(state: &State, api: Api, arrival_ns: u64, pinned: Option<usize>, p: &Parsed) -> Admitted {
     let rank = {
         let mut router = state.router.lock().expect("router");
         router.route(state.clock.now_ns(), pinned, |e| state.engines[e].load())
@@ -489,111 +625,137 @@ async fn generate(
         if api == Api::Chat { "chatcmpl" } else { "cmpl" },
         loadtest_base::rng::Rng::derive(state.cfg.seed, id).next_u64()
     );
-    let created = loadtest_base::time::unix_now();
-    if p.stream {
-        stream
-            .write_all(&wire::response_head(
-                200,
-                "text/event-stream; charset=utf-8",
-                None,
-            ))
-            .await?;
+    Admitted {
+        rank,
+        req,
+        sid,
+        created: loadtest_base::time::unix_now(),
     }
-    if p.stream && !matches!(fault, Some(Fault::DropMidstream | Fault::Malformed)) {
-        // the common case: the engine thread writes the chunks (see `direct`)
-        let sock = std::net::TcpStream::from(stream.as_fd().try_clone_to_owned()?);
-        let (done_tx, done_rx) = oneshot::channel();
-        let spec = DirectSpec {
-            api,
-            sse_id: sid,
-            created,
-            model: state.model.clone(),
-            request_id: id,
-            prompt_tokens: p.prompt_tokens,
-            include_usage: p.include_usage,
-            continuous_usage: p.continuous_usage,
-        };
-        let to = Consumer::direct(DirectStream::new(sock, spec, done_tx));
-        state.engines[rank].submit(req, p.min_tokens, p.ignore_eos, to);
-        return match tokio::select! {
-            end = done_rx => end.ok(),
-            _ = shutdown.wait_for(|s| *s) => None,
-        } {
-            Some(End::Finished(rest)) => {
-                stream.write_all(&rest).await?;
-                Ok(Next::KeepAlive)
-            }
-            Some(End::Gone) | None => Ok(Next::Close),
-        };
-    }
-    let (tx, mut rx) = mpsc::unbounded_channel::<TokenOut>();
-    let output = state.engines[rank].submit(req, p.min_tokens, p.ignore_eos, Consumer::channel(tx));
-    let s = Stream {
+}
+
+/// The common case of a stream: the engine thread writes the chunks (see `direct`); this
+/// task waits for the end and writes what the socket did not take yet.
+async fn stream_direct(
+    stream: &mut TcpStream,
+    state: &State,
+    api: Api,
+    admitted: Admitted,
+    p: &Parsed,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<Next> {
+    let sock = std::net::TcpStream::from(stream.as_fd().try_clone_to_owned()?);
+    let (done_tx, done_rx) = oneshot::channel();
+    let spec = DirectSpec {
         api,
-        id: &sid,
-        created,
-        model: &state.cfg.model,
+        sse_id: admitted.sid,
+        created: admitted.created,
+        model: state.model.clone(),
+        request_id: admitted.req.id,
+        prompt_tokens: p.prompt_tokens,
+        include_usage: p.include_usage,
+        continuous_usage: p.continuous_usage,
     };
-    // Faults that strike mid-stream do so halfway through the output.
-    let cut = (output / 2).max(1);
-    if !p.stream {
+    let to = Consumer::direct(DirectStream::new(sock, spec, done_tx));
+    state.engines[admitted.rank].submit(admitted.req, p.min_tokens, p.ignore_eos, to);
+    match tokio::select! {
+        end = done_rx => end.ok(),
+        _ = shutdown.wait_for(|s| *s) => None,
+    } {
+        Some(End::Finished(rest)) => {
+            stream.write_all(&rest).await?;
+            Ok(Next::KeepAlive)
+        }
+        Some(End::Gone) | None => Ok(Next::Close),
+    }
+}
+
+/// A request whose tokens come back over a channel for this task to write: a response
+/// without streaming, or a stream with a mid-stream fault.
+struct ChannelAnswer<'a> {
+    s: Stream<'a>,
+    request_id: u64,
+    p: &'a Parsed,
+    /// Output length the engine drew.
+    output: u32,
+    rx: mpsc::UnboundedReceiver<TokenOut>,
+}
+
+impl ChannelAnswer<'_> {
+    /// The whole completion in one JSON body.
+    async fn whole(
+        mut self,
+        stream: &mut TcpStream,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> std::io::Result<Next> {
         let mut text = String::new();
         let mut finish = "length";
-        while let Some(t) = recv(&mut rx, shutdown).await {
-            text.push_str(wire::token_text(id, t.index));
+        while let Some(t) = recv(&mut self.rx, shutdown).await {
+            text.push_str(wire::token_text(self.request_id, t.index));
             if let Some(f) = t.finish {
                 finish = f;
                 break;
             }
         }
-        let body = s.full_body(&text, finish, p.prompt_tokens, output);
+        let body = self
+            .s
+            .full_body(&text, finish, self.p.prompt_tokens, self.output);
         write_response(stream, 200, "application/json", &body).await?;
-        return Ok(Next::KeepAlive);
+        Ok(Next::KeepAlive)
     }
-    // a stream with a mid-stream fault: this task writes the chunks
-    let running = p.continuous_usage.then_some(p.prompt_tokens);
-    let mut out = Vec::with_capacity(4096);
-    let mut finished = false;
-    while let Some(first) = recv(&mut rx, shutdown).await {
-        out.clear();
-        let mut next = Some(first);
-        while let Some(t) = next {
-            if api == Api::Chat && t.index == 0 {
-                s.role_chunk_counted(&mut out, running);
+
+    /// Stream the chunks, with `fault` striking halfway through the output.
+    async fn stream_with_fault(
+        mut self,
+        stream: &mut TcpStream,
+        fault: Option<Fault>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> std::io::Result<Next> {
+        let (s, p, id, output) = (&self.s, self.p, self.request_id, self.output);
+        let cut = (output / 2).max(1);
+        let running = p.continuous_usage.then_some(p.prompt_tokens);
+        let mut out = Vec::with_capacity(4096);
+        let mut finished = false;
+        while let Some(first) = recv(&mut self.rx, shutdown).await {
+            out.clear();
+            let mut next = Some(first);
+            while let Some(t) = next {
+                if s.api == Api::Chat && t.index == 0 {
+                    s.role_chunk_counted(&mut out, running);
+                }
+                if t.index == cut && fault == Some(Fault::DropMidstream) {
+                    stream.write_all(&out).await?;
+                    reset(stream);
+                    return Ok(Next::Close);
+                }
+                if t.index == cut && fault == Some(Fault::Malformed) {
+                    s.malformed_chunk(&mut out);
+                }
+                s.token_chunk_counted(
+                    &mut out,
+                    wire::token_text(id, t.index),
+                    t.finish,
+                    running.map(|prompt| (prompt, t.index + 1)),
+                );
+                if t.finish.is_some() {
+                    finished = true;
+                    break;
+                }
+                next = self.rx.try_recv().ok();
             }
-            if t.index == cut && fault == Some(Fault::DropMidstream) {
-                stream.write_all(&out).await?;
-                reset(stream);
-                return Ok(Next::Close);
+            if finished {
+                if p.include_usage {
+                    s.usage_chunk(&mut out, p.prompt_tokens, output);
+                }
+                Stream::done(&mut out);
             }
-            if t.index == cut && fault == Some(Fault::Malformed) {
-                s.malformed_chunk(&mut out);
+            stream.write_all(&out).await?;
+            if finished {
+                return Ok(Next::KeepAlive);
             }
-            s.token_chunk_counted(
-                &mut out,
-                wire::token_text(id, t.index),
-                t.finish,
-                running.map(|p| (p, t.index + 1)),
-            );
-            if t.finish.is_some() {
-                finished = true;
-                break;
-            }
-            next = rx.try_recv().ok();
         }
-        if finished {
-            if p.include_usage {
-                s.usage_chunk(&mut out, p.prompt_tokens, output);
-            }
-            Stream::done(&mut out);
-        }
-        stream.write_all(&out).await?;
-        if finished {
-            return Ok(Next::KeepAlive);
-        }
+        // shutdown while streaming
+        Ok(Next::Close)
     }
-    // shutdown while streaming
-    Ok(Next::Close)
 }
 
 async fn recv(

@@ -73,147 +73,223 @@ enum Kind {
     Sample,
 }
 
+/// Pending events, earliest first; at equal times by [`Kind`], then in the order pushed,
+/// so a seed fixes the whole timeline.
+#[derive(Default)]
+struct Events {
+    heap: BinaryHeap<Reverse<(u64, Kind, u64)>>,
+    pushed: u64,
+}
+
+impl Events {
+    fn push(&mut self, t: u64, k: Kind) {
+        self.pushed += 1;
+        self.heap.push(Reverse((t, k, self.pushed)));
+    }
+
+    fn pop(&mut self) -> Option<(u64, Kind)> {
+        self.heap.pop().map(|Reverse((t, k, _))| (t, k))
+    }
+
+    /// Only the sampler is left: nothing more can happen to a request.
+    fn only_samples(&self) -> bool {
+        self.heap
+            .iter()
+            .all(|Reverse((_, k, _))| matches!(k, Kind::Sample))
+    }
+}
+
 /// Run `requests` (any order) through the simulated deployment until every one finished.
 pub fn simulate(cfg: &VirtualConfig, requests: &[VirtualRequest]) -> Result<VirtualRun, String> {
     cfg.profile.validate().map_err(|e| e.to_string())?;
-    let dp = cfg.dp.max(1);
-    let mut engines: Vec<Engine> = (0..dp)
-        .map(|r| {
-            Engine::new(
-                cfg.profile.clone(),
-                loadtest_base::rng::Rng::derive(cfg.seed, r as u64 + 1).next_u64(),
-            )
-        })
-        .collect();
-    let mut router = Router::new(dp);
-    let mut front = cfg.api_servers.map(FrontEnd::new);
-    let mut busy = vec![false; dp];
-    let mut heap: BinaryHeap<Reverse<(u64, Kind, u64)>> = BinaryHeap::new();
-    let mut seq = 0u64;
-    let mut push = |heap: &mut BinaryHeap<_>, t: u64, k: Kind| {
-        seq += 1;
-        heap.push(Reverse((t, k, seq)));
-    };
-    let fe_ns = (cfg.profile.front_end_latency_s * 1e9).round() as u64;
-    let mut outcomes = vec![VirtualOutcome::default(); requests.len()];
-    let mut order: Vec<usize> = (0..requests.len()).collect();
-    order.sort_by_key(|&i| (requests[i].arrival_ns, i));
-    // The front end is FIFO in arrival order, so admit times are computed in that order.
-    for &i in &order {
-        let r = &requests[i];
-        let mut ready = r.arrival_ns + fe_ns;
-        if let Some(f) = front.as_mut() {
-            ready = f.admit(ready, r.prompt_tokens, r.max_tokens);
-        }
-        outcomes[i].arrival_ns = r.arrival_ns;
-        outcomes[i].engine_arrival_ns = ready;
-        push(&mut heap, ready, Kind::Arrival(i));
-    }
+    let mut sim = Sim::new(cfg, requests);
+    sim.pass_front_end();
     if cfg.sample_every_ns.is_some() {
-        push(&mut heap, 0, Kind::Sample);
+        sim.events.push(0, Kind::Sample);
     }
-    let mut samples = Vec::new();
-    let mut token_times: Vec<Vec<u64>> = if cfg.record_token_times {
-        vec![Vec::new(); requests.len()]
-    } else {
-        Vec::new()
-    };
-    let mut outs: Vec<TokenOut> = Vec::new();
-    let mut steps = 0u64;
-    let mut remaining = requests.len();
-    let mut now = 0;
-    while let Some(Reverse((t, kind, _))) = heap.pop() {
-        now = t;
-        match kind {
-            Kind::Arrival(i) => {
-                let r = &requests[i];
-                let e = router.route(t, r.pinned_rank, |e| {
-                    (engines[e].waiting() as u64, engines[e].running() as u64)
-                });
-                let output = engines[e].draw_output_len(r.max_tokens, r.min_tokens, r.ignore_eos);
-                engines[e].add(EngineRequest {
-                    id: i as u64,
-                    prompt_tokens: r.prompt_tokens,
-                    output_tokens: output,
-                    max_tokens: r.max_tokens,
-                    arrival_ns: r.arrival_ns,
-                });
-                outcomes[i].rank = e;
-                if !busy[e] {
-                    busy[e] = true;
-                    push(&mut heap, t, Kind::Begin(e));
-                }
-            }
-            Kind::Begin(e) => match engines[e].begin_step(t) {
-                Some(d) => {
-                    steps += 1;
-                    push(&mut heap, t + d, Kind::StepEnd(e));
-                }
-                None => busy[e] = false,
+    let end_ns = sim.run()?;
+    sim.into_run(end_ns)
+}
+
+/// The deployment while it runs, and what it has recorded so far.
+struct Sim<'a> {
+    cfg: &'a VirtualConfig,
+    requests: &'a [VirtualRequest],
+    engines: Vec<Engine>,
+    router: Router,
+    /// Per engine: a step is running or about to begin (a `Begin` or `StepEnd` is queued).
+    busy: Vec<bool>,
+    events: Events,
+    outcomes: Vec<VirtualOutcome>,
+    samples: Vec<Sample>,
+    token_times: Vec<Vec<u64>>,
+    /// Tokens of the step just finished (kept to reuse its allocation).
+    outs: Vec<TokenOut>,
+    steps: u64,
+    /// Requests not finished yet.
+    remaining: usize,
+}
+
+impl<'a> Sim<'a> {
+    fn new(cfg: &'a VirtualConfig, requests: &'a [VirtualRequest]) -> Self {
+        let dp = cfg.dp.max(1);
+        let engines: Vec<Engine> = (0..dp)
+            .map(|r| {
+                Engine::new(
+                    cfg.profile.clone(),
+                    loadtest_base::rng::Rng::derive(cfg.seed, r as u64 + 1).next_u64(),
+                )
+            })
+            .collect();
+        Sim {
+            cfg,
+            requests,
+            engines,
+            router: Router::new(dp),
+            busy: vec![false; dp],
+            events: Events::default(),
+            outcomes: vec![VirtualOutcome::default(); requests.len()],
+            samples: Vec::new(),
+            token_times: if cfg.record_token_times {
+                vec![Vec::new(); requests.len()]
+            } else {
+                Vec::new()
             },
-            Kind::StepEnd(e) => {
-                outs.clear();
-                engines[e].finish_step(t, &mut outs);
-                for o in &outs {
-                    let oc = &mut outcomes[o.id as usize];
-                    if o.index == 0 {
-                        oc.first_token_ns = Some(t);
-                    }
-                    oc.output_tokens = o.index + 1;
-                    if let Some(ts) = token_times.get_mut(o.id as usize) {
-                        ts.push(t);
-                    }
-                    if o.finish.is_some() {
-                        oc.finish_ns = Some(t);
-                        remaining -= 1;
-                    }
-                }
-                if cfg.check_invariants {
-                    engines[e]
-                        .check_invariants()
-                        .map_err(|m| format!("engine {e} at {t} ns: {m}"))?;
-                }
-                push(&mut heap, t, Kind::Begin(e));
+            outs: Vec::new(),
+            steps: 0,
+            remaining: requests.len(),
+        }
+    }
+
+    /// Queue every request's arrival at its engine: after the front end's fixed latency and
+    /// (optionally) its API-server CPU queue.
+    fn pass_front_end(&mut self) {
+        let fe_ns = (self.cfg.profile.front_end_latency_s * 1e9).round() as u64;
+        let mut front = self.cfg.api_servers.map(FrontEnd::new);
+        let requests = self.requests;
+        let mut order: Vec<usize> = (0..requests.len()).collect();
+        order.sort_by_key(|&i| (requests[i].arrival_ns, i));
+        // The front end is FIFO in arrival order, so admit times are computed in that order.
+        for &i in &order {
+            let r = &requests[i];
+            let mut ready = r.arrival_ns + fe_ns;
+            if let Some(f) = front.as_mut() {
+                ready = f.admit(ready, r.prompt_tokens, r.max_tokens);
             }
-            Kind::Sample => {
-                samples.push(Sample {
-                    t_ns: t,
-                    engines: engines
-                        .iter()
-                        .map(|en| (en.running() as u64, en.waiting() as u64, en.kv_usage()))
-                        .collect(),
-                });
-                if remaining > 0 {
-                    push(
-                        &mut heap,
-                        t + cfg.sample_every_ns.unwrap_or(u64::MAX / 2),
-                        Kind::Sample,
-                    );
-                }
+            self.outcomes[i].arrival_ns = r.arrival_ns;
+            self.outcomes[i].engine_arrival_ns = ready;
+            self.events.push(ready, Kind::Arrival(i));
+        }
+    }
+
+    /// Play events until every request finished; returns the time of the last event.
+    fn run(&mut self) -> Result<u64, String> {
+        let mut now = 0;
+        while let Some((t, kind)) = self.events.pop() {
+            now = t;
+            match kind {
+                Kind::Arrival(i) => self.arrive(i, t),
+                Kind::Begin(e) => self.begin_step(e, t),
+                Kind::StepEnd(e) => self.finish_step(e, t)?,
+                Kind::Sample => self.sample(t),
+            }
+            if self.remaining == 0 && self.events.only_samples() {
+                break;
             }
         }
-        if remaining == 0
-            && heap
+        Ok(now)
+    }
+
+    fn arrive(&mut self, i: usize, t: u64) {
+        let r = &self.requests[i];
+        let engines = &mut self.engines;
+        let e = self.router.route(t, r.pinned_rank, |e| {
+            (engines[e].waiting() as u64, engines[e].running() as u64)
+        });
+        let output = engines[e].draw_output_len(r.max_tokens, r.min_tokens, r.ignore_eos);
+        engines[e].add(EngineRequest {
+            id: i as u64,
+            prompt_tokens: r.prompt_tokens,
+            output_tokens: output,
+            max_tokens: r.max_tokens,
+            arrival_ns: r.arrival_ns,
+        });
+        self.outcomes[i].rank = e;
+        if !self.busy[e] {
+            self.busy[e] = true;
+            self.events.push(t, Kind::Begin(e));
+        }
+    }
+
+    fn begin_step(&mut self, e: usize, t: u64) {
+        match self.engines[e].begin_step(t) {
+            Some(d) => {
+                self.steps += 1;
+                self.events.push(t + d, Kind::StepEnd(e));
+            }
+            None => self.busy[e] = false,
+        }
+    }
+
+    fn finish_step(&mut self, e: usize, t: u64) -> Result<(), String> {
+        self.outs.clear();
+        self.engines[e].finish_step(t, &mut self.outs);
+        for o in &self.outs {
+            let oc = &mut self.outcomes[o.id as usize];
+            if o.index == 0 {
+                oc.first_token_ns = Some(t);
+            }
+            oc.output_tokens = o.index + 1;
+            if let Some(ts) = self.token_times.get_mut(o.id as usize) {
+                ts.push(t);
+            }
+            if o.finish.is_some() {
+                oc.finish_ns = Some(t);
+                self.remaining -= 1;
+            }
+        }
+        if self.cfg.check_invariants {
+            self.engines[e]
+                .check_invariants()
+                .map_err(|m| format!("engine {e} at {t} ns: {m}"))?;
+        }
+        self.events.push(t, Kind::Begin(e));
+        Ok(())
+    }
+
+    fn sample(&mut self, t: u64) {
+        self.samples.push(Sample {
+            t_ns: t,
+            engines: self
+                .engines
                 .iter()
-                .all(|Reverse((_, k, _))| matches!(k, Kind::Sample))
-        {
-            break;
+                .map(|en| (en.running() as u64, en.waiting() as u64, en.kv_usage()))
+                .collect(),
+        });
+        if self.remaining > 0 {
+            self.events.push(
+                t + self.cfg.sample_every_ns.unwrap_or(u64::MAX / 2),
+                Kind::Sample,
+            );
         }
     }
-    if remaining > 0 {
-        return Err(format!(
-            "{remaining} requests can never run (a prompt larger than the KV cache of {} blocks?)",
-            cfg.profile.num_gpu_blocks
-        ));
+
+    fn into_run(self, end_ns: u64) -> Result<VirtualRun, String> {
+        if self.remaining > 0 {
+            return Err(format!(
+                "{} requests can never run (a prompt larger than the KV cache of {} blocks?)",
+                self.remaining, self.cfg.profile.num_gpu_blocks
+            ));
+        }
+        Ok(VirtualRun {
+            outcomes: self.outcomes,
+            samples: self.samples,
+            token_times: self.token_times,
+            engines: self.engines,
+            steps: self.steps,
+            end_ns,
+        })
     }
-    Ok(VirtualRun {
-        outcomes,
-        samples,
-        token_times,
-        engines,
-        steps,
-        end_ns: now,
-    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 
 use super::chart::{Axis, Figure, Panel, Series};
 use crate::analysis::Analysis;
-use crate::analysis::saturation::GroupFinding;
+use crate::analysis::saturation::{GroupFinding, Saturation};
+use crate::analysis::scaling::fmt_rate;
 use crate::server_metrics::MetricRow;
 
 /// A figure and the file stem it is saved under (`figs/<stem>.png|svg`).
@@ -28,16 +29,39 @@ fn slug(s: &str) -> String {
 }
 
 pub fn saturation(g: &GroupFinding) -> Named {
-    let pts = &g.points;
-    let fin = |v: f64| v.is_finite();
-    let mut series = vec![
+    let mut series = throughput_series(g);
+    series.push(ttft_series(g));
+    series.extend(plateau_series(g));
+    Named {
+        stem: format!("saturation-{}", slug(&g.group)),
+        figure: Figure {
+            title: format!(
+                "Saturation, {}: throughput and TTFT vs offered load",
+                label(g)
+            ),
+            panels: vec![Panel {
+                title: saturation_title(g),
+                x_label: "offered load (req/s)".into(),
+                y_label: "throughput (req/s)".into(),
+                y2_label: Some("TTFT p50 (ms, log)".into()),
+                log_y: false,
+                log_y2: true,
+                series,
+                marks: onset_marks(g),
+            }],
+            width: 820.0,
+            height: 480.0,
+        },
+    }
+}
+
+/// Achieved against offered, and the line where the two are equal.
+fn throughput_series(g: &GroupFinding) -> Vec<Series> {
+    let offered = || g.points.iter().filter(|p| p.offered.is_finite());
+    vec![
         Series {
             name: "achieved throughput (req/s)".into(),
-            points: pts
-                .iter()
-                .filter(|p| fin(p.offered))
-                .map(|p| (p.offered, p.achieved))
-                .collect(),
+            points: offered().map(|p| (p.offered, p.achieved)).collect(),
             color: 0,
             axis: Axis::Left,
             dashed: false,
@@ -45,23 +69,24 @@ pub fn saturation(g: &GroupFinding) -> Named {
         },
         Series {
             name: "offered = achieved".into(),
-            points: pts
-                .iter()
-                .filter(|p| fin(p.offered))
-                .map(|p| (p.offered, p.offered))
-                .collect(),
+            points: offered().map(|p| (p.offered, p.offered)).collect(),
             color: 0,
             axis: Axis::Left,
             dashed: true,
             at_least: Vec::new(),
         },
-    ];
-    let ttft: Vec<(f64, crate::stats::survival::Figure)> = pts
+    ]
+}
+
+/// TTFT p50 on the right axis, a lower bound drawn as such.
+fn ttft_series(g: &GroupFinding) -> Series {
+    let ttft: Vec<(f64, crate::stats::survival::Figure)> = g
+        .points
         .iter()
         .filter_map(|p| Some((p.offered, p.ttft_p50_ms?)))
-        .filter(|q| fin(q.0))
+        .filter(|q| q.0.is_finite())
         .collect();
-    series.push(Series {
+    Series {
         name: if ttft.iter().any(|(_, f)| f.lower_bound) {
             "TTFT p50 (ms; arrow: at least)".into()
         } else {
@@ -72,73 +97,63 @@ pub fn saturation(g: &GroupFinding) -> Named {
         color: 1,
         axis: Axis::Right,
         dashed: false,
-    });
-    let rate = crate::analysis::scaling::fmt_rate;
-    // the onset as an interval (last rate that kept up, first that did not), the plateau
-    // as a line across the tested range; a configuration that never saturated gets neither
+    }
+}
+
+fn lower_bound_sign(s: &Saturation) -> &'static str {
+    if s.capacity_is_lower_bound {
+        "≥ "
+    } else {
+        ""
+    }
+}
+
+/// The onset as an interval: the last rate that kept up, the first that did not. A
+/// configuration that never saturated has no onset to mark.
+fn onset_marks(g: &GroupFinding) -> Vec<(f64, String)> {
     let mut marks = Vec::new();
     if let Some(s) = &g.saturation {
         if let Some(k) = s.kept_up {
-            marks.push((k, format!("kept up {} req/s", rate(k))));
+            marks.push((k, format!("kept up {} req/s", fmt_rate(k))));
         }
-        marks.push((s.offered, format!("fell behind {} req/s", rate(s.offered))));
-        let xs = pts.iter().map(|p| p.offered).filter(|x| fin(*x));
-        let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-            (a.min(x), b.max(x))
-        });
-        series.push(Series {
-            name: format!(
-                "plateau {}{:.1} req/s",
-                if s.capacity_is_lower_bound {
-                    "≥ "
-                } else {
-                    ""
-                },
-                s.capacity
-            ),
-            points: vec![(lo, s.capacity), (hi, s.capacity)],
-            color: 2,
-            axis: Axis::Left,
-            dashed: true,
-            at_least: Vec::new(),
-        });
+        marks.push((
+            s.offered,
+            format!("fell behind {} req/s", fmt_rate(s.offered)),
+        ));
     }
-    Named {
-        stem: format!("saturation-{}", slug(&g.group)),
-        figure: Figure {
-            title: format!(
-                "Saturation, {}: throughput and TTFT vs offered load",
-                label(g)
-            ),
-            panels: vec![Panel {
-                title: match &g.saturation {
-                    Some(s) => format!(
-                        "capacity {}{:.1} req/s; onset in ({}, {}] req/s offered",
-                        if s.capacity_is_lower_bound {
-                            "≥ "
-                        } else {
-                            ""
-                        },
-                        s.capacity,
-                        s.kept_up.map_or("0".into(), rate),
-                        rate(s.offered)
-                    ),
-                    None => format!(
-                        "not saturated: ≥ {:.1} req/s (no plateau)",
-                        g.max_throughput
-                    ),
-                },
-                x_label: "offered load (req/s)".into(),
-                y_label: "throughput (req/s)".into(),
-                y2_label: Some("TTFT p50 (ms, log)".into()),
-                log_y: false,
-                log_y2: true,
-                series,
-                marks,
-            }],
-            width: 820.0,
-            height: 480.0,
-        },
+    marks
+}
+
+/// The plateau as a line across the tested range; none without saturation.
+fn plateau_series(g: &GroupFinding) -> Option<Series> {
+    let s = g.saturation.as_ref()?;
+    let xs = g.points.iter().map(|p| p.offered).filter(|x| x.is_finite());
+    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+        (a.min(x), b.max(x))
+    });
+    Some(Series {
+        name: format!("plateau {}{:.1} req/s", lower_bound_sign(s), s.capacity),
+        points: vec![(lo, s.capacity), (hi, s.capacity)],
+        color: 2,
+        axis: Axis::Left,
+        dashed: true,
+        at_least: Vec::new(),
+    })
+}
+
+fn saturation_title(g: &GroupFinding) -> String {
+    match &g.saturation {
+        Some(s) => format!(
+            "capacity {}{:.1} req/s; onset in ({}, {}] req/s offered",
+            lower_bound_sign(s),
+            s.capacity,
+            s.kept_up.map_or("0".into(), fmt_rate),
+            fmt_rate(s.offered)
+        ),
+        None => format!(
+            "not saturated: ≥ {:.1} req/s (no plateau)",
+            g.max_throughput
+        ),
     }
 }
 

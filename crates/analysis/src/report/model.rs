@@ -1,9 +1,9 @@
 //! The report model: every sentence and table of the report, computed once from the analysis
 //! and the run's metadata. The renderers (Markdown, HTML, terminal) only lay it out. Pure.
 
-use crate::analysis::saturation::{GroupFinding, Reason};
-use crate::analysis::scaling::{ScalingFinding, fmt_rate};
-use crate::analysis::{Analysis, CellInput};
+use crate::analysis::saturation::{GroupFinding, Reason, Saturation};
+use crate::analysis::scaling::{ScalingFinding, ScalingRow, fmt_rate};
+use crate::analysis::{Analysis, CellInput, Point};
 use crate::stats::survival::Figure;
 use serde::Serialize;
 
@@ -82,70 +82,93 @@ fn fig(v: Option<Figure>) -> String {
 }
 
 fn saturation_sentence(g: &GroupFinding) -> String {
-    let label = group_label(g);
     match &g.saturation {
-        Some(s) => {
-            let why: Vec<&str> = s
-                .reasons
-                .iter()
-                .map(|r| match r {
-                    Reason::Throughput => "throughput stopped following the offered load",
-                    Reason::Ttft => "TTFT passed 3× its low-load value",
-                    Reason::Queue => "the waiting queue kept growing",
-                })
-                .collect();
-            let first = g.points.first().map(|p| p.offered);
-            let blowup = match (g.low_load_ttft_ms, s.after.ttft_p50_ms) {
-                (Some(lo), Some(hi)) if lo > 0.0 && first != Some(s.after.offered) => format!(
-                    " TTFT p50 rises from {} to {} ({}{:.0}×) at {} req/s offered.",
-                    ms(Some(lo)),
-                    fig(Some(hi)),
-                    if hi.lower_bound { "over " } else { "" },
-                    hi.value / lo,
-                    fmt_rate(s.after.offered)
-                ),
-                _ => String::new(),
-            };
-            let capacity = if s.capacity_is_lower_bound {
-                format!(
-                    "capacity at least {:.1} req/s (the output-token rate was still rising in the window, so the plateau is a lower bound; lengthen the warm-up)",
-                    s.capacity
-                )
-            } else {
-                format!("capacity {:.1} req/s (the plateau)", s.capacity)
-            };
-            let onset = match (s.kept_up, s.onset_estimate) {
-                (Some(k), Some(e)) => format!(
-                    "it falls behind between {} and {} req/s offered, near {e:.1} req/s where the offered load meets the plateau",
-                    fmt_rate(k),
-                    fmt_rate(s.offered)
-                ),
-                (Some(k), None) => format!(
-                    "it falls behind between {} and {} req/s offered",
-                    fmt_rate(k),
-                    fmt_rate(s.offered)
-                ),
-                (None, _) => format!(
-                    "it was already behind at {} req/s, the lowest rate tested (test lower rates to place the onset)",
-                    fmt_rate(s.offered)
-                ),
-            };
-            format!("{label}: {capacity}; {onset} ({}).{blowup}", why.join(", "))
-        }
-        None => {
-            let top = g.points.last();
-            let mut s = format!(
-                "{label} did not saturate in the tested range: it kept up with {} req/s offered ({:.1} req/s achieved, TTFT p50 {}); its capacity is above that, so there is no plateau to report.",
-                top.map_or("-".into(), |p| fmt_rate(p.offered)),
-                top.map_or(0.0, |p| p.achieved),
-                fig(top.and_then(|p| p.ttft_p50_ms))
-            );
-            if g.short_of_offered_without_engine_queue {
-                s.push_str(" Achieved fell short of offered while the engines' queues stayed empty: the load never reached the engines (a client or API-server limit), so this is not a server result.");
-            }
-            s
-        }
+        Some(s) => saturated_sentence(g, s),
+        None => unsaturated_sentence(g),
     }
+}
+
+/// The plateau, where the onset lies, why it is called saturation, and the TTFT blow-up.
+fn saturated_sentence(g: &GroupFinding, s: &Saturation) -> String {
+    let why: Vec<&str> = s
+        .reasons
+        .iter()
+        .map(|r| match r {
+            Reason::Throughput => "throughput stopped following the offered load",
+            Reason::Ttft => "TTFT passed 3× its low-load value",
+            Reason::Queue => "the waiting queue kept growing",
+        })
+        .collect();
+    format!(
+        "{}: {}; {} ({}).{}",
+        group_label(g),
+        capacity_phrase(s),
+        onset_phrase(s),
+        why.join(", "),
+        ttft_blowup(g, s)
+    )
+}
+
+fn capacity_phrase(s: &Saturation) -> String {
+    if s.capacity_is_lower_bound {
+        format!(
+            "capacity at least {:.1} req/s (the output-token rate was still rising in the window, so the plateau is a lower bound; lengthen the warm-up)",
+            s.capacity
+        )
+    } else {
+        format!("capacity {:.1} req/s (the plateau)", s.capacity)
+    }
+}
+
+fn onset_phrase(s: &Saturation) -> String {
+    match (s.kept_up, s.onset_estimate) {
+        (Some(k), Some(e)) => format!(
+            "it falls behind between {} and {} req/s offered, near {e:.1} req/s where the offered load meets the plateau",
+            fmt_rate(k),
+            fmt_rate(s.offered)
+        ),
+        (Some(k), None) => format!(
+            "it falls behind between {} and {} req/s offered",
+            fmt_rate(k),
+            fmt_rate(s.offered)
+        ),
+        (None, _) => format!(
+            "it was already behind at {} req/s, the lowest rate tested (test lower rates to place the onset)",
+            fmt_rate(s.offered)
+        ),
+    }
+}
+
+/// TTFT past saturation against its low-load value (the lowest rate's); empty when either is
+/// unknown, or when the point past saturation is that lowest rate itself.
+fn ttft_blowup(g: &GroupFinding, s: &Saturation) -> String {
+    let first = g.points.first().map(|p| p.offered);
+    match (g.low_load_ttft_ms, s.after.ttft_p50_ms) {
+        (Some(lo), Some(hi)) if lo > 0.0 && first != Some(s.after.offered) => format!(
+            " TTFT p50 rises from {} to {} ({}{:.0}×) at {} req/s offered.",
+            ms(Some(lo)),
+            fig(Some(hi)),
+            if hi.lower_bound { "over " } else { "" },
+            hi.value / lo,
+            fmt_rate(s.after.offered)
+        ),
+        _ => String::new(),
+    }
+}
+
+fn unsaturated_sentence(g: &GroupFinding) -> String {
+    let top = g.points.last();
+    let mut s = format!(
+        "{} did not saturate in the tested range: it kept up with {} req/s offered ({:.1} req/s achieved, TTFT p50 {}); its capacity is above that, so there is no plateau to report.",
+        group_label(g),
+        top.map_or("-".into(), |p| fmt_rate(p.offered)),
+        top.map_or(0.0, |p| p.achieved),
+        fig(top.and_then(|p| p.ttft_p50_ms))
+    );
+    if g.short_of_offered_without_engine_queue {
+        s.push_str(" Achieved fell short of offered while the engines' queues stayed empty: the load never reached the engines (a client or API-server limit), so this is not a server result.");
+    }
+    s
 }
 
 fn scaling_sentence(f: &ScalingFinding) -> Vec<String> {
@@ -190,6 +213,31 @@ pub fn build(
     server_chart: Option<(String, String)>,
     generated_at: String,
 ) -> Report {
+    let mut sections = vec![experiment_section(facts, cells.len())];
+    sections.extend(analysis.groups.iter().map(saturation_section));
+    sections.extend(analysis.scaling.iter().map(scaling_section));
+    sections.push(by_configuration_section(analysis.groups.len()));
+    if let Some((stem, cell)) = server_chart {
+        sections.push(server_section(stem, &cell));
+    }
+    sections.push(verdicts_section(analysis));
+    sections.push(cells_section(cells));
+    Report {
+        title: format!("{}: load test report", facts.experiment),
+        description: facts.description.clone(),
+        executive_summary: executive_summary(facts, analysis),
+        sections,
+        generated_at,
+    }
+}
+
+fn header(columns: &[&str]) -> Vec<String> {
+    columns.iter().map(|c| c.to_string()).collect()
+}
+
+/// The findings first (saturation, scaling), then what the analysis left out, goodput,
+/// and how many cells to read with care.
+fn executive_summary(facts: &RunFacts, analysis: &Analysis) -> Vec<String> {
     let mut exec = Vec::new();
     for g in &analysis.groups {
         exec.push(saturation_sentence(g));
@@ -197,40 +245,10 @@ pub fn build(
     for f in &analysis.scaling {
         exec.extend(scaling_sentence(f));
     }
-    if !analysis.without_offered_rate.is_empty() {
-        exec.push(format!(
-            "{} cell(s) ({}) ran without an offered rate (all at once, or a closed loop of `max_concurrency`): they are in the tables, not in the saturation analysis, which reads throughput and latency along the offered rate.",
-            analysis.without_offered_rate.len(),
-            analysis.without_offered_rate.join(", ")
-        ));
-    }
-    if !analysis.without_completions.is_empty() {
-        exec.push(format!(
-            "{} cell(s) measured nothing usable (no completion, a lost server, or interrupted), so their throughput and latency are unknown (not zero) and they are left out of the analysis: {}.",
-            analysis.without_completions.len(),
-            analysis
-                .without_completions
-                .iter()
-                .map(|(c, why)| format!("`{c}` ({why})"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ));
-    }
+    exec.extend(left_out_sentences(analysis));
     if let Some(slo) = &facts.slo {
         for g in &analysis.groups {
-            exec.push(match g.goodput_rate {
-                Some(r) => format!(
-                    "{}: the highest offered rate where at least {:.0}% of requests met {slo} is {} req/s.",
-                    group_label(g),
-                    analysis.slo_target * 100.0,
-                    fmt_rate(r)
-                ),
-                None => format!(
-                    "{}: no tested rate had {:.0}% of requests meeting {slo}.",
-                    group_label(g),
-                    analysis.slo_target * 100.0
-                ),
-            });
+            exec.push(goodput_sentence(g, slo, analysis.slo_target));
         }
     }
     let flagged = analysis
@@ -244,145 +262,182 @@ pub fn build(
             analysis.verdicts.len()
         ));
     }
-    let mut sections = Vec::new();
-    sections.push(Section {
+    exec
+}
+
+/// Cells in the tables but not in the saturation analysis, and why.
+fn left_out_sentences(analysis: &Analysis) -> Vec<String> {
+    let mut out = Vec::new();
+    if !analysis.without_offered_rate.is_empty() {
+        out.push(format!(
+            "{} cell(s) ({}) ran without an offered rate (all at once, or a closed loop of `max_concurrency`): they are in the tables, not in the saturation analysis, which reads throughput and latency along the offered rate.",
+            analysis.without_offered_rate.len(),
+            analysis.without_offered_rate.join(", ")
+        ));
+    }
+    if !analysis.without_completions.is_empty() {
+        out.push(format!(
+            "{} cell(s) measured nothing usable (no completion, a lost server, or interrupted), so their throughput and latency are unknown (not zero) and they are left out of the analysis: {}.",
+            analysis.without_completions.len(),
+            analysis
+                .without_completions
+                .iter()
+                .map(|(c, why)| format!("`{c}` ({why})"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    out
+}
+
+fn goodput_sentence(g: &GroupFinding, slo: &str, target: f64) -> String {
+    match g.goodput_rate {
+        Some(r) => format!(
+            "{}: the highest offered rate where at least {:.0}% of requests met {slo} is {} req/s.",
+            group_label(g),
+            target * 100.0,
+            fmt_rate(r)
+        ),
+        None => format!(
+            "{}: no tested rate had {:.0}% of requests meeting {slo}.",
+            group_label(g),
+            target * 100.0
+        ),
+    }
+}
+
+fn experiment_section(facts: &RunFacts, cells: usize) -> Section {
+    let versions = if facts.server_versions.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Server versions: {}.",
+            facts
+                .server_versions
+                .iter()
+                .map(|(g, v)| format!("{g} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    Section {
         title: "Experiment".into(),
         figures: vec![],
         paragraphs: vec![
             format!(
                 "Experiment `{}`, {} cells, status {}.",
-                facts.experiment,
-                cells.len(),
-                facts.status
+                facts.experiment, cells, facts.status
             ),
             format!(
                 "Server: {}. Workload: {}. Load: {}.",
                 facts.launcher, facts.workload, facts.load
             ),
             format!(
-                "Run from {} to {} by {} on {} ({}).{}",
-                facts.started_at,
-                facts.finished_at,
-                facts.tool,
-                facts.host,
-                facts.cpu,
-                if facts.server_versions.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " Server versions: {}.",
-                        facts
-                            .server_versions
-                            .iter()
-                            .map(|(g, v)| format!("{g} {v}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                }
+                "Run from {} to {} by {} on {} ({}).{versions}",
+                facts.started_at, facts.finished_at, facts.tool, facts.host, facts.cpu,
             ),
         ],
         tables: vec![],
-    });
-    for g in &analysis.groups {
-        let rows = g
-            .points
-            .iter()
-            .map(|p| {
-                vec![
-                    fmt_rate(p.offered),
-                    format!("{:.2}", p.achieved),
-                    fig(p.ttft_p50_ms),
-                    fig(p.ttft_p99_ms),
-                    ms(p.tpot_p50_ms),
-                    p.slo_attainment
-                        .map_or("-".into(), |a| format!("{:.0}%", a * 100.0)),
-                    match &g.saturation {
-                        Some(s) if s.offered == p.offered => "← fell behind".into(),
-                        Some(s) if s.kept_up == Some(p.offered) => "← last that kept up".into(),
-                        _ => String::new(),
-                    },
-                ]
-            })
-            .collect();
-        sections.push(Section {
-            title: format!("Saturation: {}", group_label(g)),
-            paragraphs: vec![saturation_sentence(g)],
-            figures: vec![(
-                super::figures::saturation(g).stem,
-                format!("Throughput and TTFT vs offered load, {}", group_label(g)),
-            )],
-            tables: vec![Table {
-                header: [
-                    "offered req/s",
-                    "achieved req/s",
-                    "TTFT p50",
-                    "TTFT p99",
-                    "TPOT p50",
-                    "SLO met",
-                    "",
-                ]
-                .map(String::from)
-                .to_vec(),
-                rows,
-            }],
-        });
     }
-    for f in &analysis.scaling {
-        sections.push(Section {
-            title: format!(
-                "Scaling{}",
-                if f.family == "all" {
-                    String::new()
-                } else {
-                    format!(": {}", f.family)
-                }
-            ),
-            paragraphs: scaling_sentence(f),
-            figures: vec![],
-            tables: vec![Table {
-                header: [
-                    "dp",
-                    "plateau req/s",
-                    "saturated",
-                    "speedup",
-                    "efficiency",
-                    "matched-load efficiency",
-                ]
-                .map(String::from)
-                .to_vec(),
-                rows: f
-                    .rows
-                    .iter()
-                    .map(|r| {
-                        vec![
-                            r.dp.to_string(),
-                            format!("{:.2}", r.max_throughput),
-                            match (r.saturated, r.trusted) {
-                                (true, true) => "yes".into(),
-                                (true, false) => "yes, flagged".into(),
-                                (false, _) => "no (lower bound)".into(),
-                            },
-                            // a bound or a flagged figure is not printed as a result
-                            if r.dp == f.base_dp || r.is_result(&f.rows[0]) {
-                                format!("{:.2}×", r.speedup)
-                            } else {
-                                format!("({:.2}×, not a result)", r.speedup)
-                            },
-                            if r.dp == f.base_dp || r.is_result(&f.rows[0]) {
-                                format!("{:.0}%", r.efficiency * 100.0)
-                            } else {
-                                "-".into()
-                            },
-                            r.matched_load_efficiency
-                                .map_or("-".into(), |m| format!("{:.0}%", m * 100.0)),
-                        ]
-                    })
-                    .collect(),
-            }],
-        });
+}
+
+fn saturation_section(g: &GroupFinding) -> Section {
+    Section {
+        title: format!("Saturation: {}", group_label(g)),
+        paragraphs: vec![saturation_sentence(g)],
+        figures: vec![(
+            super::figures::saturation(g).stem,
+            format!("Throughput and TTFT vs offered load, {}", group_label(g)),
+        )],
+        tables: vec![Table {
+            header: header(&[
+                "offered req/s",
+                "achieved req/s",
+                "TTFT p50",
+                "TTFT p99",
+                "TPOT p50",
+                "SLO met",
+                "",
+            ]),
+            rows: g.points.iter().map(|p| saturation_row(g, p)).collect(),
+        }],
     }
-    if analysis.groups.len() >= 2 {
-        sections.push(Section {
+}
+
+fn saturation_row(g: &GroupFinding, p: &Point) -> Vec<String> {
+    vec![
+        fmt_rate(p.offered),
+        format!("{:.2}", p.achieved),
+        fig(p.ttft_p50_ms),
+        fig(p.ttft_p99_ms),
+        ms(p.tpot_p50_ms),
+        p.slo_attainment
+            .map_or("-".into(), |a| format!("{:.0}%", a * 100.0)),
+        match &g.saturation {
+            Some(s) if s.offered == p.offered => "← fell behind".into(),
+            Some(s) if s.kept_up == Some(p.offered) => "← last that kept up".into(),
+            _ => String::new(),
+        },
+    ]
+}
+
+fn scaling_section(f: &ScalingFinding) -> Section {
+    Section {
+        title: format!(
+            "Scaling{}",
+            if f.family == "all" {
+                String::new()
+            } else {
+                format!(": {}", f.family)
+            }
+        ),
+        paragraphs: scaling_sentence(f),
+        figures: vec![],
+        tables: vec![Table {
+            header: header(&[
+                "dp",
+                "plateau req/s",
+                "saturated",
+                "speedup",
+                "efficiency",
+                "matched-load efficiency",
+            ]),
+            rows: f.rows.iter().map(|r| scaling_row(f, r)).collect(),
+        }],
+    }
+}
+
+fn scaling_row(f: &ScalingFinding, r: &ScalingRow) -> Vec<String> {
+    // a bound or a flagged figure is not printed as a result
+    let result = r.dp == f.base_dp || r.is_result(&f.rows[0]);
+    vec![
+        r.dp.to_string(),
+        format!("{:.2}", r.max_throughput),
+        match (r.saturated, r.trusted) {
+            (true, true) => "yes".into(),
+            (true, false) => "yes, flagged".into(),
+            (false, _) => "no (lower bound)".into(),
+        },
+        if result {
+            format!("{:.2}×", r.speedup)
+        } else {
+            format!("({:.2}×, not a result)", r.speedup)
+        },
+        if result {
+            format!("{:.0}%", r.efficiency * 100.0)
+        } else {
+            "-".into()
+        },
+        r.matched_load_efficiency
+            .map_or("-".into(), |m| format!("{:.0}%", m * 100.0)),
+    ]
+}
+
+/// The charts across server configurations: throughput and latency per DP size when there
+/// are several, latency alone otherwise.
+fn by_configuration_section(groups: usize) -> Section {
+    if groups >= 2 {
+        Section {
             title: "Throughput and latency per server configuration".into(),
             paragraphs: vec!["Achieved throughput against offered load for each DP size (the dashed line is perfect keeping-up), then TTFT and TPOT.".into()],
             figures: vec![
@@ -390,9 +445,9 @@ pub fn build(
                 ("latency-by-dp".into(), "TTFT and TPOT vs offered load".into()),
             ],
             tables: vec![],
-        });
+        }
     } else {
-        sections.push(Section {
+        Section {
             title: "Latency".into(),
             paragraphs: vec![],
             figures: vec![(
@@ -400,25 +455,29 @@ pub fn build(
                 "TTFT and TPOT vs offered load".into(),
             )],
             tables: vec![],
-        });
+        }
     }
-    if let Some((stem, cell)) = server_chart {
-        sections.push(Section {
-            title: "Inside the server".into(),
-            paragraphs: vec![format!(
-                "The server's own gauges (`/metrics`) over cell `{cell}`: requests waiting and running, and KV-cache usage."
-            )],
-            figures: vec![(stem, format!("Server queue and KV usage, cell {cell}"))],
-            tables: vec![],
-        });
+}
+
+fn server_section(stem: String, cell: &str) -> Section {
+    Section {
+        title: "Inside the server".into(),
+        paragraphs: vec![format!(
+            "The server's own gauges (`/metrics`) over cell `{cell}`: requests waiting and running, and KV-cache usage."
+        )],
+        figures: vec![(stem, format!("Server queue and KV usage, cell {cell}"))],
+        tables: vec![],
     }
+}
+
+fn verdicts_section(analysis: &Analysis) -> Section {
     let verdict_rows: Vec<Vec<String>> = analysis
         .verdicts
         .iter()
         .filter(|v| !v.verdicts.is_empty())
         .map(|v| vec![v.cell.clone(), v.describe_all()])
         .collect();
-    sections.push(Section {
+    Section {
         title: "Verdicts".into(),
         paragraphs: vec![if verdict_rows.is_empty() {
             "No cell carries a validity warning.".into()
@@ -430,46 +489,50 @@ pub fn build(
             vec![]
         } else {
             vec![Table {
-                header: vec!["cell".into(), "verdicts".into()],
+                header: header(&["cell", "verdicts"]),
                 rows: verdict_rows,
             }]
         },
-    });
-    sections.push(Section {
+    }
+}
+
+fn cells_section(cells: &[CellInput]) -> Section {
+    Section {
         title: "All cells".into(),
         paragraphs: vec!["Recomputed from each cell's raw records (`cells/*/requests.jsonl`); the same figures are in `runs.parquet`. Achieved throughput is the mean of completions in the window and the output-token rate over the window divided by the mean output length (see the README); TTFT covers every request sent in the window, a request cut off before its first token counted as at least its wait (`>`: a lower bound); TPOT covers the successful ones. Every request sent is ok, failed or cancelled.".into()],
         figures: vec![],
         tables: vec![Table {
-            header: ["cell", "offered", "achieved", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "sent", "ok", "failed", "cancelled"]
-                .map(String::from)
-                .to_vec(),
-            rows: cells
-                .iter()
-                .map(|c| {
-                    let known = c.no_completions.is_none();
-                    vec![
-                        c.id.clone(),
-                        fmt_rate(c.offered_rate),
-                        if known { format!("{:.2}", c.achieved_rate) } else { "-".into() },
-                        if known { format!("{:.0}", c.output_throughput) } else { "-".into() },
-                        // first tokens can be known where no request finished
-                        fig(c.ttft_p50_ms),
-                        fig(c.ttft_p99_ms),
-                        ms(c.tpot_p50_ms),
-                        c.sent.to_string(),
-                        (c.sent - c.failed - c.cancelled).to_string(),
-                        c.failed.to_string(),
-                        c.cancelled.to_string(),
-                    ]
-                })
-                .collect(),
+            header: header(&[
+                "cell", "offered", "achieved", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50",
+                "sent", "ok", "failed", "cancelled",
+            ]),
+            rows: cells.iter().map(cell_row).collect(),
         }],
-    });
-    Report {
-        title: format!("{}: load test report", facts.experiment),
-        description: facts.description.clone(),
-        executive_summary: exec,
-        sections,
-        generated_at,
     }
+}
+
+fn cell_row(c: &CellInput) -> Vec<String> {
+    let known = c.no_completions.is_none();
+    vec![
+        c.id.clone(),
+        fmt_rate(c.offered_rate),
+        if known {
+            format!("{:.2}", c.achieved_rate)
+        } else {
+            "-".into()
+        },
+        if known {
+            format!("{:.0}", c.output_throughput)
+        } else {
+            "-".into()
+        },
+        // first tokens can be known where no request finished
+        fig(c.ttft_p50_ms),
+        fig(c.ttft_p99_ms),
+        ms(c.tpot_p50_ms),
+        c.sent.to_string(),
+        (c.sent - c.failed - c.cancelled).to_string(),
+        c.failed.to_string(),
+        c.cancelled.to_string(),
+    ]
 }

@@ -44,12 +44,30 @@ fn rule(w: &mut impl Write, title: &str, fill: char) -> io::Result<()> {
 
 pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Result<()> {
     rule(w, " Serving Benchmark Result ", '=')?;
+    totals(w, s, spec.configured_rate)?;
+    latency_sections(w, s, spec)?;
+    rule(w, " vllm-loadtest ", '-')?;
+    window_lines(w, s)?;
+    timing_lines(w, s)?;
+    errors_line(w, s)?;
+    if let Some(c) = &spec.client {
+        client_line(w, c)?;
+    }
+    writeln!(w, "{}", accounting_line(s))?;
+    for warning in spec.warnings {
+        writeln!(w, "warning: {warning}")?;
+    }
+    rule(w, "", '=')
+}
+
+/// vLLM's counts and throughputs, over the window.
+fn totals(w: &mut impl Write, s: &RunSummary, configured_rate: f64) -> io::Result<()> {
     // vLLM's two counts, over the window's requests (our accounting of the whole cell is
     // the `sent = …` line below)
     line(w, "Successful requests:", s.measured_ok)?;
     line(w, "Failed requests:", s.measured - s.measured_ok)?;
-    let rate = if spec.configured_rate.is_finite() {
-        format!("{:.2}", spec.configured_rate)
+    let rate = if configured_rate.is_finite() {
+        format!("{:.2}", configured_rate)
     } else {
         "inf".to_string()
     };
@@ -83,7 +101,11 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
         w,
         "Total token throughput (tok/s):",
         rate(s.total_token_throughput),
-    )?;
+    )
+}
+
+/// One section per latency metric asked for, vLLM's figures first.
+fn latency_sections(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Result<()> {
     let l = &s.latencies;
     let every = &s.every_request;
     let cut = s.measured_cut > 0;
@@ -126,7 +148,11 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
             }
         }
     }
-    rule(w, " vllm-loadtest ", '-')?;
+    Ok(())
+}
+
+/// The measurement window, what was sent in it, and how its throughput was taken.
+fn window_lines(w: &mut impl Write, s: &RunSummary) -> io::Result<()> {
     line(
         w,
         "Measurement window (s):",
@@ -167,6 +193,13 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
             ),
         )?;
     }
+    Ok(())
+}
+
+/// What vLLM does not print: send lag, latency from the intended send time, SLO
+/// attainment, and tokens per content event.
+fn timing_lines(w: &mut impl Write, s: &RunSummary) -> io::Result<()> {
+    let l = &s.latencies;
     if let Some(q) = &l.queue_delay_ms {
         line(
             w,
@@ -196,36 +229,34 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
             ),
         )?;
     }
+    Ok(())
+}
+
+fn errors_line(w: &mut impl Write, s: &RunSummary) -> io::Result<()> {
     if s.errors_by_kind.is_empty() {
-        line(w, "Errors by kind:", "none")?;
-    } else {
-        let kinds: Vec<String> = s
-            .errors_by_kind
-            .iter()
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect();
-        line(w, "Errors by kind:", kinds.join(", "))?;
+        return line(w, "Errors by kind:", "none");
     }
-    if let Some(c) = &spec.client {
-        line(
-            w,
-            "Client CPU / memory gained:",
-            format!(
-                "{:.0}% / {}",
-                c.cpu_share * 100.0,
-                match (c.rss_growth_bytes, c.rss_per_request_bytes) {
-                    (Some(g), Some(b)) =>
-                        format!("{:.1} MB ({b:.0} B per request)", g as f64 / 1e6),
-                    _ => "-".into(),
-                }
-            ),
-        )?;
-    }
-    writeln!(w, "{}", accounting_line(s))?;
-    for warning in spec.warnings {
-        writeln!(w, "warning: {warning}")?;
-    }
-    rule(w, "", '=')
+    let kinds: Vec<String> = s
+        .errors_by_kind
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    line(w, "Errors by kind:", kinds.join(", "))
+}
+
+fn client_line(w: &mut impl Write, c: &ClientLine) -> io::Result<()> {
+    line(
+        w,
+        "Client CPU / memory gained:",
+        format!(
+            "{:.0}% / {}",
+            c.cpu_share * 100.0,
+            match (c.rss_growth_bytes, c.rss_per_request_bytes) {
+                (Some(g), Some(b)) => format!("{:.1} MB ({b:.0} B per request)", g as f64 / 1e6),
+                _ => "-".into(),
+            }
+        ),
+    )
 }
 
 /// `sent N = ok + failed + cancelled (by reason)`: the one accounting every output prints.

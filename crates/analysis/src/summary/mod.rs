@@ -284,6 +284,79 @@ pub fn summarize(
     let sent = records.len() as u64;
     let ok = records.iter().filter(|r| r.is_ok()).count() as u64;
     let cancelled = records.iter().filter(|r| r.is_cancelled()).count() as u64;
+    let (errors_by_kind, cancelled_by_reason) = errors_by_kind_and_reason(records);
+    let in_window: Vec<&CompactRecord> = records
+        .iter()
+        .filter(|r| window.contains(r.t_send_ns))
+        .collect();
+    let ok_in: Vec<&CompactRecord> = in_window.iter().copied().filter(|r| r.is_ok()).collect();
+    let completed_in = records
+        .iter()
+        .filter(|r| r.is_ok() && window.contains(r.t_end_ns))
+        .count();
+    let window_s = window.len_s();
+    let total_input_tokens: u64 = ok_in.iter().map(|r| r.input_tokens as u64).sum();
+    let total_output_tokens: u64 = ok_in.iter().map(|r| r.output_tokens as u64).sum();
+    let latencies = latencies(&in_window, &ok_in, events.itl_ms, percentiles);
+    let token_rate = token_rate(&ok_in, events.window_tokens, window_s);
+    let completion_rate = completed_in as f64 / window_s;
+    let (request_throughput, request_throughput_from) = match (ok_in.is_empty(), &token_rate) {
+        (true, _) => (None, "none"),
+        (false, t) => {
+            let (r, from) = achieved(completion_rate, t.as_ref(), &latencies, window_s);
+            (Some(r), from)
+        }
+    };
+    let output_throughput = request_throughput.map(|_| match &token_rate {
+        Some(t) => t.output_tokens / window_s,
+        None => total_output_tokens as f64 / window_s,
+    });
+    let mean_input = total_input_tokens as f64 / ok_in.len().max(1) as f64;
+    let slo_attainment = (!slos.is_empty() && !in_window.is_empty()).then(|| {
+        in_window.iter().filter(|r| goodput::meets(r, slos)).count() as f64 / in_window.len() as f64
+    });
+    RunSummary {
+        window,
+        window_s,
+        sent,
+        ok,
+        failed: sent - ok - cancelled,
+        cancelled,
+        not_sent,
+        resent: records.iter().filter(|r| r.resent > 0).count() as u64,
+        errors_by_kind,
+        cancelled_by_reason,
+        measured: in_window.len() as u64,
+        measured_ok: ok_in.len() as u64,
+        measured_cut: in_window.iter().filter(|r| r.is_cut()).count() as u64,
+        completions_in_window: completed_in as u64,
+        completion_rate,
+        total_input_tokens,
+        total_output_tokens,
+        offered_rate,
+        achieved_send_rate: send_rate(&in_window),
+        request_throughput,
+        request_throughput_from,
+        output_throughput,
+        total_token_throughput: request_throughput
+            .zip(output_throughput)
+            .map(|(r, o)| o + r * mean_input),
+        request_goodput: request_throughput.zip(slo_attainment).map(|(r, a)| r * a),
+        slo_attainment,
+        max_output_tokens_per_s: events.max_output_tokens_per_s,
+        event_tokens: events.event_tokens,
+        max_concurrent_requests: peak_concurrency(records),
+        usage_coverage: usage_coverage(&ok_in),
+        token_rate,
+        every_request: every_request(&in_window, percentiles),
+        latencies,
+    }
+}
+
+/// Unsuccessful requests by kind, and cancelled ones by what stopped them.
+fn errors_by_kind_and_reason(
+    records: &[CompactRecord],
+) -> (BTreeMap<&'static str, u64>, BTreeMap<&'static str, u64>) {
     let mut errors_by_kind = BTreeMap::new();
     let mut cancelled_by_reason = BTreeMap::new();
     for r in records {
@@ -295,21 +368,20 @@ pub fn summarize(
             }
         }
     }
-    let in_window: Vec<&CompactRecord> = records
-        .iter()
-        .filter(|r| window.contains(r.t_send_ns))
-        .collect();
-    let ok_in: Vec<&CompactRecord> = in_window.iter().copied().filter(|r| r.is_ok()).collect();
-    let completed_in: Vec<&CompactRecord> = records
-        .iter()
-        .filter(|r| r.is_ok() && window.contains(r.t_end_ns))
-        .collect();
-    let window_s = window.len_s();
-    let total_input_tokens: u64 = ok_in.iter().map(|r| r.input_tokens as u64).sum();
-    let total_output_tokens: u64 = ok_in.iter().map(|r| r.output_tokens as u64).sum();
+    (errors_by_kind, cancelled_by_reason)
+}
+
+/// vLLM's latency figures: the window's successful requests (`ok_in`), except the send
+/// lag, which every request sent in the window (`in_window`) has.
+fn latencies(
+    in_window: &[&CompactRecord],
+    ok_in: &[&CompactRecord],
+    itl_ms: Option<Distribution>,
+    percentiles: &[f64],
+) -> Latencies {
     let ms = |ns: f64| ns / 1e6;
     let dist = |v: Vec<f64>| Distribution::from_values_with(v, percentiles);
-    let latencies = Latencies {
+    Latencies {
         ttft_ms: dist(
             ok_in
                 .iter()
@@ -318,7 +390,7 @@ pub fn summarize(
                 .collect(),
         ),
         tpot_ms: dist(ok_in.iter().filter_map(|r| r.tpot_ns()).map(ms).collect()),
-        itl_ms: events.itl_ms,
+        itl_ms,
         e2el_ms: dist(
             ok_in
                 .iter()
@@ -344,69 +416,19 @@ pub fn summarize(
                 .filter_map(|r| r.e2e_ns().map(|t| ms((t + r.queue_delay_ns()) as f64)))
                 .collect(),
         ),
-    };
-    let every_request = every_request(&in_window, percentiles);
-    let token_rate = token_rate(&ok_in, events.window_tokens, window_s);
-    let completion_rate = completed_in.len() as f64 / window_s;
-    let (request_throughput, request_throughput_from) = match (ok_in.is_empty(), &token_rate) {
-        (true, _) => (None, "none"),
-        (false, t) => {
-            let (r, from) = achieved(completion_rate, t.as_ref(), &latencies, window_s);
-            (Some(r), from)
-        }
-    };
-    let output_throughput = request_throughput.map(|_| match &token_rate {
-        Some(t) => t.output_tokens / window_s,
-        None => total_output_tokens as f64 / window_s,
-    });
-    let mean_input = total_input_tokens as f64 / ok_in.len().max(1) as f64;
-    let slo_attainment = (!slos.is_empty() && !in_window.is_empty()).then(|| {
-        in_window.iter().filter(|r| goodput::meets(r, slos)).count() as f64 / in_window.len() as f64
-    });
+    }
+}
+
+/// Share of successful requests whose token count came from the server's `usage`.
+fn usage_coverage(ok_in: &[&CompactRecord]) -> f64 {
+    if ok_in.is_empty() {
+        return 0.0;
+    }
     let usage_n = ok_in
         .iter()
         .filter(|r| r.output_tokens_source == crate::record::TokenSource::Usage)
         .count();
-    RunSummary {
-        window,
-        window_s,
-        sent,
-        ok,
-        failed: sent - ok - cancelled,
-        cancelled,
-        not_sent,
-        resent: records.iter().filter(|r| r.resent > 0).count() as u64,
-        errors_by_kind,
-        cancelled_by_reason,
-        measured: in_window.len() as u64,
-        measured_ok: ok_in.len() as u64,
-        measured_cut: in_window.iter().filter(|r| r.is_cut()).count() as u64,
-        completions_in_window: completed_in.len() as u64,
-        completion_rate,
-        total_input_tokens,
-        total_output_tokens,
-        offered_rate,
-        achieved_send_rate: send_rate(&in_window),
-        request_throughput,
-        request_throughput_from,
-        output_throughput,
-        total_token_throughput: request_throughput
-            .zip(output_throughput)
-            .map(|(r, o)| o + r * mean_input),
-        request_goodput: request_throughput.zip(slo_attainment).map(|(r, a)| r * a),
-        slo_attainment,
-        max_output_tokens_per_s: events.max_output_tokens_per_s,
-        event_tokens: events.event_tokens,
-        max_concurrent_requests: peak_concurrency(records),
-        usage_coverage: if ok_in.is_empty() {
-            0.0
-        } else {
-            usage_n as f64 / ok_in.len() as f64
-        },
-        token_rate,
-        latencies,
-        every_request,
-    }
+    usage_n as f64 / ok_in.len() as f64
 }
 
 /// Every window request into the product-limit estimator: finished ones at their time, cut
