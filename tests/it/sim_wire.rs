@@ -613,3 +613,35 @@ fn continuous_usage_stats_against_the_simulator_give_one_token_per_event() {
         }
     }
 }
+
+/// A request head declaring a body too large to hold (or a length that is not a number)
+/// gets an error, not a buffer without bound, an overflow or a silently empty body.
+#[test]
+fn absurd_content_lengths_are_refused() {
+    use std::io::{Read, Write};
+    let _serial = serial();
+    let h = sim(Profile::named("zero").unwrap(), 1, Faults::none());
+    for (length, status) in [
+        ("18446744073709551615", "413"),
+        ("67108865", "413"),
+        ("99999999999999999999999", "400"),
+        ("12abc", "400"),
+    ] {
+        let mut s = std::net::TcpStream::connect(h.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n"
+        )
+        .unwrap();
+        let mut got = String::new();
+        let _ = s.read_to_string(&mut got);
+        assert!(
+            got.starts_with(&format!("HTTP/1.1 {status} ")),
+            "Content-Length {length}: {got}"
+        );
+    }
+    // still serving
+    let (code, _) = call(&h, "GET", "/health", None);
+    assert_eq!(code, 200);
+}

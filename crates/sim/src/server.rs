@@ -159,12 +159,16 @@ async fn connection(mut stream: TcpStream, state: Arc<State>, mut shutdown: watc
     }
 }
 
+/// The largest request body the simulator reads (a prompt of millions of tokens fits).
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
 /// What a request's head says, and how long it and its body are.
 struct Head {
     len: usize,
     method: String,
     path: String,
-    body_len: usize,
+    /// `content-length`; `None` when it is there but not a number.
+    body_len: Option<usize>,
     /// `x-data-parallel-rank`: the engine the client asked for.
     pinned: Option<usize>,
     /// `connection: close`.
@@ -181,7 +185,10 @@ impl Head {
             len,
             method: req.method.unwrap_or("").to_string(),
             path: req.path.unwrap_or("").to_string(),
-            body_len: number("content-length").unwrap_or(0),
+            body_len: match http::header(req.headers, "content-length") {
+                None => Some(0),
+                Some(_) => number("content-length"),
+            },
             pinned: number("x-data-parallel-rank"),
             close: http::header(req.headers, "connection")
                 .is_some_and(|v| http::has_token(v, "close")),
@@ -202,13 +209,23 @@ async fn read_request(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<Request> {
     let head = read_head(stream, buf, shutdown).await?;
-    let end = head.len + head.body_len;
+    let Some(body_len) = head.body_len else {
+        let _ = write_error(stream, 400, "BadRequestError", "invalid Content-Length").await;
+        return None;
+    };
+    // a declared length is not a reason to buffer without bound (nor to overflow `end`)
+    if body_len > MAX_BODY_BYTES {
+        let _ = write_error(stream, 413, "BadRequestError", "request body too large").await;
+        return None;
+    }
+    let end = head.len + body_len;
     while buf.len() < end {
         let mut tmp = [0u8; 16 * 1024];
-        match stream.read(&mut tmp).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-        }
+        let n = tokio::select! {
+            r = stream.read(&mut tmp) => match r { Ok(0) | Err(_) => return None, Ok(n) => n },
+            _ = shutdown.changed() => return None,
+        };
+        buf.extend_from_slice(&tmp[..n]);
     }
     let body: Vec<u8> = buf[head.len..end].to_vec();
     buf.drain(..end);

@@ -531,7 +531,10 @@ fn cell_row(c: &CellInput) -> Vec<String> {
         fig(c.ttft_p99_ms),
         ms(c.tpot_p50_ms),
         c.sent.to_string(),
-        (c.sent - c.failed - c.cancelled).to_string(),
+        c.sent
+            .saturating_sub(c.failed)
+            .saturating_sub(c.cancelled)
+            .to_string(),
         c.failed.to_string(),
         c.cancelled.to_string(),
     ]

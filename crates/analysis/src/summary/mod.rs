@@ -160,7 +160,7 @@ impl RunSummary {
         self.measured_ok == 0
     }
 
-    /// Achieved throughput (req/s) and how it was measured (see [`achieved`]); `None`
+    /// Achieved throughput (req/s) and how it was measured (see `achieved`); `None`
     /// without a successful request in the window.
     pub fn achieved(&self) -> Option<(f64, &'static str)> {
         self.request_throughput
