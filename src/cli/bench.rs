@@ -284,17 +284,7 @@ async fn run_async(
     let schedule = plan.load.schedule(0);
     let closed_loop = plan.load.closed_loop();
     let rate = plan.load.arrival.rate();
-    let out_dir = a.output_dir.clone().unwrap_or_else(|| {
-        let r = if rate.is_finite() {
-            format!("{rate}")
-        } else {
-            "inf".into()
-        };
-        PathBuf::from("results/bench").join(format!(
-            "{}-rate{r}",
-            loadtest_base::time::compact(loadtest_base::time::unix_now())
-        ))
-    });
+    let out_dir = a.output_dir.clone().unwrap_or_else(|| default_output(rate));
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create `{}`", out_dir.display()))?;
     let out = CellDir::new(out_dir);
@@ -351,6 +341,28 @@ async fn run_async(
         exact_tokenizer: !tok.is_built_in(),
     };
     let r = run_cell(cell, &out, interrupt).await?;
+    print_table(plan, &r)?;
+    write_summary(a, plan, &r, &out, &model, tok)?;
+    eprintln!("results: {}", out.root().display());
+    how_it_ended(&r, &out)
+}
+
+/// `results/bench/<date>-rate<r>` when `--output-dir` is not given.
+fn default_output(rate: f64) -> PathBuf {
+    let r = if rate.is_finite() {
+        format!("{rate}")
+    } else {
+        "inf".into()
+    };
+    PathBuf::from("results/bench").join(format!(
+        "{}-rate{r}",
+        loadtest_base::time::compact(loadtest_base::time::unix_now())
+    ))
+}
+
+/// vLLM's result table, and our lines beside it.
+fn print_table(plan: &Plan, r: &CellResult) -> Result<()> {
+    let rate = plan.load.arrival.rate();
     let mut stdout = std::io::stdout().lock();
     loadtest_analysis::report::table::render(
         &mut stdout,
@@ -368,8 +380,12 @@ async fn run_async(
         },
     )?;
     drop(stdout);
-    write_summary(a, plan, &r, &out, &model, tok)?;
-    eprintln!("results: {}", out.root().display());
+    Ok(())
+}
+
+/// `Ok` when the window has a success; an interrupt, a lost server or nothing measured are
+/// typed (`Ended`), so the exit code tells them apart.
+fn how_it_ended(r: &CellResult, out: &CellDir) -> Result<()> {
     if r.interrupted {
         return Err(super::Ended::Interrupted(format!(
             "interrupted: partial results written to `{}`",

@@ -4,7 +4,7 @@
 
 use crate::client::BaseUrl;
 use crate::experiment::cell_plan::LoadPlan;
-use crate::runner::cell::{CellSpec, Endpoint, run_cell};
+use crate::runner::cell::{CellResult, CellSpec, Endpoint, run_cell};
 use crate::store::layout::CellDir;
 use crate::workload::body::{BodyOptions, Endpoint as Api};
 use crate::workload::random;
@@ -175,35 +175,9 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             exact_tokenizer: false,
         };
         let r = rt.block_on(run_cell(spec, &CellDir::new(&scratch), rx))?;
-        let s = &r.summary;
-        let ttft = s
-            .latencies
-            .ttft_ms
-            .as_ref()
-            .map_or(f64::INFINITY, |d| d.p50);
-        let lag = s
-            .latencies
-            .queue_delay_ms
-            .as_ref()
-            .map_or(f64::INFINITY, |d| d.p99);
-        let held =
-            s.failed == 0 && s.request_throughput.unwrap_or(0.0) >= 0.95 * rate && ttft <= 1.0;
-        eprintln!(
-            "{rate:>8} {:>10.1} {:>8.3}ms {:>10.3}ms {:>7.0}%{}",
-            s.request_throughput.unwrap_or(0.0),
-            ttft,
-            lag,
-            r.client.cpu_share_of_threads * 100.0,
-            if held { "" } else { "  <- not held" }
-        );
-        steps.push(Step {
-            rate,
-            achieved: s.request_throughput.unwrap_or(0.0),
-            ttft_p50_ms: ttft,
-            send_lag_p99_ms: lag,
-            client_cpu: r.client.cpu_share_of_threads,
-            held,
-        });
+        let step = judge(rate, &r);
+        let held = step.held;
+        steps.push(step);
         if !held {
             break;
         }
@@ -218,13 +192,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
         measured_at: loadtest_base::time::rfc3339(loadtest_base::time::unix_now()),
         steps,
     };
-    let p = path();
-    if let Some(dir) = p.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create `{}`", dir.display()))?;
-    }
-    std::fs::write(&p, serde_json::to_vec_pretty(&c)?)
-        .with_context(|| format!("cannot write `{}`", p.display()))?;
+    let p = save(&c)?;
     println!(
         "client ceiling on this machine: {ceiling} req/s of {}-token streams with TTFT p50 ≤ 1 ms ({} client thread(s), sharing the machine with the simulator); saved to {}",
         a.output_len,
@@ -232,4 +200,49 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
         p.display()
     );
     Ok(())
+}
+
+/// Whether the client held `rate`: every request served, the rate achieved within 5%, and
+/// TTFT p50 at most 1 ms against a simulator that answers at once. Printed as a table row.
+fn judge(rate: f64, r: &CellResult) -> Step {
+    let s = &r.summary;
+    let ttft = s
+        .latencies
+        .ttft_ms
+        .as_ref()
+        .map_or(f64::INFINITY, |d| d.p50);
+    let lag = s
+        .latencies
+        .queue_delay_ms
+        .as_ref()
+        .map_or(f64::INFINITY, |d| d.p99);
+    let held = s.failed == 0 && s.request_throughput.unwrap_or(0.0) >= 0.95 * rate && ttft <= 1.0;
+    eprintln!(
+        "{rate:>8} {:>10.1} {:>8.3}ms {:>10.3}ms {:>7.0}%{}",
+        s.request_throughput.unwrap_or(0.0),
+        ttft,
+        lag,
+        r.client.cpu_share_of_threads * 100.0,
+        if held { "" } else { "  <- not held" }
+    );
+    Step {
+        rate,
+        achieved: s.request_throughput.unwrap_or(0.0),
+        ttft_p50_ms: ttft,
+        send_lag_p99_ms: lag,
+        client_cpu: r.client.cpu_share_of_threads,
+        held,
+    }
+}
+
+/// Write the calibration where `load` finds it; its path.
+fn save(c: &Calibration) -> Result<PathBuf> {
+    let p = path();
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    std::fs::write(&p, serde_json::to_vec_pretty(c)?)
+        .with_context(|| format!("cannot write `{}`", p.display()))?;
+    Ok(p)
 }
