@@ -99,9 +99,32 @@ impl Events {
     }
 }
 
+/// Why a virtual-time simulation has no result.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SimError {
+    /// The profile's coefficients or limits are not a deployment (`Profile::validate`).
+    #[error("{0}")]
+    Profile(String),
+    /// Requests still waiting when nothing else can happen: each needs more KV blocks than
+    /// an engine has.
+    #[error(
+        "{requests} requests can never run (a prompt larger than the KV cache of {kv_blocks} blocks?)"
+    )]
+    NeverRun { requests: usize, kv_blocks: u32 },
+    /// An engine's bookkeeping broke (`check_invariants`): a bug in the scheduler.
+    #[error("engine {engine} at {t_ns} ns: {why}")]
+    Invariant {
+        engine: usize,
+        t_ns: u64,
+        why: String,
+    },
+}
+
 /// Run `requests` (any order) through the simulated deployment until every one finished.
-pub fn simulate(cfg: &VirtualConfig, requests: &[VirtualRequest]) -> Result<VirtualRun, String> {
-    cfg.profile.validate().map_err(|e| e.to_string())?;
+pub fn simulate(cfg: &VirtualConfig, requests: &[VirtualRequest]) -> Result<VirtualRun, SimError> {
+    cfg.profile
+        .validate()
+        .map_err(|e| SimError::Profile(format!("{e:#}")))?;
     let mut sim = Sim::new(cfg, requests);
     sim.pass_front_end();
     if cfg.sample_every_ns.is_some() {
@@ -183,7 +206,7 @@ impl<'a> Sim<'a> {
     }
 
     /// Play events until every request finished; returns the time of the last event.
-    fn run(&mut self) -> Result<u64, String> {
+    fn run(&mut self) -> Result<u64, SimError> {
         let mut now = 0;
         while let Some((t, kind)) = self.events.pop() {
             now = t;
@@ -231,7 +254,7 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn finish_step(&mut self, e: usize, t: u64) -> Result<(), String> {
+    fn finish_step(&mut self, e: usize, t: u64) -> Result<(), SimError> {
         self.outs.clear();
         self.engines[e].finish_step(t, &mut self.outs);
         for o in &self.outs {
@@ -251,7 +274,11 @@ impl<'a> Sim<'a> {
         if self.cfg.check_invariants {
             self.engines[e]
                 .check_invariants()
-                .map_err(|m| format!("engine {e} at {t} ns: {m}"))?;
+                .map_err(|why| SimError::Invariant {
+                    engine: e,
+                    t_ns: t,
+                    why,
+                })?;
         }
         self.events.push(t, Kind::Begin(e));
         Ok(())
@@ -274,12 +301,12 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn into_run(self, end_ns: u64) -> Result<VirtualRun, String> {
+    fn into_run(self, end_ns: u64) -> Result<VirtualRun, SimError> {
         if self.remaining > 0 {
-            return Err(format!(
-                "{} requests can never run (a prompt larger than the KV cache of {} blocks?)",
-                self.remaining, self.cfg.profile.num_gpu_blocks
-            ));
+            return Err(SimError::NeverRun {
+                requests: self.remaining,
+                kv_blocks: self.cfg.profile.num_gpu_blocks,
+            });
         }
         Ok(VirtualRun {
             outcomes: self.outcomes,

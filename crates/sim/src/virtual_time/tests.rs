@@ -198,3 +198,20 @@ fn low_load_ttft_is_the_seeds_85ms_and_the_curve_plateaus_and_blows_up() {
         "TTFT blow-up past the knee: {curve:?}"
     );
 }
+
+/// A prompt larger than the KV cache is a typed answer callers can act on, not a hang.
+#[test]
+fn a_prompt_larger_than_the_kv_cache_never_runs() {
+    let mut p = Profile::named("zero").unwrap();
+    p.num_gpu_blocks = 4;
+    let reqs = requests(10.0, 3, 4096, 8, 9);
+    match simulate(&cfg(p, 1), &reqs) {
+        Err(SimError::NeverRun {
+            requests,
+            kv_blocks,
+        }) => {
+            assert_eq!((requests, kv_blocks), (3, 4));
+        }
+        other => panic!("expected NeverRun, got {:?}", other.map(|r| r.end_ns)),
+    }
+}
