@@ -83,54 +83,7 @@ pub fn build(
         json!(s.total_token_throughput),
     );
     if let Some(records) = detailed {
-        let mut rs: Vec<&RequestRecord> = records.iter().collect();
-        rs.sort_by_key(|r| r.id);
-        let secs = |ns: u64| ns as f64 / 1e9;
-        m.insert(
-            "input_lens".into(),
-            json!(rs.iter().map(|r| r.input_tokens).collect::<Vec<_>>()),
-        );
-        m.insert(
-            "output_lens".into(),
-            json!(rs.iter().map(|r| r.output_tokens).collect::<Vec<_>>()),
-        );
-        // null, not vLLM's 0, for a request that never got that far
-        m.insert(
-            "ttfts".into(),
-            json!(rs.iter().map(|r| r.ttft_ns().map(secs)).collect::<Vec<_>>()),
-        );
-        m.insert(
-            "itls".into(),
-            json!(
-                rs.iter()
-                    .map(|r| r.itls_ns().map(secs).collect::<Vec<_>>())
-                    .collect::<Vec<_>>()
-            ),
-        );
-        m.insert(
-            "latencies".into(),
-            json!(
-                rs.iter()
-                    .map(|r| r.e2e_ns().filter(|_| r.is_ok()).map(secs))
-                    .collect::<Vec<_>>()
-            ),
-        );
-        m.insert(
-            "start_times".into(),
-            json!(rs.iter().map(|r| secs(r.t_send_ns)).collect::<Vec<_>>()),
-        );
-        m.insert(
-            "errors".into(),
-            json!(
-                rs.iter()
-                    .map(|r| r.error.as_ref().map_or(String::new(), |e| format!(
-                        "{}: {}",
-                        e.kind.as_str(),
-                        e.message
-                    )))
-                    .collect::<Vec<_>>()
-            ),
-        );
+        per_request_lists(&mut m, records);
     }
     m.insert(
         "max_output_tokens_per_s".into(),
@@ -142,6 +95,66 @@ pub fn build(
     );
     // vLLM's real-time factor is for audio: not a figure of a text run
     m.insert("rtfx".into(), serde_json::Value::Null);
+    latency_keys(&mut m, s, pct);
+    m.insert("vllm_loadtest".into(), ours);
+    Value::Object(m)
+}
+
+/// vLLM's per-request lists (`--save-detailed`), in request order.
+fn per_request_lists(m: &mut Map<String, Value>, records: &[RequestRecord]) {
+    let mut rs: Vec<&RequestRecord> = records.iter().collect();
+    rs.sort_by_key(|r| r.id);
+    let secs = |ns: u64| ns as f64 / 1e9;
+    m.insert(
+        "input_lens".into(),
+        json!(rs.iter().map(|r| r.input_tokens).collect::<Vec<_>>()),
+    );
+    m.insert(
+        "output_lens".into(),
+        json!(rs.iter().map(|r| r.output_tokens).collect::<Vec<_>>()),
+    );
+    // null, not vLLM's 0, for a request that never got that far
+    m.insert(
+        "ttfts".into(),
+        json!(rs.iter().map(|r| r.ttft_ns().map(secs)).collect::<Vec<_>>()),
+    );
+    m.insert(
+        "itls".into(),
+        json!(
+            rs.iter()
+                .map(|r| r.itls_ns().map(secs).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        ),
+    );
+    m.insert(
+        "latencies".into(),
+        json!(
+            rs.iter()
+                .map(|r| r.e2e_ns().filter(|_| r.is_ok()).map(secs))
+                .collect::<Vec<_>>()
+        ),
+    );
+    m.insert(
+        "start_times".into(),
+        json!(rs.iter().map(|r| secs(r.t_send_ns)).collect::<Vec<_>>()),
+    );
+    m.insert(
+        "errors".into(),
+        json!(
+            rs.iter()
+                .map(|r| r.error.as_ref().map_or(String::new(), |e| format!(
+                    "{}: {}",
+                    e.kind.as_str(),
+                    e.message
+                )))
+                .collect::<Vec<_>>()
+        ),
+    );
+}
+
+/// `mean_/median_/std_/pNN_<metric>_ms` for the metrics and percentiles asked for, over the
+/// window's successful requests (vLLM's meaning).
+fn latency_keys(m: &mut Map<String, Value>, s: &RunSummary, pct: &PercentileSpec) {
     let l = &s.latencies;
     for (name, d) in [
         ("ttft", &l.ttft_ms),
@@ -164,8 +177,6 @@ pub fn build(
             );
         }
     }
-    m.insert("vllm_loadtest".into(), ours);
-    Value::Object(m)
 }
 
 #[cfg(test)]
