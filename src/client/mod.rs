@@ -1,8 +1,10 @@
 //! The load generator's HTTP side: a connection pool, a streaming request driver that
-//! timestamps bytes as they arrive, the SSE decoder and the chunk classifier.
+//! timestamps bytes as they arrive, the response head parser, the SSE decoder and the
+//! chunk classifier.
 
 pub mod chunk;
 pub mod get;
+pub mod head;
 pub mod pool;
 pub mod request;
 pub mod sse;
