@@ -307,9 +307,10 @@ async fn exchange(
     let mut buf = vec![0u8; READ_BUF];
     let (head, filled) = read_head(&mut stream, reused, clock, &mut buf, p).await?;
     if !head.is_success() {
-        return Err(status_error(pool, stream, head, &mut buf, filled)
-            .await
-            .into());
+        // Boxed: this cold path's state (an error body read under its own deadline) would
+        // otherwise be the largest of the exchange and sit in every request's future.
+        let status_error = Box::pin(status_error(pool, stream, head, &mut buf, filled));
+        return Err(status_error.await.into());
     }
     let mut events = EventStream::new(head.body);
     read_events(
@@ -396,7 +397,7 @@ async fn status_error(
 ) -> RequestError {
     let mut body = BodyReader::new(head.body);
     let mut text = Vec::new();
-    let r = body
+    let read = body
         .read_all(
             &mut stream,
             buf,
@@ -407,7 +408,7 @@ async fn status_error(
         )
         .await;
     let message = error_message(&text);
-    if r.is_ok() && head.keep_alive && body.is_done() {
+    if read.is_ok() && head.keep_alive && body.is_done() {
         pool.put(stream);
     }
     err(ErrorKind::HttpStatus, Some(head.status), message)
