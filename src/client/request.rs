@@ -6,15 +6,18 @@
 //! event allocates nothing after warm-up: the read buffer, the chunked decoder and the SSE
 //! decoder reuse their buffers, and a content event costs one scan of its bytes.
 
-use super::chunk::{self, Payload};
+use super::body::BodyReader;
+use super::chunk::{self, Chunk, Payload};
+use super::head::{self, BodyKind, HeadError, ResponseHead};
 use super::pool::{Checkout, Pool};
 use super::sse::SseDecoder;
 use loadtest_analysis::record::{ErrorKind, RequestError, RequestRecord, TokenSource};
 use loadtest_base::clock::Clock;
-use loadtest_base::http::{self, chunked::ChunkedDecoder};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// Bytes kept of an error body or message: enough to read, bounded in memory.
@@ -220,64 +223,77 @@ async fn drive(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut written = 0;
-        if let Some(Presend {
-            t_send_ns: Some(t), ..
-        }) = pre
-        {
-            p.t_send_ns = t;
-        }
-        let conn = match pre
-            .take()
-            .map(|ps| (ps.conn, ps.written))
-            .or_else(|| pool.take_idle().map(|c| (c, 0)))
-        {
-            Some((c, w)) => {
-                written = w;
-                c
+        let (conn, written) = match pre.take() {
+            Some(ps) => {
+                if let Some(t) = ps.t_send_ns {
+                    p.t_send_ns = t;
+                }
+                (ps.conn, ps.written)
             }
-            None => {
-                let t0 = clock.now_ns();
-                let c = pool.connect(timeouts.connect).await.map_err(|e| {
-                    let kind = if e.kind() == std::io::ErrorKind::TimedOut {
-                        ErrorKind::Timeout
-                    } else {
-                        ErrorKind::Connect
-                    };
-                    // the client's own limit, not the server refusing: say whose it is
-                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                        return err(
-                            kind,
-                            None,
-                            format!("{CLIENT_OUT_OF_FILES}: connect to {}: {e}", pool.addr()),
-                        );
-                    }
-                    err(kind, None, format!("connect to {}: {e}", pool.addr()))
-                })?;
-                p.connect_ns = Some(clock.now_ns() - t0);
-                c
-            }
+            None => (checkout(pool, clock, timeouts, p).await?, 0),
         };
         match exchange(pool, clock, conn, spec, written, p).await {
-            Err(Retry) if attempt == 1 => {
-                p.resent += 1;
-                continue;
+            Ok(()) => return Ok(()),
+            Err(Failed::Error(e)) => return Err(e),
+            Err(Failed::Retry) if attempt == 1 => p.resent += 1,
+            Err(Failed::Retry) => {
+                return Err(broken("connection closed before any response byte"));
             }
-            Err(Retry) => {
-                return Err(err(
-                    ErrorKind::StreamBroken,
-                    None,
-                    "connection closed before any response byte".into(),
-                ));
-            }
-            Ok(r) => return r,
         }
     }
 }
 
-/// The request may be retried: nothing of a response arrived on a reused connection.
-struct Retry;
+/// An idle pooled connection, else a new one (its handshake time recorded).
+async fn checkout(
+    pool: &Pool,
+    clock: &Clock,
+    timeouts: Timeouts,
+    p: &mut Progress,
+) -> Result<Checkout, RequestError> {
+    if let Some(c) = pool.take_idle() {
+        return Ok(c);
+    }
+    let t0 = clock.now_ns();
+    let c = pool
+        .connect(timeouts.connect)
+        .await
+        .map_err(|e| connect_error(pool, &e))?;
+    p.connect_ns = Some(clock.now_ns() - t0);
+    Ok(c)
+}
 
+fn connect_error(pool: &Pool, e: &std::io::Error) -> RequestError {
+    let kind = if e.kind() == std::io::ErrorKind::TimedOut {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Connect
+    };
+    // the client's own limit, not the server refusing: say whose it is
+    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+        return err(
+            kind,
+            None,
+            format!("{CLIENT_OUT_OF_FILES}: connect to {}: {e}", pool.addr()),
+        );
+    }
+    err(kind, None, format!("connect to {}: {e}", pool.addr()))
+}
+
+/// Why an exchange produced no response.
+enum Failed {
+    /// Nothing of a response arrived on a reused connection: the server closed it without
+    /// seeing the request, which may be sent again.
+    Retry,
+    Error(RequestError),
+}
+
+impl From<RequestError> for Failed {
+    fn from(e: RequestError) -> Self {
+        Failed::Error(e)
+    }
+}
+
+/// One request and its response on one connection.
 async fn exchange(
     pool: &Pool,
     clock: &Clock,
@@ -285,225 +301,266 @@ async fn exchange(
     spec: &RequestSpec,
     written: usize,
     p: &mut Progress,
-) -> Result<Result<(), RequestError>, Retry> {
+) -> Result<(), Failed> {
     let Checkout { mut stream, reused } = conn;
+    send(&mut stream, reused, clock, spec, written, p).await?;
+    let mut buf = vec![0u8; READ_BUF];
+    let (head, filled) = read_head(&mut stream, reused, clock, &mut buf, p).await?;
+    if !head.is_success() {
+        // Boxed: this cold path's state (an error body read under its own deadline) would
+        // otherwise be the largest of the exchange and sit in every request's future.
+        let status_error = Box::pin(status_error(pool, stream, head, &mut buf, filled));
+        return Err(status_error.await.into());
+    }
+    let mut events = EventStream::new(head.body);
+    read_events(
+        &mut stream,
+        clock,
+        &mut buf,
+        head.len..filled,
+        &mut events,
+        p,
+    )
+    .await?;
+    if let Some(e) = events.failed {
+        return Err(e.into());
+    }
+    if head.keep_alive && !events.body.ends_at_close() {
+        pool.put(stream);
+    }
+    Ok(check_finished(&events.sse, p)?)
+}
+
+/// Write what of the request is not written yet.
+async fn send(
+    stream: &mut TcpStream,
+    reused: bool,
+    clock: &Clock,
+    spec: &RequestSpec,
+    written: usize,
+    p: &mut Progress,
+) -> Result<(), Failed> {
     // a re-send keeps the first send's time: the lost attempt is part of the latency
     if written == 0 && p.resent == 0 {
         p.t_send_ns = clock.now_ns();
     }
-    if let Err(e) = stream.write_all(&spec.bytes[written..]).await {
-        if reused {
-            return Err(Retry);
-        }
-        return Ok(Err(err(
-            ErrorKind::StreamBroken,
-            None,
-            format!("write: {e}"),
-        )));
+    match stream.write_all(&spec.bytes[written..]).await {
+        Ok(()) => Ok(()),
+        Err(_) if reused => Err(Failed::Retry),
+        Err(e) => Err(broken(format!("write: {e}")).into()),
     }
-    let mut buf = vec![0u8; READ_BUF];
+}
+
+/// Read until the response head is complete. Returns it and how much of `buf` is filled:
+/// the body's first bytes may already be in `buf[head.len..filled]`.
+async fn read_head(
+    stream: &mut TcpStream,
+    reused: bool,
+    clock: &Clock,
+    buf: &mut Vec<u8>,
+    p: &mut Progress,
+) -> Result<(ResponseHead, usize), Failed> {
     let mut filled = 0;
-    // --- the response head
-    let (status, body_kind, keep_alive, head_len) = loop {
+    loop {
+        // a long head grows the buffer; the parser caps it at `MAX_HEAD_BYTES`
         if filled == buf.len() {
-            if buf.len() >= http::MAX_HEAD_BYTES {
-                return Ok(Err(err(
-                    ErrorKind::Protocol,
-                    None,
-                    "response head too large".into(),
-                )));
-            }
             buf.resize(buf.len() * 2, 0);
         }
         let n = match stream.read(&mut buf[filled..]).await {
-            Ok(0) if filled == 0 && reused => return Err(Retry),
-            Ok(0) => {
-                return Ok(Err(err(
-                    ErrorKind::StreamBroken,
-                    None,
-                    "connection closed before the response head".into(),
-                )));
-            }
+            Ok(0) | Err(_) if filled == 0 && reused => return Err(Failed::Retry),
+            Ok(0) => return Err(broken("connection closed before the response head").into()),
             Ok(n) => n,
-            Err(e) if filled == 0 && reused => {
-                let _ = e;
-                return Err(Retry);
-            }
-            Err(e) => {
-                return Ok(Err(err(
-                    ErrorKind::StreamBroken,
-                    None,
-                    format!("read: {e}"),
-                )));
-            }
+            Err(e) => return Err(broken(format!("read: {e}")).into()),
         };
         p.t_last_read_ns = clock.now_ns();
         filled += n;
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(&buf[..filled]) {
-            Ok(httparse::Status::Complete(len)) => {
-                let status = resp.code.unwrap_or(0);
-                let hs = resp.headers;
-                let chunked = http::header(hs, "transfer-encoding")
-                    .is_some_and(|v| http::has_token(v, "chunked"));
-                let length = http::header(hs, "content-length")
-                    .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
-                let close = http::header(hs, "connection")
-                    .is_some_and(|v| http::has_token(v, "close"))
-                    || resp.version == Some(0);
-                let kind = if chunked {
-                    BodyKind::Chunked
-                } else if let Some(n) = length {
-                    BodyKind::Length(n)
-                } else {
-                    BodyKind::UntilClose
-                };
-                break (status, kind, !close, len);
-            }
-            Ok(httparse::Status::Partial) => continue,
-            Err(e) => {
-                return Ok(Err(err(
-                    ErrorKind::Protocol,
-                    None,
-                    format!(
-                        "invalid HTTP response ({e}): `{}`",
-                        String::from_utf8_lossy(&buf[..filled.min(120)])
-                    ),
-                )));
+        match head::parse_response_head(&buf[..filled]) {
+            Ok(Some(head)) => return Ok((head, filled)),
+            Ok(None) => continue,
+            Err(e @ HeadError::TooLarge) => return Err(protocol(e.to_string()).into()),
+            Err(e @ HeadError::Invalid(_)) => {
+                let start = String::from_utf8_lossy(&buf[..filled.min(120)]);
+                return Err(protocol(format!("{e}: `{start}`")).into());
             }
         }
-    };
-    let mut body = BodyReader::new(body_kind);
-    if !(200..300).contains(&status) {
-        let mut text = Vec::new();
-        let r = body
-            .read_all(
-                &mut stream,
-                &mut buf,
-                head_len,
-                filled,
-                &mut text,
-                MAX_MESSAGE * 4,
-            )
-            .await;
-        let message = error_message(&text);
-        if r.is_ok() && keep_alive && body.is_done() {
-            pool.put(stream);
-        }
-        return Ok(Err(err(ErrorKind::HttpStatus, Some(status), message)));
     }
-    // --- the event stream
-    let mut sse = SseDecoder::new();
-    let mut stream_error: Option<RequestError> = None;
-    let mut t_now = p.t_last_read_ns;
-    let on_event =
-        |data: &[u8], t: u64, p: &mut Progress, stream_error: &mut Option<RequestError>| {
-            if stream_error.is_some() || p.done {
-                return;
-            }
-            match chunk::classify(data) {
-                Ok(Payload::Done) => p.done = true,
-                Ok(Payload::Chunk(c)) => {
-                    if c.content {
-                        p.offsets.push(t - p.t_send_ns);
-                        // tokens that came without text (a chunk of its own) are carried
-                        // by the next event that has some
-                        match c.usage.and_then(|u| u.completion_tokens) {
-                            Some(n) if !p.event_tokens_unknown => {
-                                p.event_tokens.push(n.saturating_sub(p.tokens_credited));
-                                p.tokens_credited = n;
-                            }
-                            _ => p.event_tokens_unknown = true,
-                        }
-                    }
-                    if c.finish_reason.is_some() {
-                        p.finish_reason = c.finish_reason;
-                    }
-                    if let Some(u) = c.usage {
-                        p.usage_completion = u.completion_tokens.or(p.usage_completion);
-                        p.usage_prompt = u.prompt_tokens.or(p.usage_prompt);
-                    }
-                }
-                Ok(Payload::Error(m)) => {
-                    *stream_error = Some(err(
-                        ErrorKind::Protocol,
-                        None,
-                        format!("error event in stream: {m}"),
-                    ))
-                }
-                Err(m) => *stream_error = Some(err(ErrorKind::Protocol, None, m)),
-            }
-        };
-    let mut start = head_len;
-    let mut end = filled;
-    let outcome: Result<(), RequestError> = loop {
-        let feed = body.feed(&buf[start..end], |payload| {
-            sse.feed(payload, |ev| on_event(ev.data, t_now, p, &mut stream_error));
-        });
-        if let Err(m) = feed {
-            break Err(err(ErrorKind::Protocol, None, m));
-        }
-        if sse.overflowed() {
-            break Err(err(
-                ErrorKind::Protocol,
-                None,
-                format!(
-                    "an SSE line or event outgrew its cap ({} KiB line, {} KiB event): not a stream of chunks",
-                    super::sse::MAX_LINE / 1024,
-                    super::sse::MAX_EVENT / 1024
-                ),
-            ));
-        }
-        if body.is_done() {
-            sse.finish(|ev| on_event(ev.data, t_now, p, &mut stream_error));
-            break Ok(());
-        }
-        let n = match stream.read(&mut buf).await {
-            Ok(n) => n,
-            Err(e) => break Err(err(ErrorKind::StreamBroken, None, format!("read: {e}"))),
-        };
-        t_now = clock.now_ns();
-        p.t_last_read_ns = t_now;
-        if n == 0 {
-            if body.ends_at_close() {
-                sse.finish(|ev| on_event(ev.data, t_now, p, &mut stream_error));
-                break Ok(());
-            }
-            break Err(err(
-                ErrorKind::StreamBroken,
-                None,
-                format!(
-                    "connection closed mid-stream after {} content events",
-                    p.offsets.len()
-                ),
-            ));
-        }
-        start = 0;
-        end = n;
-    };
-    if let Err(e) = outcome {
-        return Ok(Err(e));
-    }
-    if let Some(e) = stream_error {
-        return Ok(Err(e));
-    }
-    if keep_alive && !body.ends_at_close() {
+}
+
+/// A non-2xx answer: the server's message, from its body (bounded). The connection goes back
+/// to the pool only if that body was read to its end.
+async fn status_error(
+    pool: &Pool,
+    mut stream: TcpStream,
+    head: ResponseHead,
+    buf: &mut [u8],
+    filled: usize,
+) -> RequestError {
+    let mut body = BodyReader::new(head.body);
+    let mut text = Vec::new();
+    let read = body
+        .read_all(
+            &mut stream,
+            buf,
+            head.len,
+            filled,
+            &mut text,
+            MAX_MESSAGE * 4,
+        )
+        .await;
+    let message = error_message(&text);
+    if read.is_ok() && head.keep_alive && body.is_done() {
         pool.put(stream);
     }
-    let (stray, first) = sse.stray();
-    if !p.done && p.finish_reason.is_none() {
-        let why = if stray > 0 && p.offsets.is_empty() {
-            format!(
-                "response is not an SSE stream: `{}`",
-                String::from_utf8_lossy(first)
-            )
-        } else {
-            "stream ended without a finish_reason or [DONE]".to_string()
-        };
-        return Ok(Err(err(ErrorKind::Protocol, None, why)));
+    err(ErrorKind::HttpStatus, Some(head.status), message)
+}
+
+/// Read the event stream to its end. The clock is read once per read, as soon as it returns,
+/// and that time stamps every event in its bytes. `first` is the part of `buf` already read
+/// with the head.
+async fn read_events(
+    stream: &mut TcpStream,
+    clock: &Clock,
+    buf: &mut [u8],
+    first: Range<usize>,
+    events: &mut EventStream,
+    p: &mut Progress,
+) -> Result<(), RequestError> {
+    let mut t = p.t_last_read_ns;
+    events.feed(&buf[first], t, p)?;
+    while !events.body.is_done() {
+        let n = stream
+            .read(buf)
+            .await
+            .map_err(|e| broken(format!("read: {e}")))?;
+        t = clock.now_ns();
+        p.t_last_read_ns = t;
+        if n == 0 {
+            if !events.body.ends_at_close() {
+                let events = p.offsets.len();
+                return Err(broken(format!(
+                    "connection closed mid-stream after {events} content events"
+                )));
+            }
+            break;
+        }
+        events.feed(&buf[..n], t, p)?;
     }
-    Ok(Ok(()))
+    events.finish(t, p);
+    Ok(())
+}
+
+/// The body of a 2xx answer turned into events on `Progress`: transfer framing, SSE, then
+/// the chunk classifier, all over the read buffer in place.
+struct EventStream {
+    body: BodyReader,
+    sse: SseDecoder,
+    /// The first error event or unreadable chunk; the events after it are ignored. Reported
+    /// once the body has ended (so the record ends when the stream did).
+    failed: Option<RequestError>,
+}
+
+impl EventStream {
+    fn new(body: BodyKind) -> Self {
+        Self {
+            body: BodyReader::new(body),
+            sse: SseDecoder::new(),
+            failed: None,
+        }
+    }
+
+    /// Decode one read's bytes, every event in them stamped `t`.
+    fn feed(&mut self, bytes: &[u8], t: u64, p: &mut Progress) -> Result<(), RequestError> {
+        let Self { body, sse, failed } = self;
+        body.feed(bytes, |payload| {
+            sse.feed(payload, |ev| record(p, failed, ev.data, t));
+        })
+        .map_err(|e| protocol(format!("bad chunked body: {e}")))?;
+        if sse.overflowed() {
+            return Err(protocol(format!(
+                "an SSE line or event outgrew its cap ({} KiB line, {} KiB event): not a stream of chunks",
+                super::sse::MAX_LINE / 1024,
+                super::sse::MAX_EVENT / 1024
+            )));
+        }
+        Ok(())
+    }
+
+    /// The body ended: an event still held for want of its closing blank line counts too.
+    fn finish(&mut self, t: u64, p: &mut Progress) {
+        let Self { sse, failed, .. } = self;
+        sse.finish(|ev| record(p, failed, ev.data, t));
+    }
+}
+
+fn record(p: &mut Progress, failed: &mut Option<RequestError>, data: &[u8], t: u64) {
+    if failed.is_some() || p.done {
+        return;
+    }
+    if let Err(e) = p.record_event(data, t) {
+        *failed = Some(e);
+    }
+}
+
+impl Progress {
+    /// One event's data, which arrived at `t`.
+    fn record_event(&mut self, data: &[u8], t: u64) -> Result<(), RequestError> {
+        match chunk::classify(data) {
+            Ok(Payload::Done) => self.done = true,
+            Ok(Payload::Chunk(c)) => self.record_chunk(c, t),
+            Ok(Payload::Error(m)) => return Err(protocol(format!("error event in stream: {m}"))),
+            Err(m) => return Err(protocol(m)),
+        }
+        Ok(())
+    }
+
+    fn record_chunk(&mut self, c: Chunk, t: u64) {
+        if c.content {
+            self.offsets.push(t - self.t_send_ns);
+            // tokens that came without text (a chunk of its own) are carried by the next
+            // event that has some
+            match c.usage.and_then(|u| u.completion_tokens) {
+                Some(n) if !self.event_tokens_unknown => {
+                    self.event_tokens
+                        .push(n.saturating_sub(self.tokens_credited));
+                    self.tokens_credited = n;
+                }
+                _ => self.event_tokens_unknown = true,
+            }
+        }
+        if c.finish_reason.is_some() {
+            self.finish_reason = c.finish_reason;
+        }
+        if let Some(u) = c.usage {
+            self.usage_completion = u.completion_tokens.or(self.usage_completion);
+            self.usage_prompt = u.prompt_tokens.or(self.usage_prompt);
+        }
+    }
+}
+
+/// A stream read to its end must also have said it was finished (`[DONE]` or a
+/// finish_reason); one that did neither was cut short or was never a stream of chunks.
+fn check_finished(sse: &SseDecoder, p: &Progress) -> Result<(), RequestError> {
+    if p.done || p.finish_reason.is_some() {
+        return Ok(());
+    }
+    let (stray, first) = sse.stray();
+    let why = if stray > 0 && p.offsets.is_empty() {
+        format!(
+            "response is not an SSE stream: `{}`",
+            String::from_utf8_lossy(first)
+        )
+    } else {
+        "stream ended without a finish_reason or [DONE]".to_string()
+    };
+    Err(protocol(why))
+}
+
+fn broken(message: impl Into<String>) -> RequestError {
+    err(ErrorKind::StreamBroken, None, message.into())
+}
+
+fn protocol(message: impl Into<String>) -> RequestError {
+    err(ErrorKind::Protocol, None, message.into())
 }
 
 /// Pull the human-readable message out of an error body (OpenAI `{"error":{"message"}}`,
@@ -523,100 +580,4 @@ fn error_message(body: &[u8]) -> String {
         }
     }
     String::from_utf8_lossy(body).trim().to_string()
-}
-
-#[derive(Debug, Clone, Copy)]
-enum BodyKind {
-    Chunked,
-    Length(u64),
-    UntilClose,
-}
-
-/// Frames the body by its transfer coding and passes the payload bytes on.
-struct BodyReader {
-    kind: BodyKind,
-    chunked: ChunkedDecoder,
-    left: u64,
-}
-
-impl BodyReader {
-    fn new(kind: BodyKind) -> Self {
-        Self {
-            kind,
-            chunked: ChunkedDecoder::new(),
-            left: match kind {
-                BodyKind::Length(n) => n,
-                _ => 0,
-            },
-        }
-    }
-
-    fn is_done(&self) -> bool {
-        match self.kind {
-            BodyKind::Chunked => self.chunked.is_done(),
-            BodyKind::Length(_) => self.left == 0,
-            BodyKind::UntilClose => false,
-        }
-    }
-
-    fn ends_at_close(&self) -> bool {
-        matches!(self.kind, BodyKind::UntilClose)
-    }
-
-    fn feed<'a>(
-        &mut self,
-        bytes: &'a [u8],
-        mut payload: impl FnMut(&'a [u8]),
-    ) -> Result<(), String> {
-        match self.kind {
-            BodyKind::Chunked => {
-                self.chunked
-                    .decode(bytes, payload)
-                    .map_err(|e| format!("bad chunked body: {e}"))?;
-            }
-            BodyKind::Length(_) => {
-                let take = (bytes.len() as u64).min(self.left) as usize;
-                payload(&bytes[..take]);
-                self.left -= take as u64;
-            }
-            BodyKind::UntilClose => payload(bytes),
-        }
-        Ok(())
-    }
-
-    /// Read a whole (error) body into `out`, keeping at most `cap` bytes of it.
-    async fn read_all(
-        &mut self,
-        stream: &mut tokio::net::TcpStream,
-        buf: &mut [u8],
-        start: usize,
-        end: usize,
-        out: &mut Vec<u8>,
-        cap: usize,
-    ) -> std::io::Result<()> {
-        let keep = |p: &[u8], out: &mut Vec<u8>| {
-            let room = cap.saturating_sub(out.len());
-            out.extend_from_slice(&p[..p.len().min(room)]);
-        };
-        let mut chunk_out = Vec::new();
-        self.feed(&buf[start..end], |p| chunk_out.extend_from_slice(p))
-            .map_err(std::io::Error::other)?;
-        keep(&chunk_out, out);
-        // Error bodies are small; bound the wait in case the server never finishes one.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !self.is_done() {
-            let n = match tokio::time::timeout_at(deadline, stream.read(buf)).await {
-                Ok(r) => r?,
-                Err(_) => break,
-            };
-            if n == 0 {
-                break;
-            }
-            chunk_out.clear();
-            self.feed(&buf[..n], |p| chunk_out.extend_from_slice(p))
-                .map_err(std::io::Error::other)?;
-            keep(&chunk_out, out);
-        }
-        Ok(())
-    }
 }

@@ -90,162 +90,297 @@ pub async fn run(
     interrupt: watch::Receiver<bool>,
 ) -> Outcome {
     let (arrive_tx, mut arrive_rx) = mpsc::unbounded_channel::<Released>();
-    let (cancel_tx, cancel_rx) = watch::channel(false);
-    let live = Arc::new(Live::default());
     let sem = Arc::new(Semaphore::new(
         lp.max_concurrency.unwrap_or(Semaphore::MAX_PERMITS),
     ));
-    // A slot is taken with `try_acquire`, which fails while arrivals wait for one: an
-    // arrival never overtakes one the runtime is already waiting with for a slot.
-    let release = {
-        let (targets, sem) = (lp.targets.clone(), sem.clone());
-        move |i: usize| {
-            let target = &targets[i % targets.len()];
-            let sent = sem.clone().try_acquire_owned().ok().and_then(|permit| {
-                let spec = &target.specs[i % target.specs.len()];
-                Some((
-                    Presend::try_send(&target.pool, &clock, &spec.bytes)?,
-                    permit,
-                ))
-            });
-            Released { i, sent }
-        }
-    };
     let closed = lp.closed_loop;
     // a closed loop has no schedule to keep (its channel's sender is dropped unused)
-    let mut pacer = (!closed).then(|| Pacer::start(clock, lp.schedule.clone(), arrive_tx, release));
+    let mut pacer = (!closed).then(|| {
+        let release = releaser(lp.targets.clone(), sem.clone(), clock);
+        Pacer::start(clock, lp.schedule.clone(), arrive_tx, release)
+    });
     let planned_s = match (closed, lp.send_until) {
         (true, Some(d)) => d.as_secs_f64(),
         _ => lp.schedule.last().copied().unwrap_or(0) as f64 / 1e9,
     };
-    let mut progress = ProgressPrinter::new(
-        lp.quiet,
-        (!closed).then_some(lp.schedule.len()),
-        planned_s,
-        lp.label.clone(),
-    );
-    let reason = Arc::new(Mutex::new(None));
-    let launch = Launch {
-        targets: lp.targets.clone(),
-        timeouts: lp.timeouts,
-        clock,
-        sink: sink.clone(),
-        live: live.clone(),
-        cancel: cancel_rx.clone(),
-        reason: reason.clone(),
-        follow_until_ns: lp.follow_until_ns,
-    };
-    // Cancel everything in flight, saying why (the first reason given stands).
-    let cancel = |why: CancelReason| {
-        reason.lock().expect("reason lock").get_or_insert(why);
-        let _ = cancel_tx.send(true);
-    };
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    ticker.tick().await;
-    let mut interrupt = interrupt;
-    // a second handle for the wait inside the arrival branch (the outer select holds one)
-    let mut interrupt_inner = interrupt.clone();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut released = 0usize;
-    let mut interrupted = false;
-    let mut server_lost_at_s = None;
+    let mut run = Running::start(&lp, clock, sink, interrupt, sem, planned_s).await;
     let send_deadline = lp
         .send_until
         .map(|d| tokio::time::Instant::from_std(clock.origin()) + d);
+    run.release_arrivals(&mut arrive_rx, closed, send_deadline)
+        .await;
 
-    // Phase 1: release arrivals until the schedule ends or we are interrupted.
-    loop {
-        tokio::select! {
-            biased;
-            _ = interrupt.wait_for(|i| *i) => { interrupted = true; break; }
-            _ = sleep_until_opt(send_deadline) => break,
-            _ = ticker.tick() => {
-                progress.tick(&live, clock.now_ns() as f64 / 1e9);
-                if live.connect_streak() >= SERVER_LOST_AFTER {
-                    server_lost_at_s = Some(clock.now_ns() as f64 / 1e9);
-                    break;
-                }
-            }
-            // reap finished tasks as we go, so a long run holds no dead handles
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            p = sem.clone().acquire_owned(), if closed => {
-                let permit = p.expect("semaphore never closed");
-                launch.spawn(&mut tasks, released, clock.now_ns(), None, permit);
-                released += 1;
-            }
-            next = arrive_rx.recv(), if !closed => {
-                let Some(Released { i, sent }) = next else { break };
-                released += 1;
-                let (pre, permit) = match sent {
-                    Some((pre, permit)) => (Some(pre), permit),
-                    // The cap: wait for a slot; later arrivals queue in the channel, never
-                    // dropped, and their lateness is measured as queue_delay.
-                    None => (None, tokio::select! {
-                        biased;
-                        _ = interrupt_inner.wait_for(|i| *i) => { interrupted = true; released -= 1; break; }
-                        _ = sleep_until_opt(send_deadline) => { released -= 1; break; }
-                        p = sem.clone().acquire_owned() => p.expect("semaphore never closed"),
-                    }),
-                };
-                launch.spawn(&mut tasks, i, lp.schedule[i], pre, permit);
-            }
-        }
-    }
     let sending_s = clock.now_ns() as f64 / 1e9;
     let pacer_realtime = pacer.as_ref().is_some_and(Pacer::realtime);
     if let Some(p) = pacer.as_mut() {
         p.stop();
     }
-    // Arrivals the pacer sent itself are in flight even if we stopped before taking them;
-    // the ones it only released, and the rest of the schedule, are not sent.
-    while let Ok(Released { i, sent }) = arrive_rx.try_recv() {
-        if let Some((pre, permit)) = sent {
-            released += 1;
-            launch.spawn(&mut tasks, i, lp.schedule[i], Some(pre), permit);
-        }
-    }
+    run.launch_presents(&mut arrive_rx);
     // (a closed loop schedules nothing ahead, so it leaves nothing unsent)
     let not_sent = if closed {
         0
     } else {
-        (lp.schedule.len() - released) as u64
+        (lp.schedule.len() - run.released) as u64
     };
-
-    // Phase 2: follow the window's requests to their end; cancel the rest once they are
-    // done, everything on interrupt or when the drain limit ends.
-    let drain_deadline = lp.drain.map(|d| tokio::time::Instant::now() + d);
-    progress.draining(lp.drain);
-    if interrupted {
-        cancel(CancelReason::Interrupted);
-    } else if server_lost_at_s.is_some() {
-        cancel(CancelReason::ServerLost);
-    }
-    loop {
-        if !*cancel_tx.borrow() && !tasks.is_empty() && live.followed_in_flight() == 0 {
-            cancel(CancelReason::AfterWindow);
-        }
-        tokio::select! {
-            biased;
-            _ = interrupt.wait_for(|i| *i), if !interrupted => {
-                interrupted = true;
-                cancel(CancelReason::Interrupted);
-            }
-            _ = sleep_until_opt(drain_deadline), if !*cancel_tx.borrow() => {
-                cancel(CancelReason::DrainLimit);
-            }
-            _ = ticker.tick() => progress.tick(&live, clock.now_ns() as f64 / 1e9),
-            j = tasks.join_next() => if j.is_none() { break },
-        }
-    }
-    progress.finish();
+    run.follow_to_end(lp.drain).await;
     Outcome {
         not_sent,
-        server_lost_at_s,
+        server_lost_at_s: run.server_lost_at_s,
         sending_s,
         planned_sending_s: planned_s,
-        interrupted,
+        interrupted: run.interrupted,
         clock,
         pacer_realtime,
+    }
+}
+
+/// What the pacer thread does with arrival `i` at its due time. A slot is taken with
+/// `try_acquire`, which fails while arrivals wait for one: an arrival never overtakes one
+/// the runtime is already waiting with for a slot.
+fn releaser(
+    targets: Arc<[Target]>,
+    sem: Arc<Semaphore>,
+    clock: Clock,
+) -> impl FnMut(usize) -> Released + Send + 'static {
+    move |i: usize| {
+        let target = &targets[i % targets.len()];
+        let sent = sem.clone().try_acquire_owned().ok().and_then(|permit| {
+            let spec = &target.specs[i % target.specs.len()];
+            Some((
+                Presend::try_send(&target.pool, &clock, &spec.bytes)?,
+                permit,
+            ))
+        });
+        Released { i, sent }
+    }
+}
+
+/// What the sending loop acts on.
+enum Next {
+    /// A closed loop's slot came free: a request goes now.
+    FreeSlot(OwnedSemaphorePermit),
+    Arrival(Released),
+}
+
+/// Tells every request in flight to stop, and why.
+struct Canceller {
+    tx: watch::Sender<bool>,
+    /// Stamped on the records the signal cut; the first reason given stands.
+    reason: Arc<Mutex<Option<CancelReason>>>,
+}
+
+impl Canceller {
+    fn cancel(&self, why: CancelReason) {
+        self.reason.lock().expect("reason lock").get_or_insert(why);
+        let _ = self.tx.send(true);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        *self.tx.borrow()
+    }
+}
+
+/// A load point under way: what its two phases (sending, then following what is in
+/// flight to its end) share.
+struct Running {
+    clock: Clock,
+    schedule: Arc<[u64]>,
+    launch: Launch,
+    /// Every request task; finished ones are reaped as we go, so a long run holds no dead
+    /// handles.
+    tasks: tokio::task::JoinSet<()>,
+    live: Arc<Live>,
+    progress: ProgressPrinter,
+    ticker: tokio::time::Interval,
+    /// The concurrency cap, shared with the pacer thread.
+    sem: Arc<Semaphore>,
+    canceller: Canceller,
+    interrupt: watch::Receiver<bool>,
+    interrupted: bool,
+    /// Requests launched (the rest of the schedule was not sent); a closed loop's ids.
+    released: usize,
+    server_lost_at_s: Option<f64>,
+}
+
+impl Running {
+    async fn start(
+        lp: &LoadPoint,
+        clock: Clock,
+        sink: std::sync::mpsc::Sender<RequestRecord>,
+        interrupt: watch::Receiver<bool>,
+        sem: Arc<Semaphore>,
+        planned_s: f64,
+    ) -> Self {
+        let progress = ProgressPrinter::new(
+            lp.quiet,
+            (!lp.closed_loop).then_some(lp.schedule.len()),
+            planned_s,
+            lp.label.clone(),
+        );
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let live = Arc::new(Live::default());
+        let reason = Arc::new(Mutex::new(None));
+        let launch = Launch {
+            targets: lp.targets.clone(),
+            timeouts: lp.timeouts,
+            clock,
+            sink,
+            live: live.clone(),
+            cancel: cancel_rx,
+            reason: reason.clone(),
+            follow_until_ns: lp.follow_until_ns,
+        };
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        ticker.tick().await;
+        Self {
+            clock,
+            schedule: lp.schedule.clone(),
+            launch,
+            tasks: tokio::task::JoinSet::new(),
+            live,
+            progress,
+            ticker,
+            sem,
+            canceller: Canceller {
+                tx: cancel_tx,
+                reason,
+            },
+            interrupt,
+            interrupted: false,
+            released: 0,
+            server_lost_at_s: None,
+        }
+    }
+
+    /// Phase 1: launch arrivals (or, in a closed loop, a request per free slot) until the
+    /// schedule ends, sending time is up, the server is lost or we are interrupted.
+    async fn release_arrivals(
+        &mut self,
+        arrive_rx: &mut mpsc::UnboundedReceiver<Released>,
+        closed: bool,
+        send_deadline: Option<tokio::time::Instant>,
+    ) {
+        loop {
+            // the select only says what happened: its branches borrow `self` until it ends
+            let next = tokio::select! {
+                biased;
+                _ = self.interrupt.wait_for(|i| *i) => {
+                    self.interrupted = true;
+                    return;
+                }
+                _ = sleep_until_opt(send_deadline) => return,
+                _ = self.ticker.tick() => {
+                    self.progress.tick(&self.live, self.clock.now_ns() as f64 / 1e9);
+                    if self.live.connect_streak() >= SERVER_LOST_AFTER {
+                        self.server_lost_at_s = Some(self.clock.now_ns() as f64 / 1e9);
+                        return;
+                    }
+                    continue;
+                }
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => continue,
+                p = self.sem.clone().acquire_owned(), if closed => {
+                    Next::FreeSlot(p.expect("semaphore never closed"))
+                }
+                next = arrive_rx.recv(), if !closed => match next {
+                    Some(arrival) => Next::Arrival(arrival),
+                    None => return,
+                },
+            };
+            match next {
+                Next::FreeSlot(permit) => {
+                    let t_intended_ns = self.clock.now_ns();
+                    self.launch(self.released, t_intended_ns, None, permit);
+                }
+                Next::Arrival(Released { i, sent }) => {
+                    let Some((pre, permit)) = self.slot(sent, send_deadline).await else {
+                        return;
+                    };
+                    self.launch(i, self.schedule[i], pre, permit);
+                }
+            }
+        }
+    }
+
+    /// The concurrency slot of an arrival: the one it was sent with, else the next to free
+    /// up. `None`: we stopped while waiting (interrupted, or sending time is up).
+    async fn slot(
+        &mut self,
+        sent: Option<(Presend, OwnedSemaphorePermit)>,
+        send_deadline: Option<tokio::time::Instant>,
+    ) -> Option<(Option<Presend>, OwnedSemaphorePermit)> {
+        if let Some((pre, permit)) = sent {
+            return Some((Some(pre), permit));
+        }
+        // The cap: wait for a slot; later arrivals queue in the channel, never dropped, and
+        // their lateness is measured as queue_delay.
+        tokio::select! {
+            biased;
+            _ = self.interrupt.wait_for(|i| *i) => {
+                self.interrupted = true;
+                None
+            }
+            _ = sleep_until_opt(send_deadline) => None,
+            p = self.sem.clone().acquire_owned() => {
+                Some((None, p.expect("semaphore never closed")))
+            }
+        }
+    }
+
+    /// Arrivals the pacer sent itself are in flight even if we stopped before taking them;
+    /// the ones it only released, and the rest of the schedule, are not sent.
+    fn launch_presents(&mut self, arrive_rx: &mut mpsc::UnboundedReceiver<Released>) {
+        while let Ok(Released { i, sent }) = arrive_rx.try_recv() {
+            if let Some((pre, permit)) = sent {
+                self.launch(i, self.schedule[i], Some(pre), permit);
+            }
+        }
+    }
+
+    fn launch(
+        &mut self,
+        i: usize,
+        t_intended_ns: u64,
+        pre: Option<Presend>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        self.launch
+            .spawn(&mut self.tasks, i, t_intended_ns, pre, permit);
+        self.released += 1;
+    }
+
+    /// Phase 2: follow the window's requests to their end; cancel the rest once they are
+    /// done, everything on interrupt or when the drain limit ends.
+    async fn follow_to_end(&mut self, drain: Option<Duration>) {
+        let drain_deadline = drain.map(|d| tokio::time::Instant::now() + d);
+        self.progress.draining(drain);
+        if self.interrupted {
+            self.canceller.cancel(CancelReason::Interrupted);
+        } else if self.server_lost_at_s.is_some() {
+            self.canceller.cancel(CancelReason::ServerLost);
+        }
+        loop {
+            if !self.canceller.is_cancelled()
+                && !self.tasks.is_empty()
+                && self.live.followed_in_flight() == 0
+            {
+                self.canceller.cancel(CancelReason::AfterWindow);
+            }
+            tokio::select! {
+                biased;
+                _ = self.interrupt.wait_for(|i| *i), if !self.interrupted => {
+                    self.interrupted = true;
+                    self.canceller.cancel(CancelReason::Interrupted);
+                }
+                _ = sleep_until_opt(drain_deadline), if !self.canceller.is_cancelled() => {
+                    self.canceller.cancel(CancelReason::DrainLimit);
+                }
+                _ = self.ticker.tick() => {
+                    self.progress.tick(&self.live, self.clock.now_ns() as f64 / 1e9);
+                }
+                j = self.tasks.join_next() => if j.is_none() { break },
+            }
+        }
+        self.progress.finish();
     }
 }
 

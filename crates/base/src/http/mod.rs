@@ -22,6 +22,6 @@ pub fn has_token(value: &[u8], token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
-/// Where an HTTP message's head ends and its body starts: `httparse` says how many bytes the
-/// head took once it is complete.
+/// The largest message head either side waits for: a peer that never ends its head is
+/// refused, not buffered without bound.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
