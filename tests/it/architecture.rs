@@ -137,3 +137,49 @@ fn result_file_names_live_in_the_layout_and_parameters_in_the_plan() {
         found.join("\n")
     );
 }
+
+/// The main crate's folders depend on each other one way only (a cycle is two layers that
+/// cannot be understood, tested or split apart alone).
+#[test]
+fn the_main_crates_folders_have_no_cycles() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (path, code) in &files {
+        let rel = path.strip_prefix(&src).unwrap();
+        let folder = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
+        for (i, _) in code.match_indices("crate::") {
+            let name: String = code[i + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != folder {
+                uses.entry(folder.clone()).or_default().insert(name);
+            }
+        }
+    }
+    assert!(uses.len() > 5, "read too little: {uses:?}");
+    // depth-first search for a way back to where it started
+    for start in uses.keys() {
+        let mut stack: Vec<Vec<&String>> = vec![vec![start]];
+        while let Some(way) = stack.pop() {
+            for next in uses.get(*way.last().unwrap()).into_iter().flatten() {
+                assert!(next != start, "a cycle: {way:?} → {next}");
+                if !way.contains(&next) {
+                    let mut longer = way.clone();
+                    longer.push(next);
+                    stack.push(longer);
+                }
+            }
+        }
+    }
+}
