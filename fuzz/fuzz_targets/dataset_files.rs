@@ -16,7 +16,8 @@
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use vllm_loadtest::workload::{Tokenizer, files};
+use loadtest_base::Tokenizer;
+use vllm_loadtest::workload::files;
 
 struct Env {
     tok: Tokenizer,

@@ -1,5 +1,5 @@
 //! `experiment::parse::parse`: experiment YAML text plus `--set` overrides to checked
-//! parameters, then `experiment::plan::plan` on what it accepts.
+//! parameters, then `experiment::plan::plan` (cells and their typed plans) on what it accepts.
 //!
 //! Input: the YAML text, then optional `--set` overrides, separated by NUL bytes (not
 //! UTF-8: replaced lossily). The base directory for relative paths is a temporary folder
@@ -70,7 +70,8 @@ fuzz_target!(|data: &[u8]| {
     let Some(cells) = cells.filter(|&n| n <= 4096) else {
         return;
     };
-    let p = plan::plan(&e);
+    // what the parser accepts, the typed plan takes: every cell gets its `CellPlan`
+    let p = plan::plan(&e).unwrap_or_else(|err| panic!("a checked experiment does not plan: {err:#}"));
     assert_eq!(p.cells.len() as u64, cells);
     let mut ids: Vec<&str> = p.cells.iter().map(|c| c.id.as_str()).collect();
     ids.sort_unstable();

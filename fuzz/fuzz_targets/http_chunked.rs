@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vllm_loadtest::http::chunked::{ChunkedDecoder, ChunkedError};
+use loadtest_base::http::chunked::{ChunkedDecoder, ChunkedError};
 
 #[derive(Debug, PartialEq, Eq)]
 struct Outcome {
