@@ -534,6 +534,21 @@ fn matrix_dimension(cx: &mut Ctx, mname: &str, mv: &Value) -> Option<(&'static s
             return None;
         }
     }
+    // the same value twice is the same cell twice (and, for a server parameter, the same
+    // server configuration split in two): a typo, or a wish for `repeats`
+    if let Some((_, v)) = values
+        .iter()
+        .enumerate()
+        .find(|(i, v)| values[..*i].contains(v))
+    {
+        cx.err(
+            Some("matrix"),
+            mname,
+            format!("lists `{}` twice", super::plan::scalar(v)),
+            Some("list each value once; `repeats: N` measures every cell N times".into()),
+        );
+        return None;
+    }
     Some((f.name, values))
 }
 

@@ -15,8 +15,17 @@ fn number() -> impl Strategy<Value = String> {
     ]
 }
 
+/// A matrix dimension's values: distinct, as the parser requires.
 fn list<S: Strategy<Value = String>>(s: S) -> impl Strategy<Value = String> {
-    prop::collection::vec(s, 1..4).prop_map(|v| format!("[{}]", v.join(", ")))
+    prop::collection::vec(s, 1..4).prop_map(|v| {
+        let mut distinct: Vec<String> = Vec::new();
+        for x in v {
+            if !distinct.contains(&x) {
+                distinct.push(x);
+            }
+        }
+        format!("[{}]", distinct.join(", "))
+    })
 }
 
 /// A valid experiment: some sections, some matrix dimensions, in any order, flow or block

@@ -384,3 +384,18 @@ matrix:
     assert_eq!(plans[1].load.arrival, Arrival::AllAtOnce);
     assert!(plans[1].load.closed_loop());
 }
+
+/// A value listed twice in a matrix dimension is refused, naming it (found by the
+/// `experiment_parse` fuzz target: `max_num_seqs: [128, 12, 128]` split one server
+/// configuration into two non-contiguous runs of cells).
+#[test]
+fn a_matrix_value_listed_twice_is_refused() {
+    let e = errors(
+        "name: d\nload:\n  duration_s: 5\nmatrix:\n  request_rate: [10]\n  max_num_seqs: [128, 12, 128]\n",
+    );
+    assert!(
+        e.contains("`matrix.max_num_seqs`: lists `128` twice")
+            && e.contains("hint: list each value once; `repeats: N`"),
+        "{e}"
+    );
+}
