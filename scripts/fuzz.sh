@@ -55,11 +55,12 @@ fi
 # Skipped when neither the snapshot nor the fuzz crate changed since the last build (the
 # crate's build script watches .git/HEAD, which a snapshot lacks, so cargo would always
 # recompile it).
-build_id=$( (echo "$id"; cat Cargo.toml Cargo.lock fuzz_targets/*.rs) | sha256sum | cut -c1-16)
-if [ "${FUZZ_REBUILD:-0}" = 1 ] || [ "$(cat target/.fuzz-build 2>/dev/null)" != "$build_id" ]; then
+build_id() { (echo "$id"; cat Cargo.toml Cargo.lock fuzz_targets/*.rs) | sha256sum | cut -c1-16; }
+if [ "${FUZZ_REBUILD:-0}" = 1 ] || [ "$(cat target/.fuzz-build 2>/dev/null)" != "$(build_id)" ]; then
     echo "== building fuzz targets (jobs: ${FUZZ_BUILD_JOBS:-1})"
     CARGO_BUILD_JOBS=${FUZZ_BUILD_JOBS:-1} cargo +nightly fuzz build -O -a
-    echo "$build_id" >target/.fuzz-build
+    # after the build: it may have rewritten Cargo.lock, which the next check reads
+    build_id >target/.fuzz-build
 else
     echo "== fuzz targets already built for this snapshot"
 fi
