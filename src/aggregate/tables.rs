@@ -8,6 +8,7 @@ use crate::store::jsonl;
 use crate::store::layout::RunDir;
 use crate::store::parquet::{Column, Table};
 use anyhow::Result;
+use loadtest_analysis::server_metrics::ServerStats;
 use loadtest_analysis::stats::survival::{Figure, Survival};
 use std::collections::BTreeMap;
 
@@ -282,36 +283,17 @@ fn client_and_server_columns(
         "backlog_slope_per_s",
         n(rows, |c| c.input.backlog_slope_per_s),
     );
-    t.push(
-        "server_waiting_slope_per_s",
-        n(rows, |c| {
-            c.input.server.as_ref().and_then(|s| s.waiting_slope_per_s)
-        }),
-    );
-    t.push(
-        "server_waiting_max",
-        n(rows, |c| {
-            c.input.server.as_ref().and_then(|s| s.waiting_max)
-        }),
-    );
-    t.push(
-        "server_kv_usage_max",
-        n(rows, |c| {
-            c.input.server.as_ref().and_then(|s| s.kv_usage_max)
-        }),
-    );
-    t.push(
-        "server_ttft_mean_ms",
-        n(rows, |c| {
-            c.input.server.as_ref().and_then(|s| s.server_ttft_mean_ms)
-        }),
-    );
-    t.push(
-        "server_preemptions",
-        n(rows, |c| {
-            c.input.server.as_ref().and_then(|s| s.preemptions)
-        }),
-    );
+    type ServerFigure = fn(&ServerStats) -> Option<f64>;
+    let server: [(&str, ServerFigure); 5] = [
+        ("server_waiting_slope_per_s", |s| s.waiting_slope_per_s),
+        ("server_waiting_max", |s| s.waiting_max),
+        ("server_kv_usage_max", |s| s.kv_usage_max),
+        ("server_ttft_mean_ms", |s| s.server_ttft_mean_ms),
+        ("server_preemptions", |s| s.preemptions),
+    ];
+    for (name, pick) in server {
+        t.push(name, n(rows, |c| c.input.server.as_ref().and_then(pick)));
+    }
     t.push(
         "verdicts",
         s(rows, |c| {

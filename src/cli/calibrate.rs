@@ -137,8 +137,10 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
     );
     let mut steps = Vec::new();
     let mut ceiling = 0.0;
-    let scratch =
-        std::env::temp_dir().join(format!("vllm-loadtest-calibrate-{}", std::process::id()));
+    // removed however the loop ends (an error, a panic): it only holds this run's records
+    let scratch = ScratchDir(
+        std::env::temp_dir().join(format!("vllm-loadtest-calibrate-{}", std::process::id())),
+    );
     for &rate in &a.rates {
         // constant arrivals for the calibrated time, a short drain: the client's ceiling,
         // not the server's, is what this measures
@@ -155,7 +157,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             request_timeout: Duration::from_secs(30),
             drain: Some(Duration::from_secs(5)),
         };
-        std::fs::create_dir_all(&scratch)?;
+        std::fs::create_dir_all(&scratch.0)?;
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let spec = CellSpec {
             endpoints: &endpoints,
@@ -174,7 +176,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             gpu: false,
             exact_tokenizer: false,
         };
-        let r = rt.block_on(run_cell(spec, &CellDir::new(&scratch), rx))?;
+        let r = rt.block_on(run_cell(spec, &CellDir::new(&scratch.0), rx))?;
         let step = judge(rate, &r);
         let held = step.held;
         steps.push(step);
@@ -183,7 +185,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
         }
         ceiling = rate;
     }
-    let _ = std::fs::remove_dir_all(&scratch);
+    drop(scratch);
     drop(sim);
     let c = Calibration {
         ceiling_rps: ceiling,
@@ -245,4 +247,13 @@ fn save(c: &Calibration) -> Result<PathBuf> {
     std::fs::write(&p, serde_json::to_vec_pretty(c)?)
         .with_context(|| format!("cannot write `{}`", p.display()))?;
     Ok(p)
+}
+
+/// A folder removed when dropped.
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -444,8 +444,9 @@ fn print_cell_end(cell: &Cell, total: usize, r: &CellResult) {
         why
     } else {
         format!(
-            "{:.2} req/s, TTFT p50 {} ms",
-            s.request_throughput.unwrap_or(0.0),
+            "{} req/s, TTFT p50 {} ms",
+            s.request_throughput
+                .map_or("-".to_string(), |r| format!("{r:.2}")),
             s.every_request
                 .ttft_ms
                 .as_ref()
