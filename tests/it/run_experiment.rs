@@ -133,7 +133,22 @@ fn same_accounting_everywhere(dir: &Path, r: &Run) {
         dir,
     );
     for c in cells(dir) {
+        // what the aggregate stage reads back of the run: typed, or its client figures and
+        // unsent count would silently go missing
+        let stored = vllm_loadtest::store::layout::CellDir::new(dir.join("cells").join(&c))
+            .read_report()
+            .unwrap_or_else(|| panic!("{c}: summary.json does not read back typed"));
+        assert!(
+            stored.client.threads >= 1 && stored.client.wall_s > 0.0,
+            "{c}"
+        );
         let s = &summary(&dir.join("cells").join(&c))["vllm_loadtest"]["summary"];
+        assert_eq!(
+            stored.summary.not_sent,
+            s["not_sent"].as_u64().unwrap(),
+            "{c}"
+        );
+        assert_eq!(stored.status, status(&dir.join("cells").join(&c)), "{c}");
         let n = |k: &str| s[k].as_u64().unwrap();
         let (sent, ok, failed, cancelled) = (n("sent"), n("ok"), n("failed"), n("cancelled"));
         assert_eq!(sent, ok + failed + cancelled, "{c}: {s}");
