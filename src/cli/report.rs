@@ -94,6 +94,7 @@ fn describe_plan(p: &CellPlan) -> (String, String, String, Option<String>) {
         ),
         Dataset::ShareGpt { path, .. } => format!("sharegpt `{}`", path.display()),
         Dataset::Jsonl { path } => format!("jsonl `{}`", path.display()),
+        Dataset::Trace { path, .. } => format!("trace `{}`", path.display()),
     };
     let l = &p.load;
     let load = match l.stop {
@@ -101,6 +102,7 @@ fn describe_plan(p: &CellPlan) -> (String, String, String, Option<String>) {
             "{} arrivals, {d} s per cell ({} s warm-up, {} s cool-down excluded)",
             l.arrival_name, l.warmup_s, l.cooldown_s
         ),
+        Stop::Count(_) if l.trace.is_some() => "the trace's own arrivals".to_string(),
         Stop::Count(n) => format!("{} arrivals, {n} requests per cell", l.arrival_name),
     };
     let slo: Vec<String> = p

@@ -576,7 +576,7 @@ async fn run_one(
         body: &body,
         api_key: api_key.as_deref(),
         load,
-        schedule: load.schedule(cell.repeat),
+        schedule: load.schedule(cell.repeat)?,
         connect_timeout: Duration::from_secs(10),
         slos: &cell.plan.slo.slos,
         percentiles: &[],

@@ -12,3 +12,4 @@ mod parquet_readers;
 mod run_experiment;
 mod sim_wire;
 mod support;
+mod trace_replay;
