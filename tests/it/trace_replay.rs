@@ -212,3 +212,54 @@ fn a_trace_with_a_rate_or_a_bad_line_is_refused_with_a_hint() {
         r.stderr
     );
 }
+
+/// The shipped ramp example, shortened, on the simulator: the report reads the ramp cell as
+/// a probe (its section, its chart, a knee or the sentence that there was none), and
+/// `timeseries.parquet` holds the offered series beside what was done.
+#[test]
+fn the_ramp_example_runs_shortened_and_its_report_reads_the_probe() {
+    let _serial = serial();
+    let root = temp_dir("run-ramp");
+    let exp = format!("{}/examples/ramp.yaml", env!("CARGO_MANIFEST_DIR"));
+    let r = run(&[
+        "run",
+        &exp,
+        "--output",
+        root.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "workload.input_len=16",
+        "--set",
+        "workload.output_len=4",
+        "--set",
+        "load.requests=300",
+        "--set",
+        "load.ramp_up_start_rps=20",
+        "--set",
+        "load.ramp_up_end_rps=150",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("Ramp `c000` (linear ramp 20 → 150 req/s)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("A ramp is a probe, not a steady-state measurement")
+    );
+    let run_dir = std::fs::read_dir(root.join("ramp-probe"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    assert!(md.contains("## Ramp probe: c000"), "{md}");
+    assert!(md.contains("figs/ramp-c000.png"));
+    assert!(run_dir.join("figs/ramp-c000.svg").exists());
+    let ts = std::fs::read(run_dir.join("timeseries.parquet")).unwrap();
+    // our writer stores text PLAIN and uncompressed: the series name is in the bytes
+    assert!(ts.windows(7).any(|w| w == b"offered"), "no offered series");
+}
