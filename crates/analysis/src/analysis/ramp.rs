@@ -75,9 +75,9 @@ pub fn probe(records: &[CompactRecord]) -> Option<RampProbe> {
     let mean_out = ok.iter().map(|r| r.output_tokens as f64).sum::<f64>() / ok.len() as f64;
     let offered = smooth(&offered);
     let achieved: Vec<f64> = smooth(&tokens).iter().map(|t| t / mean_out).collect();
-    // read where the whole smoothing span lies inside the sending span
+    // read where the whole smoothing span lies in whole seconds before the last send
     let half = SMOOTH_S / 2;
-    let inside = half..((sending_s.floor() as usize + 1).saturating_sub(half)).max(half + 1);
+    let inside = half..((sending_s.floor() as usize).saturating_sub(half)).max(half + 1);
     let max_in = |xs: &[f64]| xs[inside.clone()].iter().copied().fold(0.0, f64::max);
     let (peak_offered, plateau) = (max_in(&offered), max_in(&achieved));
     let knee = (plateau < FOLLOWING * peak_offered)
@@ -163,7 +163,8 @@ mod tests {
     /// A linear ramp by index from 2 to 40 req/s (Poisson gaps from a fixed generator, or
     /// evenly spaced) into a server of known capacity `mu`: a FIFO that serves one request
     /// per `1/mu` s after a fixed 0.4 s of work. It follows any rate below `mu` and
-    /// completes `mu` per second above it.
+    /// completes `mu` per second above it; once sending stops it drains 1.5× as fast (no
+    /// more prefill to interleave, as the simulator and vLLM do).
     fn ramp_into(mu: f64, poisson: bool) -> Vec<CompactRecord> {
         let n = 1500;
         let mut state = 0x2545_F491_4F6C_DD1Du64;
@@ -173,8 +174,8 @@ mod tests {
             state ^= state << 17;
             (state >> 11) as f64 / (1u64 << 53) as f64
         };
-        let (mut t, mut free_at) = (0.0f64, 0.0f64);
-        (0..n)
+        let mut t = 0.0f64;
+        let arrivals: Vec<f64> = (0..n)
             .map(|i| {
                 if i > 0 {
                     let r = 2.0 + 38.0 * i as f64 / (n - 1) as f64;
@@ -184,7 +185,22 @@ mod tests {
                         1.0 / r
                     };
                 }
-                free_at = free_at.max(t + 0.4) + 1.0 / mu;
+                t
+            })
+            .collect();
+        let last = t;
+        let mut free_at = 0.0f64;
+        arrivals
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                let start = free_at.max(t + 0.4);
+                free_at = start
+                    + if start < last {
+                        1.0 / mu
+                    } else {
+                        1.0 / (1.5 * mu)
+                    };
                 rec(i as u64, t, free_at)
             })
             .collect()
