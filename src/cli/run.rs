@@ -587,6 +587,8 @@ async fn run_one(
             total,
             match load.arrival.rate() {
                 r if r.is_finite() => format!("{r} req/s"),
+                // a ramp, a trace: their own schedule
+                _ if load.arrival.paced() => load.arrival.describe(),
                 _ => "all at once".to_string(),
             }
         ),

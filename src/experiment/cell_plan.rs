@@ -153,7 +153,7 @@ impl LoadPlan {
     /// a trace's is read from its file (the same window as its prompts, in the same order).
     pub fn schedule(&self, repeat: u32) -> Result<std::sync::Arc<[u64]>> {
         if let (Arrival::Trace { speed }, Some(t)) = (self.arrival, &self.trace) {
-            let (trace, _) = crate::workload::trace::read_window(&t.path, t.start_s, t.end_s)?;
+            let trace = crate::workload::trace::read_window(&t.path, t.start_s, t.end_s)?;
             let w = crate::workload::trace::window(&trace, t.start_s, t.end_s);
             return Ok(crate::workload::trace::offsets(&w, t.start_s, speed).into());
         }

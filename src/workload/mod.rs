@@ -102,7 +102,7 @@ impl PromptSpec {
                 start_s,
                 end_s,
             } => {
-                let (t, _) = trace::read_window(path, *start_s, *end_s)?;
+                let t = trace::read_window(path, *start_s, *end_s)?;
                 let w = trace::window(&t, *start_s, *end_s);
                 let mut built =
                     trace::prompts(&w, tok, *block_size, self.output_len, self.seed, stop)?;

@@ -194,11 +194,10 @@ pub fn offsets(requests: &[&TraceRequest], start_s: f64, speed: f64) -> Vec<u64>
 
 /// The window of the trace at `path`, read within the dataset size limit; an empty window
 /// is an error saying what the trace spans.
-pub fn read_window(path: &Path, start_s: f64, end_s: Option<f64>) -> Result<(Trace, usize)> {
+pub fn read_window(path: &Path, start_s: f64, end_s: Option<f64>) -> Result<Trace> {
     let text = super::files::read(path)?;
     let trace = parse(text.as_bytes(), &path.display().to_string())?;
-    let n = window(&trace, start_s, end_s).len();
-    if n == 0 {
+    if window(&trace, start_s, end_s).is_empty() {
         let (first, last) = (
             trace.requests[0].offset_ns as f64 / 1e9,
             trace.requests[trace.requests.len() - 1].offset_ns as f64 / 1e9,
@@ -219,7 +218,7 @@ pub fn read_window(path: &Path, start_s: f64, end_s: Option<f64>) -> Result<(Tra
             ));
         }
     }
-    Ok((trace, n))
+    Ok(trace)
 }
 
 /// The prompts of a window: the given text, or exactly `input_length` tokens built from the
