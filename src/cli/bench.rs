@@ -520,7 +520,11 @@ fn write_summary(
         label: a.label.clone(),
         model_id: model.to_string(),
         tokenizer_id: tok.describe(),
-        num_prompts: a.num_prompts,
+        num_prompts: summary_json::num_prompts(
+            a.num_prompts,
+            plan.load.trace.is_some(),
+            &r.summary,
+        ),
         request_rate: plan.load.arrival.rate(),
         burstiness: a.burstiness,
         max_concurrency: a.max_concurrency,
@@ -536,7 +540,8 @@ fn write_summary(
         _ => plan.load.arrival.describe(),
     };
     let ours = serde_json::to_value(r.report(r.status(), arrival, None))?;
-    let full = summary_json::build(&info, &r.summary, &pct, None, ours.clone());
+    let mut full = summary_json::build(&info, &r.summary, &pct, None, ours.clone());
+    summary_json::add_ramp(&mut full, plan.load.arrival);
     std::fs::write(out.summary_json(), serde_json::to_vec_pretty(&full)?)?;
     if a.save_result {
         let name = a.result_filename.clone().unwrap_or_else(|| {
@@ -561,7 +566,8 @@ fn write_summary(
         } else {
             None
         };
-        let v = summary_json::build(&info, &r.summary, &pct, full_records.as_deref(), ours);
+        let mut v = summary_json::build(&info, &r.summary, &pct, full_records.as_deref(), ours);
+        summary_json::add_ramp(&mut v, plan.load.arrival);
         std::fs::write(&path, serde_json::to_vec_pretty(&v)?)
             .with_context(|| format!("cannot write `{}`", path.display()))?;
         eprintln!("saved vLLM-format result: {}", path.display());

@@ -59,6 +59,11 @@ fn replay(url: &str, start_s: f64, end_s: f64, speed: f64, name: &str) -> (f64, 
         .collect();
     assert!(want.len() >= 20, "a window of {} requests", want.len());
     assert_accounted(&dir, want.len() as u64);
+    // vLLM's `num_prompts` is the window's, not the flag's default
+    assert_eq!(
+        summary(&dir)["num_prompts"].as_u64(),
+        Some(want.len() as u64)
+    );
     let mut recs = records(&dir);
     recs.sort_by_key(|r| r["id"].as_u64().unwrap());
     let mut errors = Vec::new();
@@ -134,6 +139,12 @@ fn a_ramp_sends_at_its_end_rate_at_the_end() {
             r.stderr
         );
         assert_accounted(&dir, n as u64);
+        // vLLM's keys of a ramp, beside `request_rate: inf`
+        let s = summary(&dir);
+        assert_eq!(s["ramp_up_strategy"], "linear");
+        assert_eq!(s["ramp_up_start_rps"], 20.0);
+        assert_eq!(s["ramp_up_end_rps"], 200.0);
+        assert_eq!(s["request_rate"], "inf");
         let mut t: Vec<f64> = records(&dir)
             .iter()
             .map(|r| r["t_intended_ns"].as_f64().unwrap() / 1e9)
