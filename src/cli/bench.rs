@@ -36,6 +36,11 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
             a.endpoint
         )
     })?;
+    if a.dataset_name == DatasetName::MultiTurn && endpoint == Api::Completions {
+        bail!(
+            "`--dataset-name multi_turn` sends conversations, which need the chat endpoint\nhint: add `--endpoint /v1/chat/completions`"
+        );
+    }
     if a.client_threads == 0 {
         bail!("`--client-threads 0`: need at least one thread");
     }
@@ -56,7 +61,11 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
         ignore_eos: if a.no_ignore_eos {
             false
         } else {
-            a.ignore_eos || matches!(a.dataset_name, DatasetName::Random | DatasetName::Trace)
+            a.ignore_eos
+                || matches!(
+                    a.dataset_name,
+                    DatasetName::Random | DatasetName::Trace | DatasetName::MultiTurn
+                )
         },
         extra: extra_body(a)?,
     })
@@ -129,6 +138,7 @@ fn load_plan(a: &BenchArgs) -> Result<LoadPlan> {
         request_timeout: Duration::from_secs_f64(a.request_timeout),
         drain: a.duration.map(|_| Duration::from_secs_f64(a.drain_timeout)),
         trace,
+        think_time_s: a.multi_turn_think_time,
     };
     Ok(load)
 }
@@ -282,6 +292,10 @@ fn prompts(a: &BenchArgs) -> Result<PromptSpec> {
             output_len: a.sharegpt_output_len,
         },
         DatasetName::Jsonl => Dataset::Jsonl { path: need_path()? },
+        DatasetName::MultiTurn => Dataset::MultiTurn {
+            turns: a.multi_turn_turns,
+            input_len: a.random_input_len,
+        },
         DatasetName::Trace => Dataset::Trace {
             path: need_path()?,
             block_size: a.trace_block_size,
@@ -438,6 +452,7 @@ async fn run_async(
         label: String::new(),
         client_threads: a.client_threads,
         health_probe: (a.health_probe > 0.0).then(|| Duration::from_secs_f64(a.health_probe)),
+        turns: plan.prompts.turns(),
         metrics_interval: None,
         gpu: false,
         exact_tokenizer: !tok.is_built_in(),

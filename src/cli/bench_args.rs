@@ -13,6 +13,10 @@ pub enum DatasetName {
     Jsonl,
     /// A timestamped JSON-lines trace, replayed on its own schedule (docs/trace-format.md).
     Trace,
+    /// Chat conversations of `--multi-turn-turns` requests, each carrying the history so
+    /// far; `--num-prompts` and `--request-rate` count conversations.
+    #[value(name = "multi_turn")]
+    MultiTurn,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -126,6 +130,13 @@ pub struct BenchArgs {
     /// Tokens one `hash_ids` entry stands for (Mooncake's traces: 512).
     #[arg(long, default_value_t = crate::workload::trace::DEFAULT_BLOCK_SIZE)]
     pub trace_block_size: u32,
+    /// multi_turn: requests per conversation (each new question `--random-input-len`
+    /// tokens, each answer `--random-output-len`).
+    #[arg(long, default_value_t = 4, value_name = "K")]
+    pub multi_turn_turns: u32,
+    /// multi_turn: pause between an answer's end and the conversation's next question.
+    #[arg(long, value_name = "SECS", value_parser = cli_number(fields::SECS0), default_value_t = 0.0)]
+    pub multi_turn_think_time: f64,
 
     // --- ramp-up (vLLM's flags): a one-run saturation probe
     /// Move the rate from `--ramp-up-start-rps` to `--ramp-up-end-rps` by request index

@@ -154,6 +154,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             request_timeout: Duration::from_secs(30),
             drain: Some(Duration::from_secs(5)),
             trace: None,
+            think_time_s: 0.0,
         };
         std::fs::create_dir_all(&scratch.0)?;
         let (_tx, rx) = tokio::sync::watch::channel(false);
@@ -170,6 +171,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             label: String::new(),
             client_threads: a.client_threads,
             health_probe: None,
+            turns: 1,
             metrics_interval: None,
             gpu: false,
             exact_tokenizer: false,

@@ -95,6 +95,10 @@ fn describe_plan(p: &CellPlan) -> (String, String, String, Option<String>) {
         Dataset::ShareGpt { path, .. } => format!("sharegpt `{}`", path.display()),
         Dataset::Jsonl { path } => format!("jsonl `{}`", path.display()),
         Dataset::Trace { path, .. } => format!("trace `{}`", path.display()),
+        Dataset::MultiTurn { turns, input_len } => format!(
+            "multi-turn chats: {turns} turns of {input_len} tokens in / {} out, each carrying the conversation so far ({} s think time)",
+            w.prompts.output_len, p.load.think_time_s
+        ),
     };
     let l = &p.load;
     let load = match l.stop {

@@ -584,6 +584,7 @@ async fn run_one(
         ),
         client_threads: a.client_threads,
         health_probe: cell.plan.server.health_probe,
+        turns: cell.plan.workload.prompts.turns(),
         metrics_interval: Some(cell.plan.monitor.metrics_interval),
         gpu: cell.plan.monitor.gpu,
         exact_tokenizer: !tok.is_built_in(),

@@ -125,6 +125,8 @@ pub struct LoadPlan {
     pub drain: Option<Duration>,
     /// `Arrival::Trace`: the trace file and the window whose offsets are the schedule.
     pub trace: Option<TraceWindow>,
+    /// Multi-turn: the pause between a turn's end and the conversation's next turn.
+    pub think_time_s: f64,
 }
 
 /// The window `[start_s, end_s)` of a trace file, in trace seconds.
@@ -298,6 +300,10 @@ fn workload(r: &Reader) -> Result<WorkloadPlan> {
             range_ratio: r.f64("range_ratio")?,
             prefix_len: r.u64("prefix_len")? as u32,
         },
+        "multi_turn" => Dataset::MultiTurn {
+            turns: r.u64("turns")? as u32,
+            input_len: r.u64("input_len")? as u32,
+        },
         "sharegpt" => Dataset::ShareGpt {
             path: path()?,
             output_len: None,
@@ -311,11 +317,16 @@ fn workload(r: &Reader) -> Result<WorkloadPlan> {
         },
         other => bail!("unknown dataset `{other}`"),
     };
-    let endpoint = r.str("endpoint")?;
+    let endpoint = match (r.str("endpoint")?, &dataset) {
+        (e, Dataset::MultiTurn { .. }) if Api::parse(e) == Some(Api::Completions) => bail!(
+            "`dataset: multi_turn` sends conversations, which need the chat endpoint\nhint: set `workload.endpoint: /v1/chat/completions`"
+        ),
+        (e, _) => Api::parse(e).with_context(|| format!("unknown endpoint `{e}`"))?,
+    };
     Ok(WorkloadPlan {
         ignore_eos: r.opt_bool("ignore_eos").unwrap_or(matches!(
             dataset,
-            Dataset::Random { .. } | Dataset::Trace { .. }
+            Dataset::Random { .. } | Dataset::Trace { .. } | Dataset::MultiTurn { .. }
         )),
         prompts: PromptSpec {
             dataset,
@@ -323,7 +334,7 @@ fn workload(r: &Reader) -> Result<WorkloadPlan> {
             num_prompts: r.u64("num_prompts")? as usize,
             seed: r.u64("seed")?,
         },
-        endpoint: Api::parse(endpoint).with_context(|| format!("unknown endpoint `{endpoint}`"))?,
+        endpoint,
         temperature: r.opt_f64("temperature"),
         continuous_usage_stats: r.bool("continuous_usage_stats")?,
     })
@@ -359,6 +370,7 @@ fn load(r: &Reader) -> Result<LoadPlan> {
             None => None,
         },
         trace,
+        think_time_s: r.f64("think_time_s")?,
     })
 }
 

@@ -306,10 +306,10 @@ pub const SECTIONS: &[Section] = &[
         fields: &[
             f(
                 "dataset",
-                Kind::Enum(&["random", "sharegpt", "jsonl", "trace"]),
+                Kind::Enum(&["random", "sharegpt", "jsonl", "trace", "multi_turn"]),
                 Some("random"),
                 false,
-                "random (exact token lengths), sharegpt or jsonl (local files), trace (a timestamped trace replayed on its own schedule)",
+                "random (exact token lengths), sharegpt or jsonl (local files), trace (a timestamped trace replayed on its own schedule), multi_turn (chat conversations, each turn carrying the history so far)",
             ),
             f(
                 "dataset_path",
@@ -387,6 +387,20 @@ pub const SECTIONS: &[Section] = &[
                 Some("512"),
                 false,
                 "trace: tokens one `hash_ids` entry stands for (Mooncake: 512)",
+            ),
+            f(
+                "turns",
+                Kind::Int(1),
+                Some("4"),
+                true,
+                "multi_turn: requests per conversation; turn k sends the k earlier questions and answers and a new question of input_len tokens (num_prompts, request_rate and requests count conversations)",
+            ),
+            f(
+                "think_time_s",
+                SECS0,
+                Some("0"),
+                true,
+                "multi_turn: pause between an answer's end and the conversation's next question",
             ),
         ],
     },

@@ -39,6 +39,8 @@ pub struct CellSpec<'a> {
     pub client_threads: usize,
     /// Probe `/health` this often during the cell (`runner::watchdog`); `None`: never.
     pub health_probe: Option<Duration>,
+    /// Requests per schedule entry: a conversation's turns (`PromptSpec::turns`), else 1.
+    pub turns: u32,
     /// Scrape `/metrics` at this interval (`None`: no monitors, as in `bench`).
     pub metrics_interval: Option<Duration>,
     pub gpu: bool,
@@ -143,6 +145,8 @@ pub async fn run_cell(
         quiet: c.quiet,
         label: c.label.clone(),
         health_probe: c.health_probe.map(|every| (c.endpoints.to_vec(), every)),
+        turns: c.turns,
+        think: Duration::from_secs_f64(c.load.think_time_s),
     };
     let before = ProcessUsage::now();
     let rss_before = current_rss_bytes();

@@ -2,12 +2,13 @@
 //!
 //! `random` builds prompts of exact token lengths under the tokenizer in use, `sharegpt`
 //! and `jsonl` read local files, `trace` a timestamped trace (prompts here, its send times
-//! in `LoadPlan::schedule`). `body` turns a prompt into the request bytes for an
+//! in `LoadPlan::schedule`), `sessions` multi-turn conversations. `body` turns a prompt into the request bytes for an
 //! endpoint, once, before the run: the hot path sends prepared bytes.
 
 pub mod body;
 pub mod files;
 pub mod random;
+pub mod sessions;
 pub mod trace;
 
 use loadtest_base::Tokenizer;
@@ -15,7 +16,11 @@ use loadtest_base::Tokenizer;
 /// One prompt and its expected generation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prompt {
+    /// The request's (last) user message.
     pub text: String,
+    /// A later turn of a conversation: the messages before `text`, alternately the user's
+    /// and the assistant's (`sessions`); empty for a single-turn prompt.
+    pub history: Vec<String>,
     /// Prompt tokens as the server will count them (special tokens included).
     pub input_tokens: u32,
     /// `max_tokens` to request.
@@ -47,6 +52,9 @@ pub enum Dataset {
     },
     /// `{"prompt": …, "output_len": …}` per line.
     Jsonl { path: std::path::PathBuf },
+    /// Conversations of `turns` chat requests, each carrying the history so far
+    /// (`workload::sessions`); `num_prompts` counts conversations.
+    MultiTurn { turns: u32, input_len: u32 },
     /// A timestamped trace's requests in `[start_s, end_s)` (`workload::trace`).
     Trace {
         path: std::path::PathBuf,
@@ -67,6 +75,14 @@ pub struct PromptSpec {
 }
 
 impl PromptSpec {
+    /// Requests per schedule entry: the turns of a conversation, else 1.
+    pub fn turns(&self) -> u32 {
+        match self.dataset {
+            Dataset::MultiTurn { turns, .. } => turns,
+            _ => 1,
+        }
+    }
+
     /// What makes two cells' prompts the same (a run builds each set once).
     pub fn key(&self) -> String {
         format!("{self:?}")
@@ -96,6 +112,17 @@ impl PromptSpec {
                 files::sharegpt(path, n, *output_len, self.seed, tok)
             }
             Dataset::Jsonl { path } => files::jsonl(path, n, self.output_len, tok),
+            Dataset::MultiTurn { turns, input_len } => sessions::build(
+                &sessions::SessionSpec {
+                    conversations: n,
+                    turns: *turns,
+                    input_len: *input_len,
+                    output_len: self.output_len,
+                    seed: self.seed,
+                },
+                tok,
+                stop,
+            ),
             Dataset::Trace {
                 path,
                 block_size,

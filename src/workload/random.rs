@@ -108,6 +108,7 @@ pub fn generate_until(
         }
         prompts.push(Prompt {
             text,
+            history: Vec::new(),
             input_tokens: got + special,
             output_tokens: output,
         });

@@ -277,6 +277,7 @@ pub fn prompts(
         };
         out.push(Prompt {
             text,
+            history: Vec::new(),
             input_tokens,
             output_tokens,
         });

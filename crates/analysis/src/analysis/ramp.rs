@@ -157,6 +157,7 @@ mod tests {
             finish_reason: None,
             error: None,
             resent: 0,
+            turn: None,
         }
     }
 
