@@ -187,6 +187,7 @@ fn virtual_cells(
                         min_tokens: 0,
                         ignore_eos: true,
                         pinned_rank: None,
+                        block_hashes: Default::default(),
                     })
                     .collect();
             let cfg = VirtualConfig {
@@ -392,6 +393,7 @@ fn example_figures(example: &str, overrides: &[&str]) -> ((f64, f64, bool), (f64
             min_tokens: 0,
             ignore_eos: true,
             pinned_rank: None,
+            block_hashes: Default::default(),
         })
         .collect();
     let Launcher::Sim { profile } = &p.server.launcher else {

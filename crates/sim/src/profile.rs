@@ -36,6 +36,14 @@ pub struct Profile {
     /// Longest prompt + output accepted (vLLM's `max_model_len`).
     #[serde(default = "default_max_model_len")]
     pub max_model_len: u32,
+    /// Reuse the KV of cached full prompt blocks (vLLM V1's automatic prefix caching, on by
+    /// default there too).
+    #[serde(default = "default_true")]
+    pub enable_prefix_caching: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_eos_mean() -> f64 {
@@ -65,6 +73,7 @@ impl Profile {
             jitter: 0.0,
             eos_mean_tokens: default_eos_mean(),
             max_model_len: default_max_model_len(),
+            enable_prefix_caching: true,
         }
     }
 
