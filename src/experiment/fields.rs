@@ -138,6 +138,8 @@ pub fn cli_number(kind: Kind) -> impl Fn(&str) -> Result<f64, String> + Clone + 
 
 pub const LAUNCHERS: &[&str] = &["sim", "external", "command", "compose"];
 
+pub const DATASETS: &[&str] = &["random", "prefix_repetition", "sharegpt", "jsonl"];
+
 pub const SECTIONS: &[Section] = &[
     Section {
         name: "server",
@@ -243,6 +245,13 @@ pub const SECTIONS: &[Section] = &[
                 "the engine's token budget per step",
             ),
             f(
+                "enable_prefix_caching",
+                Kind::Bool,
+                None,
+                true,
+                "sim: reuse cached KV blocks of shared prefixes (default on, as vLLM V1); command/compose: the {enable_prefix_caching} placeholder",
+            ),
+            f(
                 "api_server_count",
                 Kind::Int(1),
                 None,
@@ -257,10 +266,10 @@ pub const SECTIONS: &[Section] = &[
         fields: &[
             f(
                 "dataset",
-                Kind::Enum(&["random", "sharegpt", "jsonl"]),
+                Kind::Enum(DATASETS),
                 Some("random"),
                 false,
-                "random (exact token lengths), sharegpt or jsonl (local files)",
+                "random (exact token lengths), prefix_repetition (groups of prompts sharing a prefix), sharegpt or jsonl (local files)",
             ),
             f(
                 "dataset_path",
@@ -281,7 +290,7 @@ pub const SECTIONS: &[Section] = &[
                 Kind::Int(1),
                 Some("256"),
                 true,
-                "random (and jsonl lines without one): output tokens",
+                "random, prefix_repetition (and jsonl lines without one): output tokens",
             ),
             f(
                 "range_ratio",
@@ -295,7 +304,21 @@ pub const SECTIONS: &[Section] = &[
                 Kind::Int(0),
                 Some("0"),
                 true,
-                "random: tokens of a prefix shared by every prompt",
+                "random: tokens of a prefix shared by every prompt; prefix_repetition: tokens shared by the prompts of a group",
+            ),
+            f(
+                "suffix_len",
+                Kind::Int(1),
+                Some("256"),
+                true,
+                "prefix_repetition: tokens of each prompt's own after its group's prefix",
+            ),
+            f(
+                "num_prefixes",
+                Kind::Int(1),
+                Some("10"),
+                true,
+                "prefix_repetition: groups of prompts, each with its own prefix",
             ),
             f(
                 "num_prompts",

@@ -22,7 +22,7 @@ pub struct RandomSpec {
 }
 
 /// Correction rounds per prompt before accepting the closest length.
-const MAX_ROUNDS: usize = 16;
+pub(super) const MAX_ROUNDS: usize = 16;
 
 /// The error of a build that `stop()` ended.
 pub const INTERRUPTED: &str = "interrupted while building prompts";
@@ -124,7 +124,7 @@ pub fn generate_until(
 
 /// Text that starts with `prefix` and encodes to exactly `target` tokens (or as close as
 /// `MAX_ROUNDS` corrections get), and its token count.
-fn exact_text(
+pub(super) fn exact_text(
     rng: &mut Rng,
     tok: &Tokenizer,
     vocab: &[u32],
