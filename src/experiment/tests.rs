@@ -443,3 +443,12 @@ fn prefix_repetition_fields_out_of_place_are_errors_with_their_line() {
         "{e}"
     );
 }
+
+#[test]
+fn the_prefix_cache_example_plans_caching_on_and_off_over_two_group_counts() {
+    let p = cell_plans(include_str!("../../examples/prefix-cache.yaml"));
+    assert_eq!(p.len(), 4);
+    assert!(p.iter().all(|c| c.server.reset_prefix_cache));
+    let on_off: Vec<Option<bool>> = p.iter().map(|c| c.server.enable_prefix_caching).collect();
+    assert_eq!(on_off, [Some(true), Some(true), Some(false), Some(false)]);
+}

@@ -54,31 +54,30 @@ impl ServerStats {
 /// series of that name was scraped near the window.
 pub fn counter_delta(rows: &[MetricRow], name: &str, from_ns: u64, to_ns: u64) -> Option<f64> {
     use std::collections::BTreeMap;
-    type Key = (u32, Option<String>, String);
-    // per series: (latest at or before `from`, earliest after it); (earliest at or after
-    // `to`, latest before it), each as (t, value)
-    let mut start: BTreeMap<Key, (Option<(u64, f64)>, Option<(u64, f64)>)> = BTreeMap::new();
-    let mut end: BTreeMap<Key, (Option<(u64, f64)>, Option<(u64, f64)>)> = BTreeMap::new();
+    /// A series: endpoint, engine, other labels.
+    type Series<'a> = (u32, Option<&'a str>, &'a str);
+    // each series' samples in time order
+    let mut series: BTreeMap<Series, Vec<(u64, f64)>> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.name == name) {
-        let k = (r.endpoint, r.engine.clone(), r.labels.clone());
-        let v = (r.t_ns, r.value);
-        let s = start.entry(k.clone()).or_default();
-        if r.t_ns <= from_ns {
-            s.0 = Some(s.0.map_or(v, |o| if v.0 >= o.0 { v } else { o }));
-        } else if r.t_ns <= to_ns {
-            s.1 = Some(s.1.map_or(v, |o| if v.0 < o.0 { v } else { o }));
-        }
-        let e = end.entry(k).or_default();
-        if r.t_ns >= to_ns {
-            e.0 = Some(e.0.map_or(v, |o| if v.0 < o.0 { v } else { o }));
-        } else if r.t_ns >= from_ns {
-            e.1 = Some(e.1.map_or(v, |o| if v.0 >= o.0 { v } else { o }));
-        }
+        series
+            .entry((r.endpoint, r.engine.as_deref(), r.labels.as_str()))
+            .or_default()
+            .push((r.t_ns, r.value));
     }
     let mut total = None;
-    for (k, (before, inside)) in &start {
-        let (after, last) = end[k];
-        if let (Some(a), Some(b)) = (before.or(*inside), after.or(last))
+    for samples in series.values_mut() {
+        samples.sort_by_key(|s| s.0);
+        let inside = |s: &&(u64, f64)| s.0 >= from_ns && s.0 <= to_ns;
+        let first = samples
+            .iter()
+            .rev()
+            .find(|s| s.0 <= from_ns)
+            .or_else(|| samples.iter().find(inside));
+        let last = samples
+            .iter()
+            .find(|s| s.0 >= to_ns)
+            .or_else(|| samples.iter().rev().find(inside));
+        if let (Some(a), Some(b)) = (first, last)
             && b.0 >= a.0
         {
             *total.get_or_insert(0.0) += b.1 - a.1;
