@@ -111,6 +111,9 @@ impl Profile {
                 max_num_batched_tokens: 1 << 30,
                 num_gpu_blocks: 1 << 30,
                 front_end_latency_s: 0.0,
+                // prefill is free here, so a hit would change nothing but memory: with 2^30
+                // blocks nothing is ever evicted and every prompt block would stay cached
+                enable_prefix_caching: false,
                 ..d
             },
             _ => return None,
