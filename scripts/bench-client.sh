@@ -5,6 +5,8 @@
 #
 # Usage: scripts/bench-client.sh [RATES...]    (default: 500 1000 2000 3000 4000 5000)
 # Env:   DURATION=5  OUT_LEN=64  IN_LEN=32  PORT=18765  BIN=target/release/vllm-loadtest
+#        TLS=1: the simulator serves https with a self-signed certificate made here by
+#        `openssl`, and the client trusts it with `--ca-cert` (the TLS ceiling)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/vllm-loadtest}
@@ -17,18 +19,31 @@ RATES=("$@")
 [ -x "$BIN" ] || cargo build --release
 WORK=$(mktemp -d /tmp/bench-client.XXXXXX)
 
-taskset -c 1 "$BIN" sim --profile zero --port "$PORT" --served-model-name m 2> "$WORK/sim.log" &
+SCHEME=http
+SIM_TLS=()
+CLIENT_TLS=()
+if [ "${TLS:-0}" = 1 ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -addext basicConstraints=critical,CA:FALSE \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2> /dev/null
+  SCHEME=https
+  SIM_TLS=(--tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem")
+  CLIENT_TLS=(--ca-cert "$WORK/cert.pem")
+fi
+
+taskset -c 1 "$BIN" sim --profile zero --port "$PORT" --served-model-name m "${SIM_TLS[@]}" 2> "$WORK/sim.log" &
 SIM=$!
 trap 'kill "$SIM" 2>/dev/null; wait "$SIM" 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
+  curl -sfk "$SCHEME://127.0.0.1:$PORT/health" >/dev/null && break
   sleep 0.1
 done
 
 printf '%-8s %-10s %-10s %-10s %-12s %-9s %-9s %-10s %s\n' rate achieved ttft_p50 ttft_p99 sendlag_p99 cpu% rss_MB B/request pacer_rt
 for r in "${RATES[@]}"; do
   out="$WORK/r$r"
-  taskset -c 0 "$BIN" bench --base-url "http://127.0.0.1:$PORT" --model m \
+  taskset -c 0 "$BIN" bench --base-url "$SCHEME://127.0.0.1:$PORT" --model m "${CLIENT_TLS[@]}" \
     --random-input-len "$IN_LEN" --random-output-len "$OUT_LEN" --num-prompts 1000 \
     --request-rate "$r" --duration "$DURATION" --quiet --output-dir "$out" > /dev/null 2> "$out.err" || true
   python3 - "$out/summary.json" "$r" <<'PY'

@@ -1,6 +1,7 @@
-//! Secrets never reach a file, a log line or an error: `server.env` values (API keys, Hugging
-//! Face tokens) and credentials in a URL are replaced by [`REDACTED`] wherever the tool
-//! writes what it was given. One home, so every writer redacts the same way.
+//! Secrets never reach a file, a log line or an error: `server.env` and `server.headers`
+//! values (API keys, Hugging Face tokens, gateway tokens) and credentials in a URL are
+//! replaced by [`REDACTED`] wherever the tool writes what it was given. One home, so every
+//! writer redacts the same way. (`server.header_env` holds variable *names*, kept.)
 //!
 //! A saved experiment keeps the names of `server.env` but not their values; resuming it
 //! takes each redacted value from the environment variable of the same name.
@@ -25,22 +26,28 @@ pub fn redact_document(doc: &Value) -> Value {
             }
         }
     }
-    if let Some(env) = doc
-        .get_mut("server")
-        .and_then(|s| s.get_mut("env"))
-        .and_then(Value::as_mapping_mut)
-    {
-        for (_, v) in env.iter_mut() {
-            *v = Value::String(REDACTED.into());
+    for map in SECRET_MAPS {
+        if let Some(m) = doc
+            .get_mut("server")
+            .and_then(|s| s.get_mut(*map))
+            .and_then(Value::as_mapping_mut)
+        {
+            for (_, v) in m.iter_mut() {
+                *v = Value::String(REDACTED.into());
+            }
         }
     }
     doc
 }
 
-/// A parameter value as it may be written: `env` values redacted, the rest as it is.
+/// Mappings whose values may be secrets: names kept, values redacted.
+const SECRET_MAPS: &[&str] = &["env", "headers"];
+
+/// A parameter value as it may be written: `env` and `headers` values redacted, the rest
+/// as it is.
 pub fn redact_param(name: &str, v: &Value) -> Value {
     match (name, v.as_mapping()) {
-        ("env", Some(m)) => Value::Mapping(
+        (n, Some(m)) if SECRET_MAPS.contains(&n) => Value::Mapping(
             m.iter()
                 .map(|(k, _)| (k.clone(), Value::String(REDACTED.into())))
                 .collect(),
@@ -68,12 +75,22 @@ mod tests {
     #[test]
     fn env_values_and_url_credentials_are_redacted() {
         let doc: Value =
-            serde_yaml::from_str("name: x\nserver:\n  env:\n    HF_TOKEN: hf_secret\n    N: 3\n")
+            serde_yaml::from_str("name: x\nserver:\n  env:\n    HF_TOKEN: hf_secret\n    N: 3\n  headers:\n    X-Gw-Key: gw_secret\n")
                 .unwrap();
         let text = serde_yaml::to_string(&redact_document(&doc)).unwrap();
         assert!(
             !text.contains("hf_secret") && text.contains("HF_TOKEN"),
             "{text}"
+        );
+        assert!(
+            !text.contains("gw_secret") && text.contains("X-Gw-Key"),
+            "{text}"
+        );
+        let v: Value = serde_yaml::from_str("{X-A: s3cret}").unwrap();
+        assert!(
+            !serde_yaml::to_string(&redact_param("headers", &v))
+                .unwrap()
+                .contains("s3cret")
         );
         assert_eq!(
             redact_url("http://me:sk-123@gw.example:8443/v1"),

@@ -4,7 +4,7 @@
 use super::bench_args::{ArrivalKind, BenchArgs, DatasetName};
 use crate::client::{self, BaseUrl};
 use crate::experiment::cell_plan::LoadPlan;
-use crate::runner::cell::{CellResult, CellSpec, Endpoint, run_cell};
+use crate::runner::cell::{CellResult, CellSpec, run_cell};
 use crate::store::layout::CellDir;
 use crate::store::{self, summary_json};
 use crate::workload::body::{BodyOptions, Endpoint as Api};
@@ -275,16 +275,19 @@ async fn run_async(
     url: &BaseUrl,
     interrupt: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
-    let addr = url.resolve().await?;
+    let access = client::Access::new(a.tls_options(), &a.header_spec())?;
+    let server = access.reach(url).await?;
     let model = match &a.model {
         Some(m) => m.clone(),
-        None => client::get::first_model(addr, &url.authority, &url.prefix).await.map_err(|e| {
-            anyhow::anyhow!(
-                "{e:#}\nhint: is the server running at `{url}`? start it first, check `--base-url`, or try `--sim` for the built-in simulated vLLM"
-            )
+        None => client::get::first_model(&server).await.map_err(|e| {
+            let hint = if client::tls::is_handshake_verdict(&e) {
+                ""
+            } else {
+                "\nhint: is the server running at `{url}`? start it first, check `--base-url`, or try `--sim` for the built-in simulated vLLM"
+            };
+            anyhow::anyhow!("{e:#}{}", hint.replace("{url}", &url.to_string()))
         })?,
     };
-    let api_key = std::env::var(&a.api_key_env).ok().filter(|k| !k.is_empty());
     let opts = BodyOptions {
         endpoint: plan.endpoint,
         model: model.clone(),
@@ -331,15 +334,20 @@ async fn run_async(
     if let Some(w) = super::calibrate::warn_if_near_ceiling(rate, out_len) {
         eprintln!("warning: {w}");
     }
-    let endpoints = [Endpoint {
-        url: url.clone(),
-        addr,
-    }];
+    if server.connector.is_tls() {
+        // a certificate problem is one clear error before the run (also when `--model`
+        // skipped the models lookup), not a failed record per request
+        server
+            .connector
+            .connect(Duration::from_secs_f64(a.connect_timeout))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let endpoints = [server];
     let cell = CellSpec {
         endpoints: &endpoints,
         prompts: &workload.prompts,
         body: &opts,
-        api_key: api_key.as_deref(),
         load: &plan.load,
         schedule,
         connect_timeout: Duration::from_secs_f64(a.connect_timeout),
@@ -348,6 +356,7 @@ async fn run_async(
         quiet: a.quiet,
         label: String::new(),
         client_threads: a.client_threads,
+        health_probe: (a.health_probe > 0.0).then(|| Duration::from_secs_f64(a.health_probe)),
         metrics_interval: None,
         gpu: false,
         exact_tokenizer: !tok.is_built_in(),
@@ -405,10 +414,11 @@ fn how_it_ended(r: &CellResult, out: &CellDir) -> Result<()> {
         ))
         .into());
     }
-    if let Some(t) = r.server_lost_at_s {
+    if let Some(lost) = &r.server_lost {
         return Err(super::Ended::ServerFailed(format!(
-            "the server stopped accepting connections at {t:.1} s ({} refused in a row): sending stopped; results in `{}`",
-            crate::runner::load_point::SERVER_LOST_AFTER,
+            "server lost at {:.1} s: {}; sending stopped; results in `{}`",
+            lost.at_s,
+            lost.why,
             out.root().display()
         ))
         .into());

@@ -1,5 +1,7 @@
 //! Flags of `vllm-loadtest bench`.
 
+use crate::client::headers::{self, HeaderSpec};
+use crate::client::tls::TlsOptions;
 use crate::experiment::fields::{self, cli_number};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -25,7 +27,7 @@ pub enum ArrivalKind {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     // --- target
-    /// Server base URL (plain http).
+    /// Server base URL: `http://HOST:PORT` or `https://HOST[:PORT]` (a `/v1` suffix is dropped).
     #[arg(long, default_value = "http://127.0.0.1:8000", conflicts_with = "sim")]
     pub base_url: String,
     /// Run against the built-in simulated vLLM (in-process, free loopback port) with this
@@ -44,9 +46,27 @@ pub struct BenchArgs {
     /// A `tokenizer.json`, or a folder holding one (default: built-in approximation).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// Environment variable holding the API key (sent as a Bearer token, never stored).
-    #[arg(long, default_value = "OPENAI_API_KEY", value_name = "NAME")]
+    /// Environment variable holding the API key, sent as `Authorization: Bearer` (never
+    /// stored); unset or empty: no key.
+    #[arg(long, default_value = headers::DEFAULT_API_KEY_ENV, value_name = "NAME")]
     pub api_key_env: String,
+    /// A header every request carries, `'Name: value'` (repeatable): gateway routing,
+    /// tenants. Values are never written to results; for a secret use `--header-env`.
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = headers::parse_flag)]
+    pub headers: Vec<(String, String)>,
+    /// A header whose value is read from an environment variable, `'Name: VAR'` (repeatable).
+    #[arg(long = "header-env", value_name = "NAME: VAR", value_parser = headers::parse_flag)]
+    pub header_env: Vec<(String, String)>,
+    /// Probe `GET /health` this often during the run (seconds; 0: never): 3 failed probes
+    /// in a row with no request completing meanwhile mark the server lost (hung).
+    #[arg(long, value_name = "SECS", value_parser = cli_number(fields::SECS0), default_value_t = 5.0)]
+    pub health_probe: f64,
+    /// https: a PEM file of CA certificates to trust besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// https: do not check the server's certificate (a test server). Warned about.
+    #[arg(long, conflicts_with = "ca_cert")]
+    pub insecure: bool,
 
     // --- workload
     #[arg(long, value_enum, default_value = "random")]
@@ -166,4 +186,21 @@ pub struct BenchArgs {
     /// No progress line.
     #[arg(long, alias = "disable-tqdm")]
     pub quiet: bool,
+}
+
+impl BenchArgs {
+    pub fn tls_options(&self) -> TlsOptions {
+        TlsOptions {
+            ca_cert: self.ca_cert.clone(),
+            insecure: self.insecure,
+        }
+    }
+
+    pub fn header_spec(&self) -> HeaderSpec {
+        HeaderSpec {
+            api_key_env: self.api_key_env.clone(),
+            literal: self.headers.clone(),
+            from_env: self.header_env.clone(),
+        }
+    }
 }

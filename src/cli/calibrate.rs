@@ -2,9 +2,9 @@
 //! `zero` simulator (a server that answers at once), so `bench` and `run` can warn before a
 //! load the client itself could not keep up with.
 
-use crate::client::BaseUrl;
+use crate::client::{Access, BaseUrl};
 use crate::experiment::cell_plan::LoadPlan;
-use crate::runner::cell::{CellResult, CellSpec, Endpoint, run_cell};
+use crate::runner::cell::{CellResult, CellSpec, run_cell};
 use crate::store::layout::CellDir;
 use crate::workload::body::{BodyOptions, Endpoint as Api};
 use crate::workload::random;
@@ -115,10 +115,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
     )?;
     let rt = super::client_runtime(a.client_threads)?;
     let url = BaseUrl::parse(&format!("http://{}", sim.addr()))?;
-    let endpoints = [Endpoint {
-        addr: sim.addr(),
-        url,
-    }];
+    let endpoints = [Access::plain().at(&url, sim.addr())?];
     let body = BodyOptions {
         endpoint: Api::Completions,
         model: "calibrate".into(),
@@ -163,7 +160,6 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             endpoints: &endpoints,
             prompts: &wl.prompts,
             body: &body,
-            api_key: None,
             load: &load,
             schedule: load.schedule(0),
             connect_timeout: Duration::from_secs(5),
@@ -172,6 +168,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             quiet: true,
             label: String::new(),
             client_threads: a.client_threads,
+            health_probe: None,
             metrics_interval: None,
             gpu: false,
             exact_tokenizer: false,

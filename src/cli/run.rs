@@ -3,10 +3,10 @@
 //! stored under `results/<experiment>/<timestamp>/`, resumable when interrupted.
 
 use super::signals::interrupt_on_signals;
-use crate::client::{BaseUrl, get};
+use crate::client::{self, Access, BaseUrl, get};
 use crate::experiment::{self, Cell, Experiment, Plan};
 use crate::launcher;
-use crate::runner::cell::{CellResult, CellSpec, Endpoint, run_cell};
+use crate::runner::cell::{CellResult, CellSpec, run_cell};
 use crate::store::cell_report::CellInfo;
 use crate::store::layout::{CellDir, RunDir};
 use crate::store::{manifest::Manifest, summary_json};
@@ -288,7 +288,7 @@ struct Session<'r> {
 /// A server configuration, up, and what its cells send to.
 struct Server {
     running: launcher::Running,
-    endpoints: Vec<Endpoint>,
+    endpoints: Vec<client::Server>,
     model: String,
 }
 
@@ -347,21 +347,20 @@ impl Session<'_> {
         let log = self.dir.server_log(id)?;
         let plan = &first.plan.server;
         eprintln!("server `{id}`: starting ({})", plan.launcher.name());
+        let access = Access::new(plan.tls.clone(), &plan.headers)
+            .with_context(|| format!("server `{id}`"))?;
         let running = tokio::select! {
-            s = launcher::start(plan, first.plan.load.seed, &log) => s.with_context(|| format!("server `{id}` did not start"))?,
+            s = launcher::start(plan, first.plan.load.seed, &log, &access) => s.with_context(|| format!("server `{id}` did not start"))?,
             _ = self.interrupt.wait_for(|i| *i) => return Ok(None),
         };
         eprintln!("server `{id}`: up ({})", running.description);
-        let endpoints = resolve(&running.urls).await?;
+        let endpoints = reach(&access, &running.urls).await?;
         let version = server_version(&endpoints[0]).await;
         manifest.server_versions.push((id.to_string(), version));
         self.dir.write_manifest(manifest)?;
         let model = match &plan.model {
             Some(m) => m.clone(),
-            None => {
-                let ep = &endpoints[0];
-                get::first_model(ep.addr, &ep.url.authority, &ep.url.prefix).await?
-            }
+            None => get::first_model(&endpoints[0]).await?,
         };
         Ok(Some(Server {
             running,
@@ -474,21 +473,17 @@ enum RunEnd {
     ServerLost(String),
 }
 
-async fn resolve(urls: &[BaseUrl]) -> Result<Vec<Endpoint>> {
+async fn reach(access: &Access, urls: &[BaseUrl]) -> Result<Vec<client::Server>> {
     let mut out = Vec::new();
     for u in urls {
-        out.push(Endpoint {
-            addr: u.resolve().await?,
-            url: u.clone(),
-        });
+        out.push(access.reach(u).await?);
     }
     Ok(out)
 }
 
-async fn server_version(ep: &Endpoint) -> String {
+async fn server_version(ep: &client::Server) -> String {
     match get::request(
-        ep.addr,
-        &ep.url.authority,
+        ep,
         "GET",
         &ep.url.path("/version"),
         None,
@@ -505,11 +500,10 @@ async fn server_version(ep: &Endpoint) -> String {
     }
 }
 
-async fn reset_prefix_cache(endpoints: &[Endpoint]) {
+async fn reset_prefix_cache(endpoints: &[client::Server]) {
     for ep in endpoints {
         match get::request(
-            ep.addr,
-            &ep.url.authority,
+            ep,
             "POST",
             &ep.url.path("/reset_prefix_cache"),
             None,
@@ -550,7 +544,7 @@ fn workload_for(
 async fn run_one(
     a: &RunArgs,
     cell: &Cell,
-    endpoints: &[Endpoint],
+    endpoints: &[client::Server],
     model: &str,
     wl: &Workload,
     tok: &Tokenizer,
@@ -567,14 +561,10 @@ async fn run_one(
         continuous_usage: w.continuous_usage_stats,
         extra: None,
     };
-    let api_key = std::env::var("OPENAI_API_KEY")
-        .ok()
-        .filter(|k| !k.is_empty());
     let spec = CellSpec {
         endpoints,
         prompts: &wl.prompts,
         body: &body,
-        api_key: api_key.as_deref(),
         load,
         schedule: load.schedule(cell.repeat),
         connect_timeout: Duration::from_secs(10),
@@ -591,6 +581,7 @@ async fn run_one(
             }
         ),
         client_threads: a.client_threads,
+        health_probe: cell.plan.server.health_probe,
         metrics_interval: Some(cell.plan.monitor.metrics_interval),
         gpu: cell.plan.monitor.gpu,
         exact_tokenizer: !tok.is_built_in(),

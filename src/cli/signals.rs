@@ -59,7 +59,7 @@ async fn watch_signals(tx: watch::Sender<bool>, ready: std::sync::mpsc::Sender<b
     eprintln!(
         "\n{what} again: aborting{}",
         if killed > 0 {
-            format!(" (killed {killed} server process group(s))")
+            format!(" (killed {killed} server(s) we started)")
         } else {
             String::new()
         }

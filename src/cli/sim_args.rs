@@ -31,6 +31,12 @@ pub struct SimArgs {
     /// Model the API server's CPU: this many FIFO servers in front of the engines.
     #[arg(long)]
     pub api_server_count: Option<usize>,
+    /// Serve https with this certificate chain (PEM), as vLLM's `--ssl-certfile`.
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM), as vLLM's `--ssl-keyfile`.
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// Share of requests that fail on purpose.
     #[arg(long, default_value_t = 0.0)]
     pub fault_rate: f64,
@@ -134,6 +140,11 @@ impl SimArgs {
 /// `vllm-loadtest sim`: serve until Ctrl-C.
 pub fn run(a: SimArgs) -> Result<()> {
     let cfg = a.config()?;
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(vllm_sim::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -144,7 +155,7 @@ pub fn run(a: SimArgs) -> Result<()> {
         let addr = listener.local_addr()?;
         let p = &cfg.profile;
         eprintln!(
-            "simulated vLLM `{}` listening on http://{addr} ({} engine(s), profile `{}`: capacity {:.1} req/s per engine at 512 in / 256 out); Ctrl-C to stop",
+            "simulated vLLM `{}` listening on {scheme}://{addr} ({} engine(s), profile `{}`: capacity {:.1} req/s per engine at 512 in / 256 out); Ctrl-C to stop",
             cfg.model,
             cfg.dp,
             a.profile,
@@ -155,6 +166,6 @@ pub fn run(a: SimArgs) -> Result<()> {
             let _ = tokio::signal::ctrl_c().await;
             let _ = tx.send(true);
         });
-        vllm_sim::serve(listener, cfg, rx).await
+        vllm_sim::serve_with(listener, cfg, tls, rx).await
     })
 }

@@ -62,7 +62,7 @@ impl BodyReader {
     /// bytes are already in `buf[start..end]`.
     pub async fn read_all(
         &mut self,
-        stream: &mut tokio::net::TcpStream,
+        stream: &mut super::conn::Conn,
         buf: &mut [u8],
         start: usize,
         end: usize,

@@ -4,45 +4,50 @@
 //! response was read to the end. The pool never holds more than it was sized for (the
 //! concurrency), so it neither leaks sockets nor makes each request pay a handshake.
 
+use super::conn::{Conn, Connector};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 
 /// Servers close idle keep-alive connections (uvicorn, which vLLM runs on, after 5 s). A
 /// connection idle for longer than this is dropped rather than raced against that close.
 const MAX_IDLE: Duration = Duration::from_secs(4);
 
 pub struct Pool {
-    addr: SocketAddr,
+    connector: Connector,
     max_idle: usize,
-    idle: Mutex<Vec<(TcpStream, Instant)>>,
+    idle: Mutex<Vec<(Conn, Instant)>>,
 }
 
 /// A connection checked out of the pool, and whether it was opened for this request.
 pub struct Checkout {
-    pub stream: TcpStream,
+    pub stream: Conn,
     pub reused: bool,
 }
 
 impl Pool {
-    pub fn new(addr: SocketAddr, max_idle: usize) -> Self {
+    pub fn new(connector: Connector, max_idle: usize) -> Self {
         Self {
-            addr,
+            connector,
             max_idle: max_idle.max(1),
             idle: Mutex::new(Vec::new()),
         }
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.connector.addr()
+    }
+
+    /// TLS connections cannot be written from the pacer thread (see `Conn::try_write`).
+    pub fn is_tls(&self) -> bool {
+        self.connector.is_tls()
     }
 
     /// An idle live connection, if there is one.
     pub fn take_idle(&self) -> Option<Checkout> {
         let mut idle = self.idle.lock().expect("pool lock");
         while let Some((stream, since)) = idle.pop() {
-            if since.elapsed() > MAX_IDLE || !looks_open(&stream) {
+            if since.elapsed() > MAX_IDLE || !stream.looks_open() {
                 continue;
             }
             return Some(Checkout {
@@ -53,14 +58,9 @@ impl Pool {
         None
     }
 
-    /// Open a new connection.
+    /// Open a new connection (with its TLS handshake for `https`).
     pub async fn connect(&self, timeout: Duration) -> std::io::Result<Checkout> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(self.addr))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-            })??;
-        stream.set_nodelay(true)?;
+        let stream = self.connector.connect(timeout).await?;
         Ok(Checkout {
             stream,
             reused: false,
@@ -68,7 +68,7 @@ impl Pool {
     }
 
     /// Return a connection whose last response was read completely.
-    pub fn put(&self, stream: TcpStream) {
+    pub fn put(&self, stream: Conn) {
         let mut idle = self.idle.lock().expect("pool lock");
         if idle.len() < self.max_idle {
             idle.push((stream, Instant::now()));
@@ -78,10 +78,4 @@ impl Pool {
     pub fn idle_count(&self) -> usize {
         self.idle.lock().expect("pool lock").len()
     }
-}
-
-/// An idle connection with nothing to read is open; one that reads EOF (or stray bytes) is not.
-fn looks_open(stream: &TcpStream) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }

@@ -8,6 +8,7 @@
 
 use super::body::BodyReader;
 use super::chunk::{self, Chunk, Payload};
+use super::conn::Conn;
 use super::head::{self, BodyKind, HeadError, ResponseHead};
 use super::pool::{Checkout, Pool};
 use super::sse::SseDecoder;
@@ -17,7 +18,6 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// Bytes kept of an error body or message: enough to read, bounded in memory.
@@ -57,13 +57,20 @@ pub struct Presend {
 impl Presend {
     /// Take an idle connection of `pool` and write what its socket takes now, without
     /// blocking and from any thread. `None` when no connection is idle (the runtime then
-    /// opens one and sends).
+    /// opens one and sends), and always for TLS, whose writes only the runtime can make.
     pub fn try_send(pool: &Pool, clock: &Clock, bytes: &[u8]) -> Option<Self> {
+        if pool.is_tls() {
+            return None;
+        }
         let conn = pool.take_idle()?;
         let t = clock.now_ns();
         // an error here (the server closed the idle connection) shows again on the
         // runtime's write, which retries on a fresh connection
-        let written = conn.stream.try_write(bytes).unwrap_or(0);
+        let written = conn
+            .stream
+            .try_write(bytes)
+            .and_then(Result::ok)
+            .unwrap_or(0);
         Some(Self {
             conn,
             t_send_ns: (written > 0).then_some(t),
@@ -333,7 +340,7 @@ async fn exchange(
 
 /// Write what of the request is not written yet.
 async fn send(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     reused: bool,
     clock: &Clock,
     spec: &RequestSpec,
@@ -344,7 +351,12 @@ async fn send(
     if written == 0 && p.resent == 0 {
         p.t_send_ns = clock.now_ns();
     }
-    match stream.write_all(&spec.bytes[written..]).await {
+    // flushed: a TLS stream may hold the last record back until asked
+    let sent = async {
+        stream.write_all(&spec.bytes[written..]).await?;
+        stream.flush().await
+    };
+    match sent.await {
         Ok(()) => Ok(()),
         Err(_) if reused => Err(Failed::Retry),
         Err(e) => Err(broken(format!("write: {e}")).into()),
@@ -354,7 +366,7 @@ async fn send(
 /// Read until the response head is complete. Returns it and how much of `buf` is filled:
 /// the body's first bytes may already be in `buf[head.len..filled]`.
 async fn read_head(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     reused: bool,
     clock: &Clock,
     buf: &mut Vec<u8>,
@@ -378,6 +390,11 @@ async fn read_head(
             Ok(Some(head)) => return Ok((head, filled)),
             Ok(None) => continue,
             Err(e @ HeadError::TooLarge) => return Err(protocol(e.to_string()).into()),
+            Err(HeadError::Invalid(_)) if super::tls::looks_like_tls(&buf[..filled]) => {
+                return Err(
+                    protocol("the server answered in TLS: use `https://` in the URL").into(),
+                );
+            }
             Err(e @ HeadError::Invalid(_)) => {
                 let start = String::from_utf8_lossy(&buf[..filled.min(120)]);
                 return Err(protocol(format!("{e}: `{start}`")).into());
@@ -390,7 +407,7 @@ async fn read_head(
 /// to the pool only if that body was read to its end.
 async fn status_error(
     pool: &Pool,
-    mut stream: TcpStream,
+    mut stream: Conn,
     head: ResponseHead,
     buf: &mut [u8],
     filled: usize,
@@ -418,7 +435,7 @@ async fn status_error(
 /// and that time stamps every event in its bytes. `first` is the part of `buf` already read
 /// with the head.
 async fn read_events(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     clock: &Clock,
     buf: &mut [u8],
     first: Range<usize>,

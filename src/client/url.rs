@@ -1,10 +1,12 @@
-//! The server's address as the user gave it (`--base-url http://host:port[/prefix]`).
+//! The server's address as the user gave it (`--base-url http[s]://host:port[/prefix]`).
 
 use anyhow::{Context, Result, bail};
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseUrl {
+    /// `https`: TLS to the server (see `client::tls`).
+    pub tls: bool,
     /// `host:port` for the `Host` header.
     pub authority: String,
     pub host: String,
@@ -17,15 +19,13 @@ impl BaseUrl {
     pub fn parse(url: &str) -> Result<Self> {
         // never echo a credential: every message shows the URL redacted
         let shown = crate::secrets::redact_url(url);
-        let rest = if let Some(r) = url.strip_prefix("http://") {
-            r
-        } else if url.starts_with("https://") {
-            bail!(
-                "`{shown}`: https is not supported yet\nhint: benchmark the server over plain http (for example from the same network), or put a TLS-terminating proxy in front of the client"
-            );
+        let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
         } else {
             bail!(
-                "`{shown}` is not an http URL\nhint: write it as `http://HOST:PORT`, e.g. `http://127.0.0.1:8000`"
+                "`{shown}` is not an http(s) URL\nhint: write it as `http://HOST:PORT` or `https://HOST`, e.g. `http://127.0.0.1:8000`"
             );
         };
         let (authority, path) = match rest.find('/') {
@@ -46,7 +46,7 @@ impl BaseUrl {
                 p.parse::<u16>()
                     .with_context(|| format!("`{shown}`: `{p}` is not a port number"))?,
             ),
-            _ => (authority.to_string(), 80),
+            _ => (authority.to_string(), if tls { 443 } else { 80 }),
         };
         let mut prefix = path.trim_end_matches('/').to_string();
         // `--base-url http://h:8000/v1` is a common slip: the endpoint already has `/v1`.
@@ -54,6 +54,7 @@ impl BaseUrl {
             prefix.truncate(prefix.len() - 3);
         }
         Ok(Self {
+            tls,
             authority: authority.to_string(),
             host,
             port,
@@ -76,7 +77,8 @@ impl BaseUrl {
 
 impl std::fmt::Display for BaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.authority, self.prefix)
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority, self.prefix)
     }
 }
 
@@ -94,7 +96,10 @@ mod tests {
         let u = BaseUrl::parse("http://localhost:9/api/v1/").unwrap();
         assert_eq!(u.path("/v1/completions"), "/api/v1/completions");
         assert_eq!(BaseUrl::parse("http://h").unwrap().port, 80);
-        assert!(BaseUrl::parse("https://h").is_err());
+        let u = BaseUrl::parse("https://gw.example/v1").unwrap();
+        assert!(u.tls && u.port == 443 && u.prefix.is_empty());
+        assert_eq!(u.to_string(), "https://gw.example");
+        assert!(!BaseUrl::parse("http://h").unwrap().tls);
         assert!(BaseUrl::parse("h:80").is_err());
         assert!(BaseUrl::parse("http://h:xx").is_err());
     }

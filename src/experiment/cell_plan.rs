@@ -8,6 +8,8 @@
 
 use super::fields;
 use super::parse::Params;
+use crate::client::headers::HeaderSpec;
+use crate::client::tls::TlsOptions;
 use crate::workload::body::Endpoint as Api;
 pub use crate::workload::{Dataset, PromptSpec};
 use anyhow::{Context, Result, bail};
@@ -47,6 +49,8 @@ pub const COMPOSE_DEFAULT_PORT: u16 = 8000;
 pub struct ServerPlan {
     pub launcher: Launcher,
     pub start_timeout: Duration,
+    /// Probe `/health` this often during a cell (`runner::watchdog`); `None`: never.
+    pub health_probe: Option<Duration>,
     /// The model to request; `None`: the first id of `GET /v1/models`.
     pub model: Option<String>,
     /// A Hugging Face tokenizer; `None`: the built-in approximation.
@@ -54,6 +58,13 @@ pub struct ServerPlan {
     pub reset_prefix_cache: bool,
     /// `server.env` as written (a value may be redacted in a saved experiment).
     pub env: Vec<(String, String)>,
+    /// A launched server (command, compose) serves `https`.
+    pub https: bool,
+    /// `https` trust: `ca_cert`, `insecure`.
+    pub tls: TlsOptions,
+    /// The API key's variable and the extra headers (values looked up when the server is
+    /// reached, never stored).
+    pub headers: HeaderSpec,
     pub dp: usize,
     pub max_num_seqs: Option<u32>,
     pub max_num_batched_tokens: Option<u32>,
@@ -221,12 +232,14 @@ fn server(r: &Reader) -> Result<ServerPlan> {
         },
         other => bail!("unknown launcher `{other}`"),
     };
-    let env = match r.0.get("env").and_then(Value::as_mapping) {
-        Some(m) => m
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), scalar(v)?)))
-            .collect(),
-        None => Vec::new(),
+    let map = |name: &str| -> Vec<(String, String)> {
+        match r.0.get(name).and_then(Value::as_mapping) {
+            Some(m) => m
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), scalar(v)?)))
+                .collect(),
+            None => Vec::new(),
+        }
     };
     let values =
         r.0.iter()
@@ -235,10 +248,23 @@ fn server(r: &Reader) -> Result<ServerPlan> {
     Ok(ServerPlan {
         launcher,
         start_timeout: Duration::from_secs_f64(r.f64("start_timeout_s")?),
+        health_probe: Some(r.f64("health_probe_s")?)
+            .filter(|s| *s > 0.0)
+            .map(Duration::from_secs_f64),
         model: r.opt_str("model").map(str::to_string),
         tokenizer: r.opt_str("tokenizer").map(PathBuf::from),
         reset_prefix_cache: r.bool("reset_prefix_cache")?,
-        env,
+        env: map("env"),
+        https: r.bool("https")?,
+        tls: TlsOptions {
+            ca_cert: r.opt_str("ca_cert").map(PathBuf::from),
+            insecure: r.bool("insecure")?,
+        },
+        headers: HeaderSpec {
+            api_key_env: r.str("api_key_env")?.to_string(),
+            literal: map("headers"),
+            from_env: map("header_env"),
+        },
         dp: r.u64("dp")? as usize,
         max_num_seqs: r.opt_u64("max_num_seqs").map(|v| v as u32),
         max_num_batched_tokens: r.opt_u64("max_num_batched_tokens").map(|v| v as u32),

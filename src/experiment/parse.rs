@@ -617,7 +617,7 @@ fn count_cells(cx: &mut Ctx, matrix: &[(&'static str, Vec<Value>)], repeats: u32
 
 /// Relative paths made absolute, so the saved experiment runs from anywhere.
 fn resolve_paths(base: &mut Params, matrix: &mut [(&'static str, Vec<Value>)], base_dir: &Path) {
-    for key in ["tokenizer", "compose_file", "dataset_path"] {
+    for key in ["tokenizer", "compose_file", "dataset_path", "ca_cert"] {
         if let Some(Value::String(p)) = base.get(key) {
             base.insert(key, Value::String(resolve(base_dir, p)));
         }
@@ -776,6 +776,7 @@ fn cross_checks(
     for (section, key) in [
         ("server", "tokenizer"),
         ("server", "compose_file"),
+        ("server", "ca_cert"),
         ("workload", "dataset_path"),
     ] {
         if let Some(p) = base.get(key).and_then(Value::as_str) {

@@ -104,6 +104,8 @@ impl ProcessGroup {
         let mut child = self.child.take()?;
         let pgid = child.id() as i32;
         signal_group(pgid, libc::SIGTERM);
+        // a stopped (hung, `kill -STOP`ped) server handles SIGTERM only once continued
+        signal_group(pgid, libc::SIGCONT);
         let deadline = Instant::now() + GRACE;
         let mut note = None;
         loop {

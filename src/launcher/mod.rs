@@ -6,7 +6,7 @@ mod command;
 mod compose;
 mod health;
 
-use crate::client::BaseUrl;
+use crate::client::{Access, BaseUrl};
 use crate::experiment::{Launcher, cell_plan::ServerPlan};
 use anyhow::{Context, Result, bail};
 use loadtest_base::Tokenizer;
@@ -18,10 +18,11 @@ use vllm_sim::{Profile, SimConfig};
 
 pub use health::wait_healthy;
 
-/// Kill every server process group started by the `command` launcher and not yet torn
-/// down (an abort, when there is no time for a graceful stop); how many there were.
+/// Kill every server we started and did not tear down yet (an abort, when there is no
+/// time for a graceful stop): `command` process groups, and `compose` projects (`down -t
+/// 0`); how many there were.
 pub fn kill_all_servers() -> usize {
-    command::kill_all()
+    command::kill_all() + compose::down_all()
 }
 
 enum Kind {
@@ -75,19 +76,27 @@ impl Drop for Running {
     }
 }
 
+/// `https` when the launched server serves TLS (`server.https`), else `http`.
+fn scheme(plan: &ServerPlan) -> &'static str {
+    if plan.https { "https" } else { "http" }
+}
+
 /// Start the server a group's cells share (`seed`: the simulator's). A launched process
 /// writes its output to `log`.
-pub async fn start(plan: &ServerPlan, seed: u64, log: &Path) -> Result<Running> {
+/// `access`: how its URLs are reached (TLS trust, headers), for the health probes.
+pub async fn start(plan: &ServerPlan, seed: u64, log: &Path, access: &Access) -> Result<Running> {
     match &plan.launcher {
-        Launcher::Sim { profile } => start_sim(plan, profile, seed).await,
-        Launcher::External { urls } => start_external(plan, urls).await,
-        Launcher::Command { template, port } => start_command(plan, template, *port, log).await,
-        Launcher::Compose { file, port } => start_compose(plan, file, *port, log).await,
+        Launcher::Sim { profile } => start_sim(plan, profile, seed, access).await,
+        Launcher::External { urls } => start_external(plan, urls, access).await,
+        Launcher::Command { template, port } => {
+            start_command(plan, template, *port, log, access).await
+        }
+        Launcher::Compose { file, port } => start_compose(plan, file, *port, log, access).await,
     }
 }
 
 /// The built-in simulator on its own thread, with the plan's scheduler limits.
-async fn start_sim(plan: &ServerPlan, name: &str, seed: u64) -> Result<Running> {
+async fn start_sim(plan: &ServerPlan, name: &str, seed: u64, access: &Access) -> Result<Running> {
     let timeout = plan.start_timeout;
     let mut profile = Profile::resolve(name)?;
     if let Some(v) = plan.max_num_seqs {
@@ -112,7 +121,7 @@ async fn start_sim(plan: &ServerPlan, name: &str, seed: u64) -> Result<Running> 
         tokenizer: Arc::new(tok),
     })?;
     let url = BaseUrl::parse(&format!("http://{}", h.addr()))?;
-    wait_healthy(std::slice::from_ref(&url), timeout, None).await?;
+    wait_healthy(std::slice::from_ref(&url), access, timeout, None).await?;
     Ok(Running {
         urls: vec![url],
         log: None,
@@ -122,13 +131,13 @@ async fn start_sim(plan: &ServerPlan, name: &str, seed: u64) -> Result<Running> 
 }
 
 /// A server already running: only waited for.
-async fn start_external(plan: &ServerPlan, urls: &[String]) -> Result<Running> {
+async fn start_external(plan: &ServerPlan, urls: &[String], access: &Access) -> Result<Running> {
     let timeout = plan.start_timeout;
     let urls = urls
         .iter()
         .map(|u| BaseUrl::parse(u))
         .collect::<Result<Vec<_>>>()?;
-    wait_healthy(&urls, timeout, None).await?;
+    wait_healthy(&urls, access, timeout, None).await?;
     Ok(Running {
         description: format!(
             "external: {}",
@@ -149,6 +158,7 @@ async fn start_command(
     template: &str,
     port: Option<u16>,
     log: &Path,
+    access: &Access,
 ) -> Result<Running> {
     let timeout = plan.start_timeout;
     let port = match port {
@@ -158,8 +168,15 @@ async fn start_command(
     let line = command::render(template, &plan.values, port)?;
     let log = log.to_path_buf();
     let mut group = command::ProcessGroup::spawn(&line, &env(plan)?, &log)?;
-    let url = BaseUrl::parse(&format!("http://127.0.0.1:{port}"))?;
-    if let Err(e) = wait_healthy(std::slice::from_ref(&url), timeout, Some(&mut group)).await {
+    let url = BaseUrl::parse(&format!("{}://127.0.0.1:{port}", scheme(plan)))?;
+    if let Err(e) = wait_healthy(
+        std::slice::from_ref(&url),
+        access,
+        timeout,
+        Some(&mut group),
+    )
+    .await
+    {
         let tail = command::tail(&log, 30);
         let stopped = group.stop().unwrap_or_default();
         bail!(
@@ -176,7 +193,13 @@ async fn start_command(
 }
 
 /// `docker compose up` with the server parameters as upper-case environment variables.
-async fn start_compose(plan: &ServerPlan, file: &str, port: u16, log: &Path) -> Result<Running> {
+async fn start_compose(
+    plan: &ServerPlan,
+    file: &str,
+    port: u16,
+    log: &Path,
+    access: &Access,
+) -> Result<Running> {
     let timeout = plan.start_timeout;
     let log = log.to_path_buf();
     let mut vars = env(plan)?;
@@ -185,8 +208,8 @@ async fn start_compose(plan: &ServerPlan, file: &str, port: u16, log: &Path) -> 
     }
     vars.push(("PORT".into(), port.to_string()));
     let c = compose::Compose::up(Path::new(file), vars, &log)?;
-    let url = BaseUrl::parse(&format!("http://127.0.0.1:{port}"))?;
-    if let Err(e) = wait_healthy(std::slice::from_ref(&url), timeout, None).await {
+    let url = BaseUrl::parse(&format!("{}://127.0.0.1:{port}", scheme(plan)))?;
+    if let Err(e) = wait_healthy(std::slice::from_ref(&url), access, timeout, None).await {
         let tail = command::tail(&log, 30);
         let down = c.down().unwrap_or_default();
         bail!(

@@ -1,22 +1,13 @@
 //! Scrape `/metrics` of each endpoint at a fixed interval and keep vLLM's families as rows
 //! (time, endpoint, metric, engine, other labels, value). `_created` series are dropped.
 
-use crate::client::get;
+use crate::client::{Server, get};
 use crate::prom;
 use crate::store::parquet::{Column, Table};
 use loadtest_analysis::server_metrics::MetricRow;
 use loadtest_base::clock::Clock;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// Where to scrape: address, `Host` authority and path prefix.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub addr: SocketAddr,
-    pub authority: String,
-    pub prefix: String,
-}
 
 #[derive(Debug, Default)]
 pub struct Scraped {
@@ -55,7 +46,7 @@ pub fn rows_from(text: &str, t_ns: u64, endpoint: u32) -> Result<Vec<MetricRow>,
 
 /// Scrape every `interval` until `stop` turns true; one last scrape at the stop.
 pub async fn scrape(
-    endpoints: Vec<Endpoint>,
+    endpoints: Vec<Server>,
     interval: Duration,
     clock: Clock,
     mut stop: watch::Receiver<bool>,
@@ -70,18 +61,9 @@ pub async fn scrape(
         };
         for (i, ep) in endpoints.iter().enumerate() {
             let t = clock.now_ns();
-            let path = format!("{}/metrics", ep.prefix);
+            let path = ep.url.path("/metrics");
             out.scrapes += 1;
-            match get::request(
-                ep.addr,
-                &ep.authority,
-                "GET",
-                &path,
-                None,
-                interval.max(Duration::from_secs(2)),
-            )
-            .await
-            {
+            match get::request(ep, "GET", &path, None, interval.max(Duration::from_secs(2))).await {
                 Ok((200, body)) => match rows_from(&String::from_utf8_lossy(&body), t, i as u32) {
                     Ok(rows) => out.rows.extend(rows),
                     Err(e) => {

@@ -2,9 +2,9 @@
 //! monitors beside it on the same clock, and store the raw records and tables in the cell's
 //! folder. Shared by `bench` (one cell) and `run` (a matrix of them).
 
-use super::load_point::{self, LoadPoint, Target};
+use super::load_point::{self, LoadPoint, ServerLost, Target};
 use super::usage::{ProcessUsage, current_rss_bytes};
-use crate::client::{BaseUrl, Pool, RequestSpec, Timeouts};
+use crate::client::{Pool, RequestSpec, Server, Timeouts};
 use crate::experiment::cell_plan::LoadPlan;
 use crate::monitor;
 use crate::store::cell_report::{CellInfo, CellReport, ClientUsage, MonitorReport, PrefixCache};
@@ -18,23 +18,15 @@ use loadtest_analysis::record::CompactRecord;
 use loadtest_analysis::server_metrics::server_stats;
 use loadtest_analysis::summary::{self, RunSummary, Scope, goodput::Slo};
 use loadtest_base::clock::Clock;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// A server endpoint, resolved.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub url: BaseUrl,
-    pub addr: SocketAddr,
-}
-
 pub struct CellSpec<'a> {
-    pub endpoints: &'a [Endpoint],
+    /// The servers, reached (each carries its connector and headers).
+    pub endpoints: &'a [Server],
     pub prompts: &'a [Prompt],
     pub body: &'a BodyOptions,
-    pub api_key: Option<&'a str>,
     /// How requests arrive, when sending stops, the window, the timeouts and the drain.
     pub load: &'a LoadPlan,
     /// The arrival schedule (`LoadPlan::schedule`), made once by the caller.
@@ -46,6 +38,8 @@ pub struct CellSpec<'a> {
     pub quiet: bool,
     pub label: String,
     pub client_threads: usize,
+    /// Probe `/health` this often during the cell (`runner::watchdog`); `None`: never.
+    pub health_probe: Option<Duration>,
     /// Scrape `/metrics` at this interval (`None`: no monitors, as in `bench`).
     pub metrics_interval: Option<Duration>,
     pub gpu: bool,
@@ -56,8 +50,9 @@ pub struct CellSpec<'a> {
 
 pub struct CellResult {
     pub summary: RunSummary,
-    /// Sending stopped because the server stopped accepting connections, at this time (s).
-    pub server_lost_at_s: Option<f64>,
+    /// Sending stopped because the server was lost (refusing connections, or not answering
+    /// its health probes), when and why.
+    pub server_lost: Option<ServerLost>,
     /// The launched server's process exited during the cell (its status), when the
     /// launcher can tell (set by the caller).
     pub server_exited: Option<String>,
@@ -76,7 +71,7 @@ impl CellResult {
     pub fn status(&self) -> &'static str {
         if self.interrupted {
             "interrupted"
-        } else if self.server_lost_at_s.is_some() || self.server_exited.is_some() {
+        } else if self.server_lost.is_some() || self.server_exited.is_some() {
             "failed"
         } else if self.summary.no_completions() {
             "no_completions"
@@ -117,11 +112,8 @@ impl CellResult {
                 "the server's process exited during the cell ({status})"
             ));
         }
-        match (self.server_lost_at_s, self.summary.no_completions()) {
-            (Some(t), _) => Some(format!(
-                "the server stopped accepting connections ({} refused in a row) at {t:.1} s",
-                super::load_point::SERVER_LOST_AFTER
-            )),
+        match (&self.server_lost, self.summary.no_completions()) {
+            (Some(lost), _) => Some(format!("{} (at {:.1} s)", lost.why, lost.at_s)),
             (None, true) => Some(summary::why_no_completions(&self.summary)),
             (None, false) => None,
         }
@@ -151,6 +143,7 @@ pub async fn run_cell(
         closed_loop: c.load.closed_loop(),
         quiet: c.quiet,
         label: c.label.clone(),
+        health_probe: c.health_probe.map(|every| (c.endpoints.to_vec(), every)),
     };
     let before = ProcessUsage::now();
     let rss_before = current_rss_bytes();
@@ -187,19 +180,19 @@ pub async fn run_cell(
     };
     let mut warnings = validity_warnings(&s, &records, outcome.interrupted, c.exact_tokenizer);
     warnings.extend(client_warnings(&c, &s, &client));
-    if let Some(t) = outcome.server_lost_at_s {
+    if let Some(lost) = &outcome.server_lost {
         warnings.insert(
             0,
             format!(
-                "server lost: {} requests in a row could not connect; sending stopped at {t:.1} s and what was in flight was cut: the cell failed, its figures describe a dead server",
-                crate::runner::load_point::SERVER_LOST_AFTER
+                "server lost: {}; sending stopped at {:.1} s and what was in flight was cut: the cell failed, its figures describe a dead server",
+                lost.why, lost.at_s
             ),
         );
     }
     store::requests_table::write_requests(&out.requests_parquet(), &records, s.window)?;
     let monitors = monitors.finish(out, s.window, &mut warnings).await?;
     Ok(CellResult {
-        server_lost_at_s: outcome.server_lost_at_s,
+        server_lost: outcome.server_lost.clone(),
         server_exited: None,
         summary: s,
         records,
@@ -230,7 +223,7 @@ fn targets(c: &CellSpec) -> Arc<[Target]> {
                     bytes: body::http_request(
                         &ep.url.authority,
                         &path,
-                        c.api_key,
+                        ep.headers.lines(),
                         &body::json_body(p, c.body),
                     )
                     .into(),
@@ -240,7 +233,10 @@ fn targets(c: &CellSpec) -> Arc<[Target]> {
                 })
                 .collect();
             Target {
-                pool: Arc::new(Pool::new(ep.addr, cap.div_ceil(c.endpoints.len()))),
+                pool: Arc::new(Pool::new(
+                    ep.connector.clone(),
+                    cap.div_ceil(c.endpoints.len()),
+                )),
                 specs,
             }
         })
@@ -299,15 +295,7 @@ impl Monitors {
     fn start(c: &CellSpec, clock: Clock) -> Monitors {
         let (stop_tx, stop) = watch::channel(false);
         let scraper = c.metrics_interval.map(|iv| {
-            let eps = c
-                .endpoints
-                .iter()
-                .map(|e| monitor::metrics::Endpoint {
-                    addr: e.addr,
-                    authority: e.url.authority.clone(),
-                    prefix: e.url.prefix.clone(),
-                })
-                .collect();
+            let eps = c.endpoints.to_vec();
             tokio::spawn(monitor::metrics::scrape(eps, iv, clock, stop.clone()))
         });
         let gpu = (c.gpu && c.metrics_interval.is_some()).then(|| {

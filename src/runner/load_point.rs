@@ -5,7 +5,8 @@
 
 use super::pacer::Pacer;
 use super::progress::{Live, ProgressPrinter};
-use crate::client::{Job, Pool, Presend, RequestSpec, Timeouts, execute};
+use super::watchdog::{self, Verdict};
+use crate::client::{Job, Pool, Presend, RequestSpec, Server, Timeouts, execute};
 use loadtest_analysis::record::{CancelReason, ErrorKind, RequestRecord};
 use loadtest_base::clock::Clock;
 use std::sync::atomic::Ordering;
@@ -57,13 +58,22 @@ pub struct LoadPoint {
     pub quiet: bool,
     /// Printed before the progress line (e.g. the cell of an experiment).
     pub label: String,
+    /// Probe these servers' `/health` this often (`watchdog`); `None`: never.
+    pub health_probe: Option<(Vec<Server>, Duration)>,
+}
+
+/// Sending stopped early on the server's account: when (s from the start) and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerLost {
+    pub at_s: f64,
+    pub why: String,
 }
 
 pub struct Outcome {
     /// How many scheduled requests were never sent (interrupted first, or the server lost).
     pub not_sent: u64,
-    /// Sending stopped because the server stopped accepting connections, and when (s).
-    pub server_lost_at_s: Option<f64>,
+    /// Sending stopped because the server was lost (refusing connections, or not answering).
+    pub server_lost: Option<ServerLost>,
     /// When sending ended (s from the start), and when the plan said it would: far apart,
     /// the client (or the machine) could not keep up with its own schedule.
     pub sending_s: f64,
@@ -125,7 +135,7 @@ pub async fn run(
     run.follow_to_end(lp.drain).await;
     Outcome {
         not_sent,
-        server_lost_at_s: run.server_lost_at_s,
+        server_lost: run.server_lost.clone(),
         sending_s,
         planned_sending_s: planned_s,
         interrupted: run.interrupted,
@@ -199,7 +209,10 @@ struct Running {
     interrupted: bool,
     /// Requests launched (the rest of the schedule was not sent); a closed loop's ids.
     released: usize,
-    server_lost_at_s: Option<f64>,
+    server_lost: Option<ServerLost>,
+    /// The watchdog's verdict; it stops when `_watchdog_stop` is dropped with this.
+    health: Option<Arc<Verdict>>,
+    _watchdog_stop: watch::Sender<bool>,
 }
 
 impl Running {
@@ -232,6 +245,10 @@ impl Running {
         };
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.tick().await;
+        let (watchdog_stop, stopped) = watch::channel(false);
+        let health = lp.health_probe.as_ref().map(|(servers, every)| {
+            watchdog::spawn(servers.clone(), *every, live.clone(), stopped)
+        });
         Self {
             clock,
             schedule: lp.schedule.clone(),
@@ -248,7 +265,9 @@ impl Running {
             interrupt,
             interrupted: false,
             released: 0,
-            server_lost_at_s: None,
+            server_lost: None,
+            health,
+            _watchdog_stop: watchdog_stop,
         }
     }
 
@@ -271,8 +290,10 @@ impl Running {
                 _ = sleep_until_opt(send_deadline) => return,
                 _ = self.ticker.tick() => {
                     self.progress.tick(&self.live, self.clock.now_ns() as f64 / 1e9);
-                    if self.live.connect_streak() >= SERVER_LOST_AFTER {
-                        self.server_lost_at_s = Some(self.clock.now_ns() as f64 / 1e9);
+                    self.server_lost = self.server_lost.take().or_else(|| {
+                        server_lost(&self.live, self.health.as_deref(), self.clock)
+                    });
+                    if self.server_lost.is_some() {
                         return;
                     }
                     continue;
@@ -355,7 +376,7 @@ impl Running {
         self.progress.draining(drain);
         if self.interrupted {
             self.canceller.cancel(CancelReason::Interrupted);
-        } else if self.server_lost_at_s.is_some() {
+        } else if self.server_lost.is_some() {
             self.canceller.cancel(CancelReason::ServerLost);
         }
         loop {
@@ -376,12 +397,34 @@ impl Running {
                 }
                 _ = self.ticker.tick() => {
                     self.progress.tick(&self.live, self.clock.now_ns() as f64 / 1e9);
+                    // a server that hangs while the drain waits: cut what it holds
+                    if !self.canceller.is_cancelled() && self.server_lost.is_none() {
+                        self.server_lost = server_lost(&self.live, self.health.as_deref(), self.clock);
+                        if self.server_lost.is_some() {
+                            self.canceller.cancel(CancelReason::ServerLost);
+                        }
+                    }
                 }
                 j = self.tasks.join_next() => if j.is_none() { break },
             }
         }
         self.progress.finish();
     }
+}
+
+/// Whether the server is lost: refused connections in a row, or the watchdog's verdict.
+fn server_lost(live: &Live, health: Option<&Verdict>, clock: Clock) -> Option<ServerLost> {
+    let why = if live.connect_streak() >= SERVER_LOST_AFTER {
+        Some(format!(
+            "the server stopped accepting connections ({SERVER_LOST_AFTER} refused in a row)"
+        ))
+    } else {
+        health.and_then(Verdict::lost)
+    };
+    why.map(|why| ServerLost {
+        at_s: clock.now_ns() as f64 / 1e9,
+        why,
+    })
 }
 
 /// What every request task needs, cloned into it.

@@ -1,5 +1,6 @@
 //! Running load: arrival schedules, the pacer thread, and the load-point loop that sends,
-//! caps concurrency, collects records and reports progress.
+//! caps concurrency, collects records and reports progress; the watchdog that notices a
+//! server which stopped answering.
 
 pub mod cell;
 pub mod load_point;
@@ -7,3 +8,4 @@ pub mod loop_lag;
 pub mod pacer;
 pub mod progress;
 pub mod usage;
+pub mod watchdog;

@@ -29,6 +29,12 @@ impl Live {
         self.followed.load(Ordering::Relaxed)
     }
 
+    /// Requests that completed without an error so far.
+    pub fn succeeded(&self) -> u64 {
+        let done = self.done.load(Ordering::Relaxed);
+        done.saturating_sub(self.failed.load(Ordering::Relaxed))
+    }
+
     /// Requests in a row that could not connect.
     pub fn connect_streak(&self) -> u64 {
         self.connect_streak.load(Ordering::Relaxed)
@@ -43,10 +49,11 @@ impl Live {
         } else {
             self.connect_streak.store(0, Ordering::Relaxed);
         }
-        self.done.fetch_add(1, Ordering::Relaxed);
+        // failed first: `succeeded` (done − failed) never counts a failure as a success
         if !ok {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
+        self.done.fetch_add(1, Ordering::Relaxed);
         if let Some(t) = ttft_ns {
             self.recent_ttft_us
                 .lock()

@@ -79,8 +79,9 @@ pub fn json_body(p: &Prompt, o: &BodyOptions) -> Vec<u8> {
 }
 
 /// A complete HTTP/1.1 request: head and body in one buffer, written with one syscall.
-/// The API key goes only here, in memory; it is never logged or stored.
-pub fn http_request(host: &str, path: &str, api_key: Option<&str>, body: &[u8]) -> Vec<u8> {
+/// `headers` are the rendered extra lines (`client::headers`: the API key, the user's
+/// headers); they go only here, in memory, and are never logged or stored.
+pub fn http_request(host: &str, path: &str, headers: &[u8], body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 256);
     out.extend_from_slice(b"POST ");
     out.extend_from_slice(path.as_bytes());
@@ -91,11 +92,7 @@ pub fn http_request(host: &str, path: &str, api_key: Option<&str>, body: &[u8]) 
     );
     out.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
     out.extend_from_slice(b"\r\n");
-    if let Some(k) = api_key {
-        out.extend_from_slice(b"Authorization: Bearer ");
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    out.extend_from_slice(headers);
     out.extend_from_slice(b"Content-Length: ");
     out.extend_from_slice(body.len().to_string().as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
@@ -130,9 +127,10 @@ mod tests {
         let v: Value = serde_json::from_slice(&json_body(&p, &o)).unwrap();
         assert_eq!(v["messages"][0]["content"], "hi");
         assert_eq!(v["max_completion_tokens"], 5);
-        let req = http_request("h:1", "/v1/x", Some("k"), b"{}");
+        let req = http_request("h:1", "/v1/x", b"X-A: b\r\n", b"{}");
         let s = String::from_utf8(req).unwrap();
         assert!(s.starts_with("POST /v1/x HTTP/1.1\r\nHost: h:1\r\n"));
+        assert!(s.contains("\r\nX-A: b\r\nContent-Length"), "{s}");
         assert!(s.ends_with("Content-Length: 2\r\n\r\n{}"));
     }
 }

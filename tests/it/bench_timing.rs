@@ -3,7 +3,7 @@
 
 use crate::support::*;
 
-fn check(dir: &std::path::Path, n: u64) {
+pub fn check(dir: &std::path::Path, n: u64) {
     assert_accounted(dir, n);
     let s = summary(dir);
     assert_eq!(s["completed"].as_u64(), Some(n));
@@ -113,7 +113,10 @@ fn a_request_the_pacer_sent_is_read_once_with_the_pacers_send_time() {
         connect: Duration::from_secs(5),
         request: Duration::from_secs(10),
     };
-    let pool = Pool::new(server.addr, 4);
+    let pool = Pool::new(
+        vllm_loadtest::client::conn::Connector::plain(server.addr),
+        4,
+    );
     let clock = Clock::start();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -176,3 +176,65 @@ fn a_resent_request_is_recorded_and_counted() {
         r.stdout
     );
 }
+
+/// `bench` against a server that hangs mid-run (connections accepted, nothing answered,
+/// `/health` included): the health probes end the run with exit code 3 and the reason,
+/// instead of every request waiting for its own timeout until the duration is over.
+#[test]
+fn bench_finds_a_hung_server_by_its_health_probes() {
+    let _serial = serial();
+    let server = fake_server(|_| Behavior::Stream {
+        first_ms: 5,
+        gap_ms: 2,
+        tokens: 8,
+    });
+    let dir = temp_dir("bench-hung");
+    let url = server.url();
+    let started = std::time::Instant::now();
+    let bench = std::thread::spawn({
+        let dir = dir.clone();
+        move || {
+            run(&[
+                "bench",
+                "--base-url",
+                &url,
+                "--model",
+                "m",
+                "--random-input-len",
+                "16",
+                "--random-output-len",
+                "8",
+                "--request-rate",
+                "20",
+                "--duration",
+                "20",
+                "--request-timeout",
+                "60",
+                "--health-probe",
+                "0.5",
+                "--quiet",
+                "--output-dir",
+                dir.to_str().unwrap(),
+            ])
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    server.hang();
+    let r = bench.join().unwrap();
+    assert_eq!(r.code, Some(3), "{}", r.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(r.stderr.contains("stopped answering"), "{}", r.stderr);
+    let s = summary(&dir);
+    let sm = &s["vllm_loadtest"]["summary"];
+    let g = |k: &str| sm[k].as_u64().unwrap();
+    assert!(
+        g("ok") > 10,
+        "the first second and a half went through: {sm}"
+    );
+    assert_eq!(g("sent"), g("ok") + g("failed") + g("cancelled"));
+    assert_eq!(s["vllm_loadtest"]["status"], "failed");
+}

@@ -13,3 +13,4 @@ mod prefix_cache;
 mod run_experiment;
 mod sim_wire;
 mod support;
+mod tls;

@@ -679,6 +679,96 @@ fn compose_launcher_calls_up_and_down_with_matrix_values_in_the_environment() {
     );
 }
 
+/// A second Ctrl-C aborts at once; containers a `compose` launcher brought up are taken
+/// down too (`down -t 0`), not left running (issue 13: only process groups were killed),
+/// even while the graceful `down` of the first Ctrl-C hangs.
+#[test]
+fn an_abort_takes_compose_projects_down() {
+    let _serial = serial();
+    let dir = temp_dir("compose-abort");
+    let bindir = dir.join("bin");
+    std::fs::create_dir_all(&bindir).unwrap();
+    let calls = dir.join("calls.log");
+    let marker = format!("vlt-compose-abort-{}", std::process::id());
+    write_script(
+        &bindir,
+        "docker",
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> {calls}\ncase \"$*\" in\n  *' up -d') {bin} sim --port $PORT --profile zero --served-model-name {marker} > /dev/null 2>&1 & echo $! > {dir}/sim.pid ;;\n  *' down') sleep 20 ;;\n  *' down -t 0') kill $(cat {dir}/sim.pid) ;;\nesac\n",
+            calls = calls.display(),
+            bin = bin(),
+            dir = dir.display()
+        ),
+    );
+    std::fs::write(dir.join("compose.yml"), "services: {}\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let exp = dir.join("exp.yaml");
+    std::fs::write(
+        &exp,
+        format!("name: abort\nserver:\n  launcher: compose\n  compose_file: compose.yml\n  port: {port}\n  start_timeout_s: 30\nworkload:\n  input_len: 32\n  output_len: 8\nload:\n  request_rate: 5\n  duration_s: 30\n"),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bindir.display(), std::env::var("PATH").unwrap());
+    let child = std::process::Command::new(bin())
+        .args([
+            "run",
+            exp.to_str().unwrap(),
+            "--output",
+            dir.join("r").to_str().unwrap(),
+            "--quiet",
+        ])
+        .env("PATH", path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while pids_matching(&marker).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never came up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let interrupt = || {
+        // SAFETY: plain kill(2) on the child we started.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGINT);
+        }
+    };
+    interrupt();
+    // the graceful `down` starts, and hangs (the stand-in sleeps)
+    let read_log = || std::fs::read_to_string(&calls).unwrap_or_default();
+    while !read_log().lines().any(|l| l.ends_with(" down")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no graceful down: {}",
+            read_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    interrupt();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let log = read_log();
+    assert!(log.lines().any(|l| l.ends_with(" down -t 0")), "{log}");
+    let gone = std::time::Instant::now() + Duration::from_secs(5);
+    while !pids_matching(&marker).is_empty() {
+        assert!(
+            std::time::Instant::now() < gone,
+            "the compose server outlived the abort: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn gpu_monitor_uses_nvidia_smi_when_present_and_records_absence_otherwise() {
     let _serial = serial();
@@ -850,6 +940,89 @@ fn a_server_that_dies_mid_run_fails_its_cell_and_resume_runs_the_rest() {
     }
     assert_eq!(cells(&res).len(), 4);
     assert!(pids_matching(&marker).is_empty());
+}
+
+/// A server that hangs (`kill -STOP`: connections still accepted, nothing answered) is
+/// found by the health probes, not left to time out request by request: its cell fails
+/// with the reason well before the cell's 20 s, the run stops with exit code 3, and the
+/// stopped server is still torn down (continued, then terminated).
+#[test]
+fn a_hung_server_is_found_by_its_health_probes_and_its_cell_fails() {
+    let _serial = serial();
+    let dir = temp_dir("hung");
+    let marker = format!("vlt-hung-marker-{}", std::process::id());
+    let exp = dir.join("exp.yaml");
+    std::fs::write(
+        &exp,
+        format!(
+            "name: hung\nserver:\n  launcher: command\n  command: {}\n  start_timeout_s: 30\n  health_probe_s: 0.5\nworkload:\n  input_len: 32\n  output_len: 8\n  num_prompts: 20\nload:\n  duration_s: 20\n  drain_timeout_s: 30\n  request_timeout_s: 60\nmatrix:\n  request_rate: [5, 10]\n",
+            sim_command(&marker)
+        ),
+    )
+    .unwrap();
+    let root = dir.join("results");
+    let started = std::time::Instant::now();
+    let child = std::process::Command::new(bin())
+        .args([
+            "run",
+            exp.to_str().unwrap(),
+            "--output",
+            root.to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let server = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never came up"
+        );
+        if let Some(p) = pids_matching(&marker).first() {
+            break p.clone();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(2000));
+    std::process::Command::new("kill")
+        .args(["-STOP", &server])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        took < Duration::from_secs(18),
+        "took {took:?}: not found by the probes"
+    );
+    assert!(
+        pids_matching(&marker).is_empty(),
+        "the stopped server was left behind"
+    );
+    let res = results_dir(&root);
+    assert_eq!(cells(&res).len(), 1, "the run stopped after the hung cell");
+    let first = res.join("cells").join(&cells(&res)[0]);
+    assert_eq!(status(&first), "failed");
+    let why = summary(&first)["vllm_loadtest"]["failure_reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        why.contains("stopped answering") && why.contains("health probes"),
+        "{why}"
+    );
+    // what was in flight is cancelled with the reason, and every request is accounted for
+    let sm = &summary(&first)["vllm_loadtest"]["summary"];
+    let g = |k: &str| sm[k].as_u64().unwrap();
+    assert_eq!(g("sent"), g("ok") + g("failed") + g("cancelled"));
+    assert!(
+        records(&first)
+            .iter()
+            .any(|r| r["error"]["cancel_reason"] == "server_lost")
+    );
 }
 
 /// Two runs of one folder at once would run the same cells into the same files (issue 13,

@@ -35,10 +35,12 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn call(h: &SimHandle, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
-    let addr = h.addr();
+    let url = vllm_loadtest::client::BaseUrl::parse(&format!("http://{}", h.addr())).unwrap();
+    let server = vllm_loadtest::client::Access::plain()
+        .at(&url, h.addr())
+        .unwrap();
     rt().block_on(get::request(
-        addr,
-        &addr.to_string(),
+        &server,
         method,
         path,
         body.map(str::as_bytes),

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Loopback tests measure time and start servers: they must not run beside each other.
 /// nextest runs each in its own process (and `.config/nextest.toml` one at a time); under
@@ -42,6 +41,11 @@ pub enum Behavior {
 pub struct FakeServer {
     pub addr: SocketAddr,
     pub requests: Arc<AtomicU64>,
+    /// Every request head received, as text, in arrival order.
+    pub heads: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Set: every request from now on (`/health` too) is read and never answered.
+    hung: Arc<std::sync::atomic::AtomicBool>,
+    tls: bool,
     stop: tokio::sync::watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -56,13 +60,42 @@ impl Drop for FakeServer {
 }
 
 impl FakeServer {
+    /// Hang like a stopped process: connections are accepted, nothing is answered.
+    pub fn hang(&self) {
+        self.hung.store(true, Ordering::SeqCst);
+    }
+
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 }
 
 pub fn fake_server(script: impl Fn(u64) -> Behavior + Send + Sync + 'static) -> FakeServer {
-    let script: Arc<dyn Fn(u64) -> Behavior + Send + Sync> = Arc::new(script);
+    fake_server_on(script, None)
+}
+
+/// [`fake_server`] over TLS with this configuration (see `tls::Pki`).
+pub fn fake_server_tls(
+    script: impl Fn(u64) -> Behavior + Send + Sync + 'static,
+    tls: Arc<rustls::ServerConfig>,
+) -> FakeServer {
+    fake_server_on(script, Some(tls))
+}
+
+type Script = Arc<dyn Fn(u64) -> Behavior + Send + Sync>;
+type Heads = Arc<std::sync::Mutex<Vec<String>>>;
+
+fn fake_server_on(
+    script: impl Fn(u64) -> Behavior + Send + Sync + 'static,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> FakeServer {
+    let script: Script = Arc::new(script);
+    let heads: Heads = Arc::default();
+    let heads_seen = heads.clone();
+    let hung = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hung_seen = hung.clone();
+    let is_tls = tls.is_some();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -83,7 +116,23 @@ pub fn fake_server(script: impl Fn(u64) -> Behavior + Send + Sync + 'static) -> 
                     a = listener.accept() => {
                         let Ok((s, _)) = a else { continue };
                         s.set_nodelay(true).unwrap();
-                        tasks.spawn(connection(s, script.clone(), counter.clone()));
+                        let conn = Conn {
+                            script: script.clone(),
+                            counter: counter.clone(),
+                            heads: heads_seen.clone(),
+                            hung: hung_seen.clone(),
+                        };
+                        match &tls {
+                            None => tasks.spawn(connection(s, conn)),
+                            Some(config) => {
+                                let accept = tokio_rustls::TlsAcceptor::from(config.clone()).accept(s);
+                                tasks.spawn(async move {
+                                    if let Ok(s) = accept.await {
+                                        connection(s, conn).await;
+                                    }
+                                })
+                            }
+                        };
                     }
                 }
             }
@@ -93,6 +142,9 @@ pub fn fake_server(script: impl Fn(u64) -> Behavior + Send + Sync + 'static) -> 
     FakeServer {
         addr,
         requests,
+        heads,
+        hung,
+        tls: is_tls,
         stop,
         thread: Some(thread),
     }
@@ -110,15 +162,30 @@ fn token(i: u32, last: bool) -> String {
     )
 }
 
-async fn connection(
-    mut s: TcpStream,
-    script: Arc<dyn Fn(u64) -> Behavior + Send + Sync>,
+/// Write and flush (a TLS stream holds its last record until flushed); false when gone.
+async fn put(s: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> bool {
+    s.write_all(bytes).await.is_ok() && s.flush().await.is_ok()
+}
+
+/// What a connection task shares with the server.
+struct Conn {
+    script: Script,
     counter: Arc<AtomicU64>,
-) {
+    heads: Heads,
+    hung: Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn connection(mut s: impl AsyncRead + AsyncWrite + Unpin, conn: Conn) {
+    let Conn {
+        script,
+        counter,
+        heads,
+        hung,
+    } = conn;
     let mut buf = Vec::new();
     loop {
         // one request
-        let (head, body_len) = loop {
+        let (head, body_len, health) = loop {
             let mut tmp = [0u8; 8192];
             let n = match s.read(&mut tmp).await {
                 Ok(0) | Err(_) => return,
@@ -134,7 +201,11 @@ async fn connection(
                     .find(|h| h.name.eq_ignore_ascii_case("content-length"))
                     .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
                     .unwrap_or(0);
-                break (h, len);
+                heads
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..h]).into_owned());
+                break (h, len, req.path == Some("/health"));
             }
         };
         while buf.len() < head + body_len {
@@ -145,6 +216,23 @@ async fn connection(
             }
         }
         buf.drain(..head + body_len);
+        if hung.load(Ordering::SeqCst) {
+            // read on (so a closing client is seen), answer nothing
+            let mut tmp = [0u8; 64];
+            while let Ok(n) = s.read(&mut tmp).await {
+                if n == 0 {
+                    return;
+                }
+            }
+            return;
+        }
+        // `/health` is the server's own, outside the script (the watchdog probes it)
+        if health {
+            if !put(&mut s, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await {
+                return;
+            }
+            continue;
+        }
         let t0 = tokio::time::Instant::now();
         let i = counter.fetch_add(1, Ordering::SeqCst);
         let sse_head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
@@ -154,7 +242,7 @@ async fn connection(
                 gap_ms,
                 tokens,
             } => {
-                if s.write_all(sse_head).await.is_err() {
+                if !put(&mut s, sse_head).await {
                     return;
                 }
                 for k in 0..tokens {
@@ -175,7 +263,7 @@ async fn connection(
                         chunk(&mut out, "[DONE]");
                         out.extend_from_slice(b"0\r\n\r\n");
                     }
-                    if s.write_all(&out).await.is_err() {
+                    if !put(&mut s, &out).await {
                         return;
                     }
                 }
@@ -188,7 +276,7 @@ async fn connection(
                     "HTTP/1.1 {code} Oops\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
                     body.len()
                 );
-                if s.write_all(msg.as_bytes()).await.is_err() {
+                if !put(&mut s, msg.as_bytes()).await {
                     return;
                 }
             }
@@ -197,7 +285,7 @@ async fn connection(
                 for k in 0..after {
                     chunk(&mut out, &token(k, false));
                 }
-                let _ = s.write_all(&out).await;
+                let _ = put(&mut s, &out).await;
                 return;
             }
             Behavior::Garbage => {
@@ -207,7 +295,7 @@ async fn connection(
                 chunk(&mut out, &token(1, true));
                 chunk(&mut out, "[DONE]");
                 out.extend_from_slice(b"0\r\n\r\n");
-                if s.write_all(&out).await.is_err() {
+                if !put(&mut s, &out).await {
                     return;
                 }
             }
@@ -217,7 +305,7 @@ async fn connection(
                     env!("CARGO_MANIFEST_DIR")
                 ))
                 .unwrap();
-                if s.write_all(sse_head).await.is_err() {
+                if !put(&mut s, sse_head).await {
                     return;
                 }
                 for (k, data) in text
@@ -231,7 +319,7 @@ async fn connection(
                     if data == "[DONE]" {
                         out.extend_from_slice(b"0\r\n\r\n");
                     }
-                    if s.write_all(&out).await.is_err() {
+                    if !put(&mut s, &out).await {
                         return;
                     }
                 }

@@ -11,7 +11,7 @@
 //! - `virtual_time`: the discrete-event driver.
 //! - `realtime`: engine threads on the wall clock.
 //! - `direct`: where tokens go: written into the socket by the engine thread, or to a task.
-//! - `server`, `wire`, `faults`: the HTTP side.
+//! - `server`, `wire`, `faults`, `tls`: the HTTP side (plain or TLS).
 //! - `background`: an in-process server on its own thread (for `bench --sim` and tests).
 
 pub mod background;
@@ -24,8 +24,9 @@ pub mod profile;
 pub mod realtime;
 pub mod router;
 pub mod server;
+pub mod tls;
 pub mod virtual_time;
 pub mod wire;
 
 pub use profile::Profile;
-pub use server::{SimConfig, serve};
+pub use server::{SimConfig, serve, serve_with};

@@ -9,6 +9,7 @@ use super::prefix_cache::{BlockHash, block_hashes};
 use super::profile::Profile;
 use super::realtime::RealtimeEngine;
 use super::router::{FrontEnd, Router};
+use super::tls::Io;
 use super::wire::{self, Api, Stream};
 use anyhow::Result;
 use loadtest_base::Tokenizer;
@@ -122,6 +123,16 @@ fn of_ids(ids: &[u32], block_size: u32) -> PromptInfo {
 pub async fn serve(
     listener: TcpListener,
     cfg: SimConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    serve_with(listener, cfg, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (`sim --tls-cert --tls-key`).
+pub async fn serve_with(
+    listener: TcpListener,
+    cfg: SimConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     cfg.profile.validate()?;
@@ -155,7 +166,11 @@ pub async fn serve(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                conns.spawn(connection(stream, state.clone(), for_conns.clone()));
+                let (state, shutdown) = (state.clone(), for_conns.clone());
+                match &tls {
+                    None => conns.spawn(connection(stream, state, shutdown)),
+                    Some(config) => conns.spawn(handshake(stream, config.clone(), state, shutdown)),
+                };
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
@@ -171,12 +186,26 @@ pub async fn serve(
     Ok(())
 }
 
+/// The TLS handshake (bounded: a client that never finishes it holds nothing for long),
+/// then the connection as usual. A failed handshake is the client's to report.
+async fn handshake(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    state: Arc<State>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+    if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), accept).await {
+        connection(tls, state, shutdown).await;
+    }
+}
+
 enum Next {
     KeepAlive,
     Close,
 }
 
-async fn connection(mut stream: TcpStream, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+async fn connection(mut stream: impl Io, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     loop {
         let Some(req) = read_request(&mut stream, &mut buf, &mut shutdown).await else {
@@ -248,7 +277,7 @@ struct Request {
 /// The next request off the connection; bytes past it stay in `buf` for the one after.
 /// `None`: the connection is done (closed, broken, a bad or oversized head, or shutdown).
 async fn read_request(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     buf: &mut Vec<u8>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<Request> {
@@ -278,7 +307,7 @@ async fn read_request(
 
 /// Read until `buf` holds a whole request head; a head that does not parse is answered 400.
 async fn read_head(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     buf: &mut Vec<u8>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<Head> {
@@ -306,18 +335,24 @@ async fn read_head(
 }
 
 async fn write_response(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     status: u16,
     ct: &str,
     body: &[u8],
 ) -> std::io::Result<()> {
     let mut out = wire::response_head(status, ct, Some(body.len()));
     out.extend_from_slice(body);
-    stream.write_all(&out).await
+    send(stream, &out).await
+}
+
+/// Write all of `bytes` and flush: a TLS stream may hold its last record back until asked.
+async fn send(stream: &mut impl Io, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 async fn route(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     state: &State,
     method: &str,
     path: &str,
@@ -554,7 +589,7 @@ fn max_tokens(
 }
 
 async fn write_error(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     status: u16,
     kind: &str,
     message: &str,
@@ -564,7 +599,7 @@ async fn write_error(
 }
 
 async fn generate(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     state: &State,
     api: Api,
     body: &[u8],
@@ -586,15 +621,13 @@ async fn generate(
     pass_front_end(state, arrival_ns, &p).await;
     let admitted = admit(state, api, arrival_ns, pinned, &p);
     if p.stream {
-        stream
-            .write_all(&wire::response_head(
-                200,
-                "text/event-stream; charset=utf-8",
-                None,
-            ))
-            .await?;
+        let head = wire::response_head(200, "text/event-stream; charset=utf-8", None);
+        send(stream, &head).await?;
     }
-    if p.stream && !matches!(fault, Some(Fault::DropMidstream | Fault::Malformed)) {
+    // the engine thread writes a plain stream's chunks itself; TLS goes through this task
+    let direct =
+        stream.is_plain() && !matches!(fault, Some(Fault::DropMidstream | Fault::Malformed));
+    if p.stream && direct {
         return stream_direct(stream, state, api, admitted, &p, shutdown).await;
     }
     let Admitted {
@@ -626,7 +659,7 @@ async fn generate(
 
 /// Answer the faults that strike before the engine sees the request; `None`: go on.
 async fn fault_before_engine(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     fault: Option<Fault>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> std::io::Result<Option<Next>> {
@@ -665,7 +698,7 @@ async fn fault_before_engine(
 }
 
 /// Say nothing until the client gives up (EOF) or the server stops.
-async fn stall(stream: &mut TcpStream, shutdown: &mut watch::Receiver<bool>) {
+async fn stall(stream: &mut impl Io, shutdown: &mut watch::Receiver<bool>) {
     let mut tmp = [0u8; 1024];
     loop {
         tokio::select! {
@@ -729,14 +762,14 @@ fn admit(state: &State, api: Api, arrival_ns: u64, pinned: Option<usize>, p: &Pa
 /// The common case of a stream: the engine thread writes the chunks (see `direct`); this
 /// task waits for the end and writes what the socket did not take yet.
 async fn stream_direct(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     state: &State,
     api: Api,
     admitted: Admitted,
     p: &Parsed,
     shutdown: &mut watch::Receiver<bool>,
 ) -> std::io::Result<Next> {
-    let sock = std::net::TcpStream::from(stream.as_fd().try_clone_to_owned()?);
+    let sock = std::net::TcpStream::from(stream.tcp().as_fd().try_clone_to_owned()?);
     let (done_tx, done_rx) = oneshot::channel();
     let spec = DirectSpec {
         api,
@@ -755,7 +788,7 @@ async fn stream_direct(
         _ = shutdown.wait_for(|s| *s) => None,
     } {
         Some(End::Finished(rest)) => {
-            stream.write_all(&rest).await?;
+            send(stream, &rest).await?;
             Ok(Next::KeepAlive)
         }
         Some(End::Gone) | None => Ok(Next::Close),
@@ -777,7 +810,7 @@ impl ChannelAnswer<'_> {
     /// The whole completion in one JSON body.
     async fn whole(
         mut self,
-        stream: &mut TcpStream,
+        stream: &mut impl Io,
         shutdown: &mut watch::Receiver<bool>,
     ) -> std::io::Result<Next> {
         let mut text = String::new();
@@ -799,7 +832,7 @@ impl ChannelAnswer<'_> {
     /// Stream the chunks, with `fault` striking halfway through the output.
     async fn stream_with_fault(
         mut self,
-        stream: &mut TcpStream,
+        stream: &mut impl Io,
         fault: Option<Fault>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> std::io::Result<Next> {
@@ -816,7 +849,7 @@ impl ChannelAnswer<'_> {
                     s.role_chunk_counted(&mut out, running);
                 }
                 if t.index == cut && fault == Some(Fault::DropMidstream) {
-                    stream.write_all(&out).await?;
+                    send(stream, &out).await?;
                     reset(stream);
                     return Ok(Next::Close);
                 }
@@ -841,7 +874,7 @@ impl ChannelAnswer<'_> {
                 }
                 Stream::done(&mut out);
             }
-            stream.write_all(&out).await?;
+            send(stream, &out).await?;
             if finished {
                 return Ok(Next::KeepAlive);
             }
@@ -864,6 +897,6 @@ async fn recv(
 /// Make the coming close an RST (SO_LINGER 0), as a crashed or refusing server looks. The
 /// deprecation warns that lingering blocks on drop; with a zero timeout nothing waits.
 #[allow(deprecated)]
-fn reset(stream: &TcpStream) {
-    let _ = stream.set_linger(Some(Duration::ZERO));
+fn reset(stream: &impl Io) {
+    let _ = stream.tcp().set_linger(Some(Duration::ZERO));
 }
