@@ -27,10 +27,13 @@ fn scrape(
         .enable_all()
         .build()
         .unwrap();
+    let url = vllm_loadtest::client::BaseUrl::parse(&format!("http://{addr}")).unwrap();
+    let server = vllm_loadtest::client::Access::plain()
+        .at(&url, addr)
+        .unwrap();
     let (status, body) = rt
         .block_on(get::request(
-            addr,
-            &addr.to_string(),
+            &server,
             "GET",
             "/metrics",
             None,
