@@ -15,7 +15,6 @@ use loadtest_analysis::analysis::CellInput;
 use loadtest_analysis::record::CompactRecord;
 use loadtest_analysis::server_metrics::{MetricRow, ServerStats, server_stats};
 use loadtest_analysis::summary::{self, RunSummary};
-use loadtest_base::arrivals;
 use std::collections::BTreeMap;
 
 pub struct CellData {
@@ -126,8 +125,7 @@ fn read_cell(dir: &RunDir, plan: &Plan, c: &Cell) -> Result<Option<CellData>> {
     let not_sent = match &stored {
         Some(r) => r.summary.not_sent,
         None => {
-            let scheduled =
-                arrivals::schedule(arrival, load.stop, load.schedule_seed(c.repeat)).len();
+            let scheduled = load.schedule(c.repeat)?.len();
             scheduled.saturating_sub(records.len()) as u64
         }
     };

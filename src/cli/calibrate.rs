@@ -153,6 +153,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             cooldown_s: 0.0,
             request_timeout: Duration::from_secs(30),
             drain: Some(Duration::from_secs(5)),
+            trace: None,
         };
         std::fs::create_dir_all(&scratch.0)?;
         let (_tx, rx) = tokio::sync::watch::channel(false);
@@ -161,7 +162,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             prompts: &wl.prompts,
             body: &body,
             load: &load,
-            schedule: load.schedule(0),
+            schedule: load.schedule(0)?,
             connect_timeout: Duration::from_secs(5),
             slos: &[],
             percentiles: &[],

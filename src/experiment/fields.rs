@@ -138,7 +138,7 @@ pub fn cli_number(kind: Kind) -> impl Fn(&str) -> Result<f64, String> + Clone + 
 
 pub const LAUNCHERS: &[&str] = &["sim", "external", "command", "compose"];
 
-pub const DATASETS: &[&str] = &["random", "prefix_repetition", "sharegpt", "jsonl"];
+pub const DATASETS: &[&str] = &["random", "prefix_repetition", "sharegpt", "jsonl", "trace"];
 
 pub const SECTIONS: &[Section] = &[
     Section {
@@ -318,14 +318,14 @@ pub const SECTIONS: &[Section] = &[
                 Kind::Enum(DATASETS),
                 Some("random"),
                 false,
-                "random (exact token lengths), prefix_repetition (groups of prompts sharing a prefix), sharegpt or jsonl (local files)",
+                "random (exact token lengths), prefix_repetition (groups of prompts sharing a prefix), sharegpt or jsonl (local files), trace (a timestamped trace replayed on its own schedule)",
             ),
             f(
                 "dataset_path",
                 Kind::Str,
                 None,
                 true,
-                "the dataset file for sharegpt/jsonl",
+                "the dataset file for sharegpt/jsonl/trace",
             ),
             f(
                 "input_len",
@@ -403,6 +403,13 @@ pub const SECTIONS: &[Section] = &[
                 Some("false"),
                 false,
                 "ask for usage in every chunk (vLLM, SGLang) to record the tokens of each content event; adds server work per token",
+            ),
+            f(
+                "trace_block_size",
+                Kind::Int(1),
+                Some("512"),
+                false,
+                "trace: tokens one `hash_ids` entry stands for (Mooncake: 512)",
             ),
         ],
     },
@@ -487,6 +494,49 @@ pub const SECTIONS: &[Section] = &[
                 Some("300"),
                 false,
                 "after the last send, how long the window's requests may take to finish; what is still running then is cut and its latency right-censored",
+            ),
+            // a trace replay and a ramp: schedules of their own, no `request_rate`
+            f(
+                "trace_speed",
+                POS,
+                Some("1"),
+                true,
+                "trace: time scaling; 2 sends the trace twice as fast",
+            ),
+            f(
+                "trace_start_s",
+                SECS0,
+                Some("0"),
+                false,
+                "trace: the window's start, in trace seconds; it is the run's 0",
+            ),
+            f(
+                "trace_end_s",
+                SECS,
+                None,
+                false,
+                "trace: the window's end (exclusive), in trace seconds (default: the whole trace)",
+            ),
+            f(
+                "ramp_up_strategy",
+                Kind::Enum(&["linear", "exponential"]),
+                None,
+                false,
+                "a rate ramp (vLLM's --ramp-up-strategy): the rate moves from ramp_up_start_rps to ramp_up_end_rps by request index (by time with duration_s)",
+            ),
+            f(
+                "ramp_up_start_rps",
+                POS,
+                None,
+                true,
+                "ramp: the first request's rate (req/s)",
+            ),
+            f(
+                "ramp_up_end_rps",
+                POS,
+                None,
+                true,
+                "ramp: the last request's rate (req/s)",
             ),
         ],
     },

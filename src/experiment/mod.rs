@@ -13,6 +13,8 @@ pub mod schema;
 mod props;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_schedules;
 
 use anyhow::{Context, Result};
 use std::path::Path;

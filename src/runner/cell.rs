@@ -178,7 +178,9 @@ pub async fn run_cell(
             .filter(|_| !records.is_empty())
             .map(|g| g as f64 / records.len() as f64),
     };
-    let mut warnings = validity_warnings(&s, &records, outcome.interrupted, c.exact_tokenizer);
+    let paced = c.load.arrival.paced();
+    let mut warnings =
+        validity_warnings(&s, &records, outcome.interrupted, c.exact_tokenizer, paced);
     warnings.extend(client_warnings(&c, &s, &client));
     if let Some(lost) = &outcome.server_lost {
         warnings.insert(
@@ -374,7 +376,7 @@ fn client_warnings(c: &CellSpec, s: &RunSummary, client: &ClientUsage) -> Vec<St
         ));
     }
     if let Some(q) = &s.latencies.queue_delay_ms
-        && s.offered_rate.is_finite()
+        && c.load.arrival.paced()
         && q.p99 > 1.0
         && !client.pacer_realtime
     {
@@ -417,6 +419,8 @@ fn validity_warnings(
     records: &[CompactRecord],
     interrupted: bool,
     exact_tokenizer: bool,
+    // sent on a schedule of its own (not all at once): lateness is then the client's
+    paced: bool,
 ) -> Vec<String> {
     let mut w = Vec::new();
     if interrupted {
@@ -455,7 +459,7 @@ fn validity_warnings(
         ));
     }
     if let Some(q) = &s.latencies.queue_delay_ms
-        && s.offered_rate.is_finite()
+        && paced
         && q.p99 > 10.0
     {
         w.push(format!(

@@ -12,7 +12,7 @@ use std::path::Path;
 /// (ShareGPT's usual file is 0.65 GB).
 pub const MAX_DATASET_BYTES: u64 = 4 << 30;
 
-fn read(path: &Path) -> Result<String> {
+pub(super) fn read(path: &Path) -> Result<String> {
     let cannot = || {
         format!(
             "cannot read dataset `{}`\nhint: check `--dataset-path`; datasets are never downloaded, give a local file",

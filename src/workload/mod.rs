@@ -2,13 +2,15 @@
 //!
 //! `random` builds prompts of exact token lengths under the tokenizer in use,
 //! `prefix_repetition` groups of prompts that share a prefix (for the prefix cache),
-//! `sharegpt` and `jsonl` read local files. `body` turns a prompt into the request bytes for an
+//! `sharegpt` and `jsonl` read local files, `trace` a timestamped trace (prompts here, its
+//! send times in `LoadPlan::schedule`). `body` turns a prompt into the request bytes for an
 //! endpoint, once, before the run: the hot path sends prepared bytes.
 
 pub mod body;
 pub mod files;
 pub mod prefix_repetition;
 pub mod random;
+pub mod trace;
 
 use loadtest_base::Tokenizer;
 
@@ -54,6 +56,13 @@ pub enum Dataset {
     },
     /// `{"prompt": …, "output_len": …}` per line.
     Jsonl { path: std::path::PathBuf },
+    /// A timestamped trace's requests in `[start_s, end_s)` (`workload::trace`).
+    Trace {
+        path: std::path::PathBuf,
+        block_size: u32,
+        start_s: f64,
+        end_s: Option<f64>,
+    },
 }
 
 /// The prompts to build: the same for `run` (a cell's plan) and `bench` (its flags).
@@ -113,6 +122,19 @@ impl PromptSpec {
                 files::sharegpt(path, n, *output_len, self.seed, tok)
             }
             Dataset::Jsonl { path } => files::jsonl(path, n, self.output_len, tok),
+            Dataset::Trace {
+                path,
+                block_size,
+                start_s,
+                end_s,
+            } => {
+                let t = trace::read_window(path, *start_s, *end_s)?;
+                let w = trace::window(&t, *start_s, *end_s);
+                let mut built =
+                    trace::prompts(&w, tok, *block_size, self.output_len, self.seed, stop)?;
+                built.notes.splice(0..0, t.notes);
+                Ok(built)
+            }
         }
     }
 }

@@ -14,3 +14,4 @@ mod run_experiment;
 mod sim_wire;
 mod support;
 mod tls;
+mod trace_replay;
