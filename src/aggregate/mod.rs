@@ -203,7 +203,8 @@ fn analysis_input(
         group: plan.groups[c.group].id.clone(),
         family: family_of(c),
         dp: c.plan.server.dp as u32,
-        offered_rate: c.plan.load.arrival.rate(),
+        // in requests per second, as achieved is: a conversation of k turns is k requests
+        offered_rate: c.plan.load.arrival.rate() * f64::from(c.plan.workload.prompts.turns()),
         arrival_rate: s.measured as f64 / s.window_s.max(1e-9),
         achieved_rate,
         achieved_from,
@@ -248,6 +249,7 @@ fn analysis_input(
             .iter()
             .map(|(k, v)| (k.to_string(), experiment::plan::scalar(v)))
             .collect(),
+        per_turn: s.per_turn.clone(),
     }
 }
 

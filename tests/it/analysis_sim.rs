@@ -255,6 +255,7 @@ fn virtual_cells(
                 backlog_mean: None,
                 server: None,
                 matrix: Default::default(),
+                per_turn: Vec::new(),
             }
         })
         .collect()

@@ -139,3 +139,46 @@ fn turns_past_the_duration_are_not_sent_and_are_counted() {
         r.stderr
     );
 }
+
+/// The shipped example runs (shortened) and its report has the turn-by-turn table.
+#[test]
+fn the_multi_turn_example_reports_ttft_by_turn() {
+    let _serial = serial();
+    let root = temp_dir("sessions-run");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/multi-turn.yaml");
+    let r = run(&[
+        "run",
+        example,
+        "--output",
+        root.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "load.duration_s=3",
+        "--set",
+        "load.warmup_s=0",
+        "--set",
+        "workload.turns=2",
+        "--set",
+        "workload.think_time_s=0.2",
+        "--set",
+        "workload.input_len=32",
+        "--set",
+        "workload.output_len=8",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let report = std::fs::read_dir(root.join("multi-turn"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("report.md");
+    let md = std::fs::read_to_string(report).unwrap();
+    let section = md
+        .split("## Multi-turn conversations: TTFT by turn")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("the turn section");
+    let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("| c00")).collect();
+    assert_eq!(rows.len(), 4, "two cells × two turns:\n{section}");
+}

@@ -70,6 +70,8 @@ pub struct CellInput {
     pub backlog_mean: Option<f64>,
     pub server: Option<ServerStats>,
     pub matrix: BTreeMap<String, String>,
+    /// Multi-turn conversations: the cell's requests turn by turn (empty otherwise).
+    pub per_turn: Vec<crate::summary::turns::TurnFigures>,
 }
 
 /// A load point of one server configuration (repeats averaged).

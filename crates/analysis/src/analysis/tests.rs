@@ -47,6 +47,7 @@ fn cell(group: &str, dp: u32, offered: f64, achieved: f64, ttft: f64) -> CellInp
             ..ServerStats::default()
         }),
         matrix: Default::default(),
+        per_turn: Vec::new(),
     }
 }
 

@@ -232,6 +232,9 @@ pub fn build(
         sections.push(server_section(stem, &cell));
     }
     sections.push(verdicts_section(analysis));
+    if cells.iter().any(|c| !c.per_turn.is_empty()) {
+        sections.push(turns_section(cells));
+    }
     sections.push(cells_section(cells));
     let mut executive = executive_summary(facts, analysis);
     executive.splice(0..0, ramps.iter().map(ramp_sentence));
@@ -544,6 +547,45 @@ fn verdicts_section(analysis: &Analysis) -> Section {
                 rows: verdict_rows,
             }]
         },
+    }
+}
+
+/// Multi-turn cells, turn by turn: what a longer history costs in TTFT.
+fn turns_section(cells: &[CellInput]) -> Section {
+    let fig = |f: &Option<Figure>| f.as_ref().map_or("-".into(), |f| f.display(1));
+    let rows = cells
+        .iter()
+        .flat_map(|c| {
+            c.per_turn.iter().map(move |t| {
+                vec![
+                    c.id.clone(),
+                    (t.turn + 1).to_string(),
+                    t.prompt_tokens_mean
+                        .map_or("-".into(), |p| format!("{p:.0}")),
+                    fig(&t.ttft_p50_ms),
+                    fig(&t.ttft_p99_ms),
+                    t.measured.to_string(),
+                    t.ok.to_string(),
+                ]
+            })
+        })
+        .collect();
+    Section {
+        title: "Multi-turn conversations: TTFT by turn".into(),
+        paragraphs: vec!["Turn k of a conversation sends the k − 1 earlier questions and answers and a new question, so its prompt grows turn by turn; without a prefix-cache hit its prefill (and TTFT) grows with it. TTFT covers every window request of the turn, one cut off before its first token counted as at least its wait (`>`: a lower bound); the prompt is the server's count (`usage.prompt_tokens`) where it gave one.".into()],
+        figures: vec![],
+        tables: vec![Table {
+            header: header(&[
+                "cell",
+                "turn",
+                "prompt tokens",
+                "TTFT p50",
+                "TTFT p99",
+                "requests",
+                "ok",
+            ]),
+            rows,
+        }],
     }
 }
 
