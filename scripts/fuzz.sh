@@ -12,10 +12,24 @@
 #                      fuzz/snapshot/ (the fuzz crate's path dependency); `worktree` copies
 #                      the working tree instead, uncommitted edits included
 #   FUZZ_REBUILD=1     rebuild even when fuzz/snapshot/ already holds that commit
+#   FUZZ_BUILD_ONLY=1  extract and build, then stop (before fuzzing anything)
 #   FUZZ_RUNS=N        also stop a target after N executions (libFuzzer -runs); default: no cap
 #   FUZZ_MAX_LEN=N     largest input libFuzzer generates (default 4096)
 #   FUZZ_BUILD_JOBS=N  cargo build jobs (default 1: the build machine is small and shared)
+#   FUZZ_SANITIZER=S   build with `cargo fuzz build -s S` (default address: AddressSanitizer).
+#                      `none` runs about 3x faster: for safe Rust it loses only ASan's checks
+#                      of unsafe code and of C dependencies; -O -a still apply (debug
+#                      assertions and overflow checks stay on). A sanitizer other than
+#                      address builds into fuzz/target/sanitizer-S/ and logs to
+#                      fuzz/logs/TARGET.S.log, so both builds can be used side by side
 #   FUZZ_EXTRA="..."   more libFuzzer flags, e.g. "-only_ascii=1"
+#
+# Several instances may run at once (different targets, or the same commit with another
+# sanitizer): the snapshot is extracted under an exclusive lock and read under a shared
+# one (fuzz/target/.fuzz-snapshot-lock), and each build dir is built under its own lock
+# (TARGET_DIR/.fuzz-build-lock), so a second instance waits for the first's build and then
+# finds it done. Edit this script only by replacing it (write a copy, `mv` it over): bash
+# reads a running script as it goes.
 #
 # Needs Rust nightly and cargo-fuzz (`cargo install cargo-fuzz`). Seeds are tracked in
 # fuzz/seeds/<target>/; libFuzzer reads them and writes what it finds to the scratch
@@ -29,6 +43,30 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 fuzz="$root/fuzz"
 cd "$fuzz"
 
+san=${FUZZ_SANITIZER:-address}
+case "$san" in
+    address | none | memory | thread | leak) ;;
+    *) echo "FUZZ_SANITIZER: unknown sanitizer '$san' (address, none, memory, thread, leak)" >&2; exit 2 ;;
+esac
+# the address build keeps cargo-fuzz's default target dir; any other gets its own
+if [ "$san" = address ]; then
+    tdir="$fuzz/target"
+    tdir_args=()
+    logsuffix=""
+else
+    tdir="$fuzz/target/sanitizer-$san"
+    tdir_args=(--target-dir "$tdir")
+    logsuffix=".$san"
+fi
+bin="$tdir/x86_64-unknown-linux-gnu/release"
+
+# One extraction at a time, and none while another instance builds from the snapshot:
+# the snapshot is read (checked, built from) under a shared lock, replaced under an
+# exclusive one.
+mkdir -p "$tdir"
+exec 9>"$fuzz/target/.fuzz-snapshot-lock"
+flock -s 9
+
 # The crate under test: a snapshot of one commit, so edits in progress neither break the
 # build nor change the code between targets.
 source=${FUZZ_SOURCE:-HEAD}
@@ -37,7 +75,9 @@ if [ "$source" = worktree ]; then
 else
     id=$(git -C "$root" rev-parse --verify "$source^{commit}")
 fi
-bin="$fuzz/target/x86_64-unknown-linux-gnu/release"
+if [ "${FUZZ_REBUILD:-0}" = 1 ] || [ "$(cat snapshot/.fuzz-source 2>/dev/null)" != "$id" ]; then
+    flock -x 9 # not atomic: it lets go of the shared lock first
+fi
 if [ "${FUZZ_REBUILD:-0}" = 1 ] || [ "$(cat snapshot/.fuzz-source 2>/dev/null)" != "$id" ]; then
     echo "== snapshot of $source ($id) in fuzz/snapshot/"
     rm -rf snapshot
@@ -48,6 +88,7 @@ if [ "${FUZZ_REBUILD:-0}" = 1 ] || [ "$(cat snapshot/.fuzz-source 2>/dev/null)" 
         git -C "$root" archive --format=tar "$id" -- . ':(exclude)fuzz' | tar -C snapshot -xf -
     fi
     echo "$id" >snapshot/.fuzz-source
+    flock -s 9
 else
     echo "== fuzz/snapshot/ already holds $id (FUZZ_REBUILD=1 extracts it again)"
 fi
@@ -55,16 +96,23 @@ fi
 # Skipped when neither the snapshot nor the fuzz crate changed since the last build (the
 # crate's build script watches .git/HEAD, which a snapshot lacks, so cargo would always
 # recompile it).
-build_id() { (echo "$id"; cat Cargo.toml Cargo.lock fuzz_targets/*.rs) | sha256sum | cut -c1-16; }
-if [ "${FUZZ_REBUILD:-0}" = 1 ] || [ "$(cat target/.fuzz-build 2>/dev/null)" != "$(build_id)" ]; then
-    echo "== building fuzz targets (jobs: ${FUZZ_BUILD_JOBS:-1})"
-    CARGO_BUILD_JOBS=${FUZZ_BUILD_JOBS:-1} cargo +nightly fuzz build -O -a
+build_id() { (echo "$id $san"; cat Cargo.toml Cargo.lock fuzz_targets/*.rs) | sha256sum | cut -c1-16; }
+exec 8>"$tdir/.fuzz-build-lock"
+flock -x 8
+if [ "${FUZZ_REBUILD:-0}" = 1 ] || [ "$(cat "$tdir/.fuzz-build" 2>/dev/null)" != "$(build_id)" ]; then
+    echo "== building fuzz targets (sanitizer: $san, jobs: ${FUZZ_BUILD_JOBS:-1})"
+    CARGO_BUILD_JOBS=${FUZZ_BUILD_JOBS:-1} cargo +nightly fuzz build -O -a -s "$san" "${tdir_args[@]}"
     # after the build: it may have rewritten Cargo.lock, which the next check reads
-    build_id >target/.fuzz-build
+    build_id >"$tdir/.fuzz-build"
 else
-    echo "== fuzz targets already built for this snapshot"
+    echo "== fuzz targets already built for this snapshot (sanitizer: $san)"
 fi
-echo "== fuzzing vllm-loadtest at $id"
+exec 8>&- 9>&-
+if [ "${FUZZ_BUILD_ONLY:-0}" = 1 ]; then
+    echo "== built (FUZZ_BUILD_ONLY=1): $bin"
+    exit 0
+fi
+echo "== fuzzing vllm-loadtest at $id (sanitizer: $san)"
 
 if [ "$#" -gt 0 ]; then
     targets=("$@")
@@ -77,7 +125,7 @@ summary=()
 status=0
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t" "seeds/$t" "artifacts/$t"
-    log="logs/$t.log"
+    log="logs/$t$logsuffix.log"
     before=$(ls "artifacts/$t" | sort)
     runs=()
     [ -n "${FUZZ_RUNS:-}" ] && runs=(-runs="$FUZZ_RUNS")
@@ -118,5 +166,5 @@ done
 echo
 echo "== summary"
 printf '%s\n' "${summary[@]}"
-echo "Reproduce a crash: fuzz/target/x86_64-unknown-linux-gnu/release/TARGET fuzz/artifacts/TARGET/crash-…"
+echo "Reproduce a crash: ${bin#"$root/"}/TARGET fuzz/artifacts/TARGET/crash-…"
 exit $status

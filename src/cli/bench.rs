@@ -410,10 +410,11 @@ async fn run_async(
     let out = CellDir::new(out_dir);
     eprintln!(
         "bench: {} to {url}{} ({}), model `{model}`, {}{}; results in `{}`",
-        if closed_loop {
-            "requests".to_string()
-        } else {
-            format!("{} requests", schedule.len())
+        match (closed_loop, plan.prompts.turns()) {
+            (true, 1) => "requests".to_string(),
+            (true, k) => format!("conversations of {k} turns"),
+            (false, 1) => format!("{} requests", schedule.len()),
+            (false, k) => format!("{} conversations of {k} turns", schedule.len()),
         },
         plan.endpoint.path(),
         if closed_loop {
