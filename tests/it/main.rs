@@ -10,6 +10,7 @@ mod faults;
 mod interrupt;
 mod parquet_readers;
 mod run_experiment;
+mod search;
 mod sim_wire;
 mod support;
 mod tls;

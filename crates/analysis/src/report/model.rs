@@ -214,6 +214,7 @@ pub fn build(
     generated_at: String,
 ) -> Report {
     let mut sections = vec![experiment_section(facts, cells.len())];
+    sections.extend(super::search_text::section(&analysis.searches));
     sections.extend(analysis.groups.iter().map(saturation_section));
     sections.extend(analysis.scaling.iter().map(scaling_section));
     sections.push(by_configuration_section(analysis.groups.len()));
@@ -238,7 +239,11 @@ fn header(columns: &[&str]) -> Vec<String> {
 /// The findings first (saturation, scaling), then what the analysis left out, goodput,
 /// and how many cells to read with care.
 fn executive_summary(facts: &RunFacts, analysis: &Analysis) -> Vec<String> {
-    let mut exec = Vec::new();
+    let mut exec: Vec<String> = analysis
+        .searches
+        .iter()
+        .map(super::search_text::sentence)
+        .collect();
     for g in &analysis.groups {
         exec.push(saturation_sentence(g));
     }
