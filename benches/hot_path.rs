@@ -96,6 +96,7 @@ fn main() {
             finish_reason: Some("length".into()),
             error: None,
             resent: 0,
+            turn: None,
         })
         .collect();
     let t = Instant::now();

@@ -18,7 +18,6 @@ use loadtest_analysis::record::CompactRecord;
 use loadtest_analysis::server_metrics::{MetricRow, ServerStats, server_stats};
 use loadtest_analysis::summary::goodput::Slo;
 use loadtest_analysis::summary::{self, RunSummary};
-use loadtest_base::arrivals;
 use std::collections::BTreeMap;
 
 pub struct CellData {
@@ -216,8 +215,7 @@ pub fn read_cell_dir(
     let not_sent = match &stored {
         Some(r) => r.summary.not_sent,
         None => {
-            let scheduled =
-                arrivals::schedule(arrival, load.stop, load.schedule_seed(repeat)).len();
+            let scheduled = load.schedule(repeat)?.len();
             scheduled.saturating_sub(records.len()) as u64
         }
     };

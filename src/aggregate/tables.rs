@@ -350,12 +350,17 @@ pub fn timeseries_table(dir: &RunDir, a: &Aggregated) -> Result<Table> {
             .max()
             .unwrap_or(0)
             .div_ceil(1_000_000_000);
+        let mut offered = vec![0u64; end_s as usize + 1];
         let mut sent = vec![0u64; end_s as usize + 1];
         let mut done = vec![0u64; end_s as usize + 1];
         let mut ttfts: Vec<Vec<f64>> = vec![Vec::new(); end_s as usize + 1];
         for r in &records {
             let s = (r.t_send_ns / 1_000_000_000) as usize;
             sent[s] += 1;
+            // by intended time: the schedule's rate (a ramp's, a trace's) beside what was done
+            if let Some(o) = offered.get_mut((r.t_intended_ns / 1_000_000_000) as usize) {
+                *o += 1;
+            }
             if r.is_ok() {
                 done[(r.t_end_ns / 1_000_000_000) as usize] += 1;
             }
@@ -366,6 +371,7 @@ pub fn timeseries_table(dir: &RunDir, a: &Aggregated) -> Result<Table> {
         for (sec, inflight) in in_flight_series(&records, 0, end_s) {
             let i = sec as usize;
             let id = c.cell.id.as_str();
+            push(id, sec as f64, "offered", None, offered[i] as f64);
             push(id, sec as f64, "sent", None, sent[i] as f64);
             push(id, sec as f64, "completed", None, done[i] as f64);
             push(id, sec as f64, "in_flight", None, inflight);

@@ -1,9 +1,9 @@
 //! `vllm-loadtest bench`: validate the flags, build the workload, run one load point,
 //! and write and print the results.
 
-use super::bench_args::{ArrivalKind, BenchArgs, DatasetName};
+use super::bench_args::{ArrivalKind, BenchArgs, DatasetName, RampUp};
 use crate::client::{self, BaseUrl};
-use crate::experiment::cell_plan::LoadPlan;
+use crate::experiment::cell_plan::{LoadPlan, TraceWindow};
 use crate::runner::cell::{CellResult, CellSpec, run_cell};
 use crate::store::layout::CellDir;
 use crate::store::{self, summary_json};
@@ -12,7 +12,7 @@ use crate::workload::{Dataset, PromptSpec, Workload};
 use anyhow::{Context, Result, bail};
 use loadtest_analysis::summary::goodput::Slo;
 use loadtest_base::Tokenizer;
-use loadtest_base::arrivals::{self, Arrival, Stop};
+use loadtest_base::arrivals::{self, Arrival, RampStrategy, Stop};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use std::time::Duration;
 pub(super) struct Plan {
     endpoint: Api,
     pub(super) load: LoadPlan,
-    prompts: PromptSpec,
+    pub(super) prompts: PromptSpec,
     pub(super) slos: Vec<Slo>,
     metrics: Vec<String>,
     pub(super) percentiles: Vec<f64>,
@@ -37,6 +37,11 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
             a.endpoint
         )
     })?;
+    if a.dataset_name == DatasetName::MultiTurn && endpoint == Api::Completions {
+        bail!(
+            "`--dataset-name multi_turn` sends conversations, which need the chat endpoint\nhint: add `--endpoint /v1/chat/completions`"
+        );
+    }
     if a.client_threads == 0 {
         bail!("`--client-threads 0`: need at least one thread");
     }
@@ -57,7 +62,11 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
         ignore_eos: if a.no_ignore_eos {
             false
         } else {
-            a.ignore_eos || a.dataset_name == DatasetName::Random
+            a.ignore_eos
+                || matches!(
+                    a.dataset_name,
+                    DatasetName::Random | DatasetName::Trace | DatasetName::MultiTurn
+                )
         },
         extra: extra_body(a)?,
     })
@@ -80,7 +89,7 @@ fn load_plan(a: &BenchArgs) -> Result<LoadPlan> {
             a.burstiness
         );
     }
-    let arrival = Arrival::of(rate, a.arrival == ArrivalKind::Constant, a.burstiness);
+    let (arrival, trace) = own_schedule(a, rate)?;
     if a.num_prompts == 0 {
         bail!("`--num-prompts 0`: nothing to send\nhint: give at least 1");
     }
@@ -131,8 +140,95 @@ fn load_plan(a: &BenchArgs) -> Result<LoadPlan> {
         cooldown_s: a.cooldown,
         request_timeout: Duration::from_secs_f64(a.request_timeout),
         drain: a.duration.map(|_| Duration::from_secs_f64(a.drain_timeout)),
+        trace,
+        think_time_s: a.multi_turn_think_time,
     };
     Ok(load)
+}
+
+/// A trace's schedule, a ramp, or the rate's process; neither of the first two beside a
+/// `--request-rate` (vLLM refuses a rate with a ramp too).
+fn own_schedule(a: &BenchArgs, rate: f64) -> Result<(Arrival, Option<TraceWindow>)> {
+    let constant = a.arrival == ArrivalKind::Constant;
+    let trace = a.dataset_name == DatasetName::Trace;
+    if (trace || a.ramp_up_strategy.is_some()) && rate.is_finite() {
+        bail!(
+            "`--request-rate {}` does not apply: {}\nhint: {}",
+            a.request_rate,
+            if trace {
+                "a trace replay sends on the trace's own schedule"
+            } else {
+                "a ramp sets its own rate"
+            },
+            if trace {
+                "remove it; `--trace-speed` scales the trace's time"
+            } else {
+                "remove it: the rate moves from `--ramp-up-start-rps` to `--ramp-up-end-rps`"
+            }
+        );
+    }
+    if trace {
+        if a.ramp_up_strategy.is_some() {
+            bail!(
+                "a ramp and a trace replay are two schedules\nhint: drop `--ramp-up-strategy`, or use another dataset"
+            );
+        }
+        if a.duration.is_some() {
+            bail!(
+                "`--duration` does not apply: a trace replay ends with its window\nhint: choose it with `--trace-start` and `--trace-end`"
+            );
+        }
+        if let Some(e) = a.trace_end
+            && e <= a.trace_start
+        {
+            bail!(
+                "the trace window [{}, {e}) s is empty\nhint: `--trace-end` must be after `--trace-start`",
+                a.trace_start
+            );
+        }
+        let path = a.dataset_path.clone().context(
+            "`--dataset-name trace` needs `--dataset-path FILE`\nhint: e.g. `--dataset-path examples/traces/synthetic.jsonl`",
+        )?;
+        let window = TraceWindow {
+            path,
+            start_s: a.trace_start,
+            end_s: a.trace_end,
+        };
+        return Ok((
+            Arrival::Trace {
+                speed: a.trace_speed,
+            },
+            Some(window),
+        ));
+    }
+    if let (Some(s), Some(start), Some(end)) =
+        (a.ramp_up_strategy, a.ramp_up_start_rps, a.ramp_up_end_rps)
+    {
+        if start > end {
+            bail!(
+                "`--ramp-up-start-rps {start}` is above `--ramp-up-end-rps {end}`\nhint: a ramp rises (as vLLM's does): swap them"
+            );
+        }
+        let strategy = match s {
+            RampUp::Linear => RampStrategy::Linear,
+            RampUp::Exponential => RampStrategy::Exponential,
+        };
+        let burstiness = if constant {
+            f64::INFINITY
+        } else {
+            a.burstiness
+        };
+        return Ok((
+            Arrival::Ramp {
+                strategy,
+                start,
+                end,
+                burstiness,
+            },
+            None,
+        ));
+    }
+    Ok((Arrival::of(rate, constant, a.burstiness), None))
 }
 
 /// `--percentile-metrics`: which latencies get percentile keys in `summary.json`.
@@ -199,6 +295,16 @@ fn prompts(a: &BenchArgs) -> Result<PromptSpec> {
             output_len: a.sharegpt_output_len,
         },
         DatasetName::Jsonl => Dataset::Jsonl { path: need_path()? },
+        DatasetName::MultiTurn => Dataset::MultiTurn {
+            turns: a.multi_turn_turns,
+            input_len: a.random_input_len,
+        },
+        DatasetName::Trace => Dataset::Trace {
+            path: need_path()?,
+            block_size: a.trace_block_size,
+            start_s: a.trace_start,
+            end_s: a.trace_end,
+        },
     };
     Ok(PromptSpec {
         dataset,
@@ -291,7 +397,7 @@ async fn run_async(
         return super::bench_search::run(a, plan, goal, &workload, server, &opts, tok, interrupt)
             .await;
     }
-    let schedule = plan.load.schedule(0);
+    let schedule = plan.load.schedule(0)?;
     let closed_loop = plan.load.closed_loop();
     let rate = plan.load.arrival.rate();
     let out_dir = a.output_dir.clone().unwrap_or_else(|| default_output(rate));
@@ -311,9 +417,10 @@ async fn run_async(
         } else {
             plan.load.arrival.describe()
         },
-        match a.duration {
-            Some(d) => format!("for {d} s"),
-            None => format!("{} prompts", a.num_prompts),
+        match (a.duration, &plan.load.trace) {
+            (Some(d), _) => format!("for {d} s"),
+            (None, Some(t)) => format!("the trace `{}`", t.path.display()),
+            (None, None) => format!("{} prompts", a.num_prompts),
         },
         a.max_concurrency
             .map(|c| format!(", at most {c} in flight"))
@@ -352,6 +459,7 @@ async fn run_async(
         label: String::new(),
         client_threads: a.client_threads,
         health_probe: (a.health_probe > 0.0).then(|| Duration::from_secs_f64(a.health_probe)),
+        turns: plan.prompts.turns(),
         metrics_interval: None,
         gpu: false,
         exact_tokenizer: !tok.is_built_in(),
@@ -444,7 +552,11 @@ pub(super) fn write_summary(
         label: a.label.clone(),
         model_id: model.to_string(),
         tokenizer_id: tok.describe(),
-        num_prompts: a.num_prompts,
+        num_prompts: summary_json::num_prompts(
+            a.num_prompts,
+            plan.load.trace.is_some(),
+            &r.summary,
+        ),
         request_rate: plan.load.arrival.rate(),
         burstiness: a.burstiness,
         max_concurrency: a.max_concurrency,
@@ -460,7 +572,8 @@ pub(super) fn write_summary(
         _ => plan.load.arrival.describe(),
     };
     let ours = serde_json::to_value(r.report(r.status(), arrival, None))?;
-    let full = summary_json::build(&info, &r.summary, &pct, None, ours.clone());
+    let mut full = summary_json::build(&info, &r.summary, &pct, None, ours.clone());
+    summary_json::add_ramp(&mut full, plan.load.arrival);
     std::fs::write(out.summary_json(), serde_json::to_vec_pretty(&full)?)?;
     if a.save_result {
         let name = a.result_filename.clone().unwrap_or_else(|| {
@@ -485,7 +598,8 @@ pub(super) fn write_summary(
         } else {
             None
         };
-        let v = summary_json::build(&info, &r.summary, &pct, full_records.as_deref(), ours);
+        let mut v = summary_json::build(&info, &r.summary, &pct, full_records.as_deref(), ours);
+        summary_json::add_ramp(&mut v, plan.load.arrival);
         std::fs::write(&path, serde_json::to_vec_pretty(&v)?)
             .with_context(|| format!("cannot write `{}`", path.display()))?;
         eprintln!("saved vLLM-format result: {}", path.display());

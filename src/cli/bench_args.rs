@@ -11,6 +11,18 @@ pub enum DatasetName {
     Random,
     Sharegpt,
     Jsonl,
+    /// A timestamped JSON-lines trace, replayed on its own schedule (docs/trace-format.md).
+    Trace,
+    /// Chat conversations of `--multi-turn-turns` requests, each carrying the history so
+    /// far; `--num-prompts` and `--request-rate` count conversations.
+    #[value(name = "multi_turn")]
+    MultiTurn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RampUp {
+    Linear,
+    Exponential,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -104,6 +116,39 @@ pub struct BenchArgs {
     /// JSON object merged into every request body, e.g. '{"top_p": 0.9}'.
     #[arg(long, value_name = "JSON")]
     pub extra_body: Option<String>,
+
+    // --- trace replay (`--dataset-name trace`)
+    /// Time scaling of the trace: 2 replays it twice as fast, 0.5 at half speed.
+    #[arg(long, value_parser = cli_number(fields::POS), default_value_t = 1.0, value_name = "X")]
+    pub trace_speed: f64,
+    /// The window's start, in trace seconds; it is the run's 0 (a request at S + x is sent at x / speed).
+    #[arg(long, value_parser = cli_number(fields::SECS0), default_value_t = 0.0, value_name = "SECS")]
+    pub trace_start: f64,
+    /// The window's end (exclusive), in trace seconds (default: the whole trace).
+    #[arg(long, value_parser = cli_number(fields::SECS), value_name = "SECS")]
+    pub trace_end: Option<f64>,
+    /// Tokens one `hash_ids` entry stands for (Mooncake's traces: 512).
+    #[arg(long, default_value_t = crate::workload::trace::DEFAULT_BLOCK_SIZE)]
+    pub trace_block_size: u32,
+    /// multi_turn: requests per conversation (each new question `--random-input-len`
+    /// tokens, each answer `--random-output-len`).
+    #[arg(long, default_value_t = 4, value_name = "K")]
+    pub multi_turn_turns: u32,
+    /// multi_turn: pause between an answer's end and the conversation's next question.
+    #[arg(long, value_name = "SECS", value_parser = cli_number(fields::SECS0), default_value_t = 0.0)]
+    pub multi_turn_think_time: f64,
+
+    // --- ramp-up (vLLM's flags): a one-run saturation probe
+    /// Move the rate from `--ramp-up-start-rps` to `--ramp-up-end-rps` by request index
+    /// (by time with `--duration`); `--burstiness` still applies. Without `--request-rate`.
+    #[arg(long, value_enum, requires_all = ["ramp_up_start_rps", "ramp_up_end_rps"])]
+    pub ramp_up_strategy: Option<RampUp>,
+    /// The first request's rate (req/s).
+    #[arg(long, value_parser = cli_number(fields::POS), requires = "ramp_up_strategy")]
+    pub ramp_up_start_rps: Option<f64>,
+    /// The last request's rate (req/s).
+    #[arg(long, value_parser = cli_number(fields::POS), requires = "ramp_up_strategy")]
+    pub ramp_up_end_rps: Option<f64>,
 
     // --- load
     /// Requests per second, or `inf` to send all at once.

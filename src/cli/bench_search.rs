@@ -4,7 +4,7 @@
 //! as a `run` search's does; the answer is printed with its bracket.
 
 use super::bench::{Plan, write_summary};
-use super::bench_args::{ArrivalKind, BenchArgs, SearchGoal};
+use super::bench_args::{ArrivalKind, BenchArgs, DatasetName, SearchGoal};
 use crate::aggregate::{CellIdent, read_cell_dir};
 use crate::client;
 use crate::runner::cell::{CellSpec, run_cell};
@@ -22,6 +22,11 @@ use std::time::Duration;
 const SLO_TARGET: f64 = 0.9;
 
 fn spec(a: &BenchArgs, goal: SearchGoal, plan: &Plan) -> Result<SearchSpec> {
+    if a.ramp_up_strategy.is_some() || a.dataset_name == DatasetName::Trace {
+        bail!(
+            "`--search` sets each probe's rate; a ramp or a trace replay has its own schedule\nhint: drop `--ramp-up-strategy` or the trace, or drop `--search`"
+        );
+    }
     if a.search_min >= a.search_max {
         bail!(
             "`--search-min {}` is not below `--search-max {}`\nhint: the search probes rates in [min, max]",
@@ -115,7 +120,8 @@ pub(super) async fn run(
             prompts: &workload.prompts,
             body,
             load: &p.load,
-            schedule: p.load.schedule(0),
+            schedule: p.load.schedule(0)?,
+            turns: p.prompts.turns(),
             connect_timeout: Duration::from_secs_f64(a.connect_timeout),
             slos: &p.slos,
             percentiles: &p.percentiles,

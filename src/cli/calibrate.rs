@@ -153,6 +153,8 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             cooldown_s: 0.0,
             request_timeout: Duration::from_secs(30),
             drain: Some(Duration::from_secs(5)),
+            trace: None,
+            think_time_s: 0.0,
         };
         std::fs::create_dir_all(&scratch.0)?;
         let (_tx, rx) = tokio::sync::watch::channel(false);
@@ -161,7 +163,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             prompts: &wl.prompts,
             body: &body,
             load: &load,
-            schedule: load.schedule(0),
+            schedule: load.schedule(0)?,
             connect_timeout: Duration::from_secs(5),
             slos: &[],
             percentiles: &[],
@@ -169,6 +171,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             label: String::new(),
             client_threads: a.client_threads,
             health_probe: None,
+            turns: 1,
             metrics_interval: None,
             gpu: false,
             exact_tokenizer: false,

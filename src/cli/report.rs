@@ -10,7 +10,7 @@ use clap::Args;
 use loadtest_analysis::report::{chart, draw, figures, html, markdown, model};
 use loadtest_analysis::stats::survival::Figure;
 use loadtest_analysis::summary::goodput::Slo;
-use loadtest_base::arrivals::Stop;
+use loadtest_base::arrivals::{Arrival, Stop};
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -94,6 +94,11 @@ fn describe_plan(p: &CellPlan) -> (String, String, String, Option<String>) {
         ),
         Dataset::ShareGpt { path, .. } => format!("sharegpt `{}`", path.display()),
         Dataset::Jsonl { path } => format!("jsonl `{}`", path.display()),
+        Dataset::Trace { path, .. } => format!("trace `{}`", path.display()),
+        Dataset::MultiTurn { turns, input_len } => format!(
+            "multi-turn chats: {turns} turns of {input_len} tokens in / {} out, each carrying the conversation so far ({} s think time)",
+            w.prompts.output_len, p.load.think_time_s
+        ),
     };
     let l = &p.load;
     let load = match l.stop {
@@ -101,6 +106,7 @@ fn describe_plan(p: &CellPlan) -> (String, String, String, Option<String>) {
             "{} arrivals, {d} s per cell ({} s warm-up, {} s cool-down excluded)",
             l.arrival_name, l.warmup_s, l.cooldown_s
         ),
+        Stop::Count(_) if l.trace.is_some() => "the trace's own arrivals".to_string(),
         Stop::Count(n) => format!("{} arrivals, {n} requests per cell", l.arrival_name),
     };
     let slo: Vec<String> = p
@@ -154,6 +160,8 @@ pub fn write_report(dir: &RunDir) -> Result<Written> {
             named.push(f);
         }
     }
+    let ramps = ramp_probes(dir, &agg)?;
+    named.extend(ramps.iter().map(|r| figures::ramp(&r.cell, &r.probe)));
     let figs = dir.figures();
     std::fs::create_dir_all(&figs)?;
     let mut svgs = std::collections::BTreeMap::new();
@@ -172,6 +180,7 @@ pub fn write_report(dir: &RunDir) -> Result<Written> {
         &analysis,
         &inputs,
         server_chart,
+        &ramps,
         generated,
     );
     let md = dir.report_md();
@@ -189,6 +198,27 @@ pub fn write_report(dir: &RunDir) -> Result<Written> {
         markdown: md,
         html: html_path,
     })
+}
+
+/// Each ramp cell read as a saturation probe, from its raw records.
+fn ramp_probes(dir: &RunDir, agg: &aggregate::Aggregated) -> Result<Vec<model::RampCell>> {
+    let mut out = Vec::new();
+    for c in &agg.cells {
+        let arrival = c.cell.plan.load.arrival;
+        if !matches!(arrival, Arrival::Ramp { .. }) {
+            continue;
+        }
+        let raw = dir.cell(&c.cell.id).requests_jsonl();
+        let (records, _) = crate::store::jsonl::read_compact(&raw)?;
+        if let Some(probe) = loadtest_analysis::analysis::ramp::probe(&records) {
+            out.push(model::RampCell {
+                cell: c.cell.id.clone(),
+                ramp: arrival.describe(),
+                probe,
+            });
+        }
+    }
+    Ok(out)
 }
 
 pub fn print_executive(r: &model::Report) {

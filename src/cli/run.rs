@@ -603,7 +603,7 @@ async fn run_one(
         prompts: &wl.prompts,
         body: &body,
         load,
-        schedule: load.schedule(cell.repeat),
+        schedule: load.schedule(cell.repeat)?,
         connect_timeout: Duration::from_secs(10),
         slos: &cell.plan.slo.slos,
         percentiles: &[],
@@ -614,11 +614,14 @@ async fn run_one(
             total,
             match load.arrival.rate() {
                 r if r.is_finite() => format!("{r} req/s"),
+                // a ramp, a trace: their own schedule
+                _ if load.arrival.paced() => load.arrival.describe(),
                 _ => "all at once".to_string(),
             }
         ),
         client_threads: a.client_threads,
         health_probe: cell.plan.server.health_probe,
+        turns: cell.plan.workload.prompts.turns(),
         metrics_interval: Some(cell.plan.monitor.metrics_interval),
         gpu: cell.plan.monitor.gpu,
         exact_tokenizer: !tok.is_built_in(),
@@ -655,7 +658,11 @@ fn write_cell_summary(
         label: Some(format!("{}/{}", exp.name, cell.id)),
         model_id: model.to_string(),
         tokenizer_id: tok.describe(),
-        num_prompts: cell.plan.workload.prompts.num_prompts,
+        num_prompts: summary_json::num_prompts(
+            cell.plan.workload.prompts.num_prompts,
+            load.trace.is_some(),
+            &r.summary,
+        ),
         request_rate: load.arrival.rate(),
         burstiness: load.burstiness,
         max_concurrency: load.max_concurrency,
@@ -684,7 +691,8 @@ fn write_cell_summary(
         params,
     };
     let ours = serde_json::to_value(r.report(status, load.arrival.describe(), Some(cell_info)))?;
-    let v = summary_json::build(&info, &r.summary, &pct, None, ours);
+    let mut v = summary_json::build(&info, &r.summary, &pct, None, ours);
+    summary_json::add_ramp(&mut v, load.arrival);
     std::fs::write(cdir.summary_json(), serde_json::to_vec_pretty(&v)?)?;
     Ok(())
 }

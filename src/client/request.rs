@@ -189,6 +189,7 @@ pub async fn execute(
         finish_reason: p.finish_reason,
         error,
         resent: p.resent,
+        turn: None,
     }
 }
 

@@ -14,7 +14,7 @@ use crate::workload::body::Endpoint as Api;
 pub use crate::workload::{Dataset, PromptSpec};
 use anyhow::{Context, Result, bail};
 use loadtest_analysis::summary::goodput::Slo;
-use loadtest_base::arrivals::{self, Arrival, Stop};
+use loadtest_base::arrivals::{self, Arrival, RampStrategy, Stop};
 use serde_yaml::Value;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -123,6 +123,18 @@ pub struct LoadPlan {
     /// How long the window's requests may take to finish after sending stops (duration-
     /// bounded cells only).
     pub drain: Option<Duration>,
+    /// `Arrival::Trace`: the trace file and the window whose offsets are the schedule.
+    pub trace: Option<TraceWindow>,
+    /// Multi-turn: the pause between a turn's end and the conversation's next turn.
+    pub think_time_s: f64,
+}
+
+/// The window `[start_s, end_s)` of a trace file, in trace seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceWindow {
+    pub path: PathBuf,
+    pub start_s: f64,
+    pub end_s: Option<f64>,
 }
 
 impl LoadPlan {
@@ -150,9 +162,15 @@ impl LoadPlan {
         self.seed.wrapping_add(repeat as u64)
     }
 
-    /// The arrival schedule of repeat `repeat` (ns from the start; empty for a closed loop).
-    pub fn schedule(&self, repeat: u32) -> std::sync::Arc<[u64]> {
-        arrivals::schedule(self.arrival, self.stop, self.schedule_seed(repeat)).into()
+    /// The arrival schedule of repeat `repeat` (ns from the start; empty for a closed loop);
+    /// a trace's is read from its file (the same window as its prompts, in the same order).
+    pub fn schedule(&self, repeat: u32) -> Result<std::sync::Arc<[u64]>> {
+        if let (Arrival::Trace { speed }, Some(t)) = (self.arrival, &self.trace) {
+            let trace = crate::workload::trace::read_window(&t.path, t.start_s, t.end_s)?;
+            let w = crate::workload::trace::window(&trace, t.start_s, t.end_s);
+            return Ok(crate::workload::trace::offsets(&w, t.start_s, speed).into());
+        }
+        Ok(arrivals::schedule(self.arrival, self.stop, self.schedule_seed(repeat)).into())
     }
 }
 
@@ -282,41 +300,49 @@ fn workload(r: &Reader) -> Result<WorkloadPlan> {
             range_ratio: r.f64("range_ratio")?,
             prefix_len: r.u64("prefix_len")? as u32,
         },
+        "multi_turn" => Dataset::MultiTurn {
+            turns: r.u64("turns")? as u32,
+            input_len: r.u64("input_len")? as u32,
+        },
         "sharegpt" => Dataset::ShareGpt {
             path: path()?,
             output_len: None,
         },
         "jsonl" => Dataset::Jsonl { path: path()? },
+        "trace" => Dataset::Trace {
+            path: path()?,
+            block_size: r.u64("trace_block_size")? as u32,
+            start_s: r.f64("trace_start_s")?,
+            end_s: r.opt_f64("trace_end_s"),
+        },
         other => bail!("unknown dataset `{other}`"),
     };
-    let endpoint = r.str("endpoint")?;
+    let endpoint = match (r.str("endpoint")?, &dataset) {
+        (e, Dataset::MultiTurn { .. }) if Api::parse(e) == Some(Api::Completions) => bail!(
+            "`dataset: multi_turn` sends conversations, which need the chat endpoint\nhint: set `workload.endpoint: /v1/chat/completions`"
+        ),
+        (e, _) => Api::parse(e).with_context(|| format!("unknown endpoint `{e}`"))?,
+    };
     Ok(WorkloadPlan {
-        ignore_eos: r
-            .opt_bool("ignore_eos")
-            .unwrap_or(matches!(dataset, Dataset::Random { .. })),
+        ignore_eos: r.opt_bool("ignore_eos").unwrap_or(matches!(
+            dataset,
+            Dataset::Random { .. } | Dataset::Trace { .. } | Dataset::MultiTurn { .. }
+        )),
         prompts: PromptSpec {
             dataset,
             output_len: r.u64("output_len")? as u32,
             num_prompts: r.u64("num_prompts")? as usize,
             seed: r.u64("seed")?,
         },
-        endpoint: Api::parse(endpoint).with_context(|| format!("unknown endpoint `{endpoint}`"))?,
+        endpoint,
         temperature: r.opt_f64("temperature"),
         continuous_usage_stats: r.bool("continuous_usage_stats")?,
     })
 }
 
 fn load(r: &Reader) -> Result<LoadPlan> {
-    let rate = match r.0.get("request_rate") {
-        Some(v) if v.as_str() == Some("inf") => f64::INFINITY,
-        Some(v) => v
-            .as_f64()
-            .with_context(|| format!("`load.request_rate` is not a rate: {v:?}"))?,
-        None => bail!("no `request_rate`: set `load.request_rate` or `matrix.request_rate`"),
-    };
     let burstiness = r.f64("burstiness")?;
-    let arrival_name = r.str("arrival")?.to_string();
-    let arrival = Arrival::of(rate, arrival_name == "constant", burstiness);
+    let (arrival, arrival_name, trace) = schedule_source(r, burstiness)?;
     let duration = r.opt_f64("duration_s");
     let stop = match duration {
         Some(d) => Stop::Duration(d),
@@ -343,7 +369,50 @@ fn load(r: &Reader) -> Result<LoadPlan> {
             Some(_) => Some(Duration::from_secs_f64(r.f64("drain_timeout_s")?)),
             None => None,
         },
+        trace,
+        think_time_s: r.f64("think_time_s")?,
     })
+}
+
+/// Where the send times come from: a trace's offsets, a ramp, or the rate's process.
+fn schedule_source(r: &Reader, burstiness: f64) -> Result<(Arrival, String, Option<TraceWindow>)> {
+    let process = r.str("arrival")?.to_string();
+    if r.str("dataset")? == "trace" {
+        let path = r
+            .opt_str("dataset_path")
+            .context("`workload.dataset_path` is required for `dataset: trace`")?;
+        let window = TraceWindow {
+            path: PathBuf::from(path),
+            start_s: r.f64("trace_start_s")?,
+            end_s: r.opt_f64("trace_end_s"),
+        };
+        let speed = r.f64("trace_speed")?;
+        return Ok((Arrival::Trace { speed }, "trace".into(), Some(window)));
+    }
+    if let Some(s) = r.opt_str("ramp_up_strategy") {
+        let strategy = RampStrategy::parse(s).with_context(|| format!("unknown ramp `{s}`"))?;
+        let arrival = Arrival::Ramp {
+            strategy,
+            start: r.f64("ramp_up_start_rps")?,
+            end: r.f64("ramp_up_end_rps")?,
+            // `arrival: constant` spaces a ramp's requests evenly, as a constant rate's
+            burstiness: if process == "constant" {
+                f64::INFINITY
+            } else {
+                burstiness
+            },
+        };
+        return Ok((arrival, format!("{s} ramp, {process}"), None));
+    }
+    let rate = match r.0.get("request_rate") {
+        Some(v) if v.as_str() == Some("inf") => f64::INFINITY,
+        Some(v) => v
+            .as_f64()
+            .with_context(|| format!("`load.request_rate` is not a rate: {v:?}"))?,
+        None => bail!("no `request_rate`: set `load.request_rate` or `matrix.request_rate`"),
+    };
+    let arrival = Arrival::of(rate, process == "constant", burstiness);
+    Ok((arrival, process, None))
 }
 
 /// A scalar YAML value as text (`None` for lists and maps).

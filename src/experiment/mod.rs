@@ -15,6 +15,8 @@ pub mod search;
 mod props;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_schedules;
 
 use anyhow::{Context, Result};
 use std::path::Path;

@@ -715,7 +715,8 @@ fn cross_checks(
         ),
         _ => {}
     }
-    if !search && !present(base, matrix, "request_rate") {
+    let own_schedule = schedule_checks(cx, base, matrix);
+    if !search && !own_schedule && !present(base, matrix, "request_rate") {
         cx.err(
             None,
             "load",
@@ -808,6 +809,105 @@ fn cross_checks(
             }
         }
     }
+}
+
+/// A trace replay and a ramp set their own schedule: no `request_rate` beside them, and
+/// their own fields whole and consistent. Whether the cell has such a schedule.
+fn schedule_checks(cx: &mut Ctx, base: &Params, matrix: &[(&'static str, Vec<Value>)]) -> bool {
+    let trace = base.get("dataset").and_then(Value::as_str) == Some("trace");
+    let ramp = present(base, matrix, "ramp_up_strategy");
+    let num = |k: &str| base.get(k).and_then(Value::as_f64);
+    let rate_at = if base.contains_key("request_rate") {
+        Some("load")
+    } else {
+        matrix
+            .iter()
+            .any(|(k, _)| *k == "request_rate")
+            .then_some("matrix")
+    };
+    if let (Some(section), true) = (rate_at, trace || ramp) {
+        let (what, hint) = if trace {
+            (
+                "a trace replay sends on the trace's own schedule",
+                "remove `request_rate`; `load.trace_speed` scales the trace's time (a list under `matrix.trace_speed` sweeps it)",
+            )
+        } else {
+            (
+                "a ramp sets its own rate",
+                "remove `request_rate`: the rate moves from `ramp_up_start_rps` to `ramp_up_end_rps`",
+            )
+        };
+        cx.err(
+            Some(section),
+            "request_rate",
+            format!("`request_rate` does not apply: {what}"),
+            Some(hint.into()),
+        );
+    }
+    if trace && ramp {
+        cx.err(
+            Some("load"),
+            "ramp_up_strategy",
+            "a ramp and a trace replay are two schedules; a cell has one".into(),
+            Some("drop the ramp, or use another dataset".into()),
+        );
+    }
+    for key in ["duration_s", "requests"] {
+        if trace && base.contains_key(key) {
+            cx.err(
+                Some("load"),
+                key,
+                format!("`{key}` does not apply: a trace replay ends with its window"),
+                Some("choose the window with `trace_start_s` and `trace_end_s`".into()),
+            );
+        }
+    }
+    if !trace && base.contains_key("trace_end_s") {
+        cx.err(
+            Some("load"),
+            "trace_end_s",
+            "`trace_end_s` without `dataset: trace`".into(),
+            None,
+        );
+    }
+    if let (Some(s), Some(e)) = (num("trace_start_s"), num("trace_end_s"))
+        && e <= s
+    {
+        cx.err(
+            Some("load"),
+            "trace_end_s",
+            format!("the trace window [{s}, {e}) s is empty"),
+            Some("`trace_end_s` must be after `trace_start_s`".into()),
+        );
+    }
+    for key in ["ramp_up_start_rps", "ramp_up_end_rps"] {
+        match (ramp, present(base, matrix, key)) {
+            (true, false) => cx.err(
+                Some("load"),
+                "ramp_up_strategy",
+                format!("a ramp needs `{key}`"),
+                Some("e.g. `ramp_up_start_rps: 2` and `ramp_up_end_rps: 40`".into()),
+            ),
+            (false, true) => cx.err(
+                Some("load"),
+                key,
+                format!("`{key}` without `ramp_up_strategy`"),
+                Some("add `ramp_up_strategy: linear` (or `exponential`)".into()),
+            ),
+            _ => {}
+        }
+    }
+    if let (Some(s), Some(e)) = (num("ramp_up_start_rps"), num("ramp_up_end_rps"))
+        && s > e
+    {
+        cx.err(
+            Some("load"),
+            "ramp_up_start_rps",
+            format!("the ramp starts at {s} req/s, above its end {e} req/s"),
+            Some("a ramp rises (as vLLM's does): swap them".into()),
+        );
+    }
+    trace || ramp
 }
 
 /// The experiment as it will run: every section with its effective values, the matrix.

@@ -57,6 +57,18 @@ pub(super) fn check(
             hint: hint.into(),
         });
     }
+    let ramp = base.contains_key("ramp_up_strategy")
+        || matrix.iter().any(|(k, _)| *k == "ramp_up_strategy");
+    if ramp || base.get("dataset").and_then(Value::as_str) == Some("trace") {
+        out.push(Problem {
+            section: Some("search"),
+            key: "goal",
+            message:
+                "a search sets each cell's rate; a ramp or a trace replay has its own schedule"
+                    .into(),
+            hint: "drop the ramp or the trace, or drop `search:` and read the ramp's knee".into(),
+        });
+    }
     if repeats > 1 {
         out.push(Problem {
             section: None,

@@ -39,6 +39,8 @@ pub struct CellSpec<'a> {
     pub client_threads: usize,
     /// Probe `/health` this often during the cell (`runner::watchdog`); `None`: never.
     pub health_probe: Option<Duration>,
+    /// Requests per schedule entry: a conversation's turns (`PromptSpec::turns`), else 1.
+    pub turns: u32,
     /// Scrape `/metrics` at this interval (`None`: no monitors, as in `bench`).
     pub metrics_interval: Option<Duration>,
     pub gpu: bool,
@@ -143,6 +145,8 @@ pub async fn run_cell(
         quiet: c.quiet,
         label: c.label.clone(),
         health_probe: c.health_probe.map(|every| (c.endpoints.to_vec(), every)),
+        turns: c.turns,
+        think: Duration::from_secs_f64(c.load.think_time_s),
     };
     let before = ProcessUsage::now();
     let rss_before = current_rss_bytes();
@@ -177,7 +181,9 @@ pub async fn run_cell(
             .filter(|_| !records.is_empty())
             .map(|g| g as f64 / records.len() as f64),
     };
-    let mut warnings = validity_warnings(&s, &records, outcome.interrupted, c.exact_tokenizer);
+    let paced = c.load.arrival.paced();
+    let mut warnings =
+        validity_warnings(&s, &records, outcome.interrupted, c.exact_tokenizer, paced);
     warnings.extend(client_warnings(&c, &s, &client));
     if let Some(lost) = &outcome.server_lost {
         warnings.insert(
@@ -369,7 +375,7 @@ fn client_warnings(c: &CellSpec, s: &RunSummary, client: &ClientUsage) -> Vec<St
         ));
     }
     if let Some(q) = &s.latencies.queue_delay_ms
-        && s.offered_rate.is_finite()
+        && c.load.arrival.paced()
         && q.p99 > 1.0
         && !client.pacer_realtime
     {
@@ -412,6 +418,8 @@ fn validity_warnings(
     records: &[CompactRecord],
     interrupted: bool,
     exact_tokenizer: bool,
+    // sent on a schedule of its own (not all at once): lateness is then the client's
+    paced: bool,
 ) -> Vec<String> {
     let mut w = Vec::new();
     if interrupted {
@@ -450,7 +458,7 @@ fn validity_warnings(
         ));
     }
     if let Some(q) = &s.latencies.queue_delay_ms
-        && s.offered_rate.is_finite()
+        && paced
         && q.p99 > 10.0
     {
         w.push(format!(

@@ -7,7 +7,7 @@ use super::pacer::Pacer;
 use super::progress::{Live, ProgressPrinter};
 use super::watchdog::{self, Verdict};
 use crate::client::{Job, Pool, Presend, RequestSpec, Server, Timeouts, execute};
-use loadtest_analysis::record::{CancelReason, ErrorKind, RequestRecord};
+use loadtest_analysis::record::{CancelReason, ErrorKind, RequestRecord, Turn};
 use loadtest_base::clock::Clock;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -28,8 +28,18 @@ pub const SERVER_LOST_AFTER: u64 = 20;
 /// One server endpoint and the prepared requests for it (their bytes carry its `Host`).
 pub struct Target {
     pub pool: Arc<Pool>,
-    /// Request `i` sends `specs[i % specs.len()]`.
+    /// Prompts in order, a conversation's turns together (see `Target::spec`).
     pub specs: Arc<[RequestSpec]>,
+}
+
+impl Target {
+    /// What schedule entry `i` sends as its turn `k` (of `turns`; 1 for one request per
+    /// entry): entries cycle through the prepared conversations, turns in their order.
+    fn spec(&self, i: usize, k: u32, turns: u32) -> &RequestSpec {
+        let turns = turns.max(1) as usize;
+        let conversations = (self.specs.len() / turns).max(1);
+        &self.specs[((i % conversations) * turns + k as usize) % self.specs.len()]
+    }
 }
 
 pub struct LoadPoint {
@@ -60,6 +70,11 @@ pub struct LoadPoint {
     pub label: String,
     /// Probe these servers' `/health` this often (`watchdog`); `None`: never.
     pub health_probe: Option<(Vec<Server>, Duration)>,
+    /// Requests per schedule entry: a multi-turn conversation's turns (1: one request).
+    /// Entry `i`'s turn `k` is request `i * turns + k`, sent `think` after turn `k − 1`
+    /// ended.
+    pub turns: u32,
+    pub think: Duration,
 }
 
 /// Sending stopped early on the server's account: when (s from the start) and why.
@@ -106,7 +121,7 @@ pub async fn run(
     let closed = lp.closed_loop;
     // a closed loop has no schedule to keep (its channel's sender is dropped unused)
     let mut pacer = (!closed).then(|| {
-        let release = releaser(lp.targets.clone(), sem.clone(), clock);
+        let release = releaser(lp.targets.clone(), sem.clone(), clock, lp.turns);
         Pacer::start(clock, lp.schedule.clone(), arrive_tx, release)
     });
     let planned_s = match (closed, lp.send_until) {
@@ -127,12 +142,15 @@ pub async fn run(
     }
     run.launch_presents(&mut arrive_rx);
     // (a closed loop schedules nothing ahead, so it leaves nothing unsent)
-    let not_sent = if closed {
+    let never_started = if closed {
         0
     } else {
         (lp.schedule.len() - run.released) as u64
     };
     run.follow_to_end(lp.drain).await;
+    // every turn of a conversation that never started, and the turns of those cut short
+    let not_sent =
+        never_started * u64::from(lp.turns.max(1)) + run.live.not_sent.load(Ordering::Relaxed);
     Outcome {
         not_sent,
         server_lost: run.server_lost.clone(),
@@ -151,11 +169,13 @@ fn releaser(
     targets: Arc<[Target]>,
     sem: Arc<Semaphore>,
     clock: Clock,
+    turns: u32,
 ) -> impl FnMut(usize) -> Released + Send + 'static {
     move |i: usize| {
         let target = &targets[i % targets.len()];
         let sent = sem.clone().try_acquire_owned().ok().and_then(|permit| {
-            let spec = &target.specs[i % target.specs.len()];
+            // the bytes the runtime will finish: the same spec `Launch::request` takes
+            let spec = target.spec(i, 0, turns);
             Some((
                 Presend::try_send(&target.pool, &clock, &spec.bytes)?,
                 permit,
@@ -242,6 +262,9 @@ impl Running {
             cancel: cancel_rx,
             reason: reason.clone(),
             follow_until_ns: lp.follow_until_ns,
+            turns: lp.turns.max(1),
+            think_ns: lp.think.as_nanos() as u64,
+            send_until_ns: lp.send_until.map(|d| d.as_nanos() as u64),
         };
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.tick().await;
@@ -298,7 +321,10 @@ impl Running {
                     }
                     continue;
                 }
-                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => continue,
+                Some(j) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    surface_panic(j);
+                    continue;
+                }
                 p = self.sem.clone().acquire_owned(), if closed => {
                     Next::FreeSlot(p.expect("semaphore never closed"))
                 }
@@ -405,7 +431,10 @@ impl Running {
                         }
                     }
                 }
-                j = self.tasks.join_next() => if j.is_none() { break },
+                j = self.tasks.join_next() => match j {
+                    None => break,
+                    Some(j) => surface_panic(j),
+                },
             }
         }
         self.progress.finish();
@@ -428,6 +457,7 @@ fn server_lost(live: &Live, health: Option<&Verdict>, clock: Clock) -> Option<Se
 }
 
 /// What every request task needs, cloned into it.
+#[derive(Clone)]
 struct Launch {
     targets: Arc<[Target]>,
     timeouts: Timeouts,
@@ -438,10 +468,16 @@ struct Launch {
     /// Why the cancel signal was sent, stamped on the records it cut.
     reason: Arc<Mutex<Option<CancelReason>>>,
     follow_until_ns: Option<u64>,
+    /// Requests per schedule entry (a conversation's turns; 1 otherwise).
+    turns: u32,
+    think_ns: u64,
+    /// No turn is sent after this offset (duration-bounded runs).
+    send_until_ns: Option<u64>,
 }
 
 impl Launch {
-    /// Execute request `i` in its own task; its record goes to the sink.
+    /// Execute schedule entry `i` in its own task, its records going to the sink: one
+    /// request, or a conversation's turns one after another.
     fn spawn(
         &self,
         tasks: &mut tokio::task::JoinSet<()>,
@@ -450,48 +486,126 @@ impl Launch {
         pre: Option<Presend>,
         permit: OwnedSemaphorePermit,
     ) {
+        let me = self.clone();
+        tasks.spawn(async move {
+            me.conversation(i, t_intended_ns, pre).await;
+            // a conversation holds its concurrency slot between turns too
+            drop(permit);
+        });
+    }
+
+    /// Turn 0 at its intended time, each later turn `think` after the previous one ended,
+    /// until the turns are done, sending time is up or the run cancels what is left
+    /// (those turns are not sent, and counted so).
+    async fn conversation(mut self, i: usize, t_intended_ns: u64, pre: Option<Presend>) {
+        let mut last = self.request(i, 0, t_intended_ns, pre).await;
+        for k in 1..self.turns {
+            let due = last.t_end_ns + self.think_ns;
+            if last.cancelled
+                || self.send_until_ns.is_some_and(|u| due >= u)
+                || !self.think_until(due).await
+            {
+                let unsent = u64::from(self.turns - k);
+                self.live.not_sent.fetch_add(unsent, Ordering::Relaxed);
+                return;
+            }
+            last = self.request(i, k, due, None).await;
+        }
+    }
+
+    /// Wait until `due` (offset, ns) between turns; `false` when the run cancelled first.
+    /// A conversation whose next turn falls in the window counts as followed meanwhile, so
+    /// the drain does not cut it short.
+    async fn think_until(&mut self, due: u64) -> bool {
+        let followed = self.follow_until_ns.is_none_or(|f| due < f);
+        self.live.follow(followed);
+        let at = tokio::time::Instant::from_std(self.clock.origin()) + Duration::from_nanos(due);
+        let done = tokio::select! {
+            biased;
+            r = self.cancel.wait_for(|c| *c) => r.is_err(),
+            _ = tokio::time::sleep_until(at) => true,
+        };
+        self.live.unfollow(followed);
+        done
+    }
+
+    /// Send request (entry `i`, turn `k`) and hand its record to the sink; what the next
+    /// turn needs of it comes back.
+    async fn request(
+        &mut self,
+        i: usize,
+        k: u32,
+        t_intended_ns: u64,
+        pre: Option<Presend>,
+    ) -> Ended {
         self.live.sent.fetch_add(1, Ordering::Relaxed);
         let followed = self.follow_until_ns.is_none_or(|f| t_intended_ns < f);
         self.live.follow(followed);
-        let (targets, sink, live, clock, reason) = (
-            self.targets.clone(),
-            self.sink.clone(),
-            self.live.clone(),
-            self.clock,
-            self.reason.clone(),
-        );
-        let mut cancel = self.cancel.clone();
-        let timeouts = self.timeouts;
-        tasks.spawn(async move {
-            let target = &targets[i % targets.len()];
-            let spec = &target.specs[i % target.specs.len()];
-            let job = Job {
-                id: i as u64,
-                t_intended_ns,
-                spec,
-                pre,
+        let target = &self.targets[i % self.targets.len()];
+        let spec = target.spec(i, k, self.turns);
+        let job = Job {
+            id: (i as u64) * u64::from(self.turns) + u64::from(k),
+            t_intended_ns,
+            spec,
+            pre,
+        };
+        let mut rec = execute(
+            &target.pool,
+            &self.clock,
+            self.timeouts,
+            job,
+            &mut self.cancel,
+        )
+        .await;
+        if self.turns > 1 {
+            rec.turn = Some(Turn {
+                session: u32::try_from(i).unwrap_or(u32::MAX),
+                index: u16::try_from(k).unwrap_or(u16::MAX),
+            });
+        }
+        if let Some(e) = rec
+            .error
+            .as_mut()
+            .filter(|e| e.kind == ErrorKind::Cancelled)
+        {
+            let why = *self.reason.lock().expect("reason lock");
+            // a cool-down request the drain limit caught is in no figure either way
+            e.cancel_reason = match why {
+                Some(CancelReason::DrainLimit) if !followed => Some(CancelReason::AfterWindow),
+                other => other,
             };
-            let mut rec = execute(&target.pool, &clock, timeouts, job, &mut cancel).await;
-            drop(permit);
-            if let Some(e) = rec
-                .error
-                .as_mut()
-                .filter(|e| e.kind == ErrorKind::Cancelled)
-            {
-                let why = *reason.lock().expect("reason lock");
-                // a cool-down request the drain limit caught is in no figure either way
-                e.cancel_reason = match why {
-                    Some(CancelReason::DrainLimit) if !followed => Some(CancelReason::AfterWindow),
-                    other => other,
-                };
-            }
-            let refused = rec
+        }
+        let refused = rec
+            .error
+            .as_ref()
+            .is_some_and(|e| e.kind == ErrorKind::Connect);
+        self.live
+            .finished(rec.is_ok(), rec.ttft_ns(), followed, refused);
+        let ended = Ended {
+            t_end_ns: rec.t_end_ns,
+            cancelled: rec
                 .error
                 .as_ref()
-                .is_some_and(|e| e.kind == ErrorKind::Connect);
-            live.finished(rec.is_ok(), rec.ttft_ns(), followed, refused);
-            let _ = sink.send(rec);
-        });
+                .is_some_and(|e| e.kind == ErrorKind::Cancelled),
+        };
+        let _ = self.sink.send(rec);
+        ended
+    }
+}
+
+/// How a request ended, as far as its conversation's next turn cares.
+struct Ended {
+    t_end_ns: u64,
+    cancelled: bool,
+}
+
+/// A request task that panicked would take its record with it: a bug, never to pass
+/// silently as a request that was not sent. Re-raised here, with its own message.
+fn surface_panic(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = joined
+        && e.is_panic()
+    {
+        std::panic::resume_unwind(e.into_panic());
     }
 }
 

@@ -13,6 +13,8 @@ pub struct Live {
     followed: AtomicU64,
     /// Requests in a row, by finish, that could not connect: the server is gone.
     connect_streak: AtomicU64,
+    /// Turns of conversations that were cut short (never sent).
+    pub not_sent: AtomicU64,
     /// TTFTs (µs) of requests finished since the last progress line.
     recent_ttft_us: Mutex<Vec<u64>>,
 }
@@ -22,6 +24,13 @@ impl Live {
     pub fn follow(&self, followed: bool) {
         if followed {
             self.followed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Undo a `follow` that ended without a request (a conversation between turns).
+    pub fn unfollow(&self, followed: bool) {
+        if followed {
+            self.followed.fetch_sub(1, Ordering::Relaxed);
         }
     }
 

@@ -75,6 +75,9 @@ fn requests(sorted: &[&CompactRecord], window: Window) -> Table {
         i64s(&|r| Some(r.content_event_count() as i64)),
     );
     t.push("finish_reason", strs(&|r| r.finish_reason.clone()));
+    // multi-turn conversations: null for single requests
+    t.push("session", i64s(&|r| r.turn.map(|t| t.session as i64)));
+    t.push("turn", i64s(&|r| r.turn.map(|t| t.index as i64)));
     t.push(
         "status",
         strs(&|r| {

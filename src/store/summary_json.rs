@@ -39,6 +39,36 @@ pub struct PercentileSpec {
     pub percentiles: Vec<f64>,
 }
 
+/// vLLM's keys of a ramp (`ramp_up_strategy`, `ramp_up_start_rps`, `ramp_up_end_rps`),
+/// written as vLLM does beside `request_rate: inf`; nothing for any other schedule.
+pub fn add_ramp(v: &mut Value, arrival: loadtest_base::arrivals::Arrival) {
+    use loadtest_base::arrivals::Arrival;
+    if let (
+        Arrival::Ramp {
+            strategy,
+            start,
+            end,
+            ..
+        },
+        Some(m),
+    ) = (arrival, v.as_object_mut())
+    {
+        m.insert("ramp_up_strategy".into(), json!(strategy.name()));
+        m.insert("ramp_up_start_rps".into(), json!(start));
+        m.insert("ramp_up_end_rps".into(), json!(end));
+    }
+}
+
+/// vLLM's `num_prompts`: the requests the run was to send. A trace's window sets that
+/// number, not the prompt count flag.
+pub fn num_prompts(asked: usize, trace: bool, s: &RunSummary) -> usize {
+    if trace {
+        (s.sent + s.not_sent) as usize
+    } else {
+        asked
+    }
+}
+
 fn pct_key(p: f64) -> String {
     // vLLM formats `p99`, `p99.9`, `p50`: drop a trailing `.0`
     let s = format!("{p}");

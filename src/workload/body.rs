@@ -41,6 +41,18 @@ pub struct BodyOptions {
     pub extra: Option<serde_json::Map<String, Value>>,
 }
 
+/// A chat request's messages: the conversation so far (user and assistant in turn), then
+/// the new user message.
+fn messages(p: &Prompt) -> Vec<Value> {
+    let roles = ["user", "assistant"].into_iter().cycle();
+    p.history
+        .iter()
+        .zip(roles)
+        .map(|(text, role)| json!({"role": role, "content": text}))
+        .chain([json!({"role": "user", "content": p.text})])
+        .collect()
+}
+
 /// The JSON body for one prompt. `stream_options.include_usage` is always asked for: the
 /// server's own token count is the best source for TPOT and throughput.
 pub fn json_body(p: &Prompt, o: &BodyOptions) -> Vec<u8> {
@@ -54,7 +66,7 @@ pub fn json_body(p: &Prompt, o: &BodyOptions) -> Vec<u8> {
         }),
         Endpoint::ChatCompletions => json!({
             "model": o.model,
-            "messages": [{"role": "user", "content": p.text}],
+            "messages": messages(p),
             "max_completion_tokens": p.output_tokens,
             "stream": true,
             "stream_options": {"include_usage": true},
@@ -108,6 +120,7 @@ mod tests {
     fn bodies_ask_for_usage_and_carry_max_tokens() {
         let p = Prompt {
             text: "hi".into(),
+            history: Vec::new(),
             input_tokens: 1,
             output_tokens: 5,
         };

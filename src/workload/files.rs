@@ -12,7 +12,7 @@ use std::path::Path;
 /// (ShareGPT's usual file is 0.65 GB).
 pub const MAX_DATASET_BYTES: u64 = 4 << 30;
 
-fn read(path: &Path) -> Result<String> {
+pub(super) fn read(path: &Path) -> Result<String> {
     let cannot = || {
         format!(
             "cannot read dataset `{}`\nhint: check `--dataset-path`; datasets are never downloaded, give a local file",
@@ -105,6 +105,7 @@ pub fn sharegpt(
         }
         prompts.push(Prompt {
             text: c[0].value.clone(),
+            history: Vec::new(),
             input_tokens: input,
             output_tokens: output.max(1),
         });
@@ -164,6 +165,7 @@ pub fn jsonl(
         prompts.push(Prompt {
             input_tokens: tok.count_prompt(&l.prompt),
             text: l.prompt,
+            history: Vec::new(),
             output_tokens: l.output_len.unwrap_or(default_output_len),
         });
         if prompts.len() == num_prompts {

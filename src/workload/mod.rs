@@ -1,19 +1,26 @@
 //! Workloads: the prompts a run sends and how many tokens each should produce.
 //!
 //! `random` builds prompts of exact token lengths under the tokenizer in use, `sharegpt`
-//! and `jsonl` read local files. `body` turns a prompt into the request bytes for an
+//! and `jsonl` read local files, `trace` a timestamped trace (prompts here, its send times
+//! in `LoadPlan::schedule`), `sessions` multi-turn conversations. `body` turns a prompt into the request bytes for an
 //! endpoint, once, before the run: the hot path sends prepared bytes.
 
 pub mod body;
 pub mod files;
 pub mod random;
+pub mod sessions;
+pub mod trace;
 
 use loadtest_base::Tokenizer;
 
 /// One prompt and its expected generation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prompt {
+    /// The request's (last) user message.
     pub text: String,
+    /// A later turn of a conversation: the messages before `text`, alternately the user's
+    /// and the assistant's (`sessions`); empty for a single-turn prompt.
+    pub history: Vec<String>,
     /// Prompt tokens as the server will count them (special tokens included).
     pub input_tokens: u32,
     /// `max_tokens` to request.
@@ -45,6 +52,16 @@ pub enum Dataset {
     },
     /// `{"prompt": …, "output_len": …}` per line.
     Jsonl { path: std::path::PathBuf },
+    /// Conversations of `turns` chat requests, each carrying the history so far
+    /// (`workload::sessions`); `num_prompts` counts conversations.
+    MultiTurn { turns: u32, input_len: u32 },
+    /// A timestamped trace's requests in `[start_s, end_s)` (`workload::trace`).
+    Trace {
+        path: std::path::PathBuf,
+        block_size: u32,
+        start_s: f64,
+        end_s: Option<f64>,
+    },
 }
 
 /// The prompts to build: the same for `run` (a cell's plan) and `bench` (its flags).
@@ -58,6 +75,14 @@ pub struct PromptSpec {
 }
 
 impl PromptSpec {
+    /// Requests per schedule entry: the turns of a conversation, else 1.
+    pub fn turns(&self) -> u32 {
+        match self.dataset {
+            Dataset::MultiTurn { turns, .. } => turns,
+            _ => 1,
+        }
+    }
+
     /// What makes two cells' prompts the same (a run builds each set once).
     pub fn key(&self) -> String {
         format!("{self:?}")
@@ -87,6 +112,30 @@ impl PromptSpec {
                 files::sharegpt(path, n, *output_len, self.seed, tok)
             }
             Dataset::Jsonl { path } => files::jsonl(path, n, self.output_len, tok),
+            Dataset::MultiTurn { turns, input_len } => sessions::build(
+                &sessions::SessionSpec {
+                    conversations: n,
+                    turns: *turns,
+                    input_len: *input_len,
+                    output_len: self.output_len,
+                    seed: self.seed,
+                },
+                tok,
+                stop,
+            ),
+            Dataset::Trace {
+                path,
+                block_size,
+                start_s,
+                end_s,
+            } => {
+                let t = trace::read_window(path, *start_s, *end_s)?;
+                let w = trace::window(&t, *start_s, *end_s);
+                let mut built =
+                    trace::prompts(&w, tok, *block_size, self.output_len, self.seed, stop)?;
+                built.notes.splice(0..0, t.notes);
+                Ok(built)
+            }
         }
     }
 }

@@ -108,6 +108,7 @@ pub fn generate_until(
         }
         prompts.push(Prompt {
             text,
+            history: Vec::new(),
             input_tokens: got + special,
             output_tokens: output,
         });
@@ -124,7 +125,7 @@ pub fn generate_until(
 
 /// Text that starts with `prefix` and encodes to exactly `target` tokens (or as close as
 /// `MAX_ROUNDS` corrections get), and its token count.
-fn exact_text(
+pub(super) fn exact_text(
     rng: &mut Rng,
     tok: &Tokenizer,
     vocab: &[u32],

@@ -428,6 +428,7 @@ fn example_figures(example: &str, overrides: &[&str]) -> ((f64, f64, bool), (f64
             finish_reason: Some("length".into()),
             error: None,
             resent: 0,
+            turn: None,
         })
         .collect();
     let (w0, w1) = p.load.window_s.unwrap();

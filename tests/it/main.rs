@@ -11,6 +11,8 @@ mod interrupt;
 mod parquet_readers;
 mod run_experiment;
 mod search;
+mod sessions;
 mod sim_wire;
 mod support;
 mod tls;
+mod trace_replay;

@@ -127,6 +127,7 @@ fn events_parquet_in_several_row_groups_reads_back_whole() {
             finish_reason: None,
             error: None,
             resent: 0,
+            turn: None,
         })
         .unwrap();
     }

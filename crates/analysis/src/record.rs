@@ -225,6 +225,18 @@ pub struct RequestRecord<E = Vec<u64>, K: TokenCounts = Vec<u32>> {
     /// summary counts them.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub resent: u8,
+    /// A turn of a multi-turn conversation: which conversation, and which turn of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<Turn>,
+}
+
+/// Where a request sits in a multi-turn conversation (`dataset: multi_turn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turn {
+    /// The conversation's index in the run (its arrival order).
+    pub session: u32,
+    /// 0-based: turn 0 is the conversation's first request.
+    pub index: u16,
 }
 
 fn is_zero(n: &u8) -> bool {
@@ -257,6 +269,7 @@ impl RequestRecord {
             finish_reason: self.finish_reason,
             error: self.error,
             resent: self.resent,
+            turn: self.turn,
         }
     }
 
@@ -327,8 +340,9 @@ mod tests {
     #[test]
     fn a_compact_record_stays_small() {
         assert_eq!(std::mem::size_of::<EventSpan>(), 24);
+        // 152 + 16 for the multi-turn `turn` (a u32 and a u16 behind an option)
         assert!(
-            std::mem::size_of::<CompactRecord>() <= 152,
+            std::mem::size_of::<CompactRecord>() <= 168,
             "{} bytes",
             std::mem::size_of::<CompactRecord>()
         );
@@ -352,6 +366,7 @@ mod tests {
             finish_reason: Some("length".into()),
             error: None,
             resent: 0,
+            turn: None,
         };
         let c = r.clone().into_compact();
         assert_eq!(

@@ -22,6 +22,50 @@ pub enum Arrival {
     Constant {
         rate: f64,
     },
+    /// A rate moving from `start` to `end` over the run; `burstiness` infinite: evenly
+    /// spaced at each instant's rate.
+    Ramp {
+        strategy: RampStrategy,
+        start: f64,
+        end: f64,
+        burstiness: f64,
+    },
+    /// Offsets read from a trace, scaled by `1 / speed`.
+    Trace {
+        speed: f64,
+    },
+}
+
+/// How a ramp's rate moves from its start to its end (vLLM's `--ramp-up-strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RampStrategy {
+    Linear,
+    Exponential,
+}
+
+impl RampStrategy {
+    pub fn parse(s: &str) -> Option<RampStrategy> {
+        match s {
+            "linear" => Some(RampStrategy::Linear),
+            "exponential" => Some(RampStrategy::Exponential),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RampStrategy::Linear => "linear",
+            RampStrategy::Exponential => "exponential",
+        }
+    }
+
+    /// The rate at `progress` in [0, 1] of a ramp from `start` to `end`.
+    pub fn rate_at(self, start: f64, end: f64, progress: f64) -> f64 {
+        match self {
+            RampStrategy::Linear => start + (end - start) * progress,
+            RampStrategy::Exponential => start * (end / start).powf(progress),
+        }
+    }
 }
 
 impl Arrival {
@@ -39,10 +83,11 @@ impl Arrival {
         }
     }
 
-    /// The offered rate in requests per second (infinite for all-at-once).
+    /// The offered rate in requests per second: infinite for all-at-once, and for a ramp
+    /// or a trace, which have no single rate (vLLM stores `request_rate: inf` for both).
     pub fn rate(&self) -> f64 {
         match *self {
-            Arrival::AllAtOnce => f64::INFINITY,
+            Arrival::AllAtOnce | Arrival::Ramp { .. } | Arrival::Trace { .. } => f64::INFINITY,
             Arrival::Poisson { rate }
             | Arrival::Gamma { rate, .. }
             | Arrival::Constant { rate } => rate,
@@ -57,7 +102,30 @@ impl Arrival {
                 format!("gamma (burstiness {burstiness}), {rate} req/s")
             }
             Arrival::Constant { rate } => format!("constant, {rate} req/s"),
+            Arrival::Ramp {
+                strategy,
+                start,
+                end,
+                burstiness,
+            } => format!(
+                "{} ramp {start} → {end} req/s{}",
+                strategy.name(),
+                if burstiness.is_infinite() {
+                    ", evenly spaced".to_string()
+                } else if burstiness == 1.0 {
+                    String::new()
+                } else {
+                    format!(" (burstiness {burstiness})")
+                }
+            ),
+            Arrival::Trace { speed } => format!("trace replay at {speed}× speed"),
         }
+    }
+
+    /// Whether requests are sent on a schedule of their own (so lateness against it is a
+    /// client fault worth a warning): every process but all-at-once.
+    pub fn paced(&self) -> bool {
+        !matches!(self, Arrival::AllAtOnce)
     }
 
     fn next_gap_s(&self, rng: &mut Rng) -> f64 {
@@ -66,7 +134,20 @@ impl Arrival {
             Arrival::Poisson { rate } => rng.exponential(1.0 / rate),
             Arrival::Gamma { rate, burstiness } => rng.gamma(burstiness, 1.0 / (rate * burstiness)),
             Arrival::Constant { rate } => 1.0 / rate,
+            // their gaps depend on where they are: see `ramp_gap_s`; a trace has none
+            Arrival::Ramp { .. } | Arrival::Trace { .. } => 0.0,
         }
+    }
+}
+
+/// A gap drawn at `rate` with this burstiness (infinite: exactly `1 / rate`).
+fn gap_at(rng: &mut Rng, rate: f64, burstiness: f64) -> f64 {
+    if burstiness.is_infinite() {
+        1.0 / rate
+    } else if burstiness == 1.0 {
+        rng.exponential(1.0 / rate)
+    } else {
+        rng.gamma(burstiness, 1.0 / (rate * burstiness))
     }
 }
 
@@ -90,10 +171,12 @@ pub const MAX_SCHEDULE: f64 = 1e8;
 
 /// Refuse a schedule too large to hold, before building it.
 pub fn check_size(arrival: Arrival, stop: Stop) -> Result<(), String> {
-    let n = match stop {
-        Stop::Count(n) => n as f64,
-        Stop::Duration(_) if is_closed_loop(arrival, stop) => 0.0,
-        Stop::Duration(d) => arrival.rate() * d,
+    let n = match (stop, arrival) {
+        (Stop::Count(n), _) => n as f64,
+        (Stop::Duration(_), _) if is_closed_loop(arrival, stop) => 0.0,
+        // the mean rate of a ramp is at most its larger end
+        (Stop::Duration(d), Arrival::Ramp { start, end, .. }) => start.max(end) * d,
+        (Stop::Duration(d), _) => arrival.rate() * d,
     };
     if n > MAX_SCHEDULE {
         return Err(format!(
@@ -111,6 +194,15 @@ pub fn schedule(arrival: Arrival, stop: Stop, seed: u64) -> Vec<u64> {
         return Vec::new();
     }
     let mut rng = Rng::derive(seed, 0xA11);
+    if let Arrival::Ramp {
+        strategy,
+        start,
+        end,
+        burstiness,
+    } = arrival
+    {
+        return ramp(strategy, start, end, burstiness, stop, &mut rng);
+    }
     let mut out = Vec::new();
     let mut t = 0.0f64;
     loop {
@@ -121,6 +213,37 @@ pub fn schedule(arrival: Arrival, stop: Stop, seed: u64) -> Vec<u64> {
         }
         out.push((t * 1e9).round() as u64);
         t += arrival.next_gap_s(&mut rng);
+    }
+    out
+}
+
+/// A ramp's offsets: request 0 at 0, the gap before request `i` drawn at the ramp's rate
+/// for `i` (by index for a count, by the time reached for a duration).
+fn ramp(
+    strategy: RampStrategy,
+    start: f64,
+    end: f64,
+    burstiness: f64,
+    stop: Stop,
+    rng: &mut Rng,
+) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut t = 0.0f64;
+    loop {
+        let i = out.len();
+        let progress = match stop {
+            Stop::Count(n) if i >= n => break,
+            Stop::Duration(d) if t >= d => break,
+            Stop::Count(n) => i as f64 / (n.max(2) - 1) as f64,
+            Stop::Duration(d) => t / d,
+        };
+        if i > 0 {
+            t += gap_at(rng, strategy.rate_at(start, end, progress), burstiness);
+            if matches!(stop, Stop::Duration(d) if t >= d) {
+                break;
+            }
+        }
+        out.push((t * 1e9).round() as u64);
     }
     out
 }
@@ -200,5 +323,135 @@ mod tests {
             schedule(a, Stop::Count(50), 9),
             schedule(a, Stop::Count(50), 10)
         );
+    }
+}
+
+#[cfg(test)]
+mod ramp_tests {
+    use super::*;
+
+    /// Between requests `a` and `b` of a ramp of `n`, the elapsed time is a sum of
+    /// independent gaps, gap `i` of mean `1/r_i` and variance `1/(k·r_i²)` (gamma of shape
+    /// k): the expected time and a 4σ bound follow from the ramp alone, not from a tuned
+    /// tolerance.
+    fn expected_span(a: &Arrival, n: usize, from: usize, to: usize) -> (f64, f64) {
+        let Arrival::Ramp {
+            strategy,
+            start,
+            end,
+            burstiness,
+        } = *a
+        else {
+            unreachable!()
+        };
+        let (mut mean, mut var) = (0.0, 0.0);
+        for i in from + 1..=to {
+            let r = strategy.rate_at(start, end, i as f64 / (n - 1) as f64);
+            mean += 1.0 / r;
+            if burstiness.is_finite() {
+                var += 1.0 / (burstiness * r * r);
+            }
+        }
+        (mean, var.sqrt())
+    }
+
+    #[test]
+    fn a_segments_mean_rate_follows_the_ramp() {
+        let n = 20_000;
+        for (k, a) in [
+            (RampStrategy::Linear, 1.0),
+            (RampStrategy::Exponential, 1.0),
+            (RampStrategy::Linear, 0.5),
+            (RampStrategy::Exponential, 4.0),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(k, (strategy, burstiness))| {
+            (
+                k,
+                Arrival::Ramp {
+                    strategy,
+                    start: 5.0,
+                    end: 80.0,
+                    burstiness,
+                },
+            )
+        }) {
+            for seed in 0..5u64 {
+                let s = schedule(a, Stop::Count(n), seed * 10 + k as u64);
+                assert_eq!(s.len(), n);
+                assert_eq!(s[0], 0);
+                assert!(s.windows(2).all(|w| w[0] <= w[1]));
+                // five segments along the ramp: each one's span within 4σ of its expectation
+                for seg in 0..5 {
+                    let (from, to) = (seg * n / 5, (seg + 1) * n / 5 - 1);
+                    let got = (s[to] - s[from]) as f64 / 1e9;
+                    let (mean, sd) = expected_span(&a, n, from, to);
+                    assert!(
+                        (got - mean).abs() <= 4.0 * sd,
+                        "{a:?} seed {seed} segment {seg}: {got:.3} s, expected {mean:.3} ± {:.3}",
+                        4.0 * sd
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_evenly_spaced_ramp_is_exact_and_ends_at_its_end_rate() {
+        for strategy in [RampStrategy::Linear, RampStrategy::Exponential] {
+            let a = Arrival::Ramp {
+                strategy,
+                start: 2.0,
+                end: 50.0,
+                burstiness: f64::INFINITY,
+            };
+            let s = schedule(a, Stop::Count(101), 0);
+            // the gap before request i is 1 / r_i, to the nanosecond of rounding
+            for i in 1..s.len() {
+                let r = strategy.rate_at(2.0, 50.0, i as f64 / 100.0);
+                let gap = (s[i] - s[i - 1]) as f64 / 1e9;
+                assert!(
+                    (gap - 1.0 / r).abs() < 2e-9,
+                    "{strategy:?} {i}: {gap} vs {}",
+                    1.0 / r
+                );
+            }
+            let last = (s[100] - s[99]) as f64 / 1e9;
+            assert!((1.0 / last - 50.0).abs() < 1e-3);
+        }
+        // the midpoint of a linear ramp is the mean of its ends; of an exponential, the
+        // geometric mean
+        assert_eq!(RampStrategy::Linear.rate_at(2.0, 50.0, 0.5), 26.0);
+        assert!((RampStrategy::Exponential.rate_at(2.0, 50.0, 0.5) - 10.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_ramp_by_duration_moves_with_time() {
+        // 0..60 s, linear 10 → 70 req/s by time: the count in [t1, t2) is Poisson with mean
+        // the integral of the rate
+        let a = Arrival::Ramp {
+            strategy: RampStrategy::Linear,
+            start: 10.0,
+            end: 70.0,
+            burstiness: 1.0,
+        };
+        let s = schedule(a, Stop::Duration(60.0), 3);
+        assert!(s.iter().all(|&t| t < 60_000_000_000));
+        for (t1, t2) in [(0.0, 20.0), (20.0, 40.0), (40.0, 60.0)] {
+            let got = s
+                .iter()
+                .filter(|&&t| (t as f64 / 1e9) >= t1 && (t as f64 / 1e9) < t2)
+                .count() as f64;
+            let rate = |t: f64| 10.0 + 60.0 * t / 60.0;
+            let mean = (rate(t1) + rate(t2)) / 2.0 * (t2 - t1);
+            assert!(
+                (got - mean).abs() <= 4.0 * mean.sqrt() + 1.0,
+                "[{t1}, {t2}): {got} vs {mean}"
+            );
+        }
+        assert!(check_size(a, Stop::Duration(60.0)).is_ok());
+        assert_eq!(a.rate(), f64::INFINITY);
+        assert!(a.paced());
     }
 }

@@ -1,6 +1,6 @@
 //! The report's charts, built from the analysis (pure): the seed's three — saturation,
 //! throughput per DP size, latency per DP size — and the server's queue and KV usage over a
-//! saturated cell.
+//! saturated cell; a ramp cell's probe (`ramp`).
 
 use super::chart::{Axis, Figure, Panel, Series};
 use crate::analysis::Analysis;
@@ -354,4 +354,71 @@ pub fn server_over_time(cell: &str, rows: &[MetricRow]) -> Option<Named> {
             height: 440.0,
         },
     })
+}
+
+/// A ramp cell: offered and achieved throughput over time (the knee marked where offered
+/// passed the plateau), and achieved against offered second by second.
+pub fn ramp(cell: &str, p: &crate::analysis::ramp::RampProbe) -> Named {
+    let line = |name: &str, color, dashed, pts: Vec<(f64, f64)>| Series {
+        name: name.into(),
+        points: pts,
+        color,
+        axis: Axis::Left,
+        dashed,
+        at_least: Vec::new(),
+    };
+    let sending = || p.points.iter().filter(|q| q.t_s <= p.sending_s);
+    let over_time = vec![
+        line(
+            "offered (req/s)",
+            0,
+            false,
+            sending().map(|q| (q.t_s, q.offered)).collect(),
+        ),
+        line(
+            "achieved (req/s, from output tokens)",
+            1,
+            false,
+            p.points.iter().map(|q| (q.t_s, q.achieved)).collect(),
+        ),
+    ];
+    let mut curve: Vec<(f64, f64)> = sending().map(|q| (q.offered, q.achieved)).collect();
+    curve.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let diagonal = vec![(0.0, 0.0), (p.peak_offered, p.peak_offered)];
+    let mark = |x: Option<f64>| -> Vec<(f64, String)> {
+        x.map(|x| (x, "knee".to_string())).into_iter().collect()
+    };
+    Named {
+        stem: format!("ramp-{}", slug(cell)),
+        figure: Figure {
+            title: format!("Ramp probe, cell {cell}: offered vs achieved throughput"),
+            panels: vec![
+                Panel {
+                    title: "over time".into(),
+                    x_label: "time in cell (s)".into(),
+                    y_label: "throughput (req/s, 5 s mean)".into(),
+                    y2_label: None,
+                    log_y: false,
+                    log_y2: false,
+                    series: over_time,
+                    marks: mark(p.knee.as_ref().map(|k| k.t_s)),
+                },
+                Panel {
+                    title: "achieved against offered, while sending".into(),
+                    x_label: "offered (req/s)".into(),
+                    y_label: "achieved (req/s)".into(),
+                    y2_label: None,
+                    log_y: false,
+                    log_y2: false,
+                    series: vec![
+                        line("achieved", 1, false, curve),
+                        line("offered = achieved", 0, true, diagonal),
+                    ],
+                    marks: mark(p.knee.as_ref().map(|k| k.plateau)),
+                },
+            ],
+            width: 1160.0,
+            height: 460.0,
+        },
+    }
 }

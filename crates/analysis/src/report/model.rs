@@ -205,15 +205,26 @@ fn scaling_sentence(f: &ScalingFinding) -> Vec<String> {
     out
 }
 
-/// `server_chart`: the stem and cell of the server-over-time chart, when one was drawn.
+/// A ramp cell's probe, for the report: its id, its ramp in words, what it found.
+#[derive(Debug, Clone)]
+pub struct RampCell {
+    pub cell: String,
+    pub ramp: String,
+    pub probe: crate::analysis::ramp::RampProbe,
+}
+
+/// `server_chart`: the stem and cell of the server-over-time chart, when one was drawn;
+/// `ramps`: the ramp cells' probes.
 pub fn build(
     facts: &RunFacts,
     analysis: &Analysis,
     cells: &[CellInput],
     server_chart: Option<(String, String)>,
+    ramps: &[RampCell],
     generated_at: String,
 ) -> Report {
     let mut sections = vec![experiment_section(facts, cells.len())];
+    sections.extend(ramps.iter().map(ramp_section));
     sections.extend(super::search_text::section(&analysis.searches));
     sections.extend(analysis.groups.iter().map(saturation_section));
     sections.extend(analysis.scaling.iter().map(scaling_section));
@@ -223,10 +234,12 @@ pub fn build(
     }
     sections.push(verdicts_section(analysis));
     sections.push(cells_section(cells));
+    let mut executive = executive_summary(facts, analysis);
+    executive.splice(0..0, ramps.iter().map(ramp_sentence));
     Report {
         title: format!("{}: load test report", facts.experiment),
         description: facts.description.clone(),
-        executive_summary: executive_summary(facts, analysis),
+        executive_summary: executive,
         sections,
         generated_at,
     }
@@ -275,7 +288,7 @@ fn left_out_sentences(analysis: &Analysis) -> Vec<String> {
     let mut out = Vec::new();
     if !analysis.without_offered_rate.is_empty() {
         out.push(format!(
-            "{} cell(s) ({}) ran without an offered rate (all at once, or a closed loop of `max_concurrency`): they are in the tables, not in the saturation analysis, which reads throughput and latency along the offered rate.",
+            "{} cell(s) ({}) ran without one offered rate (all at once, a closed loop of `max_concurrency`, a ramp or a trace replay): they are in the tables, not in the saturation analysis, which reads throughput and latency along the offered rate.",
             analysis.without_offered_rate.len(),
             analysis.without_offered_rate.join(", ")
         ));
@@ -384,6 +397,44 @@ fn saturation_row(g: &GroupFinding, p: &Point) -> Vec<String> {
             _ => String::new(),
         },
     ]
+}
+
+/// What a ramp found: where achieved throughput stopped following the offered rate, or that
+/// it never did; always with the caveat that a ramp is a probe.
+fn ramp_sentence(r: &RampCell) -> String {
+    let p = &r.probe;
+    let found = match &p.knee {
+        Some(k) => format!(
+            "achieved throughput stopped following the offered rate near {:.1} req/s offered ({:.0} s in) and levelled there, while the offered rate rose to {:.1} req/s",
+            k.plateau, k.t_s, p.peak_offered
+        ),
+        None => format!(
+            "achieved throughput followed the offered rate to the end of the ramp ({:.1} req/s offered at most, {:.1} achieved): no knee, the capacity is above the ramp's end",
+            p.peak_offered, p.peak_achieved
+        ),
+    };
+    format!(
+        "Ramp `{}` ({}): {found}. A ramp is a probe, not a steady-state measurement: the server never held one rate long enough for its queue to settle, so confirm with fixed-rate cells around that rate.",
+        r.cell, r.ramp
+    )
+}
+
+fn ramp_section(r: &RampCell) -> Section {
+    Section {
+        title: format!("Ramp probe: {}", r.cell),
+        paragraphs: vec![
+            ramp_sentence(r),
+            "Offered is the rate of intended sends; achieved is the output-token rate of successful requests over their mean output length (completions come in waves, tokens do not), both over 5 s. The plateau is the best achieved rate while the ramp sends; below 90% of the highest offered rate the ramp saturated the server, and the knee is where the offered rate passed the plateau. Achieved trails offered by part of a request's latency, so the curves part a little before the knee.".into(),
+        ],
+        figures: vec![(
+            super::figures::ramp(&r.cell, &r.probe).stem,
+            format!(
+                "Offered vs achieved throughput over the ramp, cell {}",
+                r.cell
+            ),
+        )],
+        tables: vec![],
+    }
 }
 
 fn scaling_section(f: &ScalingFinding) -> Section {

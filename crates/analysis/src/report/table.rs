@@ -50,6 +50,7 @@ pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Resul
     window_lines(w, s)?;
     timing_lines(w, s)?;
     errors_line(w, s)?;
+    turn_lines(w, s)?;
     if let Some(c) = &spec.client {
         client_line(w, c)?;
     }
@@ -226,6 +227,29 @@ fn timing_lines(w: &mut impl Write, s: &RunSummary) -> io::Result<()> {
                 t.mean(),
                 t.max_tokens_per_event,
                 t.multi_token_share() * 100.0
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// Multi-turn conversations: TTFT and prompt size by turn (nothing otherwise).
+fn turn_lines(w: &mut impl Write, s: &RunSummary) -> io::Result<()> {
+    for t in &s.per_turn {
+        let fig = |f: &Option<crate::stats::survival::Figure>| {
+            f.as_ref().map_or("-".to_string(), |f| f.display(2))
+        };
+        line(
+            w,
+            &format!("Turn {} TTFT p50 / p99 (ms):", t.turn + 1),
+            format!(
+                "{} / {} ({} of {} ok, prompt {} tokens)",
+                fig(&t.ttft_p50_ms),
+                fig(&t.ttft_p99_ms),
+                t.ok,
+                t.measured,
+                t.prompt_tokens_mean
+                    .map_or("-".to_string(), |p| format!("{p:.0}"))
             ),
         )?;
     }

@@ -24,6 +24,7 @@
 
 pub mod events;
 pub mod goodput;
+pub mod turns;
 
 use crate::record::{CompactRecord, ContentEvents, RequestRecord, TokenCounts};
 use crate::stats::Distribution;
@@ -151,6 +152,9 @@ pub struct RunSummary {
     pub latencies: Latencies,
     /// Ours: every request of the window, the unfinished right-censored.
     pub every_request: EveryRequest,
+    /// Multi-turn conversations: the window's requests turn by turn (empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub per_turn: Vec<turns::TurnFigures>,
 }
 
 impl RunSummary {
@@ -349,6 +353,7 @@ pub fn summarize(
         usage_coverage: usage_coverage(&ok_in),
         token_rate,
         every_request: every_request(&in_window, percentiles),
+        per_turn: turns::per_turn(&in_window),
         latencies,
     }
 }

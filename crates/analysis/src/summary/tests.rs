@@ -22,6 +22,7 @@ fn rec(id: u64, send_ms: u64, late_ms: u64, ttft_ms: u64, gap_ms: u64, n: u32) -
         finish_reason: Some("length".into()),
         error: None,
         resent: 0,
+        turn: None,
     }
 }
 

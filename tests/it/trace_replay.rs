@@ -1,0 +1,276 @@
+//! Trace replay and ramps against known truth: the shipped trace's own timestamps, and the
+//! ramp's closed-form rates.
+
+use crate::support::*;
+
+const TRACE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/traces/synthetic.jsonl"
+);
+
+/// The trace's arrival offsets (ms), in file order (the shipped trace is sorted).
+fn trace_ms() -> Vec<f64> {
+    std::fs::read_to_string(TRACE)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["timestamp"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// numpy's default percentile (linear interpolation), the project's one definition.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let h = (sorted.len() - 1) as f64 * p / 100.0;
+    let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (h - lo as f64)
+}
+
+/// Replay the window `[start, end)` at `speed` against a simulator of its own; every
+/// request of the window and only those, each intended at `(timestamp − start) / speed`,
+/// sent within 1 ms of it at p99. Returns the send error's p50 and p99 (ms).
+fn replay(url: &str, start_s: f64, end_s: f64, speed: f64, name: &str) -> (f64, f64) {
+    let dir = temp_dir(name);
+    let r = run(&[
+        "bench",
+        "--base-url",
+        url,
+        "--dataset-name",
+        "trace",
+        "--dataset-path",
+        TRACE,
+        "--trace-start",
+        &start_s.to_string(),
+        "--trace-end",
+        &end_s.to_string(),
+        "--trace-speed",
+        &speed.to_string(),
+        "--quiet",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let want: Vec<f64> = trace_ms()
+        .into_iter()
+        .filter(|&t| t >= start_s * 1e3 && t < end_s * 1e3)
+        .map(|t| (t - start_s * 1e3) / speed)
+        .collect();
+    assert!(want.len() >= 20, "a window of {} requests", want.len());
+    assert_accounted(&dir, want.len() as u64);
+    // vLLM's `num_prompts` is the window's, not the flag's default
+    assert_eq!(
+        summary(&dir)["num_prompts"].as_u64(),
+        Some(want.len() as u64)
+    );
+    let mut recs = records(&dir);
+    recs.sort_by_key(|r| r["id"].as_u64().unwrap());
+    let mut errors = Vec::new();
+    for (r, w) in recs.iter().zip(&want) {
+        let intended = r["t_intended_ns"].as_f64().unwrap() / 1e6;
+        // the schedule is the trace's, to the rounding of a nanosecond
+        assert!(
+            (intended - w).abs() < 1e-5,
+            "intended {intended} ms, trace {w} ms"
+        );
+        errors.push((r["t_send_ns"].as_f64().unwrap() / 1e6 - w).abs());
+        assert_eq!(r["error"], serde_json::Value::Null, "{r}");
+    }
+    errors.sort_by(f64::total_cmp);
+    let (p50, p99) = (percentile(&errors, 50.0), percentile(&errors, 99.0));
+    eprintln!(
+        "trace window [{start_s}, {end_s}) s at {speed}×: {} requests, |t_send − offset| p50 {p50:.3} ms, p99 {p99:.3} ms, max {:.3} ms",
+        errors.len(),
+        errors[errors.len() - 1]
+    );
+    (p50, p99)
+}
+
+#[test]
+fn a_trace_replayed_at_speed_1_keeps_its_offsets_within_1ms_p99_and_speed_2_halves_them() {
+    let _serial = serial();
+    let (mut sim, url) = spawn_sim(&["--profile", "llama-3.1-8b-h100"]);
+    let (_, p99_1) = replay(&url, 0.0, 12.0, 1.0, "trace-speed1");
+    // another window, twice as fast: each intended time is its offset from the window's
+    // start, halved (checked request by request in `replay`). Its bursts (28 req/s) need
+    // new connections, which the runtime opens and sends on late (a few ms at p99 on two
+    // shared cores): the median is held here, the 1 ms p99 at speed 1.
+    let (p50_2, _) = replay(&url, 20.0, 40.0, 2.0, "trace-speed2");
+    let _ = sim.kill();
+    let _ = sim.wait();
+    assert!(p99_1 <= 1.0, "speed 1: p99 {p99_1} ms");
+    assert!(p50_2 <= 1.0, "speed 2: p50 {p50_2} ms");
+}
+
+#[test]
+fn a_ramp_sends_at_its_end_rate_at_the_end() {
+    let _serial = serial();
+    let (mut sim, url) = spawn_sim(&["--profile", "zero"]);
+    let n = 150usize;
+    let go = |name: &str, extra: &[&str]| -> Vec<f64> {
+        let dir = temp_dir(name);
+        let mut args = vec![
+            "bench",
+            "--base-url",
+            &url,
+            "--random-input-len",
+            "16",
+            "--random-output-len",
+            "4",
+            "--num-prompts",
+            "150",
+            "--ramp-up-strategy",
+            "linear",
+            "--ramp-up-start-rps",
+            "20",
+            "--ramp-up-end-rps",
+            "200",
+            "--quiet",
+            "--output-dir",
+            dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let r = run(&args);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("linear ramp 20 → 200 req/s"),
+            "{}",
+            r.stderr
+        );
+        assert_accounted(&dir, n as u64);
+        // vLLM's keys of a ramp, beside `request_rate: inf`
+        let s = summary(&dir);
+        assert_eq!(s["ramp_up_strategy"], "linear");
+        assert_eq!(s["ramp_up_start_rps"], 20.0);
+        assert_eq!(s["ramp_up_end_rps"], 200.0);
+        assert_eq!(s["request_rate"], "inf");
+        let mut t: Vec<f64> = records(&dir)
+            .iter()
+            .map(|r| r["t_intended_ns"].as_f64().unwrap() / 1e9)
+            .collect();
+        t.sort_by(f64::total_cmp);
+        t
+    };
+    // evenly spaced: the gap before request i is exactly 1 / r_i
+    let even = go("ramp-even", &["--arrival", "constant"]);
+    let rate = |i: usize| 20.0 + 180.0 * i as f64 / (n - 1) as f64;
+    for i in 1..n {
+        let gap = even[i] - even[i - 1];
+        assert!(
+            (gap * rate(i) - 1.0).abs() < 1e-5,
+            "request {i}: gap {gap} s"
+        );
+    }
+    // Poisson: the last k gaps' sum has mean Σ 1/r_i and sd √Σ 1/r_i², so the end rate's
+    // bound is 4σ of that sum, from the sample size alone
+    let poisson = go("ramp-poisson", &[]);
+    let k = 50;
+    let span = poisson[n - 1] - poisson[n - 1 - k];
+    let mean: f64 = (n - k..n).map(|i| 1.0 / rate(i)).sum();
+    let sd: f64 = (n - k..n).map(|i| rate(i).powi(-2)).sum::<f64>().sqrt();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    assert!(
+        (span - mean).abs() <= 4.0 * sd,
+        "the last {k} gaps took {span:.4} s, expected {mean:.4} ± {:.4}",
+        4.0 * sd
+    );
+    eprintln!(
+        "ramp 20 → 200: the last {k} requests offered at {:.1} req/s (their ramp's mean {:.1})",
+        k as f64 / span,
+        k as f64 / mean
+    );
+}
+
+#[test]
+fn a_trace_with_a_rate_or_a_bad_line_is_refused_with_a_hint() {
+    let dir = temp_dir("trace-bad");
+    let r = run(&[
+        "bench",
+        "--dataset-name",
+        "trace",
+        "--dataset-path",
+        TRACE,
+        "--request-rate",
+        "5",
+    ]);
+    assert_ne!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("does not apply") && r.stderr.contains("hint:"),
+        "{}",
+        r.stderr
+    );
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"timestamp\": 0, \"input_length\": 4}\n{\"timestamp\": 5, \"input_length\": -2}\n",
+    )
+    .unwrap();
+    let r = run(&[
+        "bench",
+        "--dataset-name",
+        "trace",
+        "--dataset-path",
+        bad.to_str().unwrap(),
+    ]);
+    assert_ne!(r.code, Some(0));
+    assert!(
+        r.stderr
+            .contains(&format!("trace `{}` line 2", bad.display()))
+            && r.stderr.contains("hint:"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// The shipped ramp example, shortened, on the simulator: the report reads the ramp cell as
+/// a probe (its section, its chart, a knee or the sentence that there was none), and
+/// `timeseries.parquet` holds the offered series beside what was done.
+#[test]
+fn the_ramp_example_runs_shortened_and_its_report_reads_the_probe() {
+    let _serial = serial();
+    let root = temp_dir("run-ramp");
+    let exp = format!("{}/examples/ramp.yaml", env!("CARGO_MANIFEST_DIR"));
+    let r = run(&[
+        "run",
+        &exp,
+        "--output",
+        root.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "workload.input_len=16",
+        "--set",
+        "workload.output_len=4",
+        "--set",
+        "load.requests=300",
+        "--set",
+        "load.ramp_up_start_rps=20",
+        "--set",
+        "load.ramp_up_end_rps=150",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("Ramp `c000` (linear ramp 20 → 150 req/s)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("A ramp is a probe, not a steady-state measurement")
+    );
+    let run_dir = std::fs::read_dir(root.join("ramp-probe"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    assert!(md.contains("## Ramp probe: c000"), "{md}");
+    assert!(md.contains("figs/ramp-c000.png"));
+    assert!(run_dir.join("figs/ramp-c000.svg").exists());
+    let ts = std::fs::read(run_dir.join("timeseries.parquet")).unwrap();
+    // our writer stores text PLAIN and uncompressed: the series name is in the bytes
+    assert!(ts.windows(7).any(|w| w == b"offered"), "no offered series");
+}
