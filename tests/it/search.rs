@@ -80,7 +80,7 @@ fn a_saturation_search_finds_the_closed_form_capacity_within_its_tolerance_in_8_
         "--set",
         &set_profile,
         "--set",
-        "search.start_rate=10",
+        "search.start_rate=100",
         "--set",
         "search.max_cells=8",
         "--set",
@@ -99,7 +99,9 @@ fn a_saturation_search_finds_the_closed_form_capacity_within_its_tolerance_in_8_
         answer["cells"]
     );
     assert_eq!(answer["outcome"], "converged", "{answer}");
-    assert!(answer["cells"].as_u64().unwrap() <= 8, "{answer}");
+    // from 2× over: the overloaded cell shows the plateau and the next probes aim around it
+    // (plain halving and bisection take 7 or more here: mutation-checked)
+    assert!(answer["cells"].as_u64().unwrap() <= 6, "{answer}");
     assert!(hi / lo - 1.0 <= 0.05, "{answer}");
     assert!(
         (plateau / closed_form - 1.0).abs() <= 0.05,
