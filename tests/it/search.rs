@@ -1,6 +1,7 @@
 //! Searching for the limit on the simulator, where the truth is known: a small profile whose
 //! closed-form capacity is 46.3 req/s at 64 in / 16 out, cells of 3 s. `run` with a
-//! `search:` section finds that capacity within its tolerance in at most 8 cells, and
+//! `search:` section, started 2× over it with a budget of 8 cells, finds that capacity
+//! within its tolerance in at most 6 (4 measured), and
 //! `--resume` re-runs a probe cut short under its own name; `bench --search slo` finds the
 //! highest rate meeting a TTFT SLO, checked against the cells' own attainment.
 
@@ -63,7 +64,7 @@ fn cell_ids(dir: &Path) -> Vec<String> {
 }
 
 #[test]
-fn a_saturation_search_finds_the_closed_form_capacity_within_its_tolerance_in_8_cells() {
+fn a_saturation_search_finds_the_closed_form_capacity_within_its_tolerance_in_at_most_6_cells() {
     let _serial = serial();
     let dir = temp_dir("search-sat");
     let profile = dir.join("fast.yaml");
