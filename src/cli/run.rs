@@ -138,7 +138,10 @@ fn how_it_ended(outcome: Result<RunEnd>, plan: &Plan, dir: &RunDir) -> Result<()
         .iter()
         .filter_map(|c| {
             let s = dir.cell(&c.id).read_status()?;
-            matches!(s.as_str(), "failed" | "no_completions").then(|| format!("{} ({s})", c.id))
+            // a search's probe that measured nothing is its verdict (the rate failed), not a
+            // cell to run again
+            let unmeasured = s == "failed" || (s == "no_completions" && plan.searches.is_empty());
+            unmeasured.then(|| format!("{} ({s})", c.id))
         })
         .collect();
     match outcome {
@@ -725,7 +728,15 @@ fn print_plan(plan: &Plan) {
             let _ = writeln!(out, "  {}  {}", c.id, describe_cell(c));
         }
     }
-    let _ = writeln!(out, "{} cell(s)", plan.cells.len());
+    match plan.searches.len() {
+        0 => writeln!(out, "{} cell(s)", plan.cells.len()),
+        n => writeln!(
+            out,
+            "{n} search(es), at most {} cell(s)",
+            planned_cells(plan)
+        ),
+    }
+    .ok();
 }
 
 /// One row per cell, from the stored summaries (so resumed and earlier cells are included):
