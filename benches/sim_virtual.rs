@@ -24,6 +24,7 @@ fn main() {
                     min_tokens: 0,
                     ignore_eos: true,
                     pinned_rank: None,
+                    block_hashes: Default::default(),
                 })
                 .collect();
         let cfg = VirtualConfig {

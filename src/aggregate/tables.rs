@@ -284,12 +284,18 @@ fn client_and_server_columns(
         n(rows, |c| c.input.backlog_slope_per_s),
     );
     type ServerFigure = fn(&ServerStats) -> Option<f64>;
-    let server: [(&str, ServerFigure); 5] = [
+    let server: [(&str, ServerFigure); 8] = [
         ("server_waiting_slope_per_s", |s| s.waiting_slope_per_s),
         ("server_waiting_max", |s| s.waiting_max),
         ("server_kv_usage_max", |s| s.kv_usage_max),
         ("server_ttft_mean_ms", |s| s.server_ttft_mean_ms),
         ("server_preemptions", |s| s.preemptions),
+        // tokens, from vLLM's counters; the rate is null when they are absent or flat
+        ("server_prefix_cache_queries", |s| s.prefix_cache_queries),
+        ("server_prefix_cache_hits", |s| s.prefix_cache_hits),
+        ("server_prefix_cache_hit_rate", |s| {
+            s.prefix_cache_hit_rate()
+        }),
     ];
     for (name, pick) in server {
         t.push(name, n(rows, |c| c.input.server.as_ref().and_then(pick)));

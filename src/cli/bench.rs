@@ -65,7 +65,10 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
             a.ignore_eos
                 || matches!(
                     a.dataset_name,
-                    DatasetName::Random | DatasetName::Trace | DatasetName::MultiTurn
+                    DatasetName::Random
+                        | DatasetName::PrefixRepetition
+                        | DatasetName::Trace
+                        | DatasetName::MultiTurn
                 )
         },
         extra: extra_body(a)?,
@@ -290,6 +293,11 @@ fn prompts(a: &BenchArgs) -> Result<PromptSpec> {
             range_ratio: a.random_range_ratio,
             prefix_len: a.random_prefix_len,
         },
+        DatasetName::PrefixRepetition => Dataset::PrefixRepetition {
+            num_prefixes: a.prefix_repetition_num_prefixes,
+            prefix_len: a.prefix_repetition_prefix_len,
+            suffix_len: a.prefix_repetition_suffix_len,
+        },
         DatasetName::Sharegpt => Dataset::ShareGpt {
             path: need_path()?,
             output_len: a.sharegpt_output_len,
@@ -308,7 +316,10 @@ fn prompts(a: &BenchArgs) -> Result<PromptSpec> {
     };
     Ok(PromptSpec {
         dataset,
-        output_len: a.random_output_len,
+        output_len: match a.dataset_name {
+            DatasetName::PrefixRepetition => a.prefix_repetition_output_len,
+            _ => a.random_output_len,
+        },
         num_prompts: a.num_prompts,
         seed: a.seed,
     })

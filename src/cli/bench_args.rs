@@ -9,6 +9,9 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DatasetName {
     Random,
+    /// Groups of prompts sharing a prefix (vLLM's `prefix_repetition`).
+    #[value(name = "prefix_repetition")]
+    PrefixRepetition,
     Sharegpt,
     Jsonl,
     /// A timestamped JSON-lines trace, replayed on its own schedule (docs/trace-format.md).
@@ -93,6 +96,18 @@ pub struct BenchArgs {
     /// Tokens of one shared prefix before every random prompt.
     #[arg(long, default_value_t = 0)]
     pub random_prefix_len: u32,
+    /// `prefix_repetition`: tokens of the prefix the prompts of a group share.
+    #[arg(long, default_value_t = 256)]
+    pub prefix_repetition_prefix_len: u32,
+    /// `prefix_repetition`: tokens of each prompt's own after its group's prefix.
+    #[arg(long, default_value_t = 256)]
+    pub prefix_repetition_suffix_len: u32,
+    /// `prefix_repetition`: groups of prompts, each with its own prefix.
+    #[arg(long, default_value_t = 10)]
+    pub prefix_repetition_num_prefixes: u32,
+    /// `prefix_repetition`: output tokens per request.
+    #[arg(long, default_value_t = 128)]
+    pub prefix_repetition_output_len: u32,
     /// Fixed output length for ShareGPT prompts (default: the dataset's own completion length).
     #[arg(long)]
     pub sharegpt_output_len: Option<u32>,
@@ -100,7 +115,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1000)]
     pub num_prompts: usize,
     /// Send `ignore_eos` so every request generates exactly its `max_tokens` (default: on for
-    /// random data, off for datasets).
+    /// random and prefix_repetition data, off for datasets).
     #[arg(long, overrides_with = "no_ignore_eos")]
     pub ignore_eos: bool,
     /// Do not send `ignore_eos`, even for random data.

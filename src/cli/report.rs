@@ -92,6 +92,14 @@ fn describe_plan(p: &CellPlan) -> (String, String, String, Option<String>) {
                 String::new()
             }
         ),
+        Dataset::PrefixRepetition {
+            num_prefixes,
+            prefix_len,
+            suffix_len,
+        } => format!(
+            "prefix_repetition prompts, {num_prefixes} prefix groups × ({prefix_len} shared + {suffix_len} own) tokens in / {} out",
+            w.prompts.output_len
+        ),
         Dataset::ShareGpt { path, .. } => format!("sharegpt `{}`", path.display()),
         Dataset::Jsonl { path } => format!("jsonl `{}`", path.display()),
         Dataset::Trace { path, .. } => format!("trace `{}`", path.display()),

@@ -71,6 +71,13 @@ pub struct SimArgs {
     /// Relative standard deviation of step times.
     #[arg(long)]
     pub jitter: Option<f64>,
+    /// Reuse cached KV blocks of shared prompt prefixes (on by default, as in vLLM V1;
+    /// `vllm:prefix_cache_*` count the tokens looked up and found).
+    #[arg(long, overrides_with = "no_enable_prefix_caching")]
+    pub enable_prefix_caching: bool,
+    /// Compute every prompt in full (vLLM's `--no-enable-prefix-caching`).
+    #[arg(long, overrides_with = "enable_prefix_caching")]
+    pub no_enable_prefix_caching: bool,
 }
 
 impl SimArgs {
@@ -97,6 +104,12 @@ impl SimArgs {
             self.front_end_latency_ms.map(|v| v * 1e-3)
         );
         set!(jitter, self.jitter);
+        if self.enable_prefix_caching {
+            p.enable_prefix_caching = true;
+        }
+        if self.no_enable_prefix_caching {
+            p.enable_prefix_caching = false;
+        }
         p.validate()
             .with_context(|| format!("simulator profile `{}`", self.profile))?;
         Ok(p)

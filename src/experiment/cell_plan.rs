@@ -69,6 +69,8 @@ pub struct ServerPlan {
     pub max_num_seqs: Option<u32>,
     pub max_num_batched_tokens: Option<u32>,
     pub api_server_count: Option<usize>,
+    /// The simulator's prefix caching; `None`: its profile's (on).
+    pub enable_prefix_caching: Option<bool>,
     /// Every scalar parameter of the cell as text: a command template's `{placeholders}`.
     pub values: Vec<(&'static str, String)>,
 }
@@ -99,7 +101,8 @@ pub struct WorkloadPlan {
     /// The prompts (their seed is the cell's, without the repeat).
     pub prompts: PromptSpec,
     pub endpoint: Api,
-    /// Ask the server to ignore end-of-sequence; by default only for random prompts.
+    /// Ask the server to ignore end-of-sequence; by default only for synthetic prompts
+    /// (random, prefix_repetition).
     pub ignore_eos: bool,
     pub temperature: Option<f64>,
     pub continuous_usage_stats: bool,
@@ -284,6 +287,7 @@ fn server(r: &Reader) -> Result<ServerPlan> {
         max_num_seqs: r.opt_u64("max_num_seqs").map(|v| v as u32),
         max_num_batched_tokens: r.opt_u64("max_num_batched_tokens").map(|v| v as u32),
         api_server_count: r.opt_u64("api_server_count").map(|v| v as usize),
+        enable_prefix_caching: r.opt_bool("enable_prefix_caching"),
         values,
     })
 }
@@ -303,6 +307,11 @@ fn workload(r: &Reader) -> Result<WorkloadPlan> {
         "multi_turn" => Dataset::MultiTurn {
             turns: r.u64("turns")? as u32,
             input_len: r.u64("input_len")? as u32,
+        },
+        "prefix_repetition" => Dataset::PrefixRepetition {
+            num_prefixes: r.u64("num_prefixes")? as u32,
+            prefix_len: r.u64("prefix_len")? as u32,
+            suffix_len: r.u64("suffix_len")? as u32,
         },
         "sharegpt" => Dataset::ShareGpt {
             path: path()?,
@@ -326,7 +335,10 @@ fn workload(r: &Reader) -> Result<WorkloadPlan> {
     Ok(WorkloadPlan {
         ignore_eos: r.opt_bool("ignore_eos").unwrap_or(matches!(
             dataset,
-            Dataset::Random { .. } | Dataset::Trace { .. } | Dataset::MultiTurn { .. }
+            Dataset::Random { .. }
+                | Dataset::PrefixRepetition { .. }
+                | Dataset::Trace { .. }
+                | Dataset::MultiTurn { .. }
         )),
         prompts: PromptSpec {
             dataset,

@@ -138,6 +138,15 @@ pub fn cli_number(kind: Kind) -> impl Fn(&str) -> Result<f64, String> + Clone + 
 
 pub const LAUNCHERS: &[&str] = &["sim", "external", "command", "compose"];
 
+pub const DATASETS: &[&str] = &[
+    "random",
+    "prefix_repetition",
+    "sharegpt",
+    "jsonl",
+    "trace",
+    "multi_turn",
+];
+
 pub const SECTIONS: &[Section] = &[
     Section {
         name: "server",
@@ -292,6 +301,13 @@ pub const SECTIONS: &[Section] = &[
                 "the engine's token budget per step",
             ),
             f(
+                "enable_prefix_caching",
+                Kind::Bool,
+                None,
+                true,
+                "sim: reuse cached KV blocks of shared prefixes (default on, as vLLM V1); command/compose: the {enable_prefix_caching} placeholder",
+            ),
+            f(
                 "api_server_count",
                 Kind::Int(1),
                 None,
@@ -306,10 +322,10 @@ pub const SECTIONS: &[Section] = &[
         fields: &[
             f(
                 "dataset",
-                Kind::Enum(&["random", "sharegpt", "jsonl", "trace", "multi_turn"]),
+                Kind::Enum(DATASETS),
                 Some("random"),
                 false,
-                "random (exact token lengths), sharegpt or jsonl (local files), trace (a timestamped trace replayed on its own schedule), multi_turn (chat conversations, each turn carrying the history so far)",
+                "random (exact token lengths), prefix_repetition (groups of prompts sharing a prefix), sharegpt or jsonl (local files), trace (a timestamped trace replayed on its own schedule), multi_turn (chat conversations, each turn carrying the history so far)",
             ),
             f(
                 "dataset_path",
@@ -330,7 +346,7 @@ pub const SECTIONS: &[Section] = &[
                 Kind::Int(1),
                 Some("256"),
                 true,
-                "random (and jsonl lines without one): output tokens",
+                "random, prefix_repetition (and jsonl lines without one): output tokens",
             ),
             f(
                 "range_ratio",
@@ -344,7 +360,21 @@ pub const SECTIONS: &[Section] = &[
                 Kind::Int(0),
                 Some("0"),
                 true,
-                "random: tokens of a prefix shared by every prompt",
+                "random: tokens of a prefix shared by every prompt; prefix_repetition: tokens shared by the prompts of a group",
+            ),
+            f(
+                "suffix_len",
+                Kind::Int(1),
+                Some("256"),
+                true,
+                "prefix_repetition: tokens of each prompt's own after its group's prefix",
+            ),
+            f(
+                "num_prefixes",
+                Kind::Int(1),
+                Some("10"),
+                true,
+                "prefix_repetition: groups of prompts, each with its own prefix",
             ),
             f(
                 "num_prompts",

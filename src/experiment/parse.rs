@@ -766,7 +766,10 @@ fn cross_checks(
         .get("dataset")
         .and_then(Value::as_str)
         .unwrap_or("random");
-    if dataset != "random" && !present(base, matrix, "dataset_path") {
+    prefix_repetition_checks(cx, base, matrix, dataset);
+    if !matches!(dataset, "random" | "prefix_repetition" | "multi_turn")
+        && !present(base, matrix, "dataset_path")
+    {
         cx.err(
             Some("workload"),
             "dataset",
@@ -808,6 +811,89 @@ fn cross_checks(
                 }
             }
         }
+    }
+}
+
+/// `dataset: prefix_repetition` and its fields: each only where it means something, a
+/// prefix of at least one token, and enough prompts to fill every group.
+fn prefix_repetition_checks(
+    cx: &mut Ctx,
+    base: &Params,
+    matrix: &[(&'static str, Vec<Value>)],
+    dataset: &str,
+) {
+    // where a key was written, for the error's line
+    let section = |key: &str| {
+        if matrix.iter().any(|(k, _)| *k == key) {
+            "matrix"
+        } else {
+            "workload"
+        }
+    };
+    // every value a key takes: the base one, or each of the matrix
+    let values = |key: &str| -> Vec<u64> {
+        match matrix.iter().find(|(k, _)| *k == key) {
+            Some((_, vs)) => vs.iter().filter_map(Value::as_u64).collect(),
+            None => base.get(key).and_then(Value::as_u64).into_iter().collect(),
+        }
+    };
+    let repetition = dataset == "prefix_repetition";
+    let (theirs, others) = if repetition {
+        (["input_len", "range_ratio"], "random")
+    } else {
+        (["num_prefixes", "suffix_len"], "prefix_repetition")
+    };
+    // set by the file (or `--set`): in the matrix, or a value other than the default
+    let given = |key: &str| {
+        let default = fields::find(key)
+            .and_then(|(_, f)| f.default)
+            .map(|d| serde_yaml::from_str::<Value>(d).expect("valid default"));
+        matrix.iter().any(|(k, _)| *k == key) || base.get(key) != default.as_ref()
+    };
+    for key in theirs {
+        if given(key) {
+            cx.err(
+                Some(section(key)),
+                key,
+                format!("`{key}` is for `dataset: {others}`, not `{dataset}`"),
+                Some(if repetition {
+                    "a prefix_repetition prompt is `prefix_len` shared tokens then `suffix_len` of its own: set those".into()
+                } else {
+                    "set `dataset: prefix_repetition` to send groups of prompts that share a prefix".into()
+                }),
+            );
+        }
+    }
+    if !repetition {
+        return;
+    }
+    if values("prefix_len").is_empty() || values("prefix_len").contains(&0) {
+        // at the `prefix_len: 0` written, else at the `dataset` that needs one
+        cx.err(
+            Some(section("prefix_len")),
+            if given("prefix_len") {
+                "prefix_len"
+            } else {
+                "dataset"
+            },
+            "`dataset: prefix_repetition` needs a `prefix_len` of at least 1".into(),
+            Some("e.g. `prefix_len: 256`: the tokens the prompts of a group share".into()),
+        );
+    }
+    let prompts = base
+        .get("num_prompts")
+        .and_then(Value::as_u64)
+        .unwrap_or(1000);
+    let most = values("num_prefixes").into_iter().max().unwrap_or(10);
+    if most > prompts {
+        cx.err(
+            Some(section("num_prefixes")),
+            "num_prefixes",
+            format!(
+                "{most} prefix groups need at least as many prompts, `num_prompts` is {prompts}"
+            ),
+            Some("raise `workload.num_prompts` or use fewer prefixes".into()),
+        );
     }
 }
 

@@ -399,3 +399,56 @@ fn a_matrix_value_listed_twice_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn prefix_repetition_plans_its_groups_and_ignores_eos() {
+    use super::Dataset;
+    let p = cell_plans(
+        "name: p\nload:\n  request_rate: 5\nworkload:\n  dataset: prefix_repetition\n  prefix_len: 512\nmatrix:\n  num_prefixes: [1, 8]\n  enable_prefix_caching: [true, false]\n",
+    );
+    assert_eq!(p.len(), 4);
+    assert_eq!(
+        p[1].workload.prompts.dataset,
+        Dataset::PrefixRepetition {
+            num_prefixes: 8,
+            prefix_len: 512,
+            suffix_len: 256
+        }
+    );
+    assert!(p[1].workload.ignore_eos, "synthetic prompts ignore EOS");
+    assert_eq!(p[0].server.enable_prefix_caching, Some(true));
+    assert_eq!(p[3].server.enable_prefix_caching, Some(false));
+}
+
+#[test]
+fn prefix_repetition_fields_out_of_place_are_errors_with_their_line() {
+    let e = errors(
+        "name: p\nload:\n  request_rate: 5\nworkload:\n  dataset: prefix_repetition\n  input_len: 100\n  num_prompts: 4\nmatrix:\n  num_prefixes: [2, 8]\n",
+    );
+    assert!(
+        e.contains("line 6, column 3: `workload.input_len`: `input_len` is for `dataset: random`, not `prefix_repetition`\n  hint: a prefix_repetition prompt is"),
+        "{e}"
+    );
+    assert!(
+        e.contains("line 5, column 3: `workload.dataset`: `dataset: prefix_repetition` needs a `prefix_len` of at least 1\n  hint: e.g. `prefix_len: 256`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("line 9, column 3: `matrix.num_prefixes`: 8 prefix groups need at least as many prompts, `num_prompts` is 4"),
+        "{e}"
+    );
+    let e = errors("name: r\nload:\n  request_rate: 5\nworkload:\n  suffix_len: 64\n");
+    assert!(
+        e.contains("line 5, column 3: `workload.suffix_len`: `suffix_len` is for `dataset: prefix_repetition`, not `random`\n  hint: set `dataset: prefix_repetition`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_prefix_cache_example_plans_caching_on_and_off_over_two_group_counts() {
+    let p = cell_plans(include_str!("../../examples/prefix-cache.yaml"));
+    assert_eq!(p.len(), 4);
+    assert!(p.iter().all(|c| c.server.reset_prefix_cache));
+    let on_off: Vec<Option<bool>> = p.iter().map(|c| c.server.enable_prefix_caching).collect();
+    assert_eq!(on_off, [Some(true), Some(true), Some(false), Some(false)]);
+}

@@ -105,6 +105,9 @@ async fn start_sim(plan: &ServerPlan, name: &str, seed: u64, access: &Access) ->
     if let Some(v) = plan.max_num_batched_tokens {
         profile.max_num_batched_tokens = v;
     }
+    if let Some(v) = plan.enable_prefix_caching {
+        profile.enable_prefix_caching = v;
+    }
     profile.validate()?;
     let tok = Tokenizer::load(plan.tokenizer.as_deref())?;
     let dp = plan.dp;

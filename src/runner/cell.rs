@@ -7,7 +7,7 @@ use super::usage::{ProcessUsage, current_rss_bytes};
 use crate::client::{Pool, RequestSpec, Server, Timeouts};
 use crate::experiment::cell_plan::LoadPlan;
 use crate::monitor;
-use crate::store::cell_report::{CellInfo, CellReport, ClientUsage, MonitorReport};
+use crate::store::cell_report::{CellInfo, CellReport, ClientUsage, MonitorReport, PrefixCache};
 use crate::store::layout::CellDir;
 use crate::store::requests_table::{EVENT_ROWS_PER_GROUP, EventsWriter};
 use crate::store::{self, jsonl, jsonl::JsonlWriter};
@@ -15,6 +15,7 @@ use crate::workload::Prompt;
 use crate::workload::body::{self, BodyOptions};
 use anyhow::Result;
 use loadtest_analysis::record::CompactRecord;
+use loadtest_analysis::server_metrics::server_stats;
 use loadtest_analysis::summary::{self, RunSummary, Scope, goodput::Slo};
 use loadtest_base::clock::Clock;
 use std::sync::Arc;
@@ -195,7 +196,7 @@ pub async fn run_cell(
         );
     }
     store::requests_table::write_requests(&out.requests_parquet(), &records, s.window)?;
-    let monitors = monitors.finish(out, &mut warnings).await?;
+    let monitors = monitors.finish(out, s.window, &mut warnings).await?;
     Ok(CellResult {
         server_lost: outcome.server_lost.clone(),
         server_exited: None,
@@ -320,9 +321,11 @@ impl Monitors {
 
     /// Wait for the monitors (already told to stop) and store what they saw; a failed
     /// scrape becomes a warning. `None` when the cell ran without monitors (`bench`).
+    /// The server's counters are read over the cell's `window`.
     async fn finish(
         self,
         out: &CellDir,
+        window: summary::Window,
         warnings: &mut Vec<String>,
     ) -> Result<Option<MonitorReport>> {
         let Some(h) = self.scraper else {
@@ -353,12 +356,14 @@ impl Monitors {
                 scraped.last_error.clone().unwrap_or_default()
             ));
         }
+        let server = server_stats(&scraped.rows, window.start_ns, window.end_ns);
         Ok(Some(MonitorReport {
             metric_scrapes: scraped.scrapes,
             metric_failures: scraped.failures,
             metric_rows: scraped.rows.len(),
             metric_last_error: scraped.last_error,
             gpu: gpu_state,
+            prefix_cache: PrefixCache::of(&server),
         }))
     }
 }

@@ -486,61 +486,89 @@ impl Launch {
         pre: Option<Presend>,
         permit: OwnedSemaphorePermit,
     ) {
+        // counted before the task runs: the drain must never see a request launched but
+        // not yet followed (it would cancel it as past the window)
+        let followed = self.count_send(t_intended_ns, false);
         let me = self.clone();
         tasks.spawn(async move {
-            me.conversation(i, t_intended_ns, pre).await;
+            me.conversation(i, t_intended_ns, pre, followed).await;
             // a conversation holds its concurrency slot between turns too
             drop(permit);
         });
     }
 
+    /// A request is sent at `t_intended_ns`: count it, and follow it when it belongs to
+    /// the window; `held`: a follow held over the think time before it is released (after
+    /// this one is taken, so the count never dips to zero in between).
+    fn count_send(&self, t_intended_ns: u64, held: bool) -> bool {
+        self.live.sent.fetch_add(1, Ordering::Relaxed);
+        let followed = self.follow_until_ns.is_none_or(|f| t_intended_ns < f);
+        self.live.follow(followed);
+        self.live.unfollow(held);
+        followed
+    }
+
     /// Turn 0 at its intended time, each later turn `think` after the previous one ended,
     /// until the turns are done, sending time is up or the run cancels what is left
     /// (those turns are not sent, and counted so).
-    async fn conversation(mut self, i: usize, t_intended_ns: u64, pre: Option<Presend>) {
-        let mut last = self.request(i, 0, t_intended_ns, pre).await;
+    async fn conversation(
+        mut self,
+        i: usize,
+        t_intended_ns: u64,
+        pre: Option<Presend>,
+        followed: bool,
+    ) {
+        let mut last = self.request(i, 0, t_intended_ns, pre, followed).await;
         for k in 1..self.turns {
             let due = last.t_end_ns + self.think_ns;
+            let held = self.follow_until_ns.is_none_or(|f| due < f);
             if last.cancelled
                 || self.send_until_ns.is_some_and(|u| due >= u)
-                || !self.think_until(due).await
+                || !self.think_until(due, held).await
             {
                 let unsent = u64::from(self.turns - k);
                 self.live.not_sent.fetch_add(unsent, Ordering::Relaxed);
                 return;
             }
-            last = self.request(i, k, due, None).await;
+            let followed = self.count_send(due, held);
+            last = self.request(i, k, due, None, followed).await;
         }
     }
 
     /// Wait until `due` (offset, ns) between turns; `false` when the run cancelled first.
-    /// A conversation whose next turn falls in the window counts as followed meanwhile, so
-    /// the drain does not cut it short.
-    async fn think_until(&mut self, due: u64) -> bool {
-        let followed = self.follow_until_ns.is_none_or(|f| due < f);
-        self.live.follow(followed);
+    /// A conversation whose next turn falls in the window (`held`) counts as followed
+    /// meanwhile, so the drain does not cut it short; the next `count_send` releases that.
+    async fn think_until(&mut self, due: u64, held: bool) -> bool {
+        self.live.follow(held);
         let at = tokio::time::Instant::from_std(self.clock.origin()) + Duration::from_nanos(due);
-        let done = tokio::select! {
+        let cancel = &mut self.cancel;
+        let cancelled = async move {
+            // nobody left to cancel: only the time matters
+            if cancel.wait_for(|c| *c).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let go = tokio::select! {
             biased;
-            r = self.cancel.wait_for(|c| *c) => r.is_err(),
+            _ = cancelled => false,
             _ = tokio::time::sleep_until(at) => true,
         };
-        self.live.unfollow(followed);
-        done
+        if !go {
+            self.live.unfollow(held);
+        }
+        go
     }
 
-    /// Send request (entry `i`, turn `k`) and hand its record to the sink; what the next
-    /// turn needs of it comes back.
+    /// Send request (entry `i`, turn `k`; counted by `count_send`) and hand its record to
+    /// the sink; what the next turn needs of it comes back.
     async fn request(
         &mut self,
         i: usize,
         k: u32,
         t_intended_ns: u64,
         pre: Option<Presend>,
+        followed: bool,
     ) -> Ended {
-        self.live.sent.fetch_add(1, Ordering::Relaxed);
-        let followed = self.follow_until_ns.is_none_or(|f| t_intended_ns < f);
-        self.live.follow(followed);
         let target = &self.targets[i % self.targets.len()];
         let spec = target.spec(i, k, self.turns);
         let job = Job {

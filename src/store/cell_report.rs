@@ -98,4 +98,28 @@ pub struct MonitorReport {
     pub metric_last_error: Option<String>,
     /// "absent" when no `nvidia-smi` answered.
     pub gpu: String,
+    /// The server's prefix cache over the window, from vLLM's counters; absent when the
+    /// server does not export them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_cache: Option<PrefixCache>,
+}
+
+/// What vLLM's `prefix_cache_*_total` counters grew by over a cell's window (all engines).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrefixCache {
+    /// Prompt tokens looked up, and those found cached.
+    pub queries_tokens: f64,
+    pub hits_tokens: f64,
+    /// hits / queries; null when nothing was looked up (caching off, nothing admitted).
+    pub hit_rate: Option<f64>,
+}
+
+impl PrefixCache {
+    pub fn of(s: &loadtest_analysis::server_metrics::ServerStats) -> Option<Self> {
+        Some(Self {
+            queries_tokens: s.prefix_cache_queries?,
+            hits_tokens: s.prefix_cache_hits?,
+            hit_rate: s.prefix_cache_hit_rate(),
+        })
+    }
 }

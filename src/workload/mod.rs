@@ -1,12 +1,14 @@
 //! Workloads: the prompts a run sends and how many tokens each should produce.
 //!
-//! `random` builds prompts of exact token lengths under the tokenizer in use, `sharegpt`
-//! and `jsonl` read local files, `trace` a timestamped trace (prompts here, its send times
-//! in `LoadPlan::schedule`), `sessions` multi-turn conversations. `body` turns a prompt into the request bytes for an
+//! `random` builds prompts of exact token lengths under the tokenizer in use,
+//! `prefix_repetition` groups of prompts that share a prefix (for the prefix cache),
+//! `sharegpt` and `jsonl` read local files, `trace` a timestamped trace (prompts here, its
+//! send times in `LoadPlan::schedule`), `sessions` multi-turn conversations. `body` turns a prompt into the request bytes for an
 //! endpoint, once, before the run: the hot path sends prepared bytes.
 
 pub mod body;
 pub mod files;
+pub mod prefix_repetition;
 pub mod random;
 pub mod sessions;
 pub mod trace;
@@ -45,6 +47,13 @@ pub enum Dataset {
         range_ratio: f64,
         prefix_len: u32,
     },
+    /// `num_prefixes` groups of prompts: `prefix_len` tokens shared in a group, then
+    /// `suffix_len` of each prompt's own (vLLM's `prefix_repetition`).
+    PrefixRepetition {
+        num_prefixes: u32,
+        prefix_len: u32,
+        suffix_len: u32,
+    },
     /// ShareGPT conversations; `output_len` overrides the lengths of their answers.
     ShareGpt {
         path: std::path::PathBuf,
@@ -68,7 +77,8 @@ pub enum Dataset {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromptSpec {
     pub dataset: Dataset,
-    /// Tokens to generate per prompt (random prompts; JSON lines without their own).
+    /// Tokens to generate per prompt (random and prefix_repetition prompts; JSON lines
+    /// without their own).
     pub output_len: u32,
     pub num_prompts: usize,
     pub seed: u64,
@@ -103,6 +113,22 @@ impl PromptSpec {
                     output_len: self.output_len,
                     range_ratio: *range_ratio,
                     prefix_len: *prefix_len,
+                    seed: self.seed,
+                },
+                tok,
+                stop,
+            ),
+            Dataset::PrefixRepetition {
+                num_prefixes,
+                prefix_len,
+                suffix_len,
+            } => prefix_repetition::generate_until(
+                &prefix_repetition::PrefixRepetitionSpec {
+                    num_prompts: n,
+                    num_prefixes: *num_prefixes,
+                    prefix_len: *prefix_len,
+                    suffix_len: *suffix_len,
+                    output_len: self.output_len,
                     seed: self.seed,
                 },
                 tok,

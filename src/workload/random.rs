@@ -22,7 +22,7 @@ pub struct RandomSpec {
 }
 
 /// Correction rounds per prompt before accepting the closest length.
-const MAX_ROUNDS: usize = 16;
+pub(super) const MAX_ROUNDS: usize = 16;
 
 /// The error of a build that `stop()` ended.
 pub const INTERRUPTED: &str = "interrupted while building prompts";

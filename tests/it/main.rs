@@ -9,6 +9,7 @@ mod calibrate;
 mod faults;
 mod interrupt;
 mod parquet_readers;
+mod prefix_cache;
 mod run_experiment;
 mod search;
 mod sessions;

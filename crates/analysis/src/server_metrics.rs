@@ -25,7 +25,65 @@ pub struct ServerStats {
     /// Mean TTFT the server measured over the cell (histogram sum and count deltas), ms.
     pub server_ttft_mean_ms: Option<f64>,
     pub preemptions: Option<f64>,
+    /// Prompt tokens the prefix cache was asked about and found over the cell, summed over
+    /// engines (`vllm:prefix_cache_queries_total`, `…_hits_total`); `None` when the server
+    /// does not export them.
+    #[serde(default)]
+    pub prefix_cache_queries: Option<f64>,
+    #[serde(default)]
+    pub prefix_cache_hits: Option<f64>,
     pub engines: usize,
+}
+
+impl ServerStats {
+    /// Hits / queries over the cell; `None` when unknown: counters not exported, or no
+    /// lookup counted (prefix caching off, or nothing admitted), never a 0 for "unknown".
+    pub fn prefix_cache_hit_rate(&self) -> Option<f64> {
+        match (self.prefix_cache_hits, self.prefix_cache_queries) {
+            (Some(h), Some(q)) if q > 0.0 => Some(h / q),
+            _ => None,
+        }
+    }
+}
+
+/// How much a counter grew over `[from_ns, to_ns]`, summed over its series (engines,
+/// endpoints, labels): from the last scrape at or before the window's start to the first
+/// at or after its end, so work done between the window's edge and the nearest scrape
+/// inside it is not lost (a cell's last scrape comes after its last response). A series
+/// without a scrape on one side uses its nearest one inside the window. `None` when no
+/// series of that name was scraped near the window.
+pub fn counter_delta(rows: &[MetricRow], name: &str, from_ns: u64, to_ns: u64) -> Option<f64> {
+    use std::collections::BTreeMap;
+    /// A series: endpoint, engine, other labels.
+    type Series<'a> = (u32, Option<&'a str>, &'a str);
+    // each series' samples in time order
+    let mut series: BTreeMap<Series, Vec<(u64, f64)>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.name == name) {
+        series
+            .entry((r.endpoint, r.engine.as_deref(), r.labels.as_str()))
+            .or_default()
+            .push((r.t_ns, r.value));
+    }
+    let mut total = None;
+    for samples in series.values_mut() {
+        samples.sort_by_key(|s| s.0);
+        let inside = |s: &&(u64, f64)| s.0 >= from_ns && s.0 <= to_ns;
+        let first = samples
+            .iter()
+            .rev()
+            .find(|s| s.0 <= from_ns)
+            .or_else(|| samples.iter().find(inside));
+        let last = samples
+            .iter()
+            .find(|s| s.0 >= to_ns)
+            .or_else(|| samples.iter().rev().find(inside));
+        if let (Some(a), Some(b)) = (first, last)
+            && b.0 >= a.0
+        {
+            *total.get_or_insert(0.0) += b.1 - a.1;
+        }
+    }
+    total
 }
 
 pub fn server_stats(rows: &[MetricRow], from_ns: u64, to_ns: u64) -> ServerStats {
@@ -84,6 +142,76 @@ pub fn server_stats(rows: &[MetricRow], from_ns: u64, to_ns: u64) -> ServerStats
         kv_usage_max: kv_max,
         server_ttft_mean_ms: ttft,
         preemptions: delta("vllm:num_preemptions_total"),
+        prefix_cache_queries: counter_delta(
+            rows,
+            "vllm:prefix_cache_queries_total",
+            from_ns,
+            to_ns,
+        ),
+        prefix_cache_hits: counter_delta(rows, "vllm:prefix_cache_hits_total", from_ns, to_ns),
         engines: engines.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(t_s: u64, engine: &str, name: &str, value: f64) -> MetricRow {
+        MetricRow {
+            t_ns: t_s * 1_000_000_000,
+            endpoint: 0,
+            name: name.into(),
+            engine: Some(engine.into()),
+            labels: String::new(),
+            value,
+        }
+    }
+
+    const Q: &str = "vllm:prefix_cache_queries_total";
+    const H: &str = "vllm:prefix_cache_hits_total";
+
+    #[test]
+    fn the_hit_rate_spans_the_window_from_the_scrapes_around_it() {
+        let s = |t: u64| t * 1_000_000_000;
+        let rows = vec![
+            // a scrape before the window, two inside, one after it (the cell's last)
+            row(0, "0", Q, 100.0),
+            row(0, "0", H, 10.0),
+            row(2, "0", Q, 300.0),
+            row(2, "0", H, 90.0),
+            row(4, "0", Q, 500.0),
+            row(4, "0", H, 170.0),
+            row(6, "0", Q, 900.0),
+            row(6, "0", H, 410.0),
+            // a second engine, scraped only inside the window
+            row(2, "1", Q, 0.0),
+            row(2, "1", H, 0.0),
+            row(4, "1", Q, 200.0),
+            row(4, "1", H, 100.0),
+        ];
+        let st = server_stats(&rows, s(1), s(5));
+        assert_eq!(st.prefix_cache_queries, Some(800.0 + 200.0));
+        assert_eq!(st.prefix_cache_hits, Some(400.0 + 100.0));
+        assert_eq!(st.prefix_cache_hit_rate(), Some(0.5));
+    }
+
+    #[test]
+    fn no_counters_or_no_lookups_is_an_unknown_hit_rate_not_zero() {
+        let none = server_stats(
+            &[row(1, "0", "vllm:num_requests_running", 1.0)],
+            0,
+            u64::MAX,
+        );
+        assert_eq!(none.prefix_cache_queries, None);
+        assert_eq!(none.prefix_cache_hit_rate(), None);
+        let rows = vec![
+            row(1, "0", Q, 0.0),
+            row(2, "0", Q, 0.0),
+            row(1, "0", H, 0.0),
+        ];
+        let off = server_stats(&rows, 0, u64::MAX);
+        assert_eq!(off.prefix_cache_queries, Some(0.0));
+        assert_eq!(off.prefix_cache_hit_rate(), None);
     }
 }

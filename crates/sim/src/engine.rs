@@ -8,14 +8,21 @@
 //! `block_size`; when a running request cannot get a block, the most recently admitted
 //! running request is preempted: it loses its KV blocks, goes back to the front of the
 //! queue and recomputes its prompt and the tokens it had generated.
+//!
+//! Prefix caching as vLLM V1 (see `prefix_cache`): a request admitted from the queue first
+//! looks up the longest run of its prompt's full blocks that is cached (never the whole
+//! prompt: its last token is computed, for the logits). Those tokens are computed at
+//! admission, cost no step time, and their blocks are shared, not copied.
 
 use super::metrics::EngineMetrics;
+use super::prefix_cache::{BlockHash, BlockPool, Held};
 use super::profile::Profile;
 use loadtest_base::rng::Rng;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// A request as the engine sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineRequest {
     pub id: u64,
     pub prompt_tokens: u32,
@@ -25,6 +32,9 @@ pub struct EngineRequest {
     pub max_tokens: u32,
     /// When it arrived at the server (for the latency histograms).
     pub arrival_ns: u64,
+    /// The chained hashes of its prompt's full blocks (`prefix_cache::block_hashes`); empty
+    /// when the prompt's tokens are not known, which makes it never hit.
+    pub block_hashes: Arc<[BlockHash]>,
 }
 
 #[derive(Debug, Clone)]
@@ -33,7 +43,7 @@ struct Seq {
     /// Tokens whose KV is computed (prompt, then generated ones).
     computed: u32,
     generated: u32,
-    blocks: u32,
+    held: Held,
     first_scheduled_ns: Option<u64>,
     first_token_ns: Option<u64>,
     last_token_ns: u64,
@@ -81,7 +91,7 @@ pub struct Engine {
     rng: Rng,
     waiting: VecDeque<Seq>,
     running: Vec<Seq>,
-    free_blocks: u32,
+    pool: BlockPool,
     step: Option<StepPlan>,
     counts: Counts,
     pub metrics: EngineMetrics,
@@ -90,7 +100,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(profile: Profile, seed: u64) -> Self {
         Self {
-            free_blocks: profile.num_gpu_blocks,
+            pool: BlockPool::new(profile.num_gpu_blocks, profile.enable_prefix_caching),
             profile,
             rng: Rng::new(seed),
             waiting: VecDeque::new(),
@@ -112,7 +122,7 @@ impl Engine {
             req,
             computed: 0,
             generated: 0,
-            blocks: 0,
+            held: Held::default(),
             first_scheduled_ns: None,
             first_token_ns: None,
             last_token_ns: 0,
@@ -126,8 +136,8 @@ impl Engine {
         if let Some(i) = self.waiting.iter().position(|s| s.req.id == id) {
             self.waiting.remove(i);
         } else if let Some(i) = self.running.iter().position(|s| s.req.id == id) {
-            let s = self.running.remove(i);
-            self.free_blocks += s.blocks;
+            let mut s = self.running.remove(i);
+            self.pool.release(&mut s.held);
         } else {
             return false;
         }
@@ -148,8 +158,20 @@ impl Engine {
         self.running.is_empty() && self.waiting.is_empty()
     }
 
+    /// Share of blocks not free, as vLLM's `kv_cache_usage_perc`: a cached block nobody
+    /// uses is free (reclaimable), a shared one counts once.
     pub fn kv_usage(&self) -> f64 {
-        1.0 - self.free_blocks as f64 / self.profile.num_gpu_blocks as f64
+        1.0 - self.pool.free() as f64 / self.profile.num_gpu_blocks as f64
+    }
+
+    /// Forget the cached blocks no request uses (`POST /reset_prefix_cache`).
+    pub fn reset_prefix_cache(&mut self) -> usize {
+        self.pool.reset()
+    }
+
+    /// The KV block pool (for checks: what is cached, what was evicted).
+    pub fn pool(&self) -> &BlockPool {
+        &self.pool
     }
 
     pub fn counts(&self) -> Counts {
@@ -177,14 +199,14 @@ impl Engine {
             let n = need.min(budget);
             let want = self
                 .blocks_for(self.running[i].computed + n)
-                .saturating_sub(self.running[i].blocks);
+                .saturating_sub(self.running[i].held.blocks());
             let mut self_preempted = false;
-            while self.free_blocks < want {
-                // preempt the lowest-priority (last admitted) running request
+            while self.pool.free() < want {
+                // preempt the lowest-priority (last admitted) running request; its cached
+                // blocks stay cached, so its recompute may hit them
                 let victim_idx = self.running.len() - 1;
                 let mut victim = self.running.pop().expect("non-empty");
-                self.free_blocks += victim.blocks;
-                victim.blocks = 0;
+                self.pool.release(&mut victim.held);
                 victim.computed = 0;
                 victim.preemptions += 1;
                 self.counts.preemptions += 1;
@@ -199,8 +221,10 @@ impl Engine {
             if self_preempted {
                 break;
             }
-            self.free_blocks -= want;
-            self.running[i].blocks += want;
+            let s = &mut self.running[i];
+            self.pool.allocate(want, &mut s.held);
+            let full = (s.computed + n).min(s.req.prompt_tokens) / self.profile.block_size;
+            self.pool.register(&s.req.block_hashes, full, &mut s.held);
             scheduled.push((i, n));
             budget -= n;
             i += 1;
@@ -212,14 +236,30 @@ impl Engine {
             && !self.waiting.is_empty()
         {
             let s = &self.waiting[0];
-            let n = (s.total_len() - s.computed).min(budget);
-            let want = self.blocks_for(s.computed + n);
-            if want > self.free_blocks {
+            let bs = self.profile.block_size;
+            let total = s.total_len();
+            // never the whole prompt: its last token is computed to get the logits
+            let max_blocks = (total.saturating_sub(1) / bs) as usize;
+            let (hit_blocks, hit_free) = self.pool.lookup(&s.req.block_hashes, max_blocks);
+            let hit = hit_blocks as u32 * bs;
+            let n = (total - hit).min(budget);
+            let want = self.blocks_for(hit + n) - hit_blocks as u32;
+            // a free cached block it reuses leaves the free queue as a new block would
+            if want + hit_free > self.pool.free() {
                 break;
             }
             let mut s = self.waiting.pop_front().expect("non-empty");
-            self.free_blocks -= want;
-            s.blocks = want;
+            self.pool
+                .touch(&s.req.block_hashes[..hit_blocks], &mut s.held);
+            s.held.registered = hit_blocks as u32;
+            self.pool.allocate(want, &mut s.held);
+            let full = (hit + n).min(s.req.prompt_tokens) / bs;
+            self.pool.register(&s.req.block_hashes, full, &mut s.held);
+            s.computed = hit;
+            // vLLM counts a preempted request's lookups apart (not in these counters)
+            if self.pool.enabled() && s.preemptions == 0 {
+                self.metrics.on_prefix_lookup(total, hit);
+            }
             if s.first_scheduled_ns.is_none() {
                 s.first_scheduled_ns = Some(now_ns);
                 self.metrics.on_first_scheduled(s.req.arrival_ns, now_ns);
@@ -317,17 +357,16 @@ impl Engine {
             }
         }
         if finished_any {
-            let mut freed = 0;
             let mut finished = 0;
-            self.running.retain(|s| {
+            let pool = &mut self.pool;
+            self.running.retain_mut(|s| {
                 let done = s.generated >= s.req.output_tokens;
                 if done {
-                    freed += s.blocks;
+                    pool.release(&mut s.held);
                     finished += 1;
                 }
                 !done
             });
-            self.free_blocks += freed;
             self.counts.finished += finished;
         }
     }
@@ -344,14 +383,21 @@ impl Engine {
 
     /// Check conservation of KV blocks and of requests; `Err` names the broken invariant.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let held: u64 = self.running.iter().map(|s| s.blocks as u64).sum();
-        if held + self.free_blocks as u64 != self.profile.num_gpu_blocks as u64 {
+        let plain: u64 = self.running.iter().map(|s| s.held.plain as u64).sum();
+        self.pool.check(plain)?;
+        // a shared block is one block with several references, never one per request
+        let refs: u64 = self
+            .running
+            .iter()
+            .map(|s| s.held.cached.len() as u64)
+            .sum();
+        if refs != self.pool.refs() {
             return Err(format!(
-                "blocks: {held} held + {} free != {}",
-                self.free_blocks, self.profile.num_gpu_blocks
+                "requests reference {refs} cached blocks, the pool counts {}",
+                self.pool.refs()
             ));
         }
-        if self.waiting.iter().any(|s| s.blocks != 0) {
+        if self.waiting.iter().any(|s| s.held.blocks() != 0) {
             return Err("a waiting request holds blocks".into());
         }
         if self.running.len() as u32 > self.profile.max_num_seqs {
@@ -368,3 +414,6 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,6 +5,7 @@
 //! # Layout
 //! - `profile`: step-time coefficients and scheduler limits, named or from YAML.
 //! - `engine`: one rank's scheduler and KV cache, pure, clock given by the driver.
+//! - `prefix_cache`: the KV block pool with vLLM's prefix caching (hashes, sharing, LRU).
 //! - `router`: DP routing and the optional front-end CPU model.
 //! - `metrics`: vLLM's Prometheus families per engine.
 //! - `virtual_time`: the discrete-event driver.
@@ -18,6 +19,7 @@ pub mod direct;
 pub mod engine;
 pub mod faults;
 pub mod metrics;
+pub mod prefix_cache;
 pub mod profile;
 pub mod realtime;
 pub mod router;

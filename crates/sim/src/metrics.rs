@@ -69,6 +69,10 @@ pub struct EngineMetrics {
     pub prompt_tokens: u64,
     pub generation_tokens: u64,
     pub preemptions: u64,
+    /// Prompt tokens looked up in the prefix cache, and those found (vLLM's
+    /// `prefix_cache_queries_total` / `prefix_cache_hits_total`: requests never preempted).
+    pub prefix_cache_queries: u64,
+    pub prefix_cache_hits: u64,
     pub success: [u64; 5],
     pub ttft: Histogram,
     pub itl: Histogram,
@@ -91,6 +95,8 @@ impl Default for EngineMetrics {
             prompt_tokens: 0,
             generation_tokens: 0,
             preemptions: 0,
+            prefix_cache_queries: 0,
+            prefix_cache_hits: 0,
             success: [0; 5],
             ttft: Histogram::new(LATENCY_SHORT),
             itl: Histogram::new(LATENCY_ITL),
@@ -135,6 +141,11 @@ impl EngineMetrics {
 
     pub(super) fn on_preemption(&mut self) {
         self.preemptions += 1;
+    }
+
+    pub(super) fn on_prefix_lookup(&mut self, tokens: u32, hits: u32) {
+        self.prefix_cache_queries += tokens as u64;
+        self.prefix_cache_hits += hits as u64;
     }
 
     pub(super) fn on_step(&mut self, tokens: u32) {
@@ -183,13 +194,26 @@ pub struct Gauges {
     pub kv_usage: f64,
 }
 
+/// What `vllm:cache_config_info` says about the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    pub num_gpu_blocks: u32,
+    pub block_size: u32,
+    pub enable_prefix_caching: bool,
+}
+
+impl CacheConfig {
+    pub fn of(p: &super::profile::Profile) -> Self {
+        Self {
+            num_gpu_blocks: p.num_gpu_blocks,
+            block_size: p.block_size,
+            enable_prefix_caching: p.enable_prefix_caching,
+        }
+    }
+}
+
 /// Render the Prometheus text exposition for all engines.
-pub fn render(
-    model: &str,
-    engines: &[(EngineMetrics, Gauges)],
-    num_gpu_blocks: u32,
-    block_size: u32,
-) -> String {
+pub fn render(model: &str, engines: &[(EngineMetrics, Gauges)], cache: &CacheConfig) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let lbl = |e: usize| format!("engine=\"{e}\",model_name=\"{model}\"");
     let family =
@@ -237,6 +261,16 @@ pub fn render(
             "generation_tokens_total",
             "Number of generation tokens processed.",
             |m: &EngineMetrics| m.generation_tokens,
+        ),
+        (
+            "prefix_cache_queries_total",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            |m: &EngineMetrics| m.prefix_cache_queries,
+        ),
+        (
+            "prefix_cache_hits_total",
+            "Prefix cache hits, in terms of number of cached tokens.",
+            |m: &EngineMetrics| m.prefix_cache_hits,
         ),
     ] {
         family(&mut out, name, "counter", help, &|o: &mut String| {
@@ -359,10 +393,17 @@ pub fn render(
         "gauge",
         "Information of the LLMEngine CacheConfig",
         &|o: &mut String| {
+            // Python's spelling of the flag, as vLLM prints it
+            let caching = if cache.enable_prefix_caching {
+                "True"
+            } else {
+                "False"
+            };
             for e in 0..engines.len() {
                 let _ = writeln!(
                     o,
-                    "vllm:cache_config_info{{block_size=\"{block_size}\",engine=\"{e}\",num_gpu_blocks=\"{num_gpu_blocks}\"}} 1.0"
+                    "vllm:cache_config_info{{block_size=\"{}\",enable_prefix_caching=\"{caching}\",engine=\"{e}\",num_gpu_blocks=\"{}\"}} 1.0",
+                    cache.block_size, cache.num_gpu_blocks
                 );
             }
         },

@@ -36,6 +36,14 @@ pub struct Profile {
     /// Longest prompt + output accepted (vLLM's `max_model_len`).
     #[serde(default = "default_max_model_len")]
     pub max_model_len: u32,
+    /// Reuse the KV of cached full prompt blocks (vLLM V1's automatic prefix caching, on by
+    /// default there too).
+    #[serde(default = "default_true")]
+    pub enable_prefix_caching: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_eos_mean() -> f64 {
@@ -65,6 +73,7 @@ impl Profile {
             jitter: 0.0,
             eos_mean_tokens: default_eos_mean(),
             max_model_len: default_max_model_len(),
+            enable_prefix_caching: true,
         }
     }
 
@@ -102,6 +111,9 @@ impl Profile {
                 max_num_batched_tokens: 1 << 30,
                 num_gpu_blocks: 1 << 30,
                 front_end_latency_s: 0.0,
+                // prefill is free here, so a hit would change nothing but memory: with 2^30
+                // blocks nothing is ever evicted and every prompt block would stay cached
+                enable_prefix_caching: false,
                 ..d
             },
             _ => return None,

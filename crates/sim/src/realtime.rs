@@ -83,11 +83,12 @@ impl RealtimeEngine {
         req.output_tokens = core
             .engine
             .draw_output_len(req.max_tokens, min_tokens, ignore_eos);
+        let output = req.output_tokens;
         core.inbox.push((req.id, to));
         core.engine.add(req);
         drop(core);
         self.shared.wake.notify_one();
-        req.output_tokens
+        output
     }
 
     pub fn now_ns(&self) -> u64 {
@@ -98,6 +99,12 @@ impl RealtimeEngine {
     pub fn load(&self) -> (u64, u64) {
         let core = self.shared.core.lock().expect("engine lock");
         (core.engine.waiting() as u64, core.engine.running() as u64)
+    }
+
+    /// Forget the cached prefix blocks no request uses.
+    pub fn reset_prefix_cache(&self) -> usize {
+        let mut core = self.shared.core.lock().expect("engine lock");
+        core.engine.reset_prefix_cache()
     }
 
     pub fn snapshot(&self) -> (EngineMetrics, Gauges) {

@@ -5,6 +5,7 @@ use super::direct::{Consumer, DirectSpec, DirectStream, End};
 use super::engine::{EngineRequest, TokenOut};
 use super::faults::{Fault, Faults};
 use super::metrics;
+use super::prefix_cache::{BlockHash, block_hashes};
 use super::profile::Profile;
 use super::realtime::RealtimeEngine;
 use super::router::{FrontEnd, Router};
@@ -44,34 +45,77 @@ struct State {
     clock: Clock,
     /// `cfg.model`, shared with every directly streamed response.
     model: Arc<str>,
-    prompt_counts: PromptCounts,
+    prompt_cache: PromptCache,
 }
 
-/// Token counts of prompts seen before. Benchmarks repeat their prompts (a dataset cycled,
-/// a shared prefix), and tokenizing each one again was a third of the simulator's CPU at
-/// 5,000 req/s. Keyed by a 64-bit hash and the length: a collision would only misstate one
-/// simulated prompt's length.
-struct PromptCounts(Mutex<std::collections::HashMap<(u64, usize), u32>>);
+/// What the engine needs of a prompt: its token count as the server counts it (special
+/// tokens included) and the chained hashes of its full blocks (for prefix caching).
+#[derive(Clone)]
+struct PromptInfo {
+    tokens: u32,
+    block_hashes: Arc<[BlockHash]>,
+}
 
-impl PromptCounts {
-    /// Entries kept before the cache starts over (a few MB at most).
+/// Prompts seen before. Benchmarks repeat their prompts (a dataset cycled, a shared
+/// prefix), and tokenizing each one again was a third of the simulator's CPU at 5,000 req/s.
+/// Keyed by a 64-bit hash and the length: a collision would only misstate one simulated
+/// prompt.
+struct PromptCache(Mutex<PromptMap>);
+
+#[derive(Default)]
+struct PromptMap {
+    map: std::collections::HashMap<(u64, usize), PromptInfo>,
+    /// Block hashes held over every entry: long prompts are bounded by this, not by count.
+    hashes: usize,
+}
+
+impl PromptCache {
+    /// Entries kept before the cache starts over (a few MB at most)...
     const CAP: usize = 1 << 16;
+    /// ...and block hashes (8 bytes each: 64 MB).
+    const CAP_HASHES: usize = 1 << 23;
 
-    fn count(&self, tok: &Tokenizer, text: &str) -> u32 {
+    /// `block_size` 0: no hashes (prefix caching is off).
+    fn info(&self, tok: &Tokenizer, text: &str, block_size: u32) -> PromptInfo {
         use std::hash::{BuildHasher, BuildHasherDefault};
         let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
             .hash_one(text);
         let key = (h, text.len());
-        if let Some(&n) = self.0.lock().expect("prompt counts").get(&key) {
-            return n;
+        if let Some(info) = self.0.lock().expect("prompt cache").map.get(&key) {
+            return info.clone();
         }
-        let n = tok.count_prompt(text);
-        let mut m = self.0.lock().expect("prompt counts");
-        if m.len() >= Self::CAP {
-            m.clear();
+        let info = if block_size == 0 {
+            PromptInfo {
+                tokens: tok.count_prompt(text),
+                block_hashes: Arc::from([]),
+            }
+        } else {
+            // The special tokens the server adds (a BOS) are the same for every prompt: a
+            // stand-in id keeps block boundaries and prefix equality as the real ids would.
+            let special = tok.special_tokens_added() as usize;
+            let mut ids = vec![u32::MAX; special];
+            ids.extend(tok.encode(text));
+            of_ids(&ids, block_size)
+        };
+        let mut m = self.0.lock().expect("prompt cache");
+        if m.map.len() >= Self::CAP || m.hashes >= Self::CAP_HASHES {
+            *m = PromptMap::default();
         }
-        m.insert(key, n);
-        n
+        m.hashes += info.block_hashes.len();
+        m.map.insert(key, info.clone());
+        info
+    }
+}
+
+/// A prompt given as token ids (no special tokens are added to those).
+fn of_ids(ids: &[u32], block_size: u32) -> PromptInfo {
+    PromptInfo {
+        tokens: ids.len() as u32,
+        block_hashes: if block_size == 0 {
+            Arc::from([])
+        } else {
+            block_hashes(ids, block_size).into()
+        },
     }
 }
 
@@ -111,7 +155,7 @@ pub async fn serve_with(
         next_id: AtomicU64::new(0),
         clock,
         model: cfg.model.as_str().into(),
-        prompt_counts: PromptCounts(Mutex::new(Default::default())),
+        prompt_cache: PromptCache(Mutex::new(PromptMap::default())),
         cfg,
     });
     let mut conns = tokio::task::JoinSet::new();
@@ -338,7 +382,7 @@ async fn route(
         ("GET", "/metrics") => {
             let snaps: Vec<_> = state.engines.iter().map(|e| e.snapshot()).collect();
             let p = &state.cfg.profile;
-            let text = metrics::render(&state.cfg.model, &snaps, p.num_gpu_blocks, p.block_size);
+            let text = metrics::render(&state.cfg.model, &snaps, &metrics::CacheConfig::of(p));
             write_response(
                 stream,
                 200,
@@ -347,7 +391,13 @@ async fn route(
             )
             .await?
         }
-        ("POST", "/reset_prefix_cache") => write_response(stream, 200, json, b"").await?,
+        ("POST", "/reset_prefix_cache") => {
+            // between cells, so that a cell does not find the previous cell's prompts
+            for e in &state.engines {
+                e.reset_prefix_cache();
+            }
+            write_response(stream, 200, json, b"").await?
+        }
         ("POST", "/v1/completions") => {
             return generate(stream, state, Api::Completions, body, pinned, shutdown).await;
         }
@@ -372,6 +422,7 @@ async fn route(
 /// A request checked and counted.
 struct Parsed {
     prompt_tokens: u32,
+    block_hashes: Arc<[BlockHash]>,
     max_tokens: u32,
     min_tokens: u32,
     ignore_eos: bool,
@@ -391,14 +442,16 @@ fn parse(state: &State, api: Api, body: &[u8]) -> Result<Parsed, Rejection> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))?;
     check_supported(state, &v)?;
-    let prompt_tokens = match api {
-        Api::Completions => completion_prompt_tokens(state, &v)?,
-        Api::Chat => chat_prompt_tokens(state, &v)?,
+    let prompt = match api {
+        Api::Completions => completion_prompt(state, &v)?,
+        Api::Chat => chat_prompt(state, &v)?,
     };
+    let prompt_tokens = prompt.tokens;
     let max_tokens = max_tokens(state.cfg.profile.max_model_len, api, &v, prompt_tokens)?;
     let flag = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(false);
     Ok(Parsed {
         prompt_tokens,
+        block_hashes: prompt.block_hashes,
         max_tokens,
         min_tokens: v.get("min_tokens").and_then(Value::as_u64).unwrap_or(0) as u32,
         ignore_eos: flag("ignore_eos"),
@@ -433,13 +486,32 @@ fn check_supported(state: &State, v: &Value) -> Result<(), Rejection> {
     Ok(())
 }
 
-fn completion_prompt_tokens(state: &State, v: &Value) -> Result<u32, Rejection> {
+/// Blocks are hashed only when they can be reused.
+fn hash_block_size(state: &State) -> u32 {
+    let p = &state.cfg.profile;
+    if p.enable_prefix_caching {
+        p.block_size
+    } else {
+        0
+    }
+}
+
+fn completion_prompt(state: &State, v: &Value) -> Result<PromptInfo, Rejection> {
     let tok = &state.cfg.tokenizer;
+    let bs = hash_block_size(state);
     match v.get("prompt") {
-        Some(Value::String(s)) => Ok(state.prompt_counts.count(tok, s)),
-        Some(Value::Array(a)) if a.iter().all(Value::is_u64) && !a.is_empty() => Ok(a.len() as u32),
+        Some(Value::String(s)) => Ok(state.prompt_cache.info(tok, s, bs)),
+        Some(Value::Array(a)) if a.iter().all(Value::is_u64) && !a.is_empty() => {
+            let ids: Vec<u32> = a
+                .iter()
+                .map(|x| x.as_u64().unwrap_or(0).min(u32::MAX as u64) as u32)
+                .collect();
+            Ok(of_ids(&ids, bs))
+        }
         Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
-            Ok(state.prompt_counts.count(tok, a[0].as_str().unwrap_or("")))
+            Ok(state
+                .prompt_cache
+                .info(tok, a[0].as_str().unwrap_or(""), bs))
         }
         Some(_) => Err(bad_request(
             "`prompt` must be a string, one string in a list, or a list of token ids".into(),
@@ -450,15 +522,17 @@ fn completion_prompt_tokens(state: &State, v: &Value) -> Result<u32, Rejection> 
     }
 }
 
-fn chat_prompt_tokens(state: &State, v: &Value) -> Result<u32, Rejection> {
+fn chat_prompt(state: &State, v: &Value) -> Result<PromptInfo, Rejection> {
     let Some(msgs) = v.get("messages").and_then(Value::as_array) else {
         return Err(bad_request(
             "[{'type': 'missing', 'loc': ('body', 'messages'), 'msg': 'Field required'}]".into(),
         ));
     };
-    Ok(state
-        .prompt_counts
-        .count(&state.cfg.tokenizer, &render_chat(msgs)))
+    Ok(state.prompt_cache.info(
+        &state.cfg.tokenizer,
+        &render_chat(msgs),
+        hash_block_size(state),
+    ))
 }
 
 /// A minimal chat template: `<|role|>\ncontent\n` per message, then the assistant tag.
@@ -563,6 +637,7 @@ async fn generate(
         created,
     } = admitted;
     let (tx, rx) = mpsc::unbounded_channel::<TokenOut>();
+    let request_id = req.id;
     let output = state.engines[rank].submit(req, p.min_tokens, p.ignore_eos, Consumer::channel(tx));
     let answer = ChannelAnswer {
         s: Stream {
@@ -571,7 +646,7 @@ async fn generate(
             created,
             model: &state.cfg.model,
         },
-        request_id: req.id,
+        request_id,
         p: &p,
         output,
         rx,
@@ -669,6 +744,7 @@ fn admit(state: &State, api: Api, arrival_ns: u64, pinned: Option<usize>, p: &Pa
         output_tokens: p.max_tokens,
         max_tokens: p.max_tokens,
         arrival_ns,
+        block_hashes: p.block_hashes.clone(),
     };
     let sid = format!(
         "{}-{:016x}",

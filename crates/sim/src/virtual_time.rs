@@ -3,12 +3,13 @@
 //! seed fixes the whole timeline.
 
 use super::engine::{Engine, EngineRequest, TokenOut};
+use super::prefix_cache::BlockHash;
 use super::profile::Profile;
 use super::router::{FrontEnd, Router};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VirtualRequest {
     pub arrival_ns: u64,
     pub prompt_tokens: u32,
@@ -16,6 +17,8 @@ pub struct VirtualRequest {
     pub min_tokens: u32,
     pub ignore_eos: bool,
     pub pinned_rank: Option<usize>,
+    /// Its prompt's full-block hashes (`prefix_cache::block_hashes`); empty: never a hit.
+    pub block_hashes: std::sync::Arc<[BlockHash]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -236,6 +239,7 @@ impl<'a> Sim<'a> {
             output_tokens: output,
             max_tokens: r.max_tokens,
             arrival_ns: r.arrival_ns,
+            block_hashes: r.block_hashes.clone(),
         });
         self.outcomes[i].rank = e;
         if !self.busy[e] {

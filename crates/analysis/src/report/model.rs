@@ -555,15 +555,48 @@ fn verdicts_section(analysis: &Analysis) -> Section {
 fn cells_section(cells: &[CellInput]) -> Section {
     Section {
         title: "All cells".into(),
-        paragraphs: vec!["Recomputed from each cell's raw records (`cells/*/requests.jsonl`); the same figures are in `runs.parquet`. Achieved throughput is the mean of completions in the window and the output-token rate over the window divided by the mean output length (see the README); TTFT covers every request sent in the window, a request cut off before its first token counted as at least its wait (`>`: a lower bound); TPOT covers the successful ones. Every request sent is ok, failed or cancelled.".into()],
+        paragraphs: vec!["Recomputed from each cell's raw records (`cells/*/requests.jsonl`); the same figures are in `runs.parquet`. Achieved throughput is the mean of completions in the window and the output-token rate over the window divided by the mean output length (see the README); TTFT covers every request sent in the window, a request cut off before its first token counted as at least its wait (`>`: a lower bound); TPOT covers the successful ones. Every request sent is ok, failed or cancelled. Prefix cache hits, when the server exports vLLM's counters, are the prompt tokens found in its prefix cache over those looked up (`vllm:prefix_cache_hits_total` / `vllm:prefix_cache_queries_total`, their growth over the cell).".into()],
         figures: vec![],
-        tables: vec![Table {
-            header: header(&[
-                "cell", "offered", "achieved", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50",
-                "sent", "ok", "failed", "cancelled",
-            ]),
-            rows: cells.iter().map(cell_row).collect(),
-        }],
+        tables: vec![cells_table(cells)],
+    }
+}
+
+/// One row per cell; a prefix-cache column only when some server exported its counters
+/// (a column of dashes says nothing).
+fn cells_table(cells: &[CellInput]) -> Table {
+    let mut columns = vec![
+        "cell",
+        "offered",
+        "achieved",
+        "out tok/s",
+        "TTFT p50",
+        "TTFT p99",
+        "TPOT p50",
+        "sent",
+        "ok",
+        "failed",
+        "cancelled",
+    ];
+    let hit_rate = |c: &CellInput| c.server.as_ref().and_then(|s| s.prefix_cache_hit_rate());
+    let with_hits = cells.iter().any(|c| hit_rate(c).is_some());
+    // before the accounting columns, which end every row
+    const AT: usize = 7;
+    if with_hits {
+        columns.insert(AT, "prefix cache hits");
+    }
+    Table {
+        header: header(&columns),
+        rows: cells
+            .iter()
+            .map(|c| {
+                let mut row = cell_row(c);
+                if with_hits {
+                    let cell = hit_rate(c).map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
+                    row.insert(AT, cell);
+                }
+                row
+            })
+            .collect(),
     }
 }
 
