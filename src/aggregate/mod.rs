@@ -5,15 +5,18 @@
 
 mod tables;
 
+use crate::experiment::cell_plan::LoadPlan;
 use crate::experiment::{self, Cell, Experiment, Plan};
 use crate::store::cell_report::{CellReport, StoredSummary};
 use crate::store::jsonl;
-use crate::store::layout::RunDir;
+use crate::store::layout::{CellDir, RunDir};
 use crate::store::parquet;
 use anyhow::{Context, Result};
 use loadtest_analysis::analysis::CellInput;
+use loadtest_analysis::analysis::search::{self, SearchFinding};
 use loadtest_analysis::record::CompactRecord;
 use loadtest_analysis::server_metrics::{MetricRow, ServerStats, server_stats};
+use loadtest_analysis::summary::goodput::Slo;
 use loadtest_analysis::summary::{self, RunSummary};
 use std::collections::BTreeMap;
 
@@ -83,20 +86,57 @@ fn family_of(c: &Cell) -> String {
     }
 }
 
-pub fn aggregate(dir: &RunDir) -> Result<Aggregated> {
-    let (experiment, plan) = experiment::load(&dir.experiment(), &[]).with_context(|| {
+/// The experiment and plan a results folder ran: its `experiment.yaml`, and the probe cells
+/// of its searches replayed in the order they were made.
+pub fn load_plan(dir: &RunDir) -> Result<(Experiment, Plan)> {
+    let (experiment, mut plan) = experiment::load(&dir.experiment(), &[]).with_context(|| {
         format!(
             "`{}` is not a results folder of `vllm-loadtest run`",
             dir.root().display()
         )
     })?;
+    let probes = dir.read_search()?;
+    plan.replay_probes(
+        probes
+            .iter()
+            .map(|p| (p.search.as_str(), p.cell.as_str(), p.rate)),
+    )
+    .with_context(|| format!("`{}`", dir.search_json().display()))?;
+    Ok((experiment, plan))
+}
+
+/// What search `s` has measured: its probes that ran to the end (a probe that measured
+/// nothing counts, as a failing rate; an interrupted one does not, it runs again).
+pub fn search_inputs(dir: &RunDir, plan: &Plan, s: usize) -> Result<Vec<CellInput>> {
+    let mut out = Vec::new();
+    for &i in &plan.searches[s].probes {
+        let c = &plan.cells[i];
+        if finished(dir.cell(&c.id).read_status().as_deref())
+            && let Some(d) = read_cell(dir, plan, c)?
+        {
+            out.push(d.input);
+        }
+    }
+    Ok(out)
+}
+
+fn finished(status: Option<&str>) -> bool {
+    matches!(status, Some("complete" | "no_completions"))
+}
+
+pub fn aggregate(dir: &RunDir) -> Result<Aggregated> {
+    let (experiment, plan) = load_plan(dir)?;
     let mut cells = Vec::new();
     for c in &plan.cells {
         if let Some(data) = read_cell(dir, &plan, c)? {
             cells.push(data);
         }
     }
-    let first = plan.cells.first().map(|c| &c.plan.slo);
+    let first = plan
+        .cells
+        .first()
+        .or(plan.searches.first().map(|s| &s.template))
+        .map(|c| &c.plan.slo);
     let target = first.map_or(0.9, |s| s.target);
     let has_slos = first.is_some_and(|s| !s.slos.is_empty());
     Ok(Aggregated {
@@ -108,16 +148,70 @@ pub fn aggregate(dir: &RunDir) -> Result<Aggregated> {
     })
 }
 
+/// Who a cell is, for the analysis: its id, server configuration and matrix values.
+pub struct CellIdent {
+    pub id: String,
+    pub group: String,
+    pub family: String,
+    pub dp: u32,
+    pub matrix: BTreeMap<String, String>,
+    /// Requests per arrival: a conversation's turns (multi_turn), else 1. The analysis
+    /// counts requests, so the offered rate is the arrival rate times this.
+    pub turns: u32,
+}
+
 /// One cell's figures recomputed from its raw records, with what its run stored beside
 /// them; `None` for a cell that never started.
 fn read_cell(dir: &RunDir, plan: &Plan, c: &Cell) -> Result<Option<CellData>> {
+    let ident = CellIdent {
+        id: c.id.clone(),
+        group: plan.groups[c.group].id.clone(),
+        family: family_of(c),
+        dp: c.plan.server.dp as u32,
+        matrix: c
+            .matrix_values
+            .iter()
+            .map(|(k, v)| (k.to_string(), experiment::plan::scalar(v)))
+            .collect(),
+        turns: c.plan.workload.prompts.turns(),
+    };
     let cdir = dir.cell(&c.id);
+    let Some(r) = read_cell_dir(&cdir, &c.plan.load, c.repeat, &c.plan.slo.slos, ident)? else {
+        return Ok(None);
+    };
+    Ok(Some(CellData {
+        cell: c.clone(),
+        summary: r.summary,
+        input: r.input,
+        status: r.status,
+        content_events_per_s: r.content_events_per_s,
+        client_rss_per_request_bytes: r.client_rss_per_request_bytes,
+    }))
+}
+
+/// A cell folder read back: its summary recomputed, its analysis input, its status.
+pub struct CellRead {
+    pub summary: RunSummary,
+    pub input: CellInput,
+    pub status: String,
+    pub content_events_per_s: Vec<u64>,
+    pub client_rss_per_request_bytes: Option<f64>,
+}
+
+/// Any cell folder (a `run` cell, a `bench` probe) read back with the load plan it ran;
+/// `None` when it never started.
+pub fn read_cell_dir(
+    cdir: &CellDir,
+    load: &LoadPlan,
+    repeat: u32,
+    slos: &[Slo],
+    ident: CellIdent,
+) -> Result<Option<CellRead>> {
     let raw = cdir.requests_jsonl();
     if !raw.exists() {
         return Ok(None);
     }
     let (records, _torn) = jsonl::read_compact(&raw)?;
-    let load = &c.plan.load;
     let arrival = load.arrival;
     let stored = cdir.read_report();
     // stored by the run; for a cell that crashed before its summary was written, the
@@ -125,12 +219,11 @@ fn read_cell(dir: &RunDir, plan: &Plan, c: &Cell) -> Result<Option<CellData>> {
     let not_sent = match &stored {
         Some(r) => r.summary.not_sent,
         None => {
-            let scheduled = load.schedule(c.repeat)?.len();
+            let scheduled = load.schedule(repeat)?.len();
             scheduled.saturating_sub(records.len()) as u64
         }
     };
     let window = summary::resolve_window(load.window_s, &records);
-    let slos = &c.plan.slo.slos;
     let mut events = summary::event_figures(
         |f| {
             jsonl::for_each(&raw, |r| {
@@ -151,17 +244,18 @@ fn read_cell(dir: &RunDir, plan: &Plan, c: &Cell) -> Result<Option<CellData>> {
     let content_events_per_s = std::mem::take(&mut events.content_events_per_s);
     let s = summary::summarize(&records, events, not_sent, scope);
     let status = cdir.read_status().unwrap_or_else(|| "incomplete".into());
+    // in requests per second, as achieved is: a conversation of k turns is k requests
+    let offered = arrival.rate() * f64::from(ident.turns.max(1));
     let input = analysis_input(
-        plan,
-        c,
+        ident,
+        offered,
         &s,
         &status,
         stored.as_ref(),
         &records,
         &cdir.read_metrics(),
     );
-    Ok(Some(CellData {
-        cell: c.clone(),
+    Ok(Some(CellRead {
         summary: s,
         input,
         status,
@@ -175,8 +269,8 @@ fn read_cell(dir: &RunDir, plan: &Plan, c: &Cell) -> Result<Option<CellData>> {
 /// What the analysis needs of a cell: its figures, its accounting, the client's own usage,
 /// the backlog over the window, the server's metrics, and why it measured nothing if so.
 fn analysis_input(
-    plan: &Plan,
-    c: &Cell,
+    ident: CellIdent,
+    offered_rate: f64,
     s: &RunSummary,
     status: &str,
     stored: Option<&CellReport<StoredSummary>>,
@@ -199,12 +293,11 @@ fn analysis_input(
     // a cell without a completion is left out of the analysis (no_completions below)
     let (achieved_rate, achieved_from) = s.achieved().unwrap_or((0.0, "none"));
     CellInput {
-        id: c.id.clone(),
-        group: plan.groups[c.group].id.clone(),
-        family: family_of(c),
-        dp: c.plan.server.dp as u32,
-        // in requests per second, as achieved is: a conversation of k turns is k requests
-        offered_rate: c.plan.load.arrival.rate() * f64::from(c.plan.workload.prompts.turns()),
+        id: ident.id,
+        group: ident.group,
+        family: ident.family,
+        dp: ident.dp,
+        offered_rate,
         arrival_rate: s.measured as f64 / s.window_s.max(1e-9),
         achieved_rate,
         achieved_from,
@@ -244,20 +337,38 @@ fn analysis_input(
         backlog_slope_per_s: backlog,
         backlog_mean,
         server,
-        matrix: c
-            .matrix_values
-            .iter()
-            .map(|(k, v)| (k.to_string(), experiment::plan::scalar(v)))
-            .collect(),
+        matrix: ident.matrix,
         per_turn: s.per_turn.clone(),
     }
+}
+
+/// Each search's answer from its finished probes (the cells already read).
+fn search_findings(a: &Aggregated) -> Vec<SearchFinding> {
+    a.plan
+        .searches
+        .iter()
+        .map(|s| {
+            let probes: Vec<CellInput> = a
+                .cells
+                .iter()
+                .filter(|d| s.probes.contains(&d.cell.index) && finished(Some(d.status.as_str())))
+                .map(|d| d.input.clone())
+                .collect();
+            SearchFinding {
+                search: s.id.clone(),
+                group: a.plan.groups[s.group].id.clone(),
+                answer: search::answer(&s.spec, &probes, a.slo_target),
+            }
+        })
+        .collect()
 }
 
 /// Aggregate, analyse, and write `runs.parquet`, `timeseries.parquet`, `analysis.json`.
 pub fn write_all(dir: &RunDir) -> Result<(Aggregated, loadtest_analysis::analysis::Analysis)> {
     let a = aggregate(dir)?;
     let inputs: Vec<CellInput> = a.cells.iter().map(|c| c.input.clone()).collect();
-    let analysis = loadtest_analysis::analysis::analyze(&inputs, a.slo_target);
+    let mut analysis = loadtest_analysis::analysis::analyze(&inputs, a.slo_target);
+    analysis.searches = search_findings(&a);
     let verdicts: BTreeMap<String, String> = analysis
         .verdicts
         .iter()

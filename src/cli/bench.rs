@@ -18,13 +18,14 @@ use std::time::Duration;
 
 /// Flags checked and turned into typed values, before anything is sent.
 /// The flags, checked and typed: the same plan of load and prompts a `run` cell has.
-struct Plan {
+#[derive(Clone)]
+pub(super) struct Plan {
     endpoint: Api,
-    load: LoadPlan,
-    prompts: PromptSpec,
-    slos: Vec<Slo>,
+    pub(super) load: LoadPlan,
+    pub(super) prompts: PromptSpec,
+    pub(super) slos: Vec<Slo>,
     metrics: Vec<String>,
-    percentiles: Vec<f64>,
+    pub(super) percentiles: Vec<f64>,
     ignore_eos: bool,
     extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -78,6 +79,8 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
 /// `LoadPlan` a `run` cell has.
 fn load_plan(a: &BenchArgs) -> Result<LoadPlan> {
     let rate: f64 = match a.request_rate.as_str() {
+        // a search's first probe stands for all of them here; each is checked as it comes
+        _ if a.search.is_some() => a.search_start,
         "inf" | "Inf" | "infinity" => f64::INFINITY,
         // the experiment file's rule for a rate
         s => crate::experiment::fields::cli_number(crate::experiment::fields::Kind::Rate)(s)
@@ -401,6 +404,10 @@ async fn run_async(
         continuous_usage: a.continuous_usage_stats,
         extra: plan.extra.clone(),
     };
+    if let Some(goal) = a.search {
+        return super::bench_search::run(a, plan, goal, &workload, server, &opts, tok, interrupt)
+            .await;
+    }
     let schedule = plan.load.schedule(0)?;
     let closed_loop = plan.load.closed_loop();
     let rate = plan.load.arrival.rate();
@@ -542,7 +549,7 @@ fn how_it_ended(r: &CellResult, out: &CellDir) -> Result<()> {
     Ok(())
 }
 
-fn write_summary(
+pub(super) fn write_summary(
     a: &BenchArgs,
     plan: &Plan,
     r: &CellResult,

@@ -231,6 +231,35 @@ pub struct BenchArgs {
     /// No progress line.
     #[arg(long, alias = "disable-tqdm")]
     pub quiet: bool,
+
+    // --- search (`bench_search`)
+    /// Search for the limit instead of one rate: `saturation` (where the server stops
+    /// keeping up, and its capacity) or `slo` (the highest rate meeting `--goodput`). Each
+    /// probe is a cell folder under `OUTPUT_DIR/search/`.
+    #[arg(long, value_enum, conflicts_with = "request_rate")]
+    pub search: Option<SearchGoal>,
+    /// The first rate probed (req/s); the search doubles or halves it until it brackets
+    /// the limit, then bisects.
+    #[arg(long, value_parser = cli_number(fields::POS), default_value_t = 1.0, value_name = "RATE")]
+    pub search_start: f64,
+    /// Never probe below this rate.
+    #[arg(long, value_parser = cli_number(fields::POS), default_value_t = 0.1, value_name = "RATE")]
+    pub search_min: f64,
+    /// Never probe above this rate.
+    #[arg(long, value_parser = cli_number(fields::POS), default_value_t = 1000.0, value_name = "RATE")]
+    pub search_max: f64,
+    /// Stop when the bracket's relative width (high / low − 1) is at most this.
+    #[arg(long, value_parser = cli_number(fields::RATIO), default_value_t = 0.05)]
+    pub search_tolerance: f64,
+    /// Stop after this many probes.
+    #[arg(long, default_value_t = 12, value_name = "N")]
+    pub search_max_cells: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SearchGoal {
+    Saturation,
+    Slo,
 }
 
 impl BenchArgs {

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_args;
+mod bench_search;
 pub mod calibrate;
 pub mod report;
 pub mod run;

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod search;
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The experiment file (YAML; see `examples/` and `schema/experiment.schema.json`).
@@ -48,7 +50,7 @@ pub struct RunArgs {
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
-    let (dir, exp, plan) = open(&a)?;
+    let (dir, exp, mut plan) = open(&a)?;
     if a.dry_run {
         print_plan(&plan);
         return Ok(());
@@ -67,6 +69,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let seeds: Vec<u64> = plan
         .cells
         .iter()
+        .chain(plan.searches.iter().map(|s| &s.template))
         .map(|c| c.plan.load.seed)
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
@@ -78,18 +81,21 @@ pub fn run(a: RunArgs) -> Result<()> {
             m.command_line = std::env::args().collect();
             m
         }
-        _ => Manifest::new(&exp.name, plan.cells.len(), seeds),
+        _ => Manifest::new(&exp.name, planned_cells(&plan), seeds),
     };
     dir.write_manifest(&manifest)?;
     eprintln!(
         "run: experiment `{}`: {} cell(s) on {} server configuration(s); results in `{}`",
         exp.name,
-        plan.cells.len(),
+        match plan.searches.len() {
+            0 => plan.cells.len().to_string(),
+            n => format!("{n} search(es) of at most {}", planned_cells(&plan)),
+        },
         plan.groups.len(),
         dir.root().display()
     );
     let rt = super::client_runtime(a.client_threads)?;
-    let outcome = rt.block_on(run_cells(&a, &exp, &plan, &dir, &mut manifest));
+    let outcome = rt.block_on(run_cells(&a, &exp, &mut plan, &dir, &mut manifest));
     manifest.cells_complete = plan
         .cells
         .iter()
@@ -132,7 +138,10 @@ fn how_it_ended(outcome: Result<RunEnd>, plan: &Plan, dir: &RunDir) -> Result<()
         .iter()
         .filter_map(|c| {
             let s = dir.cell(&c.id).read_status()?;
-            matches!(s.as_str(), "failed" | "no_completions").then(|| format!("{} ({s})", c.id))
+            // a search's probe that measured nothing is its verdict (the rate failed), not a
+            // cell to run again
+            let unmeasured = s == "failed" || (s == "no_completions" && plan.searches.is_empty());
+            unmeasured.then(|| format!("{} ({s})", c.id))
         })
         .collect();
     match outcome {
@@ -164,12 +173,7 @@ fn open(a: &RunArgs) -> Result<(RunDir, Experiment, Plan)> {
     let (dir, exp, plan) = match &a.resume {
         Some(d) => {
             let d = RunDir::new(d);
-            let (e, p) = experiment::load(&d.experiment(), &[]).with_context(|| {
-                format!(
-                    "`{}` is not a results folder of `vllm-loadtest run`",
-                    d.root().display()
-                )
-            })?;
+            let (e, p) = crate::aggregate::load_plan(&d)?;
             (d, e, p)
         }
         None => {
@@ -228,17 +232,26 @@ fn describe_cell(c: &Cell) -> String {
         .join(" ")
 }
 
-/// Run every pending cell, a server configuration at a time.
+/// The cells a run plans: the matrix's, or each search's budget.
+fn planned_cells(plan: &Plan) -> usize {
+    match plan.searches.len() {
+        0 => plan.cells.len(),
+        _ => plan.searches.iter().map(|s| s.spec.max_cells).sum(),
+    }
+}
+
+/// Run every pending cell (or search), a server configuration at a time.
 async fn run_cells(
     a: &RunArgs,
     exp: &Experiment,
-    plan: &Plan,
+    plan: &mut Plan,
     dir: &RunDir,
     manifest: &mut Manifest,
 ) -> Result<RunEnd> {
     let tokenizer = plan
         .cells
         .first()
+        .or(plan.searches.first().map(|s| &s.template))
         .and_then(|c| c.plan.server.tokenizer.as_deref());
     let tok = Arc::new(Tokenizer::load(tokenizer)?);
     if tok.is_built_in() {
@@ -250,9 +263,12 @@ async fn run_cells(
         dir,
         tok,
         workloads: HashMap::new(),
-        total: plan.cells.len(),
+        total: planned_cells(plan),
         interrupt: interrupt_on_signals(),
     };
+    if !plan.searches.is_empty() {
+        return run.searches(plan, manifest).await;
+    }
     for group in &plan.groups {
         let pending: Vec<&Cell> = group
             .cells
@@ -310,23 +326,47 @@ impl Session<'_> {
         };
         let mut lost = None;
         for cell in pending {
-            if self.interrupted() {
-                break;
-            }
-            let Some(r) = self.cell(cell, &mut server).await? else {
-                break;
-            };
-            if r.interrupted {
-                break;
-            }
-            // the policy for a lost server: stop here, keep what ran, let `--resume` rerun
-            if r.status() == "failed" {
-                lost = r
-                    .failure_reason()
-                    .map(|why| format!("cell `{}`: {why}", cell.id));
+            if let Err(stop) = self.cell_or_stop(cell, &mut server).await? {
+                lost = stop;
                 break;
             }
         }
+        self.stop_server(id, server, lost)
+    }
+
+    /// Run a cell; `Err` when the group stops here: `None` on a signal, why when the
+    /// server was lost.
+    async fn cell_or_stop(
+        &mut self,
+        cell: &Cell,
+        server: &mut Server,
+    ) -> Result<std::result::Result<(), Option<String>>> {
+        if self.interrupted() {
+            return Ok(Err(None));
+        }
+        let Some(r) = self.cell(cell, server).await? else {
+            return Ok(Err(None));
+        };
+        if r.interrupted {
+            return Ok(Err(None));
+        }
+        // the policy for a lost server: stop here, keep what ran, let `--resume` rerun
+        if r.status() == "failed" {
+            return Ok(Err(Some(r.failure_reason().map_or_else(
+                || format!("cell `{}`: the server was lost", cell.id),
+                |why| format!("cell `{}`: {why}", cell.id),
+            ))));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Take a group's server down; `Some` when the run ends here.
+    fn stop_server(
+        &self,
+        id: &str,
+        server: Server,
+        lost: Option<String>,
+    ) -> Result<Option<RunEnd>> {
         eprintln!("server `{id}`: stopping");
         if let Some(note) = server.running.stop() {
             eprintln!("{note}");
@@ -662,14 +702,41 @@ fn write_cell_summary(
 
 fn print_plan(plan: &Plan) {
     let mut out = std::io::stdout().lock();
-    for g in &plan.groups {
+    for s in &plan.searches {
+        let p = &s.spec;
+        let _ = writeln!(
+            out,
+            "server `{}`: search `{}` for {} from {} req/s within [{}, {}], to ±{:.1}%, at most {} cells",
+            plan.groups[s.group].id,
+            s.id,
+            p.goal.name(),
+            p.start_rate,
+            p.min_rate,
+            p.max_rate,
+            p.tolerance * 50.0,
+            p.max_cells
+        );
+    }
+    for g in plan
+        .groups
+        .iter()
+        .filter(|g| plan.searches.is_empty() || !g.cells.is_empty())
+    {
         let _ = writeln!(out, "server `{}`:", g.id);
         for &i in &g.cells {
             let c = &plan.cells[i];
             let _ = writeln!(out, "  {}  {}", c.id, describe_cell(c));
         }
     }
-    let _ = writeln!(out, "{} cell(s)", plan.cells.len());
+    match plan.searches.len() {
+        0 => writeln!(out, "{} cell(s)", plan.cells.len()),
+        n => writeln!(
+            out,
+            "{n} search(es), at most {} cell(s)",
+            planned_cells(plan)
+        ),
+    }
+    .ok();
 }
 
 /// One row per cell, from the stored summaries (so resumed and earlier cells are included):

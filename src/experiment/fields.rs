@@ -601,7 +601,78 @@ pub const SECTIONS: &[Section] = &[
             ),
         ],
     },
+    Section {
+        name: SEARCH,
+        doc: "Search for the limit instead of listing rates: each server configuration (and each combination of the other matrix values) is probed cell by cell, growing from start_rate until a rate fails, then bisecting. Its defaults apply only when the section is present.",
+        fields: &[
+            f(
+                "goal",
+                Kind::Enum(&["saturation", "slo"]),
+                Some("saturation"),
+                false,
+                "saturation (where the server stops keeping up, and its capacity) or slo (the highest rate whose SLO attainment meets `slo.target`)",
+            ),
+            f(
+                "start_rate",
+                SEARCH_RATE,
+                Some("1"),
+                false,
+                "the first rate probed (req/s)",
+            ),
+            f(
+                "min_rate",
+                SEARCH_RATE,
+                Some("0.1"),
+                false,
+                "never probe below this (req/s)",
+            ),
+            f(
+                "max_rate",
+                SEARCH_RATE,
+                Some("1000"),
+                false,
+                "never probe above this (req/s)",
+            ),
+            f(
+                "growth",
+                Kind::Num {
+                    min: 1.0,
+                    strict: true,
+                    max: 100.0,
+                },
+                Some("2"),
+                false,
+                "factor by which the rate grows (or shrinks) until the limit is bracketed",
+            ),
+            f(
+                "tolerance",
+                Kind::Num {
+                    min: 0.001,
+                    strict: false,
+                    max: 1.0,
+                },
+                Some("0.05"),
+                false,
+                "stop when the bracket's relative width (high / low − 1) is at most this",
+            ),
+            f(
+                "max_cells",
+                Kind::Int(1),
+                Some("12"),
+                false,
+                "stop after this many cells per search",
+            ),
+        ],
+    },
 ];
+
+/// The `search:` section's name (its defaults apply only where it is present).
+pub const SEARCH: &str = "search";
+const SEARCH_RATE: Kind = Kind::Num {
+    min: 0.0,
+    strict: true,
+    max: MAX_RATE,
+};
 
 /// Top-level scalar keys (the sections and `matrix` are the others).
 pub const TOP: &[Field] = &[

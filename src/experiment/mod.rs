@@ -1,13 +1,15 @@
 //! Experiment files: `fields` (every key, its type and meaning), `parse` (YAML to checked
 //! parameters, all errors with line and column), `plan` (the cells and server groups),
 //! `cell_plan` (one cell's parameters, typed: the only place a parameter is read by name),
-//! `schema` (the JSON Schema editors use, generated from `fields`).
+//! `schema` (the JSON Schema editors use, generated from `fields`), `search` (a `search:`
+//! section's checks, and its probe cells made as the search goes).
 
 pub mod cell_plan;
 pub mod fields;
 pub mod parse;
 pub mod plan;
 pub mod schema;
+pub mod search;
 
 #[cfg(test)]
 mod props;

@@ -21,6 +21,8 @@ pub struct Experiment {
     pub matrix: Vec<(&'static str, Vec<Value>)>,
     /// The document as run (overrides applied, relative paths resolved), saved beside results.
     pub resolved: Value,
+    /// A `search:` section: the rates are probed, not listed (`experiment::search`).
+    pub search: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -331,6 +333,20 @@ pub fn parse(
             );
         }
     }
+    let search = root.contains_key(fields::SEARCH);
+    if search {
+        // the section's defaults, only where it is present
+        for f in fields::section(fields::SEARCH).map_or(&[][..], |s| s.fields) {
+            if let Some(d) = f.default {
+                e.base
+                    .entry(f.name)
+                    .or_insert_with(|| serde_yaml::from_str(d).expect("valid default"));
+            }
+        }
+        for p in super::search::check(&e.base, &e.matrix, e.repeats) {
+            cx.err(p.section, p.key, p.message, Some(p.hint));
+        }
+    }
     in_section_and_matrix(&mut cx, &root, &e.matrix);
     if e.name.is_none() {
         cx.items.push(Diagnostic {
@@ -340,7 +356,7 @@ pub fn parse(
             hint: Some("give the experiment a name, e.g. `name: saturation`".into()),
         });
     }
-    cross_checks(&mut cx, &e.base, &e.matrix, base_dir);
+    cross_checks(&mut cx, &e.base, &e.matrix, base_dir, search);
     count_cells(&mut cx, &e.matrix, e.repeats);
     if !cx.items.is_empty() {
         return Err(fail(cx.items));
@@ -361,6 +377,7 @@ pub fn parse(
         base: e.base,
         matrix: e.matrix,
         resolved,
+        search,
     })
 }
 
@@ -381,7 +398,7 @@ fn read_yaml(text: &str) -> Result<Value, Diagnostic> {
 /// Every field's default from the table: what a file does not set.
 fn defaults() -> Params {
     let mut base: Params = BTreeMap::new();
-    for s in SECTIONS {
+    for s in SECTIONS.iter().filter(|s| s.name != fields::SEARCH) {
         for f in s.fields {
             if let Some(d) = f.default {
                 base.insert(f.name, serde_yaml::from_str(d).expect("valid default"));
@@ -664,6 +681,7 @@ fn cross_checks(
     base: &Params,
     matrix: &[(&'static str, Vec<Value>)],
     base_dir: &Path,
+    search: bool,
 ) {
     let launcher = base
         .get("launcher")
@@ -698,7 +716,7 @@ fn cross_checks(
         _ => {}
     }
     let own_schedule = schedule_checks(cx, base, matrix);
-    if !own_schedule && !present(base, matrix, "request_rate") {
+    if !search && !own_schedule && !present(base, matrix, "request_rate") {
         cx.err(
             None,
             "load",

@@ -36,6 +36,9 @@ pub struct ServerGroup {
 pub struct Plan {
     pub cells: Vec<Cell>,
     pub groups: Vec<ServerGroup>,
+    /// With a `search:` section, one per combination of matrix values; `cells` then holds
+    /// only the probes run so far (`Plan::add_probe`).
+    pub searches: Vec<super::search::Search>,
 }
 
 fn is_server(key: &str) -> bool {
@@ -54,7 +57,7 @@ pub fn scalar(v: &Value) -> String {
     }
 }
 
-fn slug(s: &str) -> String {
+pub(super) fn slug(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' {
@@ -86,6 +89,7 @@ pub fn plan(e: &Experiment) -> Result<Plan> {
     }
     let mut cells = Vec::new();
     let mut groups: Vec<ServerGroup> = Vec::new();
+    let mut searches = Vec::new();
     for combo in combos {
         let server_values: Vec<(&'static str, Value)> = combo
             .iter()
@@ -112,6 +116,17 @@ pub fn plan(e: &Experiment) -> Result<Plan> {
                 groups.len() - 1
             }
         };
+        if e.search {
+            let mut params = e.base.clone();
+            params.extend(combo.iter().cloned());
+            searches.push(super::search::search(
+                searches.len(),
+                group,
+                params,
+                &combo,
+            )?);
+            continue;
+        }
         for repeat in 0..e.repeats {
             let index = cells.len();
             let mut params = e.base.clone();
@@ -139,7 +154,11 @@ pub fn plan(e: &Experiment) -> Result<Plan> {
         }
     }
     // server dimensions are the outer loops, so each group's cells are already contiguous
-    Ok(Plan { cells, groups })
+    Ok(Plan {
+        cells,
+        groups,
+        searches,
+    })
 }
 
 /// Access to a cell's parameters by name (all checked at parse time): for this module's

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! results/<experiment>/<timestamp>/      RunDir
-//!   experiment.yaml  manifest.json  .lock
+//!   experiment.yaml  manifest.json  .lock  search.json (a `search:` run's probes, in order)
 //!   runs.parquet  timeseries.parquet  analysis.json  report.md  report.html  figs/
 //!   servers/<group>/server.log
 //!   cells/<cell id>/                     CellDir (also what `bench` writes)
@@ -89,6 +89,38 @@ impl RunDir {
         self.root.join("figs")
     }
 
+    /// A `search:` run's probes in the order they were made: what replays its cells.
+    pub fn search_json(&self) -> PathBuf {
+        self.root.join("search.json")
+    }
+
+    /// The recorded probes (none when the run has no search, or none ran yet).
+    pub fn read_search(&self) -> Result<Vec<SearchProbe>> {
+        match std::fs::read(self.search_json()) {
+            Ok(bytes) => serde_json::from_slice::<SearchFile>(&bytes)
+                .map(|f| f.probes)
+                .with_context(|| {
+                    format!("`{}` is not a probe record", self.search_json().display())
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot read `{}`", self.search_json().display()))
+            }
+        }
+    }
+
+    /// Record one more probe, before its cell runs (whole file, renamed into place).
+    pub fn record_probe(&self, probe: SearchProbe) -> Result<()> {
+        let mut probes = self.read_search()?;
+        probes.push(probe);
+        let path = self.search_json();
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&SearchFile { probes })?)
+            .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
     pub fn read_manifest(&self) -> Option<Manifest> {
         serde_json::from_slice(&std::fs::read(self.manifest()).ok()?).ok()
     }
@@ -102,6 +134,19 @@ impl RunDir {
         std::fs::rename(&tmp, &path)?;
         Ok(())
     }
+}
+
+/// One probe of a search: which search, its cell, its rate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SearchProbe {
+    pub search: String,
+    pub cell: String,
+    pub rate: f64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SearchFile {
+    probes: Vec<SearchProbe>,
 }
 
 /// One cell's folder (a `run` cell, or what `bench` writes).

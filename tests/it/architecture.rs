@@ -104,6 +104,7 @@ fn result_file_names_live_in_the_layout_and_parameters_in_the_plan() {
         "analysis.json",
         "report.md",
         "report.html",
+        "search.json",
     ];
     let layout = root.join("src/store/layout.rs");
     let experiment = root.join("src/experiment");

@@ -11,6 +11,7 @@ mod interrupt;
 mod parquet_readers;
 mod prefix_cache;
 mod run_experiment;
+mod search;
 mod sessions;
 mod sim_wire;
 mod support;

@@ -6,6 +6,7 @@
 pub mod ramp;
 pub mod saturation;
 pub mod scaling;
+pub mod search;
 pub mod usl;
 pub mod verdicts;
 
@@ -103,6 +104,10 @@ pub struct Analysis {
     /// Cells left out because no request of their window succeeded (unknown, not 0 req/s),
     /// with why.
     pub without_completions: Vec<(String, String)>,
+    /// A `search:` experiment's answers, one per search (filled by the caller, who knows
+    /// which cells were whose probes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub searches: Vec<search::SearchFinding>,
 }
 
 /// Analyse all cells of an experiment.
@@ -151,5 +156,6 @@ pub fn analyze(cells: &[CellInput], slo_target: f64) -> Analysis {
             .iter()
             .filter_map(|c| Some((c.id.clone(), c.no_completions.clone()?)))
             .collect(),
+        searches: Vec::new(),
     }
 }

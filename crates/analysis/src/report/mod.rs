@@ -7,4 +7,5 @@ pub mod figures;
 pub mod html;
 pub mod markdown;
 pub mod model;
+pub mod search_text;
 pub mod table;

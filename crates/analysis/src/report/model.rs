@@ -225,6 +225,7 @@ pub fn build(
 ) -> Report {
     let mut sections = vec![experiment_section(facts, cells.len())];
     sections.extend(ramps.iter().map(ramp_section));
+    sections.extend(super::search_text::section(&analysis.searches));
     sections.extend(analysis.groups.iter().map(saturation_section));
     sections.extend(analysis.scaling.iter().map(scaling_section));
     sections.push(by_configuration_section(analysis.groups.len()));
@@ -254,7 +255,11 @@ fn header(columns: &[&str]) -> Vec<String> {
 /// The findings first (saturation, scaling), then what the analysis left out, goodput,
 /// and how many cells to read with care.
 fn executive_summary(facts: &RunFacts, analysis: &Analysis) -> Vec<String> {
-    let mut exec = Vec::new();
+    let mut exec: Vec<String> = analysis
+        .searches
+        .iter()
+        .map(super::search_text::sentence)
+        .collect();
     for g in &analysis.groups {
         exec.push(saturation_sentence(g));
     }
