@@ -10,7 +10,9 @@
 # Environment:
 #   FUZZ_SOURCE=REV    the commit to fuzz (default HEAD), extracted with `git archive` into
 #                      fuzz/snapshot/ (the fuzz crate's path dependency); `worktree` copies
-#                      the working tree instead, uncommitted edits included
+#                      the working tree instead, uncommitted edits included. Pin a commit
+#                      for a campaign of several calls: HEAD may move between them, and a
+#                      later call would then extract and build the new HEAD
 #   FUZZ_REBUILD=1     rebuild even when fuzz/snapshot/ already holds that commit
 #   FUZZ_BUILD_ONLY=1  extract and build, then stop (before fuzzing anything)
 #   FUZZ_RUNS=N        also stop a target after N executions (libFuzzer -runs); default: no cap

@@ -24,16 +24,20 @@
 //! # This crate: the stages that do I/O, and the commands
 //! - `cli`: argument definitions and the commands (`run`, `bench`, `sim`, `report`, …).
 //! - `experiment`: experiment files (checked, planned into cells; JSON Schema).
-//! - `workload`: prompts (random with exact lengths, ShareGPT, JSON lines) and the request
-//!   bytes built from them.
-//! - `runner`: the pacer thread, the load-point loop, one cell's run.
-//! - `client`: connection pool, streaming request driver, SSE decoder, chunk classifier.
+//! - `workload`: prompts (random with exact lengths, shared-prefix groups, ShareGPT, JSON
+//!   lines, a timestamped trace, multi-turn conversations) and the request bytes built from
+//!   them.
+//! - `runner`: the pacer thread, the load-point loop (single requests or a conversation's
+//!   turns), one cell's run, the watchdog that finds a hung server.
+//! - `client`: how a server is reached (URL, plain or TLS connection, the headers), the
+//!   connection pool, streaming request driver, SSE decoder, chunk classifier.
 //! - `prom`: a reader for Prometheus text (`/metrics`).
 //! - `launcher`: bring a server up (sim, external, command, compose) and always down.
 //! - `monitor`: `/metrics` scraping and GPU sampling beside a load point.
 //! - `store`: the result files' formats: `requests.jsonl`, Parquet tables, `summary.json`,
 //!   the manifest.
-//! - `secrets`: redaction of `server.env` values and URL credentials in everything written.
+//! - `secrets`: redaction of `server.env` and `server.headers` values and URL credentials in
+//!   everything written.
 
 pub mod aggregate;
 pub mod cli;
