@@ -98,9 +98,16 @@ fn load_plan(a: &BenchArgs) -> Result<LoadPlan> {
     }
     let stop = match a.duration {
         Some(d) if d.is_nan() || d <= 0.0 => bail!("`--duration {d}` must be positive"),
-        Some(_) if rate.is_infinite() && a.max_concurrency.is_none() => bail!(
-            "`--duration` with `--request-rate inf` needs `--max-concurrency`\nhint: `--max-concurrency N --request-rate inf --duration D` keeps N requests in flight for D seconds (a closed loop); or give a finite rate"
-        ),
+        // a ramp sets its own finite rate: only a real `inf` makes a closed loop
+        Some(_)
+            if rate.is_infinite()
+                && a.ramp_up_strategy.is_none()
+                && a.max_concurrency.is_none() =>
+        {
+            bail!(
+                "`--duration` with `--request-rate inf` needs `--max-concurrency`\nhint: `--max-concurrency N --request-rate inf --duration D` keeps N requests in flight for D seconds (a closed loop); or give a finite rate"
+            )
+        }
         Some(d) => Stop::Duration(d),
         None => Stop::Count(a.num_prompts),
     };
@@ -344,11 +351,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     // from here on, a signal is Ctrl-C: honoured while prompts are built too
     let interrupt = super::signals::interrupt_on_signals();
-    let tok = Tokenizer::load(a.tokenizer.as_deref())?;
+    let tok = std::sync::Arc::new(Tokenizer::load(a.tokenizer.as_deref())?);
     if tok.is_built_in() {
         eprintln!("{}", loadtest_base::tokenizer::BUILT_IN_WARNING);
     }
-    let workload = match plan.prompts.build(&tok, &|| *interrupt.borrow()) {
+    let workload = match plan
+        .prompts
+        .build_abandonable(tok.clone(), &|| *interrupt.borrow())
+    {
         Err(e) if *interrupt.borrow() => {
             return Err(super::Ended::Interrupted(format!("{e:#}")).into());
         }
@@ -388,7 +398,8 @@ async fn run_async(
     let model = match &a.model {
         Some(m) => m.clone(),
         None => client::get::first_model(&server).await.map_err(|e| {
-            let hint = if client::tls::is_handshake_verdict(&e) {
+            // one hint, the most specific: the error may carry its own already
+            let hint = if client::tls::is_handshake_verdict(&e) || format!("{e:#}").contains("hint:") {
                 ""
             } else {
                 "\nhint: is the server running at `{url}`? start it first, check `--base-url`, or try `--sim` for the built-in simulated vLLM"

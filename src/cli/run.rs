@@ -534,7 +534,7 @@ async fn server_version(ep: &client::Server) -> String {
         Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["version"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string()),
+            .unwrap_or_else(|| ep.redact(String::from_utf8_lossy(&body).trim())),
         Ok((status, _)) => format!("unknown (/version answered {status})"),
         Err(e) => format!("unknown ({e:#})"),
     }
@@ -563,7 +563,7 @@ async fn reset_prefix_cache(endpoints: &[client::Server]) {
 
 fn workload_for(
     spec: &PromptSpec,
-    tok: &Tokenizer,
+    tok: &Arc<Tokenizer>,
     cache: &mut HashMap<String, Arc<Workload>>,
     stop: &dyn Fn() -> bool,
 ) -> Result<Arc<Workload>> {
@@ -571,7 +571,7 @@ fn workload_for(
     if let Some(w) = cache.get(&key) {
         return Ok(w.clone());
     }
-    let wl = spec.build(tok, stop)?;
+    let wl = spec.build_abandonable(tok.clone(), stop)?;
     for note in &wl.notes {
         eprintln!("note: {note}");
     }

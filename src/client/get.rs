@@ -130,10 +130,19 @@ pub async fn first_model(server: &Server) -> Result<String> {
     )
     .await?;
     if status != 200 {
-        bail!(
-            "GET /v1/models answered {status}: {}\nhint: pass `--model NAME`",
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-        );
+        // redacted whole, then cut: a cut first could leave half a secret
+        let said: String = server
+            .redact(&String::from_utf8_lossy(&body))
+            .chars()
+            .take(200)
+            .collect();
+        let hint = match status {
+            401 | 403 => {
+                "the server wants credentials: set the key in `OPENAI_API_KEY` (or the variable `--api-key-env` names), or the header your gateway needs with `--header-env`"
+            }
+            _ => "pass `--model NAME`",
+        };
+        bail!("GET /v1/models answered {status}: {said}\nhint: {hint}");
     }
     let v: serde_json::Value = serde_json::from_slice(&body).context("GET /v1/models: not JSON")?;
     v.pointer("/data/0/id")

@@ -25,6 +25,9 @@ pub struct Headers {
     /// `Name: value\r\n` for each header, in order.
     lines: Vec<u8>,
     names: Vec<String>,
+    /// Every value sent (the key included): what [`Headers::redact`] hides when a server
+    /// echoes it back in an error.
+    values: Vec<String>,
 }
 
 /// What the user asked for, before values are looked up.
@@ -59,7 +62,7 @@ impl HeaderSpec {
         for (name, var) in &self.from_env {
             let Some(value) = env(var).filter(|v| !v.is_empty()) else {
                 bail!(
-                    "header `{name}`: environment variable `{var}` is not set\nhint: `export {var}=…` before the run, or drop the header"
+                    "header `{name}`: environment variable `{var}` is not set or is empty\nhint: `export {var}=…` before the run (a variable name: letters, digits, `_`), or drop the header"
                 );
             };
             h.push(name, &value)?;
@@ -85,6 +88,20 @@ impl Headers {
         &self.names
     }
 
+    /// `text` (a server's words: an error body, a version string) with every header value
+    /// this run sends replaced by `<redacted>`: a gateway that echoes the request's
+    /// headers in its 401 must not put the key into a record or onto the terminal.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for v in &self.values {
+            // a token shorter than this would redact ordinary words
+            if v.len() >= 4 && out.contains(v.as_str()) {
+                out = out.replace(v.as_str(), crate::secrets::REDACTED);
+            }
+        }
+        out
+    }
+
     fn has(&self, lower: &str) -> bool {
         self.names.iter().any(|n| n.eq_ignore_ascii_case(lower))
     }
@@ -92,7 +109,9 @@ impl Headers {
     fn push(&mut self, name: &str, value: &str) -> Result<()> {
         check_name(name)?;
         if RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r)) {
-            bail!("header `{name}` is set by the client itself and cannot be overridden");
+            bail!(
+                "header `{name}` is set by the client itself and cannot be overridden\nhint: drop it; the client writes Host, Content-Length, Content-Type, Connection and the framing"
+            );
         }
         if self.has(name) {
             bail!("header `{name}` is given twice\nhint: give each header once");
@@ -103,11 +122,16 @@ impl Headers {
                 "header `{name}`: its value holds a line break or NUL, which would split the request"
             );
         }
+        let value = value.trim();
         self.lines.extend_from_slice(name.as_bytes());
         self.lines.extend_from_slice(b": ");
-        self.lines.extend_from_slice(value.trim().as_bytes());
+        self.lines.extend_from_slice(value.as_bytes());
         self.lines.extend_from_slice(b"\r\n");
         self.names.push(name.to_string());
+        // a Bearer key is also echoed without its scheme
+        self.values
+            .extend(value.strip_prefix("Bearer ").map(str::to_string));
+        self.values.push(value.to_string());
         Ok(())
     }
 }
@@ -202,5 +226,12 @@ mod tests {
         );
         assert_eq!(parse_flag("X-A: b: c"), Ok(("X-A".into(), "b: c".into())));
         assert!(parse_flag("novalue").is_err());
+        let h = spec(&[("X-A", "tok-123456")], &[])
+            .resolve_with(|k| (k == "KEY").then(|| "sk-abcdef".to_string()))
+            .unwrap();
+        assert_eq!(
+            h.redact("401: {'X-A': 'tok-123456', 'Authorization': 'Bearer sk-abcdef'} sk-abcdef"),
+            "401: {'X-A': '<redacted>', 'Authorization': '<redacted>'} <redacted>"
+        );
     }
 }

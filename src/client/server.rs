@@ -22,6 +22,11 @@ impl Server {
     pub fn addr(&self) -> SocketAddr {
         self.connector.addr()
     }
+
+    /// A server's words with the values this run sends it hidden (see `Headers::redact`).
+    pub fn redact(&self, text: &str) -> String {
+        self.headers.redact(text)
+    }
 }
 
 impl std::fmt::Debug for Server {
@@ -42,6 +47,8 @@ pub struct Access {
     tls: TlsOptions,
     tls_config: OnceLock<Arc<rustls::ClientConfig>>,
     headers: Arc<Headers>,
+    /// `--ca-cert`/`--insecure` given for an `http://` URL was said once.
+    warned_plain: std::sync::atomic::AtomicBool,
 }
 
 impl Access {
@@ -55,6 +62,7 @@ impl Access {
             tls,
             tls_config: OnceLock::new(),
             headers: Arc::new(headers.resolve()?),
+            warned_plain: Default::default(),
         })
     }
 
@@ -64,6 +72,7 @@ impl Access {
             tls: TlsOptions::default(),
             tls_config: OnceLock::new(),
             headers: Arc::new(Headers::default()),
+            warned_plain: Default::default(),
         }
     }
 
@@ -82,6 +91,16 @@ impl Access {
         let connector = if url.tls {
             Connector::tls(addr, self.tls_config()?, &url.host, &url.authority)?
         } else {
+            let tls_asked = self.tls.ca_cert.is_some() || self.tls.insecure;
+            if tls_asked
+                && !self
+                    .warned_plain
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                eprintln!(
+                    "warning: `{url}` is plain http: `--ca-cert`/`--insecure` (`server.ca_cert`/`insecure`) do not apply\nhint: `https://` if the server speaks TLS"
+                );
+            }
             Connector::plain(addr)
         };
         Ok(Server {

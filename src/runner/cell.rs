@@ -239,6 +239,7 @@ fn targets(c: &CellSpec) -> Arc<[Target]> {
                 })
                 .collect();
             Target {
+                headers: ep.headers.clone(),
                 pool: Arc::new(Pool::new(
                     ep.connector.clone(),
                     cap.div_ceil(c.endpoints.len()),

@@ -6,6 +6,7 @@
 use super::pacer::Pacer;
 use super::progress::{Live, ProgressPrinter};
 use super::watchdog::{self, Verdict};
+use crate::client::headers::Headers;
 use crate::client::{Job, Pool, Presend, RequestSpec, Server, Timeouts, execute};
 use loadtest_analysis::record::{CancelReason, ErrorKind, RequestRecord, Turn};
 use loadtest_base::clock::Clock;
@@ -28,6 +29,8 @@ pub const SERVER_LOST_AFTER: u64 = 20;
 /// One server endpoint and the prepared requests for it (their bytes carry its `Host`).
 pub struct Target {
     pub pool: Arc<Pool>,
+    /// The headers the requests carry: their values are hidden in the server's errors.
+    pub headers: Arc<Headers>,
     /// Prompts in order, a conversation's turns together (see `Target::spec`).
     pub specs: Arc<[RequestSpec]>,
 }
@@ -585,6 +588,11 @@ impl Launch {
             &mut self.cancel,
         )
         .await;
+        if let Some(e) = rec.error.as_mut() {
+            // a server that echoes the request's headers in its error must not put the key
+            // into the records
+            e.message = target.headers.redact(&e.message);
+        }
         if self.turns > 1 {
             rec.turn = Some(Turn {
                 session: u32::try_from(i).unwrap_or(u32::MAX),

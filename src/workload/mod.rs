@@ -14,6 +14,10 @@ pub mod sessions;
 pub mod trace;
 
 use loadtest_base::Tokenizer;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
 
 /// One prompt and its expected generation.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +89,38 @@ pub struct PromptSpec {
 }
 
 impl PromptSpec {
+    /// [`build`](Self::build) on a worker thread, so `stop` (Ctrl-C) is honoured within a
+    /// tenth of a second even inside one long step (a single prompt of millions of tokens is
+    /// one tokenizer call): the build is then abandoned, told to stop at its next check, and
+    /// its thread ends with the process.
+    pub fn build_abandonable(
+        &self,
+        tok: Arc<Tokenizer>,
+        stop: &dyn Fn() -> bool,
+    ) -> anyhow::Result<Workload> {
+        let (spec, quit) = (self.clone(), Arc::new(AtomicBool::new(false)));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let told = quit.clone();
+        std::thread::Builder::new()
+            .name("prompts".into())
+            .spawn(move || {
+                let _ = tx.send(spec.build(&tok, &|| told.load(Ordering::Relaxed)));
+            })?;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(built) => return built,
+                Err(RecvTimeoutError::Timeout) if stop() => {
+                    quit.store(true, Ordering::Relaxed);
+                    anyhow::bail!(random::INTERRUPTED);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    anyhow::bail!("the prompt builder ended without a result (it panicked)")
+                }
+            }
+        }
+    }
+
     /// Requests per schedule entry: the turns of a conversation, else 1.
     pub fn turns(&self) -> u32 {
         match self.dataset {

@@ -34,11 +34,23 @@ pub const MAX_TURNS: u32 = 1000;
 pub fn build(spec: &SessionSpec, tok: &Tokenizer, stop: &dyn Fn() -> bool) -> Result<Workload> {
     if spec.turns == 0 || spec.turns > MAX_TURNS {
         bail!(
-            "`turns: {}` is out of range\nhint: 1 to {MAX_TURNS} turns per conversation",
+            "`turns: {}` (`--multi-turn-turns`) is out of range\nhint: 1 to {MAX_TURNS} turns per conversation",
             spec.turns
         );
     }
     let (n, k) = (spec.conversations, spec.turns as usize);
+    // every turn carries the history: the prompts hold n·(k·in + (in+out)·k(k−1)/2) tokens,
+    // quadratic in the turns, so the size is checked before anything is built
+    let (kk, input, output) = (k as u128, spec.input_len as u128, spec.output_len as u128);
+    let total = n as u128 * (kk * input + (input + output) * kk * (kk - 1) / 2);
+    if total > random::MAX_PROMPT_TOKENS as u128 {
+        bail!(
+            "{n} conversation(s) of {k} turns ({} tokens in, {} out per turn) are {total} prompt tokens to build (each turn carries the history), more than the {} a workload holds\nhint: fewer turns (the size grows with their square), shorter turns, or fewer conversations (they are cycled when more are sent)",
+            spec.input_len,
+            spec.output_len,
+            random::MAX_PROMPT_TOKENS
+        );
+    }
     let texts = |count: usize, len: u32, seed: u64| -> Result<Vec<String>> {
         let w = random::generate_until(
             &RandomSpec {
@@ -127,6 +139,28 @@ mod tests {
         }
         // conversations differ
         assert_ne!(w.prompts[0].text, w.prompts[3].text);
-        assert!(build(&SessionSpec { turns: 0, ..spec }, &tok, &|| false).is_err());
+        assert!(
+            build(
+                &SessionSpec {
+                    turns: 0,
+                    ..spec.clone()
+                },
+                &tok,
+                &|| false
+            )
+            .is_err()
+        );
+        // the history makes the size quadratic in the turns: refused before building
+        let huge = SessionSpec {
+            turns: 1000,
+            input_len: 2000,
+            output_len: 100,
+            ..spec
+        };
+        let e = build(&huge, &tok, &|| false).unwrap_err().to_string();
+        assert!(
+            e.contains("each turn carries the history") && e.contains("hint:"),
+            "{e}"
+        );
     }
 }

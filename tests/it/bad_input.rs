@@ -315,49 +315,53 @@ fn absurd_sizes_are_refused_before_allocating() {
 #[test]
 fn ctrl_c_while_prompts_are_built_is_honoured_at_once() {
     let _serial = serial();
-    let dir = temp_dir("build-int");
-    let mut child = std::process::Command::new(bin())
-        .args([
-            "bench",
-            "--sim",
-            "zero",
-            "--random-input-len",
-            "32000",
-            "--num-prompts",
-            "1000",
-            "--request-rate",
-            "5",
-            "--output-dir",
-            dir.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the build should still be going"
-    );
-    let t = std::time::Instant::now();
-    // SAFETY: plain kill(2) on the child we started.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
+    // many long prompts (checked between prompts), and one huge prompt (a single
+    // tokenizer call of minutes: the build is abandoned on its worker thread)
+    for (len, n) in [("32000", "1000"), ("100000000", "1")] {
+        let dir = temp_dir("build-int");
+        let mut child = std::process::Command::new(bin())
+            .args([
+                "bench",
+                "--sim",
+                "zero",
+                "--random-input-len",
+                len,
+                "--num-prompts",
+                n,
+                "--request-rate",
+                "5",
+                "--output-dir",
+                dir.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the build should still be going ({len} tokens)"
+        );
+        let t = std::time::Instant::now();
+        // SAFETY: plain kill(2) on the child we started.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGINT);
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "{len} tokens: {:?}",
+            t.elapsed()
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("building prompts"));
     }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        t.elapsed() < std::time::Duration::from_secs(2),
-        "{:?}",
-        t.elapsed()
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("building prompts"));
 }
 
 /// Smaller cases of issue 13 (11): a result folder that is a file is named before anything

@@ -27,6 +27,8 @@ pub enum Behavior {
     },
     /// Answer with this status and a vLLM-style JSON error body.
     Status(u16),
+    /// Answer 401 with the request's head in the body, as some gateways echo what they got.
+    EchoHead,
     /// Stream `after` tokens, then drop the connection.
     Cut { after: u32 },
     /// Stream one token, then a line that is not JSON.
@@ -274,6 +276,19 @@ async fn connection(mut s: impl AsyncRead + AsyncWrite + Unpin, conn: Conn) {
                 );
                 let msg = format!(
                     "HTTP/1.1 {code} Oops\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if !put(&mut s, msg.as_bytes()).await {
+                    return;
+                }
+            }
+            Behavior::EchoHead => {
+                let body = format!(
+                    "unauthorized; you sent: {}",
+                    heads.lock().unwrap().last().cloned().unwrap_or_default()
+                );
+                let msg = format!(
+                    "HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
                     body.len()
                 );
                 if !put(&mut s, msg.as_bytes()).await {

@@ -207,6 +207,59 @@ fn bench_headers_and_key_reach_the_server_and_no_file() {
     assert_every_head_carries_the_headers(&server);
     assert_no_secret_under(&dir);
     assert!(!stderr.contains(KEY) && !stderr.contains(TOKEN));
+    // a gateway that echoes the request's headers in its 401: the values are hidden in the
+    // records and on the terminal
+    let echo = fake_server(|_| Behavior::EchoHead);
+    let echo_url = echo.url();
+    let out2 = dir.join("echo");
+    let mut args = bench_args(&echo_url, "4", "40", &out2);
+    args.extend([
+        "--header",
+        "X-Tenant: team-a",
+        "--header-env",
+        "X-Gw-Token: VLT_TEST_GW_TOKEN",
+        "--api-key-env",
+        "VLT_TEST_KEY",
+    ]);
+    let echoed = std::process::Command::new(bin())
+        .args(&args)
+        .env("VLT_TEST_GW_TOKEN", TOKEN)
+        .env("VLT_TEST_KEY", KEY)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&echoed.stderr);
+    assert_eq!(echoed.status.code(), Some(3), "{stderr}");
+    assert!(!stderr.contains(KEY) && !stderr.contains(TOKEN), "{stderr}");
+    let recs = records(&out2);
+    assert!(recs.iter().all(|r| {
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("<redacted>")
+    }));
+    assert_no_secret_under(&out2);
+    // without --model the lookup's 401 is the error: hidden too, with the credentials hint
+    let r = std::process::Command::new(bin())
+        .args([
+            "bench",
+            "--base-url",
+            &echo_url,
+            "--num-prompts",
+            "2",
+            "--api-key-env",
+            "VLT_TEST_KEY",
+        ])
+        .arg("--output-dir")
+        .arg(dir.join("echo2"))
+        .env("VLT_TEST_KEY", KEY)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        stderr.contains("answered 401") && stderr.contains("credentials"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(KEY), "{stderr}");
     // a header variable that is not set stops the run before anything is sent
     let before = server.requests.load(std::sync::atomic::Ordering::SeqCst);
     let mut args = bench_args(&url, "5", "5", &out);
