@@ -231,7 +231,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             h.redact("401: {'X-A': 'tok-123456', 'Authorization': 'Bearer sk-abcdef'} sk-abcdef"),
-            "401: {'X-A': '<redacted>', 'Authorization': '<redacted>'} <redacted>"
+            "401: {'X-A': '<redacted>', 'Authorization': 'Bearer <redacted>'} <redacted>"
         );
     }
 }
