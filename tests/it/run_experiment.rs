@@ -994,10 +994,9 @@ fn a_hung_server_is_found_by_its_health_probes_and_its_cell_fails() {
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(
-        took < Duration::from_secs(18),
-        "took {took:?}: not found by the probes"
-    );
+    // the verdict's own time below, not the wall clock: a loaded machine takes seconds more
+    // to start the server and to write the report
+    assert!(took < Duration::from_secs(60), "took {took:?}");
     assert!(
         pids_matching(&marker).is_empty(),
         "the stopped server was left behind"
@@ -1013,6 +1012,16 @@ fn a_hung_server_is_found_by_its_health_probes_and_its_cell_fails() {
     assert!(
         why.contains("stopped answering") && why.contains("health probes"),
         "{why}"
+    );
+    let at: f64 = why
+        .rsplit("(at ")
+        .next()
+        .and_then(|t| t.strip_suffix(" s)"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {why}"));
+    assert!(
+        at < 12.0,
+        "found at {at} s of a 20 s cell: not by the probes"
     );
     // what was in flight is cancelled with the reason, and every request is accounted for
     let sm = &summary(&first)["vllm_loadtest"]["summary"];
