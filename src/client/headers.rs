@@ -20,7 +20,7 @@ const RESERVED: &[&str] = &[
     "content-type",
 ];
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
     /// `Name: value\r\n` for each header, in order.
     lines: Vec<u8>,
@@ -31,7 +31,7 @@ pub struct Headers {
 }
 
 /// What the user asked for, before values are looked up.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct HeaderSpec {
     /// Environment variable holding the API key (sent as `Authorization: Bearer`); its
     /// absence is not an error (servers without `--api-key` need none).
@@ -77,6 +77,26 @@ impl HeaderSpec {
     }
 }
 
+// Debug output (a plan printed in an error, a log) shows header names, never values.
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Headers")
+            .field("names", &self.names)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for HeaderSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |v: &[(String, String)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        f.debug_struct("HeaderSpec")
+            .field("api_key_env", &self.api_key_env)
+            .field("literal", &names(&self.literal))
+            .field("from_env", &self.from_env)
+            .finish()
+    }
+}
+
 impl Headers {
     /// The header lines, ready to go into a request head.
     pub fn lines(&self) -> &[u8] {
@@ -93,13 +113,19 @@ impl Headers {
     /// headers in its 401 must not put the key into a record or onto the terminal.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
+        self.redact_in_place(&mut out);
+        out
+    }
+
+    /// [`redact`](Self::redact) without a copy when nothing matches (the error path of
+    /// every failed request).
+    pub fn redact_in_place(&self, text: &mut String) {
         for v in &self.values {
             // a token shorter than this would redact ordinary words
-            if v.len() >= 4 && out.contains(v.as_str()) {
-                out = out.replace(v.as_str(), crate::secrets::REDACTED);
+            if v.len() >= 4 && text.contains(v.as_str()) {
+                *text = text.replace(v.as_str(), crate::secrets::REDACTED);
             }
         }
-        out
     }
 
     fn has(&self, lower: &str) -> bool {
@@ -226,6 +252,18 @@ mod tests {
         );
         assert_eq!(parse_flag("X-A: b: c"), Ok(("X-A".into(), "b: c".into())));
         assert!(parse_flag("novalue").is_err());
+        // Debug shows names only
+        let shown = format!(
+            "{:?} {:?}",
+            spec(&[("X-A", "s3cr3t-v")], &[]),
+            spec(&[("X-A", "s3cr3t-v")], &[])
+                .resolve_with(|_| None)
+                .unwrap()
+        );
+        assert!(
+            !shown.contains("s3cr3t-v") && shown.contains("X-A"),
+            "{shown}"
+        );
         let h = spec(&[("X-A", "tok-123456")], &[])
             .resolve_with(|k| (k == "KEY").then(|| "sk-abcdef".to_string()))
             .unwrap();

@@ -591,7 +591,7 @@ impl Launch {
         if let Some(e) = rec.error.as_mut() {
             // a server that echoes the request's headers in its error must not put the key
             // into the records
-            e.message = target.headers.redact(&e.message);
+            target.headers.redact_in_place(&mut e.message);
         }
         if self.turns > 1 {
             rec.turn = Some(Turn {

@@ -242,12 +242,7 @@ fn bench_finds_a_hung_server_by_its_health_probes() {
         .as_str()
         .unwrap()
         .to_string();
-    let at: f64 = why
-        .rsplit("(at ")
-        .next()
-        .and_then(|t| t.strip_suffix(" s)"))
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("no time in {why}"));
+    let at = lost_at_s(&why);
     assert!(
         at < 12.0,
         "found at {at} s of a 20 s run: not by the probes"

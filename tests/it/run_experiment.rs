@@ -1013,12 +1013,7 @@ fn a_hung_server_is_found_by_its_health_probes_and_its_cell_fails() {
         why.contains("stopped answering") && why.contains("health probes"),
         "{why}"
     );
-    let at: f64 = why
-        .rsplit("(at ")
-        .next()
-        .and_then(|t| t.strip_suffix(" s)"))
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("no time in {why}"));
+    let at = lost_at_s(&why);
     assert!(
         at < 12.0,
         "found at {at} s of a 20 s cell: not by the probes"

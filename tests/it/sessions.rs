@@ -166,13 +166,7 @@ fn the_multi_turn_example_reports_ttft_by_turn() {
         "workload.output_len=8",
     ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let report = std::fs::read_dir(root.join("multi-turn"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
-        .join("report.md");
+    let report = report_dir(&root).join("report.md");
     let md = std::fs::read_to_string(report).unwrap();
     let section = md
         .split("## Multi-turn conversations: TTFT by turn")
@@ -181,4 +175,22 @@ fn the_multi_turn_example_reports_ttft_by_turn() {
         .expect("the turn section");
     let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("| c00")).collect();
     assert_eq!(rows.len(), 4, "two cells × two turns:\n{section}");
+    // the analysis counts requests: one conversation a second of two turns is 2 req/s
+    let run_dir = report_dir(&root);
+    let analysis: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("analysis.json")).unwrap())
+            .unwrap();
+    for g in analysis["groups"].as_array().unwrap() {
+        assert_eq!(g["points"][0]["offered"], 2.0, "{g}");
+    }
+}
+
+/// The one run folder under `root`.
+fn report_dir(root: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(root.join("multi-turn"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
 }

@@ -371,10 +371,16 @@ pub struct Run {
 
 /// Run the binary with `args`, bounded in time.
 pub fn run(args: &[&str]) -> Run {
+    run_env(args, &[])
+}
+
+/// [`run`] with these environment variables set (API keys, header values).
+pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = std::process::Command::new(bin())
         .args(args)
         .env("NO_COLOR", "1")
         .env_remove("OPENAI_API_KEY")
+        .envs(env.iter().copied())
         .output()
         .expect("run vllm-loadtest");
     Run {
@@ -434,4 +440,14 @@ pub fn spawn_sim(extra: &[&str]) -> (std::process::Child, String) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// When a cell's server was found lost (s from its start), from its `failure_reason`
+/// (`… (at 7.0 s)`).
+pub fn lost_at_s(why: &str) -> f64 {
+    why.rsplit("(at ")
+        .next()
+        .and_then(|t| t.strip_suffix(" s)"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {why}"))
 }

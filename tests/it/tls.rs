@@ -129,6 +129,25 @@ fn a_certificate_the_client_does_not_trust_is_one_clear_error_before_any_request
 
 const KEY: &str = "sk-vlt-test-key-7f3a9";
 const TOKEN: &str = "gw-vlt-test-token-51c2";
+/// The environment that holds the secrets: the API key and a header's value.
+const SECRET_ENV: &[(&str, &str)] = &[("VLT_TEST_KEY", KEY), ("VLT_TEST_GW_TOKEN", TOKEN)];
+/// A plain header, one from `VLT_TEST_GW_TOKEN`, and the key from `VLT_TEST_KEY`.
+const HEADER_FLAGS: &[&str] = &[
+    "--header",
+    "X-Tenant: team-a",
+    "--header-env",
+    "X-Gw-Token: VLT_TEST_GW_TOKEN",
+    "--api-key-env",
+    "VLT_TEST_KEY",
+];
+
+/// Neither secret in what the command printed.
+fn assert_no_secret_said(r: &Run) {
+    for out in [&r.stdout, &r.stderr] {
+        assert!(!out.contains(KEY) && !out.contains(TOKEN), "{out}");
+    }
+}
+
 /// A secret written straight into the experiment's `server.headers`.
 const LITERAL: &str = "lit-vlt-test-secret-90d4";
 
@@ -183,53 +202,29 @@ fn bench_headers_and_key_reach_the_server_and_no_file() {
     let out = dir.join("out");
     let saved = dir.join("saved");
     let mut args = bench_args(&url, "20", "40", &out);
+    args.extend(HEADER_FLAGS);
     args.extend([
-        "--header",
-        "X-Tenant: team-a",
-        "--header-env",
-        "X-Gw-Token: VLT_TEST_GW_TOKEN",
-        "--api-key-env",
-        "VLT_TEST_KEY",
         "--save-result",
         "--save-detailed",
         "--result-dir",
         saved.to_str().unwrap(),
     ]);
-    let out_cmd = std::process::Command::new(bin())
-        .args(&args)
-        .env("VLT_TEST_GW_TOKEN", TOKEN)
-        .env("VLT_TEST_KEY", KEY)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out_cmd.stderr);
-    assert_eq!(out_cmd.status.code(), Some(0), "{stderr}");
+    let r = run_env(&args, SECRET_ENV);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_accounted(&out, 20);
     assert_every_head_carries_the_headers(&server);
     assert_no_secret_under(&dir);
-    assert!(!stderr.contains(KEY) && !stderr.contains(TOKEN));
+    assert_no_secret_said(&r);
     // a gateway that echoes the request's headers in its 401: the values are hidden in the
     // records and on the terminal
     let echo = fake_server(|_| Behavior::EchoHead);
     let echo_url = echo.url();
     let out2 = dir.join("echo");
     let mut args = bench_args(&echo_url, "4", "40", &out2);
-    args.extend([
-        "--header",
-        "X-Tenant: team-a",
-        "--header-env",
-        "X-Gw-Token: VLT_TEST_GW_TOKEN",
-        "--api-key-env",
-        "VLT_TEST_KEY",
-    ]);
-    let echoed = std::process::Command::new(bin())
-        .args(&args)
-        .env("VLT_TEST_GW_TOKEN", TOKEN)
-        .env("VLT_TEST_KEY", KEY)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&echoed.stderr);
-    assert_eq!(echoed.status.code(), Some(3), "{stderr}");
-    assert!(!stderr.contains(KEY) && !stderr.contains(TOKEN), "{stderr}");
+    args.extend(HEADER_FLAGS);
+    let echoed = run_env(&args, SECRET_ENV);
+    assert_eq!(echoed.code, Some(3), "{}", echoed.stderr);
+    assert_no_secret_said(&echoed);
     let recs = records(&out2);
     assert!(recs.iter().all(|r| {
         r["error"]["message"]
@@ -239,8 +234,9 @@ fn bench_headers_and_key_reach_the_server_and_no_file() {
     }));
     assert_no_secret_under(&out2);
     // without --model the lookup's 401 is the error: hidden too, with the credentials hint
-    let r = std::process::Command::new(bin())
-        .args([
+    let echo2 = dir.join("echo2");
+    let r = run_env(
+        &[
             "bench",
             "--base-url",
             &echo_url,
@@ -248,18 +244,17 @@ fn bench_headers_and_key_reach_the_server_and_no_file() {
             "2",
             "--api-key-env",
             "VLT_TEST_KEY",
-        ])
-        .arg("--output-dir")
-        .arg(dir.join("echo2"))
-        .env("VLT_TEST_KEY", KEY)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&r.stderr);
-    assert!(
-        stderr.contains("answered 401") && stderr.contains("credentials"),
-        "{stderr}"
+            "--output-dir",
+            echo2.to_str().unwrap(),
+        ],
+        SECRET_ENV,
     );
-    assert!(!stderr.contains(KEY), "{stderr}");
+    assert!(
+        r.stderr.contains("answered 401") && r.stderr.contains("credentials"),
+        "{}",
+        r.stderr
+    );
+    assert_no_secret_said(&r);
     // a header variable that is not set stops the run before anything is sent
     let before = server.requests.load(std::sync::atomic::Ordering::SeqCst);
     let mut args = bench_args(&url, "5", "5", &out);
@@ -306,17 +301,18 @@ monitor: {{metrics_interval_s: 0.5}}
     )
     .unwrap();
     let results = dir.join("results");
-    let out = std::process::Command::new(bin())
-        .args(["run", exp.to_str().unwrap(), "--output"])
-        .arg(&results)
-        .arg("--quiet")
-        .env("VLT_TEST_GW_TOKEN", TOKEN)
-        .env("VLT_TEST_KEY", KEY)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains(KEY) && !stderr.contains(TOKEN));
+    let r = run_env(
+        &[
+            "run",
+            exp.to_str().unwrap(),
+            "--output",
+            results.to_str().unwrap(),
+            "--quiet",
+        ],
+        SECRET_ENV,
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_no_secret_said(&r);
     assert_every_head_carries_the_headers(&server);
     assert_no_secret_under(&results);
     // the key file and certificate stay where they were: only their path is recorded
