@@ -75,6 +75,22 @@ impl Pool {
         }
     }
 
+    /// The most idle connections the pool keeps.
+    pub fn capacity(&self) -> usize {
+        self.max_idle
+    }
+
+    /// Idle connections that will still be fresh `ahead` from now, after dropping those
+    /// that will not (cheap: ages only, no syscall). The idle list is in the order the
+    /// connections were returned, so the stale ones are its front.
+    pub fn fresh_idle(&self, ahead: Duration) -> usize {
+        let mut idle = self.idle.lock().expect("pool lock");
+        let limit = MAX_IDLE.saturating_sub(ahead);
+        let stale = idle.partition_point(|(_, since)| since.elapsed() > limit);
+        idle.drain(..stale);
+        idle.len()
+    }
+
     pub fn idle_count(&self) -> usize {
         self.idle.lock().expect("pool lock").len()
     }

@@ -3,6 +3,7 @@
 //! folder. Shared by `bench` (one cell) and `run` (a matrix of them).
 
 use super::load_point::{self, LoadPoint, ServerLost, Target};
+use super::prewarm;
 use super::usage::{ProcessUsage, current_rss_bytes};
 use crate::client::{Pool, RequestSpec, Server, Timeouts};
 use crate::experiment::cell_plan::LoadPlan;
@@ -129,10 +130,15 @@ pub async fn run_cell(
     interrupt: watch::Receiver<bool>,
 ) -> Result<CellResult> {
     let writer = JsonlWriter::create(&out.requests_jsonl())?;
+    let targets = targets(&c);
+    if !c.load.closed_loop() {
+        let slots = c.load.max_concurrency.unwrap_or(usize::MAX);
+        prewarm::before_start(&targets, &c.schedule, slots, c.connect_timeout).await;
+    }
     let clock = Clock::start();
     let monitors = Monitors::start(&c, clock);
     let lp = LoadPoint {
-        targets: targets(&c),
+        targets,
         schedule: c.schedule.clone(),
         max_concurrency: c.load.max_concurrency,
         timeouts: Timeouts {

@@ -4,6 +4,7 @@
 //! duration, and account for every request, a cancelled one with the reason it was cut.
 
 use super::pacer::Pacer;
+use super::prewarm;
 use super::progress::{Live, ProgressPrinter};
 use super::watchdog::{self, Verdict};
 use crate::client::headers::Headers;
@@ -127,6 +128,15 @@ pub async fn run(
         let release = releaser(lp.targets.clone(), sem.clone(), clock, lp.turns);
         Pacer::start(clock, lp.schedule.clone(), arrive_tx, release)
     });
+    let prewarm = (!closed).then(|| {
+        prewarm::spawn(
+            lp.targets.clone(),
+            lp.schedule.clone(),
+            sem.clone(),
+            clock,
+            lp.timeouts.connect,
+        )
+    });
     let planned_s = match (closed, lp.send_until) {
         (true, Some(d)) => d.as_secs_f64(),
         _ => lp.schedule.last().copied().unwrap_or(0) as f64 / 1e9,
@@ -139,6 +149,7 @@ pub async fn run(
         .await;
 
     let sending_s = clock.now_ns() as f64 / 1e9;
+    drop(prewarm);
     let pacer_realtime = pacer.as_ref().is_some_and(Pacer::realtime);
     if let Some(p) = pacer.as_mut() {
         p.stop();

@@ -1,11 +1,12 @@
-//! Running load: arrival schedules, the pacer thread, and the load-point loop that sends,
-//! caps concurrency, collects records and reports progress; the watchdog that notices a
-//! server which stopped answering.
+//! Running load: arrival schedules, the pacer thread (and the connections opened ahead for
+//! it), and the load-point loop that sends, caps concurrency, collects records and reports
+//! progress; the watchdog that notices a server which stopped answering.
 
 pub mod cell;
 pub mod load_point;
 pub mod loop_lag;
 pub mod pacer;
+pub mod prewarm;
 pub mod progress;
 pub mod usage;
 pub mod watchdog;

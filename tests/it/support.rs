@@ -43,6 +43,8 @@ pub enum Behavior {
 pub struct FakeServer {
     pub addr: SocketAddr,
     pub requests: Arc<AtomicU64>,
+    /// Connections accepted (TLS: before the handshake).
+    pub connections: Arc<AtomicU64>,
     /// Every request head received, as text, in arrival order.
     pub heads: Arc<std::sync::Mutex<Vec<String>>>,
     /// Set: every request from now on (`/health` too) is read and never answered.
@@ -104,6 +106,8 @@ fn fake_server_on(
     let (stop, mut rx) = tokio::sync::watch::channel(false);
     let requests = Arc::new(AtomicU64::new(0));
     let counter = requests.clone();
+    let connections = Arc::new(AtomicU64::new(0));
+    let accepted = connections.clone();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -117,6 +121,7 @@ fn fake_server_on(
                     _ = rx.wait_for(|s| *s) => break,
                     a = listener.accept() => {
                         let Ok((s, _)) = a else { continue };
+                        accepted.fetch_add(1, Ordering::Relaxed);
                         s.set_nodelay(true).unwrap();
                         let conn = Conn {
                             script: script.clone(),
@@ -144,6 +149,7 @@ fn fake_server_on(
     FakeServer {
         addr,
         requests,
+        connections,
         heads,
         hung,
         tls: is_tls,

@@ -29,9 +29,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Replay the window `[start, end)` at `speed` against a simulator of its own; every
-/// request of the window and only those, each intended at `(timestamp − start) / speed`,
-/// sent within 1 ms of it at p99. Returns the send error's p50 and p99 (ms).
-fn replay(url: &str, start_s: f64, end_s: f64, speed: f64, name: &str) -> (f64, f64) {
+/// request of the window and only those, each intended at `(timestamp − start) / speed`.
+/// Returns the send error's p50 and p99 (ms), and how many requests had to open their own
+/// connection (none should: connections are opened ahead of the schedule).
+fn replay(url: &str, start_s: f64, end_s: f64, speed: f64, name: &str) -> (f64, f64, usize) {
     let dir = temp_dir(name);
     let r = run(&[
         "bench",
@@ -79,32 +80,35 @@ fn replay(url: &str, start_s: f64, end_s: f64, speed: f64, name: &str) -> (f64, 
     }
     errors.sort_by(f64::total_cmp);
     let (p50, p99) = (percentile(&errors, 50.0), percentile(&errors, 99.0));
+    let own = recs.iter().filter(|r| !r["connect_ns"].is_null()).count();
     eprintln!(
-        "trace window [{start_s}, {end_s}) s at {speed}×: {} requests, |t_send − offset| p50 {p50:.3} ms, p99 {p99:.3} ms, max {:.3} ms",
+        "trace window [{start_s}, {end_s}) s at {speed}×: {} requests, |t_send − offset| p50 {p50:.3} ms, p99 {p99:.3} ms, max {:.3} ms; {own} opened a connection",
         errors.len(),
         errors[errors.len() - 1]
     );
-    (p50, p99)
+    (p50, p99, own)
 }
 
 #[test]
 fn a_trace_replayed_at_speed_1_keeps_its_offsets_within_1ms_p99_and_speed_2_halves_them() {
     let _serial = serial();
     let (mut sim, url) = spawn_sim(&["--profile", "llama-3.1-8b-h100"]);
-    let (_, p99_1) = replay(&url, 0.0, 12.0, 1.0, "trace-speed1");
+    let (_, p99_1, own_1) = replay(&url, 0.0, 12.0, 1.0, "trace-speed1");
     // another window, twice as fast: each intended time is its offset from the window's
-    // start, halved (checked request by request in `replay`). Its bursts (28 req/s) need
-    // new connections, which the runtime opens and sends on late (a few ms at p99 on two
-    // shared cores): the median is held here, the 1 ms p99 at speed 1.
-    let (p50_2, _) = replay(&url, 20.0, 40.0, 2.0, "trace-speed2");
+    // start, halved (checked request by request in `replay`), with bursts of 28 req/s
+    let (_, p99_2, own_2) = replay(&url, 20.0, 40.0, 2.0, "trace-speed2");
     let _ = sim.kill();
     let _ = sim.wait();
-    // The issue asks for 1 ms at p99; the client does not hold it reliably yet: a send that
-    // finds no idle connection waits for the runtime to open one (p99 0.3–2.3 ms, a max of
-    // 8 ms seen on a quiet machine). Bounded here at what it does hold, so a regression
-    // shows; the 1 ms target stays open (the pacer should open connections itself).
-    assert!(p99_1 <= 10.0, "speed 1: p99 {p99_1} ms");
-    assert!(p50_2 <= 1.0, "speed 2: p50 {p50_2} ms");
+    // A send that finds no idle connection waits for the runtime to open one: 1–8 ms late
+    // on two shared cores, which is what broke the 1 ms p99 before connections were opened
+    // ahead of the schedule (`runner::prewarm`). Every arrival must find one ready (one
+    // spare for a runtime stalled past the lookahead on a loaded machine).
+    assert!(
+        own_1 + own_2 <= 1,
+        "{own_1} + {own_2} requests opened a connection"
+    );
+    assert!(p99_1 <= 1.0, "speed 1: p99 {p99_1} ms");
+    assert!(p99_2 <= 1.0, "speed 2: p99 {p99_2} ms");
 }
 
 #[test]

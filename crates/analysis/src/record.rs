@@ -191,7 +191,8 @@ pub struct RequestRecord<E = Vec<u64>, K: TokenCounts = Vec<u32>> {
     pub t_send_ns: u64,
     /// When the response ended (last byte, error, or cancellation).
     pub t_end_ns: u64,
-    /// Time spent opening a new connection, when one was opened for this request.
+    /// Time spent opening a new connection, when one was opened for this request (open
+    /// loops open them ahead of the schedule: set only when none was ready in time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_ns: Option<u64>,
     /// Arrival of each content-bearing event, as an offset from `t_send_ns`.
