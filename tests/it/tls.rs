@@ -77,7 +77,7 @@ fn https_measures_the_same_known_delays_and_accounts_for_every_request() {
         // opened ahead of the schedule, so no request's latency carries a handshake)
         let accepted = server.connections.swap(0, Ordering::Relaxed);
         assert!(
-            (1..n as u64).contains(&accepted),
+            (1..n).contains(&accepted),
             "{accepted} connections for {n} requests"
         );
         let handshakes = records(&out)
