@@ -66,12 +66,16 @@ fn facts(dir: &RunDir, agg: &aggregate::Aggregated) -> model::RunFacts {
         workload,
         load,
         slo,
+        predicted: m.predicted || agg.plan.cells.iter().any(|c| c.plan.server.virtual_clock),
     }
 }
 
 /// The server, workload, load and SLOs of a cell, in words.
 fn describe_plan(p: &CellPlan) -> (String, String, String, Option<String>) {
     let launcher = match &p.server.launcher {
+        Launcher::Sim { profile } if p.server.virtual_clock => {
+            format!("built-in simulated vLLM in virtual time (profile `{profile}`)")
+        }
         Launcher::Sim { profile } => format!("built-in simulated vLLM (profile `{profile}`)"),
         Launcher::Command { template, .. } => format!("`{template}`"),
         Launcher::Compose { file, .. } => format!("docker compose `{file}`"),

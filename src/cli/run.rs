@@ -7,6 +7,7 @@ use crate::client::{self, Access, BaseUrl, get};
 use crate::experiment::{self, Cell, Experiment, Plan};
 use crate::launcher;
 use crate::runner::cell::{CellResult, CellSpec, run_cell};
+use crate::runner::virtual_cell::{self, VirtualServer};
 use crate::store::cell_report::CellInfo;
 use crate::store::layout::{CellDir, RunDir};
 use crate::store::{manifest::Manifest, summary_json};
@@ -263,6 +264,7 @@ async fn run_cells(
         dir,
         tok,
         workloads: HashMap::new(),
+        hashes: Default::default(),
         total: planned_cells(plan),
         interrupt: interrupt_on_signals(),
     };
@@ -297,15 +299,26 @@ struct Session<'r> {
     tok: Arc<Tokenizer>,
     /// Prompts by `PromptSpec::key`: cells that differ only in load share them.
     workloads: HashMap<String, Arc<Workload>>,
+    /// Prompts' prefix-block hashes for cells run in virtual time.
+    hashes: virtual_cell::PrefixHashes,
     total: usize,
     interrupt: tokio::sync::watch::Receiver<bool>,
 }
 
 /// A server configuration, up, and what its cells send to.
 struct Server {
-    running: launcher::Running,
-    endpoints: Vec<client::Server>,
+    backend: Backend,
     model: String,
+}
+
+enum Backend {
+    /// A server reached over HTTP (launched by us or not).
+    Live {
+        running: launcher::Running,
+        endpoints: Vec<client::Server>,
+    },
+    /// The built-in simulator in virtual time (`server.clock: virtual`): nothing runs.
+    Virtual(VirtualServer),
 }
 
 impl Session<'_> {
@@ -367,9 +380,11 @@ impl Session<'_> {
         server: Server,
         lost: Option<String>,
     ) -> Result<Option<RunEnd>> {
-        eprintln!("server `{id}`: stopping");
-        if let Some(note) = server.running.stop() {
-            eprintln!("{note}");
+        if let Backend::Live { running, .. } = server.backend {
+            eprintln!("server `{id}`: stopping");
+            if let Some(note) = running.stop() {
+                eprintln!("{note}");
+            }
         }
         if self.interrupted() {
             return Ok(Some(RunEnd::Interrupted));
@@ -384,8 +399,11 @@ impl Session<'_> {
         first: &Cell,
         manifest: &mut Manifest,
     ) -> Result<Option<Server>> {
-        let log = self.dir.server_log(id)?;
         let plan = &first.plan.server;
+        if plan.virtual_clock {
+            return self.virtual_server(id, first, manifest).map(Some);
+        }
+        let log = self.dir.server_log(id)?;
         eprintln!("server `{id}`: starting ({})", plan.launcher.name());
         let access = Access::new(plan.tls.clone(), &plan.headers)
             .with_context(|| format!("server `{id}`"))?;
@@ -403,10 +421,38 @@ impl Session<'_> {
             None => get::first_model(&endpoints[0]).await?,
         };
         Ok(Some(Server {
-            running,
-            endpoints,
+            backend: Backend::Live { running, endpoints },
             model,
         }))
+    }
+
+    /// The simulator a group's cells are predicted with (`server.clock: virtual`).
+    fn virtual_server(&self, id: &str, first: &Cell, manifest: &mut Manifest) -> Result<Server> {
+        let plan = &first.plan.server;
+        let experiment::Launcher::Sim { profile: name } = &plan.launcher else {
+            anyhow::bail!("server `{id}`: `clock: virtual` needs `launcher: sim`");
+        };
+        let profile =
+            launcher::sim_profile(plan, name).with_context(|| format!("server `{id}`"))?;
+        eprintln!(
+            "server `{id}`: built-in simulator in virtual time ({} engine(s), profile `{name}`): every figure is predicted, not measured",
+            plan.dp
+        );
+        manifest.predicted = true;
+        manifest.server_versions.push((
+            id.to_string(),
+            format!("vllm-sim {} (virtual time)", env!("CARGO_PKG_VERSION")),
+        ));
+        self.dir.write_manifest(manifest)?;
+        Ok(Server {
+            backend: Backend::Virtual(VirtualServer {
+                profile,
+                dp: plan.dp,
+                seed: first.plan.load.seed,
+                api_servers: plan.api_server_count,
+            }),
+            model: plan.model.clone().unwrap_or_else(|| "sim-llama".into()),
+        })
     }
 
     /// Run one cell into a fresh folder and store its summary and status. `None` when a
@@ -415,8 +461,10 @@ impl Session<'_> {
         let cdir = self.dir.cell(&cell.id);
         let _ = std::fs::remove_dir_all(cdir.root());
         std::fs::create_dir_all(cdir.root())?;
-        if cell.plan.server.reset_prefix_cache {
-            reset_prefix_cache(&server.endpoints).await;
+        if let (true, Backend::Live { endpoints, .. }) =
+            (cell.plan.server.reset_prefix_cache, &server.backend)
+        {
+            reset_prefix_cache(endpoints).await;
         }
         let interrupt = self.interrupt.clone();
         let stop = || *interrupt.borrow();
@@ -429,45 +477,31 @@ impl Session<'_> {
             Err(_) if stop() => return Ok(None),
             wl => wl?,
         };
-        let out_len = wl
-            .prompts
-            .iter()
-            .map(|p| p.output_tokens)
-            .max()
-            .unwrap_or(0);
-        if let Some(w) =
-            super::calibrate::warn_if_near_ceiling(cell.plan.load.arrival.rate(), out_len)
-        {
-            eprintln!("warning: cell `{}`: {w}", cell.id);
-        }
-        let log = server.running.log.clone();
-        let log_start = log
-            .as_ref()
-            .and_then(|l| std::fs::metadata(l).ok())
-            .map(|m| m.len());
         let total = self.total;
-        eprintln!(
-            "cell {}/{total} `{}` ({}): running",
-            cell.index + 1,
-            cell.id,
-            describe_cell(cell)
-        );
-        let mut r = run_one(
-            self.a,
-            cell,
-            &server.endpoints,
-            &server.model,
-            &wl,
-            &self.tok,
-            &cdir,
-            total,
-            self.interrupt.clone(),
-        )
-        .await?;
-        if let (Some(log), Some(start)) = (&log, log_start) {
-            copy_log_slice(log, start, &cdir.server_log());
-        }
-        r.server_exited = server.running.exited();
+        let body = body_for(cell, &server.model);
+        let r = match &mut server.backend {
+            Backend::Live { running, endpoints } => {
+                eprintln!(
+                    "cell {}/{total} `{}` ({}): running",
+                    cell.index + 1,
+                    cell.id,
+                    describe_cell(cell)
+                );
+                let spec = cell_spec(self.a, cell, endpoints, &body, &wl, &self.tok, total)?;
+                live_cell(spec, cell, running, &cdir, self.interrupt.clone()).await?
+            }
+            Backend::Virtual(v) => {
+                eprintln!(
+                    "cell {}/{total} `{}` ({}): predicting in virtual time",
+                    cell.index + 1,
+                    cell.id,
+                    describe_cell(cell)
+                );
+                let spec = cell_spec(self.a, cell, &[], &body, &wl, &self.tok, total)?;
+                let key = cell.plan.workload.prompts.key();
+                virtual_cell::run(&spec, v, &key, &mut self.hashes, &self.tok, &cdir)?
+            }
+        };
         let status = r.status();
         write_cell_summary(self.exp, cell, &r, status, &cdir, &server.model, &self.tok)?;
         cdir.write_status(status)?;
@@ -581,30 +615,34 @@ fn workload_for(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn run_one(
-    a: &RunArgs,
-    cell: &Cell,
-    endpoints: &[client::Server],
-    model: &str,
-    wl: &Workload,
-    tok: &Tokenizer,
-    cdir: &CellDir,
-    total: usize,
-    interrupt: tokio::sync::watch::Receiver<bool>,
-) -> Result<CellResult> {
-    let (load, w) = (&cell.plan.load, &cell.plan.workload);
-    let body = BodyOptions {
+/// The request body's options for a cell's prompts.
+fn body_for(cell: &Cell, model: &str) -> BodyOptions {
+    let w = &cell.plan.workload;
+    BodyOptions {
         endpoint: w.endpoint,
         model: model.to_string(),
         ignore_eos: w.ignore_eos,
         temperature: w.temperature,
         continuous_usage: w.continuous_usage_stats,
         extra: None,
-    };
-    let spec = CellSpec {
+    }
+}
+
+/// What the runner needs of a cell (`endpoints` empty in virtual time).
+fn cell_spec<'a>(
+    a: &RunArgs,
+    cell: &'a Cell,
+    endpoints: &'a [client::Server],
+    body: &'a BodyOptions,
+    wl: &'a Workload,
+    tok: &Tokenizer,
+    total: usize,
+) -> Result<CellSpec<'a>> {
+    let load = &cell.plan.load;
+    Ok(CellSpec {
         endpoints,
         prompts: &wl.prompts,
-        body: &body,
+        body,
         load,
         schedule: load.schedule(cell.repeat)?,
         connect_timeout: Duration::from_secs(10),
@@ -628,8 +666,38 @@ async fn run_one(
         metrics_interval: Some(cell.plan.monitor.metrics_interval),
         gpu: cell.plan.monitor.gpu,
         exact_tokenizer: !tok.is_built_in(),
-    };
-    run_cell(spec, cdir, interrupt).await
+    })
+}
+
+/// Run a cell against a server over HTTP, with its slice of the server's log.
+async fn live_cell(
+    spec: CellSpec<'_>,
+    cell: &Cell,
+    running: &mut launcher::Running,
+    cdir: &CellDir,
+    interrupt: tokio::sync::watch::Receiver<bool>,
+) -> Result<CellResult> {
+    let out_len = spec
+        .prompts
+        .iter()
+        .map(|p| p.output_tokens)
+        .max()
+        .unwrap_or(0);
+    if let Some(w) = super::calibrate::warn_if_near_ceiling(cell.plan.load.arrival.rate(), out_len)
+    {
+        eprintln!("warning: cell `{}`: {w}", cell.id);
+    }
+    let log = running.log.clone();
+    let log_start = log
+        .as_ref()
+        .and_then(|l| std::fs::metadata(l).ok())
+        .map(|m| m.len());
+    let mut r = run_cell(spec, cdir, interrupt).await?;
+    if let (Some(log), Some(start)) = (&log, log_start) {
+        copy_log_slice(log, start, &cdir.server_log());
+    }
+    r.server_exited = running.exited();
+    Ok(r)
 }
 
 fn copy_log_slice(log: &Path, start: u64, to: &Path) {

@@ -71,6 +71,9 @@ pub struct ServerPlan {
     pub api_server_count: Option<usize>,
     /// The simulator's prefix caching; `None`: its profile's (on).
     pub enable_prefix_caching: Option<bool>,
+    /// `server.clock: virtual`: the cells run in the simulator's virtual time
+    /// (`runner::virtual_cell`), their figures predicted, not measured.
+    pub virtual_clock: bool,
     /// Every scalar parameter of the cell as text: a command template's `{placeholders}`.
     pub values: Vec<(&'static str, String)>,
 }
@@ -195,7 +198,7 @@ impl CellPlan {
     /// range; what is left to fail here is a value a section requires and does not have).
     pub fn from_params(p: &Params) -> Result<CellPlan> {
         let r = Reader(p);
-        Ok(CellPlan {
+        let plan = CellPlan {
             server: server(&r)?,
             workload: workload(&r)?,
             load: load(&r)?,
@@ -214,7 +217,29 @@ impl CellPlan {
                 metrics_interval: Duration::from_secs_f64(r.f64("metrics_interval_s")?),
                 gpu: r.bool("gpu")?,
             },
-        })
+        };
+        plan.check_virtual()?;
+        Ok(plan)
+    }
+
+    /// Virtual time serves a schedule fixed in advance (`vllm_sim::virtual_time`): what
+    /// depends on when earlier requests end is refused, not approximated.
+    fn check_virtual(&self) -> Result<()> {
+        if !self.server.virtual_clock {
+            return Ok(());
+        }
+        let why = if self.load.closed_loop() {
+            "a closed loop (each request sent when one ends)"
+        } else if self.load.max_concurrency.is_some() {
+            "`load.max_concurrency` (arrivals wait for a request to end)"
+        } else if self.workload.prompts.turns() > 1 {
+            "`dataset: multi_turn` (a turn is sent when the previous one ends)"
+        } else {
+            return Ok(());
+        };
+        bail!(
+            "`server.clock: virtual` serves arrival schedules fixed in advance (rates, ramps, traces); {why} needs the real-time simulator: drop `clock: virtual`"
+        )
     }
 }
 
@@ -263,6 +288,14 @@ fn server(r: &Reader) -> Result<ServerPlan> {
         r.0.iter()
             .filter_map(|(k, v)| Some((*k, scalar(v)?)))
             .collect();
+    let virtual_clock = match (r.str("clock")?, &launcher) {
+        ("virtual", Launcher::Sim { .. }) => true,
+        ("virtual", other) => bail!(
+            "`server.clock: virtual` runs the built-in simulator in virtual time; launcher `{}` is a real server: drop `clock` (or use `launcher: sim`)",
+            other.name()
+        ),
+        _ => false,
+    };
     Ok(ServerPlan {
         launcher,
         start_timeout: Duration::from_secs_f64(r.f64("start_timeout_s")?),
@@ -288,6 +321,7 @@ fn server(r: &Reader) -> Result<ServerPlan> {
         max_num_batched_tokens: r.opt_u64("max_num_batched_tokens").map(|v| v as u32),
         api_server_count: r.opt_u64("api_server_count").map(|v| v as usize),
         enable_prefix_caching: r.opt_bool("enable_prefix_caching"),
+        virtual_clock,
         values,
     })
 }

@@ -138,6 +138,9 @@ pub fn cli_number(kind: Kind) -> impl Fn(&str) -> Result<f64, String> + Clone + 
 
 pub const LAUNCHERS: &[&str] = &["sim", "external", "command", "compose"];
 
+/// `server.clock`: how the built-in simulator's cells run.
+pub const CLOCKS: &[&str] = &["real", "virtual"];
+
 pub const DATASETS: &[&str] = &[
     "random",
     "prefix_repetition",
@@ -165,6 +168,13 @@ pub const SECTIONS: &[Section] = &[
                 Some("default"),
                 true,
                 "simulator profile: default, llama-3.1-8b-h100, llama-3.1-8b-a100, zero, or a YAML file",
+            ),
+            f(
+                "clock",
+                Kind::Enum(CLOCKS),
+                Some("real"),
+                false,
+                "sim: `real` serves requests over HTTP in real time; `virtual` runs the cells in the simulator's virtual time (seconds for hours of traffic, no HTTP), every figure marked predicted",
             ),
             f(
                 "urls",

@@ -95,9 +95,9 @@ pub async fn start(plan: &ServerPlan, seed: u64, log: &Path, access: &Access) ->
     }
 }
 
-/// The built-in simulator on its own thread, with the plan's scheduler limits.
-async fn start_sim(plan: &ServerPlan, name: &str, seed: u64, access: &Access) -> Result<Running> {
-    let timeout = plan.start_timeout;
+/// The simulator profile `name` with the plan's scheduler limits (`max_num_seqs`, …): what
+/// the built-in simulator runs, in real or in virtual time.
+pub fn sim_profile(plan: &ServerPlan, name: &str) -> Result<Profile> {
     let mut profile = Profile::resolve(name)?;
     if let Some(v) = plan.max_num_seqs {
         profile.max_num_seqs = v;
@@ -109,6 +109,13 @@ async fn start_sim(plan: &ServerPlan, name: &str, seed: u64, access: &Access) ->
         profile.enable_prefix_caching = v;
     }
     profile.validate()?;
+    Ok(profile)
+}
+
+/// The built-in simulator on its own thread, with the plan's scheduler limits.
+async fn start_sim(plan: &ServerPlan, name: &str, seed: u64, access: &Access) -> Result<Running> {
+    let timeout = plan.start_timeout;
+    let profile = sim_profile(plan, name)?;
     let tok = Tokenizer::load(plan.tokenizer.as_deref())?;
     let dp = plan.dp;
     let h = vllm_sim::background::start_with(SimConfig {

@@ -15,7 +15,7 @@ use crate::store::{self, jsonl, jsonl::JsonlWriter};
 use crate::workload::Prompt;
 use crate::workload::body::{self, BodyOptions};
 use anyhow::Result;
-use loadtest_analysis::record::CompactRecord;
+use loadtest_analysis::record::{CompactRecord, RequestRecord};
 use loadtest_analysis::server_metrics::server_stats;
 use loadtest_analysis::summary::{self, RunSummary, Scope, goodput::Slo};
 use loadtest_base::clock::Clock;
@@ -65,6 +65,8 @@ pub struct CellResult {
     pub client: ClientUsage,
     pub monitors: Option<MonitorReport>,
     pub warnings: Vec<String>,
+    /// Run in the simulator's virtual time (`runner::virtual_cell`): predicted, not measured.
+    pub predicted: bool,
 }
 
 impl CellResult {
@@ -105,6 +107,7 @@ impl CellResult {
             client: self.client.clone(),
             monitors: self.monitors.clone(),
             warnings: self.warnings.clone(),
+            predicted: self.predicted,
         }
     }
 
@@ -212,6 +215,7 @@ pub async fn run_cell(
         client,
         monitors,
         warnings,
+        predicted: false,
     })
 }
 
@@ -258,32 +262,55 @@ fn targets(c: &CellSpec) -> Arc<[Target]> {
 
 /// The cell's figures from its records. Those that need every content event stream them
 /// back from `requests.jsonl`, and `events.parquet` is written on the first of those passes.
-fn summarize_cell(
+pub(super) fn summarize_cell(
     c: &CellSpec,
     out: &CellDir,
     records: &[CompactRecord],
     not_sent: u64,
 ) -> Result<RunSummary> {
-    let window = summary::resolve_window(c.load.window_s, records);
     let raw = out.requests_jsonl();
+    summarize_from(c, out, records, not_sent, |f| {
+        jsonl::for_each(&raw, |r| {
+            f(&r);
+            Ok(())
+        })
+        .map(drop)
+    })
+}
+
+/// [`summarize_cell`] with the full records from `each` (a pass over every record, in
+/// order: the file, or memory when the records are still there).
+pub(super) fn summarize_from(
+    c: &CellSpec,
+    out: &CellDir,
+    records: &[CompactRecord],
+    not_sent: u64,
+    mut each: impl FnMut(&mut dyn FnMut(&RequestRecord)) -> Result<()>,
+) -> Result<RunSummary> {
+    let window = summary::resolve_window(c.load.window_s, records);
     let mut events_out = EventsWriter::create(&out.events_parquet(), EVENT_ROWS_PER_GROUP)?;
     let mut passes = 0;
+    let mut write_error = None;
     let events = summary::event_figures(
         |f| {
             passes += 1;
             let first = passes == 1;
-            jsonl::for_each(&raw, |r| {
-                if first {
-                    events_out.push(&r)?;
+            each(&mut |r| {
+                if first
+                    && write_error.is_none()
+                    && let Err(e) = events_out.push(r)
+                {
+                    write_error = Some(e);
                 }
-                f(&r);
-                Ok(())
+                f(r);
             })
-            .map(drop)
         },
         window,
         c.percentiles,
     )?;
+    if let Some(e) = write_error {
+        return Err(e);
+    }
     events_out.finish()?;
     let scope = Scope {
         window,
@@ -425,7 +452,7 @@ fn client_warnings(c: &CellSpec, s: &RunSummary, client: &ClientUsage) -> Vec<St
 }
 
 /// Reasons a figure of this cell should not be trusted as it stands.
-fn validity_warnings(
+pub(super) fn validity_warnings(
     s: &RunSummary,
     records: &[CompactRecord],
     interrupted: bool,

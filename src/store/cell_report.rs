@@ -25,6 +25,10 @@ pub struct CellReport<S> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitors: Option<MonitorReport>,
     pub warnings: Vec<String>,
+    /// Run in the simulator's virtual time (`server.clock: virtual`): every figure is a
+    /// prediction, not a measurement.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub predicted: bool,
 }
 
 /// A `run` cell's place in the matrix and every parameter it ran with (secrets redacted).

@@ -23,6 +23,10 @@ pub struct Manifest {
     pub server_versions: Vec<(String, String)>,
     pub seeds: Vec<u64>,
     pub error: Option<String>,
+    /// Cells ran in the simulator's virtual time (`server.clock: virtual`): the results are
+    /// predictions, not measurements.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub predicted: bool,
 }
 
 impl Manifest {
@@ -46,6 +50,7 @@ impl Manifest {
             server_versions: Vec::new(),
             seeds,
             error: None,
+            predicted: false,
         }
     }
 }

@@ -17,3 +17,4 @@ mod sim_wire;
 mod support;
 mod tls;
 mod trace_replay;
+mod virtual_time;

@@ -48,6 +48,8 @@ pub struct RunFacts {
     pub workload: String,
     pub load: String,
     pub slo: Option<String>,
+    /// The cells ran in the simulator's virtual time: every figure is a prediction.
+    pub predicted: bool,
 }
 
 fn ms(v: Option<f64>) -> String {
@@ -239,8 +241,20 @@ pub fn build(
     sections.push(cells_section(cells));
     let mut executive = executive_summary(facts, analysis);
     executive.splice(0..0, ramps.iter().map(ramp_sentence));
+    if facts.predicted {
+        executive.insert(0, format!(
+            "Predicted, not measured: every figure here comes from the {}, not from a server under load.",
+            facts.launcher
+        ));
+    }
     Report {
-        title: format!("{}: load test report", facts.experiment),
+        title: match facts.predicted {
+            true => format!(
+                "{}: predicted load test report (virtual time)",
+                facts.experiment
+            ),
+            false => format!("{}: load test report", facts.experiment),
+        },
         description: facts.description.clone(),
         executive_summary: executive,
         sections,

@@ -1,0 +1,329 @@
+//! A cell in virtual time (`server.clock: virtual`): the simulator's discrete-event loop
+//! (`vllm_sim::virtual_time`) serves the cell's arrival schedule and prompts in place of a
+//! server over HTTP, and its timeline becomes the records a real cell writes: each request
+//! sent at its intended instant (there is no client to be late), each token one content
+//! event. The summary, tables, analysis and report are then the same code as for a
+//! measured cell; the cell's `summary.json` says `predicted`.
+//!
+//! The client's rules are applied to the timeline as the load point applies them live:
+//! sending stops at the cell's duration (later arrivals are not sent), requests after the
+//! measurement window are cut once every request of the window has ended, the drain limit
+//! cuts (right-censors) whatever is left, and a request longer than the request timeout
+//! fails as `timeout`. One difference stays: a request cut by the client keeps its place in
+//! the simulated engine until it ends, where vLLM would free it at once. After the cut no
+//! figure looks; a timed-out request's place is kept, so many timeouts make the prediction
+//! pessimistic for the requests behind them.
+
+use super::cell::{CellResult, CellSpec, summarize_from, validity_warnings};
+use crate::store::cell_report::ClientUsage;
+use crate::store::jsonl::JsonlWriter;
+use crate::store::layout::CellDir;
+use crate::store::requests_table;
+use crate::workload::Prompt;
+use anyhow::{Context, Result};
+use loadtest_analysis::record::{
+    CancelReason, ErrorKind, RequestError, RequestRecord, TokenSource,
+};
+use loadtest_base::Tokenizer;
+use std::collections::HashMap;
+use std::sync::Arc;
+use vllm_sim::Profile;
+use vllm_sim::prefix_cache::{BlockHash, block_hashes};
+use vllm_sim::virtual_time::{VirtualConfig, VirtualRequest, simulate};
+
+/// The simulated server a group of virtual cells shares: what `launcher: sim` would start.
+#[derive(Debug, Clone)]
+pub struct VirtualServer {
+    pub profile: Profile,
+    pub dp: usize,
+    pub seed: u64,
+    pub api_servers: Option<usize>,
+}
+
+/// Each prompt's prefix-block hashes, by workload and block size: hashing means tokenizing
+/// every prompt (0.5 s for 1,000 prompts of 512 tokens), once per run rather than per cell.
+#[derive(Default)]
+pub struct PrefixHashes(HashMap<(String, u32), PromptHashes>);
+
+/// One workload's prompts' block hashes, in prompt order.
+type PromptHashes = Arc<[Arc<[BlockHash]>]>;
+
+impl PrefixHashes {
+    /// The hashes of `prompts` (the workload `key`'s) in blocks of `block_size`.
+    fn get(
+        &mut self,
+        key: &str,
+        prompts: &[Prompt],
+        block_size: u32,
+        tok: &Tokenizer,
+    ) -> Arc<[Arc<[BlockHash]>]> {
+        self.0
+            .entry((key.to_string(), block_size))
+            .or_insert_with(|| {
+                prompts
+                    .iter()
+                    .map(|p| {
+                        // the server's special tokens (a BOS): a stand-in id, as the
+                        // simulator's server uses
+                        let mut ids = vec![u32::MAX; tok.special_tokens_added() as usize];
+                        ids.extend(tok.encode(&p.text));
+                        block_hashes(&ids, block_size).into()
+                    })
+                    .collect()
+            })
+            .clone()
+    }
+}
+
+/// Run the cell in virtual time and store it as a measured cell is stored. `workload`: the
+/// key of the cell's prompts (`PromptSpec::key`), under which their hashes are kept.
+pub fn run(
+    c: &CellSpec,
+    server: &VirtualServer,
+    workload: &str,
+    hashes: &mut PrefixHashes,
+    tok: &Tokenizer,
+    out: &CellDir,
+) -> Result<CellResult> {
+    let wall = std::time::Instant::now();
+    let n_sent = sent(c);
+    let hashes = match server.profile.enable_prefix_caching {
+        true => Some(hashes.get(workload, c.prompts, server.profile.block_size, tok)),
+        false => None,
+    };
+    let requests = requests(c, hashes.as_deref(), n_sent);
+    let run = simulate(
+        &VirtualConfig {
+            profile: server.profile.clone(),
+            dp: server.dp,
+            seed: server.seed,
+            api_servers: server.api_servers,
+            sample_every_ns: None,
+            check_invariants: false,
+            record_token_times: true,
+        },
+        &requests,
+    )
+    .map_err(|e| anyhow::anyhow!("the virtual-time simulation failed: {e:?}"))?;
+    let cut = Cut::of(c, &requests, &run.token_times, n_sent);
+    let full: Vec<RequestRecord> = requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let prompt = &c.prompts[i % c.prompts.len()];
+            record(i, r, prompt.input_tokens, &run.token_times[i], c, &cut)
+        })
+        .collect();
+    drop(run);
+    let writer = JsonlWriter::create(&out.requests_jsonl())?;
+    let tx = writer.sender();
+    for r in &full {
+        tx.send(r.clone()).context("the record writer stopped")?;
+    }
+    drop(tx);
+    let records = writer.finish()?;
+    let not_sent = (c.schedule.len() - n_sent) as u64;
+    // the figures from the records in memory: the same as a measured cell's from its file
+    let s = summarize_from(c, out, &records, not_sent, |f| {
+        full.iter().for_each(f);
+        Ok(())
+    })?;
+    let warnings = validity_warnings(&s, &records, false, c.exact_tokenizer, false);
+    requests_table::write_requests(&out.requests_parquet(), &records, s.window)?;
+    let client = ClientUsage {
+        // the cell's virtual span; the client's own figures are zero (there is none)
+        wall_s: cut.at_ns as f64 / 1e9,
+        cpu_s: 0.0,
+        user_cpu_s: 0.0,
+        system_cpu_s: 0.0,
+        cpu_share_of_threads: 0.0,
+        max_rss_bytes: 0,
+        threads: 0,
+        loop_lag_p50_ms: None,
+        loop_lag_p99_ms: None,
+        loop_lag_max_ms: None,
+        pacer_realtime: true,
+        rss_growth_bytes: None,
+        rss_growth_per_request_bytes: None,
+        sending_s: cut.send_end_ns as f64 / 1e9,
+        planned_sending_s: None,
+    };
+    if !c.quiet {
+        eprintln!(
+            "{}{} requests in {:.1} s of virtual time ({:.2} s of wall time)",
+            c.label,
+            records.len(),
+            cut.at_ns as f64 / 1e9,
+            wall.elapsed().as_secs_f64()
+        );
+    }
+    Ok(CellResult {
+        summary: s,
+        server_lost: None,
+        server_exited: None,
+        records,
+        interrupted: false,
+        client,
+        monitors: None,
+        warnings,
+        predicted: true,
+    })
+}
+
+/// How many arrivals are sent: those before the cell's duration ends (all without one).
+fn sent(c: &CellSpec) -> usize {
+    match c.load.send_until() {
+        Some(d) => {
+            let until = d.as_nanos() as u64;
+            c.schedule.partition_point(|&t| t < until)
+        }
+        None => c.schedule.len(),
+    }
+}
+
+/// The requests as the simulator would receive them over HTTP: arrival `i` sends prompt
+/// `i mod prompts` (as the load point does), with its prefix-block hashes when the
+/// simulator caches prefixes.
+fn requests(c: &CellSpec, hashes: Option<&[Arc<[BlockHash]>]>, n: usize) -> Vec<VirtualRequest> {
+    (0..n)
+        .map(|i| {
+            let k = i % c.prompts.len();
+            let p = &c.prompts[k];
+            VirtualRequest {
+                arrival_ns: c.schedule[i],
+                prompt_tokens: p.input_tokens,
+                max_tokens: p.output_tokens,
+                min_tokens: 0,
+                ignore_eos: c.body.ignore_eos,
+                pinned_rank: None,
+                block_hashes: hashes.map_or_else(|| Arc::from([]), |h| h[k].clone()),
+            }
+        })
+        .collect()
+}
+
+/// When the client would have cut what was still running, and why.
+struct Cut {
+    /// When sending ended: the duration, or the last arrival.
+    send_end_ns: u64,
+    at_ns: u64,
+    reason: CancelReason,
+    timeout_ns: u64,
+}
+
+impl Cut {
+    /// The load point's rule: after sending ends, wait for every request of the window
+    /// (each until its end or its timeout), then cut the rest (`after_window`); the drain
+    /// limit cuts earlier (`drain_limit`).
+    fn of(c: &CellSpec, requests: &[VirtualRequest], tokens: &[Vec<u64>], n_sent: usize) -> Cut {
+        let timeout_ns = c.load.request_timeout.as_nanos() as u64;
+        let send_end_ns = match (n_sent < c.schedule.len(), c.load.send_until()) {
+            (true, Some(d)) => d.as_nanos() as u64,
+            _ => requests.last().map_or(0, |r| r.arrival_ns),
+        };
+        let followed_end = requests
+            .iter()
+            .zip(tokens)
+            .filter(|(r, _)| {
+                c.load
+                    .window_s
+                    .is_none_or(|(_, end)| (r.arrival_ns as f64) < end * 1e9)
+            })
+            .map(|(r, t)| end_ns(r, t).min(r.arrival_ns + timeout_ns))
+            .max()
+            .unwrap_or(0)
+            .max(send_end_ns);
+        let drain_end = c.load.drain.map(|d| send_end_ns + d.as_nanos() as u64);
+        match drain_end {
+            Some(d) if d < followed_end => Cut {
+                send_end_ns,
+                at_ns: d,
+                reason: CancelReason::DrainLimit,
+                timeout_ns,
+            },
+            _ => Cut {
+                send_end_ns,
+                at_ns: followed_end,
+                reason: CancelReason::AfterWindow,
+                timeout_ns,
+            },
+        }
+    }
+}
+
+/// When a request's last token came (its arrival when it produced none).
+fn end_ns(r: &VirtualRequest, tokens: &[u64]) -> u64 {
+    tokens.last().copied().unwrap_or(r.arrival_ns)
+}
+
+/// Request `i`'s record: complete, timed out, or cut by the client, whichever came first.
+fn record(
+    i: usize,
+    r: &VirtualRequest,
+    input_tokens: u32,
+    tokens: &[u64],
+    c: &CellSpec,
+    cut: &Cut,
+) -> RequestRecord {
+    let t0 = r.arrival_ns;
+    let finish = end_ns(r, tokens);
+    let timeout_at = t0 + cut.timeout_ns;
+    let complete = !tokens.is_empty() && finish <= cut.at_ns && finish <= timeout_at;
+    let (t_end, error) = if complete {
+        (finish, None)
+    } else if timeout_at <= cut.at_ns {
+        let msg = format!("no complete response within {:?}", c.load.request_timeout);
+        (timeout_at, Some(error(ErrorKind::Timeout, None, msg)))
+    } else {
+        let msg = "cancelled while in flight".to_string();
+        (
+            cut.at_ns,
+            Some(error(ErrorKind::Cancelled, Some(cut.reason), msg)),
+        )
+    };
+    let events: Vec<u64> = tokens
+        .iter()
+        .take_while(|&&t| t <= t_end)
+        .map(|&t| t - t0)
+        .collect();
+    let output_tokens = events.len() as u32;
+    let finish_reason = complete.then(|| {
+        if output_tokens >= r.max_tokens {
+            "length"
+        } else {
+            "stop"
+        }
+        .to_string()
+    });
+    RequestRecord {
+        id: i as u64,
+        t_intended_ns: t0,
+        t_send_ns: t0,
+        t_end_ns: t_end,
+        connect_ns: None,
+        content_event_tokens: vec![1; events.len()],
+        content_events: events,
+        input_tokens,
+        server_prompt_tokens: complete.then_some(r.prompt_tokens),
+        max_tokens: r.max_tokens,
+        output_tokens,
+        output_tokens_source: if complete {
+            TokenSource::Usage
+        } else {
+            TokenSource::Events
+        },
+        finish_reason,
+        error,
+        resent: 0,
+        turn: None,
+    }
+}
+
+fn error(kind: ErrorKind, cancel_reason: Option<CancelReason>, message: String) -> RequestError {
+    RequestError {
+        kind,
+        http_status: None,
+        cancel_reason,
+        message,
+    }
+}

@@ -1,0 +1,176 @@
+//! Experiments in virtual time (`server.clock: virtual`): the same cell predicted by the
+//! simulator's discrete-event loop agrees with the real-time simulator over HTTP, every
+//! output says it is predicted, and what virtual time cannot serve is refused.
+
+use crate::support::*;
+use std::path::{Path, PathBuf};
+
+const QUICKSTART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.yaml");
+const SCALING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/scaling.yaml");
+
+/// Run `experiment` into `root` with `sets`; the run's folder.
+fn run_experiment(experiment: &str, root: &Path, sets: &[&str]) -> PathBuf {
+    let mut args = vec![
+        "run",
+        experiment,
+        "--output",
+        root.to_str().unwrap(),
+        "--quiet",
+    ];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let r = run(&args);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    // <root>/<experiment name>/<timestamp>
+    let named = std::fs::read_dir(root)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::read_dir(named)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The only cell's `summary.json`.
+fn only_cell(run: &Path) -> (PathBuf, serde_json::Value) {
+    let cells: Vec<PathBuf> = std::fs::read_dir(run.join("cells"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(cells.len(), 1, "{cells:?}");
+    let s = json(&cells[0].join("summary.json"));
+    (cells[0].clone(), s)
+}
+
+#[test]
+fn a_cell_in_virtual_time_agrees_with_the_real_time_simulator_and_says_it_is_predicted() {
+    let _serial = serial();
+    let dir = temp_dir("virtual-vs-real");
+    // Long steps (40 ms and more): the real-time engine's wake-ups, late by a millisecond or
+    // two a step on a loaded two-core machine, stay a few percent of a step. (With the
+    // default profile's shorter decode steps a loaded machine made real-time TPOT 16%
+    // longer than the virtual timeline's.)
+    let profile = dir.join("slow-steps.yaml");
+    std::fs::write(
+        &profile,
+        "base: default\nc0_s: 0.04\nc_pf_s: 0.00002\nc_dec_s: 0.0002\nc_kv_s: 0\nfront_end_latency_s: 0.005\n",
+    )
+    .unwrap();
+    let profile_set = format!("server.profile={}", profile.display());
+    let sets = [
+        profile_set.as_str(),
+        "matrix.request_rate=[4]",
+        "workload.output_len=16",
+        "load.duration_s=12",
+        "load.warmup_s=2",
+        "load.cooldown_s=1",
+        "workload.num_prompts=100",
+    ];
+    let real = run_experiment(QUICKSTART, &dir.join("real"), &sets);
+    let mut vsets = sets.to_vec();
+    vsets.push("server.clock=virtual");
+    let virt = run_experiment(QUICKSTART, &dir.join("virtual"), &vsets);
+    let ((_, r), (vcell, v)) = (only_cell(&real), only_cell(&virt));
+    // the same schedule and prompts: the same requests sent
+    assert_eq!(
+        r["vllm_loadtest"]["summary"]["sent"],
+        v["vllm_loadtest"]["summary"]["sent"]
+    );
+    assert_accounted(
+        &vcell,
+        v["vllm_loadtest"]["summary"]["sent"].as_u64().unwrap(),
+    );
+    // The simulator's jitter is 0 here: what differs is the real-time server's own CPU
+    // (HTTP, tokenizing the prompt: a lone request's TTFT is 4–6 ms over the timeline's
+    // 55 ms on a loaded two-core machine) and how late its engine wakes up for each step.
+    // TTFT, the shortest figure, takes most of that.
+    for (key, tolerance) in [
+        ("request_throughput", 0.03),
+        ("median_ttft_ms", 0.15),
+        ("median_tpot_ms", 0.08),
+        ("median_e2el_ms", 0.08),
+    ] {
+        let (a, b) = (r[key].as_f64().unwrap(), v[key].as_f64().unwrap());
+        assert!(
+            (b / a - 1.0).abs() <= tolerance,
+            "{key}: real time {a:.3}, virtual time {b:.3}"
+        );
+    }
+    // predicted, everywhere it is read
+    assert_eq!(v["vllm_loadtest"]["predicted"], true);
+    assert!(r["vllm_loadtest"].get("predicted").is_none());
+    assert_eq!(json(&virt.join("manifest.json"))["predicted"], true);
+    let report = std::fs::read_to_string(virt.join("report.md")).unwrap();
+    assert!(
+        report.contains("predicted load test report (virtual time)"),
+        "{report}"
+    );
+    assert!(report.contains("Predicted, not measured"), "{report}");
+    let measured = std::fs::read_to_string(real.join("report.md")).unwrap();
+    assert!(!measured.to_lowercase().contains("predicted"));
+}
+
+#[test]
+fn the_scaling_example_runs_in_virtual_time_and_its_report_is_marked_predicted() {
+    let _serial = serial();
+    let dir = temp_dir("virtual-scaling");
+    let run = run_experiment(SCALING, &dir, &["server.clock=virtual"]);
+    let cells = std::fs::read_dir(run.join("cells")).unwrap().count();
+    assert_eq!(cells, 24);
+    let a = json(&run.join("analysis.json"));
+    // dp 4 against dp 1 at both batch sizes, each configuration saturated by 60 req/s
+    assert_eq!(a["scaling"].as_array().unwrap().len(), 2, "{a}");
+    for f in a["scaling"].as_array().unwrap() {
+        let dp4 = &f["rows"][1];
+        assert_eq!(dp4["dp"], 4, "{f}");
+        let speedup = dp4["speedup"].as_f64().unwrap();
+        assert!((3.5..=4.5).contains(&speedup), "{f}");
+    }
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("predicted load test report (virtual time)"));
+}
+
+#[test]
+fn virtual_time_refuses_what_depends_on_when_requests_end_and_real_servers() {
+    let dir = temp_dir("virtual-refused");
+    for (set, says) in [
+        ("load.max_concurrency=4", "max_concurrency"),
+        ("workload.dataset=multi_turn", "multi_turn"),
+        (
+            "server.launcher=external",
+            "launcher `external` is a real server",
+        ),
+    ] {
+        let mut args = vec![
+            "run",
+            QUICKSTART,
+            "--output",
+            dir.to_str().unwrap(),
+            "--dry-run",
+            "--set",
+            "server.clock=virtual",
+            "--set",
+            set,
+        ];
+        if set.contains("external") {
+            args.extend(["--set", "server.urls=[http://127.0.0.1:9]"]);
+        }
+        if set.contains("multi_turn") {
+            args.extend(["--set", "workload.endpoint=/v1/chat/completions"]);
+        }
+        let r = run(&args);
+        assert_eq!(r.code, Some(1), "{set}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{set}: {}", r.stderr);
+        assert!(r.stderr.contains("clock: virtual"), "{set}: {}", r.stderr);
+    }
+}
