@@ -194,6 +194,9 @@ pub fn throughput_by_dp(a: &Analysis) -> Option<Named> {
                     axis: Axis::Left,
                     dashed: false,
                     at_least: Vec::new(),
+                    marker: config_style(i).1,
+                    width: config_style(i).2,
+                    marker_r: config_style(i).3,
                     ..Series::default()
                 })
                 .collect();

@@ -68,15 +68,24 @@ fn bar_step(p: &Panel) -> Option<f64> {
     }
 }
 
-/// The x axis covers every point and every marker, and half a bar's step past the bars.
+/// The x axis covers every point and every marker, and a margin beside the outer bars (half
+/// a bar's step, at most 8% of the farthest bar's x; never below 0 for bars at x ≥ 0).
 fn x_scale(p: &Panel, a: &Area) -> Scale {
-    let half = bar_step(p).map_or(0.0, |s| s / 2.0);
+    let far = p.bars.iter().map(|b| b.x.abs()).fold(0.0, f64::max);
+    let pad = bar_step(p).map_or(0.0, |s| (s / 2.0).min(0.08 * far));
+    let floor = |x: f64| {
+        if x >= 0.0 {
+            (x - pad).max(0.0)
+        } else {
+            x - pad
+        }
+    };
     let (lo, hi) = extent(
         p.series
             .iter()
             .flat_map(|s| s.points.iter().map(|q| q.0))
             .chain(p.marks.iter().map(|m| m.0))
-            .chain(p.bars.iter().flat_map(|b| [b.x - half, b.x + half])),
+            .chain(p.bars.iter().flat_map(|b| [floor(b.x), b.x + pad])),
         false,
         true,
     );
@@ -202,9 +211,13 @@ fn hline(out: &mut Vec<Prim>, py: f32, label: &str, color: [u8; 3], a: &Area) {
 /// Stacked bars, parts bottom up, each bar's label over it.
 fn bars(out: &mut Vec<Prim>, p: &Panel, sx: &Scale, sy: &Scale) {
     let Some(step) = bar_step(p) else { return };
-    let bw = ((sx.map(step) - sx.map(0.0)).abs() * 0.6).clamp(4.0, 44.0);
+    let widest = ((sx.map(step) - sx.map(0.0)).abs() * 0.6).clamp(4.0, 44.0);
     for b in &p.bars {
         let cx = sx.map(b.x);
+        // a bar near an end of the axis stays inside the plot
+        let bw = widest
+            .min(2.0 * (cx - sx.p0).min(sx.p1 - cx) - 2.0)
+            .max(2.0);
         let mut base = 0.0;
         for (v, color) in &b.parts {
             let (y0, y1) = (sy.map(base), sy.map(base + v));
