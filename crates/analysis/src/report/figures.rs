@@ -194,9 +194,9 @@ pub fn throughput_by_dp(a: &Analysis) -> Option<Named> {
                     axis: Axis::Left,
                     dashed: false,
                     at_least: Vec::new(),
-                    marker: config_style(i).1,
-                    width: config_style(i).2,
-                    marker_r: config_style(i).3,
+                    marker: config_style(i, gs.len()).1,
+                    width: config_style(i, gs.len()).2,
+                    marker_r: config_style(i, gs.len()).3,
                     ..Series::default()
                 })
                 .collect();
@@ -245,15 +245,17 @@ pub fn throughput_by_dp(a: &Analysis) -> Option<Named> {
     })
 }
 
-/// A configuration's style in charts across configurations: its colour, marker and line
-/// width (later ones thinner, so a line drawn over an identical one leaves it showing).
-fn config_style(i: usize) -> (usize, Marker, f32, f32) {
-    let f = i as f32;
+/// A configuration's style in charts across `n` configurations: its colour, marker, line
+/// width and marker size. The first half is drawn wide, the second thin on top: the
+/// configurations are ordered by family, then DP size, so two that coincide (the same DP
+/// size in two families) are one wide and one thin, and the wide one shows around the other.
+fn config_style(i: usize, n: usize) -> (usize, Marker, f32, f32) {
+    let wide = i < n.div_ceil(2);
     (
         i,
         MARKERS[i % MARKERS.len()],
-        (3.6 - 0.3 * f).max(1.4),
-        (5.0 - 0.3 * f).max(2.8),
+        if wide { 4.2 } else { 1.8 },
+        if wide { 5.2 } else { 3.4 },
     )
 }
 
@@ -277,7 +279,7 @@ pub fn latency_by_dp(a: &Analysis, slos: &[Slo]) -> Named {
             .iter()
             .enumerate()
             .flat_map(|(i, g)| {
-                let (color, marker, width, marker_r) = config_style(i);
+                let (color, marker, width, marker_r) = config_style(i, a.groups.len());
                 let (pts50, lb50) = line(g, p50);
                 let (pts99, lb99) = line(g, p99);
                 [
@@ -363,7 +365,10 @@ pub fn latency_by_dp(a: &Analysis, slos: &[Slo]) -> Named {
             legend_extra: {
                 let mut k = keys(&ttft_slo);
                 if any_bound {
-                    k.push(LegendItem::line("arrow up: at least", false));
+                    k.push(LegendItem {
+                        arrow: true,
+                        ..LegendItem::line("at least (requests cut off)", false)
+                    });
                 }
                 k
             },
@@ -460,7 +465,7 @@ pub fn split(p: &Point) -> Option<TtftSplit> {
 }
 
 fn breakdown_panel(i: usize, g: &GroupFinding) -> Panel {
-    let (_, marker, _, _) = config_style(i);
+    let marker = MARKERS[i % MARKERS.len()];
     let pts = || g.points.iter().filter(|p| p.offered.is_finite());
     let bars = pts()
         .filter_map(|p| {

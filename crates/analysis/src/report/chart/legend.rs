@@ -16,6 +16,8 @@ pub struct LegendItem {
     pub hollow: bool,
     /// A filled box (a bar's part) instead of a line.
     pub swatch: bool,
+    /// An arrow up (a lower bound) instead of a line.
+    pub arrow: bool,
 }
 
 impl LegendItem {
@@ -28,6 +30,7 @@ impl LegendItem {
             marker: None,
             hollow: false,
             swatch: false,
+            arrow: false,
         }
     }
 
@@ -40,6 +43,7 @@ impl LegendItem {
             marker: None,
             hollow: false,
             swatch: true,
+            arrow: false,
         }
     }
 }
@@ -64,6 +68,7 @@ pub(super) fn items(p: &Panel) -> Vec<LegendItem> {
             marker: Some(s.marker),
             hollow: s.hollow,
             swatch: false,
+            arrow: false,
         })
         .chain(p.legend_extra.iter().cloned())
         .collect()
@@ -101,7 +106,9 @@ pub(super) fn draw(
     let mut boxes = Vec::new();
     for (it, (row, dx, w)) in items.iter().zip(place(items, width)) {
         let (lx, ly) = (x0 + dx, y + row as f32 * ROW);
-        if it.swatch {
+        if it.arrow {
+            super::panel::arrow_up(out, lx + SAMPLE / 2.0, ly + 2.0, it.color);
+        } else if it.swatch {
             out.push(Prim::Rect {
                 x: lx + 4.0,
                 y: ly - 9.0,

@@ -459,7 +459,7 @@ pub(super) fn marker(
 }
 
 /// A lower bound: the true value is above the dot.
-fn arrow_up(out: &mut Vec<Prim>, x: f32, y: f32, color: [u8; 3]) {
+pub(super) fn arrow_up(out: &mut Vec<Prim>, x: f32, y: f32, color: [u8; 3]) {
     out.push(Prim::Line {
         pts: vec![(x, y), (x, y - 12.0)],
         color,
