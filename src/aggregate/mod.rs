@@ -308,6 +308,7 @@ fn analysis_input(
         e2el_p50_ms: every.e2el_ms.as_ref().map(|d| d.p50),
         ttft_mean_ms: l.ttft_ms.as_ref().map(|d| d.mean),
         tpot_p50_ms: l.tpot_ms.as_ref().map(|d| d.p50),
+        tpot_p99_ms: l.tpot_ms.as_ref().map(|d| d.p99),
         slo_attainment: s.slo_attainment,
         sent: s.sent,
         measured: s.measured,

@@ -156,7 +156,14 @@ pub fn write_report(dir: &RunDir) -> Result<Written> {
     if let Some(f) = figures::throughput_by_dp(&analysis) {
         named.push(f);
     }
-    named.push(figures::latency_by_dp(&analysis));
+    // the SLOs the cells share (the first cell's, as the report's facts say)
+    let slos = agg
+        .plan
+        .cells
+        .first()
+        .map_or(&[][..], |c| &c.plan.slo.slos[..]);
+    named.push(figures::latency_by_dp(&analysis, slos));
+    named.extend(figures::latency_breakdown(&analysis));
     let chosen = analysis.groups.first().and_then(|g| {
         let cell = match &g.saturation {
             Some(s) => s.after.cells.first(),

@@ -233,6 +233,7 @@ fn virtual_cells(
                 ttft_p99_ms: None,
                 ttft_mean_ms: None,
                 tpot_p50_ms: None,
+                tpot_p99_ms: None,
                 e2el_p50_ms: None,
                 slo_attainment: None,
                 sent: reqs.len() as u64,
@@ -289,6 +290,35 @@ fn dp4_scales_efficiently_without_the_front_end_model_and_drops_with_it() {
 /// Load the HTML report in headless Chromium (Debian's `chromium`; CI installs it) and check
 /// the screenshot has the charts' colours in it, not just text.
 fn screenshot_shows_the_charts(html: &Path) {
+    let Some(png) = screenshot(html, (1200, 1600)) else {
+        return;
+    };
+    // the throughput line's blue and the TTFT line's red, as drawn in the inline SVG
+    let (blue, red) = (
+        pixels_near(&png, [31, 119, 180]),
+        pixels_near(&png, [214, 39, 40]),
+    );
+    assert!(
+        blue > 200 && red > 200,
+        "charts not visible in the screenshot (blue {blue}, red {red} pixels)"
+    );
+}
+
+/// Pixels of the screenshot within 30 of `rgb` on each channel.
+fn pixels_near(png: &tiny_skia::Pixmap, rgb: [u8; 3]) -> usize {
+    png.pixels()
+        .iter()
+        .filter(|c| {
+            (c.red() as i32 - rgb[0] as i32).abs() < 30
+                && (c.green() as i32 - rgb[1] as i32).abs() < 30
+                && (c.blue() as i32 - rgb[2] as i32).abs() < 30
+        })
+        .count()
+}
+
+/// A headless Chromium screenshot of `html` at `size`; `None` where no Chromium is
+/// installed (CI must have one).
+fn screenshot(html: &Path, size: (u32, u32)) -> Option<tiny_skia::Pixmap> {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| Path::new(p).exists());
@@ -298,7 +328,7 @@ fn screenshot_shows_the_charts(html: &Path) {
             "CI must install chromium (see .ci/run)"
         );
         eprintln!("skipped: no chromium here");
-        return;
+        return None;
     };
     let dir = temp_dir("chromium");
     let shot = dir.join("report.png");
@@ -313,7 +343,7 @@ fn screenshot_shows_the_charts(html: &Path) {
             "--disable-component-update",
             "--disable-sync",
             "--hide-scrollbars",
-            "--window-size=1200,1600",
+            &format!("--window-size={},{}", size.0, size.1),
             &format!("--user-data-dir={}", dir.join("profile").display()),
             &format!("--screenshot={}", shot.display()),
             &format!("file://{}", html.display()),
@@ -336,27 +366,140 @@ fn screenshot_shows_the_charts(html: &Path) {
     }
     let png =
         tiny_skia::Pixmap::decode_png(&std::fs::read(&shot).expect("screenshot written")).unwrap();
-    assert_eq!((png.width(), png.height()), (1200, 1600));
-    // the throughput line's blue and the TTFT line's red, as drawn in the inline SVG
-    let near = |c: tiny_skia::PremultipliedColorU8, rgb: [u8; 3]| {
-        (c.red() as i32 - rgb[0] as i32).abs() < 30
-            && (c.green() as i32 - rgb[1] as i32).abs() < 30
-            && (c.blue() as i32 - rgb[2] as i32).abs() < 30
-    };
-    let blue = png
-        .pixels()
-        .iter()
-        .filter(|c| near(**c, [31, 119, 180]))
-        .count();
-    let red = png
-        .pixels()
-        .iter()
-        .filter(|c| near(**c, [214, 39, 40]))
-        .count();
+    assert_eq!((png.width(), png.height()), size);
+    Some(png)
+}
+
+#[test]
+fn scaling_example_report_says_where_the_time_goes() {
+    use loadtest_analysis::report::{chart, figures};
+    use loadtest_analysis::summary::goodput::Slo;
+    let _serial = serial();
+    let dir = temp_dir("an-breakdown");
+    let root = dir.join("r");
+    let r = run(&[
+        "run",
+        &format!("{}/examples/scaling.yaml", env!("CARGO_MANIFEST_DIR")),
+        "--output",
+        root.to_str().unwrap(),
+        "--quiet",
+        // the default profile: a step prefills at most 2048 tokens (4 prompts of 512) in
+        // ~150 ms, so one engine admits ~25 req/s and queues the rest of 60; four do not
+        // queue at 15 each. Cycled prompts would hit the prefix cache and skip the prefill.
+        "--set",
+        "server.enable_prefix_caching=false",
+        "--set",
+        "workload.input_len=512",
+        "--set",
+        "workload.output_len=16",
+        "--set",
+        "workload.num_prompts=100",
+        "--set",
+        "load.duration_s=3",
+        "--set",
+        "load.warmup_s=0.5",
+        "--set",
+        "load.cooldown_s=0.5",
+        "--set",
+        "load.drain_timeout_s=4",
+        "--set",
+        "monitor.metrics_interval_s=0.5",
+        "--set",
+        "matrix.request_rate=[10,60]",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let res = std::fs::read_dir(root.join("scaling-1v4gpu"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let md = std::fs::read_to_string(res.join("report.md")).unwrap();
     assert!(
-        blue > 200 && red > 200,
-        "charts not visible in the screenshot (blue {blue}, red {red} pixels)"
+        md.contains("## Where the time goes: queue, prefill, decode")
+            && md.contains("](figs/latency-breakdown.png)"),
+        "{md}"
     );
+    // the sentence's share is the analysis' queue mean over the client's TTFT mean
+    let a: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(res.join("analysis.json")).unwrap()).unwrap();
+    let groups = a["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 4, "the scaling example's 4 configurations");
+    for g in groups.iter().filter(|g| g["dp"] == 1) {
+        let top = g["points"].as_array().unwrap().last().unwrap();
+        // of the server's own TTFT mean (the simulator exports its histogram)
+        let (q, pf, ttft) = (
+            top["phases"]["queue_ms"].as_f64().unwrap(),
+            top["phases"]["prefill_ms"].as_f64().unwrap(),
+            top["phases"]["ttft_ms"].as_f64().unwrap(),
+        );
+        let share = (100.0 * q / ttft.max(q + pf)).round();
+        let sentence = format!(
+            "1 engine (dp=1, {}): at 60 req/s offered, {share:.0}% of TTFT is queueing",
+            g["family"].as_str().unwrap()
+        );
+        assert!(md.contains(&sentence), "lacks `{sentence}`: {md}");
+        // one engine at twice its capacity: most of TTFT is waiting
+        assert!(share > 50.0, "{sentence}");
+    }
+    let svg = std::fs::read_to_string(res.join("figs/latency-breakdown.svg")).unwrap();
+    for t in [
+        "queue",
+        "prefill",
+        "client TPOT p50",
+        "server TPOT mean",
+        "dp=4 max_num_seqs=256",
+    ] {
+        assert!(
+            svg.contains(&format!("aria-label=\"{t}\"")),
+            "breakdown SVG lacks `{t}`"
+        );
+    }
+    let lat = std::fs::read_to_string(res.join("figs/latency-by-dp.svg")).unwrap();
+    assert!(lat.contains("SLO: TTFT ≤ 500 ms") && lat.contains("SLO: TPOT ≤ 100 ms"));
+    // the legends of the run's own charts: no two entries overlap
+    let (_, analysis) =
+        vllm_loadtest::aggregate::write_all(&vllm_loadtest::store::layout::RunDir::new(&res))
+            .unwrap();
+    for f in [
+        figures::latency_by_dp(&analysis, &[Slo::TtftMs(500.0), Slo::TpotMs(100.0)]).figure,
+        figures::latency_breakdown(&analysis).unwrap().figure,
+    ] {
+        let boxes: Vec<[f32; 4]> = chart::legend_boxes(&f)
+            .into_iter()
+            .flat_map(|p| p.legend)
+            .collect();
+        for (i, a) in boxes.iter().enumerate() {
+            for b in &boxes[i + 1..] {
+                let apart = a[0] + a[2] <= b[0]
+                    || b[0] + b[2] <= a[0]
+                    || a[1] + a[3] <= b[1]
+                    || b[1] + b[3] <= a[1];
+                assert!(apart, "`{}`: {a:?} and {b:?} overlap", f.title);
+            }
+        }
+    }
+    // the two charts in Chromium: the breakdown's queue (red) and prefill (blue) drawn
+    let page = dir.join("charts.html");
+    std::fs::write(
+        &page,
+        format!(
+            "<!doctype html><html><body style=\"margin:0\">{}{}</body></html>",
+            svg, lat
+        ),
+    )
+    .unwrap();
+    if let Some(png) = screenshot(&page, (1100, 1500)) {
+        let keep = std::env::var_os("KEEP_SCREENSHOT").map(std::path::PathBuf::from);
+        if let Some(k) = keep {
+            png.save_png(k).unwrap();
+        }
+        let (red, blue) = (
+            pixels_near(&png, figures::QUEUE_COLOR),
+            pixels_near(&png, figures::PREFILL_COLOR),
+        );
+        assert!(red > 500 && blue > 500, "red {red}, blue {blue} pixels");
+    }
 }
 
 /// A shipped example's most loaded cell, run in virtual time through the same summary code

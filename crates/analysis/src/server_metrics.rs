@@ -33,6 +33,10 @@ pub struct ServerStats {
     #[serde(default)]
     pub prefix_cache_hits: Option<f64>,
     pub engines: usize,
+    /// Mean queue, prefill and decode time per request over the window, from vLLM's
+    /// phase histograms; `None` for a server without them.
+    #[serde(default)]
+    pub breakdown: Option<crate::latency_breakdown::Breakdown>,
 }
 
 impl ServerStats {
@@ -53,19 +57,32 @@ impl ServerStats {
 /// without a scrape on one side uses its nearest one inside the window. `None` when no
 /// series of that name was scraped near the window.
 pub fn counter_delta(rows: &[MetricRow], name: &str, from_ns: u64, to_ns: u64) -> Option<f64> {
+    let d = series_deltas(rows, name, from_ns, to_ns);
+    (!d.is_empty()).then(|| d.values().sum())
+}
+
+/// A series of one metric: endpoint, engine, other labels.
+pub type SeriesKey<'a> = (u32, Option<&'a str>, &'a str);
+
+/// `counter_delta` series by series: each series' growth over the window, for the series
+/// with a scrape near it.
+pub fn series_deltas<'a>(
+    rows: &'a [MetricRow],
+    name: &str,
+    from_ns: u64,
+    to_ns: u64,
+) -> std::collections::BTreeMap<SeriesKey<'a>, f64> {
     use std::collections::BTreeMap;
-    /// A series: endpoint, engine, other labels.
-    type Series<'a> = (u32, Option<&'a str>, &'a str);
     // each series' samples in time order
-    let mut series: BTreeMap<Series, Vec<(u64, f64)>> = BTreeMap::new();
+    let mut series: BTreeMap<SeriesKey, Vec<(u64, f64)>> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.name == name) {
         series
             .entry((r.endpoint, r.engine.as_deref(), r.labels.as_str()))
             .or_default()
             .push((r.t_ns, r.value));
     }
-    let mut total = None;
-    for samples in series.values_mut() {
+    let mut out = BTreeMap::new();
+    for (key, mut samples) in series {
         samples.sort_by_key(|s| s.0);
         let inside = |s: &&(u64, f64)| s.0 >= from_ns && s.0 <= to_ns;
         let first = samples
@@ -80,10 +97,10 @@ pub fn counter_delta(rows: &[MetricRow], name: &str, from_ns: u64, to_ns: u64) -
         if let (Some(a), Some(b)) = (first, last)
             && b.0 >= a.0
         {
-            *total.get_or_insert(0.0) += b.1 - a.1;
+            out.insert(key, b.1 - a.1);
         }
     }
-    total
+    out
 }
 
 pub fn server_stats(rows: &[MetricRow], from_ns: u64, to_ns: u64) -> ServerStats {
@@ -150,6 +167,7 @@ pub fn server_stats(rows: &[MetricRow], from_ns: u64, to_ns: u64) -> ServerStats
         ),
         prefix_cache_hits: counter_delta(rows, "vllm:prefix_cache_hits_total", from_ns, to_ns),
         engines: engines.len(),
+        breakdown: crate::latency_breakdown::breakdown(rows, from_ns, to_ns),
     }
 }
 

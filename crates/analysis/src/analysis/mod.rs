@@ -45,6 +45,7 @@ pub struct CellInput {
     /// Of the successful requests (compared with the server's own histogram).
     pub ttft_mean_ms: Option<f64>,
     pub tpot_p50_ms: Option<f64>,
+    pub tpot_p99_ms: Option<f64>,
     pub slo_attainment: Option<f64>,
     pub sent: u64,
     pub measured: u64,
@@ -84,6 +85,12 @@ pub struct Point {
     pub ttft_p50_ms: Option<Figure>,
     pub ttft_p99_ms: Option<Figure>,
     pub tpot_p50_ms: Option<f64>,
+    pub tpot_p99_ms: Option<f64>,
+    /// The client's mean TTFT of successful requests (what the server's phase means add up
+    /// to, less the front end and the network).
+    pub ttft_mean_ms: Option<f64>,
+    /// The server's queue, prefill and decode means (all engines), when it exports them.
+    pub phases: Option<crate::latency_breakdown::Phases>,
     /// The output-token rate was still rising in some cell of the point (not steady).
     pub token_rate_rising: bool,
     pub slo_attainment: Option<f64>,

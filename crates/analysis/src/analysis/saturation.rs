@@ -115,6 +115,12 @@ fn points(cells: &[&CellInput]) -> Vec<Point> {
                 ttft_p50_ms: mean_figure(cs.iter().filter_map(|c| c.ttft_p50_ms.as_ref())),
                 ttft_p99_ms: mean_figure(cs.iter().filter_map(|c| c.ttft_p99_ms.as_ref())),
                 tpot_p50_ms: mean(cs.iter().filter_map(|c| c.tpot_p50_ms)),
+                tpot_p99_ms: mean(cs.iter().filter_map(|c| c.tpot_p99_ms)),
+                ttft_mean_ms: mean(cs.iter().filter_map(|c| c.ttft_mean_ms)),
+                phases: crate::latency_breakdown::Phases::mean(
+                    cs.iter()
+                        .filter_map(|c| c.server.as_ref()?.breakdown.as_ref().map(|b| &b.all)),
+                ),
                 token_rate_rising: cs.iter().any(|c| c.token_rate_rising),
                 slo_attainment: mean(cs.iter().filter_map(|c| c.slo_attainment)),
                 queue_growing: growing,

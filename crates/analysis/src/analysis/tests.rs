@@ -16,6 +16,7 @@ fn cell(group: &str, dp: u32, offered: f64, achieved: f64, ttft: f64) -> CellInp
         ttft_p99_ms: Some(Figure::known(ttft * 2.0)),
         ttft_mean_ms: Some(ttft),
         tpot_p50_ms: Some(20.0),
+        tpot_p99_ms: Some(40.0),
         e2el_p50_ms: Some(Figure::known(5000.0)),
         slo_attainment: Some(if ttft < 500.0 { 1.0 } else { 0.2 }),
         sent: 1000,

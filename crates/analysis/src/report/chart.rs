@@ -1,8 +1,13 @@
-//! Charts as data: a figure of panels with axes, series and markers, laid out into drawing
-//! primitives (pure); `panel` lays out one panel. `draw` turns the primitives into SVG and
-//! PNG.
+//! Charts as data: a figure of panels with axes, series (lines with markers), stacked bars,
+//! reference lines and legends, laid out into drawing primitives (pure); `panel` lays out
+//! one panel, `legend` places a legend's entries in rows that never overlap. `draw` turns
+//! the primitives into SVG and PNG.
 
+mod legend;
 mod panel;
+
+pub use legend::LegendItem;
+pub use panel::PanelBoxes;
 
 use std::fmt::Write;
 
@@ -11,6 +16,32 @@ pub enum Axis {
     Left,
     Right,
 }
+
+/// The shape drawn at each point of a series: several series in one colour family, or
+/// lines that coincide, stay apart by their shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    Circle,
+    Square,
+    Triangle,
+    Diamond,
+    TriangleDown,
+    Cross,
+    Pentagon,
+    Plus,
+}
+
+/// One marker per server configuration, in order (8 distinct shapes).
+pub const MARKERS: [Marker; 8] = [
+    Marker::Circle,
+    Marker::Square,
+    Marker::Triangle,
+    Marker::Diamond,
+    Marker::TriangleDown,
+    Marker::Cross,
+    Marker::Pentagon,
+    Marker::Plus,
+];
 
 #[derive(Debug, Clone)]
 pub struct Series {
@@ -22,9 +53,53 @@ pub struct Series {
     /// Per point: only a lower bound is known (requests were cut off); drawn with an arrow
     /// pointing up. Empty: every point is a value.
     pub at_least: Vec<bool>,
+    pub marker: Marker,
+    /// Hollow markers (the p99 beside a configuration's filled p50).
+    pub hollow: bool,
+    /// Line width (px); a later series drawn thinner over an earlier one leaves the earlier
+    /// visible around it where the two coincide.
+    pub width: f32,
+    /// Marker radius (px).
+    pub marker_r: f32,
+    /// Listed in the legend; a companion line (p99 of a p50) shares its entry.
+    pub in_legend: bool,
 }
 
+impl Default for Series {
+    fn default() -> Self {
+        Series {
+            name: String::new(),
+            points: Vec::new(),
+            color: 0,
+            axis: Axis::Left,
+            dashed: false,
+            at_least: Vec::new(),
+            marker: Marker::Circle,
+            hollow: false,
+            width: 2.0,
+            marker_r: 3.0,
+            in_legend: true,
+        }
+    }
+}
+
+/// A horizontal reference line across the plot (an SLO), against the left axis.
 #[derive(Debug, Clone)]
+pub struct HLine {
+    pub y: f64,
+    pub label: String,
+    pub color: [u8; 3],
+}
+
+/// A stacked bar at `x`: its parts bottom up (value, colour), and a label over it.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub x: f64,
+    pub parts: Vec<(f64, [u8; 3])>,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct Panel {
     pub title: String,
     pub x_label: String,
@@ -35,6 +110,21 @@ pub struct Panel {
     pub series: Vec<Series>,
     /// Vertical markers (x, label), e.g. the saturation point.
     pub marks: Vec<(f64, String)>,
+    /// Horizontal reference lines (SLOs); the left axis covers them.
+    pub hlines: Vec<HLine>,
+    /// Stacked bars against the left axis.
+    pub bars: Vec<Stack>,
+    /// The left axis' range when fixed (a share from 0 to 100%, with room for labels).
+    pub y_range: Option<(f64, f64)>,
+    /// Legend entries after the series' own (line styles, bar parts).
+    pub legend_extra: Vec<LegendItem>,
+}
+
+impl Panel {
+    /// Rows the legend takes in a panel `width` wide (a figure's height makes room for them).
+    pub fn legend_rows(&self, width: f32) -> usize {
+        legend::rows(&legend::items(self), width - 2.0 * panel::LEGEND_INSET)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +133,8 @@ pub struct Figure {
     pub panels: Vec<Panel>,
     pub width: f32,
     pub height: f32,
+    /// Panels per row; 0: all in one row.
+    pub columns: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,6 +166,13 @@ pub enum Prim {
         r: f32,
         color: [u8; 3],
     },
+    /// A closed polygon (a marker), filled or outlined.
+    Poly {
+        pts: Vec<(f32, f32)>,
+        fill: Option<[u8; 3]>,
+        stroke: Option<[u8; 3]>,
+        width: f32,
+    },
     Text {
         x: f32,
         y: f32,
@@ -85,13 +184,18 @@ pub enum Prim {
     },
 }
 
-pub const PALETTE: [[u8; 3]; 6] = [
+/// Ten distinct colours (matplotlib's tab10, reordered so the first six stay as they were).
+pub const PALETTE: [[u8; 3]; 10] = [
     [31, 119, 180],
     [214, 39, 40],
     [44, 160, 44],
     [255, 127, 14],
     [148, 103, 189],
     [23, 190, 207],
+    [140, 86, 75],
+    [227, 119, 194],
+    [127, 127, 127],
+    [188, 189, 34],
 ];
 const INK: [u8; 3] = [30, 30, 30];
 const GRID: [u8; 3] = [225, 225, 225];
@@ -232,12 +336,35 @@ pub fn layout(f: &Figure) -> Vec<Prim> {
         INK,
         false,
     );
-    let n = f.panels.len().max(1) as f32;
-    let pw = f.width / n;
-    for (i, p) in f.panels.iter().enumerate() {
-        panel::panel(&mut out, p, i as f32 * pw, 34.0, pw, f.height - 34.0);
+    for (p, (x, y, w, h)) in f.panels.iter().zip(panel_boxes(f)) {
+        panel::panel(&mut out, p, x, y, w, h);
     }
     out
+}
+
+/// Where each panel, its plot area and its legend entries fall on the figure (for tests
+/// and checks: no two legend entries may overlap).
+pub fn legend_boxes(f: &Figure) -> Vec<PanelBoxes> {
+    let mut scratch = Vec::new();
+    f.panels
+        .iter()
+        .zip(panel_boxes(f))
+        .map(|(p, (x, y, w, h))| panel::panel(&mut scratch, p, x, y, w, h))
+        .collect()
+}
+
+/// Each panel's box (x, y, w, h) on the figure: in rows of `columns`, under the title.
+fn panel_boxes(f: &Figure) -> Vec<(f32, f32, f32, f32)> {
+    let n = f.panels.len().max(1);
+    let cols = if f.columns == 0 { n } else { f.columns.min(n) };
+    let rows = n.div_ceil(cols);
+    let (pw, ph) = (f.width / cols as f32, (f.height - 34.0) / rows as f32);
+    (0..f.panels.len())
+        .map(|i| {
+            let (r, c) = (i / cols, i % cols);
+            (c as f32 * pw, 34.0 + r as f32 * ph, pw, ph)
+        })
+        .collect()
 }
 
 /// Every string drawn, for accessibility metadata and tests.
@@ -290,15 +417,14 @@ mod tests {
                 series: vec![Series {
                     name: "s".into(),
                     points: vec![(1.0, 1.0), (2.0, 5.0)],
-                    color: 0,
-                    axis: Axis::Left,
-                    dashed: false,
                     at_least,
+                    ..Series::default()
                 }],
-                marks: vec![],
+                ..Panel::default()
             }],
             width: 400.0,
             height: 300.0,
+            columns: 0,
         };
         let lines = |f: &Figure| {
             layout(f)

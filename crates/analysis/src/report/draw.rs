@@ -67,19 +67,22 @@ impl ttf_parser::OutlineBuilder for Pen {
     }
 }
 
+/// How wide `text` is at `size` px in the shipped font (the advance of every glyph drawn,
+/// a missing one drawn as `?`): what a layout reserves for it.
+pub fn text_width(text: &str, size: f32) -> f32 {
+    let f = face();
+    let scale = size / f.units_per_em() as f32;
+    text.chars()
+        .filter_map(|c| f.glyph_index(c).or_else(|| f.glyph_index('?')))
+        .map(|g| f.glyph_hor_advance(g).unwrap_or(0) as f32 * scale)
+        .sum()
+}
+
 /// Outline of `text` at (x, y) baseline, `size` px, anchored and optionally vertical.
 fn text_ops(x: f32, y: f32, size: f32, text: &str, anchor: Anchor, vertical: bool) -> Vec<Op> {
     let f = face();
     let scale = size / f.units_per_em() as f32;
-    let width: f32 = text
-        .chars()
-        .map(|c| {
-            f.glyph_index(c)
-                .and_then(|g| f.glyph_hor_advance(g))
-                .unwrap_or(0) as f32
-                * scale
-        })
-        .sum();
+    let width = text_width(text, size);
     let start = match anchor {
         Anchor::Start => x,
         Anchor::Middle => x - width / 2.0,
@@ -166,6 +169,24 @@ pub fn svg(prims: &[Prim], width: f32, height: f32, title: &str) -> String {
                     r#"<circle cx="{x:.1}" cy="{y:.1}" r="{r}" fill="{}"/>"#,
                     rgb(*color)
                 );
+            }
+            Prim::Poly {
+                pts,
+                fill,
+                stroke,
+                width,
+            } => {
+                let d: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+                let _ = write!(
+                    s,
+                    r#"<polygon points="{}" fill="{}""#,
+                    d.join(" "),
+                    fill.map_or("white".to_string(), rgb)
+                );
+                if let Some(c) = stroke {
+                    let _ = write!(s, r#" stroke="{}" stroke-width="{width}""#, rgb(*c));
+                }
+                s.push_str("/>");
             }
             Prim::Text {
                 x,
@@ -260,6 +281,39 @@ pub fn png(prims: &[Prim], width: f32, height: f32) -> Vec<u8> {
             Prim::Dot { x, y, r, color } => {
                 if let Some(path) = PathBuilder::from_circle(*x, *y, *r) {
                     pm.fill_path(&path, &paint(*color), FillRule::Winding, t, None);
+                }
+            }
+            Prim::Poly {
+                pts,
+                fill,
+                stroke,
+                width,
+            } => {
+                let mut pb = PathBuilder::new();
+                for (i, (x, y)) in pts.iter().enumerate() {
+                    if i == 0 {
+                        pb.move_to(*x, *y);
+                    } else {
+                        pb.line_to(*x, *y);
+                    }
+                }
+                pb.close();
+                if let Some(path) = pb.finish() {
+                    // a hollow marker is white inside, so a line under it does not show through
+                    pm.fill_path(
+                        &path,
+                        &paint(fill.unwrap_or([255, 255, 255])),
+                        FillRule::Winding,
+                        t,
+                        None,
+                    );
+                    if let Some(c) = stroke {
+                        let stroke = Stroke {
+                            width: *width,
+                            ..Stroke::default()
+                        };
+                        pm.stroke_path(&path, &paint(*c), &stroke, t, None);
+                    }
                 }
             }
             Prim::Text {

@@ -1,12 +1,18 @@
 //! The report's charts, built from the analysis (pure): the seed's three — saturation,
-//! throughput per DP size, latency per DP size — and the server's queue and KV usage over a
-//! saturated cell; a ramp cell's probe (`ramp`).
+//! throughput per DP size, latency per DP size (p50 and p99, the SLOs) — the latency
+//! breakdown (where TTFT goes: the server's queue and prefill, and the rest; TPOT beside the
+//! server's decode time per token), and the server's queue and KV usage over a saturated
+//! cell; a ramp cell's probe (`ramp`).
 
-use super::chart::{Axis, Figure, Panel, Series};
-use crate::analysis::Analysis;
+use super::chart::{
+    Axis, Figure, HLine, LegendItem, MARKERS, Marker, Panel, Series, Stack, fmt_tick,
+};
 use crate::analysis::saturation::{GroupFinding, Saturation};
 use crate::analysis::scaling::fmt_rate;
+use crate::analysis::{Analysis, Point};
+use crate::latency_breakdown::TtftSplit;
 use crate::server_metrics::MetricRow;
+use crate::summary::goodput::Slo;
 
 /// A figure and the file stem it is saved under (`figs/<stem>.png|svg`).
 pub struct Named {
@@ -48,9 +54,11 @@ pub fn saturation(g: &GroupFinding) -> Named {
                 log_y2: true,
                 series,
                 marks: onset_marks(g),
+                ..Panel::default()
             }],
             width: 820.0,
             height: 480.0,
+            columns: 0,
         },
     }
 }
@@ -66,6 +74,7 @@ fn throughput_series(g: &GroupFinding) -> Vec<Series> {
             axis: Axis::Left,
             dashed: false,
             at_least: Vec::new(),
+            ..Series::default()
         },
         Series {
             name: "offered = achieved".into(),
@@ -74,6 +83,7 @@ fn throughput_series(g: &GroupFinding) -> Vec<Series> {
             axis: Axis::Left,
             dashed: true,
             at_least: Vec::new(),
+            ..Series::default()
         },
     ]
 }
@@ -97,6 +107,7 @@ fn ttft_series(g: &GroupFinding) -> Series {
         color: 1,
         axis: Axis::Right,
         dashed: false,
+        ..Series::default()
     }
 }
 
@@ -138,6 +149,7 @@ fn plateau_series(g: &GroupFinding) -> Option<Series> {
         axis: Axis::Left,
         dashed: true,
         at_least: Vec::new(),
+        ..Series::default()
     })
 }
 
@@ -182,6 +194,10 @@ pub fn throughput_by_dp(a: &Analysis) -> Option<Named> {
                     axis: Axis::Left,
                     dashed: false,
                     at_least: Vec::new(),
+                    marker: config_style(i, gs.len()).1,
+                    width: config_style(i, gs.len()).2,
+                    marker_r: config_style(i, gs.len()).3,
+                    ..Series::default()
                 })
                 .collect();
             let xs: Vec<f64> = gs
@@ -197,6 +213,7 @@ pub fn throughput_by_dp(a: &Analysis) -> Option<Named> {
                 axis: Axis::Left,
                 dashed: true,
                 at_least: Vec::new(),
+                ..Series::default()
             });
             Panel {
                 title: if *fam == "all" {
@@ -211,6 +228,7 @@ pub fn throughput_by_dp(a: &Analysis) -> Option<Named> {
                 log_y2: false,
                 series,
                 marks: vec![],
+                ..Panel::default()
             }
         })
         .collect::<Vec<_>>();
@@ -222,63 +240,286 @@ pub fn throughput_by_dp(a: &Analysis) -> Option<Named> {
             panels,
             width: (520.0 * n).max(820.0),
             height: 480.0,
+            columns: 0,
         },
     })
 }
 
-pub fn latency_by_dp(a: &Analysis) -> Named {
+/// A configuration's style in charts across `n` configurations: its colour, marker, line
+/// width and marker size. The first half is drawn wide, the second thin on top: the
+/// configurations are ordered by family, then DP size, so two that coincide (the same DP
+/// size in two families) are one wide and one thin, and the wide one shows around the other.
+fn config_style(i: usize, n: usize) -> (usize, Marker, f32, f32) {
+    let wide = i < n.div_ceil(2);
+    (
+        i,
+        MARKERS[i % MARKERS.len()],
+        if wide { 4.2 } else { 1.8 },
+        if wide { 5.2 } else { 3.4 },
+    )
+}
+
+const SLO_COLOR: [u8; 3] = [120, 120, 120];
+
+/// TTFT and TPOT against offered load, one colour and marker per server configuration:
+/// p50 solid with filled markers, p99 dashed with hollow ones, and the experiment's SLOs as
+/// horizontal lines.
+pub fn latency_by_dp(a: &Analysis, slos: &[Slo]) -> Named {
     // a figure is (value, only a lower bound?)
-    let series = |pick: fn(&crate::analysis::Point) -> Option<(f64, bool)>| -> Vec<Series> {
+    type Pick = fn(&Point) -> Option<(f64, bool)>;
+    let series = |p50: Pick, p99: Pick| -> Vec<Series> {
+        let line = |g: &GroupFinding, pick: Pick| -> (Vec<(f64, f64)>, Vec<bool>) {
+            g.points
+                .iter()
+                .filter(|p| p.offered.is_finite())
+                .filter_map(|p| Some(((p.offered, pick(p)?.0), pick(p)?.1)))
+                .unzip()
+        };
         a.groups
             .iter()
             .enumerate()
-            .map(|(i, g)| {
-                let pts: Vec<(f64, (f64, bool))> = g
-                    .points
-                    .iter()
-                    .filter_map(|p| Some((p.offered, pick(p)?)))
-                    .filter(|q| q.0.is_finite())
-                    .collect();
-                Series {
-                    name: label(g),
-                    points: pts.iter().map(|&(x, (y, _))| (x, y)).collect(),
-                    color: i,
-                    axis: Axis::Left,
-                    dashed: false,
-                    at_least: pts.iter().map(|&(_, (_, b))| b).collect(),
-                }
+            .flat_map(|(i, g)| {
+                let (color, marker, width, marker_r) = config_style(i, a.groups.len());
+                let (pts50, lb50) = line(g, p50);
+                let (pts99, lb99) = line(g, p99);
+                [
+                    Series {
+                        name: label(g),
+                        points: pts50,
+                        at_least: lb50,
+                        color,
+                        marker,
+                        width,
+                        marker_r,
+                        ..Series::default()
+                    },
+                    Series {
+                        name: format!("{} p99", label(g)),
+                        points: pts99,
+                        at_least: lb99,
+                        color,
+                        marker,
+                        dashed: true,
+                        hollow: true,
+                        width: 1.3,
+                        marker_r,
+                        in_legend: false,
+                        ..Series::default()
+                    },
+                ]
             })
             .collect()
     };
+    let slo_lines = |which: fn(&Slo) -> Option<f64>, what: &str| -> Vec<HLine> {
+        slos.iter()
+            .filter_map(which)
+            .map(|v| HLine {
+                y: v,
+                label: format!("SLO: {what} ≤ {} ms", fmt_tick(v)),
+                color: SLO_COLOR,
+            })
+            .collect()
+    };
+    let keys = |hlines: &[HLine]| {
+        let mut k = vec![
+            LegendItem::line("p50 (solid, filled)", false),
+            LegendItem::line("p99 (dashed, hollow)", true),
+        ];
+        if !hlines.is_empty() {
+            k.push(LegendItem {
+                color: SLO_COLOR,
+                ..LegendItem::line("SLO", true)
+            });
+        }
+        k
+    };
+    let ttft_slo = slo_lines(
+        |s| match s {
+            Slo::TtftMs(v) => Some(*v),
+            _ => None,
+        },
+        "TTFT",
+    );
+    let tpot_slo = slo_lines(
+        |s| match s {
+            Slo::TpotMs(v) => Some(*v),
+            _ => None,
+        },
+        "TPOT",
+    );
+    let any_bound = a
+        .groups
+        .iter()
+        .flat_map(|g| &g.points)
+        .any(|p| p.ttft_p99_ms.is_some_and(|f| f.lower_bound));
+    let panels = vec![
+        Panel {
+            title: "time to first token".into(),
+            x_label: "offered load (req/s)".into(),
+            y_label: "TTFT (ms, log)".into(),
+            log_y: true,
+            series: series(
+                |p| p.ttft_p50_ms.map(|f| (f.value, f.lower_bound)),
+                |p| p.ttft_p99_ms.map(|f| (f.value, f.lower_bound)),
+            ),
+            legend_extra: {
+                let mut k = keys(&ttft_slo);
+                if any_bound {
+                    k.push(LegendItem {
+                        arrow: true,
+                        ..LegendItem::line("at least (requests cut off)", false)
+                    });
+                }
+                k
+            },
+            hlines: ttft_slo,
+            ..Panel::default()
+        },
+        Panel {
+            title: "time per output token".into(),
+            x_label: "offered load (req/s)".into(),
+            y_label: "TPOT (ms)".into(),
+            series: series(
+                |p| p.tpot_p50_ms.map(|v| (v, false)),
+                |p| p.tpot_p99_ms.map(|v| (v, false)),
+            ),
+            legend_extra: keys(&tpot_slo),
+            hlines: tpot_slo,
+            ..Panel::default()
+        },
+    ];
+    let width = 1100.0;
+    let rows = panels
+        .iter()
+        .map(|p| p.legend_rows(width / 2.0))
+        .max()
+        .unwrap_or(1);
     Named {
         stem: "latency-by-dp".into(),
         figure: Figure {
-            title: "Latency vs offered load per server configuration".into(),
-            panels: vec![
-                Panel {
-                    title: "time to first token".into(),
-                    x_label: "offered load (req/s)".into(),
-                    y_label: "TTFT p50 (ms, log)".into(),
-                    y2_label: None,
-                    log_y: true,
-                    log_y2: false,
-                    series: series(|p| p.ttft_p50_ms.map(|f| (f.value, f.lower_bound))),
-                    marks: vec![],
-                },
-                Panel {
-                    title: "time per output token".into(),
-                    x_label: "offered load (req/s)".into(),
-                    y_label: "TPOT p50 (ms)".into(),
-                    y2_label: None,
-                    log_y: false,
-                    log_y2: false,
-                    series: series(|p| p.tpot_p50_ms.map(|v| (v, false))),
-                    marks: vec![],
-                },
-            ],
-            width: 1100.0,
-            height: 480.0,
+            title: "Latency vs offered load per server configuration (p50 and p99)".into(),
+            panels,
+            width,
+            height: 460.0 + 17.0 * rows as f32,
+            columns: 0,
         },
+    }
+}
+
+/// Colours of the parts of TTFT in the breakdown.
+pub const QUEUE_COLOR: [u8; 3] = [214, 39, 40];
+pub const PREFILL_COLOR: [u8; 3] = [31, 119, 180];
+pub const OTHER_COLOR: [u8; 3] = [199, 199, 199];
+
+/// `1.2 s` or `87 ms`.
+fn short_ms(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.1} s", v / 1000.0)
+    } else {
+        format!("{v:.0} ms")
+    }
+}
+
+/// Where the time goes, per server configuration and offered load: each bar is the server's
+/// mean TTFT (its value over the bar; the client's where the server has none) split into
+/// its mean queue and prefill time and the rest (before the engine); against the right
+/// axis, the client's TPOT p50 and the server's mean time per output token (its decode
+/// phase per token). `None` when no cell's server exported vLLM's phase histograms: then
+/// there is nothing to split.
+pub fn latency_breakdown(a: &Analysis) -> Option<Named> {
+    let groups: Vec<(usize, &GroupFinding)> = a
+        .groups
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| g.points.iter().any(|p| split(p).is_some()))
+        .collect();
+    if groups.is_empty() {
+        return None;
+    }
+    let panels: Vec<Panel> = groups.iter().map(|&(i, g)| breakdown_panel(i, g)).collect();
+    let columns = panels.len().min(2);
+    let rows = panels.len().div_ceil(columns);
+    let width = if columns == 1 { 820.0 } else { 1100.0 };
+    let legend_rows = panels
+        .iter()
+        .map(|p| p.legend_rows(width / columns as f32))
+        .max()
+        .unwrap_or(1);
+    Some(Named {
+        stem: BREAKDOWN_STEM.into(),
+        figure: Figure {
+            title: "Where the time goes: the server's TTFT split into queue, prefill and the rest; TPOT beside the server's".into(),
+            panels,
+            width,
+            height: 34.0 + rows as f32 * (400.0 + 17.0 * legend_rows as f32),
+            columns,
+        },
+    })
+}
+
+pub const BREAKDOWN_STEM: &str = "latency-breakdown";
+
+/// A point's TTFT split, when both the client and the server measured it.
+pub fn split(p: &Point) -> Option<TtftSplit> {
+    TtftSplit::new(p.ttft_mean_ms, p.phases.as_ref()?)
+}
+
+fn breakdown_panel(i: usize, g: &GroupFinding) -> Panel {
+    let marker = MARKERS[i % MARKERS.len()];
+    let pts = || g.points.iter().filter(|p| p.offered.is_finite());
+    let bars = pts()
+        .filter_map(|p| {
+            let s = split(p)?;
+            Some(Stack {
+                x: p.offered,
+                parts: vec![
+                    (100.0 * s.queue_share(), QUEUE_COLOR),
+                    (100.0 * s.prefill_share(), PREFILL_COLOR),
+                    (100.0 * s.other_share(), OTHER_COLOR),
+                ],
+                label: short_ms(s.total_ms),
+            })
+        })
+        .collect();
+    let client_tpot: Vec<(f64, f64)> = pts()
+        .filter_map(|p| Some((p.offered, p.tpot_p50_ms?)))
+        .collect();
+    let server_tpot: Vec<(f64, f64)> = pts()
+        .filter_map(|p| Some((p.offered, p.phases?.tpot_ms?)))
+        .collect();
+    Panel {
+        title: label(g),
+        x_label: "offered load (req/s)".into(),
+        y_label: "share of TTFT mean (%)".into(),
+        y2_label: Some("TPOT (ms)".into()),
+        y_range: Some((0.0, 118.0)),
+        bars,
+        series: vec![
+            Series {
+                name: "client TPOT p50".into(),
+                points: client_tpot,
+                color: 4,
+                axis: Axis::Right,
+                marker,
+                ..Series::default()
+            },
+            Series {
+                name: "server TPOT mean".into(),
+                points: server_tpot,
+                color: 2,
+                axis: Axis::Right,
+                dashed: true,
+                hollow: true,
+                marker,
+                ..Series::default()
+            },
+        ],
+        legend_extra: vec![
+            LegendItem::swatch("queue", QUEUE_COLOR),
+            LegendItem::swatch("prefill", PREFILL_COLOR),
+            LegendItem::swatch("rest (before the engine)", OTHER_COLOR),
+        ],
+        ..Panel::default()
     }
 }
 
@@ -327,6 +568,7 @@ pub fn server_over_time(cell: &str, rows: &[MetricRow]) -> Option<Named> {
                         axis: Axis::Left,
                         dashed: false,
                         at_least: Vec::new(),
+                        ..Series::default()
                     },
                     Series {
                         name: "running".into(),
@@ -335,6 +577,7 @@ pub fn server_over_time(cell: &str, rows: &[MetricRow]) -> Option<Named> {
                         axis: Axis::Left,
                         dashed: false,
                         at_least: Vec::new(),
+                        ..Series::default()
                     },
                     Series {
                         name: "KV usage %".into(),
@@ -346,12 +589,15 @@ pub fn server_over_time(cell: &str, rows: &[MetricRow]) -> Option<Named> {
                         axis: Axis::Right,
                         dashed: true,
                         at_least: Vec::new(),
+                        ..Series::default()
                     },
                 ],
                 marks: vec![],
+                ..Panel::default()
             }],
             width: 820.0,
             height: 440.0,
+            columns: 0,
         },
     })
 }
@@ -366,6 +612,7 @@ pub fn ramp(cell: &str, p: &crate::analysis::ramp::RampProbe) -> Named {
         axis: Axis::Left,
         dashed,
         at_least: Vec::new(),
+        ..Series::default()
     };
     let sending = || p.points.iter().filter(|q| q.t_s <= p.sending_s);
     let over_time = vec![
@@ -402,6 +649,7 @@ pub fn ramp(cell: &str, p: &crate::analysis::ramp::RampProbe) -> Named {
                     log_y2: false,
                     series: over_time,
                     marks: mark(p.knee.as_ref().map(|k| k.t_s)),
+                    ..Panel::default()
                 },
                 Panel {
                     title: "achieved against offered, while sending".into(),
@@ -415,10 +663,12 @@ pub fn ramp(cell: &str, p: &crate::analysis::ramp::RampProbe) -> Named {
                         line("offered = achieved", 0, true, diagonal),
                     ],
                     marks: mark(p.knee.as_ref().map(|k| k.plateau)),
+                    ..Panel::default()
                 },
             ],
             width: 1160.0,
             height: 460.0,
+            columns: 0,
         },
     }
 }

@@ -9,3 +9,6 @@ pub mod markdown;
 pub mod model;
 pub mod search_text;
 pub mod table;
+
+#[cfg(test)]
+mod tests;

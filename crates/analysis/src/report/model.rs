@@ -1,9 +1,11 @@
 //! The report model: every sentence and table of the report, computed once from the analysis
 //! and the run's metadata. The renderers (Markdown, HTML, terminal) only lay it out. Pure.
 
+use super::figures;
 use crate::analysis::saturation::{GroupFinding, Reason, Saturation};
 use crate::analysis::scaling::{ScalingFinding, ScalingRow, fmt_rate};
 use crate::analysis::{Analysis, CellInput, Point};
+use crate::latency_breakdown::{self, TtftSplit};
 use crate::stats::survival::Figure;
 use serde::Serialize;
 
@@ -231,6 +233,7 @@ pub fn build(
     sections.extend(analysis.groups.iter().map(saturation_section));
     sections.extend(analysis.scaling.iter().map(scaling_section));
     sections.push(by_configuration_section(analysis.groups.len()));
+    sections.push(breakdown_section(analysis, cells));
     if let Some((stem, cell)) = server_chart {
         sections.push(server_section(stem, &cell));
     }
@@ -280,6 +283,13 @@ fn executive_summary(facts: &RunFacts, analysis: &Analysis) -> Vec<String> {
     for f in &analysis.scaling {
         exec.extend(scaling_sentence(f));
     }
+    // where TTFT goes at the highest load, from the server's phase histograms
+    exec.extend(
+        analysis
+            .groups
+            .iter()
+            .filter_map(|g| Some(breakdown_at_top(g, &split_points(g))? + ".")),
+    );
     exec.extend(left_out_sentences(analysis));
     if let Some(slo) = &facts.slo {
         for g in &analysis.groups {
@@ -683,4 +693,187 @@ fn cell_row(c: &CellInput) -> Vec<String> {
         c.failed.to_string(),
         c.cancelled.to_string(),
     ]
+}
+
+/// A share as a whole percentage; `<1%` for a small share that is not nothing.
+fn pct(x: f64) -> String {
+    if x > 0.0 && x < 0.005 {
+        "<1%".into()
+    } else {
+        format!("{:.0}%", x * 100.0)
+    }
+}
+
+/// A configuration's points whose TTFT the server's phases split, by offered rate.
+fn split_points(g: &GroupFinding) -> Vec<(&Point, TtftSplit)> {
+    g.points
+        .iter()
+        .filter(|p| p.offered.is_finite())
+        .filter_map(|p| Some((p, figures::split(p)?)))
+        .collect()
+}
+
+/// Whose TTFT mean a split divides: the server's, the client's seen beside it.
+fn of_whom(s: &TtftSplit) -> String {
+    match (s.of_server, s.client_ms) {
+        (true, Some(c)) => format!(
+            "of the server's {} mean; the client saw {}",
+            ms(Some(s.total_ms)),
+            ms(Some(c))
+        ),
+        (true, None) => format!("of the server's {} mean", ms(Some(s.total_ms))),
+        (false, _) => format!("of the client's {} mean", ms(Some(s.total_ms))),
+    }
+}
+
+/// Where TTFT goes at the highest split load: the share that is queueing, and the rest.
+fn breakdown_at_top(g: &GroupFinding, pts: &[(&Point, TtftSplit)]) -> Option<String> {
+    let (hi, hs) = pts.last()?;
+    Some(format!(
+        "{}: at {} req/s offered, {} of TTFT is queueing ({} {}; prefill {}, {} {})",
+        group_label(g),
+        fmt_rate(hi.offered),
+        pct(hs.queue_share()),
+        ms(Some(hs.queue_ms)),
+        of_whom(hs),
+        pct(hs.prefill_share()),
+        hs.other_name(),
+        pct(hs.other_share()),
+    ))
+}
+
+/// Where one configuration's TTFT goes, from its split points: at the highest load, the
+/// share that is queueing; at the lowest, the whole split; and from which rate queueing is
+/// most of it. `None` without a split point.
+fn breakdown_sentence(g: &GroupFinding) -> Option<String> {
+    let pts = split_points(g);
+    let mut out = breakdown_at_top(g, &pts)?;
+    let (lo, ls) = pts.first()?;
+    if pts.len() > 1 {
+        out.push_str(&format!(
+            "; at {} req/s it is {} (TTFT mean {}: prefill {}, the rest {})",
+            fmt_rate(lo.offered),
+            pct(ls.queue_share()),
+            ms(Some(ls.total_ms)),
+            pct(ls.prefill_share()),
+            pct(ls.other_share()),
+        ));
+    }
+    out.push('.');
+    match pts.iter().position(|(_, s)| s.queue_share() > 0.5) {
+        Some(i) if pts.len() > 1 && pts[i..].iter().all(|(_, s)| s.queue_share() > 0.5) => out
+            .push_str(&format!(
+                " Queueing is over half of TTFT from {} req/s on.",
+                fmt_rate(pts[i].0.offered)
+            )),
+        None if pts.len() > 1 => {
+            out.push_str(" Queueing stays under half of TTFT at every tested rate.")
+        }
+        _ => {}
+    }
+    Some(out)
+}
+
+/// The latency breakdown: the chart and a sentence per configuration, or why there is none.
+fn breakdown_section(a: &Analysis, cells: &[CellInput]) -> Section {
+    let title = "Where the time goes: queue, prefill, decode".to_string();
+    if figures::latency_breakdown(a).is_none() {
+        return Section {
+            title,
+            paragraphs: vec![format!(
+                "The server exported none of vLLM's request-phase histograms (`{}`, `{}`, `{}`) in any cell's measurement window, so TTFT cannot be split into queueing and prefill here: a server other than vLLM, or its `/metrics` was not scraped. The client's TTFT and TPOT above are all there is.",
+                latency_breakdown::QUEUE,
+                latency_breakdown::PREFILL,
+                latency_breakdown::DECODE
+            )],
+            figures: vec![],
+            tables: vec![],
+        };
+    }
+    let mut paragraphs = vec![format!(
+        "From the server's own histograms, per engine and summed over engines, over each cell's measurement window (the growth of `_sum` over the growth of `_count` between the scrapes around the window, not since the server started): the mean time a request waited in the queue (`{}`), spent in prefill up to its first token (`{}`) and in decode after it (`{}`), as shares of the server's mean TTFT over the same window (`{}`; the client's where the server has none). What queue and prefill leave of it is spent before the engine (API server, tokenisation, routing); the client's TTFT adds the network and the client. TPOT is shown beside the server's mean time per output token (`{}`). The histograms count the requests the server observed in the window, the client's figures the requests it sent in the window: under a growing queue these differ, so compare shares, not single requests.",
+        latency_breakdown::QUEUE,
+        latency_breakdown::PREFILL,
+        latency_breakdown::DECODE,
+        latency_breakdown::TTFT,
+        latency_breakdown::TPOT
+    )];
+    paragraphs.extend(a.groups.iter().filter_map(breakdown_sentence));
+    Section {
+        title,
+        paragraphs,
+        figures: vec![(
+            figures::BREAKDOWN_STEM.into(),
+            "The server's mean TTFT (over each bar) split into queue, prefill and the rest, per configuration and offered load; the client's TPOT p50 beside the server's mean time per output token".into(),
+        )],
+        tables: vec![breakdown_table(a, cells)],
+    }
+}
+
+fn breakdown_table(a: &Analysis, cells: &[CellInput]) -> Table {
+    let engines = |p: &Point| -> String {
+        // a point's cells, engine by engine (the first repeat's)
+        let b = p.cells.iter().find_map(|id| {
+            cells
+                .iter()
+                .find(|c| &c.id == id)?
+                .server
+                .as_ref()?
+                .breakdown
+                .as_ref()
+        });
+        match b {
+            Some(b) if b.engines.len() > 1 => b
+                .engines
+                .iter()
+                .map(|(e, ph)| format!("{e} {}", ms(ph.queue_ms)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => "-".into(),
+        }
+    };
+    let share = |v: f64, s: &TtftSplit| format!("{} ({})", ms(Some(v)), pct(v / s.total_ms));
+    let rows = a
+        .groups
+        .iter()
+        .flat_map(|g| {
+            g.points.iter().filter_map(move |p| {
+                let s = figures::split(p)?;
+                let ph = p.phases?;
+                Some(vec![
+                    group_label(g),
+                    fmt_rate(p.offered),
+                    if s.of_server {
+                        ms(Some(s.total_ms))
+                    } else {
+                        "-".into()
+                    },
+                    ms(s.client_ms),
+                    share(s.queue_ms, &s),
+                    share(s.prefill_ms, &s),
+                    share(s.other_ms, &s),
+                    ms(ph.decode_ms),
+                    ms(ph.tpot_ms),
+                    ms(p.tpot_p50_ms),
+                    engines(p),
+                ])
+            })
+        })
+        .collect();
+    Table {
+        header: header(&[
+            "configuration",
+            "offered req/s",
+            "TTFT mean (server)",
+            "TTFT mean (client)",
+            "queue",
+            "prefill",
+            "the rest",
+            "decode per request",
+            "server TPOT mean",
+            "client TPOT p50",
+            "queue by engine",
+        ]),
+        rows,
+    }
 }

@@ -42,6 +42,7 @@ fn cell(t: Truth, rate: f64, rng: &mut Rng) -> CellInput {
         e2el_p50_ms: None,
         ttft_mean_ms: Some(ttft),
         tpot_p50_ms: Some(10.0),
+        tpot_p99_ms: Some(20.0),
         slo_attainment: Some(attainment),
         sent: 100,
         measured: 100,
