@@ -18,6 +18,7 @@ pub mod background;
 pub mod direct;
 pub mod engine;
 pub mod faults;
+pub mod fit;
 pub mod metrics;
 pub mod prefix_cache;
 pub mod profile;

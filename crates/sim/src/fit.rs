@@ -1,0 +1,262 @@
+//! Fitting a profile's step-cost coefficients to what a client observes.
+//!
+//! The step model (`profile`): a step takes `c0 + c_pf·P + c_dec·D + c_kv·K` (P prefill
+//! tokens, D decoding sequences, K their context tokens), and a request enters its engine
+//! `front_end_latency` after it arrives. Two designed probes make each term visible from
+//! token timings alone, so any streaming server can be fitted from outside:
+//!
+//! - **Prefill**: one request alone, prompt `P`, on an idle engine. Its first token ends
+//!   the step that computed the whole prompt: `TTFT = fe + c0 + c_pf·P` (for `P` within
+//!   the batched-token budget). Over several `P`: slope `c_pf`, intercept `fe + c0`.
+//! - **Decode**: `B` requests sent together, prompt `P` each. Once all are decoding, every
+//!   step decodes all `B`: the gap before a stream's token `j` (0-based) is
+//!   `c0 + c_dec·B + c_kv·B·(P + j − 1)` (a sequence's context is its prompt and the
+//!   tokens before `j`). Over several `B` and `j`: `c0`, `c_dec`, `c_kv`; then `fe` from
+//!   the prefill intercept.
+//!
+//! Both are ordinary least squares; each coefficient comes with its standard error and each
+//! regression with its relative residual, so a fit says how far it can be trusted.
+
+use super::profile::Profile;
+use anyhow::{Result, bail};
+
+/// A request's time to first token, alone on an idle engine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrefillSample {
+    pub prompt_tokens: u32,
+    pub ttft_s: f64,
+}
+
+/// One inter-token gap while `batch` sequences decode together holding `context_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecodeSample {
+    pub batch: u32,
+    pub context_tokens: u64,
+    pub itl_s: f64,
+}
+
+/// A fitted coefficient and its standard error (same unit).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub value: f64,
+    pub std_error: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fit {
+    /// `base` with the fitted coefficients (limits and the rest as given).
+    pub profile: Profile,
+    pub c0: Estimate,
+    pub c_pf: Estimate,
+    pub c_dec: Estimate,
+    pub c_kv: Estimate,
+    pub front_end: Estimate,
+    /// Root-mean-square residual of each regression, relative to its mean observation.
+    pub prefill_rel_rms: f64,
+    pub decode_rel_rms: f64,
+    pub samples: (usize, usize),
+}
+
+/// Fit the step model to the probes' samples; limits (`max_num_seqs`, blocks, …) are
+/// `base`'s. Refuses samples that cannot separate the terms (one prompt length, one batch
+/// size, one context) rather than returning a guess.
+pub fn fit(prefill: &[PrefillSample], decode: &[DecodeSample], base: &Profile) -> Result<Fit> {
+    let distinct = |v: Vec<f64>| {
+        let mut v = v;
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        v.len()
+    };
+    if distinct(prefill.iter().map(|s| s.prompt_tokens as f64).collect()) < 2 {
+        bail!("the prefill probe needs at least two prompt lengths");
+    }
+    if distinct(decode.iter().map(|s| s.batch as f64).collect()) < 2 {
+        bail!("the decode probe needs at least two batch sizes");
+    }
+    let (d, d_rms) = least_squares(
+        decode
+            .iter()
+            .map(|s| ([1.0, s.batch as f64, s.context_tokens as f64], s.itl_s)),
+    )?;
+    let (p, p_rms) = least_squares(
+        prefill
+            .iter()
+            .map(|s| ([1.0, s.prompt_tokens as f64], s.ttft_s)),
+    )?;
+    let [c0, c_dec, c_kv] = d;
+    let [intercept, c_pf] = p;
+    // fe = (fe + c0) − c0: independent errors add in quadrature
+    let front_end = Estimate {
+        value: intercept.value - c0.value,
+        std_error: intercept.std_error.hypot(c0.std_error),
+    };
+    let profile = Profile {
+        c0_s: c0.value.max(0.0),
+        c_pf_s: c_pf.value.max(0.0),
+        c_dec_s: c_dec.value.max(0.0),
+        c_kv_s: c_kv.value.max(0.0),
+        front_end_latency_s: front_end.value.max(0.0),
+        jitter: 0.0,
+        ..base.clone()
+    };
+    Ok(Fit {
+        profile,
+        c0,
+        c_pf,
+        c_dec,
+        c_kv,
+        front_end,
+        prefill_rel_rms: p_rms,
+        decode_rel_rms: d_rms,
+        samples: (prefill.len(), decode.len()),
+    })
+}
+
+/// Ordinary least squares `y ≈ X·β` over rows `(x, y)`: `β` with standard errors, and the
+/// residual's RMS relative to the mean `y`. Columns are scaled to unit size before solving
+/// (context tokens run to 10⁵ beside a column of ones).
+fn least_squares<const N: usize>(
+    rows: impl Iterator<Item = ([f64; N], f64)>,
+) -> Result<([Estimate; N], f64)> {
+    let rows: Vec<([f64; N], f64)> = rows.collect();
+    if rows.len() <= N {
+        bail!("{} samples for {N} coefficients", rows.len());
+    }
+    let mut scale = [0.0f64; N];
+    for (x, _) in &rows {
+        for j in 0..N {
+            scale[j] = scale[j].max(x[j].abs());
+        }
+    }
+    if scale.contains(&0.0) {
+        bail!("a term never varies from zero: it cannot be fitted");
+    }
+    // normal equations on scaled columns
+    let mut a = [[0.0f64; N]; N];
+    let mut b = [0.0f64; N];
+    for (x, y) in &rows {
+        for i in 0..N {
+            let xi = x[i] / scale[i];
+            b[i] += xi * y;
+            for j in 0..N {
+                a[i][j] += xi * x[j] / scale[j];
+            }
+        }
+    }
+    let inv = invert(a).ok_or_else(|| {
+        anyhow::anyhow!("the samples cannot separate the terms (collinear probes)")
+    })?;
+    let mut beta = [0.0f64; N];
+    for i in 0..N {
+        beta[i] = (0..N).map(|j| inv[i][j] * b[j]).sum();
+    }
+    let (mut ss, mut sum_y) = (0.0, 0.0);
+    for (x, y) in &rows {
+        let fit: f64 = (0..N).map(|j| beta[j] * x[j] / scale[j]).sum();
+        ss += (y - fit).powi(2);
+        sum_y += y;
+    }
+    let n = rows.len() as f64;
+    let sigma2 = ss / (n - N as f64);
+    let mut est = [Estimate {
+        value: 0.0,
+        std_error: 0.0,
+    }; N];
+    for j in 0..N {
+        est[j] = Estimate {
+            value: beta[j] / scale[j],
+            std_error: (sigma2 * inv[j][j]).max(0.0).sqrt() / scale[j],
+        };
+    }
+    let mean_y = sum_y / n;
+    let rel_rms = if mean_y != 0.0 {
+        (ss / n).sqrt() / mean_y.abs()
+    } else {
+        f64::NAN
+    };
+    Ok((est, rel_rms))
+}
+
+/// Gauss–Jordan inverse with partial pivoting; `None` when singular.
+fn invert<const N: usize>(a: [[f64; N]; N]) -> Option<[[f64; N]; N]> {
+    let mut m = a;
+    let mut inv = [[0.0f64; N]; N];
+    for (i, row) in inv.iter_mut().enumerate() {
+        row[i] = 1.0;
+    }
+    for col in 0..N {
+        let pivot = (col..N).max_by(|&x, &y| m[x][col].abs().total_cmp(&m[y][col].abs()))?;
+        if m[pivot][col].abs() < 1e-12 {
+            return None;
+        }
+        m.swap(col, pivot);
+        inv.swap(col, pivot);
+        let p = m[col][col];
+        for j in 0..N {
+            m[col][j] /= p;
+            inv[col][j] /= p;
+        }
+        for r in 0..N {
+            if r != col {
+                let f = m[r][col];
+                for j in 0..N {
+                    m[r][j] -= f * m[col][j];
+                    inv[r][j] -= f * inv[col][j];
+                }
+            }
+        }
+    }
+    Some(inv)
+}
+
+/// The designed probes: which requests to send, and how their token times become samples.
+pub mod probes {
+    use super::{DecodeSample, PrefillSample};
+
+    /// Prompt lengths of the prefill probe (one request each, alone): all within the
+    /// smallest batched-token budget vLLM uses by default (2,048), so no prompt is chunked.
+    pub const PREFILL_PROMPTS: [u32; 5] = [64, 256, 512, 1024, 1536];
+    /// Tokens each prefill request asks for (a few: only the first is used).
+    pub const PREFILL_OUTPUT: u32 = 4;
+    /// Batch sizes of the decode probe, and its prompt and output per request.
+    pub const DECODE_BATCHES: [u32; 6] = [1, 2, 4, 8, 16, 32];
+    pub const DECODE_PROMPT: u32 = 32;
+    pub const DECODE_OUTPUT: u32 = 48;
+    /// Gaps before this token index are skipped: until then some streams may still be in
+    /// their prefill (the batch's requests do not all reach the engine in one step).
+    pub const DECODE_FIRST_GAP: usize = 4;
+
+    /// A prefill sample from one request's arrival and first token (ns).
+    pub fn prefill(prompt_tokens: u32, arrival_ns: u64, first_token_ns: u64) -> PrefillSample {
+        PrefillSample {
+            prompt_tokens,
+            ttft_s: first_token_ns.saturating_sub(arrival_ns) as f64 / 1e9,
+        }
+    }
+
+    /// Decode samples from the token times (ns) of a batch of `streams.len()` requests of
+    /// `prompt` tokens each: for each token index past the start, the median gap over the
+    /// streams (one stream's late delivery does not move it), with the batch's context.
+    pub fn decode(prompt: u32, streams: &[Vec<u64>]) -> Vec<DecodeSample> {
+        let batch = streams.len() as u32;
+        let len = streams.iter().map(Vec::len).min().unwrap_or(0);
+        (DECODE_FIRST_GAP.max(1)..len)
+            .filter_map(|j| {
+                let mut gaps: Vec<u64> = streams.iter().map(|s| s[j] - s[j - 1]).collect();
+                gaps.sort_unstable();
+                let itl_ns = gaps[gaps.len() / 2];
+                // token j (0-based) ends the step whose sequences hold prompt + j − 1
+                // computed tokens each
+                let context = u64::from(batch) * (u64::from(prompt) + j as u64 - 1);
+                (itl_ns > 0).then_some(DecodeSample {
+                    batch,
+                    context_tokens: context,
+                    itl_s: itl_ns as f64 / 1e9,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
