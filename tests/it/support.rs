@@ -395,11 +395,14 @@ pub fn summary(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// A cell's records as `requests.jsonl` lines would have them (its Parquet files once the
+/// cell ended, else its journal), in workload order.
 pub fn records(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("requests.jsonl"))
-        .expect("requests.jsonl")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+    let cell = vllm_loadtest::store::layout::CellDir::new(dir);
+    vllm_loadtest::store::records::read_full(&cell)
+        .expect("the cell's records")
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap())
         .collect()
 }
 
