@@ -25,6 +25,10 @@ use std::sync::Arc;
 /// level 9's size on our tables at a fraction of the time.
 const ZSTD_LEVEL: i32 = 3;
 
+/// Below this many rows in its first row group, a table keeps min/max statistics per
+/// column chunk only, without the page index.
+const SMALL_TABLE_ROWS: usize = 4096;
+
 /// A column of values, `None` for null.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Column {
@@ -100,7 +104,7 @@ impl Column {
             Column::Str(v) => {
                 let n = v.iter().flatten().count();
                 let d: HashSet<&str> = v.iter().flatten().map(String::as_str).collect();
-                few(d.len(), n) || n < 64
+                few(d.len(), n)
             }
             Column::I64(v) => {
                 let n = v.iter().flatten().count();
@@ -309,7 +313,7 @@ fn schema(table: &Table) -> Result<Arc<Type>> {
     ))
 }
 
-/// Format 2.x, zstd, page statistics, and per column: a dictionary where it pays (judged on
+/// Format 2.x, zstd, statistics (per page for large tables), and per column: a dictionary where it pays (judged on
 /// the first row group), else DELTA_BINARY_PACKED integers and BYTE_STREAM_SPLIT doubles,
 /// the encodings zstd does best on for sorted instants and noisy figures.
 fn properties(table: &Table) -> WriterProperties {
@@ -318,8 +322,15 @@ fn properties(table: &Table) -> WriterProperties {
         .set_compression(Compression::ZSTD(
             parquet::basic::ZstdLevel::try_new(ZSTD_LEVEL).expect("a valid zstd level"),
         ))
-        .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by(concat!("vllm-loadtest version ", env!("CARGO_PKG_VERSION")).into());
+    // page statistics and their page index let a reader skip pages of a large table; on a
+    // small one (runs.parquet: a row per cell, 100+ columns) they would outweigh the data
+    b = if table.rows() >= SMALL_TABLE_ROWS {
+        b.set_statistics_enabled(EnabledStatistics::Page)
+    } else {
+        b.set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_offset_index_disabled(true)
+    };
     for (name, col) in &table.columns {
         let path = ColumnPath::from(name.as_str());
         let dict = col.dictionary_pays();

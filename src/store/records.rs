@@ -16,9 +16,14 @@ use serde::Deserialize;
 use serde::de::IntoDeserializer;
 use std::path::Path;
 
-/// Whether the cell's records are in its Parquet files (else in its journal).
+/// Whether the cell's records are in its Parquet files, else in its journal. A journal
+/// present is the word: the cell is running, was cut before its end, or stopped between
+/// writing its Parquet files and retiring the journal (the same records); a Parquet file
+/// beside a journal may be an earlier attempt's, before `--resume` ran the cell again.
 fn in_parquet(cdir: &CellDir) -> bool {
-    cdir.requests_parquet().exists() && cdir.events_parquet().exists()
+    !cdir.requests_jsonl().exists()
+        && cdir.requests_parquet().exists()
+        && cdir.events_parquet().exists()
 }
 
 /// Whether the cell has records at all (it started).

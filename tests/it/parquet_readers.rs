@@ -421,4 +421,11 @@ fn records_read_back_from_parquet_equal_the_written_ones() {
     assert!(!cell.requests_jsonl().exists());
     assert_eq!(records::read_compact(&cell).unwrap(), compact);
     assert_eq!(records::read_full(&cell).unwrap(), all);
+    // `--resume` runs the cell again: its new journal, not the earlier attempt's Parquet
+    std::fs::write(
+        cell.requests_jsonl(),
+        serde_json::to_string(&all[1]).unwrap() + "\n",
+    )
+    .unwrap();
+    assert_eq!(records::read_full(&cell).unwrap(), vec![all[1].clone()]);
 }
