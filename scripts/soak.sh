@@ -81,7 +81,13 @@ rows = []
 for c in sorted(glob.glob(d + "/cells/*")):
     s = json.load(open(c + "/summary.json"))["vllm_loadtest"]
     m, st = s["summary"], json.load(open(c + "/status.json"))["status"]
-    lines = sum(1 for _ in open(c + "/requests.jsonl"))
+    # a finished cell's records are in requests.parquet (its journal retired); a cut one's
+    # only in its requests.jsonl journal
+    if os.path.exists(c + "/requests.parquet"):
+        import pyarrow.parquet as pq
+        lines = pq.ParquetFile(c + "/requests.parquet").metadata.num_rows
+    else:
+        lines = sum(1 for _ in open(c + "/requests.jsonl"))
     ok = m["sent"] == m["ok"] + m["failed"] + m["cancelled"] == lines
     if not ok:
         bad.append(f"{os.path.basename(c)}: accounting")

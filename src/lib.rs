@@ -34,8 +34,8 @@
 //! - `prom`: a reader for Prometheus text (`/metrics`).
 //! - `launcher`: bring a server up (sim, external, command, compose) and always down.
 //! - `monitor`: `/metrics` scraping and GPU sampling beside a load point.
-//! - `store`: the result files' formats: `requests.jsonl`, Parquet tables, `summary.json`,
-//!   the manifest.
+//! - `store`: the result files' formats: the `requests.jsonl` journal, the Parquet tables
+//!   (written and read back through the `parquet` crate), `summary.json`, the manifest.
 //! - `secrets`: redaction of `server.env` and `server.headers` values and URL credentials in
 //!   everything written.
 

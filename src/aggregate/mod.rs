@@ -1,5 +1,7 @@
-//! The aggregate stage (`aggregate DIR`, and the end of `run`): rebuild every cell's figures from its raw records (`requests.jsonl`,
-//! `server_metrics.jsonl`), never from a counter kept while running, and write the
+//! The aggregate stage (`aggregate DIR`, and the end of `run`): rebuild every cell's
+//! figures from its raw records (`requests.parquet` and `events.parquet`, or the
+//! `requests.jsonl` journal of a cell that never wrote them; `server_metrics.parquet`), read
+//! through the `parquet` crate, never from a counter kept while running, and write the
 //! experiment-wide tables: `runs.parquet` (one row per cell) and `timeseries.parquet`
 //! (per-second client and server series, keyed by cell).
 
@@ -8,9 +10,8 @@ mod tables;
 use crate::experiment::cell_plan::LoadPlan;
 use crate::experiment::{self, Cell, Experiment, Plan};
 use crate::store::cell_report::{CellReport, StoredSummary};
-use crate::store::jsonl;
 use crate::store::layout::{CellDir, RunDir};
-use crate::store::parquet;
+use crate::store::{parquet, records};
 use anyhow::{Context, Result};
 use loadtest_analysis::analysis::CellInput;
 use loadtest_analysis::analysis::search::{self, SearchFinding};
@@ -29,6 +30,8 @@ pub struct CellData {
     pub client_rss_per_request_bytes: Option<f64>,
     /// Content events of successful requests per whole second (from the event pass).
     pub content_events_per_s: Vec<u64>,
+    /// The wall-clock time (Unix ns) of the cell's clock zero, when the cell recorded it.
+    pub clock_zero_unix_ns: Option<i64>,
 }
 
 pub struct Aggregated {
@@ -186,6 +189,7 @@ fn read_cell(dir: &RunDir, plan: &Plan, c: &Cell) -> Result<Option<CellData>> {
         status: r.status,
         content_events_per_s: r.content_events_per_s,
         client_rss_per_request_bytes: r.client_rss_per_request_bytes,
+        clock_zero_unix_ns: r.clock_zero_unix_ns,
     }))
 }
 
@@ -196,6 +200,7 @@ pub struct CellRead {
     pub status: String,
     pub content_events_per_s: Vec<u64>,
     pub client_rss_per_request_bytes: Option<f64>,
+    pub clock_zero_unix_ns: Option<i64>,
 }
 
 /// Any cell folder (a `run` cell, a `bench` probe) read back with the load plan it ran;
@@ -207,11 +212,10 @@ pub fn read_cell_dir(
     slos: &[Slo],
     ident: CellIdent,
 ) -> Result<Option<CellRead>> {
-    let raw = cdir.requests_jsonl();
-    if !raw.exists() {
+    if !records::exist(cdir) {
         return Ok(None);
     }
-    let (records, _torn) = jsonl::read_compact(&raw)?;
+    let records = records::read_compact(cdir)?;
     let arrival = load.arrival;
     let stored = cdir.read_report();
     // stored by the run; for a cell that crashed before its summary was written, the
@@ -224,17 +228,7 @@ pub fn read_cell_dir(
         }
     };
     let window = summary::resolve_window(load.window_s, &records);
-    let mut events = summary::event_figures(
-        |f| {
-            jsonl::for_each(&raw, |r| {
-                f(&r);
-                Ok(())
-            })
-            .map(drop)
-        },
-        window,
-        &[],
-    )?;
+    let mut events = summary::event_figures(|f| records::for_each(cdir, f), window, &[])?;
     let scope = summary::Scope {
         window,
         offered_rate: arrival.rate(),
@@ -263,6 +257,7 @@ pub fn read_cell_dir(
         client_rss_per_request_bytes: stored
             .as_ref()
             .and_then(|r| r.client.rss_growth_per_request_bytes),
+        clock_zero_unix_ns: stored.as_ref().and_then(|r| r.clock_zero_unix_ns),
     }))
 }
 

@@ -4,9 +4,9 @@
 
 use super::{Aggregated, CellData, in_flight_series};
 use crate::experiment;
-use crate::store::jsonl;
 use crate::store::layout::RunDir;
 use crate::store::parquet::{Column, Table};
+use crate::store::records;
 use anyhow::Result;
 use loadtest_analysis::server_metrics::ServerStats;
 use loadtest_analysis::stats::survival::{Figure, Survival};
@@ -43,6 +43,12 @@ fn identity_columns(t: &mut Table, a: &Aggregated) {
     t.push("server_config", s(rows, |c| Some(c.input.group.clone())));
     t.push("repeat", i(rows, |c| Some(c.cell.repeat as i64)));
     t.push("status", s(rows, |c| Some(c.status.clone())));
+    // the cell's clock zero on the wall clock: `window_start_s` and the cells' `*_ns`
+    // times count from it
+    t.push(
+        "started_at",
+        Column::Timestamp(rows.iter().map(|c| c.clock_zero_unix_ns).collect()),
+    );
     let keys: Vec<&str> = a.experiment.matrix.iter().map(|(k, _)| *k).collect();
     for k in keys {
         let value = |c: &'_ CellData| {
@@ -338,18 +344,26 @@ fn matrix_column<'a>(
 
 /// `timeseries.parquet`: per-second series per cell (long format).
 pub fn timeseries_table(dir: &RunDir, a: &Aggregated) -> Result<Table> {
-    let (mut cell, mut t_s, mut series, mut engine, mut value) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut push = |c: &str, t: f64, s: &str, e: Option<String>, v: f64| {
+    let (mut cell, mut t_s, mut at, mut series, mut engine, mut value) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    let mut push = |c: &str, zero: Option<i64>, t: f64, s: &str, e: Option<String>, v: f64| {
         cell.push(Some(c.to_string()));
         t_s.push(Some(t));
+        at.push(zero.map(|z| z + (t * 1e9).round() as i64));
         series.push(Some(s.to_string()));
         engine.push(e);
         value.push(Some(v));
     };
     for c in &a.cells {
         let cdir = dir.cell(&c.cell.id);
-        let (records, _) = jsonl::read_compact(&cdir.requests_jsonl())?;
+        let records = records::read_compact(&cdir)?;
+        let z = c.clock_zero_unix_ns;
         let end_s = records
             .iter()
             .map(|r| r.t_end_ns)
@@ -377,17 +391,17 @@ pub fn timeseries_table(dir: &RunDir, a: &Aggregated) -> Result<Table> {
         for (sec, inflight) in in_flight_series(&records, 0, end_s) {
             let i = sec as usize;
             let id = c.cell.id.as_str();
-            push(id, sec as f64, "offered", None, offered[i] as f64);
-            push(id, sec as f64, "sent", None, sent[i] as f64);
-            push(id, sec as f64, "completed", None, done[i] as f64);
-            push(id, sec as f64, "in_flight", None, inflight);
+            push(id, z, sec as f64, "offered", None, offered[i] as f64);
+            push(id, z, sec as f64, "sent", None, sent[i] as f64);
+            push(id, z, sec as f64, "completed", None, done[i] as f64);
+            push(id, z, sec as f64, "in_flight", None, inflight);
             // counted in the cell's event pass (successful requests, as the peak)
             let events = c.content_events_per_s.get(i).copied().unwrap_or(0);
-            push(id, sec as f64, "content_events", None, events as f64);
+            push(id, z, sec as f64, "content_events", None, events as f64);
             if let Some(d) =
                 loadtest_analysis::stats::Distribution::from_values(std::mem::take(&mut ttfts[i]))
             {
-                push(id, sec as f64, "ttft_p50_ms", None, d.p50);
+                push(id, z, sec as f64, "ttft_p50_ms", None, d.p50);
             }
         }
         for m in cdir.read_metrics() {
@@ -402,12 +416,13 @@ pub fn timeseries_table(dir: &RunDir, a: &Aggregated) -> Result<Table> {
                 m.endpoint,
                 m.engine.clone().unwrap_or_default()
             ));
-            push(&c.cell.id, m.t_ns as f64 / 1e9, name, eng, m.value);
+            push(&c.cell.id, z, m.t_ns as f64 / 1e9, name, eng, m.value);
         }
     }
     let mut t = Table::default();
     t.push("cell", Column::Str(cell));
     t.push("t_s", Column::F64(t_s));
+    t.push("at", Column::Timestamp(at));
     t.push("series", Column::Str(series));
     t.push("engine", Column::Str(engine));
     t.push("value", Column::F64(value));

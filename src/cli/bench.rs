@@ -617,7 +617,7 @@ pub(super) fn write_summary(
         // vLLM's per-request lists, ITLs included: per-token output that was asked for,
         // read back from the cell's raw records
         let full_records = if a.save_detailed {
-            Some(store::jsonl::read(&out.requests_jsonl())?.0)
+            Some(store::records::read_full(out)?)
         } else {
             None
         };

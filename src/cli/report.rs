@@ -227,8 +227,7 @@ fn ramp_probes(dir: &RunDir, agg: &aggregate::Aggregated) -> Result<Vec<model::R
         if !matches!(arrival, Arrival::Ramp { .. }) {
             continue;
         }
-        let raw = dir.cell(&c.cell.id).requests_jsonl();
-        let (records, _) = crate::store::jsonl::read_compact(&raw)?;
+        let records = crate::store::records::read_compact(&dir.cell(&c.cell.id))?;
         if let Some(probe) = loadtest_analysis::analysis::ramp::probe(&records) {
             out.push(model::RampCell {
                 cell: c.cell.id.clone(),

@@ -95,11 +95,20 @@ pub async fn sample(
     }
 }
 
-pub fn table(rows: &[GpuRow]) -> Table {
+/// `gpu.parquet`: `clock_zero_unix_ns` places the samples on the wall clock (`at`).
+pub fn table(rows: &[GpuRow], clock_zero_unix_ns: i64) -> Table {
     let mut t = Table::default();
     t.push(
         "t_ns",
         Column::I64(rows.iter().map(|r| Some(r.t_ns as i64)).collect()),
+    );
+    t.push(
+        "at",
+        Column::Timestamp(
+            rows.iter()
+                .map(|r| Some(clock_zero_unix_ns + r.t_ns as i64))
+                .collect(),
+        ),
     );
     t.push(
         "gpu",

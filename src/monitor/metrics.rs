@@ -1,9 +1,9 @@
 //! Scrape `/metrics` of each endpoint at a fixed interval and keep vLLM's families as rows
 //! (time, endpoint, metric, engine, other labels, value). `_created` series are dropped.
+//! Stored by `store::metrics_table` (`server_metrics.parquet`, a column per label).
 
 use crate::client::{Server, get};
 use crate::prom;
-use crate::store::parquet::{Column, Table};
 use loadtest_analysis::server_metrics::MetricRow;
 use loadtest_base::clock::Clock;
 use std::time::Duration;
@@ -25,7 +25,6 @@ pub fn rows_from(text: &str, t_ns: u64, endpoint: u32) -> Result<Vec<MetricRow>,
         .filter(|s| s.name.starts_with("vllm:") && !s.name.ends_with("_created"))
         .map(|mut s| {
             let engine = s.labels.remove("engine");
-            s.labels.remove("model_name");
             let labels = s
                 .labels
                 .iter()
@@ -85,39 +84,6 @@ pub async fn scrape(
             return out;
         }
     }
-}
-
-pub fn table(rows: &[MetricRow]) -> Table {
-    let mut t = Table::default();
-    t.push(
-        "t_ns",
-        Column::I64(rows.iter().map(|r| Some(r.t_ns as i64)).collect()),
-    );
-    t.push(
-        "endpoint",
-        Column::I64(rows.iter().map(|r| Some(r.endpoint as i64)).collect()),
-    );
-    t.push(
-        "metric",
-        Column::Str(rows.iter().map(|r| Some(r.name.clone())).collect()),
-    );
-    t.push(
-        "engine",
-        Column::Str(rows.iter().map(|r| r.engine.clone()).collect()),
-    );
-    t.push(
-        "labels",
-        Column::Str(
-            rows.iter()
-                .map(|r| (!r.labels.is_empty()).then(|| r.labels.clone()))
-                .collect(),
-        ),
-    );
-    t.push(
-        "value",
-        Column::F64(rows.iter().map(|r| Some(r.value)).collect()),
-    );
-    t
 }
 
 #[cfg(test)]

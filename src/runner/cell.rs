@@ -53,6 +53,8 @@ pub struct CellSpec<'a> {
 
 pub struct CellResult {
     pub summary: RunSummary,
+    /// The wall-clock time (ns since the Unix epoch) of the cell's clock zero.
+    pub clock_zero_unix_ns: i64,
     /// Sending stopped because the server was lost (refusing connections, or not answering
     /// its health probes), when and why.
     pub server_lost: Option<ServerLost>,
@@ -101,6 +103,7 @@ impl CellResult {
                 .then(|| summary::why_no_completions(&self.summary)),
             failure_reason: self.failure_reason(),
             finished_at: loadtest_base::time::rfc3339(loadtest_base::time::unix_now()),
+            clock_zero_unix_ns: Some(self.clock_zero_unix_ns),
             cell,
             arrival,
             summary: &self.summary,
@@ -139,6 +142,8 @@ pub async fn run_cell(
         prewarm::before_start(&targets, &c.schedule, slots, c.connect_timeout).await;
     }
     let clock = Clock::start();
+    // the same instant on the wall clock, for the files' absolute timestamps
+    let clock_zero_unix_ns = loadtest_base::time::unix_now_ns();
     let monitors = Monitors::start(&c, clock);
     let lp = LoadPoint {
         targets,
@@ -170,7 +175,7 @@ pub async fn run_cell(
     let rss_growth = current_rss_bytes()
         .zip(rss_before)
         .map(|(after, before)| after.saturating_sub(before));
-    let s = summarize_cell(&c, out, &records, outcome.not_sent)?;
+    let s = summarize_cell(&c, out, &records, outcome.not_sent, clock_zero_unix_ns)?;
     let client = ClientUsage {
         wall_s,
         cpu_s: usage.cpu_s(),
@@ -204,9 +209,19 @@ pub async fn run_cell(
             ),
         );
     }
-    store::requests_table::write_requests(&out.requests_parquet(), &records, s.window)?;
-    let monitors = monitors.finish(out, s.window, &mut warnings).await?;
+    store::requests_table::write_requests(
+        &out.requests_parquet(),
+        &records,
+        s.window,
+        clock_zero_unix_ns,
+    )?;
+    // the Parquet files hold every record now: the journal's work is done
+    store::records::retire_journal(out, records.len())?;
+    let monitors = monitors
+        .finish(out, s.window, clock_zero_unix_ns, &mut warnings)
+        .await?;
     Ok(CellResult {
+        clock_zero_unix_ns,
         server_lost: outcome.server_lost.clone(),
         server_exited: None,
         summary: s,
@@ -267,9 +282,10 @@ pub(super) fn summarize_cell(
     out: &CellDir,
     records: &[CompactRecord],
     not_sent: u64,
+    clock_zero_unix_ns: i64,
 ) -> Result<RunSummary> {
     let raw = out.requests_jsonl();
-    summarize_from(c, out, records, not_sent, |f| {
+    summarize_from(c, out, records, not_sent, clock_zero_unix_ns, |f| {
         jsonl::for_each(&raw, |r| {
             f(&r);
             Ok(())
@@ -279,16 +295,21 @@ pub(super) fn summarize_cell(
 }
 
 /// [`summarize_cell`] with the full records from `each` (a pass over every record, in
-/// order: the file, or memory when the records are still there).
+/// order: the journal, or memory when the records are still there).
 pub(super) fn summarize_from(
     c: &CellSpec,
     out: &CellDir,
     records: &[CompactRecord],
     not_sent: u64,
+    clock_zero_unix_ns: i64,
     mut each: impl FnMut(&mut dyn FnMut(&RequestRecord)) -> Result<()>,
 ) -> Result<RunSummary> {
     let window = summary::resolve_window(c.load.window_s, records);
-    let mut events_out = EventsWriter::create(&out.events_parquet(), EVENT_ROWS_PER_GROUP)?;
+    let mut events_out = EventsWriter::create(
+        &out.events_parquet(),
+        EVENT_ROWS_PER_GROUP,
+        clock_zero_unix_ns,
+    )?;
     let mut passes = 0;
     let mut write_error = None;
     let events = summary::event_figures(
@@ -360,24 +381,24 @@ impl Monitors {
         self,
         out: &CellDir,
         window: summary::Window,
+        clock_zero_unix_ns: i64,
         warnings: &mut Vec<String>,
     ) -> Result<Option<MonitorReport>> {
         let Some(h) = self.scraper else {
             return Ok(None);
         };
         let scraped = h.await.unwrap_or_default();
-        store::parquet::write(
-            &out.server_metrics_parquet(),
-            &monitor::metrics::table(&scraped.rows),
-        )?;
-        out.write_metrics(&scraped.rows)?;
+        out.write_metrics(&scraped.rows, clock_zero_unix_ns)?;
         let gpu_samples = match self.gpu {
             Some(h) => h.await.unwrap_or_default(),
             None => monitor::gpu::GpuSamples::default(),
         };
         let gpu_state = match &gpu_samples.rows {
             Some(rows) => {
-                store::parquet::write(&out.gpu_parquet(), &monitor::gpu::table(rows))?;
+                store::parquet::write(
+                    &out.gpu_parquet(),
+                    &monitor::gpu::table(rows, clock_zero_unix_ns),
+                )?;
                 format!("{} samples", rows.len())
             }
             None => "absent".to_string(),

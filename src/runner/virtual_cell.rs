@@ -16,13 +16,12 @@
 
 use super::cell::{CellResult, CellSpec, summarize_from, validity_warnings};
 use crate::store::cell_report::ClientUsage;
-use crate::store::jsonl::JsonlWriter;
 use crate::store::layout::CellDir;
 use crate::store::requests_table;
 use crate::workload::Prompt;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use loadtest_analysis::record::{
-    CancelReason, ErrorKind, RequestError, RequestRecord, TokenSource,
+    CancelReason, CompactRecord, ErrorKind, RequestError, RequestRecord, TokenSource,
 };
 use loadtest_base::Tokenizer;
 use std::collections::HashMap;
@@ -115,21 +114,28 @@ pub fn run(
         })
         .collect();
     drop(run);
-    let writer = JsonlWriter::create(&out.requests_jsonl())?;
-    let tx = writer.sender();
-    for r in &full {
-        tx.send(r.clone()).context("the record writer stopped")?;
-    }
-    drop(tx);
-    let records = writer.finish()?;
+    // every record is in memory from the start: no journal (`requests.jsonl`) to keep
+    let records: Vec<CompactRecord> = full
+        .iter()
+        .cloned()
+        .map(RequestRecord::into_compact)
+        .collect();
     let not_sent = (c.schedule.len() - n_sent) as u64;
-    // the figures from the records in memory: the same as a measured cell's from its file
-    let s = summarize_from(c, out, &records, not_sent, |f| {
+    // The timeline has no wall clock: its zero is when the prediction was made, so the
+    // absolute-time columns read as "offsets from then", never as when anything happened.
+    let clock_zero_unix_ns = loadtest_base::time::unix_now_ns();
+    // the figures from the records in memory: the same as a measured cell's from its journal
+    let s = summarize_from(c, out, &records, not_sent, clock_zero_unix_ns, |f| {
         full.iter().for_each(f);
         Ok(())
     })?;
     let warnings = validity_warnings(&s, &records, false, c.exact_tokenizer, false);
-    requests_table::write_requests(&out.requests_parquet(), &records, s.window)?;
+    requests_table::write_requests(
+        &out.requests_parquet(),
+        &records,
+        s.window,
+        clock_zero_unix_ns,
+    )?;
     let client = ClientUsage {
         // the cell's virtual span; the client's own figures are zero (there is none)
         wall_s: cut.at_ns as f64 / 1e9,
@@ -158,6 +164,7 @@ pub fn run(
         );
     }
     Ok(CellResult {
+        clock_zero_unix_ns,
         summary: s,
         server_lost: None,
         server_exited: None,

@@ -16,6 +16,11 @@ pub struct CellReport<S> {
     pub no_completions_reason: Option<String>,
     pub failure_reason: Option<String>,
     pub finished_at: String,
+    /// The wall-clock time (ns since the Unix epoch, UTC) of the cell's clock zero: every
+    /// `*_ns` time of the cell counts from it, and the `*_at` timestamp columns are it plus
+    /// them. Absent in cells written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_zero_unix_ns: Option<i64>,
     /// Which cell of a `run` (absent for `bench`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cell: Option<CellInfo>,

@@ -7,11 +7,13 @@
 //!   servers/<group>/server.log
 //!   cells/<cell id>/                     CellDir (also what `bench` writes)
 //!     requests.jsonl  requests.parquet  events.parquet  summary.json  status.json
-//!     server_metrics.parquet  server_metrics.jsonl  gpu.parquet  server.log
+//!     server_metrics.parquet  gpu.parquet  server.log
 //! ```
 //!
-//! Everything else asks these types for a path; reading and writing the small JSON files
-//! (manifest, status, the metric rows) is here too, so their formats have one home.
+//! `requests.jsonl` is the journal of a running cell: once the cell's Parquet files hold
+//! its records it is removed (`store::records` reads either). Everything else asks these
+//! types for a path; reading and writing the small JSON files (manifest, status) and the
+//! metric rows is here too, so their formats have one home.
 
 use super::manifest::Manifest;
 use anyhow::{Context, Result};
@@ -164,7 +166,8 @@ impl CellDir {
         &self.root
     }
 
-    /// Every request's raw record, appended as it ends (crash-safe).
+    /// Every request's raw record, appended as it ends (crash-safe); removed once
+    /// `requests.parquet` and `events.parquet` hold them.
     pub fn requests_jsonl(&self) -> PathBuf {
         self.root.join("requests.jsonl")
     }
@@ -189,8 +192,9 @@ impl CellDir {
         self.root.join("server_metrics.parquet")
     }
 
-    /// The scraped rows as JSON lines, so the analysis can be redone without a Parquet reader.
-    pub fn server_metrics_jsonl(&self) -> PathBuf {
+    /// The scraped rows as JSON lines, as cells written before `server_metrics.parquet`
+    /// kept every label as a column had them (read, never written).
+    fn legacy_server_metrics_jsonl(&self) -> PathBuf {
         self.root.join("server_metrics.jsonl")
     }
 
@@ -220,24 +224,34 @@ impl CellDir {
         Ok(())
     }
 
-    pub fn write_metrics(&self, rows: &[MetricRow]) -> Result<()> {
-        let mut raw = Vec::with_capacity(rows.len() * 96);
-        for r in rows {
-            serde_json::to_writer(&mut raw, r)?;
-            raw.push(b'\n');
-        }
-        std::fs::write(self.server_metrics_jsonl(), raw)?;
-        Ok(())
+    /// `server_metrics.parquet`; `clock_zero_unix_ns` places the rows on the wall clock.
+    pub fn write_metrics(&self, rows: &[MetricRow], clock_zero_unix_ns: i64) -> Result<()> {
+        super::parquet::write(
+            &self.server_metrics_parquet(),
+            &super::metrics_table::table(rows, clock_zero_unix_ns),
+        )
     }
 
-    /// The scraped metric rows; none when the cell had no monitor (or the file is gone).
+    /// The scraped metric rows; none when the cell had no monitor (or the file is gone or
+    /// unreadable: the analysis then goes without the server's view).
     pub fn read_metrics(&self) -> Vec<MetricRow> {
-        std::fs::read_to_string(self.server_metrics_jsonl())
-            .map(|t| {
-                t.lines()
-                    .filter_map(|l| serde_json::from_str(l).ok())
-                    .collect()
-            })
-            .unwrap_or_default()
+        let legacy = self.legacy_server_metrics_jsonl();
+        if legacy.exists() {
+            return std::fs::read_to_string(legacy)
+                .map(|t| {
+                    t.lines()
+                        .filter_map(|l| serde_json::from_str(l).ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+        }
+        let path = self.server_metrics_parquet();
+        if !path.exists() {
+            return Vec::new();
+        }
+        super::metrics_table::read(&path).unwrap_or_else(|e| {
+            eprintln!("warning: {e:#}: the server's metrics of this cell are left out");
+            Vec::new()
+        })
     }
 }

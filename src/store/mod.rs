@@ -1,10 +1,13 @@
-//! Results on disk: the crash-safe `requests.jsonl` appended as requests finish, the
-//! columnar `requests.parquet` written at the end, and `summary.json`.
+//! Results on disk: the crash-safe `requests.jsonl` journal appended as requests finish,
+//! the Parquet tables written at a cell's end (`requests`, `events`, `server_metrics`,
+//! `gpu`) and read back by the aggregate stage, `summary.json`, the manifest.
 
 pub mod cell_report;
 pub mod jsonl;
 pub mod layout;
 pub mod manifest;
+pub mod metrics_table;
 pub mod parquet;
+pub mod records;
 pub mod requests_table;
 pub mod summary_json;

@@ -1,6 +1,8 @@
 //! Records as columns: `requests.parquet` (one row per request, from the compact records)
 //! and `events.parquet` (one row per content event, streamed from `requests.jsonl` in row
-//! groups). Times are nanoseconds from the run start; units are in the names.
+//! groups). Times are nanoseconds from the cell's clock zero (`*_ns`), and the same instants
+//! as `TIMESTAMP(NANOS, UTC)` (`*_at`) from the wall-clock time of that zero; units are in
+//! the names.
 
 use super::parquet::{Column, FileWriter, Table};
 use anyhow::Result;
@@ -12,22 +14,28 @@ use std::path::Path;
 /// writing it costs a bounded few MB on top of the records, however many there are.
 pub const REQUEST_ROWS_PER_GROUP: usize = 1 << 16;
 
-/// `requests.parquet`, one row per request in workload order.
-pub fn write_requests(path: &Path, records: &[CompactRecord], window: Window) -> Result<()> {
+/// `requests.parquet`, one row per request in workload order. `origin_unix_ns`: the
+/// wall-clock time of the cell's clock zero, for the absolute `*_at` columns.
+pub fn write_requests(
+    path: &Path,
+    records: &[CompactRecord],
+    window: Window,
+    origin_unix_ns: i64,
+) -> Result<()> {
     let mut sorted: Vec<&CompactRecord> = records.iter().collect();
     sorted.sort_by_key(|r| r.id);
     let mut file = FileWriter::create(path)?;
     for group in sorted.chunks(REQUEST_ROWS_PER_GROUP) {
-        file.row_group(&requests(group, window))?;
+        file.row_group(&requests(group, window, origin_unix_ns))?;
     }
     if sorted.is_empty() {
-        file.row_group(&requests(&[], window))?;
+        file.row_group(&requests(&[], window, origin_unix_ns))?;
     }
     file.finish()
 }
 
 /// The columns of `sorted` requests.
-fn requests(sorted: &[&CompactRecord], window: Window) -> Table {
+fn requests(sorted: &[&CompactRecord], window: Window, origin_unix_ns: i64) -> Table {
     let i64s = |f: &dyn Fn(&CompactRecord) -> Option<i64>| {
         Column::I64(sorted.iter().map(|r| f(r)).collect())
     };
@@ -37,8 +45,23 @@ fn requests(sorted: &[&CompactRecord], window: Window) -> Table {
     let strs = |f: &dyn Fn(&CompactRecord) -> Option<String>| {
         Column::Str(sorted.iter().map(|r| f(r)).collect())
     };
+    let at = |f: &dyn Fn(&CompactRecord) -> Option<u64>| {
+        Column::Timestamp(
+            sorted
+                .iter()
+                .map(|r| f(r).map(|ns| origin_unix_ns + ns as i64))
+                .collect(),
+        )
+    };
     let mut t = Table::default();
     t.push("request_id", i64s(&|r| Some(r.id as i64)));
+    t.push("intended_at", at(&|r| Some(r.t_intended_ns)));
+    t.push("send_at", at(&|r| Some(r.t_send_ns)));
+    t.push(
+        "first_token_at",
+        at(&|r| r.ttft_ns().map(|x| r.t_send_ns + x)),
+    );
+    t.push("end_at", at(&|r| Some(r.t_end_ns)));
     t.push("t_intended_ns", i64s(&|r| Some(r.t_intended_ns as i64)));
     t.push("t_send_ns", i64s(&|r| Some(r.t_send_ns as i64)));
     t.push(
@@ -94,9 +117,19 @@ fn requests(sorted: &[&CompactRecord], window: Window) -> Table {
         i64s(&|r| r.error.as_ref().and_then(|e| e.http_status).map(i64::from)),
     );
     t.push(
+        "cancel_reason",
+        strs(&|r| {
+            r.error
+                .as_ref()
+                .and_then(|e| e.cancel_reason)
+                .map(|c| c.as_str().to_string())
+        }),
+    );
+    t.push(
         "error_message",
         strs(&|r| r.error.as_ref().map(|e| e.message.clone())),
     );
+    t.push("resent", i64s(&|r| Some(i64::from(r.resent))));
     t.push(
         "in_window",
         Column::Bool(
@@ -117,6 +150,7 @@ pub const EVENT_ROWS_PER_GROUP: usize = 1 << 18;
 /// `request_id`, `event_index` for the workload's order).
 pub struct EventsWriter {
     file: FileWriter,
+    origin_unix_ns: i64,
     rows_per_group: usize,
     groups: usize,
     id: Vec<Option<i64>>,
@@ -126,9 +160,11 @@ pub struct EventsWriter {
 }
 
 impl EventsWriter {
-    pub fn create(path: &Path, rows_per_group: usize) -> Result<Self> {
+    /// `origin_unix_ns`: the wall-clock time of the cell's clock zero (the `at` column).
+    pub fn create(path: &Path, rows_per_group: usize, origin_unix_ns: i64) -> Result<Self> {
         Ok(Self {
             file: FileWriter::create(path)?,
+            origin_unix_ns,
             rows_per_group: rows_per_group.max(1),
             groups: 0,
             id: Vec::new(),
@@ -158,7 +194,13 @@ impl EventsWriter {
         let mut t = Table::default();
         t.push("request_id", Column::I64(std::mem::take(&mut self.id)));
         t.push("event_index", Column::I64(std::mem::take(&mut self.idx)));
+        let at = self
+            .t_ns
+            .iter()
+            .map(|t| t.map(|t| self.origin_unix_ns + t))
+            .collect();
         t.push("t_ns", Column::I64(std::mem::take(&mut self.t_ns)));
+        t.push("at", Column::Timestamp(at));
         t.push("tokens", Column::I64(std::mem::take(&mut self.tokens)));
         self.groups += 1;
         self.file.row_group(&t)

@@ -420,7 +420,7 @@ fn a_truncated_output_says_its_finish_reason_in_words() {
         "--output-dir",
         dir.to_str().unwrap(),
     ]);
-    let text = std::fs::read_to_string(dir.join("requests.jsonl")).unwrap();
+    let text = serde_json::to_string(&records(&dir)).unwrap();
     assert!(
         text.contains("3 of 8 tokens (finish_reason "),
         "{}\n{text}",
@@ -472,7 +472,7 @@ fn running_out_of_file_descriptors_is_named_as_the_clients() {
     }
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let text = std::fs::read_to_string(dir.join("requests.jsonl")).unwrap();
+    let text = serde_json::to_string(&records(&dir)).unwrap();
     assert!(text.contains("client out of file descriptors"), "{stdout}");
     assert!(stdout.contains("were the client's own"), "{stdout}");
 }

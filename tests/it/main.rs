@@ -8,6 +8,7 @@ mod bench_timing;
 mod calibrate;
 mod faults;
 mod interrupt;
+mod notebooks;
 mod parquet_readers;
 mod prefix_cache;
 mod run_experiment;

@@ -288,14 +288,11 @@ fn bench_against_the_built_in_simulator_end_to_end() {
         }
         assert!(v.get(k).is_some(), "vLLM key `{k}` missing");
     }
-    for f in [
-        "requests.jsonl",
-        "requests.parquet",
-        "events.parquet",
-        "summary.json",
-    ] {
+    for f in ["requests.parquet", "events.parquet", "summary.json"] {
         assert!(dir.join(f).is_file(), "{f}");
     }
+    // the journal is retired once the Parquet files hold every record
+    assert!(!dir.join("requests.jsonl").exists());
 }
 
 #[test]
@@ -469,12 +466,12 @@ fn streamed_tokens_leave_one_per_step_on_a_kept_alive_connection() {
 
 /// The cell keeps compact records and streams the content events back from
 /// `requests.jsonl` for the ITL and the peak tokens/s: its figures must equal those
-/// recomputed here from the full records, to the bit for percentiles (the requested extra
+/// recomputed here from the full records (read back from its Parquet files), to the bit for percentiles (the requested extra
 /// one included), and the vLLM-format detailed `itls` must list the same gaps.
 #[test]
 fn streamed_event_figures_equal_a_recomputation_from_the_raw_records() {
     use loadtest_analysis::stats::Distribution;
-    use vllm_loadtest::store::jsonl;
+    use vllm_loadtest::store::layout::CellDir;
     let _serial = serial();
     let dir = temp_dir("event-figures");
     let r = run(&[
@@ -504,8 +501,8 @@ fn streamed_event_figures_equal_a_recomputation_from_the_raw_records() {
         dir.to_str().unwrap(),
     ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let (records, torn) = jsonl::read(&dir.join("requests.jsonl")).unwrap();
-    assert!(torn.is_none());
+    // read back from requests.parquet + events.parquet, every event's offset included
+    let records = vllm_loadtest::store::records::read_full(&CellDir::new(&dir)).unwrap();
     assert_eq!(records.len(), 30);
     let gaps_ms: Vec<f64> = records
         .iter()

@@ -401,11 +401,14 @@ pub fn summary(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// A cell's records as `requests.jsonl` lines would have them (its Parquet files once the
+/// cell ended, else its journal), in workload order.
 pub fn records(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("requests.jsonl"))
-        .expect("requests.jsonl")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+    let cell = vllm_loadtest::store::layout::CellDir::new(dir);
+    vllm_loadtest::store::records::read_full(&cell)
+        .expect("the cell's records")
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap())
         .collect()
 }
 
@@ -456,4 +459,27 @@ pub fn lost_at_s(why: &str) -> f64 {
         .and_then(|t| t.strip_suffix(" s)"))
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("no time in {why}"))
+}
+
+/// A file's bytes as a scan for text should see them: a Parquet file's pages are zstd
+/// compressed, so its column names and every text value are decoded through the crate
+/// (`store::parquet::read`), one per line; any other file as it is.
+pub fn scannable_bytes(path: &Path) -> Vec<u8> {
+    use vllm_loadtest::store::parquet::{Column, read};
+    if path.extension().is_none_or(|e| e != "parquet") {
+        return std::fs::read(path).unwrap();
+    }
+    let t = read(path).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut out = Vec::new();
+    for (name, c) in &t.columns {
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+        if let Column::Str(v) = c {
+            for s in v.iter().flatten() {
+                out.extend_from_slice(s.as_bytes());
+                out.push(b'\n');
+            }
+        }
+    }
+    out
 }

@@ -170,7 +170,7 @@ fn assert_no_secret_under(dir: &Path) {
                 continue;
             }
             files += 1;
-            let bytes = std::fs::read(&p).unwrap();
+            let bytes = scannable_bytes(&p);
             for secret in [KEY, TOKEN, LITERAL] {
                 assert!(
                     !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
@@ -180,7 +180,8 @@ fn assert_no_secret_under(dir: &Path) {
             }
         }
     }
-    assert!(files > 3, "only {files} files under {}", dir.display());
+    // requests.parquet, events.parquet, summary.json at least (the journal is retired)
+    assert!(files >= 3, "only {files} files under {}", dir.display());
 }
 
 fn assert_every_head_carries_the_headers(server: &FakeServer) {

@@ -278,7 +278,10 @@ fn the_ramp_example_runs_shortened_and_its_report_reads_the_probe() {
     assert!(md.contains("## Ramp probe: c000"), "{md}");
     assert!(md.contains("figs/ramp-c000.png"));
     assert!(run_dir.join("figs/ramp-c000.svg").exists());
-    let ts = std::fs::read(run_dir.join("timeseries.parquet")).unwrap();
-    // our writer stores text PLAIN and uncompressed: the series name is in the bytes
-    assert!(ts.windows(7).any(|w| w == b"offered"), "no offered series");
+    let ts = vllm_loadtest::store::parquet::read(&run_dir.join("timeseries.parquet")).unwrap();
+    let series = ts.column("series").unwrap();
+    assert!(
+        (0..ts.rows()).any(|i| series.str_at(i) == Some("offered")),
+        "no offered series"
+    );
 }

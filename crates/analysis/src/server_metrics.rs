@@ -14,7 +14,7 @@ pub struct MetricRow {
 }
 
 /// What the server's own metrics say about a cell, for the analysis: computed from the
-/// scraped rows (pure), so it can be redone from `server_metrics.jsonl` at any time.
+/// scraped rows (pure), so it can be redone from `server_metrics.parquet` at any time.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServerStats {
     /// Least-squares slope of the waiting queue (summed over engines and endpoints), per second.

@@ -33,6 +33,15 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Now in nanoseconds since the Unix epoch (the wall clock: for stamping, never for
+/// measuring an interval).
+pub fn unix_now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
 /// `20261128-002627`, as `vllm bench serve` stamps its results.
 pub fn compact(t: u64) -> String {
     let (y, mo, d, h, mi, s) = civil(t);
