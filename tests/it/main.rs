@@ -10,6 +10,7 @@ mod faults;
 mod interrupt;
 mod parquet_readers;
 mod prefix_cache;
+mod readme;
 mod run_experiment;
 mod search;
 mod sessions;
