@@ -6,6 +6,7 @@ mod architecture;
 mod bad_input;
 mod bench_timing;
 mod calibrate;
+mod cli_help;
 mod faults;
 mod interrupt;
 mod parquet_readers;
