@@ -26,7 +26,8 @@ pub struct Live {
     connect_streak: AtomicU64,
     /// Turns of conversations that were cut short (never sent).
     pub not_sent: AtomicU64,
-    /// TTFTs (µs) of requests finished since the progress thread last looked.
+    /// TTFTs (µs) of requests finished since the progress thread last looked, for the live
+    /// line's median only (the results come from the records).
     recent_ttft_us: Mutex<Vec<u64>>,
 }
 
@@ -74,11 +75,12 @@ impl Live {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
         self.done.fetch_add(1, Ordering::Relaxed);
-        if let Some(t) = ttft_ns {
-            self.recent_ttft_us
-                .lock()
-                .expect("live lock")
-                .push(t / 1000);
+        // `try_lock`: a request task never waits for the progress thread (which holds the
+        // lock only to swap the vector out); a sample lost then only thins the live median
+        if let Some(t) = ttft_ns
+            && let Ok(mut recent) = self.recent_ttft_us.try_lock()
+        {
+            recent.push(t / 1000);
         }
     }
 
@@ -301,7 +303,7 @@ impl ProgressLine {
         let sink = if spec.quiet {
             Sink::Hidden
         } else if std::io::stderr().is_terminal() {
-            Sink::Bar(bar(&spec.label, plan, ProgressDrawTarget::stderr()))
+            Sink::Bar(bar(&spec.label, ProgressDrawTarget::stderr()))
         } else {
             Sink::Lines {
                 out: Box::new(std::io::stderr()),
@@ -367,18 +369,28 @@ impl Drop for ProgressLine {
     }
 }
 
-fn bar(label: &str, plan: CellPlan, target: ProgressDrawTarget) -> ProgressBar {
-    let style = ProgressStyle::with_template("{prefix}{bar:20.cyan/blue} {wide_msg}")
-        .expect("a valid template")
-        .progress_chars("=> ");
-    let bar = ProgressBar::with_draw_target(Some(bar_len(plan)), target).with_style(style);
+fn bar(label: &str, target: ProgressDrawTarget) -> ProgressBar {
+    // one `set_message` per update, one draw: the gauge is part of the message
+    let style = ProgressStyle::with_template("{prefix}{wide_msg}").expect("a valid template");
+    let bar = ProgressBar::with_draw_target(None, target).with_style(style);
     bar.set_prefix(label.to_string());
     bar
 }
 
-/// The bar measures time: planned sending in ms (at least 1, so an all-at-once cell fills).
-fn bar_len(plan: CellPlan) -> u64 {
-    ((plan.planned_s * 1000.0) as u64).max(1)
+/// `[=====>    ] `: the share of the planned sending time gone by (full once draining).
+fn gauge(plan: CellPlan, phase: Phase, elapsed_s: f64) -> String {
+    const W: usize = 20;
+    let done = match phase {
+        Phase::Draining { .. } => W,
+        Phase::Sending if plan.planned_s <= 0.0 => W,
+        Phase::Sending => ((elapsed_s / plan.planned_s).clamp(0.0, 1.0) * W as f64) as usize,
+    };
+    let head = if done < W { ">" } else { "" };
+    format!(
+        "[{}{head}{}] ",
+        "=".repeat(done),
+        " ".repeat(W - done - head.len())
+    )
 }
 
 /// The progress thread's state.
@@ -439,14 +451,7 @@ impl Drawer {
         let line = render(&self.plan, self.phase, self.run.as_ref(), &s);
         match &mut self.sink {
             Sink::Hidden => {}
-            Sink::Bar(b) => {
-                let pos = match self.phase {
-                    Phase::Sending => ((s.elapsed_s * 1000.0) as u64).min(bar_len(self.plan)),
-                    Phase::Draining { .. } => bar_len(self.plan),
-                };
-                b.set_position(pos);
-                b.set_message(line);
-            }
+            Sink::Bar(b) => b.set_message(gauge(self.plan, self.phase, s.elapsed_s) + &line),
             Sink::Lines { out, every } => {
                 if now || self.ticks.is_multiple_of(*every) {
                     // one write per line: lines of other threads never cut into it
@@ -637,9 +642,23 @@ mod tests {
     }
 
     #[test]
+    fn the_gauge_fills_with_the_planned_sending_time() {
+        assert_eq!(
+            gauge(PLAN, Phase::Sending, 0.0),
+            format!("[>{}] ", " ".repeat(19))
+        );
+        assert_eq!(
+            gauge(PLAN, Phase::Sending, 12.5),
+            format!("[{}>{}] ", "=".repeat(10), " ".repeat(9))
+        );
+        let full = format!("[{}] ", "=".repeat(20));
+        assert_eq!(gauge(PLAN, Phase::Sending, 99.0), full);
+        assert_eq!(gauge(PLAN, Phase::Draining { limit_s: None }, 1.0), full);
+    }
+
+    #[test]
     fn the_bar_draws_to_a_terminal_without_blocking_its_caller() {
-        let bar = bar("x: ", PLAN, ProgressDrawTarget::hidden());
-        assert_eq!(bar.length(), Some(25_000));
+        let bar = bar("x: ", ProgressDrawTarget::hidden());
         let live = Arc::new(Live::default());
         let mut line = ProgressLine::with_sink(
             &Spec::default(),
@@ -652,7 +671,8 @@ mod tests {
         line.draining(None);
         line.finish();
         assert!(bar.is_finished());
-        assert_eq!(bar.position(), 25_000);
-        assert!(bar.message().contains("draining 0"), "{}", bar.message());
+        let msg = bar.message();
+        assert!(msg.starts_with(&format!("[{}] [", "=".repeat(20))), "{msg}");
+        assert!(msg.contains("draining 0"), "{msg}");
     }
 }
