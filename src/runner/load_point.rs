@@ -4,7 +4,7 @@
 //! duration, and account for every request, a cancelled one with the reason it was cut.
 
 use super::pacer::Pacer;
-use super::progress::{self, CellPlan, Live, ProgressLine};
+use super::progress::{self, CellPlan, End, Live, ProgressLine};
 use super::watchdog::{self, Verdict};
 use crate::client::headers::Headers;
 use crate::client::{Job, Pool, Presend, RequestSpec, Server, Timeouts, execute};
@@ -616,8 +616,14 @@ impl Launch {
             .error
             .as_ref()
             .is_some_and(|e| e.kind == ErrorKind::Connect);
-        self.live
-            .finished(rec.is_ok(), rec.ttft_ns(), followed, refused);
+        let end = if rec.is_ok() {
+            End::Ok
+        } else if rec.is_cancelled() {
+            End::Cancelled
+        } else {
+            End::Failed
+        };
+        self.live.finished(end, rec.ttft_ns(), followed, refused);
         let ended = Ended {
             t_end_ns: rec.t_end_ns,
             cancelled: rec

@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 pub struct Live {
     pub sent: AtomicU64,
     pub done: AtomicU64,
+    /// Ended with an error (not counting cancellations).
     pub failed: AtomicU64,
+    /// Cut by the client (after the window, the drain limit, Ctrl-C, a lost server).
+    pub cancelled: AtomicU64,
     /// Requests of the measurement window still in flight (the drain waits for them).
     followed: AtomicU64,
     /// Requests in a row, by finish, that could not connect: the server is gone.
@@ -54,6 +57,7 @@ impl Live {
     pub fn succeeded(&self) -> u64 {
         let done = self.done.load(Ordering::Relaxed);
         done.saturating_sub(self.failed.load(Ordering::Relaxed))
+            .saturating_sub(self.cancelled.load(Ordering::Relaxed))
     }
 
     /// Requests in a row that could not connect.
@@ -61,7 +65,7 @@ impl Live {
         self.connect_streak.load(Ordering::Relaxed)
     }
 
-    pub fn finished(&self, ok: bool, ttft_ns: Option<u64>, followed: bool, refused: bool) {
+    pub fn finished(&self, end: End, ttft_ns: Option<u64>, followed: bool, refused: bool) {
         if followed {
             self.followed.fetch_sub(1, Ordering::Relaxed);
         }
@@ -70,9 +74,16 @@ impl Live {
         } else {
             self.connect_streak.store(0, Ordering::Relaxed);
         }
-        // failed first: `succeeded` (done − failed) never counts a failure as a success
-        if !ok {
-            self.failed.fetch_add(1, Ordering::Relaxed);
+        // failed first: `succeeded` (done − failed − cancelled) never counts a failure as a
+        // success
+        match end {
+            End::Ok => {}
+            End::Failed => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            End::Cancelled => {
+                self.cancelled.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.done.fetch_add(1, Ordering::Relaxed);
         // `try_lock`: a request task never waits for the progress thread (which holds the
@@ -94,6 +105,14 @@ impl Live {
         v.sort_unstable();
         Some(v[v.len() / 2] as f64 / 1000.0)
     }
+}
+
+/// How a request ended, as the live counters count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Ok,
+    Failed,
+    Cancelled,
 }
 
 /// What the caller of a cell wants from its progress line.
@@ -192,6 +211,7 @@ pub struct Snapshot {
     pub sent: u64,
     pub done: u64,
     pub failed: u64,
+    pub cancelled: u64,
     /// The window's requests still in flight (shown once draining).
     pub followed: u64,
     pub ttft_p50_ms: Option<f64>,
@@ -267,8 +287,12 @@ pub fn render(plan: &CellPlan, phase: Phase, run: Option<&RunEta>, s: &Snapshot)
             ),
         },
     };
+    let cancelled = match s.cancelled {
+        0 => String::new(),
+        n => format!("  cancelled {n}"),
+    };
     format!(
-        "{head}  done {}  in flight {in_flight}  errors {}  ttft p50 {ttft}{run}",
+        "{head}  done {}  in flight {in_flight}  errors {}{cancelled}  ttft p50 {ttft}{run}",
         s.done, s.failed
     )
 }
@@ -441,6 +465,7 @@ impl Drawer {
             sent: self.live.sent.load(Ordering::Relaxed),
             done: self.live.done.load(Ordering::Relaxed),
             failed: self.live.failed.load(Ordering::Relaxed),
+            cancelled: self.live.cancelled.load(Ordering::Relaxed),
             followed: self.live.followed_in_flight(),
             ttft_p50_ms: self.last_ttft,
         }
@@ -473,6 +498,7 @@ mod tests {
             sent,
             done,
             failed: 0,
+            cancelled: 0,
             followed,
             ttft_p50_ms: Some(12.34),
         }
@@ -564,6 +590,27 @@ mod tests {
     }
 
     #[test]
+    fn cancellations_are_not_errors_on_the_line_nor_successes() {
+        let live = Live::default();
+        live.sent.store(3, Ordering::Relaxed);
+        live.finished(End::Ok, None, false, false);
+        live.finished(End::Failed, None, false, false);
+        live.finished(End::Cancelled, None, false, false);
+        assert_eq!(live.succeeded(), 1);
+        let s = Snapshot {
+            elapsed_s: 1.0,
+            sent: 3,
+            done: 3,
+            failed: live.failed.load(Ordering::Relaxed),
+            cancelled: live.cancelled.load(Ordering::Relaxed),
+            followed: 0,
+            ttft_p50_ms: None,
+        };
+        let line = render(&PLAN, Phase::Draining { limit_s: None }, None, &s);
+        assert!(line.contains("errors 1  cancelled 1  ttft p50 -"), "{line}");
+    }
+
+    #[test]
     fn human_durations() {
         assert_eq!(human_duration(42.4), "42s");
         assert_eq!(human_duration(65.0), "1m05s");
@@ -590,7 +637,7 @@ mod tests {
         for _ in 0..3 {
             live.follow(true);
         }
-        live.finished(true, Some(40_000_000), false, false);
+        live.finished(End::Ok, Some(40_000_000), false, false);
         let (tx, rx) = mpsc::channel();
         let spec = Spec {
             quiet: false,
@@ -636,7 +683,7 @@ mod tests {
             Sink::Hidden,
             Duration::from_millis(1),
         );
-        live.finished(true, Some(1_000_000), false, false);
+        live.finished(End::Ok, Some(1_000_000), false, false);
         line.finish();
         assert!(live.recent_ttft_us.lock().unwrap().is_empty());
     }
