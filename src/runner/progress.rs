@@ -275,15 +275,17 @@ pub fn render(plan: &CellPlan, phase: Phase, run: Option<&RunEta>, s: &Snapshot)
             None,
         ),
     };
+    let more = |n: usize| format!("({n} more cell{})", if n == 1 { "" } else { "s" });
     let run = match run {
         None => String::new(),
         Some(r) => match (r.left_s(cell_left), r.cells_after) {
             (Some(left), 0) => format!("  run ~{} left", human_duration(left)),
-            (Some(left), n) => format!("  run ~{} left ({n} more cells)", human_duration(left)),
+            (Some(left), n) => format!("  run ~{} left {}", human_duration(left), more(n)),
             (None, 0) => "  run: last cell".into(),
             (None, n) => format!(
-                "  run >{} left ({n} more cells)",
-                human_duration(r.later_s * r.pace.max(1.0))
+                "  run >{} left {}",
+                human_duration(r.later_s * r.pace.max(1.0)),
+                more(n)
             ),
         },
     };

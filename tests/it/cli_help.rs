@@ -102,7 +102,7 @@ fn a_runs_live_line_says_draining_and_the_time_left_for_the_run() {
     assert!(
         draining
             .iter()
-            .any(|l| l.starts_with("cell 1/2 5 req/s: [") && l.ends_with("(1 more cells)")),
+            .any(|l| l.starts_with("cell 1/2 5 req/s: [") && l.ends_with("(1 more cell)")),
         "{}",
         r.stderr
     );
