@@ -35,7 +35,7 @@ pub struct SimArgs {
     /// `tokenizer.json` (or a folder holding one) to count prompt tokens (default: the built-in cl100k).
     #[arg(long, value_name = "PATH", help_heading = SERVE)]
     pub tokenizer: Option<PathBuf>,
-    /// Seed of step-time jitter and faults: the same seed, the same run.
+    /// Seed of the simulator's draws (step-time jitter, output lengths without `ignore_eos`, faults).
     #[arg(long, default_value_t = 0, value_name = "N", help_heading = SERVE)]
     pub seed: u64,
     /// Model the API server's CPU: N FIFO servers in front of the engines (default: not modelled).
