@@ -5,6 +5,7 @@ use super::bench_args::{ArrivalKind, BenchArgs, DatasetName, RampUp};
 use crate::client::{self, BaseUrl};
 use crate::experiment::cell_plan::{LoadPlan, TraceWindow};
 use crate::runner::cell::{CellResult, CellSpec, run_cell};
+use crate::runner::progress::Spec;
 use crate::store::layout::CellDir;
 use crate::store::{self, summary_json};
 use crate::workload::body::{BodyOptions, Endpoint as Api};
@@ -478,8 +479,10 @@ async fn run_async(
         connect_timeout: Duration::from_secs_f64(a.connect_timeout),
         slos: &plan.slos,
         percentiles: &plan.percentiles,
-        quiet: a.quiet,
-        label: String::new(),
+        progress: Spec {
+            quiet: a.quiet,
+            ..Spec::default()
+        },
         client_threads: a.client_threads,
         health_probe: (a.health_probe > 0.0).then(|| Duration::from_secs_f64(a.health_probe)),
         turns: plan.prompts.turns(),

@@ -8,6 +8,7 @@ use super::bench_args::{ArrivalKind, BenchArgs, DatasetName, SearchGoal};
 use crate::aggregate::{CellIdent, read_cell_dir};
 use crate::client;
 use crate::runner::cell::{CellSpec, run_cell};
+use crate::runner::progress::Spec;
 use crate::store::layout::CellDir;
 use crate::workload::Workload;
 use crate::workload::body::BodyOptions;
@@ -130,8 +131,11 @@ pub(super) async fn run(
             connect_timeout: Duration::from_secs_f64(a.connect_timeout),
             slos: &p.slos,
             percentiles: &p.percentiles,
-            quiet: a.quiet,
-            label: format!("probe {} {rate} req/s: ", n + 1),
+            progress: Spec {
+                quiet: a.quiet,
+                label: format!("probe {} {rate} req/s: ", n + 1),
+                run: None,
+            },
             client_threads: a.client_threads,
             health_probe: (a.health_probe > 0.0).then(|| Duration::from_secs_f64(a.health_probe)),
             metrics_interval: None,

@@ -5,6 +5,7 @@
 use crate::client::{Access, BaseUrl};
 use crate::experiment::cell_plan::LoadPlan;
 use crate::runner::cell::{CellResult, CellSpec, run_cell};
+use crate::runner::progress::Spec;
 use crate::store::layout::CellDir;
 use crate::workload::body::{BodyOptions, Endpoint as Api};
 use crate::workload::random;
@@ -21,20 +22,22 @@ use vllm_sim::{Profile, SimConfig};
 
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
-    /// Rates to try, ascending, until one is not held.
+    /// Rates to try, req/s, comma-separated and ascending, until one is not held.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "250,500,1000,2000,3000,4000,6000,8000"
+        default_value = "250,500,1000,2000,3000,4000,6000,8000",
+        value_name = "RPS,…"
     )]
     pub rates: Vec<f64>,
-    /// Seconds per rate.
-    #[arg(long, default_value_t = 2.0)]
+    /// Seconds of load per rate.
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
     pub seconds: f64,
     /// Output tokens per stream (content events per request).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_name = "TOKENS")]
     pub output_len: u32,
-    #[arg(long, default_value_t = 1)]
+    /// Worker threads of the client runtime, as `bench --client-threads` and `run --client-threads`.
+    #[arg(long, default_value_t = 1, value_name = "N")]
     pub client_threads: usize,
 }
 
@@ -167,8 +170,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             connect_timeout: Duration::from_secs(5),
             slos: &[],
             percentiles: &[],
-            quiet: true,
-            label: String::new(),
+            progress: Spec::quiet(),
             client_threads: a.client_threads,
             health_probe: None,
             turns: 1,

@@ -5,12 +5,30 @@ pub mod bench;
 pub mod bench_args;
 mod bench_search;
 pub mod calibrate;
+pub mod examples;
+pub mod generate;
 pub mod report;
 pub mod run;
 pub mod signals;
 pub mod sim_args;
 
+use clap::builder::styling::{AnsiColor, Effects, Styles};
 use clap::{Parser, Subcommand};
+
+/// `--version`: the package version and the commit it was built from (`build.rs`; says
+/// `commit unknown` for a build outside a git checkout).
+pub const VERSION: &str = env!("VLLM_LOADTEST_VERSION");
+
+/// Help colours (cargo's). clap writes them only when the stream is a terminal and neither
+/// `NO_COLOR` nor `CLICOLOR=0` is set; `CLICOLOR_FORCE=1` forces them.
+pub const STYLES: Styles = Styles::styled()
+    .header(AnsiColor::Green.on_default().effects(Effects::BOLD))
+    .usage(AnsiColor::Green.on_default().effects(Effects::BOLD))
+    .literal(AnsiColor::Cyan.on_default().effects(Effects::BOLD))
+    .placeholder(AnsiColor::Cyan.on_default())
+    .error(AnsiColor::Red.on_default().effects(Effects::BOLD))
+    .valid(AnsiColor::Cyan.on_default().effects(Effects::BOLD))
+    .invalid(AnsiColor::Yellow.on_default().effects(Effects::BOLD));
 
 /// How a command that ran ended when it did not simply succeed; `main` turns each into its
 /// exit code (README, "Exit codes"): 0 all good, 1 could not run, 2 bad usage, 3 ran but the
@@ -35,31 +53,47 @@ impl Ended {
 #[derive(Debug, Parser)]
 #[command(
     name = "vllm-loadtest",
-    version,
+    version = VERSION,
     about = "Measure how an LLM inference server (vLLM or any OpenAI-compatible one) behaves under load",
-    long_about = None
+    long_about = None,
+    styles = STYLES,
+    after_help = examples::after_help("vllm-loadtest"),
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The commands; each one's help ends with its examples (`examples.rs`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run an experiment matrix end to end (the main job).
+    #[command(after_help = examples::after_help("run"))]
     Run(Box<run::RunArgs>),
     /// Measure one load point against a running server (like `vllm bench serve`).
+    #[command(after_help = examples::after_help("bench"))]
     Bench(Box<bench_args::BenchArgs>),
     /// Recompute the tables (runs.parquet, timeseries.parquet, analysis.json) of a results folder.
+    #[command(after_help = examples::after_help("aggregate"))]
     Aggregate(report::DirArgs),
     /// Rebuild report.md and report.html of a results folder from its raw data.
+    #[command(after_help = examples::after_help("report"))]
     Report(report::DirArgs),
     /// Put two experiments side by side: same cells, deltas, which is better per metric.
+    #[command(after_help = examples::after_help("compare"))]
     Compare(report::CompareArgs),
     /// Measure this machine's client ceiling (against the in-process zero simulator).
+    #[command(after_help = examples::after_help("calibrate"))]
     Calibrate(calibrate::CalibrateArgs),
     /// Serve a simulated vLLM (no GPU needed) until Ctrl-C.
+    #[command(after_help = examples::after_help("sim"))]
     Sim(Box<sim_args::SimArgs>),
+    /// Print a shell completion script to stdout (for packagers and your shell's rc file).
+    #[command(after_help = examples::after_help("completions"))]
+    Completions(generate::CompletionsArgs),
+    /// Print the man page (roff) to stdout, or write one page per command into a folder.
+    #[command(after_help = examples::after_help("man"))]
+    Man(generate::ManArgs),
 }
 
 /// The client's runtime: one thread (the measured default: no work-stealing overhead), or
@@ -79,3 +113,6 @@ pub fn client_runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime>
             .build()?
     })
 }
+
+#[cfg(test)]
+mod tests;

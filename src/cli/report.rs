@@ -16,6 +16,7 @@ use std::path::PathBuf;
 #[derive(Debug, Args)]
 pub struct DirArgs {
     /// A results folder written by `vllm-loadtest run`.
+    #[arg(value_name = "DIR")]
     pub dir: PathBuf,
 }
 
@@ -249,8 +250,10 @@ pub fn print_executive(r: &model::Report) {
 #[derive(Debug, Args)]
 pub struct CompareArgs {
     /// The baseline results folder.
+    #[arg(value_name = "BASELINE")]
     pub a: PathBuf,
     /// The results folder compared with it.
+    #[arg(value_name = "CANDIDATE")]
     pub b: PathBuf,
 }
 

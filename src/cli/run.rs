@@ -4,9 +4,11 @@
 
 use super::signals::interrupt_on_signals;
 use crate::client::{self, Access, BaseUrl, get};
+use crate::experiment::planned::{PlannedTime, Total};
 use crate::experiment::{self, Cell, Experiment, Plan};
 use crate::launcher;
 use crate::runner::cell::{CellResult, CellSpec, run_cell};
+use crate::runner::progress::{self, RunClock, human_duration};
 use crate::runner::virtual_cell::{self, VirtualServer};
 use crate::store::cell_report::CellInfo;
 use crate::store::layout::{CellDir, RunDir};
@@ -28,33 +30,33 @@ mod search;
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The experiment file (YAML; see `examples/` and `schema/experiment.schema.json`).
-    #[arg(required_unless_present = "resume")]
+    #[arg(required_unless_present = "resume", value_name = "EXPERIMENT.yaml")]
     pub experiment: Option<PathBuf>,
-    /// Override a value, e.g. `--set load.duration_s=5 --set matrix.request_rate=[10,20]`.
+    /// Override a value of the file, repeatable, e.g. `--set load.duration_s=5 --set 'matrix.request_rate=[10,20]'` (default: none).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
-    /// Where results folders are created.
-    #[arg(long, default_value = "results")]
+    /// Where results folders are created (`OUTPUT/<experiment>/<date>/`).
+    #[arg(long, default_value = "results", value_name = "DIR")]
     pub output: PathBuf,
-    /// Continue an interrupted run in DIR: finished cells are kept, the others run.
+    /// Continue an interrupted run in DIR: finished cells are kept, the others run (default: a new run).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["experiment", "overrides"])]
     pub resume: Option<PathBuf>,
-    /// Print the cells that would run, and stop.
+    /// Print the cells that would run and the run's planned duration (sending, and the most
+    /// the drains may add), and stop; nothing is started or sent.
     #[arg(long)]
     pub dry_run: bool,
     /// No per-second progress line (one line per cell is still printed).
     #[arg(long)]
     pub quiet: bool,
-    /// Worker threads of the client runtime.
-    #[arg(long, default_value_t = 1)]
+    /// Worker threads of the client runtime (1 measured best up to thousands of req/s).
+    #[arg(long, default_value_t = 1, value_name = "N")]
     pub client_threads: usize,
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
     let (dir, exp, mut plan) = open(&a)?;
     if a.dry_run {
-        print_plan(&plan);
-        return Ok(());
+        return print_plan(&plan);
     }
     std::fs::create_dir_all(dir.cells())
         .with_context(|| format!("cannot create `{}`", dir.root().display()))?;
@@ -258,6 +260,25 @@ async fn run_cells(
     if tok.is_built_in() {
         eprintln!("{}", loadtest_base::tokenizer::BUILT_IN_WARNING);
     }
+    // the ETA of a matrix run starts from the planned time of the cells still to run (a
+    // search does not know its probes ahead)
+    let pending = |g: &experiment::ServerGroup| -> Vec<usize> {
+        g.cells
+            .iter()
+            .copied()
+            .filter(|&i| dir.cell(&plan.cells[i].id).read_status().as_deref() != Some("complete"))
+            .collect()
+    };
+    let run_clock = match plan.searches.is_empty() {
+        true => Some(RunClock::new(
+            plan.groups
+                .iter()
+                .flat_map(pending)
+                .map(|i| Ok(PlannedTime::of(&plan.cells[i])?.sending_s))
+                .collect::<Result<Vec<f64>>>()?,
+        )),
+        false => None,
+    };
     let mut run = Session {
         a,
         exp,
@@ -267,17 +288,13 @@ async fn run_cells(
         hashes: Default::default(),
         total: planned_cells(plan),
         interrupt: interrupt_on_signals(),
+        run_clock,
     };
     if !plan.searches.is_empty() {
         return run.searches(plan, manifest).await;
     }
     for group in &plan.groups {
-        let pending: Vec<&Cell> = group
-            .cells
-            .iter()
-            .map(|&i| &plan.cells[i])
-            .filter(|c| dir.cell(&c.id).read_status().as_deref() != Some("complete"))
-            .collect();
+        let pending: Vec<&Cell> = pending(group).into_iter().map(|i| &plan.cells[i]).collect();
         if pending.is_empty() {
             continue;
         }
@@ -303,6 +320,8 @@ struct Session<'r> {
     hashes: virtual_cell::PrefixHashes,
     total: usize,
     interrupt: tokio::sync::watch::Receiver<bool>,
+    /// The run's ETA: the planned time of the cells still to run (a matrix run only).
+    run_clock: Option<RunClock>,
 }
 
 /// A server configuration, up, and what its cells send to.
@@ -479,6 +498,7 @@ impl Session<'_> {
         };
         let total = self.total;
         let body = body_for(cell, &server.model);
+        let eta = self.run_clock.as_ref().map(RunClock::next_cell);
         let r = match &mut server.backend {
             Backend::Live { running, endpoints } => {
                 eprintln!(
@@ -487,7 +507,7 @@ impl Session<'_> {
                     cell.id,
                     describe_cell(cell)
                 );
-                let spec = cell_spec(self.a, cell, endpoints, &body, &wl, &self.tok, total)?;
+                let spec = cell_spec(self.a, cell, endpoints, &body, &wl, &self.tok, (total, eta))?;
                 live_cell(spec, cell, running, &cdir, self.interrupt.clone()).await?
             }
             Backend::Virtual(v) => {
@@ -497,11 +517,14 @@ impl Session<'_> {
                     cell.id,
                     describe_cell(cell)
                 );
-                let spec = cell_spec(self.a, cell, &[], &body, &wl, &self.tok, total)?;
+                let spec = cell_spec(self.a, cell, &[], &body, &wl, &self.tok, (total, eta))?;
                 let key = cell.plan.workload.prompts.key();
                 virtual_cell::run(&spec, v, &key, &mut self.hashes, &self.tok, &cdir)?
             }
         };
+        if let Some(c) = &mut self.run_clock {
+            c.cell_done();
+        }
         let status = r.status();
         write_cell_summary(self.exp, cell, &r, status, &cdir, &server.model, &self.tok)?;
         cdir.write_status(status)?;
@@ -614,7 +637,6 @@ fn workload_for(
     Ok(wl)
 }
 
-#[allow(clippy::too_many_arguments)]
 /// The request body's options for a cell's prompts.
 fn body_for(cell: &Cell, model: &str) -> BodyOptions {
     let w = &cell.plan.workload;
@@ -636,7 +658,7 @@ fn cell_spec<'a>(
     body: &'a BodyOptions,
     wl: &'a Workload,
     tok: &Tokenizer,
-    total: usize,
+    (total, run_eta): (usize, Option<progress::RunEta>),
 ) -> Result<CellSpec<'a>> {
     let load = &cell.plan.load;
     Ok(CellSpec {
@@ -648,18 +670,21 @@ fn cell_spec<'a>(
         connect_timeout: Duration::from_secs(10),
         slos: &cell.plan.slo.slos,
         percentiles: &[],
-        quiet: a.quiet,
-        label: format!(
-            "cell {}/{} {}: ",
-            cell.index + 1,
-            total,
-            match load.arrival.rate() {
-                r if r.is_finite() => format!("{r} req/s"),
-                // a ramp, a trace: their own schedule
-                _ if load.arrival.paced() => load.arrival.describe(),
-                _ => "all at once".to_string(),
-            }
-        ),
+        progress: progress::Spec {
+            quiet: a.quiet,
+            label: format!(
+                "cell {}/{} {}: ",
+                cell.index + 1,
+                total,
+                match load.arrival.rate() {
+                    r if r.is_finite() => format!("{r} req/s"),
+                    // a ramp, a trace: their own schedule
+                    _ if load.arrival.paced() => load.arrival.describe(),
+                    _ => "all at once".to_string(),
+                }
+            ),
+            run: run_eta,
+        },
         client_threads: a.client_threads,
         health_probe: cell.plan.server.health_probe,
         turns: cell.plan.workload.prompts.turns(),
@@ -768,13 +793,15 @@ fn write_cell_summary(
     Ok(())
 }
 
-fn print_plan(plan: &Plan) {
+/// `--dry-run`: the cells, each with its planned time, and the run's planned duration.
+fn print_plan(plan: &Plan) -> Result<()> {
     let mut out = std::io::stdout().lock();
     for s in &plan.searches {
         let p = &s.spec;
-        let _ = writeln!(
+        let t = PlannedTime::of(&s.template)?;
+        writeln!(
             out,
-            "server `{}`: search `{}` for {} from {} req/s within [{}, {}], to ±{:.1}%, at most {} cells",
+            "server `{}`: search `{}` for {} from {} req/s within [{}, {}], to ±{:.1}%, at most {} cells of {} each",
             plan.groups[s.group].id,
             s.id,
             p.goal.name(),
@@ -782,29 +809,61 @@ fn print_plan(plan: &Plan) {
             p.min_rate,
             p.max_rate,
             p.tolerance * 50.0,
-            p.max_cells
-        );
+            p.max_cells,
+            planned_cell(t),
+        )?;
     }
+    let mut total = Total::default();
     for g in plan
         .groups
         .iter()
         .filter(|g| plan.searches.is_empty() || !g.cells.is_empty())
     {
-        let _ = writeln!(out, "server `{}`:", g.id);
+        writeln!(out, "server `{}`:", g.id)?;
         for &i in &g.cells {
             let c = &plan.cells[i];
-            let _ = writeln!(out, "  {}  {}", c.id, describe_cell(c));
+            let t = PlannedTime::of(c)?;
+            total.add(t);
+            writeln!(out, "  {}  {}  {}", c.id, describe_cell(c), planned_cell(t))?;
         }
     }
     match plan.searches.len() {
-        0 => writeln!(out, "{} cell(s)", plan.cells.len()),
-        n => writeln!(
-            out,
-            "{n} search(es), at most {} cell(s)",
-            planned_cells(plan)
-        ),
+        0 => writeln!(out, "{} cell(s); {}", plan.cells.len(), planned_run(&total))?,
+        n => {
+            let mut most = Total::default();
+            for s in &plan.searches {
+                let t = PlannedTime::of(&s.template)?;
+                for _ in 0..s.spec.max_cells {
+                    most.add(t);
+                }
+            }
+            writeln!(
+                out,
+                "{n} search(es), at most {} cell(s); if all run: {}",
+                planned_cells(plan),
+                planned_run(&most)
+            )?
+        }
     }
-    .ok();
+    Ok(())
+}
+
+/// A cell's planned time: `25s sending (+ drain <= 5m00s)`.
+fn planned_cell(t: PlannedTime) -> String {
+    format!(
+        "{} sending (+ drain <= {})",
+        human_duration(t.sending_s),
+        human_duration(t.drain_max_s)
+    )
+}
+
+/// The run's planned duration, stated as what it is.
+fn planned_run(t: &Total) -> String {
+    format!(
+        "planned duration {} of sending (warm-up and cool-down included), at most {} if every drain runs to its limit; server start-up, prompt building and the report come on top",
+        human_duration(t.sending_s),
+        human_duration(t.max_s)
+    )
 }
 
 /// One row per cell, from the stored summaries (so resumed and earlier cells are included):

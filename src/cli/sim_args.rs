@@ -8,76 +8,93 @@ use std::sync::Arc;
 use vllm_sim::faults::{Fault, Faults};
 use vllm_sim::{Profile, SimConfig};
 
+// Headings of `sim --help`: the server, as `vllm serve` is started; the engine's knobs,
+// named as vLLM's engine arguments and defaulting to the profile's; the simulator's own.
+const SERVE: &str = "Server options";
+const ENGINE: &str = "Engine options (default: the profile's)";
+const COST: &str = "Step cost model (default: the profile's)";
+const FAULTS: &str = "Fault injection";
+
 #[derive(Debug, Args)]
 pub struct SimArgs {
-    #[arg(long, default_value = "127.0.0.1")]
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR", help_heading = SERVE)]
     pub host: String,
-    #[arg(long, default_value_t = 8000)]
+    /// Port to listen on (0: a free one, printed at start).
+    #[arg(long, default_value_t = 8000, value_name = "PORT", help_heading = SERVE)]
     pub port: u16,
-    /// Data-parallel engines behind the one endpoint.
-    #[arg(long, default_value_t = 1)]
+    /// Data-parallel engines behind the one endpoint, routed as vLLM's API server routes.
+    #[arg(long, default_value_t = 1, value_name = "N", help_heading = SERVE)]
     pub dp: usize,
-    /// `default`, `llama-3.1-8b-h100`, `llama-3.1-8b-a100`, `zero`, or a YAML file.
-    #[arg(long, default_value = "default")]
+    /// Simulated GPU and model: `default`, `llama-3.1-8b-h100`, `llama-3.1-8b-a100`, `zero` (no compute cost), or a YAML file.
+    #[arg(long, default_value = "default", value_name = "NAME|FILE", help_heading = SERVE)]
     pub profile: String,
-    /// Model id served (and required in requests).
-    #[arg(long, default_value = "sim-llama")]
+    /// Model id served, and required in requests.
+    #[arg(long, default_value = "sim-llama", value_name = "NAME", help_heading = SERVE)]
     pub served_model_name: String,
-    /// `tokenizer.json` (or a folder holding one) to count prompt tokens (default: built-in).
-    #[arg(long)]
+    /// `tokenizer.json` (or a folder holding one) to count prompt tokens (default: the built-in cl100k).
+    #[arg(long, value_name = "PATH", help_heading = SERVE)]
     pub tokenizer: Option<PathBuf>,
-    #[arg(long, default_value_t = 0)]
+    /// Seed of the simulator's draws (step-time jitter, output lengths without `ignore_eos`, faults).
+    #[arg(long, default_value_t = 0, value_name = "N", help_heading = SERVE)]
     pub seed: u64,
-    /// Model the API server's CPU: this many FIFO servers in front of the engines.
-    #[arg(long)]
+    /// Model the API server's CPU: N FIFO servers in front of the engines (default: not modelled).
+    #[arg(long, value_name = "N", help_heading = SERVE)]
     pub api_server_count: Option<usize>,
-    /// Serve https with this certificate chain (PEM), as vLLM's `--ssl-certfile`.
-    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    /// Serve https with this certificate chain (PEM), as vLLM's `--ssl-certfile` (default: plain http).
+    #[arg(long, requires = "tls_key", value_name = "FILE", help_heading = SERVE)]
     pub tls_cert: Option<PathBuf>,
-    /// The certificate's private key (PEM), as vLLM's `--ssl-keyfile`.
-    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    /// The certificate's private key (PEM), as vLLM's `--ssl-keyfile` (with `--tls-cert`).
+    #[arg(long, requires = "tls_cert", value_name = "FILE", help_heading = SERVE)]
     pub tls_key: Option<PathBuf>,
-    /// Share of requests that fail on purpose.
-    #[arg(long, default_value_t = 0.0)]
-    pub fault_rate: f64,
-    /// Kinds of failure, comma-separated: refuse,http500,http429,http503,stall,drop-midstream,malformed.
-    #[arg(long, value_delimiter = ',')]
-    pub faults: Vec<String>,
-    // --- profile overrides
-    #[arg(long)]
+
+    /// Sequences an engine runs at once (vLLM's `--max-num-seqs`).
+    #[arg(long, value_name = "N", help_heading = ENGINE)]
     pub max_num_seqs: Option<u32>,
-    #[arg(long)]
+    /// Tokens an engine step may hold, prefill chunks and decodes (vLLM's `--max-num-batched-tokens`).
+    #[arg(long, value_name = "TOKENS", help_heading = ENGINE)]
     pub max_num_batched_tokens: Option<u32>,
-    #[arg(long)]
+    /// KV-cache blocks per engine (vLLM's `--num-gpu-blocks-override`).
+    #[arg(long, value_name = "N", help_heading = ENGINE)]
     pub num_gpu_blocks: Option<u32>,
-    #[arg(long)]
+    /// Tokens per KV-cache block (vLLM's `--block-size`).
+    #[arg(long, value_name = "TOKENS", help_heading = ENGINE)]
     pub block_size: Option<u32>,
-    #[arg(long)]
+    /// Longest prompt plus output a request may have, tokens (vLLM's `--max-model-len`).
+    #[arg(long, value_name = "TOKENS", help_heading = ENGINE)]
     pub max_model_len: Option<u32>,
-    /// Fixed step cost, milliseconds.
-    #[arg(long)]
-    pub c0_ms: Option<f64>,
-    /// Per prefill token, microseconds.
-    #[arg(long)]
-    pub c_pf_us: Option<f64>,
-    /// Per decoding sequence, microseconds.
-    #[arg(long)]
-    pub c_dec_us: Option<f64>,
-    /// Per context token of a decoding sequence, nanoseconds.
-    #[arg(long)]
-    pub c_kv_ns: Option<f64>,
-    #[arg(long)]
-    pub front_end_latency_ms: Option<f64>,
-    /// Relative standard deviation of step times.
-    #[arg(long)]
-    pub jitter: Option<f64>,
-    /// Reuse cached KV blocks of shared prompt prefixes (on by default, as in vLLM V1;
-    /// `vllm:prefix_cache_*` count the tokens looked up and found).
-    #[arg(long, overrides_with = "no_enable_prefix_caching")]
+    /// Reuse cached KV blocks of shared prompt prefixes, as vLLM V1 does (on unless the profile turns it off).
+    #[arg(long, overrides_with = "no_enable_prefix_caching", help_heading = ENGINE)]
     pub enable_prefix_caching: bool,
     /// Compute every prompt in full (vLLM's `--no-enable-prefix-caching`).
-    #[arg(long, overrides_with = "enable_prefix_caching")]
+    #[arg(long, overrides_with = "enable_prefix_caching", help_heading = ENGINE)]
     pub no_enable_prefix_caching: bool,
+
+    /// Fixed cost of an engine step, milliseconds.
+    #[arg(long, value_name = "MS", help_heading = COST)]
+    pub c0_ms: Option<f64>,
+    /// Cost per prefill token, microseconds.
+    #[arg(long, value_name = "US", help_heading = COST)]
+    pub c_pf_us: Option<f64>,
+    /// Cost per decoding sequence, microseconds.
+    #[arg(long, value_name = "US", help_heading = COST)]
+    pub c_dec_us: Option<f64>,
+    /// Cost per context token of a decoding sequence, nanoseconds.
+    #[arg(long, value_name = "NS", help_heading = COST)]
+    pub c_kv_ns: Option<f64>,
+    /// Delay between a request's arrival and its entry into an engine (API server, tokenisation), milliseconds.
+    #[arg(long, value_name = "MS", help_heading = COST)]
+    pub front_end_latency_ms: Option<f64>,
+    /// Relative standard deviation of step times, a ratio (0: exact cost model).
+    #[arg(long, value_name = "R", help_heading = COST)]
+    pub jitter: Option<f64>,
+
+    /// Share of requests that fail on purpose, a ratio in [0, 1].
+    #[arg(long, default_value_t = 0.0, value_name = "R", help_heading = FAULTS)]
+    pub fault_rate: f64,
+    /// Kinds of failure, comma-separated: refuse, http500, http429, http503, stall, drop-midstream, malformed (default: none; needed with `--fault-rate`).
+    #[arg(long, value_delimiter = ',', value_name = "LIST", help_heading = FAULTS)]
+    pub faults: Vec<String>,
 }
 
 impl SimArgs {

@@ -2,12 +2,14 @@
 //! parameters, all errors with line and column), `plan` (the cells and server groups),
 //! `cell_plan` (one cell's parameters, typed: the only place a parameter is read by name),
 //! `schema` (the JSON Schema editors use, generated from `fields`), `search` (a `search:`
-//! section's checks, and its probe cells made as the search goes).
+//! section's checks, and its probe cells made as the search goes), `planned` (how long a
+//! cell is planned to take).
 
 pub mod cell_plan;
 pub mod fields;
 pub mod parse;
 pub mod plan;
+pub mod planned;
 pub mod schema;
 pub mod search;
 

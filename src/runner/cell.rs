@@ -36,8 +36,8 @@ pub struct CellSpec<'a> {
     pub slos: &'a [Slo],
     /// Percentiles reported beyond the standard ones (`--metric-percentiles`).
     pub percentiles: &'a [f64],
-    pub quiet: bool,
-    pub label: String,
+    /// The progress line: quiet or not, its label, the run around the cell.
+    pub progress: super::progress::Spec,
     pub client_threads: usize,
     /// Probe `/health` this often during the cell (`runner::watchdog`); `None`: never.
     pub health_probe: Option<Duration>,
@@ -157,8 +157,7 @@ pub async fn run_cell(
         follow_until_ns: c.load.window_s.map(|(_, end)| (end * 1e9) as u64),
         send_until: c.load.send_until(),
         closed_loop: c.load.closed_loop(),
-        quiet: c.quiet,
-        label: c.label.clone(),
+        progress: c.progress.clone(),
         health_probe: c.health_probe.map(|every| (c.endpoints.to_vec(), every)),
         turns: c.turns,
         think: Duration::from_secs_f64(c.load.think_time_s),

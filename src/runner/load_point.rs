@@ -5,7 +5,7 @@
 
 use super::pacer::Pacer;
 use super::prewarm;
-use super::progress::{Live, ProgressPrinter};
+use super::progress::{self, CellPlan, End, Live, ProgressLine};
 use super::watchdog::{self, Verdict};
 use crate::client::headers::Headers;
 use crate::client::{Job, Pool, Presend, RequestSpec, Server, Timeouts, execute};
@@ -69,9 +69,8 @@ pub struct LoadPoint {
     /// schedule empty. Request `i` is intended the moment a slot frees, so its queue delay
     /// is the client's own lateness, not the time it waited for a slot.
     pub closed_loop: bool,
-    pub quiet: bool,
-    /// Printed before the progress line (e.g. the cell of an experiment).
-    pub label: String,
+    /// The progress line: quiet or not, its label, the run around the cell.
+    pub progress: progress::Spec,
     /// Probe these servers' `/health` this often (`watchdog`); `None`: never.
     pub health_probe: Option<(Vec<Server>, Duration)>,
     /// Requests per schedule entry: a multi-turn conversation's turns (1: one request).
@@ -234,7 +233,8 @@ struct Running {
     /// handles.
     tasks: tokio::task::JoinSet<()>,
     live: Arc<Live>,
-    progress: ProgressPrinter,
+    /// Drawn by its own thread from `live`: nothing here waits for a terminal.
+    progress: ProgressLine,
     ticker: tokio::time::Interval,
     /// The concurrency cap, shared with the pacer thread.
     sem: Arc<Semaphore>,
@@ -258,14 +258,17 @@ impl Running {
         sem: Arc<Semaphore>,
         planned_s: f64,
     ) -> Self {
-        let progress = ProgressPrinter::new(
-            lp.quiet,
-            (!lp.closed_loop).then_some(lp.schedule.len()),
-            planned_s,
-            lp.label.clone(),
-        );
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let live = Arc::new(Live::default());
+        let progress = ProgressLine::start(
+            &lp.progress,
+            CellPlan {
+                requests: (!lp.closed_loop).then_some(lp.schedule.len()),
+                planned_s,
+            },
+            live.clone(),
+            clock,
+        );
         let reason = Arc::new(Mutex::new(None));
         let launch = Launch {
             targets: lp.targets.clone(),
@@ -326,7 +329,6 @@ impl Running {
                 }
                 _ = sleep_until_opt(send_deadline) => return,
                 _ = self.ticker.tick() => {
-                    self.progress.tick(&self.live, self.clock.now_ns() as f64 / 1e9);
                     self.server_lost = self.server_lost.take().or_else(|| {
                         server_lost(&self.live, self.health.as_deref(), self.clock)
                     });
@@ -436,7 +438,6 @@ impl Running {
                     self.canceller.cancel(CancelReason::DrainLimit);
                 }
                 _ = self.ticker.tick() => {
-                    self.progress.tick(&self.live, self.clock.now_ns() as f64 / 1e9);
                     // a server that hangs while the drain waits: cut what it holds
                     if !self.canceller.is_cancelled() && self.server_lost.is_none() {
                         self.server_lost = server_lost(&self.live, self.health.as_deref(), self.clock);
@@ -626,8 +627,14 @@ impl Launch {
             .error
             .as_ref()
             .is_some_and(|e| e.kind == ErrorKind::Connect);
-        self.live
-            .finished(rec.is_ok(), rec.ttft_ns(), followed, refused);
+        let end = if rec.is_ok() {
+            End::Ok
+        } else if rec.is_cancelled() {
+            End::Cancelled
+        } else {
+            End::Failed
+        };
+        self.live.finished(end, rec.ttft_ns(), followed, refused);
         let ended = Ended {
             t_end_ns: rec.t_end_ns,
             cancelled: rec

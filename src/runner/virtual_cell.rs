@@ -154,10 +154,10 @@ pub fn run(
         sending_s: cut.send_end_ns as f64 / 1e9,
         planned_sending_s: None,
     };
-    if !c.quiet {
+    if !c.progress.quiet {
         eprintln!(
             "{}{} requests in {:.1} s of virtual time ({:.2} s of wall time)",
-            c.label,
+            c.progress.label,
             records.len(),
             cut.at_ns as f64 / 1e9,
             wall.elapsed().as_secs_f64()
