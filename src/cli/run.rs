@@ -22,7 +22,8 @@ use loadtest_base::arrivals;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod search;
@@ -324,6 +325,9 @@ struct Session<'r> {
     run_clock: Option<RunClock>,
 }
 
+/// A cell to predict: its prompts and their prefix-block hashes, made before the cells run.
+type Prediction<'c> = (&'c Cell, Arc<Workload>, Option<virtual_cell::PromptHashes>);
+
 /// A server configuration, up, and what its cells send to.
 struct Server {
     backend: Backend,
@@ -356,6 +360,10 @@ impl Session<'_> {
         let Some(mut server) = self.start_server(id, pending[0], manifest).await? else {
             return Ok(Some(RunEnd::Interrupted));
         };
+        if let Backend::Virtual(v) = &server.backend {
+            self.predict_group(pending, v, &server.model)?;
+            return self.stop_server(id, server, None);
+        }
         let mut lost = None;
         for cell in pending {
             if let Err(stop) = self.cell_or_stop(cell, &mut server).await? {
@@ -474,6 +482,78 @@ impl Session<'_> {
         })
     }
 
+    /// A group's cells in virtual time, one per core at a time (they share nothing while
+    /// they run), stored and reported in order. Prompts and their hashes are made first,
+    /// once per workload.
+    fn predict_group(&mut self, pending: &[&Cell], v: &VirtualServer, model: &str) -> Result<()> {
+        let mut jobs: Vec<Prediction> = Vec::new();
+        for &cell in pending {
+            let interrupt = self.interrupt.clone();
+            let stop = || *interrupt.borrow();
+            let wl = match workload_for(
+                &cell.plan.workload.prompts,
+                &self.tok,
+                &mut self.workloads,
+                &stop,
+            ) {
+                Err(_) if stop() => return Ok(()),
+                wl => wl?,
+            };
+            let key = cell.plan.workload.prompts.key();
+            let hashes = self.hashes.for_server(&key, &wl.prompts, v, &self.tok);
+            jobs.push((cell, wl, hashes));
+        }
+        let (a, dir, tok, total) = (self.a, self.dir, &*self.tok, self.total);
+        let interrupt = &self.interrupt;
+        let predict = |(cell, wl, hashes): &Prediction| -> Result<CellResult> {
+            let cdir = dir.cell(&cell.id);
+            let _ = std::fs::remove_dir_all(cdir.root());
+            std::fs::create_dir_all(cdir.root())?;
+            eprintln!(
+                "cell {}/{total} `{}` ({}): predicting in virtual time",
+                cell.index + 1,
+                cell.id,
+                describe_cell(cell)
+            );
+            let body = body_for(cell, model);
+            let spec = cell_spec(a, cell, &[], &body, wl, tok, (total, None))?;
+            virtual_cell::run(&spec, v, hashes.as_deref(), &cdir)
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(jobs.len())
+            .max(1);
+        let next = AtomicUsize::new(0);
+        let results: Vec<Mutex<Option<Result<CellResult>>>> =
+            jobs.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= jobs.len() || *interrupt.borrow() {
+                            return;
+                        }
+                        *results[i].lock().expect("result slot") = Some(predict(&jobs[i]));
+                    }
+                });
+            }
+        });
+        for ((cell, _, _), slot) in jobs.iter().zip(results) {
+            // a cell not run (a signal came first) stays pending for `--resume`
+            let Some(r) = slot.into_inner().expect("result slot") else {
+                continue;
+            };
+            let r = r?;
+            let cdir = self.dir.cell(&cell.id);
+            let status = r.status();
+            write_cell_summary(self.exp, cell, &r, status, &cdir, model, &self.tok)?;
+            cdir.write_status(status)?;
+            print_cell_end(cell, total, &r);
+        }
+        Ok(())
+    }
+
     /// Run one cell into a fresh folder and store its summary and status. `None` when a
     /// signal stopped its prompts being built.
     async fn cell(&mut self, cell: &Cell, server: &mut Server) -> Result<Option<CellResult>> {
@@ -519,7 +599,8 @@ impl Session<'_> {
                 );
                 let spec = cell_spec(self.a, cell, &[], &body, &wl, &self.tok, (total, eta))?;
                 let key = cell.plan.workload.prompts.key();
-                virtual_cell::run(&spec, v, &key, &mut self.hashes, &self.tok, &cdir)?
+                let hashes = self.hashes.for_server(&key, &wl.prompts, v, &self.tok);
+                virtual_cell::run(&spec, v, hashes.as_deref(), &cdir)?
             }
         };
         if let Some(c) = &mut self.run_clock {

@@ -45,18 +45,24 @@ pub struct VirtualServer {
 pub struct PrefixHashes(HashMap<(String, u32), PromptHashes>);
 
 /// One workload's prompts' block hashes, in prompt order.
-type PromptHashes = Arc<[Arc<[BlockHash]>]>;
+pub type PromptHashes = Arc<[Arc<[BlockHash]>]>;
 
 impl PrefixHashes {
-    /// The hashes of `prompts` (the workload `key`'s) in blocks of `block_size`.
-    fn get(
+    /// The hashes of `prompts` (the workload `key`'s) as `server` caches prefixes; `None`
+    /// when it does not.
+    pub fn for_server(
         &mut self,
         key: &str,
         prompts: &[Prompt],
-        block_size: u32,
+        server: &VirtualServer,
         tok: &Tokenizer,
-    ) -> Arc<[Arc<[BlockHash]>]> {
-        self.0
+    ) -> Option<PromptHashes> {
+        if !server.profile.enable_prefix_caching {
+            return None;
+        }
+        let block_size = server.profile.block_size;
+        let hashes = self
+            .0
             .entry((key.to_string(), block_size))
             .or_insert_with(|| {
                 prompts
@@ -70,27 +76,23 @@ impl PrefixHashes {
                     })
                     .collect()
             })
-            .clone()
+            .clone();
+        Some(hashes)
     }
 }
 
-/// Run the cell in virtual time and store it as a measured cell is stored. `workload`: the
-/// key of the cell's prompts (`PromptSpec::key`), under which their hashes are kept.
+/// Run the cell in virtual time and store it as a measured cell is stored. `hashes`: its
+/// prompts' block hashes (`PrefixHashes::for_server`). Cells share nothing while they run:
+/// several may run at once, one per core.
 pub fn run(
     c: &CellSpec,
     server: &VirtualServer,
-    workload: &str,
-    hashes: &mut PrefixHashes,
-    tok: &Tokenizer,
+    hashes: Option<&[Arc<[BlockHash]>]>,
     out: &CellDir,
 ) -> Result<CellResult> {
     let wall = std::time::Instant::now();
     let n_sent = sent(c);
-    let hashes = match server.profile.enable_prefix_caching {
-        true => Some(hashes.get(workload, c.prompts, server.profile.block_size, tok)),
-        false => None,
-    };
-    let requests = requests(c, hashes.as_deref(), n_sent);
+    let requests = requests(c, hashes, n_sent);
     let run = simulate(
         &VirtualConfig {
             profile: server.profile.clone(),
