@@ -46,16 +46,24 @@ impl Pool {
     /// An idle live connection, if there is one.
     pub fn take_idle(&self) -> Option<Checkout> {
         let mut idle = self.idle.lock().expect("pool lock");
-        while let Some((stream, since)) = idle.pop() {
+        // dead ones are closed after the lock is let go (see `fresh_idle`)
+        let mut dead = Vec::new();
+        let found = loop {
+            let Some((stream, since)) = idle.pop() else {
+                break None;
+            };
             if since.elapsed() > MAX_IDLE || !stream.looks_open() {
+                dead.push(stream);
                 continue;
             }
-            return Some(Checkout {
+            break Some(Checkout {
                 stream,
                 reused: true,
             });
-        }
-        None
+        };
+        drop(idle);
+        drop(dead);
+        found
     }
 
     /// Open a new connection (with its TLS handshake for `https`).
@@ -86,9 +94,14 @@ impl Pool {
     pub fn fresh_idle(&self, ahead: Duration) -> usize {
         let mut idle = self.idle.lock().expect("pool lock");
         let limit = MAX_IDLE.saturating_sub(ahead);
-        let stale = idle.partition_point(|(_, since)| since.elapsed() > limit);
-        idle.drain(..stale);
-        idle.len()
+        let n = idle.partition_point(|(_, since)| since.elapsed() > limit);
+        let stale: Vec<_> = idle.drain(..n).collect();
+        let fresh = idle.len();
+        // closed after the lock is let go: closing a burst's worth of sockets takes a
+        // millisecond, which the pacer thread would otherwise wait out for its next send
+        drop(idle);
+        drop(stale);
+        fresh
     }
 
     pub fn idle_count(&self) -> usize {

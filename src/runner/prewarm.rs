@@ -20,10 +20,12 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-/// How far ahead connections are opened: longer than the runtime's stalls seen on a busy
-/// two-core machine (~8 ms), short enough that a connection opened for an arrival is used
-/// long before a server's idle timeout (uvicorn: 5 s) or the pool's own (4 s).
-pub const LOOKAHEAD: Duration = Duration::from_millis(25);
+/// How far ahead connections are opened: longer than the runtime's stalls on a busy
+/// two-core machine (a trace replay beside a build saw sends 8–12 ms late with 25 ms), short
+/// enough that a connection opened for an arrival is used long before a server's idle
+/// timeout (uvicorn: 5 s) or the pool's own (4 s). At most rate × this many connections are
+/// open early.
+pub const LOOKAHEAD: Duration = Duration::from_millis(100);
 
 /// How often the schedule is looked at (the runtime's timer granularity).
 const TICK: Duration = Duration::from_millis(1);
