@@ -111,16 +111,9 @@ impl Conn {
 
     /// Write what the socket takes now, without waiting and from any thread: plain TCP
     /// only (a TLS write needs the connection's state, owned by the task that drives it).
-    ///
-    /// Straight to the kernel, not through tokio's `try_write`: that one answers
-    /// `WouldBlock` without trying until the runtime's reactor has seen the socket writable,
-    /// and a connection opened ahead of the schedule (`runner::prewarm`) is seen so only
-    /// when the runtime polls its events, so a busy runtime sent those requests late (5 ms in
-    /// a trace replay with the event loop 7 ms late). The socket is non-blocking: the kernel
-    /// takes what fits, and tokio's own later writes are unaffected.
     pub fn try_write(&self, bytes: &[u8]) -> Option<io::Result<usize>> {
         match self {
-            Conn::Plain(s) => Some(socket2::SockRef::from(s).send(bytes)),
+            Conn::Plain(s) => Some(s.try_write(bytes)),
             Conn::Tls(_) => None,
         }
     }
