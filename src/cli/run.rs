@@ -509,15 +509,17 @@ impl Session<'_> {
             let cdir = dir.cell(&cell.id);
             let _ = std::fs::remove_dir_all(cdir.root());
             std::fs::create_dir_all(cdir.root())?;
-            eprintln!(
-                "cell {}/{total} `{}` ({}): predicting in virtual time",
-                cell.index + 1,
-                cell.id,
-                describe_cell(cell)
-            );
-            let body = body_for(cell, model);
-            let spec = cell_spec(a, cell, &[], &body, wl, tok, (total, None))?;
-            virtual_cell::run(&spec, v, hashes.as_deref(), &cdir)
+            predict_cell(
+                a,
+                cell,
+                wl,
+                hashes.as_deref(),
+                v,
+                model,
+                tok,
+                (total, None),
+                &cdir,
+            )
         };
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -591,16 +593,20 @@ impl Session<'_> {
                 live_cell(spec, cell, running, &cdir, self.interrupt.clone()).await?
             }
             Backend::Virtual(v) => {
-                eprintln!(
-                    "cell {}/{total} `{}` ({}): predicting in virtual time",
-                    cell.index + 1,
-                    cell.id,
-                    describe_cell(cell)
-                );
-                let spec = cell_spec(self.a, cell, &[], &body, &wl, &self.tok, (total, eta))?;
                 let key = cell.plan.workload.prompts.key();
                 let hashes = self.hashes.for_server(&key, &wl.prompts, v, &self.tok);
-                virtual_cell::run(&spec, v, hashes.as_deref(), &cdir)?
+                let (a, tok, model) = (self.a, &self.tok, &server.model);
+                predict_cell(
+                    a,
+                    cell,
+                    &wl,
+                    hashes.as_deref(),
+                    v,
+                    model,
+                    tok,
+                    (total, eta),
+                    &cdir,
+                )?
             }
         };
         if let Some(c) = &mut self.run_clock {
@@ -773,6 +779,32 @@ fn cell_spec<'a>(
         gpu: cell.plan.monitor.gpu,
         exact_tokenizer: !tok.is_built_in(),
     })
+}
+
+/// Predict a cell in virtual time into its (fresh) folder: one search probe, or one cell of
+/// a group (`Session::predict_group`).
+#[allow(clippy::too_many_arguments)]
+fn predict_cell(
+    a: &RunArgs,
+    cell: &Cell,
+    wl: &Workload,
+    hashes: Option<&[Arc<[vllm_sim::prefix_cache::BlockHash]>]>,
+    v: &VirtualServer,
+    model: &str,
+    tok: &Tokenizer,
+    progress: (usize, Option<progress::RunEta>),
+    cdir: &CellDir,
+) -> Result<CellResult> {
+    eprintln!(
+        "cell {}/{} `{}` ({}): predicting in virtual time",
+        cell.index + 1,
+        progress.0,
+        cell.id,
+        describe_cell(cell)
+    );
+    let body = body_for(cell, model);
+    let spec = cell_spec(a, cell, &[], &body, wl, tok, progress)?;
+    virtual_cell::run(&spec, v, hashes, cdir)
 }
 
 /// Run a cell against a server over HTTP, with its slice of the server's log.
