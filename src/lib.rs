@@ -31,6 +31,7 @@
 //!   turns), one cell's run, the watchdog that finds a hung server.
 //! - `client`: how a server is reached (URL, plain or TLS connection, the headers), the
 //!   connection pool, streaming request driver, SSE decoder, chunk classifier.
+//! - `fit`: a simulator profile identified from a live server's token timings (`fit`).
 //! - `prom`: a reader for Prometheus text (`/metrics`).
 //! - `launcher`: bring a server up (sim, external, command, compose) and always down.
 //! - `monitor`: `/metrics` scraping and GPU sampling beside a load point.
@@ -43,6 +44,7 @@ pub mod aggregate;
 pub mod cli;
 pub mod client;
 pub mod experiment;
+pub mod fit;
 pub mod launcher;
 pub mod monitor;
 pub mod prom;

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use std::process::ExitCode;
-use vllm_loadtest::cli::{Cli, Command, bench, calibrate, generate, report, run, sim_args};
+use vllm_loadtest::cli::{Cli, Command, bench, calibrate, fit, generate, report, run, sim_args};
 
 fn main() -> ExitCode {
     raise_open_file_limit();
@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Report(a) => report::report_cmd(a),
         Command::Compare(a) => report::compare_cmd(a),
         Command::Calibrate(a) => calibrate::run(a),
+        Command::Fit(a) => fit::run(*a),
         Command::Completions(a) => generate::completions(a),
         Command::Man(a) => generate::man(a),
     };

@@ -125,6 +125,28 @@ pub fn for_command(name: &str) -> &'static [Example] {
                 ]
             }
         }
+        "fit" => {
+            const {
+                &[
+                    ex(
+                        "fit a profile to a running vLLM (a few minutes)",
+                        "fit --base-url http://127.0.0.1:8000 -o my-server.yaml",
+                    ),
+                    ex(
+                        "give the limits vLLM does not expose",
+                        "fit --base-url http://127.0.0.1:8000 --max-num-seqs 128 --max-num-batched-tokens 4096 -o my-server.yaml",
+                    ),
+                    ex(
+                        "refit from a fit's saved probes, no server needed",
+                        "fit results/fit/20261201-140000 -o my-server.yaml",
+                    ),
+                    ex(
+                        "then predict an experiment in virtual time",
+                        "sim --profile my-server.yaml",
+                    ),
+                ]
+            }
+        }
         "sim" => {
             const {
                 &[

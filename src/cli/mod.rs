@@ -6,6 +6,7 @@ pub mod bench_args;
 mod bench_search;
 pub mod calibrate;
 pub mod examples;
+pub mod fit;
 pub mod generate;
 pub mod report;
 pub mod run;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Measure this machine's client ceiling (against the in-process zero simulator).
     #[command(after_help = examples::after_help("calibrate"))]
     Calibrate(calibrate::CalibrateArgs),
+    /// Fit a simulator profile to a live server (or refit one from a fit's probes).
+    #[command(after_help = examples::after_help("fit"))]
+    Fit(Box<fit::FitArgs>),
     /// Serve a simulated vLLM (no GPU needed) until Ctrl-C.
     #[command(after_help = examples::after_help("sim"))]
     Sim(Box<sim_args::SimArgs>),

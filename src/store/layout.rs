@@ -255,3 +255,92 @@ impl CellDir {
         })
     }
 }
+
+/// The folder of a `fit` against a live server: one cell per probe, and what the server
+/// said about itself. `fit DIR` refits from it without the server.
+#[derive(Debug, Clone)]
+pub struct FitDir {
+    root: PathBuf,
+}
+
+impl FitDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FitDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The server's facts (version, model, limits) read before the probes.
+    pub fn server_json(&self) -> PathBuf {
+        self.root.join("server.json")
+    }
+
+    /// Requests that warm the server up before the probes (not fitted).
+    pub fn warmup(&self) -> CellDir {
+        CellDir::new(self.root.join("warmup"))
+    }
+
+    /// The prefill probe: single requests, one at a time, over a range of prompt lengths.
+    pub fn prefill(&self) -> CellDir {
+        CellDir::new(self.root.join("prefill"))
+    }
+
+    /// Repeat `repeat` of the decode probe's batch of `batch` requests of `prompt` tokens
+    /// sent together.
+    pub fn decode(&self, prompt: u32, batch: u32, repeat: u32) -> CellDir {
+        CellDir::new(
+            self.root
+                .join(format!("decode-p{prompt}-b{batch}-r{repeat}")),
+        )
+    }
+
+    /// The held-out load, measured on the server (closed loop).
+    pub fn held_out(&self) -> CellDir {
+        CellDir::new(self.root.join("held-out"))
+    }
+
+    /// The fitted profile's prediction of the held-out load (virtual time).
+    pub fn held_out_predicted(&self) -> CellDir {
+        CellDir::new(self.root.join("held-out-predicted"))
+    }
+
+    /// Every decode cell present, by prompt, batch and repeat.
+    pub fn decode_cells(&self) -> Result<Vec<DecodeCell>> {
+        let mut cells = Vec::new();
+        let entries = std::fs::read_dir(&self.root)
+            .with_context(|| format!("cannot read `{}`", self.root.display()))?;
+        for e in entries {
+            let name = e?.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("decode-p")) else {
+                continue;
+            };
+            let Some((p, rest)) = rest.split_once("-b") else {
+                continue;
+            };
+            let Some((b, r)) = rest.split_once("-r") else {
+                continue;
+            };
+            if let (Ok(prompt), Ok(batch), Ok(repeat)) = (p.parse(), b.parse(), r.parse()) {
+                cells.push(DecodeCell {
+                    prompt,
+                    batch,
+                    repeat,
+                    dir: self.decode(prompt, batch, repeat),
+                });
+            }
+        }
+        cells.sort_by_key(|c| (c.prompt, c.batch, c.repeat));
+        Ok(cells)
+    }
+}
+
+/// One cell of a fit's decode probe.
+#[derive(Debug, Clone)]
+pub struct DecodeCell {
+    pub prompt: u32,
+    pub batch: u32,
+    pub repeat: u32,
+    pub dir: CellDir,
+}

@@ -8,6 +8,7 @@ mod bench_timing;
 mod calibrate;
 mod cli_help;
 mod faults;
+mod fit;
 mod interrupt;
 mod notebooks;
 mod parquet_readers;

@@ -11,8 +11,8 @@
 //! - **Decode**: `B` requests sent together, prompt `P` each. Once all are decoding, every
 //!   step decodes all `B`: the gap before a stream's token `j` (0-based) is
 //!   `c0 + c_dec·B + c_kv·B·(P + j − 1)` (a sequence's context is its prompt and the
-//!   tokens before `j`). Over several `B` and `j`: `c0`, `c_dec`, `c_kv`; then `fe` from
-//!   the prefill intercept.
+//!   tokens before `j`). Over several `B` at a short and a long `P`: `c0`, `c_dec`,
+//!   `c_kv`; then `fe` from the prefill intercept.
 //!
 //! Both are ordinary least squares; each coefficient comes with its standard error and each
 //! regression with its relative residual, so a fit says how far it can be trusted.
@@ -221,10 +221,46 @@ pub mod probes {
     /// Batch sizes of the decode probe, and its prompt and output per request.
     pub const DECODE_BATCHES: [u32; 6] = [1, 2, 4, 8, 16, 32];
     pub const DECODE_PROMPT: u32 = 32;
+    /// The same probe at a long context, a few small batches: context tokens then vary
+    /// apart from the batch size, which is what separates `c_kv` from `c_dec` on a noisy
+    /// server (at 32-token prompts the context is nearly proportional to the batch).
+    pub const DECODE_LONG_PROMPT: u32 = 1024;
+    pub const DECODE_LONG_BATCHES: [u32; 3] = [1, 2, 4];
     pub const DECODE_OUTPUT: u32 = 48;
     /// Gaps before this token index are skipped: until then some streams may still be in
     /// their prefill (the batch's requests do not all reach the engine in one step).
     pub const DECODE_FIRST_GAP: usize = 4;
+
+    /// Whether a batch's streams decoded together: every stream's first token came no later
+    /// than the middle token of the stream that started first. When not, the server did
+    /// not take the whole batch at once (its `max_num_seqs` or memory is smaller than the
+    /// batch): some streams waited for others to finish, and the gaps do not belong to a
+    /// batch of that size. (A looser test than "before token 4": a real API server
+    /// delivers tokens in bunches, several in one read, so early indices can tie.)
+    pub fn decoded_together(streams: &[Vec<u64>]) -> bool {
+        let last_first = streams.iter().filter_map(|s| s.first()).max();
+        let earliest = streams
+            .iter()
+            .filter(|s| !s.is_empty())
+            .min_by_key(|s| s[0]);
+        match (last_first, earliest) {
+            (Some(&f), Some(e)) => f <= e[e.len() / 2],
+            _ => false,
+        }
+    }
+
+    /// Whether a stream's tokens came mostly in bunches: its median gap under a quarter of
+    /// its mean gap (half its tokens or more arrived together with another). Its times
+    /// then say when the server's front end flushed, not when the engine stepped.
+    pub fn bunched(times: &[u64]) -> bool {
+        if times.len() < 3 {
+            return true;
+        }
+        let mut gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        let mean = (times[times.len() - 1] - times[0]) as f64 / gaps.len() as f64;
+        gaps.sort_unstable();
+        (gaps[gaps.len() / 2] as f64) < 0.25 * mean
+    }
 
     /// A prefill sample from one request's arrival and first token (ns).
     pub fn prefill(prompt_tokens: u32, arrival_ns: u64, first_token_ns: u64) -> PrefillSample {
@@ -234,27 +270,50 @@ pub mod probes {
         }
     }
 
-    /// Decode samples from the token times (ns) of a batch of `streams.len()` requests of
-    /// `prompt` tokens each: for each token index past the start, the median gap over the
-    /// streams (one stream's late delivery does not move it), with the batch's context.
+    /// The decode sample of a batch of `streams.len()` requests of `prompt` tokens each,
+    /// from their token times (ns): the step time while all of them decode, at the context
+    /// of the window's middle token.
+    ///
+    /// A real server delivers tokens unevenly (an API server that lags sends several in
+    /// one read, then none for a while), so single gaps say little: the step time is each
+    /// stream's slope over half its window, `(t[i+h] − t[i]) / h`, the median over `i`
+    /// (a bunch or a stall moves few of those spans), then the median over the streams.
+    /// For the step model the span's mean step is that of its middle token, so the
+    /// context is the window's middle: exact when the steps are.
     pub fn decode(prompt: u32, streams: &[Vec<u64>]) -> Vec<DecodeSample> {
         let batch = streams.len() as u32;
-        let len = streams.iter().map(Vec::len).min().unwrap_or(0);
-        (DECODE_FIRST_GAP.max(1)..len)
-            .filter_map(|j| {
-                let mut gaps: Vec<u64> = streams.iter().map(|s| s[j] - s[j - 1]).collect();
-                gaps.sort_unstable();
-                let itl_ns = gaps[gaps.len() / 2];
-                // token j (0-based) ends the step whose sequences hold prompt + j − 1
-                // computed tokens each
-                let context = u64::from(batch) * (u64::from(prompt) + j as u64 - 1);
-                (itl_ns > 0).then_some(DecodeSample {
-                    batch,
-                    context_tokens: context,
-                    itl_s: itl_ns as f64 / 1e9,
-                })
+        let n = streams.iter().map(Vec::len).min().unwrap_or(0);
+        let first = DECODE_FIRST_GAP.max(1);
+        if n < first + 4 {
+            return Vec::new();
+        }
+        let h = (n - first) / 2;
+        let mut slopes: Vec<f64> = streams
+            .iter()
+            .filter(|s| !bunched(&s[first..n]))
+            .map(|s| {
+                let mut spans: Vec<u64> = (first..n - h).map(|i| s[i + h] - s[i]).collect();
+                spans.sort_unstable();
+                spans[spans.len() / 2] as f64 / h as f64
             })
-            .collect()
+            .collect();
+        if slopes.is_empty() {
+            return Vec::new();
+        }
+        slopes.sort_by(f64::total_cmp);
+        let itl_ns = slopes[slopes.len() / 2];
+        // token j (0-based) ends the step whose sequences hold prompt + j − 1 computed
+        // tokens each; the spans' middle token is the window's middle
+        let mid_j = (first + n - 1) as f64 / 2.0;
+        let context = f64::from(batch) * (f64::from(prompt) + mid_j - 1.0);
+        if itl_ns <= 0.0 {
+            return Vec::new();
+        }
+        vec![DecodeSample {
+            batch,
+            context_tokens: context.round() as u64,
+            itl_s: itl_ns / 1e9,
+        }]
     }
 }
 

@@ -9,6 +9,7 @@
 //! - `router`: DP routing and the optional front-end CPU model.
 //! - `metrics`: vLLM's Prometheus families per engine.
 //! - `virtual_time`: the discrete-event driver.
+//! - `fit`: least squares of the step model to a client's token timings (pure).
 //! - `realtime`: engine threads on the wall clock.
 //! - `direct`: where tokens go: written into the socket by the engine thread, or to a task.
 //! - `server`, `wire`, `faults`, `tls`: the HTTP side (plain or TLS).

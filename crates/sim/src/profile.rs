@@ -40,6 +40,62 @@ pub struct Profile {
     /// default there too).
     #[serde(default = "default_true")]
     pub enable_prefix_caching: bool,
+    /// Where a fitted profile came from (`vllm-loadtest fit`); none for a named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Box<Provenance>>,
+}
+
+/// What a fitted profile says about itself: the server it was measured on, how well the
+/// step model explained the probes, where each limit came from, and how far its own
+/// prediction of a held-out load missed the measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// The server's URL, or the probe folder refitted.
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// RFC 3339, UTC.
+    pub fitted_at: String,
+    /// `vllm-loadtest --version` of the fit.
+    pub tool: String,
+    /// Samples used: prefill (one per request), decode (one per token index and batch).
+    pub prefill_samples: usize,
+    pub decode_samples: usize,
+    /// Standard error of each fitted coefficient (seconds), by field name.
+    pub std_errors: std::collections::BTreeMap<String, f64>,
+    /// RMS residual of each regression relative to its mean observation.
+    pub prefill_rel_rms: f64,
+    pub decode_rel_rms: f64,
+    /// Where each limit came from (`/metrics`, `/v1/models`, a flag, or assumed).
+    pub limits: std::collections::BTreeMap<String, String>,
+    /// Batches of the decode probe left out, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// The profile's own prediction of a load it was not fitted on, beside the measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<HeldOut>,
+}
+
+/// One held-out load, measured and predicted (virtual time, the fitted profile).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldOut {
+    /// e.g. "closed loop, 8 in flight, 256-token prompts, 64 tokens out, 60 requests".
+    pub load: String,
+    pub metrics: Vec<HeldOutMetric>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldOutMetric {
+    pub metric: String,
+    pub measured: f64,
+    pub predicted: f64,
+    /// (predicted − measured) / measured, percent.
+    pub error_pct: f64,
 }
 
 fn default_true() -> bool {
@@ -74,6 +130,7 @@ impl Profile {
             eos_mean_tokens: default_eos_mean(),
             max_model_len: default_max_model_len(),
             enable_prefix_caching: true,
+            provenance: None,
         }
     }
 
@@ -160,7 +217,8 @@ impl Profile {
         let mut merged = serde_yaml::to_value(base)?;
         if let (Some(m), Some(over)) = (merged.as_mapping_mut(), v.as_mapping()) {
             for (k, val) in over {
-                if !m.contains_key(k) {
+                // a fitted profile's provenance may be kept under a `base:` of its own
+                if !m.contains_key(k) && k.as_str() != Some("provenance") {
                     bail!("unknown field `{}`", k.as_str().unwrap_or("?"));
                 }
                 m.insert(k.clone(), val.clone());

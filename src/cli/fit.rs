@@ -1,0 +1,307 @@
+//! `vllm-loadtest fit`: identify a simulator profile from a live server (`--base-url`), or
+//! refit one from a fit folder a live fit wrote; write it as profile YAML that `sim
+//! --profile`, `bench --sim` and experiments take.
+
+use crate::client::headers::{self, HeaderSpec};
+use crate::client::tls::TlsOptions;
+use crate::client::{self, BaseUrl};
+use crate::experiment::fields::{self, cli_number};
+use crate::fit::probe::{self, HeldOutLoad, Prober};
+use crate::fit::{self as fitting, LimitFlags, facts};
+use crate::store::layout::FitDir;
+use crate::workload::body::{BodyOptions, Endpoint};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use loadtest_base::Tokenizer;
+use loadtest_base::arrivals::Arrival;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vllm_sim::Profile;
+use vllm_sim::fit::Fit;
+
+const SERVER: &str = "Server and connection options (a live fit)";
+const FIT: &str = "Fit options";
+
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// Refit from this folder of a live fit's probes instead of probing a server.
+    #[arg(value_name = "FIT_DIR", conflicts_with = "base_url")]
+    pub dir: Option<PathBuf>,
+    /// Server base URL, `http://HOST:PORT` or `https://HOST[:PORT]`.
+    #[arg(long, value_name = "URL", help_heading = SERVER)]
+    pub base_url: Option<String>,
+    /// API path: `/v1/completions` or `/v1/chat/completions`.
+    #[arg(long, default_value = "/v1/completions", value_name = "PATH", help_heading = SERVER)]
+    pub endpoint: String,
+    /// Model name to request (default: the first id of `GET /v1/models`).
+    #[arg(long, value_name = "NAME", help_heading = SERVER)]
+    pub model: Option<String>,
+    /// A `tokenizer.json`, or a folder holding one (default: the built-in approximation; the fit uses the server's own token counts either way).
+    #[arg(long, value_name = "PATH", help_heading = SERVER)]
+    pub tokenizer: Option<PathBuf>,
+    /// Environment variable holding the API key, sent as `Authorization: Bearer`.
+    #[arg(long, default_value = headers::DEFAULT_API_KEY_ENV, value_name = "NAME", help_heading = SERVER)]
+    pub api_key_env: String,
+    /// A header every request carries, `'Name: value'`, repeatable (default: none).
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = headers::parse_flag, help_heading = SERVER)]
+    pub headers: Vec<(String, String)>,
+    /// A header whose value is read from an environment variable, `'Name: VAR'` (default: none).
+    #[arg(long = "header-env", value_name = "NAME: VAR", value_parser = headers::parse_flag, help_heading = SERVER)]
+    pub header_env: Vec<(String, String)>,
+    /// https: a PEM file of CA certificates to trust besides the system's (default: none).
+    #[arg(long, value_name = "FILE", help_heading = SERVER)]
+    pub ca_cert: Option<PathBuf>,
+    /// https: do not check the server's certificate (a test server); warned about.
+    #[arg(long, conflicts_with = "ca_cert", help_heading = SERVER)]
+    pub insecure: bool,
+    /// Seconds to wait for a TCP (and TLS) connection.
+    #[arg(long, value_parser = cli_number(fields::SECS), default_value_t = 10.0, value_name = "SECS", help_heading = SERVER)]
+    pub connect_timeout: f64,
+
+    /// Where the profile YAML is written.
+    #[arg(short, long, value_name = "FILE", help_heading = FIT)]
+    pub output: PathBuf,
+    /// The server's `--max-num-seqs` (vLLM does not expose it; default: probed up to 32, else 256 assumed).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = FIT)]
+    pub max_num_seqs: Option<u32>,
+    /// The server's `--max-num-batched-tokens` (not exposed; default: 2048 assumed).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = FIT)]
+    pub max_num_batched_tokens: Option<u32>,
+    /// Times each probe is repeated (more: a noisier server fitted more surely).
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20), help_heading = FIT)]
+    pub repeats: u32,
+    /// Folder for the probes' cells (default: `results/fit/<date>`); `fit FIT_DIR` refits from it.
+    #[arg(long, value_name = "DIR", help_heading = FIT)]
+    pub probes_dir: Option<PathBuf>,
+    /// Seconds of the held-out load (Poisson at half the fitted capacity) whose prediction error the profile states; 0: none.
+    #[arg(long, value_parser = cli_number(fields::SECS0), default_value_t = 20.0, value_name = "SECS", help_heading = FIT)]
+    pub held_out_seconds: f64,
+    /// No progress lines.
+    #[arg(long, help_heading = FIT)]
+    pub quiet: bool,
+}
+
+impl FitArgs {
+    fn flags(&self) -> LimitFlags {
+        LimitFlags {
+            max_num_seqs: self.max_num_seqs,
+            max_num_batched_tokens: self.max_num_batched_tokens,
+        }
+    }
+}
+
+pub fn run(a: FitArgs) -> Result<()> {
+    if a.output.is_dir() {
+        bail!(
+            "`-o {}` is a folder\nhint: give the profile's file name, e.g. `-o profile.yaml`",
+            a.output.display()
+        );
+    }
+    let started = std::time::Instant::now();
+    let profile = match &a.dir {
+        Some(d) => refit(&a, &FitDir::new(d))?,
+        None => live(&a)?,
+    };
+    write_profile(&a.output, &profile)?;
+    let (secs, out) = (started.elapsed().as_secs_f64(), a.output.display());
+    eprintln!(
+        "fit: done in {secs:.0} s; profile written to `{out}`\nuse it: `vllm-loadtest sim --profile {out}`, `bench --sim {out}`, or `server: {{launcher: sim, profile: {out}}}` (`clock: virtual` to predict)"
+    );
+    Ok(())
+}
+
+/// Refit from a fit folder; its held-out load, if it has one, predicted again.
+fn refit(a: &FitArgs, dir: &FitDir) -> Result<Profile> {
+    let (mut profile, f) = fitting::fit_folder(dir, a.flags(), &dir.root().display().to_string())?;
+    print_fit(&profile, &f);
+    let held = dir.held_out();
+    if crate::store::records::exist(&held) {
+        let facts = fitting::read_facts(dir)?;
+        let n = crate::store::records::read_compact(&held)?.len();
+        let load = probe::load_plan(Arrival::AllAtOnce, n, None);
+        let what = format!("the {n} requests of `{}`", held.root().display());
+        let measured = loadtest_analysis::summary::summarize_records(
+            &crate::store::records::read_full(&held)?,
+            0,
+            None,
+            0.0,
+            &[],
+        );
+        let predicted = fitting::predict_measured(
+            &held,
+            &profile,
+            facts.engines.max(1),
+            &load,
+            &dir.held_out_predicted(),
+        )?;
+        let h = fitting::compare(what, &measured, &predicted.summary);
+        print_held_out(&h);
+        if let Some(p) = profile.provenance.as_mut() {
+            p.held_out = Some(h);
+        }
+    }
+    Ok(profile)
+}
+
+fn live(a: &FitArgs) -> Result<Profile> {
+    let url = BaseUrl::parse(a.base_url.as_deref().unwrap_or("http://127.0.0.1:8000"))?;
+    let endpoint = Endpoint::parse(&a.endpoint).with_context(|| {
+        format!(
+            "unsupported `--endpoint {}`\nhint: use `/v1/completions` or `/v1/chat/completions`",
+            a.endpoint
+        )
+    })?;
+    let dir = FitDir::new(a.probes_dir.clone().unwrap_or_else(|| {
+        PathBuf::from("results/fit")
+            .join(loadtest_base::time::compact(loadtest_base::time::unix_now()))
+    }));
+    if dir.root().join("prefill").exists() {
+        bail!(
+            "`{}` already holds a fit's probes\nhint: refit from them with `vllm-loadtest fit {0}`, or give another `--probes-dir`",
+            dir.root().display()
+        );
+    }
+    let interrupt = super::signals::interrupt_on_signals();
+    let tok = Tokenizer::load(a.tokenizer.as_deref())?;
+    let rt = super::client_runtime(1)?;
+    rt.block_on(async {
+        let access = client::Access::new(
+            TlsOptions {
+                ca_cert: a.ca_cert.clone(),
+                insecure: a.insecure,
+            },
+            &HeaderSpec {
+                api_key_env: a.api_key_env.clone(),
+                literal: a.headers.clone(),
+                from_env: a.header_env.clone(),
+            },
+        )?;
+        let server = access.reach(&url).await?;
+        let model = match &a.model {
+            Some(m) => m.clone(),
+            None => client::get::first_model(&server).await.with_context(|| {
+                format!("is the server running at `{url}`? start it first, or check `--base-url`")
+            })?,
+        };
+        let facts = facts::read(&server, &model).await;
+        fitting::write_facts(&dir, &facts)?;
+        eprintln!(
+            "fit: {url}, model `{model}`{}; probes in `{}`",
+            facts
+                .version
+                .as_ref()
+                .map(|v| format!(", vLLM {v}"))
+                .unwrap_or_default(),
+            dir.root().display()
+        );
+        let plan = probe::plan(facts.max_model_len, a.max_num_batched_tokens, a.repeats)?;
+        let body = BodyOptions {
+            endpoint,
+            model: model.clone(),
+            ignore_eos: true,
+            temperature: None,
+            // each event's token count keeps the batch's token indices aligned
+            continuous_usage: true,
+            extra: None,
+        };
+        let prober = Prober {
+            server: &server,
+            body: &body,
+            tok: &tok,
+            connect_timeout: Duration::from_secs_f64(a.connect_timeout),
+            interrupt: interrupt.clone(),
+            quiet: a.quiet,
+        };
+        prober.identify(&plan, &dir).await?;
+        let (mut profile, f) = fitting::fit_folder(&dir, a.flags(), &url.to_string())?;
+        print_fit(&profile, &f);
+        if a.held_out_seconds > 0.0 {
+            let load = held_out_load(
+                &profile,
+                &plan.held_out,
+                facts.engines.max(1),
+                a.held_out_seconds,
+            );
+            let (_, lp, measured) = prober.held_out(&load, &dir.held_out()).await?;
+            let predicted = fitting::predict_measured(
+                &dir.held_out(),
+                &profile,
+                facts.engines.max(1),
+                &lp,
+                &dir.held_out_predicted(),
+            )?;
+            let h = fitting::compare(load.describe(), &measured.summary, &predicted.summary);
+            print_held_out(&h);
+            if let Some(p) = profile.provenance.as_mut() {
+                p.held_out = Some(h);
+            }
+        }
+        Ok(profile)
+    })
+}
+
+/// Half the fitted capacity at the held-out lengths (below saturation, where a prediction
+/// is judged on latency), for about `seconds`.
+fn held_out_load(
+    profile: &Profile,
+    shape: &HeldOutLoad,
+    engines: usize,
+    seconds: f64,
+) -> HeldOutLoad {
+    let cap = profile.capacity(shape.input_len, shape.output_len) * engines as f64;
+    let rate = (0.5 * cap).clamp(0.1, 1000.0);
+    HeldOutLoad {
+        rate,
+        requests: ((rate * seconds) as usize).clamp(20, 2000),
+        ..shape.clone()
+    }
+}
+
+fn write_profile(path: &Path, profile: &Profile) -> Result<()> {
+    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create `{}`", d.display()))?;
+    }
+    let head = "# A simulator profile fitted by `vllm-loadtest fit` (docs/simulator.md).\n# Step time = c0 + c_pf·prefill tokens + c_dec·decoding sequences + c_kv·their context tokens.\n";
+    std::fs::write(path, format!("{head}{}", serde_yaml::to_string(profile)?))
+        .with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+fn print_fit(p: &Profile, f: &Fit) {
+    let row = |name: &str, e: vllm_sim::fit::Estimate, unit: f64, u: &str| {
+        eprintln!(
+            "  {name:<22} {:>10.3} {u} ± {:.3}",
+            e.value * unit,
+            e.std_error * unit
+        );
+    };
+    eprintln!(
+        "fit: {} prefill and {} decode samples; residual {:.1}% (prefill), {:.1}% (decode)",
+        f.samples.0,
+        f.samples.1,
+        f.prefill_rel_rms * 100.0,
+        f.decode_rel_rms * 100.0
+    );
+    row("c0 (per step)", f.c0, 1e3, "ms");
+    row("c_pf (per prompt token)", f.c_pf, 1e6, "µs");
+    row("c_dec (per sequence)", f.c_dec, 1e6, "µs");
+    row("c_kv (per context token)", f.c_kv, 1e9, "ns");
+    row("front end", f.front_end, 1e3, "ms");
+    if let Some(prov) = &p.provenance {
+        for (k, v) in &prov.limits {
+            eprintln!("  {k:<22} {v}");
+        }
+        for n in &prov.notes {
+            eprintln!("  note: {n}");
+        }
+    }
+}
+
+fn print_held_out(h: &vllm_sim::profile::HeldOut) {
+    eprintln!("held-out load ({}): measured vs predicted", h.load);
+    for m in &h.metrics {
+        eprintln!(
+            "  {:<28} {:>10.2} {:>10.2} {:>+7.1}%",
+            m.metric, m.measured, m.predicted, m.error_pct
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! `vllm-loadtest fit`: a simulator profile identified from a real server. The probes run
+//! as ordinary cells into a fit folder (`probe`), their records become samples (`samples`),
+//! the least squares are `vllm_sim::fit`'s (pure), and the server's own statement of its
+//! limits comes from `facts`. This module joins them: the fitted profile with its
+//! provenance, and its prediction of a held-out load beside the measurement.
+
+pub mod facts;
+pub mod probe;
+pub mod samples;
+
+use crate::runner::cell::{CellResult, CellSpec};
+use crate::runner::progress::Spec;
+use crate::runner::virtual_cell::{self, VirtualServer};
+use crate::store::layout::{CellDir, FitDir};
+use crate::store::records;
+use crate::workload::Prompt;
+use crate::workload::body::{BodyOptions, Endpoint};
+use anyhow::{Context, Result};
+use facts::ServerFacts;
+use loadtest_analysis::summary::RunSummary;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use vllm_sim::Profile;
+use vllm_sim::fit::Fit;
+use vllm_sim::profile::{HeldOut, HeldOutMetric, Provenance};
+
+/// Limits given on the command line (vLLM does not expose them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LimitFlags {
+    pub max_num_seqs: Option<u32>,
+    pub max_num_batched_tokens: Option<u32>,
+}
+
+/// The fitted profile of the probes in `dir`, its provenance filled in (no held-out load
+/// yet); the fit's statistics for the terminal.
+pub fn fit_folder(dir: &FitDir, flags: LimitFlags, source: &str) -> Result<(Profile, Fit)> {
+    let facts = read_facts(dir)?;
+    let s = samples::read(dir)?;
+    let (base, limits) = limits(&facts, flags, &s);
+    let f = vllm_sim::fit::fit(&s.prefill, &s.decode, &base)
+        .with_context(|| format!("fitting the probes of `{}`", dir.root().display()))?;
+    // jitter stays 0: from outside, an engine's step noise and the API server's uneven
+    // delivery look alike, and a jitter fitted to both would widen every predicted tail
+    let mut profile = f.profile.clone();
+    let std_errors = BTreeMap::from([
+        ("c0_s".to_string(), f.c0.std_error),
+        ("c_pf_s".to_string(), f.c_pf.std_error),
+        ("c_dec_s".to_string(), f.c_dec.std_error),
+        ("c_kv_s".to_string(), f.c_kv.std_error),
+        ("front_end_latency_s".to_string(), f.front_end.std_error),
+    ]);
+    let mut notes = s.notes;
+    for (name, e) in [
+        ("c0_s", f.c0),
+        ("c_pf_s", f.c_pf),
+        ("c_dec_s", f.c_dec),
+        ("c_kv_s", f.c_kv),
+        ("front_end_latency_s", f.front_end),
+    ] {
+        if e.value < 0.0 {
+            notes.push(format!(
+                "{name} fitted negative ({:.3e} ± {:.1e} s): set to 0",
+                e.value, e.std_error
+            ));
+        }
+    }
+    profile.provenance = Some(Box::new(Provenance {
+        source: source.to_string(),
+        server_version: facts.version.clone(),
+        model: Some(facts.model.clone()),
+        fitted_at: loadtest_base::time::rfc3339(loadtest_base::time::unix_now()),
+        tool: format!("vllm-loadtest {}", crate::cli::VERSION),
+        prefill_samples: f.samples.0,
+        decode_samples: f.samples.1,
+        std_errors,
+        prefill_rel_rms: f.prefill_rel_rms,
+        decode_rel_rms: f.decode_rel_rms,
+        limits,
+        notes,
+        held_out: None,
+    }));
+    profile.validate()?;
+    Ok((profile, f))
+}
+
+pub fn read_facts(dir: &FitDir) -> Result<ServerFacts> {
+    let p = dir.server_json();
+    let text = std::fs::read(&p).with_context(|| {
+        format!(
+            "cannot read `{}`\nhint: give a folder written by `vllm-loadtest fit --base-url …`",
+            p.display()
+        )
+    })?;
+    serde_json::from_slice(&text)
+        .with_context(|| format!("`{}` is not a fit's server.json", p.display()))
+}
+
+pub fn write_facts(dir: &FitDir, facts: &ServerFacts) -> Result<()> {
+    std::fs::create_dir_all(dir.root())
+        .with_context(|| format!("cannot create `{}`", dir.root().display()))?;
+    std::fs::write(dir.server_json(), serde_json::to_vec_pretty(facts)?)
+        .with_context(|| format!("cannot write `{}`", dir.server_json().display()))
+}
+
+/// The profile the fit starts from (its limits), and where each limit came from: the
+/// server's word first, a flag next, what the probes showed, else vLLM's default (said so).
+fn limits(
+    facts: &ServerFacts,
+    flags: LimitFlags,
+    s: &samples::Samples,
+) -> (Profile, BTreeMap<String, String>) {
+    let mut p = Profile::default_profile();
+    let mut from = BTreeMap::new();
+    let mut set = |name: &str, value: Option<u32>, field: &mut u32, source: &str| {
+        if let Some(v) = value {
+            *field = v;
+            from.insert(name.to_string(), source.to_string());
+        } else {
+            from.insert(
+                name.to_string(),
+                format!("assumed {} (not exposed by the server)", *field),
+            );
+        }
+    };
+    set(
+        "num_gpu_blocks",
+        facts.num_gpu_blocks,
+        &mut p.num_gpu_blocks,
+        "/metrics vllm:cache_config_info",
+    );
+    set(
+        "block_size",
+        facts.block_size,
+        &mut p.block_size,
+        "/metrics vllm:cache_config_info",
+    );
+    set(
+        "max_model_len",
+        facts.max_model_len,
+        &mut p.max_model_len,
+        "/v1/models",
+    );
+    set(
+        "max_num_batched_tokens",
+        flags.max_num_batched_tokens,
+        &mut p.max_num_batched_tokens,
+        "--max-num-batched-tokens",
+    );
+    match (flags.max_num_seqs, s.smallest_apart) {
+        (Some(n), _) => {
+            p.max_num_seqs = n;
+            from.insert("max_num_seqs".into(), "--max-num-seqs".into());
+        }
+        (None, Some(apart)) => {
+            p.max_num_seqs = s.largest_together.max(1);
+            from.insert(
+                "max_num_seqs".into(),
+                format!(
+                    "probed: {} decoded together, {apart} did not (between them; pass --max-num-seqs for the exact value)",
+                    s.largest_together
+                ),
+            );
+        }
+        (None, None) => {
+            from.insert(
+                "max_num_seqs".into(),
+                format!(
+                    "assumed {} (not exposed by the server; {} decoded together)",
+                    p.max_num_seqs, s.largest_together
+                ),
+            );
+        }
+    }
+    if let Some(c) = facts.enable_prefix_caching {
+        p.enable_prefix_caching = c;
+        from.insert(
+            "enable_prefix_caching".into(),
+            "/metrics vllm:cache_config_info".into(),
+        );
+    }
+    (p, from)
+}
+
+/// Predict a measured cell in virtual time: its own arrival instants and lengths (prompt
+/// as the server counted it, `max_tokens` as sent), `ignore_eos` as it ran. The records
+/// say everything the simulator needs, so any measured cell can be predicted.
+pub fn predict_measured(
+    measured: &CellDir,
+    profile: &Profile,
+    engines: usize,
+    load: &crate::experiment::cell_plan::LoadPlan,
+    out: &CellDir,
+) -> Result<CellResult> {
+    let recs = records::read_full(measured)?;
+    let prompts: Vec<Prompt> = recs
+        .iter()
+        .map(|r| Prompt {
+            text: String::new(),
+            history: Vec::new(),
+            input_tokens: r.server_prompt_tokens.unwrap_or(r.input_tokens),
+            output_tokens: r.max_tokens,
+        })
+        .collect();
+    let schedule: std::sync::Arc<[u64]> = recs.iter().map(|r| r.t_intended_ns).collect();
+    let body = BodyOptions {
+        endpoint: Endpoint::Completions,
+        model: String::new(),
+        ignore_eos: true,
+        temperature: None,
+        continuous_usage: false,
+        extra: None,
+    };
+    std::fs::create_dir_all(out.root())?;
+    let spec = CellSpec {
+        endpoints: &[],
+        prompts: &prompts,
+        body: &body,
+        load,
+        schedule,
+        connect_timeout: Duration::from_secs(10),
+        slos: &[],
+        percentiles: &[],
+        progress: Spec::quiet(),
+        client_threads: 1,
+        health_probe: None,
+        turns: 1,
+        metrics_interval: None,
+        gpu: false,
+        exact_tokenizer: false,
+    };
+    let server = VirtualServer {
+        profile: profile.clone(),
+        dp: engines,
+        seed: 0,
+        api_servers: None,
+    };
+    virtual_cell::run(&spec, &server, None, out)
+}
+
+/// Throughput and the p50s of TTFT, TPOT and E2E, measured beside predicted.
+pub fn compare(load: String, measured: &RunSummary, predicted: &RunSummary) -> HeldOut {
+    let p50 = |d: &Option<loadtest_analysis::stats::Distribution>| d.as_ref().map(|d| d.p50);
+    let pairs = [
+        (
+            "request throughput (req/s)",
+            measured.request_throughput,
+            predicted.request_throughput,
+        ),
+        (
+            "output throughput (tok/s)",
+            measured.output_throughput,
+            predicted.output_throughput,
+        ),
+        (
+            "TTFT p50 (ms)",
+            p50(&measured.latencies.ttft_ms),
+            p50(&predicted.latencies.ttft_ms),
+        ),
+        (
+            "TPOT p50 (ms)",
+            p50(&measured.latencies.tpot_ms),
+            p50(&predicted.latencies.tpot_ms),
+        ),
+        (
+            "E2E p50 (ms)",
+            p50(&measured.latencies.e2el_ms),
+            p50(&predicted.latencies.e2el_ms),
+        ),
+    ];
+    HeldOut {
+        load,
+        metrics: pairs
+            .into_iter()
+            .filter_map(|(metric, m, p)| {
+                let (m, p) = (m?, p?);
+                (m > 0.0).then(|| HeldOutMetric {
+                    metric: metric.to_string(),
+                    measured: m,
+                    predicted: p,
+                    error_pct: (p - m) / m * 100.0,
+                })
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,157 @@
+//! The probe cells' records turned into the fit's samples: each prefill request's time to
+//! first token against its prompt as the server counted it, and each decode batch's
+//! per-token gaps (`vllm_sim::fit::probes`). A probe that did not run cleanly is refused
+//! by name, not fitted around; a batch the server did not take at once is left out with a
+//! note (it says the server holds fewer sequences than that batch).
+
+use crate::store::layout::{CellDir, FitDir};
+use crate::store::records;
+use anyhow::{Result, bail};
+use loadtest_analysis::record::RequestRecord;
+use vllm_sim::fit::{DecodeSample, PrefillSample, probes};
+
+#[derive(Debug, Default)]
+pub struct Samples {
+    pub prefill: Vec<PrefillSample>,
+    pub decode: Vec<DecodeSample>,
+    /// Batches left out, and why.
+    pub notes: Vec<String>,
+    /// The largest batch that decoded together (a lower bound on `max_num_seqs`), and the
+    /// smallest that did not, if any.
+    pub largest_together: u32,
+    pub smallest_apart: Option<u32>,
+}
+
+/// Every probe cell of `dir`.
+pub fn read(dir: &FitDir) -> Result<Samples> {
+    let mut s = Samples {
+        prefill: prefill(&dir.prefill())?,
+        ..Samples::default()
+    };
+    let cells = dir.decode_cells()?;
+    if cells.is_empty() {
+        bail!(
+            "`{}` holds no decode probe (`decode-p<P>-b<N>-r<K>` folders)\nhint: give a folder written by `vllm-loadtest fit --base-url …`",
+            dir.root().display()
+        );
+    }
+    // each batch shape's samples over its repeats, then their median: a repeat the
+    // machine disturbed (a stall, a neighbour) does not pull the fit
+    let mut by_shape: std::collections::BTreeMap<(u32, u32), Vec<DecodeSample>> =
+        Default::default();
+    for c in cells {
+        let (prompt, batch, repeat, cell) = (c.prompt, c.batch, c.repeat, c.dir);
+        let recs = clean_records(&cell)?;
+        let streams: Vec<Vec<u64>> = recs.iter().map(token_times).collect();
+        if recs.len() != batch as usize || !probes::decoded_together(&streams) {
+            s.notes.push(format!(
+                "decode batch of {batch} × {prompt} tokens (repeat {repeat}) left out: its {} streams did not decode together (the server holds fewer sequences or tokens at once than this batch)",
+                recs.len()
+            ));
+            if prompt == probes::DECODE_PROMPT {
+                s.smallest_apart = Some(s.smallest_apart.map_or(batch, |b| b.min(batch)));
+            }
+            continue;
+        }
+        s.largest_together = s.largest_together.max(batch);
+        let d = probes::decode(median_prompt(&recs), &streams);
+        if d.is_empty() {
+            s.notes.push(format!(
+                "decode batch of {batch} × {prompt} tokens (repeat {repeat}) left out: every stream's tokens arrived in bunches (the server's front end flushed them together), so their times do not show the engine's steps"
+            ));
+        }
+        by_shape.entry((prompt, batch)).or_default().extend(d);
+    }
+    s.decode = by_shape.into_values().filter_map(median_sample).collect();
+    s.prefill = median_by_length(s.prefill);
+    Ok(s)
+}
+
+/// The median step time of one batch shape's repeats (its context: theirs, alike).
+fn median_sample(mut v: Vec<DecodeSample>) -> Option<DecodeSample> {
+    v.sort_by(|a, b| a.itl_s.total_cmp(&b.itl_s));
+    v.get(v.len() / 2).copied()
+}
+
+/// One prefill sample per prompt length (as the server counted it): the median time to
+/// first token of its repeats.
+fn median_by_length(v: Vec<PrefillSample>) -> Vec<PrefillSample> {
+    let mut by: std::collections::BTreeMap<u32, Vec<f64>> = Default::default();
+    for p in v {
+        by.entry(p.prompt_tokens).or_default().push(p.ttft_s);
+    }
+    by.into_iter()
+        .map(|(prompt_tokens, mut t)| {
+            t.sort_by(f64::total_cmp);
+            PrefillSample {
+                prompt_tokens,
+                ttft_s: t[t.len() / 2],
+            }
+        })
+        .collect()
+}
+
+fn prefill(cell: &CellDir) -> Result<Vec<PrefillSample>> {
+    Ok(clean_records(cell)?
+        .iter()
+        .filter_map(|r| {
+            let first = *r.content_events.first()?;
+            Some(probes::prefill(
+                prompt_tokens(r),
+                r.t_send_ns,
+                r.t_send_ns + first,
+            ))
+        })
+        .collect())
+}
+
+/// A probe cell's records, all of them completed; an error naming the cell otherwise.
+fn clean_records(cell: &CellDir) -> Result<Vec<RequestRecord>> {
+    if !records::exist(cell) {
+        bail!(
+            "`{}` holds no records\nhint: the probe did not run; rerun `vllm-loadtest fit --base-url …`",
+            cell.root().display()
+        );
+    }
+    let recs = records::read_full(cell)?;
+    if let Some(r) = recs.iter().find(|r| r.error.is_some()) {
+        bail!(
+            "`{}`: request {} of the probe failed ({}): a fit needs every probe request served\nhint: check the server's log; rerun the fit when it serves",
+            cell.root().display(),
+            r.id,
+            r.error.as_ref().map_or(String::new(), |e| format!(
+                "{}: {}",
+                e.kind.as_str(),
+                e.message
+            ))
+        );
+    }
+    if recs.is_empty() {
+        bail!("`{}` holds no records", cell.root().display());
+    }
+    Ok(recs)
+}
+
+/// The prompt as the server counted it (its tokenizer), else as the workload built it.
+fn prompt_tokens(r: &RequestRecord) -> u32 {
+    r.server_prompt_tokens.unwrap_or(r.input_tokens)
+}
+
+fn median_prompt(recs: &[RequestRecord]) -> u32 {
+    let mut p: Vec<u32> = recs.iter().map(prompt_tokens).collect();
+    p.sort_unstable();
+    p[p.len() / 2]
+}
+
+/// Each token's arrival (ns on the cell's clock): an event that carried k tokens stands
+/// for k tokens arriving together (the gaps inside it are 0, and the median over the batch
+/// ignores them), so token indices stay aligned across streams.
+fn token_times(r: &RequestRecord) -> Vec<u64> {
+    let abs = r.content_events.iter().map(|o| r.t_send_ns + o);
+    if r.content_event_tokens.len() != r.content_events.len() {
+        return abs.collect();
+    }
+    abs.zip(&r.content_event_tokens)
+        .flat_map(|(t, &k)| std::iter::repeat_n(t, k.max(1) as usize))
+        .collect()
+}

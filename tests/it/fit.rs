@@ -1,0 +1,176 @@
+//! `fit` against the simulator over HTTP: a server whose step costs we chose comes out as
+//! those costs, its `max_num_seqs` is probed, the profile carries its provenance and its
+//! own held-out error, and a refit from the saved probes gives the same profile.
+
+use crate::support::*;
+use std::path::Path;
+
+const TRUTH: &str = "\
+base: default
+c0_s: 0.006
+c_pf_s: 0.00003
+c_dec_s: 0.00015
+c_kv_s: 0.0000001
+front_end_latency_s: 0.003
+max_num_seqs: 16
+";
+
+fn profile(path: &Path) -> serde_yaml::Value {
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn close(what: &str, got: &serde_yaml::Value, want: f64, rel: f64) {
+    let got = got.as_f64().unwrap_or_else(|| panic!("{what}: {got:?}"));
+    assert!(
+        (got - want).abs() <= rel * want,
+        "{what}: fitted {got:e}, true {want:e} (±{}%)",
+        rel * 100.0
+    );
+}
+
+#[test]
+fn a_fit_recovers_the_servers_step_costs_and_states_its_own_error() {
+    let _g = serial();
+    let dir = temp_dir("fit");
+    let truth = dir.join("truth.yaml");
+    std::fs::write(&truth, TRUTH).unwrap();
+    let (mut sim, url) = spawn_sim(&["--profile", truth.to_str().unwrap()]);
+    let probes = dir.join("probes");
+    let out = dir.join("fitted.yaml");
+    let r = run(&[
+        "fit",
+        "--base-url",
+        &url,
+        "--repeats",
+        "2",
+        "--held-out-seconds",
+        "4",
+        "--probes-dir",
+        probes.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let _ = sim.kill();
+    let _ = sim.wait();
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stderr.contains("profile written to"), "{}", r.stderr);
+
+    let p = profile(&out);
+    close("c0", &p["c0_s"], 0.006, 0.2);
+    close("c_pf", &p["c_pf_s"], 30e-6, 0.2);
+    close("c_dec", &p["c_dec_s"], 150e-6, 0.25);
+    let fe = p["front_end_latency_s"].as_f64().unwrap();
+    assert!((fe - 0.003).abs() < 0.003, "front end {fe}");
+    // the limits: the cache from /metrics, max_num_seqs probed (16 decode together, 32 not)
+    assert_eq!(p["max_num_seqs"].as_u64(), Some(16), "{p:?}");
+    let prov = &p["provenance"];
+    let limits = &prov["limits"];
+    assert!(
+        limits["max_num_seqs"]
+            .as_str()
+            .unwrap()
+            .starts_with("probed"),
+        "{limits:?}"
+    );
+    assert_eq!(
+        limits["num_gpu_blocks"].as_str(),
+        Some("/metrics vllm:cache_config_info")
+    );
+    assert!(
+        limits["max_num_batched_tokens"]
+            .as_str()
+            .unwrap()
+            .starts_with("assumed"),
+        "{limits:?}"
+    );
+    assert_eq!(prov["source"].as_str(), Some(url.as_str()));
+    assert!(prov["std_errors"]["c0_s"].as_f64().unwrap() > 0.0);
+    // the held-out load, predicted beside measured: throughput close, TTFT near
+    let held: Vec<serde_yaml::Value> = prov["held_out"]["metrics"].as_sequence().unwrap().clone();
+    let err = |name: &str| {
+        held.iter()
+            .find(|m| m["metric"].as_str().unwrap().starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {held:?}"))["error_pct"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(err("request throughput").abs() < 10.0, "{held:?}");
+    assert!(err("TTFT p50").abs() < 35.0, "{held:?}");
+    assert!(err("TPOT p50").abs() < 25.0, "{held:?}");
+
+    // the probes saved are enough to refit, without the server, to the same coefficients
+    let again = dir.join("refit.yaml");
+    let r = run(&[
+        "fit",
+        probes.to_str().unwrap(),
+        "-o",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let q = profile(&again);
+    for k in [
+        "c0_s",
+        "c_pf_s",
+        "c_dec_s",
+        "c_kv_s",
+        "front_end_latency_s",
+        "max_num_seqs",
+    ] {
+        assert_eq!(p[k], q[k], "{k}");
+    }
+    assert!(
+        q["provenance"]["held_out"]["metrics"]
+            .as_sequence()
+            .is_some()
+    );
+    // and the fitted profile is one the simulator takes
+    let r = run(&[
+        "bench",
+        "--sim",
+        out.to_str().unwrap(),
+        "--num-prompts",
+        "5",
+        "--random-input-len",
+        "64",
+        "--random-output-len",
+        "8",
+        "--output-dir",
+        dir.join("bench").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_fit_without_probes_or_with_a_folder_for_output_says_what_to_do() {
+    let dir = temp_dir("fit-bad");
+    let r = run(&["fit", dir.to_str().unwrap(), "-o", "x.yaml"]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("server.json"), "{}", r.stderr);
+    assert!(r.stderr.contains("hint:"), "{}", r.stderr);
+    let r = run(&["fit", dir.to_str().unwrap(), "-o", dir.to_str().unwrap()]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("is a folder"), "{}", r.stderr);
+    // nothing answers on this port: a clear error, no probes folder left half-made
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let probes = dir.join("probes");
+    let r = run(&[
+        "fit",
+        "--base-url",
+        &format!("http://127.0.0.1:{port}"),
+        "--probes-dir",
+        probes.to_str().unwrap(),
+        "-o",
+        dir.join("p.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("is the server running"), "{}", r.stderr);
+    assert!(!probes.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
