@@ -261,7 +261,7 @@ fn write_profile(path: &Path, profile: &Profile) -> Result<()> {
     if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create `{}`", d.display()))?;
     }
-    let head = "# A simulator profile fitted by `vllm-loadtest fit` (docs/simulator.md).\n# Step time = c0 + c_pf·prefill tokens + c_dec·decoding sequences + c_kv·their context tokens.\n";
+    let head = "# A simulator profile fitted by `vllm-loadtest fit` (docs/simulator.md).\n# Step time = c0 + c_pf·prefill tokens + c_pf_attn·their attention pairs + c_dec·decoding sequences\n#   + c_kv·their context tokens.\n";
     std::fs::write(path, format!("{head}{}", serde_yaml::to_string(profile)?))
         .with_context(|| format!("cannot write `{}`", path.display()))
 }
@@ -283,6 +283,7 @@ fn print_fit(p: &Profile, f: &Fit) {
     );
     row("c0 (per step)", f.c0, 1e3, "ms");
     row("c_pf (per prompt token)", f.c_pf, 1e6, "µs");
+    row("c_pf_attn (per pair)", f.c_pf_attn, 1e9, "ns");
     row("c_dec (per sequence)", f.c_dec, 1e6, "µs");
     row("c_kv (per context token)", f.c_kv, 1e9, "ns");
     row("front end", f.front_end, 1e3, "ms");

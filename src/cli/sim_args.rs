@@ -82,6 +82,9 @@ pub struct SimArgs {
     /// Cost per context token of a decoding sequence, nanoseconds.
     #[arg(long, value_name = "NS", help_heading = COST)]
     pub c_kv_ns: Option<f64>,
+    /// Cost per attention pair of a prefill (a prompt token and a token before it), nanoseconds.
+    #[arg(long, value_name = "NS", help_heading = COST)]
+    pub c_pf_attn_ns: Option<f64>,
     /// Delay between a request's arrival and its entry into an engine (API server, tokenisation), milliseconds.
     #[arg(long, value_name = "MS", help_heading = COST)]
     pub front_end_latency_ms: Option<f64>,
@@ -116,6 +119,7 @@ impl SimArgs {
         set!(c_pf_s, self.c_pf_us.map(|v| v * 1e-6));
         set!(c_dec_s, self.c_dec_us.map(|v| v * 1e-6));
         set!(c_kv_s, self.c_kv_ns.map(|v| v * 1e-9));
+        set!(c_pf_attn_s, self.c_pf_attn_ns.map(|v| v * 1e-9));
         set!(
             front_end_latency_s,
             self.front_end_latency_ms.map(|v| v * 1e-3)

@@ -45,6 +45,7 @@ pub fn fit_folder(dir: &FitDir, flags: LimitFlags, source: &str) -> Result<(Prof
     let std_errors = BTreeMap::from([
         ("c0_s".to_string(), f.c0.std_error),
         ("c_pf_s".to_string(), f.c_pf.std_error),
+        ("c_pf_attn_s".to_string(), f.c_pf_attn.std_error),
         ("c_dec_s".to_string(), f.c_dec.std_error),
         ("c_kv_s".to_string(), f.c_kv.std_error),
         ("front_end_latency_s".to_string(), f.front_end.std_error),
@@ -53,6 +54,7 @@ pub fn fit_folder(dir: &FitDir, flags: LimitFlags, source: &str) -> Result<(Prof
     for (name, e) in [
         ("c0_s", f.c0),
         ("c_pf_s", f.c_pf),
+        ("c_pf_attn_s", f.c_pf_attn),
         ("c_dec_s", f.c_dec),
         ("c_kv_s", f.c_kv),
         ("front_end_latency_s", f.front_end),

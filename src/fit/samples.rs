@@ -45,7 +45,8 @@ pub fn read(dir: &FitDir) -> Result<Samples> {
         let streams: Vec<Vec<u64>> = recs.iter().map(token_times).collect();
         if recs.len() != batch as usize || !probes::decoded_together(&streams) {
             s.notes.push(format!(
-                "decode batch of {batch} × {prompt} tokens (repeat {repeat}) left out: its {} streams did not decode together (the server holds fewer sequences or tokens at once than this batch)",
+                "decode batch of {batch} × {prompt} tokens (repeat {}) left out: its {} streams did not decode together (the server holds fewer sequences or tokens at once than this batch)",
+                repeat + 1,
                 recs.len()
             ));
             if prompt == probes::DECODE_PROMPT {
@@ -57,7 +58,8 @@ pub fn read(dir: &FitDir) -> Result<Samples> {
         let d = probes::decode(median_prompt(&recs), &streams);
         if d.is_empty() {
             s.notes.push(format!(
-                "decode batch of {batch} × {prompt} tokens (repeat {repeat}) left out: every stream's tokens arrived in bunches (the server's front end flushed them together), so their times do not show the engine's steps"
+                "decode batch of {batch} × {prompt} tokens (repeat {}) left out: every stream's tokens arrived in bunches (the server's front end flushed them together), so their times do not show the engine's steps",
+                repeat + 1
             ));
         }
         by_shape.entry((prompt, batch)).or_default().extend(d);

@@ -272,7 +272,7 @@ impl Engine {
             // Nothing fits (e.g. one prompt larger than the whole cache): nothing can run.
             return None;
         }
-        let (mut p, mut d, mut k) = (0u32, 0u32, 0u64);
+        let (mut p, mut d, mut k, mut pairs) = (0u32, 0u32, 0u64, 0u64);
         for &(idx, n) in &scheduled {
             let s = &self.running[idx];
             let decoding = s.generated > 0 && s.computed + 1 == s.total_len();
@@ -281,11 +281,17 @@ impl Engine {
                 k += s.computed as u64;
             } else {
                 p += n;
+                // each new token attends to the computed ones and to those before it
+                let (n, c) = (u64::from(n), u64::from(s.computed));
+                pairs += n * c + n * (n + 1) / 2;
             }
         }
         let pr = &self.profile;
-        let mut secs =
-            pr.c0_s + pr.c_pf_s * p as f64 + pr.c_dec_s * d as f64 + pr.c_kv_s * k as f64;
+        let mut secs = pr.c0_s
+            + pr.c_pf_s * p as f64
+            + pr.c_pf_attn_s * pairs as f64
+            + pr.c_dec_s * d as f64
+            + pr.c_kv_s * k as f64;
         if pr.jitter > 0.0 {
             secs *= (1.0 + pr.jitter * self.rng.normal()).max(0.05);
         }

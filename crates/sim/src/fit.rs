@@ -1,13 +1,15 @@
 //! Fitting a profile's step-cost coefficients to what a client observes.
 //!
-//! The step model (`profile`): a step takes `c0 + c_pf·P + c_dec·D + c_kv·K` (P prefill
-//! tokens, D decoding sequences, K their context tokens), and a request enters its engine
-//! `front_end_latency` after it arrives. Two designed probes make each term visible from
+//! The step model (`profile`): a step takes `c0 + c_pf·P + c_pf_attn·A + c_dec·D + c_kv·K`
+//! (P prefill tokens and A their attention pairs, D decoding sequences, K their context
+//! tokens), and a request enters its engine `front_end_latency` after it arrives. Two designed probes make each term visible from
 //! token timings alone, so any streaming server can be fitted from outside:
 //!
 //! - **Prefill**: one request alone, prompt `P`, on an idle engine. Its first token ends
-//!   the step that computed the whole prompt: `TTFT = fe + c0 + c_pf·P` (for `P` within
-//!   the batched-token budget). Over several `P`: slope `c_pf`, intercept `fe + c0`.
+//!   the step that computed the whole prompt: `TTFT = fe + c0 + c_pf·P + c_pf_attn·P(P+1)/2`
+//!   (for `P` within the batched-token budget). Over several `P`: `c_pf`, `c_pf_attn`, and
+//!   the intercept `fe + c0`. (A real CPU vLLM's TTFT grows visibly faster than linearly
+//!   with the prompt: a line through it would put the intercept below zero.)
 //! - **Decode**: `B` requests sent together, prompt `P` each. Once all are decoding, every
 //!   step decodes all `B`: the gap before a stream's token `j` (0-based) is
 //!   `c0 + c_dec·B + c_kv·B·(P + j − 1)` (a sequence's context is its prompt and the
@@ -48,6 +50,7 @@ pub struct Fit {
     pub profile: Profile,
     pub c0: Estimate,
     pub c_pf: Estimate,
+    pub c_pf_attn: Estimate,
     pub c_dec: Estimate,
     pub c_kv: Estimate,
     pub front_end: Estimate,
@@ -67,8 +70,8 @@ pub fn fit(prefill: &[PrefillSample], decode: &[DecodeSample], base: &Profile) -
         v.dedup();
         v.len()
     };
-    if distinct(prefill.iter().map(|s| s.prompt_tokens as f64).collect()) < 2 {
-        bail!("the prefill probe needs at least two prompt lengths");
+    if distinct(prefill.iter().map(|s| s.prompt_tokens as f64).collect()) < 3 {
+        bail!("the prefill probe needs at least three prompt lengths");
     }
     if distinct(decode.iter().map(|s| s.batch as f64).collect()) < 2 {
         bail!("the decode probe needs at least two batch sizes");
@@ -78,13 +81,12 @@ pub fn fit(prefill: &[PrefillSample], decode: &[DecodeSample], base: &Profile) -
             .iter()
             .map(|s| ([1.0, s.batch as f64, s.context_tokens as f64], s.itl_s)),
     )?;
-    let (p, p_rms) = least_squares(
-        prefill
-            .iter()
-            .map(|s| ([1.0, s.prompt_tokens as f64], s.ttft_s)),
-    )?;
+    let (p, p_rms) = least_squares(prefill.iter().map(|s| {
+        let n = s.prompt_tokens as f64;
+        ([1.0, n, n * (n + 1.0) / 2.0], s.ttft_s)
+    }))?;
     let [c0, c_dec, c_kv] = d;
-    let [intercept, c_pf] = p;
+    let [intercept, c_pf, c_pf_attn] = p;
     // fe = (fe + c0) − c0: independent errors add in quadrature
     let front_end = Estimate {
         value: intercept.value - c0.value,
@@ -93,6 +95,7 @@ pub fn fit(prefill: &[PrefillSample], decode: &[DecodeSample], base: &Profile) -
     let profile = Profile {
         c0_s: c0.value.max(0.0),
         c_pf_s: c_pf.value.max(0.0),
+        c_pf_attn_s: c_pf_attn.value.max(0.0),
         c_dec_s: c_dec.value.max(0.0),
         c_kv_s: c_kv.value.max(0.0),
         front_end_latency_s: front_end.value.max(0.0),
@@ -103,6 +106,7 @@ pub fn fit(prefill: &[PrefillSample], decode: &[DecodeSample], base: &Profile) -
         profile,
         c0,
         c_pf,
+        c_pf_attn,
         c_dec,
         c_kv,
         front_end,

@@ -1,8 +1,9 @@
 //! Simulator profiles: the step-time coefficients and scheduler limits of one simulated GPU
 //! (one data-parallel rank), named or loaded from YAML, every knob overridable.
 //!
-//! Step time = c0 + c_pf·P + c_dec·D + c_kv·K (P prefill tokens in the step, D decoding
-//! sequences, K context tokens of those sequences), times an optional seeded jitter.
+//! Step time = c0 + c_pf·P + c_pf_attn·A + c_dec·D + c_kv·K (P prefill tokens in the step,
+//! A their attention pairs, D decoding sequences, K context tokens of those sequences),
+//! times an optional seeded jitter.
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,12 @@ pub struct Profile {
     pub c_dec_s: f64,
     /// Per context token of a decoding sequence (seconds): attention over the KV cache.
     pub c_kv_s: f64,
+    /// Per (prefill token, token it attends to) pair (seconds): a prompt's attention over
+    /// itself and its cached context, which makes long prefills cost more than linearly.
+    /// A chunk of `n` tokens after `c` computed ones has `n·c + n(n+1)/2` pairs; a whole
+    /// prompt of `I` has `I(I+1)/2` however it is chunked. 0 in the named profiles.
+    #[serde(default)]
+    pub c_pf_attn_s: f64,
     pub max_num_seqs: u32,
     pub max_num_batched_tokens: u32,
     pub num_gpu_blocks: u32,
@@ -121,6 +128,7 @@ impl Profile {
             c_pf_s: 71e-6,
             c_dec_s: 15e-6,
             c_kv_s: 60e-9,
+            c_pf_attn_s: 0.0,
             max_num_seqs: 256,
             max_num_batched_tokens: 2048,
             num_gpu_blocks: 16_384,
@@ -233,6 +241,7 @@ impl Profile {
             self.c_pf_s,
             self.c_dec_s,
             self.c_kv_s,
+            self.c_pf_attn_s,
             self.front_end_latency_s,
         ];
         if costs.iter().any(|c| !(c.is_finite() && *c >= 0.0)) {
@@ -254,7 +263,7 @@ impl Profile {
     }
 
     /// The closed-form capacity (requests/s) of one engine for fixed lengths, DESIGN §11's
-    /// 1/X = S·c0 + I·c_pf + O·c_dec + O·(I + (O+1)/2)·c_kv, where S, the steps a request
+    /// 1/X = S·c0 + I·c_pf + I(I+1)/2·c_pf_attn + O·c_dec + O·(I + (O+1)/2)·c_kv, where S, the steps a request
     /// costs, is DESIGN's O/B when the batch's slots bind, and (I + O − 1)/T when the token
     /// budget T does: a step of chunked prefill holds at most T tokens, so long prompts with
     /// short outputs cannot fill B slots. (512 in / 32 out on the default profile: 22.76
@@ -265,6 +274,7 @@ impl Profile {
         let steps = (o / b).max((i + o - 1.0) / t);
         1.0 / (steps * self.c0_s
             + i * self.c_pf_s
+            + i * (i + 1.0) / 2.0 * self.c_pf_attn_s
             + o * self.c_dec_s
             + o * (i + (o + 1.0) / 2.0) * self.c_kv_s)
     }

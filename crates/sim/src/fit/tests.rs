@@ -70,6 +70,9 @@ fn profile(c0: f64, c_pf: f64, c_dec: f64, c_kv: f64, fe: f64, jitter: f64) -> P
     Profile {
         c0_s: c0,
         c_pf_s: c_pf,
+        // a CPU's or a long-prompt GPU's quadratic prefill (30 ns: the tiny CPU vLLM's 117
+        // quartered)
+        c_pf_attn_s: 30e-9,
         c_dec_s: c_dec,
         c_kv_s: c_kv,
         front_end_latency_s: fe,
@@ -89,15 +92,20 @@ proptest! {
         c_dec_us in 20.0f64..2000.0,
         c_kv_ns in 10.0f64..500.0,
         fe_ms in 0.5f64..30.0,
+        attn_ns in 0.5f64..150.0,
         seed in 0u64..1000,
     ) {
-        let truth = profile(c0_ms * 1e-3, c_pf_us * 1e-6, c_dec_us * 1e-6, c_kv_ns * 1e-9, fe_ms * 1e-3, 0.0);
+        let truth = Profile {
+            c_pf_attn_s: attn_ns * 1e-9,
+            ..profile(c0_ms * 1e-3, c_pf_us * 1e-6, c_dec_us * 1e-6, c_kv_ns * 1e-9, fe_ms * 1e-3, 0.0)
+        };
         let (p, d) = observe(&truth, seed);
         let f = fit(&p, &d, &Profile::default_profile()).unwrap();
         close("c0", f.profile.c0_s, truth.c0_s, 0.05);
         close("c_pf", f.profile.c_pf_s, truth.c_pf_s, 0.05);
         close("c_dec", f.profile.c_dec_s, truth.c_dec_s, 0.05);
         close("c_kv", f.profile.c_kv_s, truth.c_kv_s, 0.05);
+        close("c_pf_attn", f.profile.c_pf_attn_s, truth.c_pf_attn_s, 0.05);
         close("front end", f.profile.front_end_latency_s, truth.front_end_latency_s, 0.05);
         // the step model is exact here: nothing left unexplained
         prop_assert!(f.decode_rel_rms < 1e-3, "{}", f.decode_rel_rms);
@@ -141,15 +149,15 @@ fn jittered_steps_are_fitted_close_with_their_error_stated() {
 #[test]
 fn samples_that_cannot_separate_the_terms_are_refused() {
     let base = Profile::default_profile();
-    let one_len: Vec<PrefillSample> = (0..5)
-        .map(|_| PrefillSample {
-            prompt_tokens: 512,
+    let two_lens: Vec<PrefillSample> = (0..6)
+        .map(|i| PrefillSample {
+            prompt_tokens: 512 * (1 + i % 2),
             ttft_s: 0.1,
         })
         .collect();
     let (p, d) = observe(&base, 1);
-    let e = fit(&one_len, &d, &base).unwrap_err().to_string();
-    assert!(e.contains("two prompt lengths"), "{e}");
+    let e = fit(&two_lens, &d, &base).unwrap_err().to_string();
+    assert!(e.contains("three prompt lengths"), "{e}");
     let one_batch: Vec<DecodeSample> = d.iter().filter(|s| s.batch == 4).copied().collect();
     let e = fit(&p, &one_batch, &base).unwrap_err().to_string();
     assert!(e.contains("two batch sizes"), "{e}");
