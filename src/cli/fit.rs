@@ -194,7 +194,18 @@ fn live(a: &FitArgs) -> Result<Profile> {
                 .unwrap_or_default(),
             dir.root().display()
         );
-        let plan = probe::plan(facts.max_model_len, a.max_num_batched_tokens, a.repeats)?;
+        let plan = probe::plan(
+            probe::Bounds {
+                max_model_len: facts.max_model_len,
+                budget: a.max_num_batched_tokens,
+                max_num_seqs: a.max_num_seqs,
+                kv_tokens: facts
+                    .num_gpu_blocks
+                    .zip(facts.block_size)
+                    .map(|(n, b)| u64::from(n) * u64::from(b)),
+            },
+            a.repeats,
+        )?;
         let body = BodyOptions {
             endpoint,
             model: model.clone(),

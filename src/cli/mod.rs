@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_args;
 mod bench_search;
 pub mod calibrate;
+mod compare_prediction;
 pub mod examples;
 pub mod fit;
 pub mod generate;
@@ -80,7 +81,8 @@ pub enum Command {
     /// Rebuild report.md and report.html of a results folder from its raw data.
     #[command(after_help = examples::after_help("report"))]
     Report(report::DirArgs),
-    /// Put two experiments side by side: same cells, deltas, which is better per metric.
+    /// Put two experiments side by side: same cells, deltas, which is better per metric; a
+    /// predicted run (virtual time) beside a measured one is judged against the measured range.
     #[command(after_help = examples::after_help("compare"))]
     Compare(report::CompareArgs),
     /// Measure this machine's client ceiling (against the in-process zero simulator).

@@ -320,6 +320,25 @@ fn better(a: Figure, b: Figure, higher_better: bool) -> Option<char> {
 pub fn compare_cmd(c: CompareArgs) -> Result<()> {
     let a = aggregate::aggregate(&RunDir::new(&c.a))?;
     let b = aggregate::aggregate(&RunDir::new(&c.b))?;
+    let predicted = |d: &PathBuf| RunDir::new(d).read_manifest().is_some_and(|m| m.predicted);
+    // a prediction beside a measurement: judged against the measured range, not A vs B
+    match (predicted(&c.a), predicted(&c.b)) {
+        (false, true) => {
+            return super::compare_prediction::print(
+                &mut std::io::stdout().lock(),
+                (&a, &c.a),
+                (&b, &c.b),
+            );
+        }
+        (true, false) => {
+            return super::compare_prediction::print(
+                &mut std::io::stdout().lock(),
+                (&b, &c.b),
+                (&a, &c.a),
+            );
+        }
+        _ => {}
+    }
     let key = |d: &aggregate::CellData| format!("{:?} rep{}", d.input.matrix, d.cell.repeat);
     let mut out = std::io::stdout().lock();
     use std::io::Write;

@@ -118,12 +118,12 @@ mod tests {
 
     #[test]
     fn real_vllm_metrics_give_the_cache_and_the_engines() {
-        for (file, engines) in [("metrics.txt", 1), ("metrics-dp2.txt", 2)] {
+        for (file, engines, blocks) in [("metrics.txt", 1, 4096), ("metrics-dp2.txt", 2, 8192)] {
             let mut f = ServerFacts::default();
             apply_metrics(&mut f, &fixture(file));
             assert_eq!(f.engines, engines, "{file}");
             assert_eq!(f.block_size, Some(128), "{file}");
-            assert_eq!(f.num_gpu_blocks, Some(8192), "{file}");
+            assert_eq!(f.num_gpu_blocks, Some(blocks), "{file}");
             assert_eq!(f.enable_prefix_caching, Some(true), "{file}");
         }
     }

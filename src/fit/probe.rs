@@ -46,9 +46,27 @@ impl HeldOutLoad {
     }
 }
 
-/// The probes for a server of context `max_model_len` taking at most `budget` tokens per
-/// step: prompt lengths that fit both unchunked (at least three), the decode batches.
-pub fn plan(max_model_len: Option<u32>, budget: Option<u32>, repeats: u32) -> Result<ProbePlan> {
+/// What the plan must fit in, as far as known.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bounds {
+    pub max_model_len: Option<u32>,
+    /// Tokens per step (`max_num_batched_tokens`).
+    pub budget: Option<u32>,
+    pub max_num_seqs: Option<u32>,
+    /// KV-cache tokens of one engine (blocks × block size).
+    pub kv_tokens: Option<u64>,
+}
+
+/// The probes for a server within `bounds`: prompt lengths that fit unchunked (at least
+/// three), decode batches that fit its sequences and cache (larger ones, when its limit is
+/// unknown, are sent and left out if it does not take them at once).
+pub fn plan(bounds: Bounds, repeats: u32) -> Result<ProbePlan> {
+    let Bounds {
+        max_model_len,
+        budget,
+        max_num_seqs,
+        kv_tokens,
+    } = bounds;
     let room = max_model_len
         .unwrap_or(u32::MAX)
         .saturating_sub(probes::PREFILL_OUTPUT + 8)
@@ -76,9 +94,14 @@ pub fn plan(max_model_len: Option<u32>, budget: Option<u32>, repeats: u32) -> Re
     if max_model_len.is_some_and(|m| m < decode_need) {
         bail!("the server's context is shorter than the decode probe's {decode_need} tokens");
     }
+    let fits = |&(p, b): &(u32, u32)| {
+        b <= max_num_seqs.unwrap_or(u32::MAX)
+            && u64::from(b) * u64::from(p + probes::DECODE_OUTPUT) <= kv_tokens.unwrap_or(u64::MAX)
+    };
     let mut batches: Vec<(u32, u32)> = probes::DECODE_BATCHES
         .iter()
         .map(|&b| (probes::DECODE_PROMPT, b))
+        .filter(fits)
         .collect();
     // the long context: as long as fits with the output, unchunked per request
     let long = probes::DECODE_LONG_PROMPT
@@ -89,7 +112,12 @@ pub fn plan(max_model_len: Option<u32>, budget: Option<u32>, repeats: u32) -> Re
                 .saturating_sub(decode_need),
         );
     if long >= 4 * probes::DECODE_PROMPT {
-        batches.extend(probes::DECODE_LONG_BATCHES.iter().map(|&b| (long, b)));
+        batches.extend(
+            probes::DECODE_LONG_BATCHES
+                .iter()
+                .map(|&b| (long, b))
+                .filter(fits),
+        );
     }
     Ok(ProbePlan {
         prefill_prompts: prompts,
@@ -281,14 +309,45 @@ mod tests {
 
     #[test]
     fn prompt_lengths_stay_unchunked_and_within_the_context() {
-        let p = plan(Some(2048), None, 3).unwrap();
+        let ctx = |len| Bounds {
+            max_model_len: Some(len),
+            ..Bounds::default()
+        };
+        let p = plan(ctx(2048), 3).unwrap();
         assert_eq!(p.prefill_prompts, vec![64, 256, 512, 1024, 1536]);
-        let p = plan(Some(32_768), Some(512), 3).unwrap();
+        let p = plan(
+            Bounds {
+                budget: Some(512),
+                ..ctx(32_768)
+            },
+            3,
+        )
+        .unwrap();
         assert_eq!(p.prefill_prompts, vec![64, 256, 512]);
         // a short context: spread over what fits
-        let p = plan(Some(300), None, 1).unwrap();
-        assert!(p.prefill_prompts.len() >= 2, "{:?}", p.prefill_prompts);
+        let p = plan(ctx(300), 1).unwrap();
+        assert!(p.prefill_prompts.len() >= 3, "{:?}", p.prefill_prompts);
         assert!(p.prefill_prompts.iter().all(|&l| l + 4 <= 300));
-        assert!(plan(Some(40), None, 1).is_err());
+        assert!(plan(ctx(40), 1).is_err());
+    }
+
+    #[test]
+    fn decode_batches_stay_within_the_sequences_and_the_cache() {
+        let all = plan(Bounds::default(), 1).unwrap().batches;
+        assert!(
+            all.contains(&(32, 128)) && all.contains(&(1024, 8)),
+            "{all:?}"
+        );
+        let p = plan(
+            Bounds {
+                max_num_seqs: Some(16),
+                kv_tokens: Some(4 * 1100),
+                ..Bounds::default()
+            },
+            1,
+        )
+        .unwrap();
+        assert!(p.batches.iter().all(|&(_, b)| b <= 16), "{:?}", p.batches);
+        assert!(p.batches.contains(&(1024, 4)) && !p.batches.contains(&(1024, 8)));
     }
 }

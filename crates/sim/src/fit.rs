@@ -222,14 +222,17 @@ pub mod probes {
     pub const PREFILL_PROMPTS: [u32; 5] = [64, 256, 512, 1024, 1536];
     /// Tokens each prefill request asks for (a few: only the first is used).
     pub const PREFILL_OUTPUT: u32 = 4;
-    /// Batch sizes of the decode probe, and its prompt and output per request.
-    pub const DECODE_BATCHES: [u32; 6] = [1, 2, 4, 8, 16, 32];
+    /// Batch sizes of the decode probe, and its prompt and output per request. Up to the
+    /// batches a saturated server runs (vLLM's default `max_num_seqs` on a CPU is 128):
+    /// a step cost fitted on small batches only is extrapolated where capacity is decided.
+    /// A batch the server cannot hold at once is left out (`decoded_together`).
+    pub const DECODE_BATCHES: [u32; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
     pub const DECODE_PROMPT: u32 = 32;
     /// The same probe at a long context, a few small batches: context tokens then vary
     /// apart from the batch size, which is what separates `c_kv` from `c_dec` on a noisy
     /// server (at 32-token prompts the context is nearly proportional to the batch).
     pub const DECODE_LONG_PROMPT: u32 = 1024;
-    pub const DECODE_LONG_BATCHES: [u32; 3] = [1, 2, 4];
+    pub const DECODE_LONG_BATCHES: [u32; 4] = [1, 2, 4, 8];
     pub const DECODE_OUTPUT: u32 = 48;
     /// Gaps before this token index are skipped: until then some streams may still be in
     /// their prefill (the batch's requests do not all reach the engine in one step).

@@ -3,6 +3,7 @@
 //! Universal Scalability Law fit only from configurations that saturated); and validity
 //! verdicts on every cell. Pure: tables in, findings out; no IO, no async.
 
+pub mod prediction;
 pub mod ramp;
 pub mod saturation;
 pub mod scaling;

@@ -2,7 +2,7 @@ use super::*;
 use crate::server_metrics::ServerStats;
 use crate::stats::survival::Figure;
 
-fn cell(group: &str, dp: u32, offered: f64, achieved: f64, ttft: f64) -> CellInput {
+pub(crate) fn cell(group: &str, dp: u32, offered: f64, achieved: f64, ttft: f64) -> CellInput {
     CellInput {
         id: format!("{group}-{offered}"),
         group: group.into(),

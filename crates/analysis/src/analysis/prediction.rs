@@ -1,0 +1,237 @@
+//! A prediction judged against a measurement, cell by cell: cells are matched by their
+//! matrix values, a measured cell's repeats give the range the server itself varied over,
+//! and each predicted figure gets its error against the measured mean and how far it lies
+//! outside that range (0 inside it). The saturation point (the plateau) is compared too.
+//! Pure: the two experiments' cell inputs and analyses in, rows out.
+
+use super::{Analysis, CellInput};
+use crate::stats::survival::Figure;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The figures compared, with how each is read from a cell.
+pub const METRICS: &[&str] = &[
+    "achieved req/s",
+    "output tok/s",
+    "TTFT p50 ms",
+    "TTFT p99 ms",
+    "TPOT p50 ms",
+    "TPOT p99 ms",
+    "E2EL p50 ms",
+];
+
+fn figure(c: &CellInput, metric: &str) -> Option<Figure> {
+    if c.no_completions.is_some() {
+        return None;
+    }
+    let known = |v: Option<f64>| v.map(Figure::known);
+    match metric {
+        "achieved req/s" => known(Some(c.achieved_rate)),
+        "output tok/s" => known(Some(c.output_throughput)),
+        "TTFT p50 ms" => c.ttft_p50_ms,
+        "TTFT p99 ms" => c.ttft_p99_ms,
+        "TPOT p50 ms" => known(c.tpot_p50_ms),
+        "TPOT p99 ms" => known(c.tpot_p99_ms),
+        "E2EL p50 ms" => c.e2el_p50_ms,
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    /// The cell's matrix values, e.g. `request_rate=4`.
+    pub cell: String,
+    pub offered_rate: f64,
+    pub metric: &'static str,
+    /// Over the measured repeats.
+    pub measured_min: f64,
+    pub measured_max: f64,
+    pub measured_mean: f64,
+    pub repeats: usize,
+    /// The mean of the predicted repeats.
+    pub predicted: f64,
+    /// (predicted − measured mean) / measured mean, percent.
+    pub error_pct: f64,
+    /// How far the prediction lies outside the measured range, percent of the nearer end
+    /// (0: inside).
+    pub beyond_range_pct: f64,
+}
+
+/// The plateau of each side's group, when both saturated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SaturationRow {
+    pub group: String,
+    pub measured_capacity: f64,
+    pub predicted_capacity: f64,
+    pub error_pct: f64,
+    /// Either side's plateau is a lower bound (the batch was still filling).
+    pub lower_bound: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Judgement {
+    pub rows: Vec<Row>,
+    pub saturation: Vec<SaturationRow>,
+    /// Figures left out because a side only knows a lower bound (requests cut off).
+    pub lower_bounds_skipped: usize,
+    /// Matrix points only one side has.
+    pub unmatched: usize,
+}
+
+/// Judge `predicted` against `measured`; cells are `(matrix key, input)`.
+pub fn judge(
+    measured: &[(String, CellInput)],
+    predicted: &[(String, CellInput)],
+    measured_analysis: &Analysis,
+    predicted_analysis: &Analysis,
+) -> Judgement {
+    let group = |cells: &[(String, CellInput)]| {
+        let mut by: BTreeMap<String, Vec<CellInput>> = BTreeMap::new();
+        for (k, c) in cells {
+            by.entry(k.clone()).or_default().push(c.clone());
+        }
+        by
+    };
+    let (m, p) = (group(measured), group(predicted));
+    let unmatched = m.keys().filter(|k| !p.contains_key(*k)).count()
+        + p.keys().filter(|k| !m.contains_key(*k)).count();
+    let mut rows = Vec::new();
+    let mut lower_bounds_skipped = 0;
+    for (key, ms) in &m {
+        let Some(ps) = p.get(key) else { continue };
+        for &metric in METRICS {
+            let mf: Vec<Figure> = ms.iter().filter_map(|c| figure(c, metric)).collect();
+            let pf: Vec<Figure> = ps.iter().filter_map(|c| figure(c, metric)).collect();
+            if mf.is_empty() || pf.is_empty() {
+                continue;
+            }
+            if mf.iter().chain(&pf).any(|f| f.lower_bound) {
+                lower_bounds_skipped += 1;
+                continue;
+            }
+            let mv: Vec<f64> = mf.iter().map(|f| f.value).collect();
+            let (lo, hi) = mv
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+                    (l.min(v), h.max(v))
+                });
+            let mean = mv.iter().sum::<f64>() / mv.len() as f64;
+            let predicted = pf.iter().map(|f| f.value).sum::<f64>() / pf.len() as f64;
+            let beyond = if predicted < lo {
+                (predicted - lo) / lo * 100.0
+            } else if predicted > hi {
+                (predicted - hi) / hi * 100.0
+            } else {
+                0.0
+            };
+            rows.push(Row {
+                cell: key.clone(),
+                offered_rate: ms[0].offered_rate,
+                metric,
+                measured_min: lo,
+                measured_max: hi,
+                measured_mean: mean,
+                repeats: mv.len(),
+                predicted,
+                error_pct: if mean != 0.0 {
+                    (predicted - mean) / mean * 100.0
+                } else {
+                    f64::NAN
+                },
+                beyond_range_pct: if beyond.is_finite() { beyond } else { 0.0 },
+            });
+        }
+    }
+    rows.sort_by(|a, b| {
+        a.offered_rate
+            .total_cmp(&b.offered_rate)
+            .then(a.cell.cmp(&b.cell))
+    });
+    let saturation = measured_analysis
+        .groups
+        .iter()
+        .filter_map(|mg| {
+            let pg = predicted_analysis
+                .groups
+                .iter()
+                .find(|g| g.family == mg.family && g.dp == mg.dp)
+                .or_else(|| {
+                    (predicted_analysis.groups.len() == 1).then(|| &predicted_analysis.groups[0])
+                })?;
+            let (ms, ps) = (mg.saturation.as_ref()?, pg.saturation.as_ref()?);
+            Some(SaturationRow {
+                group: mg.group.clone(),
+                measured_capacity: ms.capacity,
+                predicted_capacity: ps.capacity,
+                error_pct: (ps.capacity - ms.capacity) / ms.capacity * 100.0,
+                lower_bound: ms.capacity_is_lower_bound || ps.capacity_is_lower_bound,
+            })
+        })
+        .collect();
+    Judgement {
+        rows,
+        saturation,
+        lower_bounds_skipped,
+        unmatched,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::tests::cell as with_group;
+
+    fn cell(offered: f64, achieved: f64, ttft: f64) -> CellInput {
+        with_group("g", 1, offered, achieved, ttft)
+    }
+
+    #[test]
+    fn a_prediction_inside_the_measured_range_is_not_beyond_it() {
+        let m = vec![
+            ("r=4".to_string(), cell(4.0, 3.9, 40.0)),
+            ("r=4".to_string(), cell(4.0, 4.1, 50.0)),
+        ];
+        let p = vec![("r=4".to_string(), cell(4.0, 4.0, 60.0))];
+        let a = crate::analysis::analyze(&[m[0].1.clone(), m[1].1.clone()], 0.9);
+        let b = crate::analysis::analyze(&[p[0].1.clone()], 0.9);
+        let j = judge(&m, &p, &a, &b);
+        let thr = j
+            .rows
+            .iter()
+            .find(|r| r.metric == "achieved req/s")
+            .unwrap();
+        assert_eq!(
+            (thr.measured_min, thr.measured_max, thr.repeats),
+            (3.9, 4.1, 2)
+        );
+        assert!(thr.error_pct.abs() < 1e-9 && thr.beyond_range_pct == 0.0);
+        let ttft = j.rows.iter().find(|r| r.metric == "TTFT p50 ms").unwrap();
+        // 60 against 40–50: +33% of the mean, +20% beyond the range's top
+        assert!((ttft.error_pct - 100.0 / 3.0).abs() < 1e-9, "{ttft:?}");
+        assert!((ttft.beyond_range_pct - 20.0).abs() < 1e-9, "{ttft:?}");
+        assert_eq!(j.unmatched, 0);
+    }
+
+    #[test]
+    fn cut_off_figures_and_unmatched_cells_are_counted_not_judged() {
+        let mut cut = cell(8.0, 6.0, 900.0);
+        cut.ttft_p50_ms = Some(Figure {
+            value: 900.0,
+            lower_bound: true,
+        });
+        let m = vec![
+            ("r=8".to_string(), cut),
+            ("r=2".to_string(), cell(2.0, 2.0, 30.0)),
+        ];
+        let p = vec![("r=8".to_string(), cell(8.0, 6.5, 800.0))];
+        let a = crate::analysis::analyze(&[], 0.9);
+        let j = judge(&m, &p, &a, &a);
+        assert!(
+            j.rows
+                .iter()
+                .all(|r| !(r.cell == "r=8" && r.metric == "TTFT p50 ms"))
+        );
+        assert_eq!(j.lower_bounds_skipped, 1);
+        assert_eq!(j.unmatched, 1);
+    }
+}
