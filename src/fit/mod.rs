@@ -51,14 +51,12 @@ pub fn fit_folder(dir: &FitDir, flags: LimitFlags, source: &str) -> Result<(Prof
         ("front_end_latency_s".to_string(), f.front_end.std_error),
     ]);
     let mut notes = s.notes;
-    for (name, e) in [
-        ("c0_s", f.c0),
-        ("c_pf_s", f.c_pf),
-        ("c_pf_attn_s", f.c_pf_attn),
-        ("c_dec_s", f.c_dec),
-        ("c_kv_s", f.c_kv),
-        ("front_end_latency_s", f.front_end),
-    ] {
+    for name in &f.fixed_at_zero {
+        notes.push(format!(
+            "{name} fitted negative: held at 0 and the other terms refitted"
+        ));
+    }
+    for (name, e) in [("c0_s", f.c0), ("front_end_latency_s", f.front_end)] {
         if e.value < 0.0 {
             notes.push(format!(
                 "{name} fitted negative ({:.3e} ± {:.1e} s): set to 0",
@@ -153,7 +151,7 @@ fn limits(
             p.max_num_seqs = n;
             from.insert("max_num_seqs".into(), "--max-num-seqs".into());
         }
-        (None, Some(apart)) => {
+        (None, Some(apart)) if apart > s.largest_together => {
             p.max_num_seqs = s.largest_together.max(1);
             from.insert(
                 "max_num_seqs".into(),
@@ -163,14 +161,18 @@ fn limits(
                 ),
             );
         }
-        (None, None) => {
+        // no batch apart, or only a smaller one than some batch that did decode together:
+        // a slow admission, not the limit
+        _ => {
             from.insert(
                 "max_num_seqs".into(),
                 format!(
                     "assumed {} (not exposed by the server; {} decoded together)",
-                    p.max_num_seqs, s.largest_together
+                    p.max_num_seqs.max(s.largest_together),
+                    s.largest_together
                 ),
             );
+            p.max_num_seqs = p.max_num_seqs.max(s.largest_together);
         }
     }
     if let Some(c) = facts.enable_prefix_caching {
@@ -283,5 +285,45 @@ pub fn compare(load: String, measured: &RunSummary, predicted: &RunSummary) -> H
                 })
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probed(together: u32, apart: Option<u32>) -> (u32, String) {
+        let s = samples::Samples {
+            largest_together: together,
+            smallest_apart: apart,
+            ..samples::Samples::default()
+        };
+        let (p, from) = limits(&ServerFacts::default(), LimitFlags::default(), &s);
+        (p.max_num_seqs, from["max_num_seqs"].clone())
+    }
+
+    #[test]
+    fn max_num_seqs_is_probed_only_from_consistent_batches() {
+        // 16 together, 32 apart: the limit lies between
+        let (n, from) = probed(16, Some(32));
+        assert_eq!(n, 16);
+        assert!(from.starts_with("probed"), "{from}");
+        // a small batch apart beside a large one together: a slow admission, not a limit
+        let (n, from) = probed(128, Some(4));
+        assert_eq!(n, 256);
+        assert!(from.starts_with("assumed 256"), "{from}");
+        // never apart, all together up to 512: at least that many
+        assert_eq!(probed(512, None).0, 512);
+        // a flag wins
+        let (p, from) = limits(
+            &ServerFacts::default(),
+            LimitFlags {
+                max_num_seqs: Some(64),
+                max_num_batched_tokens: Some(4096),
+            },
+            &samples::Samples::default(),
+        );
+        assert_eq!((p.max_num_seqs, p.max_num_batched_tokens), (64, 4096));
+        assert_eq!(from["max_num_batched_tokens"], "--max-num-batched-tokens");
     }
 }

@@ -151,11 +151,16 @@ impl Prober<'_> {
         warm.extend(self.prompts(1, longest, 8, 2)?);
         self.cell("warm-up", &warm, warm.len(), &dir.warmup())
             .await?;
-        // lengths interleaved: 64, 256, …, 64, 256, … (distinct prompts: no prefix hits)
+        // lengths interleaved: 64, 256, …, 64, 256, … Every prompt from its own seed: one
+        // seed's prompts of two lengths share their first tokens, and the server's prefix
+        // cache would serve the longer one's start from the shorter one's blocks
         let by_len = plan
             .prefill_prompts
             .iter()
-            .map(|&len| self.prompts(plan.repeats as usize, len, probes::PREFILL_OUTPUT, 3))
+            .map(|&len| {
+                let seed = 3_000_000 + u64::from(len);
+                self.prompts(plan.repeats as usize, len, probes::PREFILL_OUTPUT, seed)
+            })
             .collect::<Result<Vec<_>>>()?;
         let prefill: Vec<Prompt> = (0..plan.repeats as usize)
             .flat_map(|r| by_len.iter().map(move |v| v[r].clone()))

@@ -45,7 +45,7 @@ pub fn read(dir: &FitDir) -> Result<Samples> {
         let streams: Vec<Vec<u64>> = recs.iter().map(token_times).collect();
         if recs.len() != batch as usize || !probes::decoded_together(&streams) {
             s.notes.push(format!(
-                "decode batch of {batch} × {prompt} tokens (repeat {}) left out: its {} streams did not decode together (the server holds fewer sequences or tokens at once than this batch)",
+                "decode batch of {batch} × {prompt} tokens (repeat {}) left out: its {} streams did not decode together (some started after the first was half done: the server holds fewer sequences than this batch, or was slow to admit some)",
                 repeat + 1,
                 recs.len()
             ));

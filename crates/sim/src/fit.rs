@@ -58,6 +58,8 @@ pub struct Fit {
     pub prefill_rel_rms: f64,
     pub decode_rel_rms: f64,
     pub samples: (usize, usize),
+    /// Coefficients fitted negative, so held at 0 with the others refitted.
+    pub fixed_at_zero: Vec<&'static str>,
 }
 
 /// Fit the step model to the probes' samples; limits (`max_num_seqs`, blocks, …) are
@@ -76,15 +78,28 @@ pub fn fit(prefill: &[PrefillSample], decode: &[DecodeSample], base: &Profile) -
     if distinct(decode.iter().map(|s| s.batch as f64).collect()) < 2 {
         bail!("the decode probe needs at least two batch sizes");
     }
-    let (d, d_rms) = least_squares(
+    let (d, d_rms, d_fixed) = nonnegative(
         decode
             .iter()
-            .map(|s| ([1.0, s.batch as f64, s.context_tokens as f64], s.itl_s)),
+            .map(|s| ([1.0, s.batch as f64, s.context_tokens as f64], s.itl_s))
+            .collect(),
     )?;
-    let (p, p_rms) = least_squares(prefill.iter().map(|s| {
-        let n = s.prompt_tokens as f64;
-        ([1.0, n, n * (n + 1.0) / 2.0], s.ttft_s)
-    }))?;
+    let (p, p_rms, p_fixed) = nonnegative(
+        prefill
+            .iter()
+            .map(|s| {
+                let n = s.prompt_tokens as f64;
+                ([1.0, n, n * (n + 1.0) / 2.0], s.ttft_s)
+            })
+            .collect(),
+    )?;
+    let fixed_at_zero = ["c_dec_s", "c_kv_s"]
+        .iter()
+        .zip(&d_fixed[1..])
+        .chain(["c_pf_s", "c_pf_attn_s"].iter().zip(&p_fixed[1..]))
+        .filter(|(_, f)| **f)
+        .map(|(n, _)| *n)
+        .collect();
     let [c0, c_dec, c_kv] = d;
     let [intercept, c_pf, c_pf_attn] = p;
     // fe = (fe + c0) − c0: independent errors add in quadrature
@@ -113,37 +128,69 @@ pub fn fit(prefill: &[PrefillSample], decode: &[DecodeSample], base: &Profile) -
         prefill_rel_rms: p_rms,
         decode_rel_rms: d_rms,
         samples: (prefill.len(), decode.len()),
+        fixed_at_zero,
     })
 }
 
-/// Ordinary least squares `y ≈ X·β` over rows `(x, y)`: `β` with standard errors, and the
-/// residual's RMS relative to the mean `y`. Columns are scaled to unit size before solving
-/// (context tokens run to 10⁵ beside a column of ones).
+/// Least squares with every coefficient but the first (the intercept) at least 0: a term
+/// fitted negative (a cost cannot be) is fixed at 0 and the others refitted, the most
+/// negative (by its t) first, until none is. Which were fixed comes back with the fit.
+fn nonnegative<const N: usize>(
+    rows: Vec<([f64; N], f64)>,
+) -> Result<([Estimate; N], f64, [bool; N])> {
+    let mut fixed = [false; N];
+    loop {
+        let (est, rms) = least_squares(&rows, fixed)?;
+        let worst = (1..N)
+            .filter(|&j| !fixed[j] && est[j].value < 0.0)
+            .min_by(|&a, &b| {
+                let t = |j: usize| est[j].value / est[j].std_error.max(f64::MIN_POSITIVE);
+                t(a).total_cmp(&t(b))
+            });
+        match worst {
+            Some(j) => fixed[j] = true,
+            None => return Ok((est, rms, fixed)),
+        }
+    }
+}
+
+/// Ordinary least squares `y ≈ X·β` over rows `(x, y)`, the `fixed` coefficients held at
+/// 0: `β` with standard errors, and the residual's RMS relative to the mean `y`. Columns
+/// are scaled to unit size before solving (context tokens run to 10⁵ beside a column of
+/// ones).
 fn least_squares<const N: usize>(
-    rows: impl Iterator<Item = ([f64; N], f64)>,
+    rows: &[([f64; N], f64)],
+    fixed: [bool; N],
 ) -> Result<([Estimate; N], f64)> {
-    let rows: Vec<([f64; N], f64)> = rows.collect();
-    if rows.len() <= N {
-        bail!("{} samples for {N} coefficients", rows.len());
+    let free = fixed.iter().filter(|f| !**f).count();
+    if rows.len() <= free {
+        bail!("{} samples for {free} coefficients", rows.len());
     }
     let mut scale = [0.0f64; N];
-    for (x, _) in &rows {
+    for (x, _) in rows {
         for j in 0..N {
             scale[j] = scale[j].max(x[j].abs());
         }
     }
-    if scale.contains(&0.0) {
+    if (0..N).any(|j| !fixed[j] && scale[j] == 0.0) {
         bail!("a term never varies from zero: it cannot be fitted");
     }
-    // normal equations on scaled columns
+    // a fixed column is zero: its normal equation is β_j = 0
     let mut a = [[0.0f64; N]; N];
     let mut b = [0.0f64; N];
-    for (x, y) in &rows {
+    for (j, f) in fixed.iter().enumerate() {
+        if *f {
+            a[j][j] = 1.0;
+            scale[j] = 1.0;
+        }
+    }
+    let x_of = |x: &[f64; N], j: usize| if fixed[j] { 0.0 } else { x[j] / scale[j] };
+    for (x, y) in rows {
         for i in 0..N {
-            let xi = x[i] / scale[i];
+            let xi = x_of(x, i);
             b[i] += xi * y;
             for j in 0..N {
-                a[i][j] += xi * x[j] / scale[j];
+                a[i][j] += xi * x_of(x, j);
             }
         }
     }
@@ -155,21 +202,28 @@ fn least_squares<const N: usize>(
         beta[i] = (0..N).map(|j| inv[i][j] * b[j]).sum();
     }
     let (mut ss, mut sum_y) = (0.0, 0.0);
-    for (x, y) in &rows {
-        let fit: f64 = (0..N).map(|j| beta[j] * x[j] / scale[j]).sum();
+    for (x, y) in rows {
+        let fit: f64 = (0..N).map(|j| beta[j] * x_of(x, j)).sum();
         ss += (y - fit).powi(2);
         sum_y += y;
     }
     let n = rows.len() as f64;
-    let sigma2 = ss / (n - N as f64);
+    let sigma2 = ss / (n - free as f64);
     let mut est = [Estimate {
         value: 0.0,
         std_error: 0.0,
     }; N];
     for j in 0..N {
-        est[j] = Estimate {
-            value: beta[j] / scale[j],
-            std_error: (sigma2 * inv[j][j]).max(0.0).sqrt() / scale[j],
+        est[j] = if fixed[j] {
+            Estimate {
+                value: 0.0,
+                std_error: 0.0,
+            }
+        } else {
+            Estimate {
+                value: beta[j] / scale[j],
+                std_error: (sigma2 * inv[j][j]).max(0.0).sqrt() / scale[j],
+            }
         };
     }
     let mean_y = sum_y / n;

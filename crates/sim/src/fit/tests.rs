@@ -203,3 +203,41 @@ fn a_batch_the_server_did_not_take_at_once_is_told_apart() {
     assert!(probes::decoded_together(&[first, soon]));
     assert!(!probes::decoded_together(&[]));
 }
+
+#[test]
+fn a_term_fitted_negative_is_held_at_zero_and_the_rest_refitted() {
+    // a prefill that grows less than linearly (seen on a CPU vLLM): the quadratic term
+    // comes out negative; held at 0, the line through the same points is refitted, not
+    // the line that leaned on the negative curvature
+    let base = Profile::default_profile();
+    let (_, d) = observe(&base, 1);
+    let prefill: Vec<PrefillSample> = [64u32, 256, 512, 1024, 1536]
+        .iter()
+        .map(|&p| {
+            let n = f64::from(p);
+            PrefillSample {
+                prompt_tokens: p,
+                ttft_s: 0.02 + 40e-6 * n - 10e-9 * n * (n + 1.0) / 2.0,
+            }
+        })
+        .collect();
+    let f = fit(&prefill, &d, &base).unwrap();
+    assert_eq!(f.fixed_at_zero, vec!["c_pf_attn_s"]);
+    assert_eq!(f.profile.c_pf_attn_s, 0.0);
+    // the refitted line: slope between the chord's (~32 µs) and the start's (40 µs)
+    assert!(
+        (20e-6..40e-6).contains(&f.profile.c_pf_s),
+        "{}",
+        f.profile.c_pf_s
+    );
+    let line = |n: f64| f.c0.value + f.front_end.value + f.profile.c_pf_s * n;
+    for s in &prefill {
+        let n = f64::from(s.prompt_tokens);
+        assert!(
+            (line(n) - s.ttft_s).abs() < 0.1 * s.ttft_s,
+            "{n}: {} vs {}",
+            line(n),
+            s.ttft_s
+        );
+    }
+}
