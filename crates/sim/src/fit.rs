@@ -189,8 +189,8 @@ fn least_squares<const N: usize>(
         for i in 0..N {
             let xi = x_of(x, i);
             b[i] += xi * y;
-            for j in 0..N {
-                a[i][j] += xi * x_of(x, j);
+            for (j, aij) in a[i].iter_mut().enumerate() {
+                *aij += xi * x_of(x, j);
             }
         }
     }
