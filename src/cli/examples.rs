@@ -140,10 +140,6 @@ pub fn for_command(name: &str) -> &'static [Example] {
                         "refit from a fit's saved probes, no server needed",
                         "fit results/fit/20261201-140000 -o my-server.yaml",
                     ),
-                    ex(
-                        "then predict an experiment in virtual time",
-                        "sim --profile my-server.yaml",
-                    ),
                 ]
             }
         }

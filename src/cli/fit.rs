@@ -27,7 +27,7 @@ pub struct FitArgs {
     /// Refit from this folder of a live fit's probes instead of probing a server.
     #[arg(value_name = "FIT_DIR", conflicts_with = "base_url")]
     pub dir: Option<PathBuf>,
-    /// Server base URL, `http://HOST:PORT` or `https://HOST[:PORT]`.
+    /// Server base URL, `http://HOST:PORT` or `https://HOST[:PORT]` (default: `http://127.0.0.1:8000`).
     #[arg(long, value_name = "URL", help_heading = SERVER)]
     pub base_url: Option<String>,
     /// API path: `/v1/completions` or `/v1/chat/completions`.
@@ -100,7 +100,10 @@ pub fn run(a: FitArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let profile = match &a.dir {
         Some(d) => refit(&a, &FitDir::new(d))?,
-        None => live(&a)?,
+        None => live(&a).map_err(|e| match e.downcast::<probe::Interrupted>() {
+            Ok(i) => super::Ended::Interrupted(i.0).into(),
+            Err(e) => e,
+        })?,
     };
     write_profile(&a.output, &profile)?;
     let (secs, out) = (started.elapsed().as_secs_f64(), a.output.display());
@@ -112,7 +115,8 @@ pub fn run(a: FitArgs) -> Result<()> {
 
 /// Refit from a fit folder; its held-out load, if it has one, predicted again.
 fn refit(a: &FitArgs, dir: &FitDir) -> Result<Profile> {
-    let (mut profile, f) = fitting::fit_folder(dir, a.flags(), &dir.root().display().to_string())?;
+    let (mut profile, f) =
+        fitting::fit_folder(dir, a.flags(), &dir.root().display().to_string(), &tool())?;
     print_fit(&profile, &f);
     let held = dir.held_out();
     if crate::store::records::exist(&held) {
@@ -224,7 +228,7 @@ fn live(a: &FitArgs) -> Result<Profile> {
             quiet: a.quiet,
         };
         prober.identify(&plan, &dir).await?;
-        let (mut profile, f) = fitting::fit_folder(&dir, a.flags(), &url.to_string())?;
+        let (mut profile, f) = fitting::fit_folder(&dir, a.flags(), &url.to_string(), &tool())?;
         print_fit(&profile, &f);
         if a.held_out_seconds > 0.0 {
             let load = held_out_load(
@@ -266,6 +270,10 @@ fn held_out_load(
         requests: ((rate * seconds) as usize).clamp(20, 2000),
         ..shape.clone()
     }
+}
+
+fn tool() -> String {
+    format!("vllm-loadtest {}", super::VERSION)
 }
 
 fn write_profile(path: &Path, profile: &Profile) -> Result<()> {

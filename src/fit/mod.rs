@@ -32,8 +32,13 @@ pub struct LimitFlags {
 }
 
 /// The fitted profile of the probes in `dir`, its provenance filled in (no held-out load
-/// yet); the fit's statistics for the terminal.
-pub fn fit_folder(dir: &FitDir, flags: LimitFlags, source: &str) -> Result<(Profile, Fit)> {
+/// yet; `tool`: the fitting tool and its version); the fit's statistics for the terminal.
+pub fn fit_folder(
+    dir: &FitDir,
+    flags: LimitFlags,
+    source: &str,
+    tool: &str,
+) -> Result<(Profile, Fit)> {
     let facts = read_facts(dir)?;
     let s = samples::read(dir)?;
     let (base, limits) = limits(&facts, flags, &s);
@@ -69,7 +74,7 @@ pub fn fit_folder(dir: &FitDir, flags: LimitFlags, source: &str) -> Result<(Prof
         server_version: facts.version.clone(),
         model: Some(facts.model.clone()),
         fitted_at: loadtest_base::time::rfc3339(loadtest_base::time::unix_now()),
-        tool: format!("vllm-loadtest {}", crate::cli::VERSION),
+        tool: tool.to_string(),
         prefill_samples: f.samples.0,
         decode_samples: f.samples.1,
         std_errors,

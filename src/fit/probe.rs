@@ -18,6 +18,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use vllm_sim::fit::probes;
 
+/// The probes stopped for Ctrl-C or SIGTERM (the command exits 130 on it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Interrupted(pub String);
+
 /// What the plan sends; `plan` derives it from the server's limits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbePlan {
@@ -245,7 +250,7 @@ impl Prober<'_> {
         cdir: &CellDir,
     ) -> Result<CellResult> {
         if *self.interrupt.borrow() {
-            return Err(crate::cli::Ended::Interrupted("fit interrupted".into()).into());
+            return Err(Interrupted("fit interrupted".into()).into());
         }
         std::fs::create_dir_all(cdir.root())?;
         eprintln!("fit: {label}: {} requests", prompts.len());
@@ -271,7 +276,7 @@ impl Prober<'_> {
         };
         let r = run_cell(spec, cdir, self.interrupt.clone()).await?;
         if r.interrupted {
-            return Err(crate::cli::Ended::Interrupted(format!(
+            return Err(Interrupted(format!(
                 "fit interrupted during the {label}; the probes so far are in `{}`",
                 cdir.root().display()
             ))

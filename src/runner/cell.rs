@@ -187,6 +187,7 @@ pub async fn run_cell(
         loop_lag_p99_ms: lag.as_ref().map(|d| d.p99),
         loop_lag_max_ms: lag.as_ref().map(|d| d.max),
         pacer_realtime: outcome.pacer_realtime,
+        send_paths: outcome.send_paths,
         sending_s: outcome.sending_s,
         planned_sending_s: (c.load.max_concurrency.is_none() && outcome.planned_sending_s > 0.0)
             .then_some(outcome.planned_sending_s),
@@ -441,6 +442,19 @@ fn client_warnings(c: &CellSpec, s: &RunSummary, client: &ClientUsage) -> Vec<St
         warnings.push(format!(
             "send lag p99 is {:.1} ms and the pacer thread ran at normal priority: allow it a real-time one (`ulimit -r 1`, or CAP_SYS_NICE) for sub-millisecond pacing",
             q.p99
+        ));
+    }
+    let paths = &client.send_paths;
+    if paths.pacer_late_max_ms > 1.0 {
+        warnings.push(format!(
+            "the pacer thread woke up to {:.1} ms late ({} arrival(s) more than 0.5 ms late){}: the OS or the hypervisor did not run the client on time (other work on its cores, or CPU the host took), and those requests went out that late",
+            paths.pacer_late_max_ms,
+            paths.pacer_woke_late,
+            if client.pacer_realtime {
+                " at a real-time priority"
+            } else {
+                ""
+            }
         ));
     }
     if let (true, Some(e2e), Some(k)) = (

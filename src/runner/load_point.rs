@@ -100,6 +100,8 @@ pub struct Outcome {
     pub clock: Clock,
     /// The pacer thread ran at a real-time priority (sub-millisecond send lag on a busy core).
     pub pacer_realtime: bool,
+    /// How the arrivals went out (all zero for a closed loop, which has no pacer).
+    pub send_paths: super::send_path::SendPaths,
 }
 
 /// An arrival as the pacer released it: sent already when a concurrency slot and an idle
@@ -123,8 +125,16 @@ pub async fn run(
     ));
     let closed = lp.closed_loop;
     // a closed loop has no schedule to keep (its channel's sender is dropped unused)
+    let paths = Arc::new(super::send_path::Counter::default());
     let mut pacer = (!closed).then(|| {
-        let release = releaser(lp.targets.clone(), sem.clone(), clock, lp.turns);
+        let release = releaser(
+            lp.targets.clone(),
+            lp.schedule.clone(),
+            sem.clone(),
+            clock,
+            lp.turns,
+            paths.clone(),
+        );
         Pacer::start(clock, lp.schedule.clone(), arrive_tx, release)
     });
     let prewarm = (!closed).then(|| {
@@ -172,6 +182,7 @@ pub async fn run(
         interrupted: run.interrupted,
         clock,
         pacer_realtime,
+        send_paths: paths.report(),
     }
 }
 
@@ -180,21 +191,38 @@ pub async fn run(
 /// the runtime is already waiting with for a slot.
 fn releaser(
     targets: Arc<[Target]>,
+    schedule: Arc<[u64]>,
     sem: Arc<Semaphore>,
     clock: Clock,
     turns: u32,
+    paths: Arc<super::send_path::Counter>,
 ) -> impl FnMut(usize) -> Released + Send + 'static {
+    use super::send_path::Path;
     move |i: usize| {
+        paths.late(clock.now_ns().saturating_sub(schedule[i]));
         let target = &targets[i % targets.len()];
-        let sent = sem.clone().try_acquire_owned().ok().and_then(|permit| {
-            // the bytes the runtime will finish: the same spec `Launch::request` takes
-            let spec = target.spec(i, 0, turns);
-            Some((
-                Presend::try_send(&target.pool, &clock, &spec.bytes)?,
-                permit,
-            ))
+        let Ok(permit) = sem.clone().try_acquire_owned() else {
+            paths.count(Path::NoSlot);
+            return Released { i, sent: None };
+        };
+        if target.pool.is_tls() {
+            paths.count(Path::Tls);
+            return Released { i, sent: None };
+        }
+        // the bytes the runtime will finish: the same spec `Launch::request` takes
+        let spec = target.spec(i, 0, turns);
+        let t0 = std::time::Instant::now();
+        let pre = Presend::try_send(&target.pool, &clock, &spec.bytes);
+        paths.took(t0.elapsed().as_nanos() as u64);
+        paths.count(match &pre {
+            None => Path::NoIdle,
+            Some(p) if p.written == 0 => Path::NotWritable,
+            Some(_) => Path::Pacer,
         });
-        Released { i, sent }
+        Released {
+            i,
+            sent: pre.map(|p| (p, permit)),
+        }
     }
 }
 

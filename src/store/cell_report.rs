@@ -89,6 +89,10 @@ pub struct ClientUsage {
     /// The pacer thread got a real-time priority; without it, wake-ups on a busy core can
     /// wait out the runtime's time slice (send lag p99 of 1–4 ms at 2,000 req/s).
     pub pacer_realtime: bool,
+    /// How an open loop's arrivals were sent: by the pacer at their due time, or by the
+    /// runtime and why (`runner::send_path`).
+    #[serde(default)]
+    pub send_paths: SendPaths,
     /// Resident memory gained from the cell's start to when all its records were in
     /// memory, and that per request sent: what a request costs the client to keep.
     pub rss_growth_bytes: Option<u64>,
@@ -97,6 +101,42 @@ pub struct ClientUsage {
     /// plan under a concurrency cap or all at once (slots, not the clock, pace those).
     pub sending_s: f64,
     pub planned_sending_s: Option<f64>,
+}
+
+/// How an open loop's arrivals were sent, as `summary.json` keeps them (`client.send_paths`;
+/// counted by `runner::send_path`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SendPaths {
+    /// Written by the pacer thread at the arrival's due time.
+    pub by_pacer: u64,
+    /// Handed to the runtime: every concurrency slot was taken (the arrival waits for one).
+    pub no_free_slot: u64,
+    /// Handed to the runtime: no idle connection was ready (the runtime opens one).
+    pub no_idle_connection: u64,
+    /// Handed to the runtime: the connection's socket took no byte yet.
+    pub socket_not_writable: u64,
+    /// Handed to the runtime: a TLS connection, which only the runtime can write.
+    pub tls: u64,
+    /// The longest the pacer took to check out an idle connection (ms): its lock is shared
+    /// with the runtime, so a runtime preempted while holding it delays the pacer.
+    pub pacer_take_max_ms: f64,
+    /// How late the pacer thread woke for an arrival at worst (ms), and how many times it
+    /// woke more than 0.5 ms late: the OS or the hypervisor did not run it, whatever its
+    /// priority. A send later than that was delayed by the client.
+    #[serde(default)]
+    pub pacer_late_max_ms: f64,
+    #[serde(default)]
+    pub pacer_woke_late: u64,
+    /// Checkouts that took more than 0.5 ms (the pool's lock held by a runtime the OS had
+    /// set aside, or the pacer itself set aside meanwhile).
+    #[serde(default)]
+    pub pacer_slow_takes: u64,
+}
+
+impl SendPaths {
+    pub fn by_runtime(&self) -> u64 {
+        self.no_free_slot + self.no_idle_connection + self.socket_not_writable + self.tls
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
