@@ -250,7 +250,12 @@ impl Prober<'_> {
         cdir: &CellDir,
     ) -> Result<CellResult> {
         if *self.interrupt.borrow() {
-            return Err(Interrupted("fit interrupted".into()).into());
+            let dir = cdir.root().parent().unwrap_or(cdir.root());
+            return Err(Interrupted(format!(
+                "fit interrupted before the {label}; the probes so far are in `{}` (no profile written)",
+                dir.display()
+            ))
+            .into());
         }
         std::fs::create_dir_all(cdir.root())?;
         eprintln!("fit: {label}: {} requests", prompts.len());
@@ -277,8 +282,8 @@ impl Prober<'_> {
         let r = run_cell(spec, cdir, self.interrupt.clone()).await?;
         if r.interrupted {
             return Err(Interrupted(format!(
-                "fit interrupted during the {label}; the probes so far are in `{}`",
-                cdir.root().display()
+                "fit interrupted during the {label}; the probes so far are in `{}` (no profile written)",
+                cdir.root().parent().unwrap_or(cdir.root()).display()
             ))
             .into());
         }
