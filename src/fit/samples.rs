@@ -1,8 +1,9 @@
-//! The probe cells' records turned into the fit's samples: each prefill request's time to
-//! first token against its prompt as the server counted it, and each decode batch's
-//! per-token gaps (`vllm_sim::fit::probes`). A probe that did not run cleanly is refused
-//! by name, not fitted around; a batch the server did not take at once is left out with a
-//! note (it says the server holds fewer sequences than that batch).
+//! The probe cells' records turned into the fit's samples: per prompt length the median
+//! time to first token (prompt as the server counted it), per decode batch shape the
+//! median over its repeats of the batch's step time (its streams' slopes,
+//! `vllm_sim::fit::probes`). A probe that did not run cleanly is refused by name, not
+//! fitted around; a batch the server did not take at once, or whose streams all came in
+//! bunches, is left out with a note.
 
 use crate::store::layout::{CellDir, FitDir};
 use crate::store::records;
