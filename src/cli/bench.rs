@@ -394,7 +394,7 @@ async fn run_async(
     url: &BaseUrl,
     interrupt: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
-    let access = client::Access::new(a.tls_options(), &a.header_spec())?;
+    let access = client::Access::new(a.conn.tls_options(), &a.conn.header_spec())?;
     let server = access.reach(url).await?;
     let model = match &a.model {
         Some(m) => m.clone(),
@@ -465,7 +465,7 @@ async fn run_async(
         // skipped the models lookup), not a failed record per request
         server
             .connector
-            .connect(Duration::from_secs_f64(a.connect_timeout))
+            .connect(Duration::from_secs_f64(a.conn.connect_timeout))
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
@@ -476,7 +476,7 @@ async fn run_async(
         body: &opts,
         load: &plan.load,
         schedule,
-        connect_timeout: Duration::from_secs_f64(a.connect_timeout),
+        connect_timeout: Duration::from_secs_f64(a.conn.connect_timeout),
         slos: &plan.slos,
         percentiles: &plan.percentiles,
         progress: Spec {

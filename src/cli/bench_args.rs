@@ -76,24 +76,8 @@ pub struct BenchArgs {
     /// A `tokenizer.json`, or a folder holding one (default: the built-in cl100k approximation).
     #[arg(long, value_name = "PATH", help_heading = SERVER)]
     pub tokenizer: Option<PathBuf>,
-    /// Environment variable holding the API key, sent as `Authorization: Bearer` and never stored (unset or empty: no key).
-    #[arg(long, default_value = headers::DEFAULT_API_KEY_ENV, value_name = "NAME", help_heading = SERVER)]
-    pub api_key_env: String,
-    /// A header every request carries, `'Name: value'`, repeatable; values never reach a file (default: none).
-    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = headers::parse_flag, help_heading = SERVER)]
-    pub headers: Vec<(String, String)>,
-    /// A header whose value is read from an environment variable, `'Name: VAR'`, repeatable: for secrets (default: none).
-    #[arg(long = "header-env", value_name = "NAME: VAR", value_parser = headers::parse_flag, help_heading = SERVER)]
-    pub header_env: Vec<(String, String)>,
-    /// https: a PEM file of CA certificates to trust besides the system's (default: the system's only).
-    #[arg(long, value_name = "FILE", help_heading = SERVER)]
-    pub ca_cert: Option<PathBuf>,
-    /// https: do not check the server's certificate (a test server); warned about.
-    #[arg(long, conflicts_with = "ca_cert", help_heading = SERVER)]
-    pub insecure: bool,
-    /// Seconds to wait for a TCP (and TLS) connection before the request fails as `connect`.
-    #[arg(long, value_parser = cli_number(fields::SECS), default_value_t = 10.0, value_name = "SECS", help_heading = SERVER)]
-    pub connect_timeout: f64,
+    #[command(flatten)]
+    pub conn: Connection,
     /// Seconds a whole request may take before it fails as `timeout`.
     #[arg(long, value_parser = cli_number(fields::SECS), default_value_t = 600.0, value_name = "SECS", help_heading = SERVER)]
     pub request_timeout: f64,
@@ -277,7 +261,31 @@ pub enum SearchGoal {
     Slo,
 }
 
-impl BenchArgs {
+/// How a server is reached beyond its URL: credentials, headers, trust, the connect timeout
+/// (`bench` and `fit`).
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// Environment variable holding the API key, sent as `Authorization: Bearer` and never stored (unset or empty: no key).
+    #[arg(long, default_value = headers::DEFAULT_API_KEY_ENV, value_name = "NAME", help_heading = SERVER)]
+    pub api_key_env: String,
+    /// A header every request carries, `'Name: value'`, repeatable; values never reach a file (default: none).
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = headers::parse_flag, help_heading = SERVER)]
+    pub headers: Vec<(String, String)>,
+    /// A header whose value is read from an environment variable, `'Name: VAR'`, repeatable: for secrets (default: none).
+    #[arg(long = "header-env", value_name = "NAME: VAR", value_parser = headers::parse_flag, help_heading = SERVER)]
+    pub header_env: Vec<(String, String)>,
+    /// https: a PEM file of CA certificates to trust besides the system's (default: the system's only).
+    #[arg(long, value_name = "FILE", help_heading = SERVER)]
+    pub ca_cert: Option<PathBuf>,
+    /// https: do not check the server's certificate (a test server); warned about.
+    #[arg(long, conflicts_with = "ca_cert", help_heading = SERVER)]
+    pub insecure: bool,
+    /// Seconds to wait for a TCP (and TLS) connection before the request fails as `connect`.
+    #[arg(long, value_parser = cli_number(fields::SECS), default_value_t = 10.0, value_name = "SECS", help_heading = SERVER)]
+    pub connect_timeout: f64,
+}
+
+impl Connection {
     pub fn tls_options(&self) -> TlsOptions {
         TlsOptions {
             ca_cert: self.ca_cert.clone(),

@@ -128,7 +128,7 @@ pub(super) async fn run(
             load: &p.load,
             schedule: p.load.schedule(0)?,
             turns: p.prompts.turns(),
-            connect_timeout: Duration::from_secs_f64(a.connect_timeout),
+            connect_timeout: Duration::from_secs_f64(a.conn.connect_timeout),
             slos: &p.slos,
             percentiles: &p.percentiles,
             progress: Spec {

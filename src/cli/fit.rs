@@ -2,8 +2,6 @@
 //! refit one from a fit folder a live fit wrote; write it as profile YAML that `sim
 //! --profile`, `bench --sim` and experiments take.
 
-use crate::client::headers::{self, HeaderSpec};
-use crate::client::tls::TlsOptions;
 use crate::client::{self, BaseUrl};
 use crate::experiment::fields::{self, cli_number};
 use crate::fit::probe::{self, HeldOutLoad, Prober};
@@ -19,7 +17,7 @@ use std::time::Duration;
 use vllm_sim::Profile;
 use vllm_sim::fit::Fit;
 
-const SERVER: &str = "Server and connection options (a live fit)";
+const SERVER: &str = "Server and connection options";
 const FIT: &str = "Fit options";
 
 #[derive(Debug, Args)]
@@ -39,29 +37,13 @@ pub struct FitArgs {
     /// A `tokenizer.json`, or a folder holding one (default: the built-in approximation; the fit uses the server's own token counts either way).
     #[arg(long, value_name = "PATH", help_heading = SERVER)]
     pub tokenizer: Option<PathBuf>,
-    /// Environment variable holding the API key, sent as `Authorization: Bearer`.
-    #[arg(long, default_value = headers::DEFAULT_API_KEY_ENV, value_name = "NAME", help_heading = SERVER)]
-    pub api_key_env: String,
-    /// A header every request carries, `'Name: value'`, repeatable (default: none).
-    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = headers::parse_flag, help_heading = SERVER)]
-    pub headers: Vec<(String, String)>,
-    /// A header whose value is read from an environment variable, `'Name: VAR'` (default: none).
-    #[arg(long = "header-env", value_name = "NAME: VAR", value_parser = headers::parse_flag, help_heading = SERVER)]
-    pub header_env: Vec<(String, String)>,
-    /// https: a PEM file of CA certificates to trust besides the system's (default: none).
-    #[arg(long, value_name = "FILE", help_heading = SERVER)]
-    pub ca_cert: Option<PathBuf>,
-    /// https: do not check the server's certificate (a test server); warned about.
-    #[arg(long, conflicts_with = "ca_cert", help_heading = SERVER)]
-    pub insecure: bool,
-    /// Seconds to wait for a TCP (and TLS) connection.
-    #[arg(long, value_parser = cli_number(fields::SECS), default_value_t = 10.0, value_name = "SECS", help_heading = SERVER)]
-    pub connect_timeout: f64,
+    #[command(flatten)]
+    pub conn: super::bench_args::Connection,
 
     /// Where the profile YAML is written.
     #[arg(short, long, value_name = "FILE", help_heading = FIT)]
     pub output: PathBuf,
-    /// The server's `--max-num-seqs` (vLLM does not expose it; default: probed up to 32, else 256 assumed).
+    /// The server's `--max-num-seqs` (vLLM does not expose it; default: the largest probe batch, up to 128, that decoded together when a larger one did not, else 256 assumed).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = FIT)]
     pub max_num_seqs: Option<u32>,
     /// The server's `--max-num-batched-tokens` (not exposed; default: 2048 assumed).
@@ -169,17 +151,7 @@ fn live(a: &FitArgs) -> Result<Profile> {
     let tok = Tokenizer::load(a.tokenizer.as_deref())?;
     let rt = super::client_runtime(1)?;
     rt.block_on(async {
-        let access = client::Access::new(
-            TlsOptions {
-                ca_cert: a.ca_cert.clone(),
-                insecure: a.insecure,
-            },
-            &HeaderSpec {
-                api_key_env: a.api_key_env.clone(),
-                literal: a.headers.clone(),
-                from_env: a.header_env.clone(),
-            },
-        )?;
+        let access = client::Access::new(a.conn.tls_options(), &a.conn.header_spec())?;
         let server = access.reach(&url).await?;
         let model = match &a.model {
             Some(m) => m.clone(),
@@ -223,7 +195,7 @@ fn live(a: &FitArgs) -> Result<Profile> {
             server: &server,
             body: &body,
             tok: &tok,
-            connect_timeout: Duration::from_secs_f64(a.connect_timeout),
+            connect_timeout: Duration::from_secs_f64(a.conn.connect_timeout),
             interrupt: interrupt.clone(),
             quiet: a.quiet,
         };

@@ -488,16 +488,8 @@ impl Session<'_> {
     fn predict_group(&mut self, pending: &[&Cell], v: &VirtualServer, model: &str) -> Result<()> {
         let mut jobs: Vec<Prediction> = Vec::new();
         for &cell in pending {
-            let interrupt = self.interrupt.clone();
-            let stop = || *interrupt.borrow();
-            let wl = match workload_for(
-                &cell.plan.workload.prompts,
-                &self.tok,
-                &mut self.workloads,
-                &stop,
-            ) {
-                Err(_) if stop() => return Ok(()),
-                wl => wl?,
+            let Some(wl) = self.workload(cell)? else {
+                return Ok(());
             };
             let key = cell.plan.workload.prompts.key();
             let hashes = self.hashes.for_server(&key, &wl.prompts, v, &self.tok);
@@ -556,6 +548,21 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// A cell's prompts, built once per workload; `None` when a signal stopped the build.
+    fn workload(&mut self, cell: &Cell) -> Result<Option<Arc<Workload>>> {
+        let interrupt = self.interrupt.clone();
+        let stop = || *interrupt.borrow();
+        match workload_for(
+            &cell.plan.workload.prompts,
+            &self.tok,
+            &mut self.workloads,
+            &stop,
+        ) {
+            Err(_) if stop() => Ok(None),
+            wl => wl.map(Some),
+        }
+    }
+
     /// Run one cell into a fresh folder and store its summary and status. `None` when a
     /// signal stopped its prompts being built.
     async fn cell(&mut self, cell: &Cell, server: &mut Server) -> Result<Option<CellResult>> {
@@ -567,16 +574,8 @@ impl Session<'_> {
         {
             reset_prefix_cache(endpoints).await;
         }
-        let interrupt = self.interrupt.clone();
-        let stop = || *interrupt.borrow();
-        let wl = match workload_for(
-            &cell.plan.workload.prompts,
-            &self.tok,
-            &mut self.workloads,
-            &stop,
-        ) {
-            Err(_) if stop() => return Ok(None),
-            wl => wl?,
+        let Some(wl) = self.workload(cell)? else {
+            return Ok(None);
         };
         let total = self.total;
         let body = body_for(cell, &server.model);
