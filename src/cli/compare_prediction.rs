@@ -55,17 +55,17 @@ pub fn print(
     )?;
     writeln!(
         out,
-        "Error: (predicted − measured mean) / measured mean. Beyond range: how far the prediction lies outside the measured repeats' range (0: inside it; the server itself varied that much).\n"
+        "Error: (predicted − measured mean) / measured mean. Beyond range: how far the prediction lies outside the measured repeats' range (0: inside it; the server itself varied that much). A row marked ⚑ rests on a cell the tool flagged (its measurement is in doubt, listed below): shown, not averaged.\n"
     )?;
     writeln!(
         out,
-        "| cell | metric | measured (range, repeats) | predicted | error | beyond range |"
+        "| cell | metric | measured (range, repeats) | predicted | error | beyond range | |"
     )?;
-    writeln!(out, "|---|---|---:|---:|---:|---:|")?;
+    writeln!(out, "|---|---|---:|---:|---:|---:|---|")?;
     for r in &j.rows {
         writeln!(
             out,
-            "| {} | {} | {:.2} ({:.2}–{:.2}, {}) | {:.2} | {:+.1}% | {} |",
+            "| {} | {} | {:.2} ({:.2}–{:.2}, {}) | {:.2} | {:+.1}% | {} | {} |",
             r.cell,
             r.metric,
             r.measured_mean,
@@ -78,45 +78,62 @@ pub fn print(
                 "inside".to_string()
             } else {
                 format!("{:+.1}%", r.beyond_range_pct)
-            }
+            },
+            if r.flagged.is_some() { "⚑" } else { "" }
         )?;
     }
-    if !j.saturation.is_empty() {
-        writeln!(
-            out,
-            "\n| group | measured plateau req/s | predicted | error |"
-        )?;
-        writeln!(out, "|---|---:|---:|---:|")?;
-        for s in &j.saturation {
-            writeln!(
-                out,
-                "| {} | {:.2}{} | {:.2} | {:+.1}% |",
-                s.group,
-                s.measured_capacity,
-                if s.lower_bound { " (lower bound)" } else { "" },
-                s.predicted_capacity,
-                s.error_pct
-            )?;
-        }
-    } else {
+    if j.saturation.is_empty() {
         writeln!(
             out,
             "\nSaturation: not compared (a side never saturated, or its plateau is unknown)."
         )?;
+    } else {
+        writeln!(
+            out,
+            "\n| group | measured plateau req/s | predicted | error | |"
+        )?;
+        writeln!(out, "|---|---:|---:|---:|---|")?;
+        for s in &j.saturation {
+            writeln!(
+                out,
+                "| {} | {:.2}{} | {:.2} | {:+.1}% | {} |",
+                s.group,
+                s.measured_capacity,
+                if s.lower_bound { " (lower bound)" } else { "" },
+                s.predicted_capacity,
+                s.error_pct,
+                if s.flagged.is_some() { "⚑" } else { "" }
+            )?;
+        }
     }
     writeln!(
         out,
-        "\n| metric | mean abs error | cells inside the measured range |"
+        "\n| metric (unflagged cells) | mean abs error | cells inside the measured range |"
     )?;
     writeln!(out, "|---|---:|---:|")?;
     for &m in prediction::METRICS {
-        let rows: Vec<&prediction::Row> = j.rows.iter().filter(|r| r.metric == m).collect();
+        let rows: Vec<&prediction::Row> = j
+            .rows
+            .iter()
+            .filter(|r| r.metric == m && r.flagged.is_none())
+            .collect();
         if rows.is_empty() {
             continue;
         }
         let mae = rows.iter().map(|r| r.error_pct.abs()).sum::<f64>() / rows.len() as f64;
         let inside = rows.iter().filter(|r| r.beyond_range_pct == 0.0).count();
         writeln!(out, "| {m} | {mae:.1}% | {inside} of {} |", rows.len())?;
+    }
+    let mut flags: Vec<&str> = j
+        .rows
+        .iter()
+        .filter_map(|r| r.flagged.as_deref())
+        .chain(j.saturation.iter().filter_map(|s| s.flagged.as_deref()))
+        .collect();
+    flags.sort_unstable();
+    flags.dedup();
+    for f in flags {
+        writeln!(out, "\n⚑ {f}")?;
     }
     writeln!(
         out,

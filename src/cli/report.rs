@@ -268,25 +268,6 @@ const METRICS: &[(&str, bool)] = &[
     ("SLO attainment", true),
 ];
 
-/// A cell's figure for `name`: none for a cell without a completion (unknown, not 0), and
-/// a latency that is only known as a lower bound carries its flag.
-fn metric(c: &loadtest_analysis::analysis::CellInput, name: &str) -> Option<Figure> {
-    if c.no_completions.is_some() {
-        return None;
-    }
-    let exact = |v: Option<f64>| v.map(Figure::known);
-    match name {
-        "achieved req/s" => exact(Some(c.achieved_rate)),
-        "output tok/s" => exact(Some(c.output_throughput)),
-        "TTFT p50 ms" => c.ttft_p50_ms,
-        "TTFT p99 ms" => c.ttft_p99_ms,
-        "TPOT p50 ms" => exact(c.tpot_p50_ms),
-        "E2EL p50 ms" => c.e2el_p50_ms,
-        "SLO attainment" => exact(c.slo_attainment),
-        _ => None,
-    }
-}
-
 /// Which side is better, when the figures say so: within 2% is a tie (the noise of a load
 /// test); a lower bound is better or worse only where the whole range it allows is.
 fn better(a: Figure, b: Figure, higher_better: bool) -> Option<char> {
@@ -357,7 +338,7 @@ pub fn compare_cmd(c: CompareArgs) -> Result<()> {
         };
         matched += 1;
         for (m, higher_better) in METRICS {
-            let (Some(va), Some(vb)) = (metric(&ca.input, m), metric(&cb.input, m)) else {
+            let (Some(va), Some(vb)) = (ca.input.figure(m), cb.input.figure(m)) else {
                 continue;
             };
             let change = if va.value != 0.0 && !va.lower_bound && !vb.lower_bound {

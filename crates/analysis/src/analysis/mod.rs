@@ -118,6 +118,30 @@ pub struct Analysis {
     pub searches: Vec<search::SearchFinding>,
 }
 
+impl CellInput {
+    /// One of the figures `compare` shows, by its name there (`achieved req/s`, `output
+    /// tok/s`, `TTFT p50 ms`, `TTFT p99 ms`, `TPOT p50 ms`, `TPOT p99 ms`, `E2EL p50 ms`,
+    /// `SLO attainment`): none for a cell without a completion (unknown, not 0), and a
+    /// latency known only as a lower bound carries its flag.
+    pub fn figure(&self, name: &str) -> Option<Figure> {
+        if self.no_completions.is_some() {
+            return None;
+        }
+        let known = |v: Option<f64>| v.map(Figure::known);
+        match name {
+            "achieved req/s" => known(Some(self.achieved_rate)),
+            "output tok/s" => known(Some(self.output_throughput)),
+            "TTFT p50 ms" => self.ttft_p50_ms,
+            "TTFT p99 ms" => self.ttft_p99_ms,
+            "TPOT p50 ms" => known(self.tpot_p50_ms),
+            "TPOT p99 ms" => known(self.tpot_p99_ms),
+            "E2EL p50 ms" => self.e2el_p50_ms,
+            "SLO attainment" => known(self.slo_attainment),
+            _ => None,
+        }
+    }
+}
+
 /// Analyse all cells of an experiment.
 pub fn analyze(cells: &[CellInput], slo_target: f64) -> Analysis {
     let mut groups: BTreeMap<(String, String, u32), Vec<&CellInput>> = BTreeMap::new();

@@ -9,7 +9,7 @@ use crate::stats::survival::Figure;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// The figures compared, with how each is read from a cell.
+/// The figures compared (`CellInput::figure`).
 pub const METRICS: &[&str] = &[
     "achieved req/s",
     "output tok/s",
@@ -19,23 +19,6 @@ pub const METRICS: &[&str] = &[
     "TPOT p99 ms",
     "E2EL p50 ms",
 ];
-
-fn figure(c: &CellInput, metric: &str) -> Option<Figure> {
-    if c.no_completions.is_some() {
-        return None;
-    }
-    let known = |v: Option<f64>| v.map(Figure::known);
-    match metric {
-        "achieved req/s" => known(Some(c.achieved_rate)),
-        "output tok/s" => known(Some(c.output_throughput)),
-        "TTFT p50 ms" => c.ttft_p50_ms,
-        "TTFT p99 ms" => c.ttft_p99_ms,
-        "TPOT p50 ms" => known(c.tpot_p50_ms),
-        "TPOT p99 ms" => known(c.tpot_p99_ms),
-        "E2EL p50 ms" => c.e2el_p50_ms,
-        _ => None,
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Row {
@@ -55,6 +38,9 @@ pub struct Row {
     /// How far the prediction lies outside the measured range, percent of the nearer end
     /// (0: inside).
     pub beyond_range_pct: f64,
+    /// A cell of either side carries a verdict that puts its measurement in doubt (the
+    /// client could not keep up, stalled, …): shown, never averaged into the summary.
+    pub flagged: Option<String>,
 }
 
 /// The plateau of each side's group, when both saturated.
@@ -66,6 +52,8 @@ pub struct SaturationRow {
     pub error_pct: f64,
     /// Either side's plateau is a lower bound (the batch was still filling).
     pub lower_bound: bool,
+    /// A cell of either group carries a verdict that puts its measurement in doubt.
+    pub flagged: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -93,15 +81,35 @@ pub fn judge(
         by
     };
     let (m, p) = (group(measured), group(predicted));
+    let doubt = |cells: &[CellInput], a: &Analysis| -> Vec<String> {
+        a.verdicts
+            .iter()
+            .filter(|v| cells.iter().any(|c| c.id == v.cell))
+            .flat_map(|v| {
+                v.verdicts
+                    .iter()
+                    .filter(|x| x.taints_throughput())
+                    .map(move |x| format!("{}: {}", v.cell, x.describe()))
+            })
+            .collect()
+    };
+    let flag = |mut d: Vec<String>| {
+        d.sort();
+        d.dedup();
+        (!d.is_empty()).then(|| d.join("; "))
+    };
     let unmatched = m.keys().filter(|k| !p.contains_key(*k)).count()
         + p.keys().filter(|k| !m.contains_key(*k)).count();
     let mut rows = Vec::new();
     let mut lower_bounds_skipped = 0;
     for (key, ms) in &m {
         let Some(ps) = p.get(key) else { continue };
+        let mut d = doubt(ms, measured_analysis);
+        d.extend(doubt(ps, predicted_analysis));
+        let flagged = flag(d);
         for &metric in METRICS {
-            let mf: Vec<Figure> = ms.iter().filter_map(|c| figure(c, metric)).collect();
-            let pf: Vec<Figure> = ps.iter().filter_map(|c| figure(c, metric)).collect();
+            let mf: Vec<Figure> = ms.iter().filter_map(|c| c.figure(metric)).collect();
+            let pf: Vec<Figure> = ps.iter().filter_map(|c| c.figure(metric)).collect();
             if mf.is_empty() || pf.is_empty() {
                 continue;
             }
@@ -116,6 +124,10 @@ pub fn judge(
                     (l.min(v), h.max(v))
                 });
             let mean = mv.iter().sum::<f64>() / mv.len() as f64;
+            if mean == 0.0 {
+                // no error relative to nothing
+                continue;
+            }
             let predicted = pf.iter().map(|f| f.value).sum::<f64>() / pf.len() as f64;
             let beyond = if predicted < lo {
                 (predicted - lo) / lo * 100.0
@@ -133,12 +145,9 @@ pub fn judge(
                 measured_mean: mean,
                 repeats: mv.len(),
                 predicted,
-                error_pct: if mean != 0.0 {
-                    (predicted - mean) / mean * 100.0
-                } else {
-                    f64::NAN
-                },
+                error_pct: (predicted - mean) / mean * 100.0,
                 beyond_range_pct: if beyond.is_finite() { beyond } else { 0.0 },
+                flagged: flagged.clone(),
             });
         }
     }
@@ -159,12 +168,23 @@ pub fn judge(
                     (predicted_analysis.groups.len() == 1).then(|| &predicted_analysis.groups[0])
                 })?;
             let (ms, ps) = (mg.saturation.as_ref()?, pg.saturation.as_ref()?);
+            let of = |cells: &[(String, CellInput)], g: &super::saturation::GroupFinding| {
+                cells
+                    .iter()
+                    .map(|(_, c)| c)
+                    .filter(|c| c.family == g.family && c.group == g.group && c.dp == g.dp)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            let mut d = doubt(&of(measured, mg), measured_analysis);
+            d.extend(doubt(&of(predicted, pg), predicted_analysis));
             Some(SaturationRow {
                 group: mg.group.clone(),
                 measured_capacity: ms.capacity,
                 predicted_capacity: ps.capacity,
                 error_pct: (ps.capacity - ms.capacity) / ms.capacity * 100.0,
                 lower_bound: ms.capacity_is_lower_bound || ps.capacity_is_lower_bound,
+                flagged: flag(d),
             })
         })
         .collect();
@@ -210,6 +230,36 @@ mod tests {
         assert!((ttft.error_pct - 100.0 / 3.0).abs() < 1e-9, "{ttft:?}");
         assert!((ttft.beyond_range_pct - 20.0).abs() < 1e-9, "{ttft:?}");
         assert_eq!(j.unmatched, 0);
+    }
+
+    #[test]
+    fn a_cell_whose_measurement_is_in_doubt_is_flagged_on_its_rows() {
+        let mut limited = cell(4.0, 3.0, 40.0);
+        limited.send_lag_p99_ms = Some(500.0);
+        let m = vec![
+            ("r=4".to_string(), limited),
+            ("r=2".to_string(), cell(2.0, 2.0, 30.0)),
+        ];
+        let p = vec![
+            ("r=4".to_string(), cell(4.0, 4.0, 40.0)),
+            ("r=2".to_string(), cell(2.0, 2.0, 30.0)),
+        ];
+        let inputs =
+            |v: &[(String, CellInput)]| v.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>();
+        let (a, b) = (
+            crate::analysis::analyze(&inputs(&m), 0.9),
+            crate::analysis::analyze(&inputs(&p), 0.9),
+        );
+        let j = judge(&m, &p, &a, &b);
+        let at = |k: &str| j.rows.iter().filter(|r| r.cell == k).collect::<Vec<_>>();
+        assert!(
+            at("r=4")
+                .iter()
+                .all(|r| r.flagged.as_deref().is_some_and(|f| f.contains("g-4"))),
+            "{:?}",
+            at("r=4")
+        );
+        assert!(at("r=2").iter().all(|r| r.flagged.is_none()));
     }
 
     #[test]
