@@ -160,6 +160,7 @@ fn live(a: &FitArgs) -> Result<Profile> {
             })?,
         };
         let facts = facts::read(&server, &model).await;
+        fitting::one_engine(&facts)?;
         fitting::write_facts(&dir, &facts)?;
         eprintln!(
             "fit: {url}, model `{model}`{}; probes in `{}`",

@@ -40,6 +40,7 @@ pub fn fit_folder(
     tool: &str,
 ) -> Result<(Profile, Fit)> {
     let facts = read_facts(dir)?;
+    one_engine(&facts)?;
     let s = samples::read(dir)?;
     let (base, limits) = limits(&facts, flags, &s);
     let f = vllm_sim::fit::fit(&s.prefill, &s.decode, &base)
@@ -86,6 +87,19 @@ pub fn fit_folder(
     }));
     profile.validate()?;
     Ok((profile, f))
+}
+
+/// A fit measures one engine's steps: behind a port with several data-parallel engines the
+/// router splits each probe batch among them, and a batch of B would be fitted as B.
+pub fn one_engine(facts: &ServerFacts) -> Result<()> {
+    if facts.engines > 1 {
+        anyhow::bail!(
+            "`{}` has {} engines behind it (`/metrics`): the probes' batches would be split among them\nhint: fit a server started with one engine (`--data-parallel-size 1`); the profile is one engine's, and `server.dp` scales it",
+            facts.url,
+            facts.engines
+        );
+    }
+    Ok(())
 }
 
 pub fn read_facts(dir: &FitDir) -> Result<ServerFacts> {
@@ -305,6 +319,17 @@ mod tests {
         };
         let (p, from) = limits(&ServerFacts::default(), LimitFlags::default(), &s);
         (p.max_num_seqs, from["max_num_seqs"].clone())
+    }
+
+    #[test]
+    fn a_server_with_several_engines_is_refused() {
+        let f = |engines| ServerFacts {
+            engines,
+            ..ServerFacts::default()
+        };
+        assert!(one_engine(&f(0)).is_ok() && one_engine(&f(1)).is_ok());
+        let e = one_engine(&f(2)).unwrap_err().to_string();
+        assert!(e.contains("2 engines") && e.contains("hint:"), "{e}");
     }
 
     #[test]
