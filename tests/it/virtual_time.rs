@@ -118,6 +118,29 @@ fn a_cell_in_virtual_time_agrees_with_the_real_time_simulator_and_says_it_is_pre
     assert!(report.contains("Predicted, not measured"), "{report}");
     let measured = std::fs::read_to_string(real.join("report.md")).unwrap();
     assert!(!measured.to_lowercase().contains("predicted"));
+    // `compare` sees which side is predicted (either order) and judges it against the
+    // measured cell: the same table both ways, the throughput row within the 3% above
+    let cmp = |a: &Path, b: &Path| {
+        let r = run(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        r.stdout
+    };
+    let (one, other) = (cmp(&real, &virt), cmp(&virt, &real));
+    assert_eq!(one, other);
+    assert!(one.starts_with("# Prediction `"), "{one}");
+    let row = one
+        .lines()
+        .find(|l| l.starts_with("| request_rate=4 | achieved req/s |"))
+        .unwrap_or_else(|| panic!("{one}"));
+    let error: f64 = row
+        .split('|')
+        .nth(5)
+        .unwrap()
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap();
+    assert!(error.abs() <= 3.0, "{row}");
 }
 
 #[test]
