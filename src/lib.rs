@@ -31,6 +31,8 @@
 //!   turns), one cell's run, the watchdog that finds a hung server.
 //! - `client`: how a server is reached (URL, plain or TLS connection, the headers), the
 //!   connection pool, streaming request driver, SSE decoder, chunk classifier.
+//! - `shard`: one load point sent from several machines (`bench --shard`, a common start,
+//!   the clock check) and `merge`, which makes the shards' folders one cell again.
 //! - `fit`: a simulator profile identified from a live server's token timings (`fit`).
 //! - `prom`: a reader for Prometheus text (`/metrics`).
 //! - `launcher`: bring a server up (sim, external, command, compose) and always down.
@@ -50,5 +52,6 @@ pub mod monitor;
 pub mod prom;
 pub mod runner;
 pub mod secrets;
+pub mod shard;
 pub mod store;
 pub mod workload;

@@ -3,7 +3,9 @@
 
 use clap::Parser;
 use std::process::ExitCode;
-use vllm_loadtest::cli::{Cli, Command, bench, calibrate, fit, generate, report, run, sim_args};
+use vllm_loadtest::cli::{
+    Cli, Command, bench, calibrate, fit, generate, merge, report, run, sim_args,
+};
 
 fn main() -> ExitCode {
     raise_open_file_limit();
@@ -11,6 +13,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(*a),
         Command::Bench(a) => bench::run(*a),
+        Command::Merge(a) => merge::run(a),
         Command::Sim(a) => sim_args::run(*a),
         Command::Aggregate(a) => report::aggregate_cmd(a),
         Command::Report(a) => report::report_cmd(a),

@@ -335,6 +335,10 @@ fn analysis_input(
         server,
         matrix: ident.matrix,
         per_turn: s.per_turn.clone(),
+        shards_apart: stored
+            .and_then(|r| r.shards.as_ref())
+            .map(|sh| sh.apart.clone())
+            .unwrap_or_default(),
     }
 }
 

@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use loadtest_analysis::summary::goodput::Slo;
 use loadtest_base::Tokenizer;
 use loadtest_base::arrivals::{self, Arrival, RampStrategy, Stop};
+use loadtest_base::shard::Shard;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -153,7 +154,39 @@ fn load_plan(a: &BenchArgs) -> Result<LoadPlan> {
         drain: a.duration.map(|_| Duration::from_secs_f64(a.drain_timeout)),
         trace,
         think_time_s: a.multi_turn_think_time,
+        shard: Shard::WHOLE,
     };
+    match a.shard {
+        Some(shard) => sharded(a, load, shard),
+        None => Ok(load),
+    }
+}
+
+/// The load plan of shard `shard`: its part of the concurrency cap; refused where the
+/// shards' union would not be the one-machine run.
+fn sharded(a: &BenchArgs, mut load: LoadPlan, shard: Shard) -> Result<LoadPlan> {
+    if a.search.is_some() {
+        bail!(
+            "`--shard` splits one load point; a `--search` runs many, one after another\nhint: search from one machine, then shard the rate it found"
+        );
+    }
+    if load.closed_loop() {
+        bail!(
+            "`--shard` splits a schedule, and a closed loop (`--request-rate inf --duration`) has none: its next request goes when one ends\nhint: give a `--request-rate`, or run a closed loop from one machine"
+        );
+    }
+    if let Some(k) = load.max_concurrency {
+        let mine = shard.share(k);
+        if mine == 0 {
+            bail!(
+                "`--max-concurrency {k}` split over {} shards leaves shard {shard} none\nhint: at least one slot per shard: `--max-concurrency {}` or more",
+                shard.count,
+                shard.count
+            );
+        }
+        load.max_concurrency = Some(mine);
+    }
+    load.shard = shard;
     Ok(load)
 }
 
@@ -335,6 +368,9 @@ fn prompts(a: &BenchArgs) -> Result<PromptSpec> {
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let plan = plan(&a)?;
+    if a.shard.is_some() {
+        check_start(&a)?;
+    }
     // where results go is checked before anything runs, not after
     for (flag, dir) in [
         ("--output-dir", a.output_dir.as_deref()),
@@ -489,10 +525,20 @@ async fn run_async(
         metrics_interval: None,
         gpu: false,
         exact_tokenizer: !tok.is_built_in(),
+        start_at_unix_ns: a.start_at,
     };
     let r = run_cell(cell, &out, interrupt).await?;
     print_table(plan, &r)?;
     write_summary(a, plan, &r, &out, &model, tok)?;
+    if let (Some(shard), Some(at)) = (a.shard, a.start_at) {
+        let record = shard_record(a, plan, &r, shard, at, &model, tok)?;
+        record.write(&out)?;
+        eprintln!(
+            "shard {shard}: started {:.3} ms after `--start-at`; merge the {} shards' folders with `vllm-loadtest merge DIR… -o CELL_DIR`",
+            record.late_ms(),
+            shard.count
+        );
+    }
     eprintln!("results: {}", out.root().display());
     how_it_ended(&r, &out)
 }
@@ -631,4 +677,89 @@ pub(super) fn write_summary(
         eprintln!("saved vLLM-format result: {}", path.display());
     }
     Ok(())
+}
+
+/// Before a shard builds anything: its clock can be trusted for a common start, and the
+/// start is not absurdly far off.
+fn check_start(a: &BenchArgs) -> Result<()> {
+    let clock = crate::shard::clock::read();
+    if let Err(why) = clock.within(a.max_clock_error_ms.0) {
+        bail!(
+            "shard refused: {why}; shards on machines whose clocks disagree start apart, and their union is not the load point\nhint: synchronise this machine's clock (chrony, systemd-timesyncd, ntpd); if every shard runs on this machine (one clock), pass `--max-clock-error-ms inf`"
+        );
+    }
+    if let Some(at) = a.start_at {
+        let ahead_s = (at - loadtest_base::time::unix_now_ns()) as f64 / 1e9;
+        if ahead_s > 86_400.0 {
+            bail!(
+                "`--start-at` is {:.1} h from now: is the date right?\nhint: e.g. `--start-at $(date -u -d '+1 min' +%Y-%m-%dT%H:%M:%SZ)`",
+                ahead_s / 3600.0
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What `merge` needs of this shard: who it was, its start and clock, and the plan.
+fn shard_record(
+    a: &BenchArgs,
+    plan: &Plan,
+    r: &CellResult,
+    shard: Shard,
+    start_at: i64,
+    model: &str,
+    tok: &Tokenizer,
+) -> Result<crate::shard::ShardRecord> {
+    let whole = plan.load.schedule(0)?.len() as u64;
+    let rate = plan.load.arrival.rate();
+    // the load point as one machine would run it: every shard's text is the same
+    let mut one = plan.load.clone();
+    one.shard = Shard::WHOLE;
+    one.max_concurrency = a.max_concurrency;
+    let pinned = format!(
+        "{one:?}\n{:?}\n{:?}\n{model}\n{}\n{:?}\n{}\n{:?}\n{:?}",
+        plan.prompts,
+        plan.endpoint,
+        plan.ignore_eos,
+        a.temperature,
+        a.continuous_usage_stats,
+        plan.extra,
+        a.goodput
+    );
+    Ok(crate::shard::ShardRecord {
+        index: shard.index,
+        count: shard.count,
+        start_at_unix_ns: start_at,
+        clock_zero_unix_ns: r.clock_zero_unix_ns,
+        clock: crate::shard::clock::read(),
+        max_clock_error_ms: a.max_clock_error_ms.0,
+        entries_total: whole,
+        entries: shard.take(&plan.load.schedule(0)?).len() as u64,
+        turns: plan.prompts.turns(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        plan_digest: crate::shard::digest(&pinned),
+        plan: crate::shard::MergePlan {
+            window_s: plan.load.window_s,
+            request_rate: rate.is_finite().then_some(rate),
+            slos: a.goodput.clone(),
+            percentile_metrics: plan.metrics.clone(),
+            percentiles: plan.percentiles.clone(),
+            arrival: plan.load.arrival.describe(),
+            burstiness: a.burstiness,
+            max_concurrency: a.max_concurrency,
+            num_prompts: a.num_prompts,
+            ramp: match plan.load.arrival {
+                Arrival::Ramp {
+                    strategy,
+                    start,
+                    end,
+                    ..
+                } => Some((strategy.name().to_string(), start, end)),
+                _ => None,
+            },
+            label: a.label.clone(),
+            model_id: model.to_string(),
+            tokenizer_id: tok.describe(),
+        },
+    })
 }

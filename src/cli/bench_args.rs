@@ -54,6 +54,7 @@ const SAMPLING: &str = "Sampling parameters";
 const LOAD: &str = "Load options";
 const RAMP: &str = "Ramp-up options";
 const SEARCH: &str = "Search options";
+const SHARD: &str = "Shard options (one load point from several machines)";
 const RESULTS: &str = "Result options";
 
 #[derive(Debug, Args)]
@@ -221,6 +222,16 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 12, value_name = "N", help_heading = SEARCH)]
     pub search_max_cells: usize,
 
+    /// Send only shard I of N of the load point (0-based): the schedule's entries i with i % N == I, with their own prompts and intended times, from `--start-at`; `vllm-loadtest merge` makes the N cell folders one (default: all of it).
+    #[arg(long, value_parser = parse_shard, value_name = "I/N", requires = "start_at", help_heading = SHARD)]
+    pub shard: Option<loadtest_base::shard::Shard>,
+    /// Start at this wall-clock instant, the same for every shard: RFC 3339 (`2026-12-01T17:30:00Z`) or Unix seconds (default: at once).
+    #[arg(long, value_parser = parse_instant, value_name = "TIME", help_heading = SHARD)]
+    pub start_at: Option<i64>,
+    /// A shard refuses to run when its kernel says its clock is unsynchronised, or estimates its error above this (ms); `inf` when every shard runs on this machine (one clock).
+    #[arg(long, value_parser = parse_bound_ms, default_value = "100", value_name = "MS", help_heading = SHARD)]
+    pub max_clock_error_ms: BoundMs,
+
     /// SLOs for goodput, milliseconds per metric, e.g. `--goodput ttft:500 tpot:50` (default: none).
     #[arg(long, num_args = 1.., value_name = "METRIC:MS", help_heading = RESULTS)]
     pub goodput: Vec<String>,
@@ -299,5 +310,30 @@ impl Connection {
             literal: self.headers.clone(),
             from_env: self.header_env.clone(),
         }
+    }
+}
+
+fn parse_shard(s: &str) -> Result<loadtest_base::shard::Shard, String> {
+    loadtest_base::shard::Shard::parse(s)
+}
+
+/// `--start-at`: ns since the Unix epoch.
+fn parse_instant(s: &str) -> Result<i64, String> {
+    loadtest_base::time::parse_instant(s)
+}
+
+/// A bound in milliseconds; `None` (`inf` on the command line): no bound.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoundMs(pub Option<f64>);
+
+pub(super) fn parse_bound_ms(s: &str) -> Result<BoundMs, String> {
+    if matches!(s, "inf" | "Inf" | "infinity") {
+        return Ok(BoundMs(None));
+    }
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(BoundMs(Some(v))),
+        _ => Err(format!(
+            "`{s}` is not a positive number of milliseconds (or `inf` for no bound)"
+        )),
     }
 }

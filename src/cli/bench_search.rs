@@ -141,6 +141,7 @@ pub(super) async fn run(
             metrics_interval: None,
             gpu: false,
             exact_tokenizer: !tok.is_built_in(),
+            start_at_unix_ns: None,
         };
         let r = run_cell(cell, &cdir, interrupt.clone()).await?;
         write_summary(a, &p, &r, &cdir, &body.model, tok)?;

@@ -158,6 +158,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             drain: Some(Duration::from_secs(5)),
             trace: None,
             think_time_s: 0.0,
+            shard: loadtest_base::shard::Shard::WHOLE,
         };
         std::fs::create_dir_all(&scratch.0)?;
         let (_tx, rx) = tokio::sync::watch::channel(false);
@@ -177,6 +178,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
             metrics_interval: None,
             gpu: false,
             exact_tokenizer: false,
+            start_at_unix_ns: None,
         };
         let r = rt.block_on(run_cell(spec, &CellDir::new(&scratch.0), rx))?;
         let step = judge(rate, &r);

@@ -66,8 +66,22 @@ pub fn for_command(name: &str) -> &'static [Example] {
                         "bench --base-url http://127.0.0.1:8000 --tokenizer ~/models/Llama-3.1-8B-Instruct --request-rate 10 --num-prompts 500 --save-result",
                     ),
                     ex(
-                        "search for the rate where the server saturates, 3 s per probe",
-                        "bench --sim --arrival constant --duration 3 --warmup 1 --search saturation --search-start 10",
+                        "shard 0 of 2 of a 2,000 req/s load point, from a common start (run 1/2 on another machine)",
+                        "bench --base-url http://10.0.0.5:8000 --request-rate 2000 --duration 60 --shard 0/2 --start-at 2026-12-01T18:00:00Z --output-dir results/shard-0",
+                    ),
+                ]
+            }
+        }
+        "merge" => {
+            const {
+                &[
+                    ex(
+                        "two shards of one load point, merged into one cell",
+                        "merge results/shard-0 results/shard-1 -o results/merged",
+                    ),
+                    ex(
+                        "flag a shard that started more than 2 ms late",
+                        "merge results/shard-* --max-start-late-ms 2 -o results/merged",
                     ),
                 ]
             }

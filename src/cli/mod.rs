@@ -9,6 +9,7 @@ mod compare_prediction;
 pub mod examples;
 pub mod fit;
 pub mod generate;
+pub mod merge;
 pub mod report;
 pub mod run;
 pub mod signals;
@@ -75,6 +76,9 @@ pub enum Command {
     /// Measure one load point against a running server (like `vllm bench serve`).
     #[command(after_help = examples::after_help("bench"))]
     Bench(Box<bench_args::BenchArgs>),
+    /// Merge the cell folders of one load point's shards (`bench --shard I/N`) into one cell.
+    #[command(after_help = examples::after_help("merge"))]
+    Merge(merge::MergeArgs),
     /// Recompute the tables (runs.parquet, timeseries.parquet, analysis.json) of a results folder.
     #[command(after_help = examples::after_help("aggregate"))]
     Aggregate(report::DirArgs),

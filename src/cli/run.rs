@@ -777,6 +777,7 @@ fn cell_spec<'a>(
         metrics_interval: Some(cell.plan.monitor.metrics_interval),
         gpu: cell.plan.monitor.gpu,
         exact_tokenizer: !tok.is_built_in(),
+        start_at_unix_ns: None,
     })
 }
 

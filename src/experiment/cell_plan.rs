@@ -15,6 +15,7 @@ pub use crate::workload::{Dataset, PromptSpec};
 use anyhow::{Context, Result, bail};
 use loadtest_analysis::summary::goodput::Slo;
 use loadtest_base::arrivals::{self, Arrival, RampStrategy, Stop};
+use loadtest_base::shard::Shard;
 use serde_yaml::Value;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -133,6 +134,8 @@ pub struct LoadPlan {
     pub trace: Option<TraceWindow>,
     /// Multi-turn: the pause between a turn's end and the conversation's next turn.
     pub think_time_s: f64,
+    /// The part of the schedule this process sends (`bench --shard`; whole otherwise).
+    pub shard: Shard,
 }
 
 /// The window `[start_s, end_s)` of a trace file, in trace seconds.
@@ -416,6 +419,7 @@ fn load(r: &Reader) -> Result<LoadPlan> {
             None => None,
         },
         trace,
+        shard: Shard::WHOLE,
         think_time_s: r.f64("think_time_s")?,
     })
 }

@@ -250,6 +250,7 @@ pub fn predict_measured(
         metrics_interval: None,
         gpu: false,
         exact_tokenizer: false,
+        start_at_unix_ns: None,
     };
     let server = VirtualServer {
         profile: profile.clone(),

@@ -278,6 +278,7 @@ impl Prober<'_> {
             metrics_interval: None,
             gpu: false,
             exact_tokenizer: !self.tok.is_built_in(),
+            start_at_unix_ns: None,
         };
         let r = run_cell(spec, cdir, self.interrupt.clone()).await?;
         if r.interrupted {
@@ -315,6 +316,7 @@ pub fn load_plan(arrival: Arrival, count: usize, max_concurrency: Option<usize>)
         drain: None,
         trace: None,
         think_time_s: 0.0,
+        shard: loadtest_base::shard::Shard::WHOLE,
     }
 }
 

@@ -49,6 +49,9 @@ pub struct CellSpec<'a> {
     /// The tokenizer is the served model's (not the built-in approximation): a prompt-length
     /// disagreement with the server is then worth a warning.
     pub exact_tokenizer: bool,
+    /// Start when the wall clock reads this (ns since the epoch; `bench --start-at`), the
+    /// connections opened before; `None`: at once.
+    pub start_at_unix_ns: Option<i64>,
 }
 
 pub struct CellResult {
@@ -111,6 +114,7 @@ impl CellResult {
             monitors: self.monitors.clone(),
             warnings: self.warnings.clone(),
             predicted: self.predicted,
+            shards: None,
         }
     }
 
@@ -136,10 +140,23 @@ pub async fn run_cell(
     interrupt: watch::Receiver<bool>,
 ) -> Result<CellResult> {
     let writer = JsonlWriter::create(&out.requests_jsonl())?;
-    let targets = targets(&c);
+    // this process's part of the load point's schedule (all of it unsharded)
+    let shard = c.load.shard;
+    let schedule: Arc<[u64]> = if shard.is_whole() {
+        c.schedule.clone()
+    } else {
+        shard.take(&c.schedule).into()
+    };
+    let targets = targets(&c, schedule.len());
     if !c.load.closed_loop() {
         let slots = c.load.max_concurrency.unwrap_or(usize::MAX);
-        prewarm::before_start(&targets, &c.schedule, slots, c.connect_timeout).await;
+        prewarm::before_start(&targets, &schedule, slots, c.connect_timeout).await;
+    }
+    let mut interrupt = interrupt;
+    if let Some(at) = c.start_at_unix_ns {
+        // interrupted while waiting: the load point sees the signal at once and sends
+        // nothing, every request accounted as not sent
+        let _ = super::start::wait_until(at, &mut interrupt).await;
     }
     let clock = Clock::start();
     // the same instant on the wall clock, for the files' absolute timestamps
@@ -147,7 +164,8 @@ pub async fn run_cell(
     let monitors = Monitors::start(&c, clock);
     let lp = LoadPoint {
         targets,
-        schedule: c.schedule.clone(),
+        schedule,
+        shard,
         max_concurrency: c.load.max_concurrency,
         timeouts: Timeouts {
             connect: c.connect_timeout,
@@ -236,8 +254,7 @@ pub async fn run_cell(
 
 /// Each endpoint's connection pool and the request bytes of every prompt, built once
 /// before the run: the hot path sends prepared bytes.
-fn targets(c: &CellSpec) -> Arc<[Target]> {
-    let n = c.schedule.len();
+fn targets(c: &CellSpec, n: usize) -> Arc<[Target]> {
     let cap = match (c.load.closed_loop(), c.load.max_concurrency) {
         (true, Some(k)) => k,
         (_, k) => k.unwrap_or(n).min(n),
@@ -294,6 +311,27 @@ pub(super) fn summarize_cell(
     })
 }
 
+/// What a cell's figures are computed over, besides its records.
+pub struct FigureScope<'a> {
+    /// The measurement window (s from the start); `None`: the whole run.
+    pub window_s: Option<(f64, f64)>,
+    pub offered_rate: f64,
+    pub slos: &'a [Slo],
+    pub percentiles: &'a [f64],
+}
+
+impl CellSpec<'_> {
+    fn figure_scope(&self) -> FigureScope<'_> {
+        FigureScope {
+            window_s: self.load.window_s,
+            // a shard is offered its share of the load point's rate
+            offered_rate: self.load.arrival.rate() / f64::from(self.load.shard.count),
+            slos: self.slos,
+            percentiles: self.percentiles,
+        }
+    }
+}
+
 /// [`summarize_cell`] with the full records from `each` (a pass over every record, in
 /// order: the journal, or memory when the records are still there).
 pub(super) fn summarize_from(
@@ -302,9 +340,23 @@ pub(super) fn summarize_from(
     records: &[CompactRecord],
     not_sent: u64,
     clock_zero_unix_ns: i64,
+    each: impl FnMut(&mut dyn FnMut(&RequestRecord)) -> Result<()>,
+) -> Result<RunSummary> {
+    let scope = c.figure_scope();
+    summarize_records(&scope, out, records, not_sent, clock_zero_unix_ns, each)
+}
+
+/// A cell's figures from its records (`each`: a pass over the full ones, in order), with
+/// `events.parquet` written on the first pass; the accounting checked.
+pub fn summarize_records(
+    c: &FigureScope,
+    out: &CellDir,
+    records: &[CompactRecord],
+    not_sent: u64,
+    clock_zero_unix_ns: i64,
     mut each: impl FnMut(&mut dyn FnMut(&RequestRecord)) -> Result<()>,
 ) -> Result<RunSummary> {
-    let window = summary::resolve_window(c.load.window_s, records);
+    let window = summary::resolve_window(c.window_s, records);
     let mut events_out = EventsWriter::create(
         &out.events_parquet(),
         EVENT_ROWS_PER_GROUP,
@@ -335,7 +387,7 @@ pub(super) fn summarize_from(
     events_out.finish()?;
     let scope = Scope {
         window,
-        offered_rate: c.load.arrival.rate(),
+        offered_rate: c.offered_rate,
         slos: c.slos,
         percentiles: c.percentiles,
     };
@@ -486,7 +538,7 @@ fn client_warnings(c: &CellSpec, s: &RunSummary, client: &ClientUsage) -> Vec<St
 }
 
 /// Reasons a figure of this cell should not be trusted as it stands.
-pub(super) fn validity_warnings(
+pub fn validity_warnings(
     s: &RunSummary,
     records: &[CompactRecord],
     interrupted: bool,

@@ -11,6 +11,7 @@ use crate::client::headers::Headers;
 use crate::client::{Job, Pool, Presend, RequestSpec, Server, Timeouts, execute};
 use loadtest_analysis::record::{CancelReason, ErrorKind, RequestRecord, Turn};
 use loadtest_base::clock::Clock;
+use loadtest_base::shard::Shard;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,8 +51,13 @@ pub struct LoadPoint {
     /// Request `i` goes to `targets[i % targets.len()]`: several targets are DP replicas
     /// without a router, served round-robin by the client.
     pub targets: Arc<[Target]>,
-    /// Intended send offsets (ns), ascending.
+    /// Intended send offsets (ns), ascending: this shard's entries of the load point's
+    /// schedule (all of them unsharded).
     pub schedule: Arc<[u64]>,
+    /// Which part of the load point's schedule `schedule` is: its `i`-th arrival is entry
+    /// `shard.entry(i)`, which picks the request's prompt, endpoint and id, so a shard's
+    /// requests are the very ones the whole load point would send.
+    pub shard: Shard,
     pub max_concurrency: Option<usize>,
     pub timeouts: Timeouts,
     /// After the last arrival, how long the followed requests may take before whatever is
@@ -130,6 +136,7 @@ pub async fn run(
         let release = releaser(
             lp.targets.clone(),
             lp.schedule.clone(),
+            lp.shard,
             sem.clone(),
             clock,
             lp.turns,
@@ -192,6 +199,7 @@ pub async fn run(
 fn releaser(
     targets: Arc<[Target]>,
     schedule: Arc<[u64]>,
+    shard: Shard,
     sem: Arc<Semaphore>,
     clock: Clock,
     turns: u32,
@@ -200,7 +208,8 @@ fn releaser(
     use super::send_path::Path;
     move |i: usize| {
         paths.late(clock.now_ns().saturating_sub(schedule[i]));
-        let target = &targets[i % targets.len()];
+        let entry = shard.entry(i);
+        let target = &targets[entry % targets.len()];
         let Ok(permit) = sem.clone().try_acquire_owned() else {
             paths.count(Path::NoSlot);
             return Released { i, sent: None };
@@ -210,7 +219,7 @@ fn releaser(
             return Released { i, sent: None };
         }
         // the bytes the runtime will finish: the same spec `Launch::request` takes
-        let spec = target.spec(i, 0, turns);
+        let spec = target.spec(entry, 0, turns);
         let t0 = std::time::Instant::now();
         let pre = Presend::try_send(&target.pool, &clock, &spec.bytes);
         paths.took(t0.elapsed().as_nanos() as u64);
@@ -256,6 +265,7 @@ impl Canceller {
 struct Running {
     clock: Clock,
     schedule: Arc<[u64]>,
+    shard: Shard,
     launch: Launch,
     /// Every request task; finished ones are reaped as we go, so a long run holds no dead
     /// handles.
@@ -320,6 +330,7 @@ impl Running {
         Self {
             clock,
             schedule: lp.schedule.clone(),
+            shard: lp.shard,
             launch,
             tasks: tokio::task::JoinSet::new(),
             live,
@@ -434,8 +445,10 @@ impl Running {
         pre: Option<Presend>,
         permit: OwnedSemaphorePermit,
     ) {
+        // the load point's entry: its prompt, endpoint and id (the same `i` unsharded)
+        let entry = self.shard.entry(i);
         self.launch
-            .spawn(&mut self.tasks, i, t_intended_ns, pre, permit);
+            .spawn(&mut self.tasks, entry, t_intended_ns, pre, permit);
         self.released += 1;
     }
 

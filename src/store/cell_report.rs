@@ -34,6 +34,10 @@ pub struct CellReport<S> {
     /// prediction, not a measurement.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub predicted: bool,
+    /// A cell merged from shards (`merge`): each shard, and why they may not have run as
+    /// one load point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<super::shard_json::ShardsReport>,
 }
 
 /// A `run` cell's place in the matrix and every parameter it ran with (secrets redacted).
@@ -52,6 +56,9 @@ pub struct CellInfo {
 pub struct StoredSummary {
     /// Requests the schedule held that were never sent (interrupted, or the server lost).
     pub not_sent: u64,
+    /// Requests written to a socket (each has a record).
+    #[serde(default)]
+    pub sent: u64,
 }
 
 #[derive(Deserialize)]

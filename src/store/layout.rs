@@ -8,6 +8,7 @@
 //!   cells/<cell id>/                     CellDir (also what `bench` writes)
 //!     requests.jsonl  requests.parquet  events.parquet  summary.json  status.json
 //!     server_metrics.parquet  gpu.parquet  server.log
+//!     shard.json (a `bench --shard` cell: which shard, its start and clock; `merge` reads it)
 //! ```
 //!
 //! `requests.jsonl` is the journal of a running cell: once the cell's Parquet files hold
@@ -182,6 +183,11 @@ impl CellDir {
 
     pub fn summary_json(&self) -> PathBuf {
         self.root.join("summary.json")
+    }
+
+    /// A shard's own record (`bench --shard`, read by `merge`): absent in other cells.
+    pub fn shard_json(&self) -> PathBuf {
+        self.root.join("shard.json")
     }
 
     pub fn status_json(&self) -> PathBuf {

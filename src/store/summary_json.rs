@@ -53,10 +53,15 @@ pub fn add_ramp(v: &mut Value, arrival: loadtest_base::arrivals::Arrival) {
         Some(m),
     ) = (arrival, v.as_object_mut())
     {
-        m.insert("ramp_up_strategy".into(), json!(strategy.name()));
-        m.insert("ramp_up_start_rps".into(), json!(start));
-        m.insert("ramp_up_end_rps".into(), json!(end));
+        ramp_keys(m, strategy.name(), start, end);
     }
+}
+
+/// vLLM's three keys of a ramp: its strategy, first and last rate.
+pub fn ramp_keys(m: &mut Map<String, Value>, strategy: &str, start: f64, end: f64) {
+    m.insert("ramp_up_strategy".into(), json!(strategy));
+    m.insert("ramp_up_start_rps".into(), json!(start));
+    m.insert("ramp_up_end_rps".into(), json!(end));
 }
 
 /// vLLM's `num_prompts`: the requests the run was to send. A trace's window sets that

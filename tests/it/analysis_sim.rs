@@ -257,6 +257,7 @@ fn virtual_cells(
                 server: None,
                 matrix: Default::default(),
                 per_turn: Vec::new(),
+                shards_apart: Vec::new(),
             }
         })
         .collect()

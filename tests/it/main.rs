@@ -17,6 +17,7 @@ mod readme;
 mod run_experiment;
 mod search;
 mod sessions;
+mod shard;
 mod sim_wire;
 mod support;
 mod tls;

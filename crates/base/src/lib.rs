@@ -4,6 +4,7 @@
 //! - `clock`: the run's monotonic clock (every timestamp is taken on it) and precise sleeps.
 //! - `arrivals`: arrival schedules (Poisson, gamma, constant), the same for a real run and a
 //!   virtual-time simulation.
+//! - `shard`: one load point's schedule split over several client machines.
 //! - `http`: the bits of HTTP/1.1 both sides speak (chunked coding, header facts).
 //! - `tokenizer`: prompt token counts as the server counts them.
 //! - `time`: UTC dates for file names and manifests.
@@ -12,6 +13,7 @@ pub mod arrivals;
 pub mod clock;
 pub mod http;
 pub mod rng;
+pub mod shard;
 pub mod time;
 pub mod tokenizer;
 

@@ -75,6 +75,9 @@ pub struct CellInput {
     pub matrix: BTreeMap<String, String>,
     /// Multi-turn conversations: the cell's requests turn by turn (empty otherwise).
     pub per_turn: Vec<crate::summary::turns::TurnFigures>,
+    /// A cell merged from shards: why they may not have run as one load point (empty: they
+    /// did, or it was not sharded).
+    pub shards_apart: Vec<String>,
 }
 
 /// A load point of one server configuration (repeats averaged).

@@ -49,6 +49,7 @@ pub(crate) fn cell(group: &str, dp: u32, offered: f64, achieved: f64, ttft: f64)
         }),
         matrix: Default::default(),
         per_turn: Vec::new(),
+        shards_apart: Vec::new(),
     }
 }
 

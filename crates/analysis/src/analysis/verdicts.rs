@@ -74,6 +74,11 @@ pub enum Verdict {
         cut: u64,
         measured: u64,
     },
+    /// A cell merged from shards that did not run as one load point (a late start, a
+    /// clock that may be off): its offered load is not what the cell says.
+    ShardsApart {
+        why: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -119,6 +124,7 @@ impl Verdict {
                 | Verdict::SendingOverPlan { .. }
                 | Verdict::ClientStall { .. }
                 | Verdict::AchievedAboveOffered { .. }
+                | Verdict::ShardsApart { .. }
         )
     }
 }
@@ -164,6 +170,11 @@ fn implausible(c: &CellInput, v: &mut Vec<Verdict>) {
         && l > STALL_MS
     {
         v.push(Verdict::ClientStall { max_lag_ms: l });
+    }
+    if !c.shards_apart.is_empty() {
+        v.push(Verdict::ShardsApart {
+            why: c.shards_apart.clone(),
+        });
     }
     let expected = c.arrival_rate * c.window_s;
     let got = c.achieved_rate * c.window_s;
@@ -323,6 +334,10 @@ impl Verdict {
             Verdict::SuperLinearScaling { dp, efficiency } => format!(
                 "implausible: dp={dp} scaled at {:.0}% efficiency (super-linear): a measurement fault until proven otherwise",
                 efficiency * 100.0
+            ),
+            Verdict::ShardsApart { why } => format!(
+                "its shards did not run as one load point: {}",
+                why.join("; ")
             ),
             Verdict::CutOff { cut, measured } => format!(
                 "{cut} of the window's {measured} requests were cut off before they finished: latencies right-censored, `>` figures are lower bounds"

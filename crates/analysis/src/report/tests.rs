@@ -77,6 +77,7 @@ fn cell(dp: u32, mns: u32, offered: f64, ttft: f64, phases: Option<(f64, f64)>) 
         }),
         matrix: Default::default(),
         per_turn: Vec::new(),
+        shards_apart: Vec::new(),
     }
 }
 

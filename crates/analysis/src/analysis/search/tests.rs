@@ -63,6 +63,7 @@ fn cell(t: Truth, rate: f64, rng: &mut Rng) -> CellInput {
         server: None,
         matrix: Default::default(),
         per_turn: Vec::new(),
+        shards_apart: Vec::new(),
     }
 }
 
