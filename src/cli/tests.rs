@@ -142,6 +142,7 @@ fn bench_flags_are_grouped_as_vllm_bench_serve_groups_them() {
             "Load options",
             "Ramp-up options",
             "Search options",
+            "Shard options (one load point from several machines)",
             "Result options",
         ]
     );

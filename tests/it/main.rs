@@ -7,6 +7,7 @@ mod bad_input;
 mod bench_timing;
 mod calibrate;
 mod cli_help;
+mod deploy;
 mod faults;
 mod fit;
 mod interrupt;
