@@ -49,3 +49,20 @@ fn the_kubernetes_manifests_are_valid_and_their_check_can_fail() {
     let out = python("deploy/k8s/check.py", &["--self-test"]).expect("installed a moment ago");
     assert_ok(&out, "deploy/k8s/check.py --self-test");
 }
+
+#[test]
+fn a_sharded_cell_runs_on_a_two_node_ray_cluster_and_leaves_nothing_running() {
+    // a head and a worker raylet on 127.0.0.1, the simulator, the driver: split, shipped
+    // binary, spread, refusals, SIGINT/SIGTERM/SIGKILL of the driver, nothing left behind
+    // (its own checks, listed in deploy/ray/README.md)
+    let Some(out) = python(
+        "deploy/ray/test_two_nodes.py",
+        &["--binary", super::support::bin()],
+    ) else {
+        return;
+    };
+    assert_ok(&out, "deploy/ray/test_two_nodes.py");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains(" 0 failed"), "{text}");
+}

@@ -425,9 +425,33 @@ pub fn assert_accounted(dir: &Path, expected_sent: u64) {
     );
 }
 
+/// A child process that is killed (and reaped) when dropped: a test that fails half way
+/// leaves no server behind.
+pub struct Reaped(pub std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `vllm-loadtest sim` as a process of its own on a free loopback port, with `extra` flags,
-/// once it listens: its child handle (the caller kills it) and its URL.
-pub fn spawn_sim(extra: &[&str]) -> (std::process::Child, String) {
+/// once it listens: its child handle (killed when dropped, if not before) and its URL.
+pub fn spawn_sim(extra: &[&str]) -> (Reaped, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -440,6 +464,7 @@ pub fn spawn_sim(extra: &[&str]) -> (std::process::Child, String) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let child = Reaped(child);
     let up = std::time::Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
