@@ -165,6 +165,11 @@ fn load_plan(a: &BenchArgs) -> Result<LoadPlan> {
 /// The load plan of shard `shard`: its part of the concurrency cap; refused where the
 /// shards' union would not be the one-machine run.
 fn sharded(a: &BenchArgs, mut load: LoadPlan, shard: Shard) -> Result<LoadPlan> {
+    if a.sim.is_some() {
+        bail!(
+            "`--shard` splits the load on one server, and `--sim` starts a simulator in each shard's process: the shards would load N servers\nhint: start one `vllm-loadtest sim --port 8000` and give every shard `--base-url http://HOST:8000`"
+        );
+    }
     if a.search.is_some() {
         bail!(
             "`--shard` splits one load point; a `--search` runs many, one after another\nhint: search from one machine, then shard the rate it found"
@@ -175,16 +180,21 @@ fn sharded(a: &BenchArgs, mut load: LoadPlan, shard: Shard) -> Result<LoadPlan> 
             "`--shard` splits a schedule, and a closed loop (`--request-rate inf --duration`) has none: its next request goes when one ends\nhint: give a `--request-rate`, or run a closed loop from one machine"
         );
     }
+    if a.save_result {
+        bail!(
+            "`--save-result` would write one shard's figures as if they were the load point's\nhint: drop it: the merged cell's `summary.json` (`vllm-loadtest merge`) holds vLLM's keys for the whole load point"
+        );
+    }
     if let Some(k) = load.max_concurrency {
-        let mine = shard.share(k);
-        if mine == 0 {
+        // every shard refuses, not only those left without a slot: a merge needs them all
+        if k < shard.count as usize {
             bail!(
-                "`--max-concurrency {k}` split over {} shards leaves shard {shard} none\nhint: at least one slot per shard: `--max-concurrency {}` or more",
+                "`--max-concurrency {k}` split over {} shards leaves some shards no slot\nhint: at least one slot per shard: `--max-concurrency {}` or more",
                 shard.count,
                 shard.count
             );
         }
-        load.max_concurrency = Some(mine);
+        load.max_concurrency = Some(shard.share(k));
     }
     load.shard = shard;
     Ok(load)
@@ -368,9 +378,7 @@ fn prompts(a: &BenchArgs) -> Result<PromptSpec> {
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let plan = plan(&a)?;
-    if a.shard.is_some() {
-        check_start(&a)?;
-    }
+    check_start(&a)?;
     // where results go is checked before anything runs, not after
     for (flag, dir) in [
         ("--output-dir", a.output_dir.as_deref()),
@@ -459,12 +467,30 @@ async fn run_async(
     let schedule = plan.load.schedule(0)?;
     let closed_loop = plan.load.closed_loop();
     let rate = plan.load.arrival.rate();
-    let out_dir = a.output_dir.clone().unwrap_or_else(|| default_output(rate));
+    let shard = plan.load.shard;
+    let mine = if shard.is_whole() {
+        String::new()
+    } else {
+        let n = shard.take(&schedule).len();
+        if n == 0 {
+            bail!(
+                "shard {shard} has none of the load point's {} schedule entries\nhint: use at most {} shards",
+                schedule.len(),
+                schedule.len()
+            );
+        }
+        format!("shard {shard}: {n} of ")
+    };
+    let out_dir = a
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| default_output(rate, shard));
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create `{}`", out_dir.display()))?;
     let out = CellDir::new(out_dir);
+    let _claim = claim(&out)?;
     eprintln!(
-        "bench: {} to {url}{} ({}), model `{model}`, {}{}; results in `{}`",
+        "bench: {mine}{} to {url}{} ({}), model `{model}`, {}{}; results in `{}`",
         match (closed_loop, plan.prompts.turns()) {
             (true, 1) => "requests".to_string(),
             (true, k) => format!("conversations of {k} turns"),
@@ -511,7 +537,7 @@ async fn run_async(
         prompts: &workload.prompts,
         body: &opts,
         load: &plan.load,
-        schedule,
+        schedule: schedule.clone(),
         connect_timeout: Duration::from_secs_f64(a.conn.connect_timeout),
         slos: &plan.slos,
         percentiles: &plan.percentiles,
@@ -531,34 +557,73 @@ async fn run_async(
     print_table(plan, &r)?;
     write_summary(a, plan, &r, &out, &model, tok)?;
     if let (Some(shard), Some(at)) = (a.shard, a.start_at) {
-        let record = shard_record(a, plan, &r, shard, at, &model, tok)?;
+        let record = shard_record(
+            a,
+            plan,
+            &r,
+            (shard, at),
+            &schedule,
+            &workload.prompts,
+            &model,
+            tok,
+        )?;
         record.write(&out)?;
-        eprintln!(
-            "shard {shard}: started {:.3} ms after `--start-at`; merge the {} shards' folders with `vllm-loadtest merge DIR… -o CELL_DIR`",
-            record.late_ms(),
-            shard.count
-        );
+        if r.interrupted && r.summary.sent == 0 {
+            eprintln!("shard {shard}: stopped before its start: nothing sent");
+        } else {
+            eprintln!(
+                "shard {shard}: started {:.3} ms after `--start-at`; merge the {} shards' folders with `vllm-loadtest merge DIR… -o CELL_DIR`",
+                record.late_ms(),
+                shard.count
+            );
+        }
     }
     eprintln!("results: {}", out.root().display());
     how_it_ended(&r, &out)
 }
 
-/// `results/bench/<date>-rate<r>` when `--output-dir` is not given.
-fn default_output(rate: f64) -> PathBuf {
+/// `results/bench/<date>-rate<r>` (`…-shard<I>of<N>` for a shard) when `--output-dir` is
+/// not given.
+fn default_output(rate: f64, shard: Shard) -> PathBuf {
     let r = if rate.is_finite() {
         format!("{rate}")
     } else {
         "inf".into()
     };
+    let part = if shard.is_whole() {
+        String::new()
+    } else {
+        format!("-shard{}of{}", shard.index, shard.count)
+    };
     PathBuf::from("results/bench").join(format!(
-        "{}-rate{r}",
+        "{}-rate{r}{part}",
         loadtest_base::time::compact(loadtest_base::time::unix_now())
     ))
 }
 
+/// The output folder, held by this process until it ends: two benches (two shards given
+/// one folder) would interleave their records into one journal.
+fn claim(out: &CellDir) -> Result<std::fs::File> {
+    let path = out.lock();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot create `{}`", path.display()))?;
+    if f.try_lock().is_err() {
+        bail!(
+            "`{}` is being written by another bench\nhint: give each bench (each shard) its own `--output-dir`",
+            out.root().display()
+        );
+    }
+    Ok(f)
+}
+
 /// vLLM's result table, and our lines beside it.
 fn print_table(plan: &Plan, r: &CellResult) -> Result<()> {
-    let rate = plan.load.arrival.rate();
+    // a shard is configured its share of the load point's rate
+    let rate = plan.load.arrival.rate() / f64::from(plan.load.shard.count);
     let mut stdout = std::io::stdout().lock();
     loadtest_analysis::report::table::render(
         &mut stdout,
@@ -624,14 +689,15 @@ pub(super) fn write_summary(
         label: a.label.clone(),
         model_id: model.to_string(),
         tokenizer_id: tok.describe(),
+        // a shard's own: its share of the requests, the rate and the cap
         num_prompts: summary_json::num_prompts(
             a.num_prompts,
-            plan.load.trace.is_some(),
+            plan.load.trace.is_some() || !plan.load.shard.is_whole(),
             &r.summary,
         ),
-        request_rate: plan.load.arrival.rate(),
+        request_rate: plan.load.arrival.rate() / f64::from(plan.load.shard.count),
         burstiness: a.burstiness,
-        max_concurrency: a.max_concurrency,
+        max_concurrency: plan.load.max_concurrency,
     };
     let pct = summary_json::PercentileSpec {
         metrics: plan.metrics.clone(),
@@ -682,50 +748,105 @@ pub(super) fn write_summary(
 /// Before a shard builds anything: its clock can be trusted for a common start, and the
 /// start is not absurdly far off.
 fn check_start(a: &BenchArgs) -> Result<()> {
-    let clock = crate::shard::clock::read();
-    if let Err(why) = clock.within(a.max_clock_error_ms.0) {
-        bail!(
-            "shard refused: {why}; shards on machines whose clocks disagree start apart, and their union is not the load point\nhint: synchronise this machine's clock (chrony, systemd-timesyncd, ntpd); if every shard runs on this machine (one clock), pass `--max-clock-error-ms inf`"
-        );
-    }
-    if let Some(at) = a.start_at {
-        let ahead_s = (at - loadtest_base::time::unix_now_ns()) as f64 / 1e9;
-        if ahead_s > 86_400.0 {
+    if a.shard.is_some() {
+        let clock = crate::shard::clock::read();
+        if let Err(why) = clock.within(a.max_clock_error_ms.0) {
             bail!(
-                "`--start-at` is {:.1} h from now: is the date right?\nhint: e.g. `--start-at $(date -u -d '+1 min' +%Y-%m-%dT%H:%M:%SZ)`",
-                ahead_s / 3600.0
+                "shard refused: {why}; shards on machines whose clocks disagree start apart, and their union is not the load point\nhint: synchronise this machine's clock (chrony, systemd-timesyncd, ntpd); if every shard runs on this machine (one clock), pass `--max-clock-error-ms inf`"
             );
         }
+    }
+    let Some(at) = a.start_at else {
+        return Ok(());
+    };
+    let ahead_s = (at - loadtest_base::time::unix_now_ns()) as f64 / 1e9;
+    let hint = "hint: e.g. `--start-at $(date -u -d '+1 min' +%Y-%m-%dT%H:%M:%SZ)`, the same for every shard";
+    if ahead_s > 86_400.0 {
+        bail!(
+            "`--start-at` is {:.1} h from now: is the date right?\n{hint}",
+            ahead_s / 3600.0
+        );
+    }
+    // a little late is the merge's to flag; this late, the other shards are done
+    if ahead_s < -MAX_PAST_S {
+        bail!(
+            "`--start-at {}` passed {:.0} s ago: this shard would send its whole share late and out of step with the others\n{hint}",
+            loadtest_base::time::rfc3339_ms(at),
+            -ahead_s
+        );
+    }
+    if ahead_s > 1.0 {
+        eprintln!(
+            "waiting until {} ({ahead_s:.1} s) to start",
+            loadtest_base::time::rfc3339_ms(at)
+        );
     }
     Ok(())
 }
 
+/// How far in the past `--start-at` may be: a shard that late runs, and is flagged.
+const MAX_PAST_S: f64 = 60.0;
+
+/// The plan's parts as digests of their contents: the schedule's every intended time and
+/// its settings (a trace by its times, not its path), every prompt, the request, the
+/// figures' settings.
+fn digests(
+    a: &BenchArgs,
+    plan: &Plan,
+    schedule: &[u64],
+    prompts: &[crate::workload::Prompt],
+    model: &str,
+) -> crate::shard::PlanDigests {
+    use crate::shard::Digest;
+    let mut one = plan.load.clone();
+    one.shard = Shard::WHOLE;
+    one.max_concurrency = a.max_concurrency;
+    one.trace = None;
+    let mut d = Digest::default();
+    d.feed(format!("{one:?}").as_bytes());
+    for t in schedule {
+        d.feed(&t.to_le_bytes());
+    }
+    let load = d.hex();
+    let mut d = Digest::default();
+    d.feed(&plan.prompts.turns().to_le_bytes());
+    for p in prompts {
+        d.feed(p.text.as_bytes());
+        for h in &p.history {
+            d.feed(h.as_bytes());
+        }
+        d.feed(&p.input_tokens.to_le_bytes());
+        d.feed(&p.output_tokens.to_le_bytes());
+    }
+    let request = format!(
+        "{:?}\n{model}\n{}\n{:?}\n{}\n{:?}",
+        plan.endpoint, plan.ignore_eos, a.temperature, a.continuous_usage_stats, plan.extra
+    );
+    let figures = format!(
+        "{:?}\n{:?}\n{:?}",
+        plan.load.window_s, a.goodput, plan.percentiles
+    );
+    crate::shard::PlanDigests {
+        schedule: load,
+        prompts: d.hex(),
+        request: crate::shard::digest(&request),
+        figures: crate::shard::digest(&figures),
+    }
+}
+
 /// What `merge` needs of this shard: who it was, its start and clock, and the plan.
+#[allow(clippy::too_many_arguments)]
 fn shard_record(
     a: &BenchArgs,
     plan: &Plan,
     r: &CellResult,
-    shard: Shard,
-    start_at: i64,
+    (shard, start_at): (Shard, i64),
+    schedule: &[u64],
+    prompts: &[crate::workload::Prompt],
     model: &str,
     tok: &Tokenizer,
 ) -> Result<crate::shard::ShardRecord> {
-    let whole = plan.load.schedule(0)?.len() as u64;
     let rate = plan.load.arrival.rate();
-    // the load point as one machine would run it: every shard's text is the same
-    let mut one = plan.load.clone();
-    one.shard = Shard::WHOLE;
-    one.max_concurrency = a.max_concurrency;
-    let pinned = format!(
-        "{one:?}\n{:?}\n{:?}\n{model}\n{}\n{:?}\n{}\n{:?}\n{:?}",
-        plan.prompts,
-        plan.endpoint,
-        plan.ignore_eos,
-        a.temperature,
-        a.continuous_usage_stats,
-        plan.extra,
-        a.goodput
-    );
     Ok(crate::shard::ShardRecord {
         index: shard.index,
         count: shard.count,
@@ -733,11 +854,11 @@ fn shard_record(
         clock_zero_unix_ns: r.clock_zero_unix_ns,
         clock: crate::shard::clock::read(),
         max_clock_error_ms: a.max_clock_error_ms.0,
-        entries_total: whole,
-        entries: shard.take(&plan.load.schedule(0)?).len() as u64,
+        entries_total: schedule.len() as u64,
+        entries: shard.take(schedule).len() as u64,
         turns: plan.prompts.turns(),
         version: env!("CARGO_PKG_VERSION").to_string(),
-        plan_digest: crate::shard::digest(&pinned),
+        digests: digests(a, plan, schedule, prompts, model),
         plan: crate::shard::MergePlan {
             window_s: plan.load.window_s,
             request_rate: rate.is_finite().then_some(rate),
@@ -748,6 +869,7 @@ fn shard_record(
             burstiness: a.burstiness,
             max_concurrency: a.max_concurrency,
             num_prompts: a.num_prompts,
+            trace: plan.load.trace.is_some(),
             ramp: match plan.load.arrival {
                 Arrival::Ramp {
                     strategy,

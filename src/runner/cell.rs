@@ -148,16 +148,15 @@ pub async fn run_cell(
         shard.take(&c.schedule).into()
     };
     let targets = targets(&c, schedule.len());
-    if !c.load.closed_loop() {
-        let slots = c.load.max_concurrency.unwrap_or(usize::MAX);
-        prewarm::before_start(&targets, &schedule, slots, c.connect_timeout).await;
-    }
     let mut interrupt = interrupt;
-    if let Some(at) = c.start_at_unix_ns {
-        // interrupted while waiting: the load point sees the signal at once and sends
-        // nothing, every request accounted as not sent
-        let _ = super::start::wait_until(at, &mut interrupt).await;
-    }
+    let started = ready(&c, &targets, &schedule, &mut interrupt).await;
+    // a signal before the start: nothing is sent, every request of the schedule not sent
+    let (schedule, unsent) = if started {
+        (schedule, 0)
+    } else {
+        let unsent = schedule.len() as u64 * u64::from(c.turns.max(1));
+        (Arc::from(Vec::new()), unsent)
+    };
     let clock = Clock::start();
     // the same instant on the wall clock, for the files' absolute timestamps
     let clock_zero_unix_ns = loadtest_base::time::unix_now_ns();
@@ -183,7 +182,9 @@ pub async fn run_cell(
     let before = ProcessUsage::now();
     let rss_before = current_rss_bytes();
     let lag = tokio::spawn(super::loop_lag::measure(monitors.stop.clone()));
-    let outcome = load_point::run(lp, clock, writer.sender(), interrupt).await;
+    let mut outcome = load_point::run(lp, clock, writer.sender(), interrupt).await;
+    outcome.not_sent += unsent;
+    outcome.interrupted |= !started;
     let wall_s = clock.now_ns() as f64 / 1e9;
     let usage = ProcessUsage::now().since(&before);
     let _ = monitors.stop_tx.send(true);
@@ -251,6 +252,41 @@ pub async fn run_cell(
         predicted: false,
     })
 }
+
+/// Connections opened for the first arrivals, at the agreed start when there is one (a
+/// shard's `--start-at`: opened just before it, so a server's keep-alive timeout does not
+/// close them while the shard waits). `false`: a signal came first.
+async fn ready(
+    c: &CellSpec<'_>,
+    targets: &[Target],
+    schedule: &[u64],
+    interrupt: &mut watch::Receiver<bool>,
+) -> bool {
+    let wait = |at: i64, interrupt: &mut watch::Receiver<bool>| {
+        let mut rx = interrupt.clone();
+        async move { super::start::wait_until(at, &mut rx).await.is_some() }
+    };
+    if let Some(at) = c.start_at_unix_ns
+        && !wait(at - PREWARM_LEAD_NS, interrupt).await
+    {
+        return false;
+    }
+    if !c.load.closed_loop() {
+        let slots = c.load.max_concurrency.unwrap_or(usize::MAX);
+        let warm = prewarm::before_start(targets, schedule, slots, c.connect_timeout);
+        tokio::select! {
+            _ = warm => {}
+            _ = interrupt.wait_for(|i| *i) => return false,
+        }
+    }
+    match c.start_at_unix_ns {
+        Some(at) => wait(at, interrupt).await,
+        None => !*interrupt.borrow(),
+    }
+}
+
+/// How long before an agreed start the connections for its first arrivals are opened.
+const PREWARM_LEAD_NS: i64 = 2_000_000_000;
 
 /// Each endpoint's connection pool and the request bytes of every prompt, built once
 /// before the run: the hot path sends prepared bytes.

@@ -159,11 +159,23 @@ fn read_part(dir: &Path) -> Result<Part> {
         );
     }
     let Some(record) = ShardRecord::read(&cdir)? else {
+        if cdir.requests_jsonl().exists() {
+            bail!(
+                "`{}` holds a journal but no `shard.json`: its bench did not finish (killed?)\nhint: run every shard again, with a new `--start-at`",
+                dir.display()
+            );
+        }
         bail!(
             "`{}` holds no `shard.json`: not a shard's cell folder\nhint: give the folders `bench --shard I/N` wrote (`--output-dir`)",
             dir.display()
         );
     };
+    consistent(&record).map_err(|why| {
+        anyhow::anyhow!(
+            "`{}`: its `shard.json` is inconsistent: {why}\nhint: was it edited? run the shard again",
+            cdir.shard_json().display()
+        )
+    })?;
     let Some(report) = cdir.read_report() else {
         bail!(
             "`{}` has no readable `summary.json`: the shard did not finish\nhint: run that shard again (with a new `--start-at` for every shard)",
@@ -205,40 +217,67 @@ fn check_together(parts: &[Part]) -> Result<()> {
                 &loadtest_base::time::rfc3339_ms(r.start_at_unix_ns),
             ));
         }
-        if r.plan_digest != r0.plan_digest {
-            return Err(differs(
-                "plans (flags that shape the requests)",
-                &r0.plan_digest,
-                &r.plan_digest,
-            ));
+        let parts = r0.digests.differing(&r.digests);
+        if !parts.is_empty() {
+            bail!(
+                "`{}` and `{}` are not shards of one load point: they differ in {}\nhint: give every shard the same flags and the same input files; merge the folders of one sharded run only",
+                first.folder.display(),
+                p.folder.display(),
+                parts.join(", ")
+            );
         }
         if r.version != r0.version {
             return Err(differs("vllm-loadtest versions", &r0.version, &r.version));
         }
     }
     let n = r0.count;
-    let mut seen = vec![Vec::new(); n as usize];
+    let mut seen: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
     for p in parts {
-        seen[p.record.index as usize].push(p.folder.display().to_string());
+        seen.entry(p.record.index)
+            .or_default()
+            .push(p.folder.display().to_string());
     }
-    if let Some((i, twice)) = seen.iter().enumerate().find(|(_, f)| f.len() > 1) {
+    if let Some((i, twice)) = seen.iter().find(|(_, f)| f.len() > 1) {
         bail!(
             "shard {i}/{n} is given twice: {}\nhint: give each shard's folder once",
             twice.join(", ")
         );
     }
-    let missing: Vec<String> = (0..n)
-        .filter(|&i| seen[i as usize].is_empty())
-        .map(|i| format!("{i}/{n}"))
-        .collect();
-    if !missing.is_empty() {
+    let missing = n as usize - seen.len();
+    if missing > 0 {
+        let some: Vec<String> = (0..n)
+            .filter(|i| !seen.contains_key(i))
+            .take(8)
+            .map(|i| format!("{i}/{n}"))
+            .collect();
         bail!(
-            "shard(s) {} missing: the merged cell would not be the load point\nhint: give all {n} shards' folders",
-            missing.join(", ")
+            "{missing} shard(s) missing ({}{}): the merged cell would not be the load point\nhint: give all {n} shards' folders",
+            some.join(", "),
+            if missing > some.len() { ", …" } else { "" }
         );
     }
     Ok(())
 }
+
+/// What `shard.json` says must hang together before anything is built on it.
+fn consistent(r: &ShardRecord) -> std::result::Result<(), String> {
+    if r.count == 0 || r.index >= r.count {
+        return Err(format!("shard {}/{} does not exist", r.index, r.count));
+    }
+    if u64::from(r.count) > r.entries_total.max(1) {
+        return Err(format!(
+            "{} shards of {} schedule entries",
+            r.count, r.entries_total
+        ));
+    }
+    match r.clock_zero_unix_ns.checked_sub(r.start_at_unix_ns) {
+        Some(d) if d.abs() <= MAX_LATE_NS => Ok(()),
+        _ => Err("its start is more than a day from the agreed one".into()),
+    }
+}
+
+/// No shard starts a day off the agreed instant (bench refuses a start a minute past).
+const MAX_LATE_NS: i64 = 86_400_000_000_000;
 
 /// A shard's folder holds its own requests only, one record per request it sent.
 fn check_own(p: &Part) -> Result<()> {
@@ -252,6 +291,14 @@ fn check_own(p: &Part) -> Result<()> {
         );
     }
     let sent = p.report.summary.sent;
+    let scheduled = p.record.entries * turns;
+    if sent + p.report.summary.not_sent != scheduled {
+        bail!(
+            "`{}` accounts for {sent} sent + {} not sent of its {scheduled} scheduled requests\nhint: the folder is incomplete or edited; run that shard again",
+            p.folder.display(),
+            p.report.summary.not_sent
+        );
+    }
     if sent != p.records.len() as u64 {
         bail!(
             "`{}` says it sent {sent} requests but holds {} records: the folder is incomplete\nhint: run that shard again",
@@ -286,6 +333,7 @@ fn prepare_out(out: &CellDir) -> Result<()> {
 fn union(parts: Vec<Part>) -> Result<Vec<RequestRecord>> {
     let mut all = Vec::with_capacity(parts.iter().map(|p| p.records.len()).sum());
     for p in parts {
+        // bounded by `consistent`; an early start (a stepped clock) is not moved back
         let late =
             u64::try_from(p.record.clock_zero_unix_ns - p.record.start_at_unix_ns).unwrap_or(0);
         all.extend(p.records.into_iter().map(|mut r| {
@@ -308,12 +356,24 @@ fn union(parts: Vec<Part>) -> Result<Vec<RequestRecord>> {
 /// several machines, a clock its kernel cannot bound within the tolerance.
 fn apart(parts: &[Part], tol: Tolerance) -> Vec<String> {
     let mut why = Vec::new();
-    for p in parts {
+    // a shard stopped before its start sent nothing: its start says nothing either (the
+    // merged cell is interrupted already)
+    let started = parts
+        .iter()
+        .filter(|p| !(p.report.status == "interrupted" && p.records.is_empty()));
+    for p in started {
         let late = p.record.late_ms();
         if late > tol.start_late_ms {
             why.push(format!(
                 "shard {} started {late:.1} ms after the agreed start (allowed {} ms): its requests went out that much late, counted in its send lag and TTFT from intended",
                 p.shard(),
+                tol.start_late_ms
+            ));
+        } else if -late > tol.start_late_ms {
+            why.push(format!(
+                "shard {} started {:.1} ms before the agreed start by its own clock (allowed {} ms): its clock was stepped while it waited",
+                p.shard(),
+                -late,
                 tol.start_late_ms
             ));
         }
@@ -327,7 +387,7 @@ fn apart(parts: &[Part], tol: Tolerance) -> Vec<String> {
         for p in parts {
             if let Err(e) = p.record.clock.within(tol.clock_error_ms) {
                 why.push(format!(
-                    "shard {}: {e}; it may have started that far from the others though it reports being on time",
+                    "shard {}: {e}; it may have started apart from the others though it reports being on time",
                     p.shard()
                 ));
             }
@@ -423,7 +483,7 @@ fn write_summary(
         label: p.label.clone(),
         model_id: p.model_id.clone(),
         tokenizer_id: p.tokenizer_id.clone(),
-        num_prompts: p.num_prompts,
+        num_prompts: summary_json::num_prompts(p.num_prompts, p.trace, &m.summary),
         request_rate: p.request_rate.unwrap_or(f64::INFINITY),
         burstiness: p.burstiness,
         max_concurrency: p.max_concurrency,

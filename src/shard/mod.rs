@@ -10,15 +10,54 @@
 pub mod clock;
 pub mod merge;
 
-pub use crate::store::shard_json::{MergePlan, ShardRecord};
+pub use crate::store::shard_json::{MergePlan, PlanDigests, ShardRecord};
 
-/// A stable digest of the text that pins a plan down (FNV-1a, 64 bits, hex): shards
-/// compare theirs, so the text must be the same on every machine for the same plan.
-pub fn digest(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+/// A stable digest (FNV-1a, 64 bits, hex) of what pins a plan down: shards compare
+/// theirs, so what is fed must be the same on every machine for the same plan (contents,
+/// not paths).
+#[derive(Debug, Clone, Copy)]
+pub struct Digest(u64);
+
+impl Default for Digest {
+    fn default() -> Self {
+        Digest(0xcbf2_9ce4_8422_2325)
     }
-    format!("{h:016x}")
+}
+
+impl Digest {
+    /// Feed `b`, its length first (so `ab`+`c` and `a`+`bc` differ).
+    pub fn feed(&mut self, b: &[u8]) -> &mut Self {
+        for x in (b.len() as u64).to_le_bytes().iter().chain(b) {
+            self.0 ^= u64::from(*x);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self
+    }
+
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+}
+
+/// The digest of one text.
+pub fn digest(text: &str) -> String {
+    Digest::default().feed(text.as_bytes()).hex()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Digest, digest};
+
+    #[test]
+    fn digests_tell_texts_and_their_boundaries_apart() {
+        assert_eq!(digest("a"), digest("a"));
+        assert_ne!(digest("a"), digest("b"));
+        let two = |x: &str, y: &str| {
+            Digest::default()
+                .feed(x.as_bytes())
+                .feed(y.as_bytes())
+                .hex()
+        };
+        assert_ne!(two("ab", "c"), two("a", "bc"));
+    }
 }

@@ -185,6 +185,11 @@ impl CellDir {
         self.root.join("summary.json")
     }
 
+    /// Held by the `bench` writing the folder (a `run`'s cells are held by its `RunDir`).
+    pub fn lock(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
+
     /// A shard's own record (`bench --shard`, read by `merge`): absent in other cells.
     pub fn shard_json(&self) -> PathBuf {
         self.root.join("shard.json")

@@ -27,10 +27,56 @@ pub struct ShardRecord {
     pub turns: u32,
     /// The tool that ran it.
     pub version: String,
-    /// What every shard of one load point must share: a digest of its plan (schedule,
-    /// prompts, request body, SLOs), and what `merge` needs to recompute the figures.
-    pub plan_digest: String,
+    /// What every shard of one load point must share, as digests of its contents (the
+    /// same on every machine whatever the paths), and what `merge` needs to recompute the
+    /// figures.
+    pub digests: PlanDigests,
     pub plan: MergePlan,
+}
+
+/// Digests of a shard's plan, part by part, so a refused merge can say which part differs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanDigests {
+    /// The whole load point's schedule (every intended time) and its load settings.
+    pub schedule: String,
+    /// Every prompt: its text, history, and prompt and output token counts.
+    pub prompts: String,
+    /// What each request asks for: endpoint, model, sampling, extra body fields.
+    pub request: String,
+    /// What the figures are computed with: the window, SLOs, percentiles.
+    pub figures: String,
+}
+
+impl PlanDigests {
+    /// The parts that differ from `other`'s, named.
+    pub fn differing(&self, other: &PlanDigests) -> Vec<&'static str> {
+        [
+            (
+                "the schedule (rate, arrival, seed, duration or count, cap, timeouts)",
+                &self.schedule,
+                &other.schedule,
+            ),
+            (
+                "the prompts (dataset, its file's contents, lengths, seed, tokenizer)",
+                &self.prompts,
+                &other.prompts,
+            ),
+            (
+                "the request (endpoint, model, sampling, extra body)",
+                &self.request,
+                &other.request,
+            ),
+            (
+                "the figures' settings (window, SLOs, percentiles)",
+                &self.figures,
+                &other.figures,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(what, _, _)| what)
+        .collect()
+    }
 }
 
 /// What the merged cell's figures and `summary.json` are computed with: the whole load
@@ -51,6 +97,9 @@ pub struct MergePlan {
     /// The whole load point's cap, split over the shards.
     pub max_concurrency: Option<usize>,
     pub num_prompts: usize,
+    /// A trace replay: `num_prompts` is then the requests its window held.
+    #[serde(default)]
+    pub trace: bool,
     /// A ramp's strategy, first and last rate (vLLM's `ramp_up_*` keys); `None` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp: Option<(String, f64, f64)>,

@@ -224,9 +224,25 @@ fn refusals(dir: &Path, s0: &Path, s1: &Path, single: &Path) {
     }
     // a shard of another plan: its digest differs
     let other = copy_cell(s1, &dir.join("other-plan"));
-    edit_shard(&other, |v| v["plan_digest"] = "0000000000000000".into());
+    edit_shard(&other, |v| {
+        v["digests"]["prompts"] = "0000000000000000".into()
+    });
     let r = merge(&[s0, &other], &out("refused-plan"), &[]);
-    assert!(r.stderr.contains("plans"), "{}", r.stderr);
+    assert!(r.stderr.contains("differ in the prompts"), "{}", r.stderr);
+    // a shard whose accounting does not add up to its share of the schedule
+    let short = copy_cell(s1, &dir.join("short"));
+    edit_shard(&short, |v| v["entries"] = 1499.into());
+    let r = merge(&[s0, &short], &out("refused-short"), &[]);
+    assert!(r.stderr.contains("accounts for"), "{}", r.stderr);
+    // and one edited past sense is refused, not trusted (no panic, no huge allocation)
+    let absurd = copy_cell(s1, &dir.join("absurd"));
+    edit_shard(&absurd, |v| {
+        v["count"] = 4_000_000_000u64.into();
+        v["clock_zero_unix_ns"] = i64::MIN.into();
+    });
+    let r = merge(&[s0, &absurd], &out("refused-absurd"), &[]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("inconsistent"), "{}", r.stderr);
 }
 
 /// A shard on another machine whose clock its kernel does not vouch for is flagged.
@@ -276,7 +292,7 @@ fn edit_shard(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
 fn a_shard_is_refused_where_its_union_would_not_be_the_load_point() {
     let url = "http://127.0.0.1:9";
     let at = start_in(60_000);
-    let bad: [(&[&str], &str); 4] = [
+    let bad: [(&[&str], &str); 5] = [
         (
             &[
                 "--request-rate",
@@ -290,24 +306,21 @@ fn a_shard_is_refused_where_its_union_would_not_be_the_load_point() {
         ),
         (
             &["--request-rate", "10", "--max-concurrency", "1"],
-            "leaves shard",
+            "no slot",
         ),
         (
             &["--request-rate", "10", "--shard", "2/2"],
             "does not exist",
         ),
         (&["--search", "saturation"], "search"),
+        (&["--sim", "--request-rate", "10"], "N servers"),
     ];
     for (extra, why) in bad {
-        let mut args = vec![
-            "bench",
-            "--base-url",
-            url,
-            "--start-at",
-            &at,
-            "--max-clock-error-ms",
-            "inf",
-        ];
+        let mut args = vec!["bench", "--start-at", &at, "--max-clock-error-ms", "inf"];
+        // `--sim` stands for the server
+        if !extra.contains(&"--sim") {
+            args.extend(["--base-url", url]);
+        }
         if !extra.contains(&"--shard") {
             args.extend(["--shard", "1/2"]);
         }
@@ -348,4 +361,76 @@ fn a_shard_is_refused_where_its_union_would_not_be_the_load_point() {
             r.stderr
         );
     }
+}
+
+/// A signal while a shard waits for its start: nothing is sent (not one request early),
+/// every request of its share accounted as not sent; and a second bench given the same
+/// folder is refused at once instead of interleaving its records into the first's.
+#[test]
+fn a_shard_stopped_before_its_start_sends_nothing_and_its_folder_is_its_own() {
+    let _one = serial();
+    let (_sim, url) = spawn_sim(&["--profile", "zero"]);
+    let dir = temp_dir("shard-wait");
+    let out = dir.join("s0");
+    let at = start_in(30_000);
+    // all at once: a shard that started early would send every request at the signal
+    let args: Vec<String> = load(&url)
+        .into_iter()
+        .map(|a| if a == RATE { "inf".into() } else { a })
+        .collect();
+    let waiting = Command::new(super::support::bin())
+        .args(&args)
+        .args([
+            "--shard",
+            "0/2",
+            "--start-at",
+            &at,
+            "--max-clock-error-ms",
+            "inf",
+        ])
+        .arg("--output-dir")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let r = run(&[
+        "bench",
+        "--base-url",
+        &url,
+        "--request-rate",
+        "10",
+        "--num-prompts",
+        "10",
+        "--shard",
+        "1/2",
+        "--start-at",
+        &at,
+        "--max-clock-error-ms",
+        "inf",
+        "--output-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("being written by another bench"),
+        "{}",
+        r.stderr
+    );
+    // SAFETY: plain kill(2) on the child we started.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(waiting.id() as i32, libc::SIGINT);
+    }
+    let end = waiting.wait_with_output().unwrap();
+    assert_eq!(
+        end.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&end.stderr)
+    );
+    let s = &summary(&out)["vllm_loadtest"]["summary"];
+    assert_eq!(s["sent"], 0, "{s}");
+    assert_eq!(s["not_sent"], 1500, "{s}");
 }

@@ -21,9 +21,12 @@ impl Shard {
             .split_once('/')
             .ok_or_else(|| format!("`{s}` is not `I/N` (e.g. `0/2`: the first of two shards)"))?;
         let num = |t: &str, what: &str| {
-            t.trim()
-                .parse::<u32>()
-                .map_err(|_| format!("`{s}`: the {what} `{t}` is not a whole number"))
+            t.trim().parse::<u32>().map_err(|_| {
+                format!(
+                    "`{s}`: the {what} `{t}` is not a whole number from 0 to {}",
+                    u32::MAX
+                )
+            })
         };
         let (index, count) = (num(i, "shard index")?, num(n, "shard count")?);
         if count == 0 {

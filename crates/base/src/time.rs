@@ -77,7 +77,7 @@ pub fn parse_instant(s: &str) -> Result<i64, String> {
     }
     rfc3339_ns(t).ok_or_else(|| {
         format!(
-            "`{s}` is not an instant: give RFC 3339 (`2026-12-01T17:30:00Z`, an offset instead of `Z` allowed) or Unix seconds (`1796146200.5`)"
+            "`{s}` is not an instant between 1678 and 2262: give RFC 3339 (`2026-12-01T17:30:00Z`, an offset instead of `Z` allowed) or Unix seconds (`1796146200.5`)"
         )
     })
 }
@@ -87,7 +87,11 @@ fn seconds(digits: &str, whole: &str) -> Result<i64, String> {
         .parse::<i64>()
         .ok()
         .filter(|&v| v < 1 << 33)
-        .ok_or_else(|| format!("`{whole}`: `{digits}` is not a number of seconds"))
+        .ok_or_else(|| {
+            format!(
+                "`{whole}`: `{digits}` is not a number of seconds since 1970 (before the year 2242)"
+            )
+        })
 }
 
 /// Up to 9 digits of a second's fraction, in nanoseconds.
@@ -147,7 +151,8 @@ fn rfc3339_ns(t: &str) -> Option<i64> {
     };
     let days = days_from_civil(i64::from(y), mo, d);
     let secs = days * 86_400 + i64::from(h * 3600 + mi * 60 + sec) - offset_s;
-    Some(secs * 1_000_000_000 + frac_ns)
+    // nanoseconds since the epoch hold 1677–2262 in an i64
+    secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)
 }
 
 fn num_at(t: &str, r: std::ops::Range<usize>) -> Option<u32> {
@@ -194,6 +199,9 @@ mod tests {
         assert_eq!(p("1796146200.25"), Ok(1_796_146_200_250_000_000));
         assert_eq!(p("1796146200"), Ok(1_796_146_200_000_000_000));
         for bad in [
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "2300-01-01T00:00:00Z",
             "",
             "now",
             "2026-13-01T00:00:00Z",
