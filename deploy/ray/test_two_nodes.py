@@ -459,6 +459,52 @@ class Run:
     def t_loopback(self) -> None:
         self.assert_loopback("idle cluster")
 
+    def t_run(self) -> None:
+        """`vllm-loadtest run` with `client: {engine: ray}`: each cell of a two-rate matrix
+        sent by two shards on the two nodes and merged into the run's cell folder, which
+        the run's tables and report then read like any other."""
+        exp = os.path.join(self.tmp, "ray-run.yaml")
+        with open(exp, "w") as f:
+            f.write(f"""name: ray-run
+server: {{launcher: external, urls: ["http://127.0.0.1:{self.port}"]}}
+client: {{engine: ray, shards: 2, address: "127.0.0.1:{self.gcs}", python: "{sys.executable}", start_delay_s: 5, max_clock_error_ms: inf}}
+workload: {{dataset: random, input_len: 32, output_len: 8, num_prompts: 100}}
+matrix: {{request_rate: [25, 50]}}
+""")
+        results = os.path.join(self.tmp, "run-results")
+        cmd = [self.args.binary, "run", exp, "--output", results, "--quiet"]
+        log("$ " + " ".join(cmd))
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=self.env,
+                           timeout=240)
+        if p.returncode != 0:
+            raise CheckFailed(f"run exited {p.returncode}:\n{p.stderr[-3000:]}")
+        runs = [os.path.join(results, "ray-run", d) for d in os.listdir(os.path.join(results, "ray-run"))]
+        if len(runs) != 1:
+            raise CheckFailed(f"expected one run folder, found {runs}")
+        cells = os.path.join(runs[0], "cells")
+        names = sorted(os.listdir(cells))
+        if len(names) != 2:
+            raise CheckFailed(f"expected 2 cells, found {names}")
+        for name in names:
+            c = os.path.join(cells, name)
+            with open(os.path.join(c, "summary.json")) as f:
+                ours = json.load(f)["vllm_loadtest"]
+            with open(os.path.join(c, "status.json")) as f:
+                status = json.load(f)["status"]
+            s, shards = ours["summary"], ours.get("shards") or {}
+            if status != "complete" or s["sent"] != 100 or s["ok"] != 100:
+                raise CheckFailed(f"cell {name}: status {status}, sent {s['sent']}, ok {s['ok']}")
+            if shards.get("count") != 2 or sum(x["sent"] for x in shards["shards"]) != 100:
+                raise CheckFailed(f"cell {name}: shards {shards}")
+            if (ours.get("cell") or {}).get("id") != name:
+                raise CheckFailed(f"cell {name}: the run's record of the cell is missing")
+            if not os.path.exists(os.path.join(c, "requests.parquet")):
+                raise CheckFailed(f"cell {name}: no requests.parquet")
+        for table in ["runs.parquet", "analysis.json", "report.md"]:
+            if not os.path.exists(os.path.join(runs[0], table)):
+                raise CheckFailed(f"the run has no {table}")
+        log(f"`run`: 2 cells of 100 requests, each from 2 Ray shards, merged; tables and report written")
+
     def assert_loopback(self, when: str) -> None:
         """Every TCP socket of every process this test started (the cluster, its
         workers, the simulator, a running driver and its shards) is on 127.0.0.1
@@ -646,6 +692,7 @@ def main() -> int:
         else:
             run.check("split", run.t_split)
             run.check("loopback", run.t_loopback)
+            run.check("run", run.t_run)
             run.check("ship", run.t_ship)
             run.check("spread", run.t_spread)
             run.check("unplaceable", run.t_unplaceable)

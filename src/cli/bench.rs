@@ -32,7 +32,18 @@ pub(super) struct Plan {
     extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-fn plan(a: &BenchArgs) -> Result<Plan> {
+#[cfg(test)]
+impl Plan {
+    pub(super) fn endpoint(&self) -> Api {
+        self.endpoint
+    }
+
+    pub(super) fn ignore_eos(&self) -> bool {
+        self.ignore_eos
+    }
+}
+
+pub(super) fn plan(a: &BenchArgs) -> Result<Plan> {
     let endpoint = Api::parse(&a.endpoint).with_context(|| {
         format!(
             "unsupported `--endpoint {}`\nhint: use `/v1/completions` or `/v1/chat/completions`",
@@ -464,7 +475,7 @@ async fn run_async(
         return super::bench_search::run(a, plan, goal, &workload, server, &opts, tok, interrupt)
             .await;
     }
-    let schedule = plan.load.schedule(0)?;
+    let schedule = plan.load.schedule(a.repeat)?;
     let closed_loop = plan.load.closed_loop();
     let rate = plan.load.arrival.rate();
     let shard = plan.load.shard;

@@ -192,6 +192,9 @@ pub struct BenchArgs {
     /// Worker threads of the client runtime (1 measured best up to thousands of req/s).
     #[arg(long, default_value_t = 1, value_name = "N", help_heading = LOAD)]
     pub client_threads: usize,
+    /// Repeat R of the load point, as a `run` cell's repeats: the schedule drawn with seed + R, the prompts with the seed (default: 0, the schedule of the seed).
+    #[arg(long, default_value_t = 0, value_name = "R", help_heading = LOAD)]
+    pub repeat: u32,
 
     /// Move the rate from `--ramp-up-start-rps` to `--ramp-up-end-rps` by request index (by time with `--duration`); not with `--request-rate` (default: no ramp).
     #[arg(long, value_enum, requires_all = ["ramp_up_start_rps", "ramp_up_end_rps"], value_name = "HOW", help_heading = RAMP)]

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod ray_cell;
 mod search;
 
 #[derive(Debug, Args)]
@@ -384,15 +385,23 @@ impl Session<'_> {
         if self.interrupted() {
             return Ok(Err(None));
         }
-        let Some(r) = self.cell(cell, server).await? else {
-            return Ok(Err(None));
+        let end = match &cell.plan.client {
+            experiment::cell_plan::ClientPlan::Ray(ray) => self.ray_cell(cell, server, ray).await?,
+            experiment::cell_plan::ClientPlan::Local => match self.cell(cell, server).await? {
+                Some(r) => ray_cell::RayEnd {
+                    status: r.status().to_string(),
+                    interrupted: r.interrupted,
+                    failure: r.failure_reason(),
+                },
+                None => return Ok(Err(None)),
+            },
         };
-        if r.interrupted {
+        if end.interrupted {
             return Ok(Err(None));
         }
         // the policy for a lost server: stop here, keep what ran, let `--resume` rerun
-        if r.status() == "failed" {
-            return Ok(Err(Some(r.failure_reason().map_or_else(
+        if end.status == "failed" {
+            return Ok(Err(Some(end.failure.map_or_else(
                 || format!("cell `{}`: the server was lost", cell.id),
                 |why| format!("cell `{}`: {why}", cell.id),
             ))));
@@ -561,6 +570,65 @@ impl Session<'_> {
             Err(_) if stop() => Ok(None),
             wl => wl.map(Some),
         }
+    }
+
+    /// A cell sent by a Ray cluster's nodes (`client: {engine: ray}`) into a fresh folder:
+    /// the merged cell, with the run's record of which cell it is, and its status.
+    async fn ray_cell(
+        &mut self,
+        cell: &Cell,
+        server: &Server,
+        ray: &experiment::cell_plan::RayPlan,
+    ) -> Result<ray_cell::RayEnd> {
+        let Backend::Live { endpoints, .. } = &server.backend else {
+            anyhow::bail!(
+                "cell `{}`: `client.engine: ray` sends to a live server, not one in virtual time",
+                cell.id
+            );
+        };
+        let [endpoint] = endpoints.as_slice() else {
+            anyhow::bail!(
+                "cell `{}`: `client.engine: ray` sends to one URL (a router), not {} replicas round-robin",
+                cell.id,
+                endpoints.len()
+            );
+        };
+        let cdir = self.dir.cell(&cell.id);
+        let _ = std::fs::remove_dir_all(cdir.root());
+        std::fs::create_dir_all(cdir.root())?;
+        if cell.plan.server.reset_prefix_cache {
+            reset_prefix_cache(endpoints).await;
+        }
+        let flags = ray_cell::bench_flags(cell, &endpoint.url.to_string(), &server.model)
+            .with_context(|| format!("cell `{}` cannot be sent by Ray", cell.id))?;
+        eprintln!(
+            "cell {}/{} `{}` ({}): running on {} Ray shards",
+            cell.index + 1,
+            self.total,
+            cell.id,
+            describe_cell(cell),
+            ray.shards
+        );
+        let end = ray_cell::run(self.dir, ray, &flags, &cdir, self.interrupt.clone()).await?;
+        if cdir.read_report().is_some() {
+            add_cell_info(&cdir, cell)?;
+        }
+        if let Some(c) = &mut self.run_clock {
+            c.cell_done();
+        }
+        cdir.write_status(&end.status)?;
+        eprintln!(
+            "cell {}/{} `{}`: {}{}",
+            cell.index + 1,
+            self.total,
+            cell.id,
+            end.status,
+            end.failure
+                .as_ref()
+                .map(|f| format!(": {f}"))
+                .unwrap_or_default()
+        );
+        Ok(end)
     }
 
     /// Run one cell into a fresh folder and store its summary and status. `None` when a
@@ -860,7 +928,7 @@ fn write_cell_summary(
     model: &str,
     tok: &Tokenizer,
 ) -> Result<()> {
-    let (p, load) = (&cell.params, &cell.plan.load);
+    let load = &cell.plan.load;
     let info = summary_json::RunInfo {
         date: loadtest_base::time::compact(loadtest_base::time::unix_now()),
         backend: "vllm".into(),
@@ -880,29 +948,46 @@ fn write_cell_summary(
         metrics: ["ttft", "tpot", "itl", "e2el"].map(String::from).to_vec(),
         percentiles: vec![50.0, 90.0, 95.0, 99.0, 99.9],
     };
+    let ours =
+        serde_json::to_value(r.report(status, load.arrival.describe(), Some(cell_info(cell))))?;
+    let mut v = summary_json::build(&info, &r.summary, &pct, None, ours);
+    summary_json::add_ramp(&mut v, load.arrival);
+    std::fs::write(cdir.summary_json(), serde_json::to_vec_pretty(&v)?)?;
+    Ok(())
+}
+
+/// Which cell of the run it is, and every parameter it ran with (secrets redacted).
+fn cell_info(cell: &Cell) -> CellInfo {
     let matrix = cell
         .matrix_values
         .iter()
         .map(|(k, v)| (k.to_string(), serde_json::to_value(v).unwrap_or_default()))
         .collect();
-    let params = p
+    let params = cell
+        .params
         .iter()
         .map(|(k, v)| {
             let v = crate::secrets::redact_param(k, v);
             (k.to_string(), serde_json::to_value(v).unwrap_or_default())
         })
         .collect();
-    let cell_info = CellInfo {
+    CellInfo {
         id: cell.id.clone(),
         index: cell.index,
         repeat: cell.repeat,
         matrix,
         params,
-    };
-    let ours = serde_json::to_value(r.report(status, load.arrival.describe(), Some(cell_info)))?;
-    let mut v = summary_json::build(&info, &r.summary, &pct, None, ours);
-    summary_json::add_ramp(&mut v, load.arrival);
-    std::fs::write(cdir.summary_json(), serde_json::to_vec_pretty(&v)?)?;
+    }
+}
+
+/// A merged cell's `summary.json` (written by `merge`) with the run's record of which cell
+/// it is, as every other cell's has.
+fn add_cell_info(cdir: &CellDir, cell: &Cell) -> Result<()> {
+    let path = cdir.summary_json();
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    v["vllm_loadtest"]["cell"] = serde_json::to_value(cell_info(cell))?;
+    v["label"] = serde_json::json!(cell.id);
+    std::fs::write(&path, serde_json::to_vec_pretty(&v)?)?;
     Ok(())
 }
 

@@ -28,6 +28,26 @@ pub struct CellPlan {
     pub load: LoadPlan,
     pub slo: SloPlan,
     pub monitor: MonitorPlan,
+    pub client: ClientPlan,
+}
+
+/// Where a cell's load comes from (`client:`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientPlan {
+    /// This process sends it.
+    Local,
+    /// Shards on a Ray cluster's nodes (`deploy/ray/driver.py`), merged into the cell.
+    Ray(RayPlan),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RayPlan {
+    pub shards: u32,
+    pub address: String,
+    pub python: String,
+    pub start_delay: Duration,
+    /// The shards' clock bound (ms); `None`: none (`inf`, one machine).
+    pub max_clock_error_ms: Option<f64>,
 }
 
 /// How the server under test is brought up.
@@ -220,6 +240,7 @@ impl CellPlan {
                 metrics_interval: Duration::from_secs_f64(r.f64("metrics_interval_s")?),
                 gpu: r.bool("gpu")?,
             },
+            client: client(&r)?,
         };
         plan.check_virtual()?;
         Ok(plan)
@@ -327,6 +348,24 @@ fn server(r: &Reader) -> Result<ServerPlan> {
         virtual_clock,
         values,
     })
+}
+
+fn client(r: &Reader) -> Result<ClientPlan> {
+    if r.str("engine")? == "local" {
+        return Ok(ClientPlan::Local);
+    }
+    // checked by `parse` (`Kind::Bound`): a positive number, or `inf`
+    let max_clock_error_ms = match r.opt_str("max_clock_error_ms") {
+        Some("inf") => None,
+        _ => Some(r.f64("max_clock_error_ms")?),
+    };
+    Ok(ClientPlan::Ray(RayPlan {
+        shards: r.u64("shards")? as u32,
+        address: r.str("address")?.to_string(),
+        python: r.str("python")?.to_string(),
+        start_delay: Duration::from_secs_f64(r.f64("start_delay_s")?),
+        max_clock_error_ms,
+    }))
 }
 
 fn workload(r: &Reader) -> Result<WorkloadPlan> {

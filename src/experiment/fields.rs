@@ -17,6 +17,8 @@ pub enum Kind {
     Enum(&'static [&'static str]),
     /// A positive number of requests per second, or `inf`.
     Rate,
+    /// A positive bound (ms), or `inf` for none.
+    Bound,
     StrList,
     /// A mapping of names to strings (environment variables).
     StrMap,
@@ -588,6 +590,54 @@ pub const SECTIONS: &[Section] = &[
                 Some("0.9"),
                 false,
                 "SLO attainment that counts as meeting the SLOs",
+            ),
+        ],
+    },
+    Section {
+        name: "client",
+        doc: "Where the load comes from: this process (`local`), or shards on the nodes of a Ray cluster (`ray`: each cell split over `shards` machines from a common start, merged into one cell; deploy/ray/README.md).",
+        fields: &[
+            f(
+                "engine",
+                Kind::Enum(&["local", "ray"]),
+                Some("local"),
+                false,
+                "local (this process sends every cell) or ray (each cell's shards on a Ray cluster's nodes, by deploy/ray/driver.py)",
+            ),
+            f(
+                "shards",
+                Kind::Int(1),
+                Some("2"),
+                false,
+                "ray: shards per cell, one per node while there are nodes enough",
+            ),
+            f(
+                "address",
+                Kind::Str,
+                Some("auto"),
+                false,
+                "ray: the cluster's address as `ray start --address` takes it (HOST:PORT), or auto",
+            ),
+            f(
+                "python",
+                Kind::Str,
+                Some("python3"),
+                false,
+                "ray: the Python (with the pinned ray) that runs the driver",
+            ),
+            f(
+                "start_delay_s",
+                SECS,
+                Some("10"),
+                false,
+                "ray: the shards' common start this long after they are placed (long enough to build their prompts)",
+            ),
+            f(
+                "max_clock_error_ms",
+                Kind::Bound,
+                Some("100"),
+                false,
+                "ray: a shard refuses to run when its kernel calls its clock unsynchronised or estimates it off by more than this many ms; `inf` when every node is one machine (one clock)",
             ),
         ],
     },

@@ -193,6 +193,13 @@ pub fn check(kind: Kind, v: &Value) -> Result<(), String> {
                 "expected requests per second or `inf`, found {found}"
             )),
         },
+        Kind::Bound => match (v.as_f64(), v.as_str()) {
+            (Some(x), _) if x > 0.0 && x.is_finite() => Ok(()),
+            (None, Some("inf")) => Ok(()),
+            _ => Err(format!(
+                "expected a positive number or `inf` (no bound), found {found}"
+            )),
+        },
         Kind::Enum(choices) => match v.as_str() {
             Some(s) if choices.contains(&s) => Ok(()),
             _ => Err(format!(

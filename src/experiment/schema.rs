@@ -24,6 +24,9 @@ fn kind_schema(k: Kind) -> Value {
         Kind::Rate => {
             json!({"oneOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": super::fields::MAX_RATE}, {"const": "inf"}]})
         }
+        Kind::Bound => {
+            json!({"oneOf": [{"type": "number", "exclusiveMinimum": 0}, {"const": "inf"}]})
+        }
         Kind::StrList => json!({"type": "array", "items": {"type": "string"}, "minItems": 1}),
         Kind::StrMap => {
             json!({"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}})
