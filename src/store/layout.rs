@@ -3,12 +3,14 @@
 //! ```text
 //! results/<experiment>/<timestamp>/      RunDir
 //!   experiment.yaml  manifest.json  .lock  search.json (a `search:` run's probes, in order)
+//!   ray-driver.py (a run whose cells Ray shards send)
 //!   runs.parquet  timeseries.parquet  analysis.json  report.md  report.html  figs/
 //!   servers/<group>/server.log
 //!   cells/<cell id>/                     CellDir (also what `bench` writes)
 //!     requests.jsonl  requests.parquet  events.parquet  summary.json  status.json
 //!     server_metrics.parquet  gpu.parquet  server.log
 //!     shard.json (a `bench --shard` cell: which shard, its start and clock; `merge` reads it)
+//!     ray/ (a cell sent by Ray shards: the driver's shards/, logs/, driver.json)
 //! ```
 //!
 //! `requests.jsonl` is the journal of a running cell: once the cell's Parquet files hold
@@ -73,6 +75,11 @@ impl RunDir {
 
     pub fn timeseries_parquet(&self) -> PathBuf {
         self.root.join("timeseries.parquet")
+    }
+
+    /// The Ray driver a run with `client.engine: ray` runs (written from the binary).
+    pub fn ray_driver(&self) -> PathBuf {
+        self.root.join("ray-driver.py")
     }
 
     pub fn analysis_json(&self) -> PathBuf {
@@ -188,6 +195,17 @@ impl CellDir {
     /// Held by the `bench` writing the folder (a `run`'s cells are held by its `RunDir`).
     pub fn lock(&self) -> PathBuf {
         self.root.join(".lock")
+    }
+
+    /// A cell sent by Ray shards (`run` with `client.engine: ray`): the driver's folder,
+    /// its shards' cell folders and logs under it.
+    pub fn ray(&self) -> PathBuf {
+        self.root.join("ray")
+    }
+
+    /// The cell the Ray driver merged, before its files move up into this cell.
+    pub fn ray_merged(&self) -> CellDir {
+        CellDir::new(self.ray().join("merged"))
     }
 
     /// A shard's own record (`bench --shard`, read by `merge`): absent in other cells.

@@ -247,10 +247,10 @@ pub(super) async fn run(
     cdir: &CellDir,
     mut interrupt: watch::Receiver<bool>,
 ) -> Result<RayEnd> {
-    let driver = dir.root().join("ray-driver.py");
+    let driver = dir.ray_driver();
     std::fs::write(&driver, DRIVER)
         .with_context(|| format!("cannot write `{}`", driver.display()))?;
-    let work = cdir.root().join("ray");
+    let work = cdir.ray();
     let binary = std::env::current_exe().context("cannot find this binary to ship")?;
     let mut cmd = tokio::process::Command::new(&ray.python);
     cmd.arg("-u")
@@ -287,8 +287,8 @@ pub(super) async fn run(
             stop(&mut child).await?
         }
     };
-    let merged = work.join("merged");
-    if !merged.join("summary.json").exists() {
+    let merged = cdir.ray_merged();
+    if !merged.summary_json().exists() {
         let why = if interrupted {
             "interrupted before the shards were merged".to_string()
         } else {
@@ -300,11 +300,11 @@ pub(super) async fn run(
             failure: Some(format!("{why}; its output is in `{}`", work.display())),
         });
     }
-    for entry in std::fs::read_dir(&merged)? {
+    for entry in std::fs::read_dir(merged.root())? {
         let entry = entry?;
         std::fs::rename(entry.path(), cdir.root().join(entry.file_name()))?;
     }
-    std::fs::remove_dir(&merged).ok();
+    std::fs::remove_dir(merged.root()).ok();
     let report = cdir
         .read_report()
         .context("the merged cell's summary.json is not readable")?;
