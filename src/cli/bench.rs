@@ -482,14 +482,16 @@ async fn run_async(
     let mine = if shard.is_whole() {
         String::new()
     } else {
-        let n = shard.take(&schedule).len();
-        if n == 0 {
+        // every shard refuses, not only the empty ones: a merge needs them all
+        if schedule.len() < shard.count as usize {
             bail!(
-                "shard {shard} has none of the load point's {} schedule entries\nhint: use at most {} shards",
+                "{} shards for the load point's {} schedule entries leave some shards nothing to send\nhint: use at most {} shards",
+                shard.count,
                 schedule.len(),
                 schedule.len()
             );
         }
+        let n = shard.take(&schedule).len();
         format!("shard {shard}: {n} of ")
     };
     let out_dir = a

@@ -195,6 +195,11 @@ fn open(a: &RunArgs) -> Result<(RunDir, Experiment, Plan)> {
                 c.id
             )
         })?;
+        // a cell Ray shards cannot send is said before anything runs, not at its turn
+        if let experiment::cell_plan::ClientPlan::Ray(_) = c.plan.client {
+            ray_cell::bench_flags(c, "http://server:8000", "model")
+                .with_context(|| format!("cell `{}` cannot be sent by Ray shards", c.id))?;
+        }
     }
     Ok((dir, exp, plan))
 }
@@ -611,7 +616,7 @@ impl Session<'_> {
         );
         let end = ray_cell::run(self.dir, ray, &flags, &cdir, self.interrupt.clone()).await?;
         if cdir.read_report().is_some() {
-            add_cell_info(&cdir, cell)?;
+            add_cell_info(self.exp, &cdir, cell)?;
         }
         if let Some(c) = &mut self.run_clock {
             c.cell_done();
@@ -946,7 +951,7 @@ fn write_cell_summary(
     };
     let pct = summary_json::PercentileSpec {
         metrics: ["ttft", "tpot", "itl", "e2el"].map(String::from).to_vec(),
-        percentiles: vec![50.0, 90.0, 95.0, 99.0, 99.9],
+        percentiles: SUMMARY_PERCENTILES.to_vec(),
     };
     let ours =
         serde_json::to_value(r.report(status, load.arrival.describe(), Some(cell_info(cell))))?;
@@ -955,6 +960,9 @@ fn write_cell_summary(
     std::fs::write(cdir.summary_json(), serde_json::to_vec_pretty(&v)?)?;
     Ok(())
 }
+
+/// The percentiles of a run cell's `summary.json` (vLLM's keys), shards' alike.
+const SUMMARY_PERCENTILES: [f64; 5] = [50.0, 90.0, 95.0, 99.0, 99.9];
 
 /// Which cell of the run it is, and every parameter it ran with (secrets redacted).
 fn cell_info(cell: &Cell) -> CellInfo {
@@ -982,11 +990,11 @@ fn cell_info(cell: &Cell) -> CellInfo {
 
 /// A merged cell's `summary.json` (written by `merge`) with the run's record of which cell
 /// it is, as every other cell's has.
-fn add_cell_info(cdir: &CellDir, cell: &Cell) -> Result<()> {
+fn add_cell_info(exp: &Experiment, cdir: &CellDir, cell: &Cell) -> Result<()> {
     let path = cdir.summary_json();
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
     v["vllm_loadtest"]["cell"] = serde_json::to_value(cell_info(cell))?;
-    v["label"] = serde_json::json!(cell.id);
+    v["label"] = serde_json::json!(format!("{}/{}", exp.name, cell.id));
     std::fs::write(&path, serde_json::to_vec_pretty(&v)?)?;
     Ok(())
 }

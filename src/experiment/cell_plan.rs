@@ -252,6 +252,11 @@ impl CellPlan {
         if !self.server.virtual_clock {
             return Ok(());
         }
+        if let ClientPlan::Ray(_) = self.client {
+            bail!(
+                "`client.engine: ray` sends a cell from a cluster's nodes to a live server; in `server.clock: virtual` nothing is sent\nhint: drop one of the two"
+            );
+        }
         let why = if self.load.closed_loop() {
             "a closed loop (each request sent when one ends)"
         } else if self.load.max_concurrency.is_some() {
@@ -360,7 +365,9 @@ fn client(r: &Reader) -> Result<ClientPlan> {
         _ => Some(r.f64("max_clock_error_ms")?),
     };
     Ok(ClientPlan::Ray(RayPlan {
-        shards: r.u64("shards")? as u32,
+        shards: u32::try_from(r.u64("shards")?)
+            .ok()
+            .context("`client.shards` is more shards than any cluster has")?,
         address: r.str("address")?.to_string(),
         python: r.str("python")?.to_string(),
         start_delay: Duration::from_secs_f64(r.f64("start_delay_s")?),

@@ -24,6 +24,18 @@ pub fn kill_all() -> usize {
     groups.len()
 }
 
+/// Count a process group started elsewhere (the Ray driver of a `run`) among those an
+/// abort kills; [`untrack`] when it is gone.
+pub fn track(pgid: i32) {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(pgid);
+}
+
+pub fn untrack(pgid: i32) {
+    LIVE.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|&g| g != pgid);
+}
+
 /// Substitute `{name}` placeholders: any parameter, `{port}`, `{model}`.
 pub fn render(template: &str, values: &[(&str, String)], port: u16) -> Result<String> {
     let mut out = String::new();
@@ -142,7 +154,7 @@ impl Drop for ProcessGroup {
     }
 }
 
-fn signal_group(pgid: i32, sig: i32) {
+pub fn signal_group(pgid: i32, sig: i32) {
     // SAFETY: killpg only sends a signal to the process group we created.
     #[allow(unsafe_code)]
     unsafe {

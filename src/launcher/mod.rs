@@ -16,6 +16,7 @@ use vllm_sim::background::SimHandle;
 use vllm_sim::faults::Faults;
 use vllm_sim::{Profile, SimConfig};
 
+pub use command::{signal_group, track as track_group, untrack as untrack_group};
 pub use health::wait_healthy;
 
 /// Kill every server we started and did not tear down yet (an abort, when there is no

@@ -274,8 +274,19 @@ async fn ready(
     if !c.load.closed_loop() {
         let slots = c.load.max_concurrency.unwrap_or(usize::MAX);
         let warm = prewarm::before_start(targets, schedule, slots, c.connect_timeout);
+        // never past an agreed start: a slow server's connects must not make the shard late
+        let until = c.start_at_unix_ns.map(|at| {
+            let left = (at - loadtest_base::time::unix_now_ns()).max(0) as u64;
+            Duration::from_nanos(left)
+        });
+        let bounded = async {
+            match until {
+                Some(d) => drop(tokio::time::timeout(d, warm).await),
+                None => warm.await,
+            }
+        };
         tokio::select! {
-            _ = warm => {}
+            _ = bounded => {}
             _ = interrupt.wait_for(|i| *i) => return false,
         }
     }

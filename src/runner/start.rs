@@ -24,12 +24,13 @@ pub async fn wait_until(at_unix_ns: i64, interrupt: &mut watch::Receiver<bool>) 
         let nap = Duration::from_nanos(left as u64).saturating_sub(PRECISE);
         tokio::select! {
             _ = tokio::time::sleep(nap.min(Duration::from_millis(100))) => {}
-            _ = interrupt.changed() => {}
+            // a closed channel (nobody left to signal) must not wake the loop hot
+            Ok(()) = interrupt.changed() => {}
         }
     }
-    tokio::task::spawn_blocking(move || precise(at_unix_ns))
-        .await
-        .ok()
+    let late = tokio::task::spawn_blocking(move || precise(at_unix_ns)).await;
+    // a panic in the wait is a bug, never to pass as a signal
+    Some(late.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
 }
 
 /// The last stretch on this thread: sleep to within 1 ms, then spin (yielding) to it.
@@ -72,6 +73,11 @@ mod tests {
         let (tx, mut rx) = tokio::sync::watch::channel(false);
         let at = unix_now_ns() + 3_600_000_000_000;
         let waiting = tokio::spawn(async move { wait_until(at, &mut rx).await });
+        // let it check the flag and go to sleep first: the signal must wake a waiter
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished());
         tx.send(true).unwrap();
         let r = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await;
         assert_eq!(r.unwrap().unwrap(), None);

@@ -29,15 +29,6 @@ pub struct Tolerance {
     pub clock_error_ms: Option<f64>,
 }
 
-impl Default for Tolerance {
-    fn default() -> Self {
-        Tolerance {
-            start_late_ms: 10.0,
-            clock_error_ms: Some(100.0),
-        }
-    }
-}
-
 /// The merged cell, as written to its folder.
 pub struct Merged {
     pub summary: RunSummary,
@@ -64,7 +55,8 @@ impl Part {
     }
 }
 
-/// Merge the shard folders `dirs` into the cell folder `out` (created; must be empty).
+/// Merge the shard folders `dirs` into the cell folder `out` (created; must be new or
+/// empty, and is removed again if the merge fails half way).
 pub fn merge(dirs: &[PathBuf], out: &CellDir, tol: Tolerance) -> Result<Merged> {
     let mut parts = dirs
         .iter()
@@ -75,7 +67,17 @@ pub fn merge(dirs: &[PathBuf], out: &CellDir, tol: Tolerance) -> Result<Merged> 
     for p in &parts {
         check_own(p)?;
     }
+    check_whole(&parts)?;
     prepare_out(out)?;
+    let merged = build(parts, out, tol);
+    if merged.is_err() {
+        let _ = std::fs::remove_dir_all(out.root());
+    }
+    merged
+}
+
+/// The merged cell's records, figures and files, from shards that belong together.
+fn build(parts: Vec<Part>, out: &CellDir, tol: Tolerance) -> Result<Merged> {
     let first = &parts[0].record;
     let (plan, start_at) = (first.plan.clone(), first.start_at_unix_ns);
     let apart = apart(&parts, tol);
@@ -98,7 +100,6 @@ pub fn merge(dirs: &[PathBuf], out: &CellDir, tol: Tolerance) -> Result<Merged> 
     });
     let statuses: Vec<String> = parts.iter().map(|p| p.report.status.clone()).collect();
     let not_sent: u64 = parts.iter().map(|p| p.report.summary.not_sent).sum();
-    let sent_by_shards: u64 = parts.iter().map(|p| p.records.len() as u64).sum();
     let all = union(parts)?;
     let compact: Vec<CompactRecord> = all
         .iter()
@@ -120,15 +121,10 @@ pub fn merge(dirs: &[PathBuf], out: &CellDir, tol: Tolerance) -> Result<Merged> 
         all.iter().for_each(&mut *f);
         Ok(())
     })?;
-    if s.sent != sent_by_shards {
-        bail!(
-            "the merged cell counts {} requests sent, its shards {sent_by_shards}: a bug, please report it",
-            s.sent
-        );
-    }
     requests_table::write_requests(&out.requests_parquet(), &compact, s.window, start_at)?;
     let interrupted = statuses.iter().any(|st| st == "interrupted");
-    let paced = plan.request_rate.is_some() || plan.ramp.is_some();
+    // sent on a schedule of its own (a rate, a ramp, a trace), not all at once
+    let paced = plan.request_rate.is_some() || plan.ramp.is_some() || plan.trace;
     let mut warnings = validity_warnings(&s, &compact, interrupted, false, paced);
     warnings.extend(apart.iter().cloned());
     warnings.extend(shard_warnings);
@@ -207,6 +203,10 @@ fn check_together(parts: &[Part]) -> Result<()> {
                 p.folder.display()
             )
         };
+        // first: another version may describe the same plan in other words
+        if r.version != r0.version {
+            return Err(differs("vllm-loadtest versions", &r0.version, &r.version));
+        }
         if r.count != r0.count {
             return Err(differs("shard counts", &r0.count, &r.count));
         }
@@ -225,9 +225,6 @@ fn check_together(parts: &[Part]) -> Result<()> {
                 p.folder.display(),
                 parts.join(", ")
             );
-        }
-        if r.version != r0.version {
-            return Err(differs("vllm-loadtest versions", &r0.version, &r.version));
         }
     }
     let n = r0.count;
@@ -270,10 +267,35 @@ fn consistent(r: &ShardRecord) -> std::result::Result<(), String> {
             r.count, r.entries_total
         ));
     }
+    // its share follows from the whole, never taken on its word
+    let share = (r.entries_total + u64::from(r.count - 1 - r.index)) / u64::from(r.count);
+    if r.entries != share {
+        return Err(format!(
+            "shard {}/{} of {} entries has {share}, not {}",
+            r.index, r.count, r.entries_total, r.entries
+        ));
+    }
     match r.clock_zero_unix_ns.checked_sub(r.start_at_unix_ns) {
         Some(d) if d.abs() <= MAX_LATE_NS => Ok(()),
         _ => Err("its start is more than a day from the agreed one".into()),
     }
+}
+
+/// The whole load point is accounted for: every scheduled request of every shard sent or
+/// not sent, and they add up to the load point's schedule.
+fn check_whole(parts: &[Part]) -> Result<()> {
+    let r0 = &parts[0].record;
+    let scheduled = r0.entries_total * u64::from(r0.turns.max(1));
+    let accounted: u64 = parts
+        .iter()
+        .map(|p| p.report.summary.sent + p.report.summary.not_sent)
+        .sum();
+    if accounted != scheduled {
+        bail!(
+            "the shards account for {accounted} requests of the load point's {scheduled}\nhint: a folder is incomplete or edited; run the shards again"
+        );
+    }
+    Ok(())
 }
 
 /// No shard starts a day off the agreed instant (bench refuses a start a minute past).
@@ -339,6 +361,11 @@ fn union(parts: Vec<Part>) -> Result<Vec<RequestRecord>> {
         all.extend(p.records.into_iter().map(|mut r| {
             r.t_send_ns += late;
             r.t_end_ns += late;
+            // a later turn was intended on the shard's clock (the previous turn's end plus
+            // the think time), not by the plan: it moves with the shard
+            if r.turn.is_some_and(|t| t.index > 0) {
+                r.t_intended_ns += late;
+            }
             r
         }));
     }

@@ -75,9 +75,9 @@ pub fn parse_instant(s: &str) -> Result<i64, String> {
         let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
         return Ok(seconds(secs, s)? * 1_000_000_000 + fraction_ns(frac, s)?);
     }
-    rfc3339_ns(t).ok_or_else(|| {
+    rfc3339_ns(t).filter(|&ns| ns >= 0).ok_or_else(|| {
         format!(
-            "`{s}` is not an instant between 1678 and 2262: give RFC 3339 (`2026-12-01T17:30:00Z`, an offset instead of `Z` allowed) or Unix seconds (`1796146200.5`)"
+            "`{s}` is not an instant between 1970 and 2262: give RFC 3339 (`2026-12-01T17:30:00Z`, an offset instead of `Z` allowed) or Unix seconds (`1796146200.5`)"
         )
     })
 }
@@ -202,6 +202,7 @@ mod tests {
             "0000-01-01T00:00:00Z",
             "9999-12-31T23:59:59Z",
             "2300-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
             "",
             "now",
             "2026-13-01T00:00:00Z",

@@ -48,9 +48,15 @@ pub(super) fn bench_flags(cell: &Cell, url: &str, model: &str) -> Result<Vec<Str
     if s.tls.insecure {
         f.flag("--insecure");
     }
-    if let Some(every) = s.health_probe {
-        f.add("--health-probe", every.as_secs_f64());
-    }
+    // always said: a bench's own default would probe a cell that turned probing off
+    f.add(
+        "--health-probe",
+        s.health_probe.map_or(0.0, |every| every.as_secs_f64()),
+    );
+    f.add(
+        "--metric-percentiles",
+        super::SUMMARY_PERCENTILES.map(|p| p.to_string()).join(","),
+    );
     dataset(&mut f, w)?;
     load(&mut f, cell)?;
     for slo in &cell.plan.slo.slos {
@@ -269,9 +275,11 @@ pub(super) async fn run(
         )
         .arg("--")
         .args(flags)
-        .stdout(std::process::Stdio::piped())
+        // its last line is the merged cell's path, which the layout already names
+        .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
-        // its own process group: our Ctrl-C is forwarded once, not delivered twice
+        // its own process group: our Ctrl-C is forwarded once, not delivered twice, and an
+        // abort (a second Ctrl-C) kills the group with the servers'
         .process_group(0);
     let mut child = cmd.spawn().with_context(|| {
         format!(
@@ -279,14 +287,24 @@ pub(super) async fn run(
             ray.python
         )
     })?;
+    let pgid = child.id().map(|p| p as i32);
+    if let Some(g) = pgid {
+        crate::launcher::track_group(g);
+    }
     let mut interrupted = false;
-    let status = tokio::select! {
-        s = child.wait() => s?,
+    let ended = tokio::select! {
+        s = child.wait() => s.map_err(anyhow::Error::from),
         _ = interrupt.wait_for(|i| *i) => {
             interrupted = true;
-            stop(&mut child).await?
+            stop(&mut child, pgid).await
         }
     };
+    if let Some(g) = pgid {
+        // whatever of the group outlived the driver (a merge it started)
+        crate::launcher::signal_group(g, libc::SIGKILL);
+        crate::launcher::untrack_group(g);
+    }
+    let status = ended?;
     let merged = cdir.ray_merged();
     if !merged.summary_json().exists() {
         let why = if interrupted {
@@ -315,19 +333,22 @@ pub(super) async fn run(
     })
 }
 
-/// Forward the signal to the driver (it cancels its shards), then kill it past the grace.
-async fn stop(child: &mut tokio::process::Child) -> Result<std::process::ExitStatus> {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on the driver we started, by its PID.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(pid as i32, libc::SIGINT);
-        }
+/// Forward the signal to the driver's group (it cancels its shards), then kill the group
+/// past the grace.
+async fn stop(
+    child: &mut tokio::process::Child,
+    pgid: Option<i32>,
+) -> Result<std::process::ExitStatus> {
+    use crate::launcher::signal_group;
+    if let Some(g) = pgid {
+        signal_group(g, libc::SIGINT);
     }
     match tokio::time::timeout(STOP_GRACE, child.wait()).await {
         Ok(s) => Ok(s?),
         Err(_) => {
-            child.kill().await?;
+            if let Some(g) = pgid {
+                signal_group(g, libc::SIGKILL);
+            }
             Ok(child.wait().await?)
         }
     }
@@ -419,6 +440,14 @@ mod tests {
                 assert_eq!(b.slos, c.slo.slos, "{at}");
                 assert_eq!(b.ignore_eos(), c.workload.ignore_eos, "{at}");
                 assert_eq!(b.endpoint(), c.workload.endpoint, "{at}");
+                assert_eq!(a.temperature, c.workload.temperature, "{at}");
+                assert_eq!(
+                    a.continuous_usage_stats, c.workload.continuous_usage_stats,
+                    "{at}"
+                );
+                let probe = c.server.health_probe.map_or(0.0, |d| d.as_secs_f64());
+                assert_eq!(a.health_probe, probe, "{at}");
+                assert_eq!(b.percentiles, super::super::SUMMARY_PERCENTILES, "{at}");
                 checked += 1;
             }
         }
