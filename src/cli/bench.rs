@@ -584,9 +584,14 @@ async fn run_async(
         if r.interrupted && r.summary.sent == 0 {
             eprintln!("shard {shard}: stopped before its start: nothing sent");
         } else {
+            let late = record.late_ms();
+            if late > LATE_WARN_MS {
+                eprintln!(
+                    "warning: shard {shard} started {late:.1} ms after `--start-at`: its requests went out that late (building its prompts or opening connections took longer than the lead); `merge` will flag it\nhint: give the shards a later `--start-at`"
+                );
+            }
             eprintln!(
-                "shard {shard}: started {:.3} ms after `--start-at`; merge the {} shards' folders with `vllm-loadtest merge DIR… -o CELL_DIR`",
-                record.late_ms(),
+                "shard {shard}: started {late:.3} ms after `--start-at`; merge the {} shards' folders with `vllm-loadtest merge DIR… -o CELL_DIR`",
                 shard.count
             );
         }
@@ -617,20 +622,12 @@ fn default_output(rate: f64, shard: Shard) -> PathBuf {
 /// The output folder, held by this process until it ends: two benches (two shards given
 /// one folder) would interleave their records into one journal.
 fn claim(out: &CellDir) -> Result<std::fs::File> {
-    let path = out.lock();
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("cannot create `{}`", path.display()))?;
-    if f.try_lock().is_err() {
-        bail!(
-            "`{}` is being written by another bench\nhint: give each bench (each shard) its own `--output-dir`",
+    crate::store::lock::hold(&out.lock())?.map_err(|pid| {
+        anyhow::anyhow!(
+            "`{}` is being written by another bench (pid {pid})\nhint: give each bench (each shard) its own `--output-dir`",
             out.root().display()
-        );
-    }
-    Ok(f)
+        )
+    })
 }
 
 /// vLLM's result table, and our lines beside it.
@@ -796,6 +793,9 @@ fn check_start(a: &BenchArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// A shard this late says so at once (`merge --max-start-late-ms` flags it, 10 by default).
+const LATE_WARN_MS: f64 = 10.0;
 
 /// How far in the past `--start-at` may be: a shard that late runs, and is flagged.
 const MAX_PAST_S: f64 = 60.0;

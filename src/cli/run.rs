@@ -207,28 +207,12 @@ fn open(a: &RunArgs) -> Result<(RunDir, Experiment, Plan)> {
 /// An exclusive lock on `DIR/.lock` (released when the process ends, however it ends),
 /// naming the process that holds it.
 fn lock_results(dir: &RunDir) -> Result<std::fs::File> {
-    use std::io::{Read, Seek};
-    let path = dir.lock();
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("cannot create `{}`", path.display()))?;
-    if f.try_lock().is_err() {
-        let mut holder = String::new();
-        let _ = f.read_to_string(&mut holder);
-        anyhow::bail!(
-            "`{}` is in use by another run (pid {})\nhint: wait for it to end, or stop it with Ctrl-C; a folder is run by one process at a time",
+    crate::store::lock::hold(&dir.lock())?.map_err(|pid| {
+        anyhow::anyhow!(
+            "`{}` is in use by another run (pid {pid})\nhint: wait for it to end, or stop it with Ctrl-C; a folder is run by one process at a time",
             dir.root().display(),
-            holder.trim()
-        );
-    }
-    f.set_len(0)?;
-    f.rewind()?;
-    write!(f, "{}", std::process::id())?;
-    Ok(f)
+        )
+    })
 }
 
 fn describe_cell(c: &Cell) -> String {

@@ -5,6 +5,7 @@
 pub mod cell_report;
 pub mod jsonl;
 pub mod layout;
+pub mod lock;
 pub mod manifest;
 pub mod metrics_table;
 pub mod parquet;
