@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_args;
 mod bench_search;
+mod bench_shard;
 pub mod calibrate;
 mod compare_prediction;
 pub mod examples;

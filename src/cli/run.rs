@@ -377,7 +377,7 @@ impl Session<'_> {
         let end = match &cell.plan.client {
             experiment::cell_plan::ClientPlan::Ray(ray) => self.ray_cell(cell, server, ray).await?,
             experiment::cell_plan::ClientPlan::Local => match self.cell(cell, server).await? {
-                Some(r) => ray_cell::RayEnd {
+                Some(r) => ray_cell::CellEnd {
                     status: r.status().to_string(),
                     interrupted: r.interrupted,
                     failure: r.failure_reason(),
@@ -568,7 +568,7 @@ impl Session<'_> {
         cell: &Cell,
         server: &Server,
         ray: &experiment::cell_plan::RayPlan,
-    ) -> Result<ray_cell::RayEnd> {
+    ) -> Result<ray_cell::CellEnd> {
         let Backend::Live { endpoints, .. } = &server.backend else {
             anyhow::bail!(
                 "cell `{}`: `client.engine: ray` sends to a live server, not one in virtual time",

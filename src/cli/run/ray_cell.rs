@@ -236,8 +236,8 @@ impl Flags {
     }
 }
 
-/// How the driver ended.
-pub(super) struct RayEnd {
+/// How a cell ended, as the run goes on from it (a local cell's result says the same).
+pub(super) struct CellEnd {
     pub status: String,
     pub interrupted: bool,
     pub failure: Option<String>,
@@ -252,7 +252,7 @@ pub(super) async fn run(
     flags: &[String],
     cdir: &CellDir,
     mut interrupt: watch::Receiver<bool>,
-) -> Result<RayEnd> {
+) -> Result<CellEnd> {
     let driver = dir.ray_driver();
     std::fs::write(&driver, DRIVER)
         .with_context(|| format!("cannot write `{}`", driver.display()))?;
@@ -312,7 +312,7 @@ pub(super) async fn run(
         } else {
             format!("the Ray driver ended ({status}) without a merged cell")
         };
-        return Ok(RayEnd {
+        return Ok(CellEnd {
             status: if interrupted { "interrupted" } else { "failed" }.into(),
             interrupted,
             failure: Some(format!("{why}; its output is in `{}`", work.display())),
@@ -326,7 +326,7 @@ pub(super) async fn run(
     let report = cdir
         .read_report()
         .context("the merged cell's summary.json is not readable")?;
-    Ok(RayEnd {
+    Ok(CellEnd {
         status: report.status.clone(),
         interrupted: interrupted || report.status == "interrupted",
         failure: report.failure_reason.clone(),
@@ -438,8 +438,8 @@ mod tests {
                     "{at}"
                 );
                 assert_eq!(b.slos, c.slo.slos, "{at}");
-                assert_eq!(b.ignore_eos(), c.workload.ignore_eos, "{at}");
-                assert_eq!(b.endpoint(), c.workload.endpoint, "{at}");
+                assert_eq!(b.ignore_eos, c.workload.ignore_eos, "{at}");
+                assert_eq!(b.endpoint, c.workload.endpoint, "{at}");
                 assert_eq!(a.temperature, c.workload.temperature, "{at}");
                 assert_eq!(
                     a.continuous_usage_stats, c.workload.continuous_usage_stats,
