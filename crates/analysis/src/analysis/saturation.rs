@@ -64,8 +64,9 @@ pub struct GroupFinding {
     pub max_throughput_offered: f64,
     /// Largest offered rate whose SLO attainment met the target (None: no SLOs, or none met).
     pub goodput_rate: Option<f64>,
-    /// Not saturated, and achieved fell short of offered while the engines' queues stayed
-    /// empty: the load never reached the engines (a client or front-end limit).
+    /// Not saturated, and achieved fell short of what arrived while the engines' queues stayed
+    /// empty: the requests never reached the engines in time (a client or front-end limit), or
+    /// the window was too short to count their completions.
     pub short_of_offered_without_engine_queue: bool,
 }
 
@@ -163,7 +164,7 @@ pub fn analyze_group(
         }
         r
     };
-    // A point that fell short of its offered rate while the engines' queues stayed empty and
+    // A point that fell short of what arrived while the engines' queues stayed empty and
     // TTFT did not move is not the server saturating: the load never reached it.
     let frontend_limited =
         |p: &Point, r: &[Reason]| r == [Reason::Throughput] && p.engines_idle_queue;

@@ -141,7 +141,7 @@ fn bound_warnings(gs: &[&GroupFinding], rows: &[ScalingRow]) -> Vec<String> {
             );
             if g.short_of_offered_without_engine_queue {
                 w.push_str(
-                    "; achieved fell short of offered while the engines' queues stayed empty: the load never reached the engines (client or API-server limit)",
+                    "; achieved fell short of what arrived while the engines' queues stayed empty: the requests never reached the engines in time (client or API-server limit) or the window was too short to count their completions",
                 );
             }
             warnings.push(w);

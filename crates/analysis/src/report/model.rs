@@ -170,7 +170,7 @@ fn unsaturated_sentence(g: &GroupFinding) -> String {
         fig(top.and_then(|p| p.ttft_p50_ms))
     );
     if g.short_of_offered_without_engine_queue {
-        s.push_str(" Achieved fell short of offered while the engines' queues stayed empty: the load never reached the engines (a client or API-server limit), so this is not a server result.");
+        s.push_str(" Achieved fell short of what arrived in the window while the engines' queues stayed empty: the requests never reached the engines in time (a client or API-server limit), or the window was too short to count their completions (see the cells' warnings); either way not the server's limit.");
     }
     s
 }
