@@ -14,6 +14,7 @@ use loadtest_base::shard::Shard;
 /// start is not absurdly far off.
 pub(super) fn check_start(a: &BenchArgs) -> Result<()> {
     if a.shard.is_some() {
+        use crate::shard::clock::Judged;
         let clock = crate::shard::clock::read();
         if let Err(why) = clock.within(a.max_clock_error_ms.0) {
             bail!(

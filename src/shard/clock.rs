@@ -50,13 +50,80 @@ fn kernel() -> (bool, Option<f64>, Option<f64>) {
     (false, None, None)
 }
 
+/// The judgement of a clock's state against a bound: a shard's refusal, a merged cell's flag.
+pub trait Judged {
+    fn within(&self, bound_ms: Option<f64>) -> Result<(), String>;
+}
+
+impl Judged for ClockState {
+    /// Whether the clock is within `bound_ms` of true time as far as its kernel knows
+    /// (`None`: no bound asked, anything goes); `Err` says why not, for the shard's refusal
+    /// or the merged cell's flag. Judged on the kernel's estimated error: its maximum error
+    /// is a worst case that grows 0.5 ms a second between the time daemon's updates (past
+    /// 100 ms three minutes after one, on a clock a millisecond off), and is kept beside it.
+    fn within(&self, bound_ms: Option<f64>) -> Result<(), String> {
+        let Some(bound) = bound_ms else {
+            return Ok(());
+        };
+        match (self.synchronised, self.est_error_ms) {
+            (false, _) | (true, None) => Err(format!(
+                "the kernel says the clock{} is not synchronised: its offset to the other shards' clocks is unknown",
+                on(self)
+            )),
+            (true, Some(e)) if e > bound => Err(format!(
+                "the kernel estimates the clock{}'s error at {e:.1} ms (at most {}), more than the {bound} ms allowed",
+                on(self),
+                self.max_error_ms
+                    .map_or("unknown".to_string(), |m| format!("{m:.1} ms"))
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// ` (on `HOST`)` when the machine is known.
+fn on(c: &ClockState) -> String {
+    c.host
+        .as_ref()
+        .map(|h| format!(" (on `{h}`)"))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::{ClockState, Judged};
+
     #[test]
-    fn reads_this_machine() {
-        // whatever its state, the read never fails, and an unsynchronised clock has no bound
+    #[cfg(target_os = "linux")]
+    fn reads_this_machine_and_which_clock_it_is() {
         let c = super::read();
-        assert!(c.synchronised || c.max_error_ms.is_none());
-        assert!(c.within(None).is_ok());
+        // the boot id tells shards on one machine (one clock) from shards on several
+        assert!(c.boot_id.as_ref().is_some_and(|b| b.len() >= 32), "{c:?}");
+        // an unsynchronised clock has no error bound to trust
+        assert!(c.synchronised || c.est_error_ms.is_none(), "{c:?}");
+    }
+
+    fn clock(synchronised: bool, est_error_ms: Option<f64>) -> ClockState {
+        ClockState {
+            synchronised,
+            max_error_ms: est_error_ms.map(|e| e * 10.0),
+            est_error_ms,
+            boot_id: None,
+            host: Some("node-1".into()),
+        }
+    }
+
+    #[test]
+    fn judged_against_the_bound() {
+        assert!(clock(true, Some(4.0)).within(Some(10.0)).is_ok());
+        let e = clock(true, Some(40.0)).within(Some(10.0)).unwrap_err();
+        assert!(e.contains("40.0 ms") && e.contains("node-1"), "{e}");
+        assert!(
+            clock(false, None)
+                .within(Some(1e9))
+                .unwrap_err()
+                .contains("not synchronised")
+        );
+        assert!(clock(false, None).within(None).is_ok());
     }
 }

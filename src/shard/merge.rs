@@ -8,6 +8,7 @@
 //! was the limit) is kept and flagged.
 
 use super::ShardRecord;
+use super::clock::Judged;
 use crate::runner::cell::{FigureScope, summarize_records, validity_warnings};
 use crate::store::cell_report::{CellReport, ClientUsage, SendPaths, StoredSummary};
 use crate::store::layout::CellDir;

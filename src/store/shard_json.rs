@@ -1,6 +1,6 @@
 //! `shard.json`, a shard's record beside its cell (`bench --shard`), and the `shards` block
-//! of a merged cell's `summary.json` (`merge`): their formats, and the judgements that
-//! read only them (is a clock within its bound, how late was a start).
+//! of a merged cell's `summary.json` (`merge`): their formats (the judgements on them are
+//! `shard::clock` and `shard::merge`'s).
 
 use super::layout::CellDir;
 use anyhow::{Context, Result};
@@ -157,39 +157,6 @@ pub struct ClockState {
     pub host: Option<String>,
 }
 
-impl ClockState {
-    /// Whether the clock is within `bound_ms` of true time as far as its kernel knows
-    /// (`None`: no bound asked, anything goes); `Err` says why not, for the shard's refusal
-    /// or the merged cell's flag. Judged on the kernel's estimated error: its maximum error
-    /// is a worst case that grows 0.5 ms a second between the time daemon's updates (past
-    /// 100 ms three minutes after one, on a clock a millisecond off), and is kept beside it.
-    pub fn within(&self, bound_ms: Option<f64>) -> Result<(), String> {
-        let Some(bound) = bound_ms else {
-            return Ok(());
-        };
-        match (self.synchronised, self.est_error_ms) {
-            (false, _) | (true, None) => Err(format!(
-                "the kernel says the clock{} is not synchronised: its offset to the other shards' clocks is unknown",
-                self.on()
-            )),
-            (true, Some(e)) if e > bound => Err(format!(
-                "the kernel estimates the clock{}'s error at {e:.1} ms (at most {}), more than the {bound} ms allowed",
-                self.on(),
-                self.max_error_ms
-                    .map_or("unknown".to_string(), |m| format!("{m:.1} ms"))
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    fn on(&self) -> String {
-        self.host
-            .as_ref()
-            .map(|h| format!(" (on `{h}`)"))
-            .unwrap_or_default()
-    }
-}
-
 /// A merged cell's shards, as its `summary.json` keeps them (`vllm_loadtest.shards`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ShardsReport {
@@ -220,33 +187,4 @@ pub struct ShardLine {
     pub loop_lag_p99_ms: Option<f64>,
     pub pacer_late_max_ms: f64,
     pub warnings: Vec<String>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ClockState;
-
-    fn clock(synchronised: bool, est_error_ms: Option<f64>) -> ClockState {
-        ClockState {
-            synchronised,
-            max_error_ms: est_error_ms.map(|e| e * 10.0),
-            est_error_ms,
-            boot_id: None,
-            host: Some("node-1".into()),
-        }
-    }
-
-    #[test]
-    fn judged_against_the_bound() {
-        assert!(clock(true, Some(4.0)).within(Some(10.0)).is_ok());
-        let e = clock(true, Some(40.0)).within(Some(10.0)).unwrap_err();
-        assert!(e.contains("40.0 ms") && e.contains("node-1"), "{e}");
-        assert!(
-            clock(false, None)
-                .within(Some(1e9))
-                .unwrap_err()
-                .contains("not synchronised")
-        );
-        assert!(clock(false, None).within(None).is_ok());
-    }
 }
