@@ -117,11 +117,7 @@ pub fn run(
         .collect();
     drop(run);
     // every record is in memory from the start: no journal (`requests.jsonl`) to keep
-    let records: Vec<CompactRecord> = full
-        .iter()
-        .cloned()
-        .map(RequestRecord::into_compact)
-        .collect();
+    let records: Vec<CompactRecord> = full.iter().map(RequestRecord::to_compact).collect();
     let not_sent = (c.schedule.len() - n_sent) as u64;
     // The timeline has no wall clock: its zero is when the prediction was made, so the
     // absolute-time columns read as "offsets from then", never as when anything happened.

@@ -102,11 +102,7 @@ fn build(parts: Vec<Part>, out: &CellDir, tol: Tolerance) -> Result<Merged> {
     let statuses: Vec<String> = parts.iter().map(|p| p.report.status.clone()).collect();
     let not_sent: u64 = parts.iter().map(|p| p.report.summary.not_sent).sum();
     let all = union(parts)?;
-    let compact: Vec<CompactRecord> = all
-        .iter()
-        .cloned()
-        .map(RequestRecord::into_compact)
-        .collect();
+    let compact: Vec<CompactRecord> = all.iter().map(RequestRecord::to_compact).collect();
     let slos = plan
         .slos
         .iter()

@@ -248,12 +248,7 @@ impl RequestRecord {
     /// The in-memory form: the same record with its events reduced to first, last, count.
     /// Its fields moved, not copied: the writer thread does this once per request.
     pub fn into_compact(self) -> CompactRecord {
-        let ev = &self.content_events;
-        let span = EventSpan {
-            count: u32::try_from(ev.len()).unwrap_or(u32::MAX),
-            first_ns: ev.first().copied().unwrap_or(0),
-            last_ns: ev.last().copied().unwrap_or(0),
-        };
+        let span = self.span();
         RequestRecord {
             id: self.id,
             t_intended_ns: self.t_intended_ns,
@@ -271,6 +266,38 @@ impl RequestRecord {
             error: self.error,
             resent: self.resent,
             turn: self.turn,
+        }
+    }
+
+    /// The in-memory form of a record that stays whole (its events are not copied): for
+    /// figures over records already all in memory.
+    pub fn to_compact(&self) -> CompactRecord {
+        RequestRecord {
+            id: self.id,
+            t_intended_ns: self.t_intended_ns,
+            t_send_ns: self.t_send_ns,
+            t_end_ns: self.t_end_ns,
+            connect_ns: self.connect_ns,
+            content_events: self.span(),
+            content_event_tokens: (),
+            input_tokens: self.input_tokens,
+            server_prompt_tokens: self.server_prompt_tokens,
+            max_tokens: self.max_tokens,
+            output_tokens: self.output_tokens,
+            output_tokens_source: self.output_tokens_source,
+            finish_reason: self.finish_reason.clone(),
+            error: self.error.clone(),
+            resent: self.resent,
+            turn: self.turn,
+        }
+    }
+
+    fn span(&self) -> EventSpan {
+        let ev = &self.content_events;
+        EventSpan {
+            count: u32::try_from(ev.len()).unwrap_or(u32::MAX),
+            first_ns: ev.first().copied().unwrap_or(0),
+            last_ns: ev.last().copied().unwrap_or(0),
         }
     }
 
@@ -370,6 +397,8 @@ mod tests {
             turn: None,
         };
         let c = r.clone().into_compact();
+        // the borrowing form is the same record
+        assert_eq!(r.to_compact(), c, "to_compact");
         assert_eq!(
             (c.ttft_ns(), c.e2e_ns(), c.tpot_ns(), c.queue_delay_ns()),
             (r.ttft_ns(), r.e2e_ns(), r.tpot_ns(), r.queue_delay_ns())

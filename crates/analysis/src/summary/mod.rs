@@ -257,11 +257,7 @@ pub fn summarize_records(
         &[],
     )
     .unwrap_or_else(|never| match never {});
-    let compact: Vec<CompactRecord> = records
-        .iter()
-        .cloned()
-        .map(RequestRecord::into_compact)
-        .collect();
+    let compact: Vec<CompactRecord> = records.iter().map(RequestRecord::to_compact).collect();
     let scope = Scope {
         window,
         offered_rate,
