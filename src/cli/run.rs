@@ -582,12 +582,7 @@ impl Session<'_> {
                 endpoints.len()
             );
         };
-        let cdir = self.dir.cell(&cell.id);
-        let _ = std::fs::remove_dir_all(cdir.root());
-        std::fs::create_dir_all(cdir.root())?;
-        if cell.plan.server.reset_prefix_cache {
-            reset_prefix_cache(endpoints).await;
-        }
+        let cdir = self.fresh_cell(cell, server).await?;
         let flags = ray_cell::bench_flags(cell, &endpoint.url.to_string(), &server.model)
             .with_context(|| format!("cell `{}` cannot be sent by Ray", cell.id))?;
         eprintln!(
@@ -620,9 +615,9 @@ impl Session<'_> {
         Ok(end)
     }
 
-    /// Run one cell into a fresh folder and store its summary and status. `None` when a
-    /// signal stopped its prompts being built.
-    async fn cell(&mut self, cell: &Cell, server: &mut Server) -> Result<Option<CellResult>> {
+    /// A cell's folder emptied of an earlier attempt, and the server's prefix cache reset
+    /// when the cell asks: every cell, local or sent by Ray, starts from there.
+    async fn fresh_cell(&self, cell: &Cell, server: &Server) -> Result<CellDir> {
         let cdir = self.dir.cell(&cell.id);
         let _ = std::fs::remove_dir_all(cdir.root());
         std::fs::create_dir_all(cdir.root())?;
@@ -631,6 +626,13 @@ impl Session<'_> {
         {
             reset_prefix_cache(endpoints).await;
         }
+        Ok(cdir)
+    }
+
+    /// Run one cell into a fresh folder and store its summary and status. `None` when a
+    /// signal stopped its prompts being built.
+    async fn cell(&mut self, cell: &Cell, server: &mut Server) -> Result<Option<CellResult>> {
+        let cdir = self.fresh_cell(cell, server).await?;
         let Some(wl) = self.workload(cell)? else {
             return Ok(None);
         };

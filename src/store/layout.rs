@@ -9,6 +9,7 @@
 //!   cells/<cell id>/                     CellDir (also what `bench` writes)
 //!     requests.jsonl  requests.parquet  events.parquet  summary.json  status.json
 //!     server_metrics.parquet  gpu.parquet  server.log
+//!     .lock (a `bench` cell: held by the bench writing it)
 //!     shard.json (a `bench --shard` cell: which shard, its start and clock; `merge` reads it)
 //!     ray/ (a cell sent by Ray shards: the driver's shards/, logs/, driver.json)
 //! ```

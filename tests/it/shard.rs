@@ -342,7 +342,7 @@ fn a_shard_is_refused_where_its_union_would_not_be_the_load_point() {
         assert!(r.stderr.contains(why), "{why}: {}", r.stderr);
     }
     // a shard needs its start
-    let r = run(&[
+    let shard0 = [
         "bench",
         "--base-url",
         url,
@@ -350,22 +350,13 @@ fn a_shard_is_refused_where_its_union_would_not_be_the_load_point() {
         "10",
         "--shard",
         "0/2",
-    ]);
+    ];
+    let r = run(&shard0);
     assert_eq!(r.code, Some(2));
     assert!(r.stderr.contains("--start-at"), "{}", r.stderr);
     // on a machine whose clock the kernel does not vouch for, the bound refuses it
     if !vllm_loadtest::shard::clock::read().synchronised {
-        let r = run(&[
-            "bench",
-            "--base-url",
-            url,
-            "--request-rate",
-            "10",
-            "--shard",
-            "0/2",
-            "--start-at",
-            &at,
-        ]);
+        let r = run(&[&shard0[..], &["--start-at", &at]].concat());
         assert_eq!(r.code, Some(1), "{}", r.stderr);
         assert!(
             r.stderr.contains("not synchronised") && r.stderr.contains("--max-clock-error-ms inf"),
