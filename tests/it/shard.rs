@@ -153,6 +153,13 @@ fn two_shards_merge_into_the_one_process_run() {
     assert_eq!(one, union, "the shards' union is not the one-process run");
     let half = |d: &Path| records(d).len();
     assert_eq!((half(&s0), half(&s1)), (1500, 1500));
+    // a shard is configured, and judged against, its share of the load point's rate
+    let own = summary(&s0);
+    assert_eq!(own["request_rate"].as_f64(), Some(1000.0), "{own}");
+    assert_eq!(
+        own["vllm_loadtest"]["summary"]["offered_rate"].as_f64(),
+        Some(1000.0)
+    );
 
     // every figure is the one recomputed from the merged raw records, to the bit
     let s = summary(&merged);
