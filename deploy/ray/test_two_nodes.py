@@ -11,8 +11,9 @@ stats, every address 127.0.0.1), then runs the driver with 2 shards:
                 accounting equals the sum of the shards' and the requested count,
                 each shard ran on its own node, the merged summary names both shards;
 2. `loopback`:  every TCP socket of the processes it started is on 127.0.0.1;
-3. `ship`:      `--ship always`: the binary travels through the object store;
-4. `spread`:    3 shards on 2 nodes (half a CPU each): SPREAD, both nodes used;
+3. `run`:       `vllm-loadtest run` with `client: {engine: ray}`, two cells;
+4. `ship-spread`: `--ship always` (the binary travels through the object store)
+                with 3 shards on 2 nodes (half a CPU each): SPREAD, both nodes used;
 5. `unplaceable`: 3 shards of 1 CPU on two 1-CPU nodes: refused before anything runs;
 6. `refuse`:    a shard that fails (the clock check, where this machine's kernel
                 calls its clock unsynchronised) fails the driver with its own text;
@@ -47,7 +48,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 DRIVER = os.path.join(HERE, "driver.py")
 EXIT_SKIP = 77
-REQUESTED = 200
+REQUESTED = 100
 RATE = 50
 
 
@@ -341,7 +342,7 @@ class Run:
                num_prompts: int = REQUESTED, shards: int = 2):
         out = os.path.join(self.tmp, f"out-{name}")
         cmd = [sys.executable, DRIVER, "--address", f"127.0.0.1:{self.gcs}", "--shards", str(shards),
-               "--binary", self.args.binary, "--start-delay", "5", "--min-nodes", "2",
+               "--binary", self.args.binary, "--start-delay", "3", "--min-nodes", "2",
                "--place-timeout", "60", "--out", out, *extra, "--",
                "--base-url", f"http://127.0.0.1:{self.port}", *bench_args(num_prompts), *bench_extra]
         log("$ " + " ".join(cmd))
@@ -410,8 +411,8 @@ class Run:
         if plan["placement"] != want:
             raise CheckFailed(f"placement {plan['placement']}, wanted {want}")
         kinds = [s["binary"] for s in per]
-        if binary_kind == "shipped" and kinds != ["shipped", "shipped"]:
-            raise CheckFailed(f"binaries {kinds}, wanted both shipped")
+        if binary_kind == "shipped" and kinds != ["shipped"] * shards:
+            raise CheckFailed(f"binaries {kinds}, wanted every one shipped")
         if binary_kind == "node" and "shipped" in kinds:
             raise CheckFailed(f"binaries {kinds}, wanted the nodes' own")
         for s in per:
@@ -467,7 +468,7 @@ class Run:
         with open(exp, "w") as f:
             f.write(f"""name: ray-run
 server: {{launcher: external, urls: ["http://127.0.0.1:{self.port}"]}}
-client: {{engine: ray, shards: 2, address: "127.0.0.1:{self.gcs}", python: "{sys.executable}", start_delay_s: 5, max_clock_error_ms: inf}}
+client: {{engine: ray, shards: 2, address: "127.0.0.1:{self.gcs}", python: "{sys.executable}", start_delay_s: 3, max_clock_error_ms: inf}}
 workload: {{dataset: random, input_len: 32, output_len: 8, num_prompts: 100}}
 matrix: {{request_rate: [25, 50]}}
 """)
@@ -521,14 +522,12 @@ matrix: {{request_rate: [25, 50]}}
         n_listen = sum(1 for _, st, _, _ in socks if st == LISTEN)
         log(f"`loopback` ({when}): {len(socks)} TCP sockets ({n_listen} listening) of {len(descendants())} processes, all on 127.0.0.1")
 
-    def t_ship(self) -> None:
-        self.check_cell("ship", *self.driver("ship", ["--max-clock-error-ms", "inf", "--ship", "always"]),
-                        binary_kind="shipped")
-
-    def t_spread(self) -> None:
-        """More shards than nodes: SPREAD, each shard with half a CPU."""
-        self.check_cell("spread", *self.driver("spread", ["--max-clock-error-ms", "inf", "--task-cpus", "0.5"],
-                                               shards=3), binary_kind="node", shards=3)
+    def t_ship_spread(self) -> None:
+        """The binary shipped to the nodes, and more shards than nodes (SPREAD, each shard
+        with half a CPU): one driver run checks both."""
+        self.check_cell("ship-spread", *self.driver(
+            "ship-spread", ["--max-clock-error-ms", "inf", "--ship", "always", "--task-cpus", "0.5"], shards=3),
+            binary_kind="shipped", shards=3)
 
     def t_unplaceable(self) -> None:
         """3 shards of 1 CPU on two 1-CPU nodes cannot all run at once: refused, nothing run."""
@@ -693,8 +692,7 @@ def main() -> int:
             run.check("split", run.t_split)
             run.check("loopback", run.t_loopback)
             run.check("run", run.t_run)
-            run.check("ship", run.t_ship)
-            run.check("spread", run.t_spread)
+            run.check("ship-spread", run.t_ship_spread)
             run.check("unplaceable", run.t_unplaceable)
             run.check("refuse", run.t_refuse)
             run.check("sigint", run.t_sigint)

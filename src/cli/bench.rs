@@ -378,6 +378,7 @@ fn prompts(a: &BenchArgs) -> Result<PromptSpec> {
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let plan = plan(&a)?;
+    super::bench_virtual::check(&a, &plan)?;
     super::bench_shard::check_start(&a)?;
     // where results go is checked before anything runs, not after
     for (flag, dir) in [
@@ -411,6 +412,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     for n in &workload.notes {
         eprintln!("note: {n}");
+    }
+    if a.virtual_time {
+        return super::bench_virtual::run(&a, &plan, &tok, &workload);
     }
     let rt = super::client_runtime(a.client_threads)?;
     let sim = match &a.sim {
@@ -452,14 +456,7 @@ async fn run_async(
             anyhow::anyhow!("{e:#}{}", hint.replace("{url}", &url.to_string()))
         })?,
     };
-    let opts = BodyOptions {
-        endpoint: plan.endpoint,
-        model: model.clone(),
-        ignore_eos: plan.ignore_eos,
-        temperature: a.temperature,
-        continuous_usage: a.continuous_usage_stats,
-        extra: plan.extra.clone(),
-    };
+    let opts = body_options(a, plan, &model);
     if let Some(goal) = a.search {
         return super::bench_search::run(a, plan, goal, &workload, server, &opts, tok, interrupt)
             .await;
@@ -491,6 +488,7 @@ async fn run_async(
         .with_context(|| format!("cannot create `{}`", out_dir.display()))?;
     let out = CellDir::new(out_dir);
     let _claim = claim(&out)?;
+    out.clear()?;
     eprintln!(
         "bench: {mine}{} to {url}{} ({}), model `{model}`, {}{}; results in `{}`",
         match (closed_loop, plan.prompts.turns()) {
@@ -534,29 +532,9 @@ async fn run_async(
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let endpoints = [server];
-    let cell = CellSpec {
-        endpoints: &endpoints,
-        prompts: &workload.prompts,
-        body: &opts,
-        load: &plan.load,
-        schedule: schedule.clone(),
-        connect_timeout: Duration::from_secs_f64(a.conn.connect_timeout),
-        slos: &plan.slos,
-        percentiles: &plan.percentiles,
-        progress: Spec {
-            quiet: a.quiet,
-            ..Spec::default()
-        },
-        client_threads: a.client_threads,
-        health_probe: (a.health_probe > 0.0).then(|| Duration::from_secs_f64(a.health_probe)),
-        turns: plan.prompts.turns(),
-        metrics_interval: None,
-        gpu: false,
-        exact_tokenizer: !tok.is_built_in(),
-        start_at_unix_ns: a.start_at,
-    };
+    let cell = cell_spec(a, plan, &endpoints, &workload, &opts, schedule.clone(), tok);
     let r = run_cell(cell, &out, interrupt).await?;
-    print_table(plan, &r)?;
+    print_table(plan, &r, None)?;
     write_summary(a, plan, &r, &out, &model, tok)?;
     if let (Some(shard), Some(at)) = (a.shard, a.start_at) {
         let record = super::bench_shard::shard_record(
@@ -589,9 +567,54 @@ async fn run_async(
     how_it_ended(&r, &out)
 }
 
+/// The request body every request of the load point carries.
+pub(super) fn body_options(a: &BenchArgs, plan: &Plan, model: &str) -> BodyOptions {
+    BodyOptions {
+        endpoint: plan.endpoint,
+        model: model.to_string(),
+        ignore_eos: plan.ignore_eos,
+        temperature: a.temperature,
+        continuous_usage: a.continuous_usage_stats,
+        extra: plan.extra.clone(),
+    }
+}
+
+/// The cell the runner sends (or, with no `endpoints`, predicts in virtual time).
+pub(super) fn cell_spec<'a>(
+    a: &BenchArgs,
+    plan: &'a Plan,
+    endpoints: &'a [client::Server],
+    workload: &'a Workload,
+    body: &'a BodyOptions,
+    schedule: std::sync::Arc<[u64]>,
+    tok: &Tokenizer,
+) -> CellSpec<'a> {
+    CellSpec {
+        endpoints,
+        prompts: &workload.prompts,
+        body,
+        load: &plan.load,
+        schedule,
+        connect_timeout: Duration::from_secs_f64(a.conn.connect_timeout),
+        slos: &plan.slos,
+        percentiles: &plan.percentiles,
+        progress: Spec {
+            quiet: a.quiet,
+            ..Spec::default()
+        },
+        client_threads: a.client_threads,
+        health_probe: (a.health_probe > 0.0).then(|| Duration::from_secs_f64(a.health_probe)),
+        turns: plan.prompts.turns(),
+        metrics_interval: None,
+        gpu: false,
+        exact_tokenizer: !tok.is_built_in(),
+        start_at_unix_ns: a.start_at,
+    }
+}
+
 /// `results/bench/<date>-rate<r>` (`…-shard<I>of<N>` for a shard) when `--output-dir` is
 /// not given.
-fn default_output(rate: f64, shard: Shard) -> PathBuf {
+pub(super) fn default_output(rate: f64, shard: Shard) -> PathBuf {
     let r = if rate.is_finite() {
         format!("{rate}")
     } else {
@@ -610,7 +633,7 @@ fn default_output(rate: f64, shard: Shard) -> PathBuf {
 
 /// The output folder, held by this process until it ends: two benches (two shards given
 /// one folder) would interleave their records into one journal.
-fn claim(out: &CellDir) -> Result<std::fs::File> {
+pub(super) fn claim(out: &CellDir) -> Result<std::fs::File> {
     crate::store::lock::hold(&out.lock())?.map_err(|pid| {
         anyhow::anyhow!(
             "`{}` is being written by another bench (pid {pid})\nhint: give each bench (each shard) its own `--output-dir`",
@@ -620,7 +643,9 @@ fn claim(out: &CellDir) -> Result<std::fs::File> {
 }
 
 /// vLLM's result table, and our lines beside it.
-fn print_table(plan: &Plan, r: &CellResult) -> Result<()> {
+/// `predicted_by`: what predicted it, for a cell run in virtual time (no client line then:
+/// there was no client).
+pub(super) fn print_table(plan: &Plan, r: &CellResult, predicted_by: Option<&str>) -> Result<()> {
     // a shard is configured its share of the load point's rate
     let rate = plan.load.arrival.rate() / f64::from(plan.load.shard.count);
     let mut stdout = std::io::stdout().lock();
@@ -632,11 +657,14 @@ fn print_table(plan: &Plan, r: &CellResult) -> Result<()> {
             percentiles: &plan.percentiles,
             configured_rate: rate,
             warnings: &r.warnings,
-            client: Some(loadtest_analysis::report::table::ClientLine {
-                cpu_share: r.client.cpu_share_of_threads,
-                rss_growth_bytes: r.client.rss_growth_bytes,
-                rss_per_request_bytes: r.client.rss_growth_per_request_bytes,
-            }),
+            client: predicted_by.is_none().then_some(
+                loadtest_analysis::report::table::ClientLine {
+                    cpu_share: r.client.cpu_share_of_threads,
+                    rss_growth_bytes: r.client.rss_growth_bytes,
+                    rss_per_request_bytes: r.client.rss_growth_per_request_bytes,
+                },
+            ),
+            predicted_by,
         },
     )?;
     drop(stdout);
@@ -645,7 +673,7 @@ fn print_table(plan: &Plan, r: &CellResult) -> Result<()> {
 
 /// `Ok` when the window has a success; an interrupt, a lost server or nothing measured are
 /// typed (`Ended`), so the exit code tells them apart.
-fn how_it_ended(r: &CellResult, out: &CellDir) -> Result<()> {
+pub(super) fn how_it_ended(r: &CellResult, out: &CellDir) -> Result<()> {
     if r.interrupted {
         return Err(super::Ended::Interrupted(format!(
             "interrupted: partial results written to `{}`",
@@ -684,7 +712,13 @@ pub(super) fn write_summary(
     let now = loadtest_base::time::unix_now();
     let info = summary_json::RunInfo {
         date: loadtest_base::time::compact(now),
-        backend: "vllm".into(),
+        // vLLM's field names the server; a prediction had none
+        backend: if r.predicted {
+            "vllm-sim (virtual time)"
+        } else {
+            "vllm"
+        }
+        .into(),
         label: a.label.clone(),
         model_id: model.to_string(),
         tokenizer_id: tok.describe(),

@@ -44,6 +44,7 @@ pub fn run(a: MergeArgs) -> Result<()> {
                 configured_rate: m.plan.request_rate.unwrap_or(f64::INFINITY),
                 warnings: &m.warnings,
                 client: None,
+                predicted_by: None,
             },
         )?;
     }

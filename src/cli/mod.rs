@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_args;
 mod bench_search;
 mod bench_shard;
+mod bench_virtual;
 pub mod calibrate;
 mod compare_prediction;
 pub mod examples;

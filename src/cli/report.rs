@@ -4,7 +4,7 @@
 use crate::aggregate;
 use crate::experiment::{CellPlan, Dataset, Launcher};
 use crate::store::layout::RunDir;
-use crate::store::manifest::Manifest;
+use crate::store::manifest::{Manifest, PredictedWith};
 use anyhow::{Context, Result};
 use clap::Args;
 use loadtest_analysis::report::{chart, draw, figures, html, markdown, model};
@@ -68,7 +68,63 @@ fn facts(dir: &RunDir, agg: &aggregate::Aggregated) -> model::RunFacts {
         load,
         slo,
         predicted: m.predicted || agg.plan.cells.iter().any(|c| c.plan.server.virtual_clock),
+        prediction_basis: m.predicted_with.iter().map(basis_sentence).collect(),
     }
+}
+
+/// How far a predicted server configuration's figures can be trusted, in the words of its
+/// profile: a fitted one's held-out error, or that a hand-written one's is unknown.
+fn basis_sentence(p: &PredictedWith) -> String {
+    let mut s = format!(
+        "Server configuration `{}` was predicted with profile `{}`",
+        p.server, p.profile
+    );
+    match &p.provenance {
+        None => s.push_str(
+            ", written by hand, not fitted to a server: how far its figures are from a real server's is unknown (`vllm-loadtest fit` makes a profile of yours, with its error).",
+        ),
+        Some(f) => {
+            let what = match (&f.model, &f.server_version) {
+                (Some(m), Some(v)) => format!("`{m}` on {v}"),
+                (Some(m), None) => format!("`{m}`"),
+                (None, Some(v)) => v.clone(),
+                (None, None) => "a server".to_string(),
+            };
+            s.push_str(&format!(
+                ", fitted to {what} at `{}` on {} (residuals: prefill {:.1}%, decode {:.1}%).",
+                f.source,
+                f.fitted_at,
+                f.prefill_rel_rms * 100.0,
+                f.decode_rel_rms * 100.0
+            ));
+            match &f.held_out {
+                Some(h) if !h.metrics.is_empty() => {
+                    let errors: Vec<String> = h
+                        .metrics
+                        .iter()
+                        .map(|m| {
+                            let name = m.metric.split(" (").next().unwrap_or(&m.metric);
+                            format!("{name} {:+.1}%", m.error_pct)
+                        })
+                        .collect();
+                    s.push_str(&format!(
+                        " On a load the fit did not use ({}) it predicted {} of the measured: expect errors of that order on loads like it, and larger on loads unlike it.",
+                        h.load,
+                        errors.join(", ")
+                    ));
+                }
+                _ => s.push_str(
+                    " It was not checked on a held-out load: its error is unknown.",
+                ),
+            }
+        }
+    }
+    for (k, was, is) in &p.overridden {
+        s.push_str(&format!(
+            " The experiment sets `{k}` to {is} (the profile's: {was}), which no check saw."
+        ));
+    }
+    s
 }
 
 /// The server, workload, load and SLOs of a cell, in words.

@@ -12,7 +12,8 @@ use crate::runner::progress::{self, RunClock, human_duration};
 use crate::runner::virtual_cell::{self, VirtualServer};
 use crate::store::cell_report::CellInfo;
 use crate::store::layout::{CellDir, RunDir};
-use crate::store::{manifest::Manifest, summary_json};
+use crate::store::manifest::{Manifest, PredictedWith};
+use crate::store::summary_json;
 use crate::workload::body::BodyOptions;
 use crate::workload::{PromptSpec, Workload};
 use anyhow::{Context, Result};
@@ -464,6 +465,9 @@ impl Session<'_> {
             plan.dp
         );
         manifest.predicted = true;
+        manifest
+            .predicted_with
+            .push(predicted_with(id, name, &profile)?);
         manifest.server_versions.push((
             id.to_string(),
             format!("vllm-sim {} (virtual time)", env!("CARGO_PKG_VERSION")),
@@ -793,6 +797,36 @@ fn body_for(cell: &Cell, model: &str) -> BodyOptions {
         continuous_usage: w.continuous_usage_stats,
         extra: None,
     }
+}
+
+/// What the report says of a server configuration predicted with `profile` (resolved
+/// from `name`, the experiment's limits applied): the profile's own provenance, and the
+/// limits the experiment changed since that was measured.
+fn predicted_with(id: &str, name: &str, profile: &vllm_sim::Profile) -> Result<PredictedWith> {
+    let file = vllm_sim::Profile::resolve(name)?;
+    let overridden = [
+        ("max_num_seqs", file.max_num_seqs, profile.max_num_seqs),
+        (
+            "max_num_batched_tokens",
+            file.max_num_batched_tokens,
+            profile.max_num_batched_tokens,
+        ),
+        (
+            "enable_prefix_caching",
+            u32::from(file.enable_prefix_caching),
+            u32::from(profile.enable_prefix_caching),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, was, is)| was != is)
+    .map(|(k, was, is)| (k.to_string(), u64::from(was), u64::from(is)))
+    .collect();
+    Ok(PredictedWith {
+        server: id.to_string(),
+        profile: name.to_string(),
+        provenance: profile.provenance.as_deref().cloned(),
+        overridden,
+    })
 }
 
 /// What the runner needs of a cell (`endpoints` empty in virtual time).

@@ -237,6 +237,32 @@ impl CellDir {
         self.root.join("server.log")
     }
 
+    /// Remove what an earlier cell left in this folder (its records, figures, shard record,
+    /// status, metrics, log; not the lock): a `bench` given a used `--output-dir` then holds
+    /// only its own cell, and `merge` cannot take an old `shard.json` for this one's.
+    pub fn clear(&self) -> Result<()> {
+        for f in [
+            self.requests_jsonl(),
+            self.requests_parquet(),
+            self.events_parquet(),
+            self.summary_json(),
+            self.shard_json(),
+            self.status_json(),
+            self.server_metrics_parquet(),
+            self.legacy_server_metrics_jsonl(),
+            self.gpu_parquet(),
+            self.server_log(),
+        ] {
+            match std::fs::remove_file(&f) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("cannot remove `{}`", f.display()));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// `complete`, `interrupted`, `failed`, `no_completions`; `None`: never ran, or
     /// crashed mid-cell.
     pub fn read_status(&self) -> Option<String> {

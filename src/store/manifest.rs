@@ -27,6 +27,26 @@ pub struct Manifest {
     /// predictions, not measurements.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub predicted: bool,
+    /// What each server configuration was predicted with (`server.clock: virtual`): the
+    /// profile and, for a fitted one, what it says of itself (its held-out error), so the
+    /// report can say how far to trust the prediction.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predicted_with: Vec<PredictedWith>,
+}
+
+/// One server configuration's simulator profile, as a predicted run used it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PredictedWith {
+    /// The server configuration's id.
+    pub server: String,
+    /// The profile's name or file, as the experiment gave it.
+    pub profile: String,
+    /// A fitted profile's own record (`vllm-loadtest fit`); `None`: written by hand.
+    pub provenance: Option<vllm_sim::profile::Provenance>,
+    /// Limits the experiment set over the profile's (`server.max_num_seqs`, …): the
+    /// held-out check did not see them. `(name, profile's, experiment's)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overridden: Vec<(String, u64, u64)>,
 }
 
 impl Manifest {
@@ -51,6 +71,7 @@ impl Manifest {
             seeds,
             error: None,
             predicted: false,
+            predicted_with: Vec::new(),
         }
     }
 }

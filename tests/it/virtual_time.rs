@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 const QUICKSTART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.yaml");
 const SCALING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/scaling.yaml");
 
+/// The command line tool, for commands other than `run`.
+fn run_cmd(args: &[&str]) -> Run {
+    crate::support::run(args)
+}
+
 /// Run `experiment` into `root` with `sets`; the run's folder.
 fn run_experiment(experiment: &str, root: &Path, sets: &[&str]) -> PathBuf {
     let mut args = vec![
@@ -161,6 +166,139 @@ fn the_scaling_example_runs_in_virtual_time_and_its_report_is_marked_predicted()
     }
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
     assert!(html.contains("predicted load test report (virtual time)"));
+    // a hand-written profile's error is unknown, and the report says so
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        md.contains("predicted with profile `default`, written by hand"),
+        "{md}"
+    );
+}
+
+/// A fitted profile's report states the profile's own held-out error, metric by metric as
+/// the profile records it, and the limits the experiment changed since.
+#[test]
+fn a_fitted_profiles_report_states_its_held_out_error() {
+    let dir = temp_dir("virtual-basis");
+    let profile = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/profiles/tiny-llama-cpu.yaml"
+    );
+    let yaml: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(profile).unwrap()).unwrap();
+    let held_out = &yaml["provenance"]["held_out"];
+    let set_profile = format!("server.profile={profile}");
+    let run = run_experiment(
+        QUICKSTART,
+        &dir,
+        &[
+            "server.clock=virtual",
+            &set_profile,
+            "server.max_num_seqs=7",
+            "matrix.request_rate=[5]",
+        ],
+    );
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("fitted to"), "{md}");
+    assert!(md.contains(held_out["load"].as_str().unwrap()), "{md}");
+    let metrics = held_out["metrics"].as_sequence().unwrap();
+    assert!(!metrics.is_empty());
+    for m in metrics {
+        let name = m["metric"].as_str().unwrap().split(" (").next().unwrap();
+        let error = m["error_pct"].as_f64().unwrap();
+        let said = format!("{name} {error:+.1}%");
+        assert!(md.contains(&said), "`{said}` missing: {md}");
+    }
+    let seqs = yaml["max_num_seqs"].as_u64().unwrap();
+    assert!(
+        md.contains(&format!("sets `max_num_seqs` to 7 (the profile's: {seqs})")),
+        "{md}"
+    );
+    assert!(!md.contains("written by hand"), "{md}");
+}
+
+/// `bench --sim P --virtual` predicts the load point the experiment's virtual cell
+/// predicts (the same schedule, prompts and figures), marks it predicted in the table and
+/// the summary, and refuses what it cannot serve.
+#[test]
+fn bench_in_virtual_time_is_the_same_prediction_and_says_so() {
+    let dir = temp_dir("virtual-bench");
+    let run = run_experiment(
+        QUICKSTART,
+        &dir.join("run"),
+        &["server.clock=virtual", "matrix.request_rate=[10]"],
+    );
+    let (_, from_run) = only_cell(&run);
+    let out = dir.join("bench");
+    // a folder a sharded bench used before: its shard record must not survive
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("shard.json"), "{}").unwrap();
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--sim",
+            "--virtual",
+            "--request-rate",
+            "10",
+            "--num-prompts",
+            "500",
+            "--random-input-len",
+            "512",
+            "--random-output-len",
+            "32",
+            "--duration",
+            "25",
+            "--warmup",
+            "8",
+            "--cooldown",
+            "2",
+            "--output-dir",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        run_cmd(&args)
+    };
+    let r = bench(&[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("PREDICTED Benchmark Result")
+            && r.stdout
+                .contains("predicted, not measured: the simulator in virtual time"),
+        "{}",
+        r.stdout
+    );
+    // no client ran: no client line
+    assert!(!r.stdout.contains("Client CPU"), "{}", r.stdout);
+    assert!(!out.join("shard.json").exists());
+    let from_bench = json(&out.join("summary.json"));
+    assert_eq!(from_bench["vllm_loadtest"]["predicted"], true);
+    for key in [
+        "completed",
+        "median_ttft_ms",
+        "p99_ttft_ms",
+        "median_tpot_ms",
+        "median_e2el_ms",
+        "request_throughput",
+    ] {
+        assert_eq!(from_bench[key], from_run[key], "{key}");
+    }
+    let s = &from_bench["vllm_loadtest"]["summary"];
+    assert_eq!(s["sent"], from_run["vllm_loadtest"]["summary"]["sent"]);
+    assert_accounted(&out, s["sent"].as_u64().unwrap());
+    for (extra, says) in [
+        (&["--max-concurrency", "4"][..], "--max-concurrency"),
+        (&["--save-result"][..], "--save-result"),
+    ] {
+        let r = bench(extra);
+        assert_eq!(r.code, Some(1), "{extra:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(says) && r.stderr.contains("hint:"),
+            "{extra:?}: {}",
+            r.stderr
+        );
+    }
+    // a real server is not predicted: `--virtual` needs `--sim`
+    let r = run_cmd(&["bench", "--virtual"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
 }
 
 #[test]

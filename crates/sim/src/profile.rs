@@ -120,14 +120,18 @@ fn default_max_model_len() -> u32 {
 pub const NAMES: [&str; 4] = ["default", "llama-3.1-8b-h100", "llama-3.1-8b-a100", "zero"];
 
 impl Profile {
-    /// Calibrated to the seed: saturates near 13.7 req/s at 512 in / 256 out, TTFT ≈ 85 ms
-    /// at 10 req/s.
+    /// Fitted to both ends of the seed's one-GPU curve (512 tokens in, 256 out, Poisson):
+    /// in virtual time it plateaus at 13.76 req/s (the seed: ~13.7) and its TTFT p50 at
+    /// 10 req/s is 86.7 ms (the seed: 87 ms). Chosen by a scan: the plateau fixes the sum
+    /// of a request's costs, and TTFT at 10 req/s the share in the step it waits for (the
+    /// fixed cost and its own prefill) against the decoding batch's (see
+    /// `virtual_time::tests::the_default_profile_is_the_seeds_curve_at_both_ends`).
     pub fn default_profile() -> Self {
         Profile {
-            c0_s: 23e-3,
-            c_pf_s: 71e-6,
-            c_dec_s: 15e-6,
-            c_kv_s: 60e-9,
+            c0_s: 15e-3,
+            c_pf_s: 44e-6,
+            c_dec_s: 72e-6,
+            c_kv_s: 112e-9,
             c_pf_attn_s: 0.0,
             max_num_seqs: 256,
             max_num_batched_tokens: 2048,
@@ -285,16 +289,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_capacity_is_the_seeds_13_7() {
+    fn default_capacity_in_closed_form_is_near_the_seeds_13_7() {
+        // the closed form counts a full batch's fixed cost per request; the simulated
+        // plateau (13.76, checked in virtual time) overlaps prefill with decoding
         let c = Profile::default_profile().capacity(512, 256);
-        assert!((c - 13.7).abs() < 0.1, "{c}");
+        assert!((c / 13.7 - 1.0).abs() < 0.03, "{c}");
     }
 
     #[test]
     fn yaml_overrides_a_base_and_rejects_unknown_fields() {
         let p = Profile::from_yaml("base: default\nmax_num_seqs: 64\n").unwrap();
         assert_eq!(p.max_num_seqs, 64);
-        assert_eq!(p.c0_s, 23e-3);
+        assert_eq!(p.c0_s, 15e-3);
         assert!(Profile::from_yaml("base: default\nmax_num_seq: 64\n").is_err());
         assert!(Profile::from_yaml("c0_s: 1\n").is_err());
         for n in NAMES {

@@ -52,6 +52,9 @@ pub struct RunFacts {
     pub slo: Option<String>,
     /// The cells ran in the simulator's virtual time: every figure is a prediction.
     pub predicted: bool,
+    /// For a predicted run: per server configuration, what it was predicted with and how
+    /// far that is known to miss (sentences).
+    pub prediction_basis: Vec<String>,
 }
 
 fn ms(v: Option<f64>) -> String {
@@ -249,6 +252,7 @@ pub fn build(
             "Predicted, not measured: every figure here comes from the {}, not from a server under load.",
             facts.launcher
         ));
+        executive.splice(1..1, facts.prediction_basis.iter().cloned());
     }
     Report {
         title: match facts.predicted {

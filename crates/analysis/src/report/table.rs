@@ -19,6 +19,10 @@ pub struct TableSpec<'a> {
     pub configured_rate: f64,
     pub warnings: &'a [String],
     pub client: Option<ClientLine>,
+    /// Not measured: predicted by this (e.g. "the simulator in virtual time, profile `x`").
+    /// Said in the title and on the first line, so a pasted table cannot pass for a
+    /// measurement.
+    pub predicted_by: Option<&'a str>,
 }
 
 /// What the client itself used, for the line under the errors.
@@ -43,7 +47,13 @@ fn rule(w: &mut impl Write, title: &str, fill: char) -> io::Result<()> {
 }
 
 pub fn render(w: &mut impl Write, s: &RunSummary, spec: &TableSpec) -> io::Result<()> {
-    rule(w, " Serving Benchmark Result ", '=')?;
+    match spec.predicted_by {
+        None => rule(w, " Serving Benchmark Result ", '=')?,
+        Some(by) => {
+            rule(w, " PREDICTED Benchmark Result ", '=')?;
+            writeln!(w, "predicted, not measured: {by}")?;
+        }
+    }
     totals(w, s, spec.configured_rate)?;
     latency_sections(w, s, spec)?;
     rule(w, " vllm-loadtest ", '-')?;

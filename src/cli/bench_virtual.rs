@@ -1,0 +1,82 @@
+//! `bench --sim PROFILE --virtual`: one load point predicted in the simulator's virtual time
+//! (`runner::virtual_cell`) instead of sent: the same schedule, prompts, records, summary and
+//! table as `bench --sim PROFILE`, marked predicted in the table's title, the summary and the
+//! folder's name, in a fraction of the time. What needs a live client is refused, not
+//! approximated.
+
+use super::bench::{self, Plan};
+use super::bench_args::BenchArgs;
+use crate::runner::virtual_cell::{self, PrefixHashes, VirtualServer};
+use crate::store::layout::CellDir;
+use crate::workload::Workload;
+use anyhow::{Context, Result, bail};
+use loadtest_base::Tokenizer;
+
+/// Refuse what virtual time cannot serve, before any prompt is built.
+pub(super) fn check(a: &BenchArgs, plan: &Plan) -> Result<()> {
+    if !a.virtual_time {
+        return Ok(());
+    }
+    let why = if plan.load.closed_loop() || plan.load.max_concurrency.is_some() {
+        "`--max-concurrency` (an arrival waits for a request to end) needs the real-time simulator"
+    } else if plan.prompts.turns() > 1 {
+        "`--dataset-name multi_turn` (a turn is sent when the previous one ends) needs the real-time simulator"
+    } else if a.search.is_some() {
+        "`--search` in virtual time is an experiment's: `run` a file with `search:` and `server.clock: virtual`"
+    } else if a.save_result {
+        "`--save-result` writes vLLM's result format, which has no place to say `predicted`"
+    } else if a.start_at.is_some() {
+        "`--start-at` starts sending at a wall-clock instant, and in virtual time nothing is sent"
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "`--virtual` serves an arrival schedule fixed in advance (a rate, a ramp, a trace); {why}\nhint: drop `--virtual` to run it on the real-time simulator"
+    )
+}
+
+/// Predict the load point and store it as `bench` stores a measured one.
+pub(super) fn run(a: &BenchArgs, plan: &Plan, tok: &Tokenizer, workload: &Workload) -> Result<()> {
+    let name = a.sim.as_deref().unwrap_or("default");
+    let profile = vllm_sim::Profile::resolve(name).with_context(|| format!("`--sim {name}`"))?;
+    profile
+        .validate()
+        .with_context(|| format!("`--sim {name}`"))?;
+    let server = VirtualServer {
+        profile,
+        dp: a.sim_dp,
+        seed: plan.load.seed,
+        api_servers: None,
+    };
+    let model = a.model.clone().unwrap_or_else(|| "sim-llama".into());
+    let body = bench::body_options(a, plan, &model);
+    let schedule = plan.load.schedule(a.repeat)?;
+    let rate = plan.load.arrival.rate();
+    let out_dir = a.output_dir.clone().unwrap_or_else(|| {
+        let mut d = bench::default_output(rate, plan.load.shard).into_os_string();
+        d.push("-predicted");
+        d.into()
+    });
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create `{}`", out_dir.display()))?;
+    let out = CellDir::new(out_dir);
+    let _claim = bench::claim(&out)?;
+    out.clear()?;
+    let by = format!(
+        "the simulator in virtual time, profile `{name}`, {} engine(s)",
+        a.sim_dp
+    );
+    eprintln!(
+        "bench: {} requests predicted by {by}, {}, model `{model}`; results in `{}`",
+        schedule.len(),
+        plan.load.arrival.describe(),
+        out.root().display()
+    );
+    let hashes = PrefixHashes::default().for_server("bench", &workload.prompts, &server, tok);
+    let cell = bench::cell_spec(a, plan, &[], workload, &body, schedule, tok);
+    let r = virtual_cell::run(&cell, &server, hashes.as_deref(), &out)?;
+    bench::print_table(plan, &r, Some(&by))?;
+    bench::write_summary(a, plan, &r, &out, &model, tok)?;
+    eprintln!("results: {}", out.root().display());
+    bench::how_it_ended(&r, &out)
+}
