@@ -47,6 +47,9 @@ pub(super) fn plan(a: &BenchArgs) -> Result<Plan> {
     if a.client_threads == 0 {
         bail!("`--client-threads 0`: need at least one thread");
     }
+    if a.sim.is_some() && a.sim_dp == 0 {
+        bail!("`--sim-dp 0`: the simulator needs at least one engine");
+    }
     if a.max_concurrency == Some(0) {
         bail!("`--max-concurrency 0` would never send anything");
     }
@@ -414,7 +417,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         eprintln!("note: {n}");
     }
     if a.virtual_time {
-        return super::bench_virtual::run(&a, &plan, &tok, &workload);
+        return super::bench_virtual::run(&a, &plan, &tok, &workload, &interrupt);
     }
     let rt = super::client_runtime(a.client_threads)?;
     let sim = match &a.sim {

@@ -17,6 +17,8 @@ pub(super) fn check(a: &BenchArgs, plan: &Plan) -> Result<()> {
     if !a.virtual_time {
         return Ok(());
     }
+    // a typo in the profile fails now, not after the prompts are built
+    profile(a)?;
     let why = if plan.load.closed_loop() || plan.load.max_concurrency.is_some() {
         "`--max-concurrency` (an arrival waits for a request to end) needs the real-time simulator"
     } else if plan.prompts.turns() > 1 {
@@ -35,15 +37,29 @@ pub(super) fn check(a: &BenchArgs, plan: &Plan) -> Result<()> {
     )
 }
 
-/// Predict the load point and store it as `bench` stores a measured one.
-pub(super) fn run(a: &BenchArgs, plan: &Plan, tok: &Tokenizer, workload: &Workload) -> Result<()> {
+/// `--sim`'s profile, resolved and checked.
+fn profile(a: &BenchArgs) -> Result<vllm_sim::Profile> {
     let name = a.sim.as_deref().unwrap_or("default");
     let profile = vllm_sim::Profile::resolve(name).with_context(|| format!("`--sim {name}`"))?;
     profile
         .validate()
         .with_context(|| format!("`--sim {name}`"))?;
+    Ok(profile)
+}
+
+/// Predict the load point and store it as `bench` stores a measured one. A signal stops
+/// the prediction and stores nothing of it (a prediction is repeated in seconds; half of
+/// one would read as a load point that ended early).
+pub(super) fn run(
+    a: &BenchArgs,
+    plan: &Plan,
+    tok: &Tokenizer,
+    workload: &Workload,
+    interrupt: &tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    let name = a.sim.as_deref().unwrap_or("default");
     let server = VirtualServer {
-        profile,
+        profile: profile(a)?,
         dp: a.sim_dp,
         seed: plan.load.seed,
         api_servers: None,
@@ -74,7 +90,19 @@ pub(super) fn run(a: &BenchArgs, plan: &Plan, tok: &Tokenizer, workload: &Worklo
     );
     let hashes = PrefixHashes::default().for_server("bench", &workload.prompts, &server, tok);
     let cell = bench::cell_spec(a, plan, &[], workload, &body, schedule, tok);
-    let r = virtual_cell::run(&cell, &server, hashes.as_deref(), &out)?;
+    let r = match virtual_cell::run(&cell, &server, hashes.as_deref(), &out, &|| {
+        *interrupt.borrow()
+    }) {
+        Err(e) if e.is::<virtual_cell::Stopped>() => {
+            out.clear()?;
+            return Err(super::Ended::Interrupted(format!(
+                "interrupted: the prediction was stopped; nothing of it was kept in `{}`",
+                out.root().display()
+            ))
+            .into());
+        }
+        r => r?,
+    };
     bench::print_table(plan, &r, Some(&by))?;
     bench::write_summary(a, plan, &r, &out, &model, tok)?;
     eprintln!("results: {}", out.root().display());

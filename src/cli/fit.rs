@@ -55,6 +55,9 @@ pub struct FitArgs {
     /// Folder for the probes' cells (default: `results/fit/<date>`); `fit FIT_DIR` refits from it.
     #[arg(long, value_name = "DIR", help_heading = FIT)]
     pub probes_dir: Option<PathBuf>,
+    /// Calibrate the per-step and per-sequence costs on two open-loop loads of this many seconds each (Poisson at a quarter and at 55% of the burst-fitted capacity). Off by default: on the CPU vLLM the server's speed drifted between a fit and its validation by more than the calibration corrects (docs/simulator.md). A refit uses the folder's loads if it has them; 0 keeps the burst fit.
+    #[arg(long, value_parser = cli_number(fields::SECS0), value_name = "SECS", help_heading = FIT)]
+    pub load_seconds: Option<f64>,
     /// Seconds of the held-out load (Poisson at half the fitted capacity) whose prediction error the profile states; 0: none.
     #[arg(long, value_parser = cli_number(fields::SECS0), default_value_t = 20.0, value_name = "SECS", help_heading = FIT)]
     pub held_out_seconds: f64,
@@ -100,9 +103,14 @@ fn refit(a: &FitArgs, dir: &FitDir) -> Result<Profile> {
     let (mut profile, f) =
         fitting::fit_folder(dir, a.flags(), &dir.root().display().to_string(), &tool())?;
     print_fit(&profile, &f);
+    let facts = fitting::read_facts(dir)?;
+    if a.load_seconds != Some(0.0)
+        && let Some(o) = fitting::calibrate_folder(dir, &mut profile, facts.engines.max(1))?
+    {
+        print_open_loop(&profile, &o);
+    }
     let held = dir.held_out();
     if crate::store::records::exist(&held) {
-        let facts = fitting::read_facts(dir)?;
         let n = crate::store::records::read_compact(&held)?.len();
         let load = probe::load_plan(Arrival::AllAtOnce, n, None);
         let what = format!("the {n} requests of `{}`", held.root().display());
@@ -203,14 +211,24 @@ fn live(a: &FitArgs) -> Result<Profile> {
         prober.identify(&plan, &dir).await?;
         let (mut profile, f) = fitting::fit_folder(&dir, a.flags(), &url.to_string(), &tool())?;
         print_fit(&profile, &f);
+        let engines = facts.engines.max(1);
+        if let Some(secs) = a.load_seconds.filter(|&s| s > 0.0) {
+            for (k, share) in OPEN_LOOP_SHARES.into_iter().enumerate() {
+                let load = open_loop_load(&profile, &plan.open_loop, engines, share, secs);
+                let what = format!("open-loop load {} of {}", k + 1, OPEN_LOOP_SHARES.len());
+                prober
+                    .open_loop(&what, &load, 11 + k as u64, &dir.load_probe(k))
+                    .await?;
+            }
+            if let Some(o) = fitting::calibrate_folder(&dir, &mut profile, engines)? {
+                print_open_loop(&profile, &o);
+            }
+        }
         if a.held_out_seconds > 0.0 {
-            let load = held_out_load(
-                &profile,
-                &plan.held_out,
-                facts.engines.max(1),
-                a.held_out_seconds,
-            );
-            let (_, lp, measured) = prober.held_out(&load, &dir.held_out()).await?;
+            let load = open_loop_load(&profile, &plan.held_out, engines, 0.5, a.held_out_seconds);
+            let (_, lp, measured) = prober
+                .open_loop("held-out load", &load, 7, &dir.held_out())
+                .await?;
             let predicted = fitting::predict_measured(
                 &dir.held_out(),
                 &profile,
@@ -228,16 +246,23 @@ fn live(a: &FitArgs) -> Result<Profile> {
     })
 }
 
-/// Half the fitted capacity at the held-out lengths (below saturation, where a prediction
-/// is judged on latency), for about `seconds`.
-fn held_out_load(
+/// The open-loop loads' rates, as shares of the burst-fitted capacity: a light one (few
+/// sequences a step: mostly the per-step cost) and a busier one (the per-sequence cost),
+/// both below where the burst fit's capacity could be too high (on the CPU vLLM it was
+/// 15% high).
+const OPEN_LOOP_SHARES: [f64; 2] = [0.25, 0.55];
+
+/// `share` of `profile`'s capacity at `shape`'s lengths (below saturation, where a
+/// prediction is judged on latency), for about `seconds`.
+fn open_loop_load(
     profile: &Profile,
     shape: &HeldOutLoad,
     engines: usize,
+    share: f64,
     seconds: f64,
 ) -> HeldOutLoad {
     let cap = profile.capacity(shape.input_len, shape.output_len) * engines as f64;
-    let rate = (0.5 * cap).clamp(0.1, 1000.0);
+    let rate = (share * cap).clamp(0.1, 1000.0);
     HeldOutLoad {
         rate,
         requests: ((rate * seconds) as usize).clamp(20, 2000),
@@ -286,6 +311,20 @@ fn print_fit(p: &Profile, f: &Fit) {
         for n in &prov.notes {
             eprintln!("  note: {n}");
         }
+    }
+}
+
+fn print_open_loop(p: &Profile, o: &vllm_sim::profile::OpenLoop) {
+    eprintln!(
+        "fit: calibrated to {} open-loop loads: c0 {:.3} → {:.3} ms, c_dec {:.1} → {:.1} µs",
+        o.loads.len(),
+        o.burst_c0_s * 1e3,
+        p.c0_s * 1e3,
+        o.burst_c_dec_s * 1e6,
+        p.c_dec_s * 1e6
+    );
+    for h in &o.loads {
+        print_held_out(h);
     }
 }
 

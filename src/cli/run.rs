@@ -440,6 +440,7 @@ impl Session<'_> {
         eprintln!("server `{id}`: up ({})", running.description);
         let endpoints = reach(&access, &running.urls).await?;
         let version = server_version(&endpoints[0]).await;
+        manifest.server_versions.retain(|(s, _)| s != id);
         manifest.server_versions.push((id.to_string(), version));
         self.dir.write_manifest(manifest)?;
         let model = match &plan.model {
@@ -465,9 +466,12 @@ impl Session<'_> {
             plan.dp
         );
         manifest.predicted = true;
+        // once per server configuration, a resumed run's included
+        manifest.predicted_with.retain(|p| p.server != id);
         manifest
             .predicted_with
             .push(predicted_with(id, name, &profile)?);
+        manifest.server_versions.retain(|(s, _)| s != id);
         manifest.server_versions.push((
             id.to_string(),
             format!("vllm-sim {} (virtual time)", env!("CARGO_PKG_VERSION")),
@@ -513,6 +517,7 @@ impl Session<'_> {
                 tok,
                 (total, None),
                 &cdir,
+                &|| *interrupt.borrow(),
             )
         };
         let threads = std::thread::available_parallelism()
@@ -540,7 +545,11 @@ impl Session<'_> {
             let Some(r) = slot.into_inner().expect("result slot") else {
                 continue;
             };
-            let r = r?;
+            // stopped by a signal mid-prediction: pending too
+            let r = match r {
+                Err(e) if e.is::<virtual_cell::Stopped>() => continue,
+                r => r?,
+            };
             let cdir = self.dir.cell(&cell.id);
             let status = r.status();
             write_cell_summary(self.exp, cell, &r, status, &cdir, model, &self.tok)?;
@@ -658,7 +667,8 @@ impl Session<'_> {
                 let key = cell.plan.workload.prompts.key();
                 let hashes = self.hashes.for_server(&key, &wl.prompts, v, &self.tok);
                 let (a, tok, model) = (self.a, &self.tok, &server.model);
-                predict_cell(
+                let interrupt = &self.interrupt;
+                match predict_cell(
                     a,
                     cell,
                     &wl,
@@ -668,7 +678,12 @@ impl Session<'_> {
                     tok,
                     (total, eta),
                     &cdir,
-                )?
+                    &|| *interrupt.borrow(),
+                ) {
+                    // stopped by a signal: the probe stays pending, as one not yet run
+                    Err(e) if e.is::<virtual_cell::Stopped>() => return Ok(None),
+                    r => r?,
+                }
             }
         };
         if let Some(c) = &mut self.run_clock {
@@ -887,6 +902,7 @@ fn predict_cell(
     tok: &Tokenizer,
     progress: (usize, Option<progress::RunEta>),
     cdir: &CellDir,
+    stopped: &dyn Fn() -> bool,
 ) -> Result<CellResult> {
     eprintln!(
         "cell {}/{} `{}` ({}): predicting in virtual time",
@@ -897,7 +913,7 @@ fn predict_cell(
     );
     let body = body_for(cell, model);
     let spec = cell_spec(a, cell, &[], &body, wl, tok, progress)?;
-    virtual_cell::run(&spec, v, hashes, cdir)
+    virtual_cell::run(&spec, v, hashes, cdir, stopped)
 }
 
 /// Run a cell against a server over HTTP, with its slice of the server's log.

@@ -21,8 +21,10 @@ use loadtest_analysis::summary::RunSummary;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use vllm_sim::Profile;
+use vllm_sim::calibrate::{ObservedLoad, central_mean};
 use vllm_sim::fit::Fit;
-use vllm_sim::profile::{HeldOut, HeldOutMetric, Provenance};
+use vllm_sim::profile::{HeldOut, HeldOutMetric, OpenLoop, Provenance};
+use vllm_sim::virtual_time::VirtualRequest;
 
 /// Limits given on the command line (vLLM does not expose them).
 #[derive(Debug, Clone, Copy, Default)]
@@ -83,6 +85,7 @@ pub fn fit_folder(
         decode_rel_rms: f.decode_rel_rms,
         limits,
         notes,
+        open_loop: None,
         held_out: None,
     }));
     profile.validate()?;
@@ -204,6 +207,115 @@ fn limits(
     (p, from)
 }
 
+/// Calibrate `profile`'s `c0_s` and `c_dec_s` to the open-loop loads measured in `dir`
+/// (`vllm_sim::calibrate`), recording it in the provenance; `None` when the folder has no
+/// such load (a fit with `--load-seconds 0`, or one made before them).
+pub fn calibrate_folder(
+    dir: &FitDir,
+    profile: &mut Profile,
+    engines: usize,
+) -> Result<Option<OpenLoop>> {
+    let cells = dir.load_probes();
+    if cells.is_empty() {
+        return Ok(None);
+    }
+    let mut loads = Vec::with_capacity(cells.len());
+    let mut names = Vec::with_capacity(cells.len());
+    for cell in &cells {
+        let recs = records::read_full(cell)?;
+        let (ttft, tpot) = observed_times(&recs);
+        if ttft.is_nan() || tpot.is_nan() {
+            anyhow::bail!(
+                "`{}` has no completed request to calibrate on
+hint: fit again, or with `--load-seconds 0` to keep the burst fit",
+                cell.root().display()
+            );
+        }
+        loads.push(ObservedLoad {
+            requests: recs.iter().map(virtual_request).collect(),
+            ttft_s: ttft,
+            tpot_s: tpot,
+        });
+        names.push(format!(
+            "`{}`: Poisson, {} requests",
+            cell.root()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            recs.len()
+        ));
+    }
+    let c = vllm_sim::calibrate::calibrate(profile, engines, &loads)
+        .map_err(|e| anyhow::anyhow!("calibrating to the open-loop loads: {e}"))?;
+    let metric = |name: &str, measured: f64, predicted: f64| HeldOutMetric {
+        metric: name.to_string(),
+        measured: measured * 1e3,
+        predicted: predicted * 1e3,
+        error_pct: (predicted - measured) / measured * 100.0,
+    };
+    let open = OpenLoop {
+        burst_c0_s: profile.c0_s,
+        burst_c_dec_s: profile.c_dec_s,
+        loads: names
+            .into_iter()
+            .zip(&loads)
+            .zip(c.before.iter().zip(&c.after))
+            .map(|((load, l), (b, a))| HeldOut {
+                load,
+                metrics: vec![
+                    metric("TTFT (ms), burst fit", l.ttft_s, b.0),
+                    metric("TTFT (ms), calibrated", l.ttft_s, a.0),
+                    metric("TPOT (ms), burst fit", l.tpot_s, b.1),
+                    metric("TPOT (ms), calibrated", l.tpot_s, a.1),
+                ],
+            })
+            .collect(),
+    };
+    let provenance = profile.provenance.take();
+    *profile = c.profile;
+    profile.provenance = provenance;
+    if let Some(p) = profile.provenance.as_mut() {
+        p.open_loop = Some(open.clone());
+        p.notes.push(format!(
+            "c0_s and c_dec_s calibrated to {} open-loop loads (burst fit: {:.3} ms and {:.1} µs); their standard errors are the burst fit's",
+            loads.len(),
+            open.burst_c0_s * 1e3,
+            open.burst_c_dec_s * 1e6
+        ));
+    }
+    Ok(Some(open))
+}
+
+/// A load's TTFT and TPOT as the calibration reads them: the mean of the middle 80% of
+/// the successful requests' (TTFT from when each was sent).
+fn observed_times(recs: &[loadtest_analysis::record::RequestRecord]) -> (f64, f64) {
+    let mut ttft = Vec::new();
+    let mut tpot = Vec::new();
+    for r in recs.iter().filter(|r| r.is_ok()) {
+        if let Some(t) = r.ttft_ns() {
+            ttft.push(t as f64 / 1e9);
+        }
+        if let Some(t) = r.tpot_ns() {
+            tpot.push(t / 1e9);
+        }
+    }
+    (central_mean(&mut ttft), central_mean(&mut tpot))
+}
+
+/// A measured request as the simulator receives it: sent at its intended instant, its
+/// prompt as the server counted it, `max_tokens` as sent.
+fn virtual_request(r: &loadtest_analysis::record::RequestRecord) -> VirtualRequest {
+    VirtualRequest {
+        arrival_ns: r.t_intended_ns,
+        prompt_tokens: r.server_prompt_tokens.unwrap_or(r.input_tokens),
+        max_tokens: r.max_tokens,
+        min_tokens: 0,
+        ignore_eos: true,
+        pinned_rank: None,
+        block_hashes: Default::default(),
+    }
+}
+
 /// Predict a measured cell in virtual time: its own arrival instants and lengths (prompt
 /// as the server counted it, `max_tokens` as sent), `ignore_eos` as it ran. The records
 /// say everything the simulator needs, so any measured cell can be predicted.
@@ -258,7 +370,8 @@ pub fn predict_measured(
         seed: 0,
         api_servers: None,
     };
-    virtual_cell::run(&spec, &server, None, out)
+    // short: a held-out load of seconds, not worth an interrupt check
+    virtual_cell::run(&spec, &server, None, out, &|| false)
 }
 
 /// Throughput and the p50s of TTFT, TPOT and E2E, measured beside predicted.

@@ -30,6 +30,8 @@ pub struct ProbePlan {
     /// Decode batches as (prompt tokens, batch size).
     pub batches: Vec<(u32, u32)>,
     pub repeats: u32,
+    /// The open-loop loads' shape (`calibrate`; rates set from the burst fit).
+    pub open_loop: HeldOutLoad,
     pub held_out: HeldOutLoad,
 }
 
@@ -128,7 +130,14 @@ pub fn plan(bounds: Bounds, repeats: u32) -> Result<ProbePlan> {
         prefill_prompts: prompts,
         batches,
         repeats: repeats.max(1),
-        // filled in once the profile is fitted (its rate depends on the fitted capacity)
+        // rates and counts filled in once the profile is fitted (they depend on its
+        // capacity); shapes unlike every probe's and each other's
+        open_loop: HeldOutLoad {
+            rate: 0.0,
+            requests: 0,
+            input_len: 192.min(room / 2).max(16),
+            output_len: 160.min(room / 4).max(8),
+        },
         held_out: HeldOutLoad {
             rate: 0.0,
             requests: 0,
@@ -184,10 +193,13 @@ impl Prober<'_> {
         Ok(())
     }
 
-    /// The held-out load, measured; its prompts, schedule and result.
-    pub async fn held_out(
+    /// An open-loop load (`what`: "held-out load", …), measured; its prompts, schedule
+    /// and result. `seed` makes its prompts and arrivals its own.
+    pub async fn open_loop(
         &self,
+        what: &str,
         load: &HeldOutLoad,
+        seed: u64,
         cdir: &CellDir,
     ) -> Result<(Vec<Prompt>, LoadPlan, CellResult)> {
         let wl = random::generate(
@@ -197,14 +209,15 @@ impl Prober<'_> {
                 output_len: load.output_len,
                 range_ratio: 0.25,
                 prefix_len: 0,
-                seed: 7,
+                seed,
             },
             self.tok,
         )?;
-        let plan = load_plan(Arrival::Poisson { rate: load.rate }, load.requests, None);
+        let mut plan = load_plan(Arrival::Poisson { rate: load.rate }, load.requests, None);
+        plan.seed = seed;
         let r = self
             .run(
-                &format!("held-out load: {}", load.describe()),
+                &format!("{what}: {}", load.describe()),
                 &wl.prompts,
                 &plan,
                 cdir,

@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use vllm_sim::Profile;
 use vllm_sim::prefix_cache::{BlockHash, block_hashes};
-use vllm_sim::virtual_time::{VirtualConfig, VirtualRequest, simulate};
+use vllm_sim::virtual_time::{VirtualConfig, VirtualRequest, simulate_until};
 
 /// The simulated server a group of virtual cells shares: what `launcher: sim` would start.
 #[derive(Debug, Clone)]
@@ -81,19 +81,39 @@ impl PrefixHashes {
     }
 }
 
+/// The prediction was stopped (Ctrl-C, SIGTERM) before it ended: nothing of it is stored.
+#[derive(Debug, thiserror::Error)]
+#[error("the prediction was stopped before it ended")]
+pub struct Stopped;
+
+/// The longest stretch of virtual time a cell may span: its figures keep a row per second
+/// (the time series), and a schedule or a profile spanning years (a rate of 1e-9 req/s, a
+/// step of an hour) would fill the memory with empty seconds long before it ended.
+const MAX_SPAN_S: u64 = 30 * 86_400;
+
 /// Run the cell in virtual time and store it as a measured cell is stored. `hashes`: its
 /// prompts' block hashes (`PrefixHashes::for_server`). Cells share nothing while they run:
-/// several may run at once, one per core.
+/// several may run at once, one per core. `stopped` is asked every few thousand events
+/// (`Stopped` when it says so).
 pub fn run(
     c: &CellSpec,
     server: &VirtualServer,
     hashes: Option<&[Arc<[BlockHash]>]>,
     out: &CellDir,
+    stopped: &dyn Fn() -> bool,
 ) -> Result<CellResult> {
     let wall = std::time::Instant::now();
     let n_sent = sent(c);
+    let last = c.schedule[..n_sent].last().copied().unwrap_or(0);
+    if last / 1_000_000_000 > MAX_SPAN_S {
+        anyhow::bail!(
+            "the arrival schedule spans {:.0} days of virtual time; a prediction covers at most {} days\nhint: a higher rate, fewer requests, or a shorter `duration`",
+            last as f64 / 86_400e9,
+            MAX_SPAN_S / 86_400
+        );
+    }
     let requests = requests(c, hashes, n_sent);
-    let run = simulate(
+    let run = simulate_until(
         &VirtualConfig {
             profile: server.profile.clone(),
             dp: server.dp,
@@ -104,8 +124,21 @@ pub fn run(
             record_token_times: true,
         },
         &requests,
+        stopped,
     )
-    .map_err(|e| anyhow::anyhow!("the virtual-time simulation failed: {e:?}"))?;
+    .map_err(|e| match e {
+        vllm_sim::virtual_time::SimError::Stopped => anyhow::Error::new(Stopped),
+        e => anyhow::anyhow!("the virtual-time simulation failed: {e}"),
+    })?;
+    if run.end_ns / 1_000_000_000 > MAX_SPAN_S {
+        anyhow::bail!(
+            "the prediction ran {:.0} days of virtual time (the profile's steps: c0 {} s, a prompt token {} s); a prediction covers at most {} days\nhint: check the profile's coefficients (seconds, not milliseconds)",
+            run.end_ns as f64 / 86_400e9,
+            server.profile.c0_s,
+            server.profile.c_pf_s,
+            MAX_SPAN_S / 86_400
+        );
+    }
     let cut = Cut::of(c, &requests, &run.token_times, n_sent);
     let full: Vec<RequestRecord> = requests
         .iter()

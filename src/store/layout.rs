@@ -352,7 +352,21 @@ impl FitDir {
         )
     }
 
-    /// The held-out load, measured on the server (closed loop).
+    /// Open-loop load `k` (Poisson) the burst-fitted profile is calibrated on
+    /// (`vllm_sim::calibrate`).
+    pub fn load_probe(&self, k: usize) -> CellDir {
+        CellDir::new(self.root.join(format!("load-{k}")))
+    }
+
+    /// The open-loop loads measured so far, in order (`load-0`, `load-1`, …).
+    pub fn load_probes(&self) -> Vec<CellDir> {
+        (0..)
+            .map(|k| self.load_probe(k))
+            .take_while(|c| c.root().is_dir())
+            .collect()
+    }
+
+    /// The held-out load, measured on the server (open loop, Poisson).
     pub fn held_out(&self) -> CellDir {
         CellDir::new(self.root.join("held-out"))
     }

@@ -45,6 +45,8 @@ fn a_fit_recovers_the_servers_step_costs_and_states_its_own_error() {
         "1",
         "--held-out-seconds",
         "4",
+        "--load-seconds",
+        "4",
         "--probes-dir",
         probes.to_str().unwrap(),
         "-o",
@@ -55,8 +57,23 @@ fn a_fit_recovers_the_servers_step_costs_and_states_its_own_error() {
     let _ = sim.wait();
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stderr.contains("profile written to"), "{}", r.stderr);
+    let calibrated = profile(&out);
 
-    let p = profile(&out);
+    // the burst fit alone (the probes refitted without the open-loop loads) recovers the
+    // server's costs; the calibration then absorbs what the real-time simulator's HTTP
+    // side adds under open-loop load, which is not the step costs configured
+    let burst = dir.join("burst.yaml");
+    let r = run(&[
+        "fit",
+        probes.to_str().unwrap(),
+        "--load-seconds",
+        "0",
+        "-o",
+        burst.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let p = profile(&burst);
+    assert!(p["provenance"].get("open_loop").is_none(), "{p:?}");
     close("c0", &p["c0_s"], 0.006, 0.2);
     close("c_dec", &p["c_dec_s"], 150e-6, 0.25);
     // the prefill curve (one sample per length: its linear and quadratic terms trade off
@@ -95,10 +112,38 @@ fn a_fit_recovers_the_servers_step_costs_and_states_its_own_error() {
             .starts_with("assumed"),
         "{limits:?}"
     );
-    assert_eq!(prov["source"].as_str(), Some(url.as_str()));
+    assert_eq!(
+        calibrated["provenance"]["source"].as_str(),
+        Some(url.as_str())
+    );
     assert!(prov["std_errors"]["c0_s"].as_f64().unwrap() > 0.0);
+    // calibrated on two open-loop loads: both predicted within 5% on TPOT, and no worse
+    // than the burst fit predicted them
+    let open = &calibrated["provenance"]["open_loop"];
+    let loads = open["loads"].as_sequence().unwrap();
+    assert_eq!(loads.len(), 2, "{open:?}");
+    for l in loads {
+        let m = l["metrics"].as_sequence().unwrap();
+        let e = |name: &str| {
+            m.iter()
+                .find(|x| x["metric"].as_str() == Some(name))
+                .unwrap_or_else(|| panic!("{name} in {m:?}"))["error_pct"]
+                .as_f64()
+                .unwrap()
+                .abs()
+        };
+        assert!(
+            e("TPOT (ms), calibrated") <= e("TPOT (ms), burst fit") + 1.0,
+            "{m:?}"
+        );
+        assert!(e("TPOT (ms), calibrated") < 5.0, "{m:?}");
+    }
+    assert!(probes.join("load-0").is_dir() && probes.join("load-1").is_dir());
     // the held-out load, predicted beside measured: throughput close, TTFT near
-    let held: Vec<serde_yaml::Value> = prov["held_out"]["metrics"].as_sequence().unwrap().clone();
+    let held: Vec<serde_yaml::Value> = calibrated["provenance"]["held_out"]["metrics"]
+        .as_sequence()
+        .unwrap()
+        .clone();
     let err = |name: &str| {
         held.iter()
             .find(|m| m["metric"].as_str().unwrap().starts_with(name))
@@ -119,7 +164,7 @@ fn a_fit_recovers_the_servers_step_costs_and_states_its_own_error() {
         again.to_str().unwrap(),
     ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let q = profile(&again);
+    let (p, q) = (calibrated, profile(&again));
     for k in [
         "c0_s",
         "c_pf_s",

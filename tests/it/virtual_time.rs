@@ -299,6 +299,84 @@ fn bench_in_virtual_time_is_the_same_prediction_and_says_so() {
     // a real server is not predicted: `--virtual` needs `--sim`
     let r = run_cmd(&["bench", "--virtual"]);
     assert_eq!(r.code, Some(2), "{}", r.stderr);
+    // refused before any prompt is built: no engine, a profile that is not there, and a
+    // schedule spanning years of virtual time (its per-second figures would fill memory)
+    let out_s = out.to_str().unwrap();
+    for (args, says) in [
+        (&["--sim", "--sim-dp", "0"][..], "--sim-dp 0"),
+        (
+            &["--sim", "no-such-profile.yaml"][..],
+            "no-such-profile.yaml",
+        ),
+        (
+            &["--sim", "--request-rate", "0.000001", "--num-prompts", "20"][..],
+            "days of virtual time",
+        ),
+    ] {
+        let mut all = vec!["bench", "--virtual", "--output-dir", out_s, "--quiet"];
+        all.extend(args);
+        let r = run_cmd(&all);
+        assert_eq!(r.code, Some(1), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+    }
+}
+
+/// Ctrl-C stops a long prediction within a moment and keeps nothing of it: half a
+/// prediction would read as a load point that ended early.
+#[test]
+fn a_signal_stops_a_prediction_and_keeps_nothing() {
+    let dir = temp_dir("virtual-sigint");
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "bench",
+            "--sim",
+            "--virtual",
+            "--request-rate",
+            "200",
+            "--duration",
+            "3600",
+            "--num-prompts",
+            "100",
+            "--random-input-len",
+            "512",
+            "--random-output-len",
+            "128",
+            "--quiet",
+            "--output-dir",
+            dir.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the prompts are built in well under a second; the prediction takes ~15 s
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // SAFETY: plain kill(2) on the child we started.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let sent = std::time::Instant::now();
+    let deadline = sent + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the prediction did not stop after SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(3),
+        "stopped after {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(status.code(), Some(130));
+    assert!(!dir.join("summary.json").exists());
+    assert!(!dir.join("requests.parquet").exists());
 }
 
 #[test]

@@ -10,12 +10,14 @@
 //! - `metrics`: vLLM's Prometheus families per engine.
 //! - `virtual_time`: the discrete-event driver.
 //! - `fit`: least squares of the step model to a client's token timings (pure).
+//! - `calibrate`: the per-step and per-sequence costs adjusted to open-loop loads (pure).
 //! - `realtime`: engine threads on the wall clock.
 //! - `direct`: where tokens go: written into the socket by the engine thread, or to a task.
 //! - `server`, `wire`, `faults`, `tls`: the HTTP side (plain or TLS).
 //! - `background`: an in-process server on its own thread (for `bench --sim` and tests).
 
 pub mod background;
+pub mod calibrate;
 pub mod direct;
 pub mod engine;
 pub mod faults;

@@ -81,9 +81,65 @@ pub struct Provenance {
     /// Batches of the decode probe left out, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// `c0_s` and `c_dec_s` calibrated to open-loop loads after the burst fit
+    /// (`calibrate`): from what, to what, and how each load was predicted before and after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_loop: Option<OpenLoop>,
     /// The profile's own prediction of a load it was not fitted on, beside the measurement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_out: Option<HeldOut>,
+}
+
+/// The open-loop calibration of a fitted profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenLoop {
+    /// The burst fit's values, before calibration (seconds).
+    pub burst_c0_s: f64,
+    pub burst_c_dec_s: f64,
+    /// Each load, and its TTFT and TPOT (mean of the middle 80%) measured and predicted.
+    pub loads: Vec<HeldOut>,
+}
+
+impl Provenance {
+    /// Every figure a number: a NaN or an infinity (a hand-edited file) would be written
+    /// to a run's manifest as `null` and make it unreadable.
+    fn check_finite(&self) -> Result<()> {
+        let mut figures: Vec<(String, f64)> = vec![
+            ("prefill_rel_rms".into(), self.prefill_rel_rms),
+            ("decode_rel_rms".into(), self.decode_rel_rms),
+        ];
+        figures.extend(
+            self.std_errors
+                .iter()
+                .map(|(k, v)| (format!("std_errors.{k}"), *v)),
+        );
+        let loads = self
+            .held_out
+            .iter()
+            .chain(self.open_loop.iter().flat_map(|o| o.loads.iter()));
+        for h in loads {
+            for m in &h.metrics {
+                for (what, v) in [
+                    ("measured", m.measured),
+                    ("predicted", m.predicted),
+                    ("error_pct", m.error_pct),
+                ] {
+                    figures.push((format!("`{}` {what}", m.metric), v));
+                }
+            }
+        }
+        if let Some(o) = &self.open_loop {
+            figures.push(("open_loop.burst_c0_s".into(), o.burst_c0_s));
+            figures.push(("open_loop.burst_c_dec_s".into(), o.burst_c_dec_s));
+        }
+        match figures.into_iter().find(|(_, v)| !v.is_finite()) {
+            Some((name, v)) => bail!(
+                "provenance: {name} is {v}, not a number\nhint: refit, or remove the `provenance` section"
+            ),
+            None => Ok(()),
+        }
+    }
 }
 
 /// One held-out load, measured and predicted (virtual time, the fitted profile).
@@ -263,6 +319,15 @@ impl Profile {
         if !(0.0..1.0).contains(&self.jitter) {
             bail!("jitter must be in [0, 1)");
         }
+        if !(self.eos_mean_tokens.is_finite() && self.eos_mean_tokens >= 1.0) {
+            bail!("eos_mean_tokens must be a number of at least 1");
+        }
+        if self.max_model_len == 0 {
+            bail!("max_model_len must be positive");
+        }
+        if let Some(p) = &self.provenance {
+            p.check_finite()?;
+        }
         Ok(())
     }
 
@@ -294,6 +359,24 @@ mod tests {
         // plateau (13.76, checked in virtual time) overlaps prefill with decoding
         let c = Profile::default_profile().capacity(512, 256);
         assert!((c / 13.7 - 1.0).abs() < 0.03, "{c}");
+    }
+
+    #[test]
+    fn a_provenance_figure_that_is_not_a_number_is_refused() {
+        let p = Profile::resolve(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/profiles/tiny-llama-cpu.yaml"
+        ))
+        .unwrap();
+        p.validate().unwrap();
+        let mut bad = p.clone();
+        let prov = bad.provenance.as_mut().unwrap();
+        prov.held_out.as_mut().unwrap().metrics[0].error_pct = f64::NAN;
+        let e = format!("{:#}", bad.validate().unwrap_err());
+        assert!(e.contains("error_pct is NaN"), "{e}");
+        let mut bad = p;
+        bad.provenance.as_mut().unwrap().decode_rel_rms = f64::INFINITY;
+        assert!(bad.validate().is_err());
     }
 
     #[test]

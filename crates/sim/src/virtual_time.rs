@@ -121,10 +121,23 @@ pub enum SimError {
         t_ns: u64,
         why: String,
     },
+    /// `simulate_until`'s `stopped` said so (Ctrl-C, SIGTERM).
+    #[error("stopped before the simulation ended")]
+    Stopped,
 }
 
 /// Run `requests` (any order) through the simulated deployment until every one finished.
 pub fn simulate(cfg: &VirtualConfig, requests: &[VirtualRequest]) -> Result<VirtualRun, SimError> {
+    simulate_until(cfg, requests, &|| false)
+}
+
+/// [`simulate`], asking `stopped` every few thousand events whether to give up
+/// (`SimError::Stopped`): a long prediction answers Ctrl-C within milliseconds.
+pub fn simulate_until(
+    cfg: &VirtualConfig,
+    requests: &[VirtualRequest],
+    stopped: &dyn Fn() -> bool,
+) -> Result<VirtualRun, SimError> {
     cfg.profile
         .validate()
         .map_err(|e| SimError::Profile(format!("{e:#}")))?;
@@ -133,7 +146,7 @@ pub fn simulate(cfg: &VirtualConfig, requests: &[VirtualRequest]) -> Result<Virt
     if cfg.sample_every_ns.is_some() {
         sim.events.push(0, Kind::Sample);
     }
-    let end_ns = sim.run()?;
+    let end_ns = sim.run(stopped)?;
     sim.into_run(end_ns)
 }
 
@@ -198,7 +211,8 @@ impl<'a> Sim<'a> {
         // The front end is FIFO in arrival order, so admit times are computed in that order.
         for &i in &order {
             let r = &requests[i];
-            let mut ready = r.arrival_ns + fe_ns;
+            // saturating: absurd inputs (a front end of 1e12 s) end far away, not in a panic
+            let mut ready = r.arrival_ns.saturating_add(fe_ns);
             if let Some(f) = front.as_mut() {
                 ready = f.admit(ready, r.prompt_tokens, r.max_tokens);
             }
@@ -209,9 +223,14 @@ impl<'a> Sim<'a> {
     }
 
     /// Play events until every request finished; returns the time of the last event.
-    fn run(&mut self) -> Result<u64, SimError> {
+    fn run(&mut self, stopped: &dyn Fn() -> bool) -> Result<u64, SimError> {
         let mut now = 0;
+        let mut n: u32 = 0;
         while let Some((t, kind)) = self.events.pop() {
+            n = n.wrapping_add(1);
+            if n.is_multiple_of(4096) && stopped() {
+                return Err(SimError::Stopped);
+            }
             now = t;
             match kind {
                 Kind::Arrival(i) => self.arrive(i, t),
@@ -252,7 +271,7 @@ impl<'a> Sim<'a> {
         match self.engines[e].begin_step(t) {
             Some(d) => {
                 self.steps += 1;
-                self.events.push(t + d, Kind::StepEnd(e));
+                self.events.push(t.saturating_add(d), Kind::StepEnd(e));
             }
             None => self.busy[e] = false,
         }

@@ -625,7 +625,7 @@ fn turns_section(cells: &[CellInput]) -> Section {
 fn cells_section(cells: &[CellInput]) -> Section {
     Section {
         title: "All cells".into(),
-        paragraphs: vec!["Recomputed from each cell's raw records (`cells/*/requests.jsonl`); the same figures are in `runs.parquet`. Achieved throughput is the mean of completions in the window and the output-token rate over the window divided by the mean output length (see the README); TTFT covers every request sent in the window, a request cut off before its first token counted as at least its wait (`>`: a lower bound); TPOT covers the successful ones. Every request sent is ok, failed or cancelled. Prefix cache hits, when the server exports vLLM's counters, are the prompt tokens found in its prefix cache over those looked up (`vllm:prefix_cache_hits_total` / `vllm:prefix_cache_queries_total`, their growth over the cell).".into()],
+        paragraphs: vec!["Recomputed from each cell's raw records (`cells/*/requests.parquet` and `events.parquet`); the same figures are in `runs.parquet`. Achieved throughput is the mean of completions in the window and the output-token rate over the window divided by the mean output length (see the README); TTFT covers every request sent in the window, a request cut off before its first token counted as at least its wait (`>`: a lower bound); TPOT covers the successful ones. Every request sent is ok, failed or cancelled. Prefix cache hits, when the server exports vLLM's counters, are the prompt tokens found in its prefix cache over those looked up (`vllm:prefix_cache_hits_total` / `vllm:prefix_cache_queries_total`, their growth over the cell).".into()],
         figures: vec![],
         tables: vec![cells_table(cells)],
     }
