@@ -9,7 +9,9 @@
 //! sending stops at the cell's duration (later arrivals are not sent), requests after the
 //! measurement window are cut once every request of the window has ended, the drain limit
 //! cuts (right-censors) whatever is left, and a request longer than the request timeout
-//! fails as `timeout`. One difference stays: a request cut by the client keeps its place in
+//! fails as `timeout`. A request whose prompt and output budget do not fit the profile's
+//! `max_model_len` is answered 400 at once, as vLLM answers it, and never reaches an engine.
+//! One difference stays: a request cut by the client keeps its place in
 //! the simulated engine until it ends, where vLLM would free it at once. After the cut no
 //! figure looks; a timed-out request's place is kept, so many timeouts make the prediction
 //! pessimistic for the requests behind them.
@@ -113,6 +115,13 @@ pub fn run(
         );
     }
     let requests = requests(c, hashes, n_sent);
+    // what vLLM answers 400 to never reaches an engine
+    let limit = server.profile.max_model_len;
+    let served: Vec<VirtualRequest> = requests
+        .iter()
+        .filter(|r| refusal(r, limit).is_none())
+        .cloned()
+        .collect();
     let run = simulate_until(
         &VirtualConfig {
             profile: server.profile.clone(),
@@ -123,7 +132,7 @@ pub fn run(
             check_invariants: false,
             record_token_times: true,
         },
-        &requests,
+        &served,
         stopped,
     )
     .map_err(|e| match e {
@@ -139,16 +148,28 @@ pub fn run(
             MAX_SPAN_S / 86_400
         );
     }
-    let cut = Cut::of(c, &requests, &run.token_times, n_sent);
+    // every request's token times in request order (a refused one has none)
+    let mut served_times = run.token_times.into_iter();
+    let token_times: Vec<Vec<u64>> = requests
+        .iter()
+        .map(|r| match refusal(r, limit) {
+            Some(_) => Vec::new(),
+            None => served_times.next().unwrap_or_default(),
+        })
+        .collect();
+    let cut = Cut::of(c, &requests, &token_times, n_sent);
     let full: Vec<RequestRecord> = requests
         .iter()
         .enumerate()
         .map(|(i, r)| {
             let prompt = &c.prompts[i % c.prompts.len()];
-            record(i, r, prompt.input_tokens, &run.token_times[i], c, &cut)
+            match refusal(r, limit) {
+                Some(why) => refused(i, r, prompt.input_tokens, why),
+                None => record(i, r, prompt.input_tokens, &token_times[i], c, &cut),
+            }
         })
         .collect();
-    drop(run);
+    drop(token_times);
     // every record is in memory from the start: no journal (`requests.jsonl`) to keep
     let records: Vec<CompactRecord> = full.iter().map(RequestRecord::to_compact).collect();
     let not_sent = (c.schedule.len() - n_sent) as u64;
@@ -353,6 +374,49 @@ fn record(
         },
         finish_reason,
         error,
+        resent: 0,
+        turn: None,
+    }
+}
+
+/// Why vLLM (and the real-time simulator) would answer 400 to `r`: its prompt and output
+/// budget do not fit the context of `max_model_len` tokens.
+fn refusal(r: &VirtualRequest, max_model_len: u32) -> Option<String> {
+    let (p, m) = (r.prompt_tokens, r.max_tokens);
+    if p >= max_model_len {
+        Some(format!(
+            "This model's maximum context length is {max_model_len} tokens. However, your request has {p} input tokens."
+        ))
+    } else if p.saturating_add(m) > max_model_len {
+        Some(format!(
+            "This model's maximum context length is {max_model_len} tokens. However, you requested {m} output tokens and your prompt contains {p} tokens, for a total of {} tokens.",
+            u64::from(p) + u64::from(m)
+        ))
+    } else {
+        None
+    }
+}
+
+/// A request answered 400 at once, as the server's HTTP side answers it.
+fn refused(i: usize, r: &VirtualRequest, input_tokens: u32, why: String) -> RequestRecord {
+    RequestRecord {
+        id: i as u64,
+        t_intended_ns: r.arrival_ns,
+        t_send_ns: r.arrival_ns,
+        t_end_ns: r.arrival_ns,
+        connect_ns: None,
+        content_event_tokens: Vec::new(),
+        content_events: Vec::new(),
+        input_tokens,
+        server_prompt_tokens: None,
+        max_tokens: r.max_tokens,
+        output_tokens: 0,
+        output_tokens_source: TokenSource::Events,
+        finish_reason: None,
+        error: Some(RequestError {
+            http_status: Some(400),
+            ..error(ErrorKind::HttpStatus, None, why)
+        }),
         resent: 0,
         turn: None,
     }

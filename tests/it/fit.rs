@@ -46,7 +46,7 @@ fn a_fit_recovers_the_servers_step_costs_and_states_its_own_error() {
         "--held-out-seconds",
         "4",
         "--load-seconds",
-        "4",
+        "3",
         "--probes-dir",
         probes.to_str().unwrap(),
         "-o",

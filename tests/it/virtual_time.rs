@@ -299,6 +299,35 @@ fn bench_in_virtual_time_is_the_same_prediction_and_says_so() {
     // a real server is not predicted: `--virtual` needs `--sim`
     let r = run_cmd(&["bench", "--virtual"]);
     assert_eq!(r.code, Some(2), "{}", r.stderr);
+    // what vLLM answers 400 (a prompt past the context) is answered 400, not served
+    let r = run_cmd(&[
+        "bench",
+        "--sim",
+        "--virtual",
+        "--num-prompts",
+        "3",
+        "--random-input-len",
+        "40000",
+        "--random-output-len",
+        "8",
+        "--request-rate",
+        "5",
+        "--quiet",
+        "--output-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(3), "{}", r.stderr);
+    let s = json(&out.join("summary.json"));
+    let sm = &s["vllm_loadtest"]["summary"];
+    assert_eq!(
+        (sm["sent"].as_u64(), sm["failed"].as_u64()),
+        (Some(3), Some(3)),
+        "{sm}"
+    );
+    assert!(
+        sm["errors_by_kind"].to_string().contains("http_status"),
+        "{sm}"
+    );
     // refused before any prompt is built: no engine, a profile that is not there, and a
     // schedule spanning years of virtual time (its per-second figures would fill memory)
     let out_s = out.to_str().unwrap();

@@ -242,7 +242,7 @@ mod tests {
         [(0.25, 11), (0.55, 12)]
             .into_iter()
             .map(|(share, seed)| {
-                let requests = poisson(cap * share, 150, 192, 160, seed);
+                let requests = poisson(cap * share, 100, 192, 160, seed);
                 let (t, p) = predict(truth, 1, &requests).unwrap();
                 ObservedLoad {
                     requests,
@@ -297,7 +297,7 @@ mod tests {
                 assert!((p / l.tpot_s - 1.0).abs() < 0.03, "TPOT of a load: {ctx}");
             }
             // a load it was not calibrated on, at 40% of capacity
-            let third = poisson(truth.capacity(192, 160) * 0.4, 150, 192, 160, 13);
+            let third = poisson(truth.capacity(192, 160) * 0.4, 100, 192, 160, 13);
             let (want, have) = (
                 predict(&truth, 1, &third).unwrap(),
                 predict(got, 1, &third).unwrap(),
