@@ -6,7 +6,7 @@ use crate::client::{self, BaseUrl};
 use crate::experiment::fields::{self, cli_number};
 use crate::fit::probe::{self, HeldOutLoad, Prober};
 use crate::fit::{self as fitting, LimitFlags, facts};
-use crate::store::layout::FitDir;
+use crate::store::layout::{CellDir, FitDir};
 use crate::workload::body::{BodyOptions, Endpoint};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -25,6 +25,12 @@ pub struct FitArgs {
     /// Refit from this folder of a live fit's probes instead of probing a server.
     #[arg(value_name = "FIT_DIR", conflicts_with = "base_url")]
     pub dir: Option<PathBuf>,
+    /// Calibrate `--profile`'s per-step and per-sequence costs on these measured cells (any open-loop cell folders: a `run`'s `cells/*`, a `bench` folder) instead of fitting: the simulator then reproduces the server as it ran in them.
+    #[arg(long, value_name = "CELL_DIR", num_args = 1.., requires = "profile", conflicts_with_all = ["dir", "base_url"], help_heading = FIT)]
+    pub calibrate_on: Vec<PathBuf>,
+    /// The profile `--calibrate-on` starts from (a fitted profile YAML, or a named one).
+    #[arg(long, value_name = "PROFILE", requires = "calibrate_on", help_heading = FIT)]
+    pub profile: Option<String>,
     /// Server base URL, `http://HOST:PORT` or `https://HOST[:PORT]` (default: `http://127.0.0.1:8000`).
     #[arg(long, value_name = "URL", help_heading = SERVER)]
     pub base_url: Option<String>,
@@ -85,6 +91,7 @@ pub fn run(a: FitArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let profile = match &a.dir {
         Some(d) => refit(&a, &FitDir::new(d))?,
+        None if !a.calibrate_on.is_empty() => calibrate_on(&a)?,
         None => live(&a).map_err(|e| match e.downcast::<probe::Interrupted>() {
             Ok(i) => super::Ended::Interrupted(i.0).into(),
             Err(e) => e,
@@ -96,6 +103,56 @@ pub fn run(a: FitArgs) -> Result<()> {
         "fit: done in {secs:.0} s; profile written to `{out}`\nuse it: `vllm-loadtest sim --profile {out}`, `bench --sim {out}`, or `server: {{launcher: sim, profile: {out}}}` (`clock: virtual` to predict)"
     );
     Ok(())
+}
+
+/// `--profile` calibrated on `--calibrate-on`'s measured cells.
+fn calibrate_on(a: &FitArgs) -> Result<Profile> {
+    let name = a.profile.as_deref().unwrap_or("default");
+    let mut profile = Profile::resolve(name).with_context(|| format!("`--profile {name}`"))?;
+    profile
+        .validate()
+        .with_context(|| format!("`--profile {name}`"))?;
+    let cells: Vec<CellDir> = a.calibrate_on.iter().map(CellDir::new).collect();
+    for c in &cells {
+        if !crate::store::records::exist(c) {
+            bail!(
+                "`{}` holds no request records\nhint: give cell folders: a `run`'s `cells/<cell>` or a `bench` `--output-dir`",
+                c.root().display()
+            );
+        }
+    }
+    if profile.provenance.is_none() {
+        profile.provenance = Some(Box::new(vllm_sim::profile::Provenance {
+            source: format!("profile `{name}`, calibrated"),
+            server_version: None,
+            model: None,
+            fitted_at: loadtest_base::time::rfc3339(loadtest_base::time::unix_now()),
+            tool: tool(),
+            prefill_samples: 0,
+            decode_samples: 0,
+            std_errors: Default::default(),
+            prefill_rel_rms: 0.0,
+            decode_rel_rms: 0.0,
+            limits: Default::default(),
+            notes: vec![format!(
+                "the step costs other than c0_s and c_dec_s are profile `{name}`'s, not fitted"
+            )],
+            open_loop: None,
+            held_out: None,
+        }));
+    }
+    let o = fitting::calibrate_cells(&cells, &mut profile, 1)?;
+    if let Some(p) = profile.provenance.as_mut()
+        && p.held_out.take().is_some()
+    {
+        // it measured the coefficients before, not these: the report would quote it
+        p.notes.push(
+            "the fit's held-out check was dropped: it judged the coefficients before calibration"
+                .into(),
+        );
+    }
+    print_open_loop(&profile, &o);
+    Ok(profile)
 }
 
 /// Refit from a fit folder; its held-out load, if it has one, predicted again.
@@ -318,18 +375,23 @@ fn print_open_loop(p: &Profile, o: &vllm_sim::profile::OpenLoop) {
     eprintln!(
         "fit: calibrated to {} open-loop loads: c0 {:.3} → {:.3} ms, c_dec {:.1} → {:.1} µs",
         o.loads.len(),
-        o.burst_c0_s * 1e3,
+        o.before_c0_s * 1e3,
         p.c0_s * 1e3,
-        o.burst_c_dec_s * 1e6,
+        o.before_c_dec_s * 1e6,
         p.c_dec_s * 1e6
     );
     for h in &o.loads {
-        print_held_out(h);
+        print_load("calibrated on", h);
     }
 }
 
 fn print_held_out(h: &vllm_sim::profile::HeldOut) {
-    eprintln!("held-out load ({}): measured vs predicted", h.load);
+    print_load("held-out load", h);
+}
+
+/// A load's metrics, measured beside predicted (`what`: which load it is).
+fn print_load(what: &str, h: &vllm_sim::profile::HeldOut) {
+    eprintln!("{what} ({}): measured vs predicted", h.load);
     for m in &h.metrics {
         eprintln!(
             "  {:<28} {:>10.2} {:>10.2} {:>+7.1}%",

@@ -219,15 +219,25 @@ pub fn calibrate_folder(
     if cells.is_empty() {
         return Ok(None);
     }
+    calibrate_cells(&cells, profile, engines).map(Some)
+}
+
+/// Calibrate `profile` (on `engines` engines) to measured open-loop `cells`, recording it
+/// in the provenance when the profile has one.
+pub fn calibrate_cells(
+    cells: &[CellDir],
+    profile: &mut Profile,
+    engines: usize,
+) -> Result<OpenLoop> {
     let mut loads = Vec::with_capacity(cells.len());
     let mut names = Vec::with_capacity(cells.len());
-    for cell in &cells {
+    for cell in cells {
         let recs = records::read_full(cell)?;
         let (ttft, tpot) = observed_times(&recs);
         if ttft.is_nan() || tpot.is_nan() {
             anyhow::bail!(
                 "`{}` has no completed request to calibrate on
-hint: fit again, or with `--load-seconds 0` to keep the burst fit",
+hint: measure it again, or leave it out (`fit DIR --load-seconds 0` keeps a fit folder's burst fit)",
                 cell.root().display()
             );
         }
@@ -237,11 +247,8 @@ hint: fit again, or with `--load-seconds 0` to keep the burst fit",
             tpot_s: tpot,
         });
         names.push(format!(
-            "`{}`: Poisson, {} requests",
-            cell.root()
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            "`{}`: {} requests",
+            cell.root().display(),
             recs.len()
         ));
     }
@@ -254,8 +261,8 @@ hint: fit again, or with `--load-seconds 0` to keep the burst fit",
         error_pct: (predicted - measured) / measured * 100.0,
     };
     let open = OpenLoop {
-        burst_c0_s: profile.c0_s,
-        burst_c_dec_s: profile.c_dec_s,
+        before_c0_s: profile.c0_s,
+        before_c_dec_s: profile.c_dec_s,
         loads: names
             .into_iter()
             .zip(&loads)
@@ -263,9 +270,9 @@ hint: fit again, or with `--load-seconds 0` to keep the burst fit",
             .map(|((load, l), (b, a))| HeldOut {
                 load,
                 metrics: vec![
-                    metric("TTFT (ms), burst fit", l.ttft_s, b.0),
+                    metric("TTFT (ms), before", l.ttft_s, b.0),
                     metric("TTFT (ms), calibrated", l.ttft_s, a.0),
-                    metric("TPOT (ms), burst fit", l.tpot_s, b.1),
+                    metric("TPOT (ms), before", l.tpot_s, b.1),
                     metric("TPOT (ms), calibrated", l.tpot_s, a.1),
                 ],
             })
@@ -277,13 +284,13 @@ hint: fit again, or with `--load-seconds 0` to keep the burst fit",
     if let Some(p) = profile.provenance.as_mut() {
         p.open_loop = Some(open.clone());
         p.notes.push(format!(
-            "c0_s and c_dec_s calibrated to {} open-loop loads (burst fit: {:.3} ms and {:.1} µs); their standard errors are the burst fit's",
+            "c0_s and c_dec_s calibrated to {} open-loop loads (before: {:.3} ms and {:.1} µs); their standard errors are the fit's before",
             loads.len(),
-            open.burst_c0_s * 1e3,
-            open.burst_c_dec_s * 1e6
+            open.before_c0_s * 1e3,
+            open.before_c_dec_s * 1e6
         ));
     }
-    Ok(Some(open))
+    Ok(open)
 }
 
 /// A load's TTFT and TPOT as the calibration reads them: the mean of the middle 80% of

@@ -133,7 +133,7 @@ fn a_fit_recovers_the_servers_step_costs_and_states_its_own_error() {
                 .abs()
         };
         assert!(
-            e("TPOT (ms), calibrated") <= e("TPOT (ms), burst fit") + 1.0,
+            e("TPOT (ms), calibrated") <= e("TPOT (ms), before") + 1.0,
             "{m:?}"
         );
         assert!(e("TPOT (ms), calibrated") < 5.0, "{m:?}");
@@ -253,4 +253,112 @@ fn the_shipped_tiny_cpu_profile_loads_with_its_provenance() {
     // capacity at the validation's lengths near the 11.65 req/s measured (docs/simulator.md)
     let c = p.capacity(256, 128);
     assert!((9.0..16.0).contains(&c), "{c}");
+    // and its calibration on a measured run: the same prefill terms, its own c0 and c_dec,
+    // no held-out check of the coefficients before (it would be quoted as this one's)
+    let cal = vllm_sim::Profile::resolve(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/profiles/tiny-llama-cpu-calibrated.yaml"
+    ))
+    .unwrap();
+    cal.validate().unwrap();
+    assert_eq!((cal.c_pf_s, cal.c_kv_s), (p.c_pf_s, p.c_kv_s));
+    let prov = cal.provenance.unwrap();
+    let open = prov.open_loop.expect("what it was calibrated on");
+    assert_eq!((open.before_c0_s, open.before_c_dec_s), (p.c0_s, p.c_dec_s));
+    assert_eq!(open.loads.len(), 4);
+    assert!(prov.held_out.is_none());
+}
+
+/// `fit --profile BASE --calibrate-on CELL…`: a profile whose per-step and per-sequence
+/// costs are half the server's, calibrated on two cells measured on that server, predicts
+/// both within 5% on TPOT (the burst-like start missed by ~40%); a folder without records
+/// is refused with a hint.
+#[test]
+fn calibrating_on_measured_cells_makes_a_profile_predict_them() {
+    let _g = serial();
+    let dir = temp_dir("fit-calibrate-on");
+    let truth = dir.join("truth.yaml");
+    std::fs::write(
+        &truth,
+        "base: default\nc0_s: 0.02\nc_pf_s: 0.00002\nc_dec_s: 0.0004\nc_kv_s: 0\nfront_end_latency_s: 0.005\n",
+    )
+    .unwrap();
+    let start = dir.join("start.yaml");
+    std::fs::write(
+        &start,
+        "base: default\nc0_s: 0.01\nc_pf_s: 0.00002\nc_dec_s: 0.0002\nc_kv_s: 0\nfront_end_latency_s: 0.005\n",
+    )
+    .unwrap();
+    let (mut sim, url) = spawn_sim(&["--profile", truth.to_str().unwrap()]);
+    let mut cells = Vec::new();
+    for rate in ["3", "12"] {
+        let out = dir.join(format!("rate{rate}"));
+        let r = run(&[
+            "bench",
+            "--base-url",
+            &url,
+            "--request-rate",
+            rate,
+            "--duration",
+            "4",
+            "--random-input-len",
+            "128",
+            "--random-output-len",
+            "32",
+            "--quiet",
+            "--output-dir",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        cells.push(out);
+    }
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let out = dir.join("calibrated.yaml");
+    let mut args = vec![
+        "fit",
+        "--profile",
+        start.to_str().unwrap(),
+        "--calibrate-on",
+    ];
+    args.extend(cells.iter().map(|c| c.to_str().unwrap()));
+    args.extend(["-o", out.to_str().unwrap()]);
+    let r = run(&args);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let p = profile(&out);
+    for l in p["provenance"]["open_loop"]["loads"].as_sequence().unwrap() {
+        let m = l["metrics"].as_sequence().unwrap();
+        let e = |name: &str| {
+            m.iter()
+                .find(|x| x["metric"].as_str() == Some(name))
+                .unwrap()["error_pct"]
+                .as_f64()
+                .unwrap()
+                .abs()
+        };
+        assert!(e("TPOT (ms), calibrated") < 5.0, "{m:?}");
+        assert!(e("TPOT (ms), before") > 20.0, "{m:?}");
+    }
+    // the costs moved toward the server's
+    let c0 = p["c0_s"].as_f64().unwrap();
+    assert!(c0 > 0.015, "c0 {c0}");
+    // a folder without records
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let r = run(&[
+        "fit",
+        "--profile",
+        start.to_str().unwrap(),
+        "--calibrate-on",
+        empty.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no request records") && r.stderr.contains("hint:"),
+        "{}",
+        r.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

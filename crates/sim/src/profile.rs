@@ -81,8 +81,9 @@ pub struct Provenance {
     /// Batches of the decode probe left out, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
-    /// `c0_s` and `c_dec_s` calibrated to open-loop loads after the burst fit
-    /// (`calibrate`): from what, to what, and how each load was predicted before and after.
+    /// `c0_s` and `c_dec_s` calibrated to measured open-loop loads (`calibrate`; `fit
+    /// --load-seconds` or `--calibrate-on`): from what, to what, and how each load was
+    /// predicted before and after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_loop: Option<OpenLoop>,
     /// The profile's own prediction of a load it was not fitted on, beside the measurement.
@@ -94,9 +95,9 @@ pub struct Provenance {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenLoop {
-    /// The burst fit's values, before calibration (seconds).
-    pub burst_c0_s: f64,
-    pub burst_c_dec_s: f64,
+    /// The values before calibration (the burst fit's, or `--profile`'s), seconds.
+    pub before_c0_s: f64,
+    pub before_c_dec_s: f64,
     /// Each load, and its TTFT and TPOT (mean of the middle 80%) measured and predicted.
     pub loads: Vec<HeldOut>,
 }
@@ -130,8 +131,8 @@ impl Provenance {
             }
         }
         if let Some(o) = &self.open_loop {
-            figures.push(("open_loop.burst_c0_s".into(), o.burst_c0_s));
-            figures.push(("open_loop.burst_c_dec_s".into(), o.burst_c_dec_s));
+            figures.push(("open_loop.before_c0_s".into(), o.before_c0_s));
+            figures.push(("open_loop.before_c_dec_s".into(), o.before_c_dec_s));
         }
         match figures.into_iter().find(|(_, v)| !v.is_finite()) {
             Some((name, v)) => bail!(
