@@ -68,6 +68,9 @@ pub(super) fn run(
     let body = bench::body_options(a, plan, &model);
     let schedule = plan.load.schedule(a.repeat)?;
     let rate = plan.load.arrival.rate();
+    let cell = bench::cell_spec(a, plan, &[], workload, &body, schedule, tok);
+    // refused before the folder is touched: a refusal must not wipe an earlier cell
+    virtual_cell::check_span(&cell)?;
     let out_dir = a.output_dir.clone().unwrap_or_else(|| {
         let mut d = bench::default_output(rate, plan.load.shard).into_os_string();
         d.push("-predicted");
@@ -84,12 +87,11 @@ pub(super) fn run(
     );
     eprintln!(
         "bench: {} requests predicted by {by}, {}, model `{model}`; results in `{}`",
-        schedule.len(),
+        cell.schedule.len(),
         plan.load.arrival.describe(),
         out.root().display()
     );
     let hashes = PrefixHashes::default().for_server("bench", &workload.prompts, &server, tok);
-    let cell = bench::cell_spec(a, plan, &[], workload, &body, schedule, tok);
     let r = match virtual_cell::run(&cell, &server, hashes.as_deref(), &out, &|| {
         *interrupt.borrow()
     }) {

@@ -25,11 +25,14 @@ pub struct FitArgs {
     /// Refit from this folder of a live fit's probes instead of probing a server.
     #[arg(value_name = "FIT_DIR", conflicts_with = "base_url")]
     pub dir: Option<PathBuf>,
-    /// Calibrate `--profile`'s per-step and per-sequence costs on these measured cells (any open-loop cell folders: a `run`'s `cells/*`, a `bench` folder) instead of fitting: the simulator then reproduces the server as it ran in them.
+    /// Calibrate `--profile`'s per-step and per-sequence costs on these measured cells (any open-loop cell folders: a `run`'s `cells/*`, a `bench` folder) instead of fitting: the simulator then reproduces the server as it ran in them (default: none; fit a live server or refit a folder).
     #[arg(long, value_name = "CELL_DIR", num_args = 1.., requires = "profile", conflicts_with_all = ["dir", "base_url"], help_heading = FIT)]
     pub calibrate_on: Vec<PathBuf>,
-    /// The profile `--calibrate-on` starts from (a fitted profile YAML, or a named one).
-    #[arg(long, value_name = "PROFILE", requires = "calibrate_on", help_heading = FIT)]
+    /// Data-parallel engines the `--calibrate-on` cells were measured on (their load is replayed split among that many; the profile stays one engine's); with `--calibrate-on`.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024), requires = "calibrate_on", help_heading = FIT)]
+    pub engines: u32,
+    /// The profile `--calibrate-on` starts from (a fitted profile YAML, or a named one); with `--calibrate-on`, which requires it.
+    #[arg(long, value_name = "FILE_OR_NAME", requires = "calibrate_on", help_heading = FIT)]
     pub profile: Option<String>,
     /// Server base URL, `http://HOST:PORT` or `https://HOST[:PORT]` (default: `http://127.0.0.1:8000`).
     #[arg(long, value_name = "URL", help_heading = SERVER)]
@@ -141,7 +144,7 @@ fn calibrate_on(a: &FitArgs) -> Result<Profile> {
             held_out: None,
         }));
     }
-    let o = fitting::calibrate_cells(&cells, &mut profile, 1)?;
+    let o = fitting::calibrate_cells(&cells, &mut profile, a.engines as usize)?;
     if let Some(p) = profile.provenance.as_mut()
         && p.held_out.take().is_some()
     {
@@ -161,10 +164,15 @@ fn refit(a: &FitArgs, dir: &FitDir) -> Result<Profile> {
         fitting::fit_folder(dir, a.flags(), &dir.root().display().to_string(), &tool())?;
     print_fit(&profile, &f);
     let facts = fitting::read_facts(dir)?;
-    if a.load_seconds != Some(0.0)
-        && let Some(o) = fitting::calibrate_folder(dir, &mut profile, facts.engines.max(1))?
-    {
-        print_open_loop(&profile, &o);
+    if a.load_seconds != Some(0.0) {
+        match fitting::calibrate_folder(dir, &mut profile, facts.engines.max(1))? {
+            Some(o) => print_open_loop(&profile, &o),
+            None if a.load_seconds.is_some() => eprintln!(
+                "note: `{}` has no open-loop loads (`load-0/`, …) to calibrate on: the profile is the burst fit\nhint: a live `fit --load-seconds 15` measures them",
+                dir.root().display()
+            ),
+            None => {}
+        }
     }
     let held = dir.held_out();
     if crate::store::records::exist(&held) {

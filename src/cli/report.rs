@@ -72,6 +72,24 @@ fn facts(dir: &RunDir, agg: &aggregate::Aggregated) -> model::RunFacts {
     }
 }
 
+/// "4 loads: TTFT and TPOT within 9% of them, 58% before".
+fn calibration_phrase(o: &vllm_sim::profile::OpenLoop) -> String {
+    let worst = |suffix: &str| {
+        o.loads
+            .iter()
+            .flat_map(|h| &h.metrics)
+            .filter(|m| m.metric.ends_with(suffix))
+            .map(|m| m.error_pct.abs())
+            .fold(0.0, f64::max)
+    };
+    format!(
+        "{} load(s): TTFT and TPOT within {:.0}% of them, {:.0}% before",
+        o.loads.len(),
+        worst(", calibrated"),
+        worst(", before")
+    )
+}
+
 /// How far a predicted server configuration's figures can be trusted, in the words of its
 /// profile: a fitted one's held-out error, or that a hand-written one's is unknown.
 fn basis_sentence(p: &PredictedWith) -> String {
@@ -83,6 +101,16 @@ fn basis_sentence(p: &PredictedWith) -> String {
         None => s.push_str(
             ", written by hand, not fitted to a server: how far its figures are from a real server's is unknown (`vllm-loadtest fit` makes a profile of yours, with its error).",
         ),
+        Some(f) if f.prefill_samples + f.decode_samples == 0 => {
+            s.push_str(", written by hand, not fitted to a server");
+            match &f.open_loop {
+                Some(o) => s.push_str(&format!(
+                    ", its per-step and per-sequence costs then calibrated on measured loads ({}); its other costs' error is unknown.",
+                    calibration_phrase(o)
+                )),
+                None => s.push('.'),
+            }
+        }
         Some(f) => {
             let what = match (&f.model, &f.server_version) {
                 (Some(m), Some(v)) => format!("`{m}` on {v}"),
@@ -91,12 +119,19 @@ fn basis_sentence(p: &PredictedWith) -> String {
                 (None, None) => "a server".to_string(),
             };
             s.push_str(&format!(
-                ", fitted to {what} at `{}` on {} (residuals: prefill {:.1}%, decode {:.1}%).",
+                ", fitted to {what} at `{}` on {} (the fit's residuals: prefill {:.1}%, decode {:.1}%)",
                 f.source,
                 f.fitted_at,
                 f.prefill_rel_rms * 100.0,
                 f.decode_rel_rms * 100.0
             ));
+            match &f.open_loop {
+                Some(o) => s.push_str(&format!(
+                    ", its per-step and per-sequence costs then calibrated on measured loads ({}).",
+                    calibration_phrase(o)
+                )),
+                None => s.push('.'),
+            }
             match &f.held_out {
                 Some(h) if !h.metrics.is_empty() => {
                     let errors: Vec<String> = h

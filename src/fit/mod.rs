@@ -241,8 +241,15 @@ hint: measure it again, or leave it out (`fit DIR --load-seconds 0` keeps a fit 
                 cell.root().display()
             );
         }
+        if recs.iter().any(|r| r.turn.is_some()) {
+            anyhow::bail!(
+                "`{}` holds a multi-turn cell: a turn is sent when the one before ends, which a replay of fixed arrivals cannot follow\nhint: calibrate on single-turn open-loop cells",
+                cell.root().display()
+            );
+        }
         loads.push(ObservedLoad {
             requests: recs.iter().map(virtual_request).collect(),
+            measured: recs.iter().map(|r| r.is_ok()).collect(),
             ttft_s: ttft,
             tpot_s: tpot,
         });
@@ -310,12 +317,17 @@ fn observed_times(recs: &[loadtest_analysis::record::RequestRecord]) -> (f64, f6
 }
 
 /// A measured request as the simulator receives it: sent at its intended instant, its
-/// prompt as the server counted it, `max_tokens` as sent.
+/// prompt as the server counted it, as many tokens out as it produced when it finished
+/// (an end-of-sequence before `max_tokens` included), `max_tokens` when it did not.
 fn virtual_request(r: &loadtest_analysis::record::RequestRecord) -> VirtualRequest {
     VirtualRequest {
         arrival_ns: r.t_intended_ns,
         prompt_tokens: r.server_prompt_tokens.unwrap_or(r.input_tokens),
-        max_tokens: r.max_tokens,
+        max_tokens: if r.is_ok() {
+            r.output_tokens.max(1)
+        } else {
+            r.max_tokens
+        },
         min_tokens: 0,
         ignore_eos: true,
         pinned_rank: None,

@@ -93,6 +93,20 @@ pub struct Stopped;
 /// step of an hour) would fill the memory with empty seconds long before it ended.
 const MAX_SPAN_S: u64 = 30 * 86_400;
 
+/// Refuse a schedule whose arrivals span more than `MAX_SPAN_S` of virtual time (callers
+/// check it before clearing a folder for the cell; `run` checks it again).
+pub fn check_span(c: &CellSpec) -> Result<()> {
+    let last = c.schedule[..sent(c)].last().copied().unwrap_or(0);
+    if last / 1_000_000_000 > MAX_SPAN_S {
+        anyhow::bail!(
+            "the arrival schedule spans {:.0} days of virtual time; a prediction covers at most {} days\nhint: a higher rate, fewer requests, or a shorter `duration`",
+            last as f64 / 86_400e9,
+            MAX_SPAN_S / 86_400
+        );
+    }
+    Ok(())
+}
+
 /// Run the cell in virtual time and store it as a measured cell is stored. `hashes`: its
 /// prompts' block hashes (`PrefixHashes::for_server`). Cells share nothing while they run:
 /// several may run at once, one per core. `stopped` is asked every few thousand events
@@ -105,15 +119,8 @@ pub fn run(
     stopped: &dyn Fn() -> bool,
 ) -> Result<CellResult> {
     let wall = std::time::Instant::now();
+    check_span(c)?;
     let n_sent = sent(c);
-    let last = c.schedule[..n_sent].last().copied().unwrap_or(0);
-    if last / 1_000_000_000 > MAX_SPAN_S {
-        anyhow::bail!(
-            "the arrival schedule spans {:.0} days of virtual time; a prediction covers at most {} days\nhint: a higher rate, fewer requests, or a shorter `duration`",
-            last as f64 / 86_400e9,
-            MAX_SPAN_S / 86_400
-        );
-    }
     let requests = requests(c, hashes, n_sent);
     // what vLLM answers 400 to never reaches an engine
     let limit = server.profile.max_model_len;

@@ -214,6 +214,24 @@ fn a_fitted_profiles_report_states_its_held_out_error() {
         "{md}"
     );
     assert!(!md.contains("written by hand"), "{md}");
+    // a profile calibrated on measured cells says so, and how close it came to them
+    let cal = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/profiles/tiny-llama-cpu-calibrated.yaml"
+    );
+    let set_cal = format!("server.profile={cal}");
+    let run = run_experiment(
+        QUICKSTART,
+        &dir.join("calibrated"),
+        &["server.clock=virtual", &set_cal, "matrix.request_rate=[5]"],
+    );
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        md.contains("then calibrated on measured loads (4 load(s): TTFT and TPOT within"),
+        "{md}"
+    );
+    // its fit's held-out check judged other coefficients: not quoted
+    assert!(md.contains("It was not checked on a held-out load"), "{md}");
 }
 
 /// `bench --sim P --virtual` predicts the load point the experiment's virtual cell
@@ -378,8 +396,35 @@ fn a_signal_stops_a_prediction_and_keeps_nothing() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // the prompts are built in well under a second; the prediction takes ~15 s
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // signal once the prediction has begun (its line is printed), not while the prompts
+    // are built (a signal there also exits 130 with nothing written)
+    let (began_tx, began) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("requests predicted by") {
+                let _ = began_tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    if began
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .is_err()
+    {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the prediction never began: {}", reader.join().unwrap());
+    }
+    // the prediction takes ~15 s; well into it
+    std::thread::sleep(std::time::Duration::from_millis(500));
     // SAFETY: plain kill(2) on the child we started.
     #[allow(unsafe_code)]
     unsafe {
@@ -404,6 +449,8 @@ fn a_signal_stops_a_prediction_and_keeps_nothing() {
         sent.elapsed()
     );
     assert_eq!(status.code(), Some(130));
+    let stderr = reader.join().unwrap();
+    assert!(stderr.contains("the prediction was stopped"), "{stderr}");
     assert!(!dir.join("summary.json").exists());
     assert!(!dir.join("requests.parquet").exists());
 }

@@ -1,6 +1,8 @@
-//! Open-loop calibration of a fitted profile (pure): the per-step cost `c0` and the
+//! Open-loop calibration of a profile (pure): the per-step cost `c0` and the
 //! per-decoding-sequence cost `c_dec` adjusted so that the simulator, in virtual time,
-//! gives the TTFT and TPOT medians measured under open-loop loads.
+//! gives the TTFT and TPOT measured under open-loop loads (each the mean of the middle 80%
+//! of the requests measured). Not the client's `vllm-loadtest calibrate`, which measures
+//! the load tester's own ceiling.
 //!
 //! Why: `fit`'s burst probes send a batch at once and time its steps; under an open-loop
 //! load the server also admits a new request every few steps, and on a server whose API
@@ -31,7 +33,12 @@ use crate::virtual_time::{SimError, VirtualConfig, VirtualRequest, simulate};
 /// (`central_mean`).
 #[derive(Debug, Clone)]
 pub struct ObservedLoad {
+    /// Every request the load sent: all of them loaded the server.
     pub requests: Vec<VirtualRequest>,
+    /// Which of them the measured figures cover (the successful ones), in the same order:
+    /// the predicted figures cover the same ones, or a load whose slowest requests were cut
+    /// would be compared with a prediction that counts them. Empty: all of them.
+    pub measured: Vec<bool>,
     pub ttft_s: f64,
     pub tpot_s: f64,
 }
@@ -168,15 +175,17 @@ fn predict_all(
 ) -> Result<Vec<(f64, f64)>, SimError> {
     loads
         .iter()
-        .map(|l| predict(p, engines, &l.requests))
+        .map(|l| predict(p, engines, &l.requests, &l.measured))
         .collect()
 }
 
-/// TTFT and TPOT (`central_mean`, seconds) of `requests` served by `p` in virtual time.
+/// TTFT and TPOT (`central_mean`, seconds) of `requests` served by `p` in virtual time,
+/// over those `counted` marks (all when it is empty).
 pub fn predict(
     p: &Profile,
     engines: usize,
     requests: &[VirtualRequest],
+    counted: &[bool],
 ) -> Result<(f64, f64), SimError> {
     let run = simulate(
         &VirtualConfig {
@@ -192,7 +201,10 @@ pub fn predict(
     )?;
     let mut ttft = Vec::with_capacity(run.outcomes.len());
     let mut tpot = Vec::with_capacity(run.outcomes.len());
-    for o in &run.outcomes {
+    for (i, o) in run.outcomes.iter().enumerate() {
+        if !counted.get(i).copied().unwrap_or(true) {
+            continue;
+        }
         let Some(first) = o.first_token_ns else {
             continue;
         };
@@ -243,9 +255,10 @@ mod tests {
             .into_iter()
             .map(|(share, seed)| {
                 let requests = poisson(cap * share, 100, 192, 160, seed);
-                let (t, p) = predict(truth, 1, &requests).unwrap();
+                let (t, p) = predict(truth, 1, &requests, &[]).unwrap();
                 ObservedLoad {
                     requests,
+                    measured: Vec::new(),
                     ttft_s: t,
                     tpot_s: p,
                 }
@@ -299,8 +312,8 @@ mod tests {
             // a load it was not calibrated on, at 40% of capacity
             let third = poisson(truth.capacity(192, 160) * 0.4, 100, 192, 160, 13);
             let (want, have) = (
-                predict(&truth, 1, &third).unwrap(),
-                predict(got, 1, &third).unwrap(),
+                predict(&truth, 1, &third, &[]).unwrap(),
+                predict(got, 1, &third, &[]).unwrap(),
             );
             assert!((have.0 / want.0 - 1.0).abs() < 0.05, "TTFT at 40%: {ctx}");
             assert!((have.1 / want.1 - 1.0).abs() < 0.05, "TPOT at 40%: {ctx}");
