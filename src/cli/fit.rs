@@ -31,7 +31,7 @@ pub struct FitArgs {
     /// Data-parallel engines the `--calibrate-on` cells were measured on (their load is replayed split among that many; the profile stays one engine's); with `--calibrate-on`.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024), requires = "calibrate_on", help_heading = FIT)]
     pub engines: u32,
-    /// The profile `--calibrate-on` starts from (a fitted profile YAML, or a named one); with `--calibrate-on`, which requires it.
+    /// The profile `--calibrate-on` starts from: a fitted profile YAML, or a named one (with `--calibrate-on`, which requires it).
     #[arg(long, value_name = "FILE_OR_NAME", requires = "calibrate_on", help_heading = FIT)]
     pub profile: Option<String>,
     /// Server base URL, `http://HOST:PORT` or `https://HOST[:PORT]` (default: `http://127.0.0.1:8000`).
