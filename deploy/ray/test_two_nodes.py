@@ -469,7 +469,7 @@ class Run:
             f.write(f"""name: ray-run
 server: {{launcher: external, urls: ["http://127.0.0.1:{self.port}"]}}
 client: {{engine: ray, shards: 2, address: "127.0.0.1:{self.gcs}", python: "{sys.executable}", start_delay_s: 3, max_clock_error_ms: inf}}
-workload: {{dataset: random, input_len: 32, output_len: 8, num_prompts: 100}}
+workload: {{dataset: random, input_len: 32, output_len: 8, num_prompts: 50}}
 matrix: {{request_rate: [25, 50]}}
 """)
         results = os.path.join(self.tmp, "run-results")
@@ -493,9 +493,9 @@ matrix: {{request_rate: [25, 50]}}
             with open(os.path.join(c, "status.json")) as f:
                 status = json.load(f)["status"]
             s, shards = ours["summary"], ours.get("shards") or {}
-            if status != "complete" or s["sent"] != 100 or s["ok"] != 100:
+            if status != "complete" or s["sent"] != 50 or s["ok"] != 50:
                 raise CheckFailed(f"cell {name}: status {status}, sent {s['sent']}, ok {s['ok']}")
-            if shards.get("count") != 2 or sum(x["sent"] for x in shards["shards"]) != 100:
+            if shards.get("count") != 2 or sum(x["sent"] for x in shards["shards"]) != 50:
                 raise CheckFailed(f"cell {name}: shards {shards}")
             if (ours.get("cell") or {}).get("id") != name:
                 raise CheckFailed(f"cell {name}: the run's record of the cell is missing")
@@ -504,7 +504,7 @@ matrix: {{request_rate: [25, 50]}}
         for table in ["runs.parquet", "analysis.json", "report.md"]:
             if not os.path.exists(os.path.join(runs[0], table)):
                 raise CheckFailed(f"the run has no {table}")
-        log(f"`run`: 2 cells of 100 requests, each from 2 Ray shards, merged; tables and report written")
+        log(f"`run`: 2 cells of 50 requests, each from 2 Ray shards, merged; tables and report written")
 
     def assert_loopback(self, when: str) -> None:
         """Every TCP socket of every process this test started (the cluster, its
