@@ -124,10 +124,12 @@ pub fn run(
     let requests = requests(c, hashes, n_sent);
     // what vLLM answers 400 to never reaches an engine
     let limit = server.profile.max_model_len;
+    let refused_why: Vec<Option<String>> = requests.iter().map(|r| refusal(r, limit)).collect();
     let served: Vec<VirtualRequest> = requests
         .iter()
-        .filter(|r| refusal(r, limit).is_none())
-        .cloned()
+        .zip(&refused_why)
+        .filter(|(_, why)| why.is_none())
+        .map(|(r, _)| r.clone())
         .collect();
     let run = simulate_until(
         &VirtualConfig {
@@ -157,9 +159,9 @@ pub fn run(
     }
     // every request's token times in request order (a refused one has none)
     let mut served_times = run.token_times.into_iter();
-    let token_times: Vec<Vec<u64>> = requests
+    let token_times: Vec<Vec<u64>> = refused_why
         .iter()
-        .map(|r| match refusal(r, limit) {
+        .map(|why| match why {
             Some(_) => Vec::new(),
             None => served_times.next().unwrap_or_default(),
         })
@@ -170,8 +172,8 @@ pub fn run(
         .enumerate()
         .map(|(i, r)| {
             let prompt = &c.prompts[i % c.prompts.len()];
-            match refusal(r, limit) {
-                Some(why) => refused(i, r, prompt.input_tokens, why),
+            match &refused_why[i] {
+                Some(why) => refused(i, r, prompt.input_tokens, why.clone()),
                 None => record(i, r, prompt.input_tokens, &token_times[i], c, &cut),
             }
         })
@@ -389,19 +391,7 @@ fn record(
 /// Why vLLM (and the real-time simulator) would answer 400 to `r`: its prompt and output
 /// budget do not fit the context of `max_model_len` tokens.
 fn refusal(r: &VirtualRequest, max_model_len: u32) -> Option<String> {
-    let (p, m) = (r.prompt_tokens, r.max_tokens);
-    if p >= max_model_len {
-        Some(format!(
-            "This model's maximum context length is {max_model_len} tokens. However, your request has {p} input tokens."
-        ))
-    } else if p.saturating_add(m) > max_model_len {
-        Some(format!(
-            "This model's maximum context length is {max_model_len} tokens. However, you requested {m} output tokens and your prompt contains {p} tokens, for a total of {} tokens.",
-            u64::from(p) + u64::from(m)
-        ))
-    } else {
-        None
-    }
+    vllm_sim::server::context_refusal(max_model_len, r.prompt_tokens, Some(r.max_tokens))
 }
 
 /// A request answered 400 at once, as the server's HTTP side answers it.

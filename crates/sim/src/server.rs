@@ -563,10 +563,8 @@ fn max_tokens(
     v: &Value,
     prompt_tokens: u32,
 ) -> Result<u32, Rejection> {
-    if prompt_tokens >= max_model_len {
-        return Err(bad_request(format!(
-            "This model's maximum context length is {max_model_len} tokens. However, your request has {prompt_tokens} input tokens."
-        )));
+    if let Some(why) = context_refusal(max_model_len, prompt_tokens, None) {
+        return Err(bad_request(why));
     }
     let requested = v
         .get("max_completion_tokens")
@@ -579,13 +577,33 @@ fn max_tokens(
         (Api::Completions, None) => 16,
         (Api::Chat, None) => max_model_len - prompt_tokens,
     };
-    if prompt_tokens + max_tokens > max_model_len {
-        return Err(bad_request(format!(
-            "This model's maximum context length is {max_model_len} tokens. However, you requested {max_tokens} output tokens and your prompt contains {prompt_tokens} tokens, for a total of {} tokens.",
-            prompt_tokens + max_tokens
-        )));
+    if let Some(why) = context_refusal(max_model_len, prompt_tokens, Some(max_tokens)) {
+        return Err(bad_request(why));
     }
     Ok(max_tokens)
+}
+
+/// vLLM's 400 message for a request that does not fit the context of `max_model_len`
+/// tokens: its prompt alone (`max_tokens` not yet known: `None`), or its prompt with its
+/// output budget. `None`: it fits. The one home of the rule, for the server over HTTP and
+/// for requests in virtual time.
+pub fn context_refusal(
+    max_model_len: u32,
+    prompt_tokens: u32,
+    max_tokens: Option<u32>,
+) -> Option<String> {
+    if prompt_tokens >= max_model_len {
+        return Some(format!(
+            "This model's maximum context length is {max_model_len} tokens. However, your request has {prompt_tokens} input tokens."
+        ));
+    }
+    let max_tokens = max_tokens?;
+    let total = u64::from(prompt_tokens) + u64::from(max_tokens);
+    (total > u64::from(max_model_len)).then(|| {
+        format!(
+            "This model's maximum context length is {max_model_len} tokens. However, you requested {max_tokens} output tokens and your prompt contains {prompt_tokens} tokens, for a total of {total} tokens."
+        )
+    })
 }
 
 async fn write_error(
