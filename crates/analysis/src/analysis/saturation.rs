@@ -84,7 +84,7 @@ fn mean_figure<'a>(xs: impl Iterator<Item = &'a Figure>) -> Option<Figure> {
     })
 }
 
-fn points(cells: &[&CellInput]) -> Vec<Point> {
+pub(super) fn points(cells: &[&CellInput]) -> Vec<Point> {
     let mut rates: Vec<f64> = cells.iter().map(|c| c.offered_rate).collect();
     rates.sort_by(f64::total_cmp);
     rates.dedup();
@@ -98,9 +98,14 @@ fn points(cells: &[&CellInput]) -> Vec<Point> {
                     .as_ref()
                     .and_then(|s| s.waiting_slope_per_s)
                     .is_some_and(|s| s > QUEUE_GROWTH && s * c.window_s >= QUEUE_MIN_GROWTH);
+                // confirmed by the completions: a backlog that really grew left that many
+                // arrivals of the window unfinished (a regression through a Poisson load's
+                // in-flight count can climb by its mean while completions keep up: the
+                // quickstart's 20 req/s cell, 18.2 arrived and 18.2 completed a second)
                 let client = c.backlog_slope_per_s.is_some_and(|s| {
                     s * c.window_s > BACKLOG_MIN_GROWTH.max(c.backlog_mean.unwrap_or(0.0))
-                });
+                }) && (c.arrival_rate - c.achieved_rate) * c.window_s
+                    >= BACKLOG_MIN_GROWTH;
                 server || client
             });
             let idle_queue = cs.iter().all(|c| {

@@ -312,3 +312,23 @@ fn implausible_cells_are_flagged_and_scaling_is_not_built_on_them() {
         "{v:?}"
     );
 }
+
+/// The client's backlog alone (no server queue in view) is a saturation sign only when the
+/// completions confirm it: a Poisson load's in-flight count can climb by its own mean over
+/// a window while every arrival completes (the quickstart's 20 req/s cell read "falls
+/// behind" at 18.2 arrived and 18.2 completed a second).
+#[test]
+fn a_growing_backlog_counts_only_when_completions_fall_behind() {
+    let with_backlog = |achieved: f64| {
+        let mut c = cell("g", 1, 20.0, achieved, 65.0);
+        c.server = None;
+        // +30 requests in flight over the 60 s window, above the mean of 16
+        c.backlog_slope_per_s = Some(0.5);
+        c.backlog_mean = Some(16.0);
+        c
+    };
+    let kept_up = with_backlog(20.0);
+    let behind = with_backlog(19.5); // 30 of the window's arrivals unfinished
+    assert!(!saturation::points(&[&kept_up])[0].queue_growing);
+    assert!(saturation::points(&[&behind])[0].queue_growing);
+}
