@@ -236,8 +236,7 @@ pub fn calibrate_cells(
         let (ttft, tpot) = observed_times(&recs);
         if ttft.is_nan() || tpot.is_nan() {
             anyhow::bail!(
-                "`{}` has no completed request to calibrate on
-hint: measure it again, or leave it out (`fit DIR --load-seconds 0` keeps a fit folder's burst fit)",
+                "`{}` has no completed request to calibrate on\nhint: measure it again, or leave it out (`fit DIR --load-seconds 0` keeps a fit folder's burst fit)",
                 cell.root().display()
             );
         }
@@ -336,7 +335,8 @@ fn virtual_request(r: &loadtest_analysis::record::RequestRecord) -> VirtualReque
 }
 
 /// Predict a measured cell in virtual time: its own arrival instants and lengths (prompt
-/// as the server counted it, `max_tokens` as sent), `ignore_eos` as it ran. The records
+/// as the server counted it, `max_tokens` as sent, every request run to `max_tokens`: the
+/// fit's held-out load ignores EOS). The records
 /// say everything the simulator needs, so any measured cell can be predicted.
 pub fn predict_measured(
     measured: &CellDir,

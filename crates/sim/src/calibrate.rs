@@ -59,6 +59,11 @@ pub fn calibrate(
     engines: usize,
     loads: &[ObservedLoad],
 ) -> Result<Calibration, SimError> {
+    // each evaluation clones the profile: not its provenance (a fitted one's loads)
+    let base = &Profile {
+        provenance: None,
+        ..base.clone()
+    };
     let before = predict_all(base, engines, loads)?;
     // log space: a coefficient fitted to 0 starts from a floor it can move away from
     let start = [base.c0_s.max(1e-4).ln(), base.c_dec_s.max(1e-6).ln()];
@@ -230,23 +235,8 @@ pub fn central_mean(v: &mut [f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use loadtest_base::arrivals::{Arrival, Stop, schedule};
+    use crate::virtual_time::tests::requests as poisson;
     use loadtest_base::rng::Rng;
-
-    fn poisson(rate: f64, n: usize, input: u32, output: u32, seed: u64) -> Vec<VirtualRequest> {
-        schedule(Arrival::Poisson { rate }, Stop::Count(n), seed)
-            .into_iter()
-            .map(|t| VirtualRequest {
-                arrival_ns: t,
-                prompt_tokens: input,
-                max_tokens: output,
-                min_tokens: 0,
-                ignore_eos: true,
-                pinned_rank: None,
-                block_hashes: Default::default(),
-            })
-            .collect()
-    }
 
     /// Loads at a quarter and at 55% of `truth`'s capacity, "measured" by simulating it.
     fn observed(truth: &Profile) -> Vec<ObservedLoad> {

@@ -343,4 +343,4 @@ impl<'a> Sim<'a> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

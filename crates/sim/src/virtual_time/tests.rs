@@ -3,7 +3,15 @@
 use super::*;
 use loadtest_base::arrivals::{Arrival, Stop, schedule};
 
-fn requests(rate: f64, n: usize, input: u32, output: u32, seed: u64) -> Vec<VirtualRequest> {
+/// `n` Poisson arrivals at `rate`, each `input` tokens in and `output` out, EOS ignored
+/// (also the calibration tests' loads).
+pub(crate) fn requests(
+    rate: f64,
+    n: usize,
+    input: u32,
+    output: u32,
+    seed: u64,
+) -> Vec<VirtualRequest> {
     schedule(Arrival::Poisson { rate }, Stop::Count(n), seed)
         .into_iter()
         .map(|t| VirtualRequest {
