@@ -315,12 +315,14 @@ fn observed_times(recs: &[loadtest_analysis::record::RequestRecord]) -> (f64, f6
     (central_mean(&mut ttft), central_mean(&mut tpot))
 }
 
-/// A measured request as the simulator receives it: sent at its intended instant, its
-/// prompt as the server counted it, as many tokens out as it produced when it finished
-/// (an end-of-sequence before `max_tokens` included), `max_tokens` when it did not.
+/// A measured request as the simulator receives it: arriving when the client sent it (what
+/// the server saw; a client that fell behind its schedule sent late, and the measured TTFT
+/// counts from the send too), its prompt as the server counted it, as many tokens out as
+/// it produced when it finished (an end-of-sequence before `max_tokens` included),
+/// `max_tokens` when it did not.
 fn virtual_request(r: &loadtest_analysis::record::RequestRecord) -> VirtualRequest {
     VirtualRequest {
-        arrival_ns: r.t_intended_ns,
+        arrival_ns: r.t_send_ns,
         prompt_tokens: r.server_prompt_tokens.unwrap_or(r.input_tokens),
         max_tokens: if r.is_ok() {
             r.output_tokens.max(1)
