@@ -33,6 +33,7 @@ fn main() {
             seed: 1,
             api_servers: None,
             sample_every_ns: Some(1_000_000_000),
+            sample_metrics: vllm_sim::virtual_time::KeepMetrics::Never,
             check_invariants: false,
             record_token_times: false,
         };

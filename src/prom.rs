@@ -2,6 +2,7 @@
 //! types from `# TYPE`, and samples with their labels. Pure; used to check the simulator
 //! against real vLLM output and to turn scraped metrics into series.
 
+use loadtest_analysis::server_metrics::MetricRow;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +33,33 @@ impl Exposition {
                     .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
         })
     }
+}
+
+/// One exposition as the rows a scrape at `t_ns` stores: vLLM's families (`vllm:…`, not
+/// their `_created` series), the `engine` label apart, the others as `k=v,…` sorted by name.
+pub fn rows_from(text: &str, t_ns: u64, endpoint: u32) -> Result<Vec<MetricRow>, String> {
+    let e = parse(text)?;
+    Ok(e.samples
+        .into_iter()
+        .filter(|s| s.name.starts_with("vllm:") && !s.name.ends_with("_created"))
+        .map(|mut s| {
+            let engine = s.labels.remove("engine");
+            let labels = s
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            MetricRow {
+                t_ns,
+                endpoint,
+                name: s.name,
+                engine,
+                labels,
+                value: s.value,
+            }
+        })
+        .collect())
 }
 
 /// Parse the text format. `Err` names the first bad line (1-based) and why.

@@ -19,22 +19,42 @@ pub(super) fn check(a: &BenchArgs, plan: &Plan) -> Result<()> {
     }
     // a typo in the profile fails now, not after the prompts are built
     profile(a)?;
-    let why = if plan.load.closed_loop() || plan.load.max_concurrency.is_some() {
-        "`--max-concurrency` (an arrival waits for a request to end) needs the real-time simulator"
+    let fixed = "`--virtual` serves an arrival schedule fixed in advance (a rate, a ramp, a trace)";
+    let real_time = "drop `--virtual` to run it on the real-time simulator";
+    let (why, hint) = if plan.load.closed_loop() || plan.load.max_concurrency.is_some() {
+        (
+            format!(
+                "{fixed}; `--max-concurrency` (an arrival waits for a request to end) needs the real-time simulator"
+            ),
+            real_time,
+        )
     } else if plan.prompts.turns() > 1 {
-        "`--dataset-name multi_turn` (a turn is sent when the previous one ends) needs the real-time simulator"
+        (
+            format!(
+                "{fixed}; `--dataset-name multi_turn` (a turn is sent when the previous one ends) needs the real-time simulator"
+            ),
+            real_time,
+        )
     } else if a.search.is_some() {
-        "`--search` in virtual time is an experiment's: `run` a file with `search:` and `server.clock: virtual`"
+        (
+            "`--search` in virtual time is an experiment's".to_string(),
+            "write the search as an experiment file (`search:`, `server: {launcher: sim, clock: virtual}`) and `vllm-loadtest run` it",
+        )
     } else if a.save_result {
-        "`--save-result` writes vLLM's result format, which has no place to say `predicted`"
+        (
+            "`--save-result` writes vLLM's result format, which has no place to say `predicted`"
+                .to_string(),
+            "drop `--save-result`: the cell's `summary.json` holds the same figures, marked predicted",
+        )
     } else if a.start_at.is_some() {
-        "`--start-at` starts sending at a wall-clock instant, and in virtual time nothing is sent"
+        (
+            "`--start-at` starts sending at a wall-clock instant, and in virtual time nothing is sent".to_string(),
+            "drop `--start-at`: a prediction has no wall-clock start",
+        )
     } else {
         return Ok(());
     };
-    bail!(
-        "`--virtual` serves an arrival schedule fixed in advance (a rate, a ramp, a trace); {why}\nhint: drop `--virtual` to run it on the real-time simulator"
-    )
+    bail!("{why}\nhint: {hint}")
 }
 
 /// `--sim`'s profile, resolved and checked.

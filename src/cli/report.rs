@@ -155,11 +155,20 @@ fn basis_sentence(p: &PredictedWith) -> String {
         }
     }
     for (k, was, is) in &p.overridden {
+        let (was, is) = (limit_value(k, *was), limit_value(k, *is));
         s.push_str(&format!(
             " The experiment sets `{k}` to {is} (the profile's: {was}), which no check saw."
         ));
     }
     s
+}
+
+/// A limit as the experiment file spells it: the manifest stores a switch as 0 or 1.
+fn limit_value(name: &str, v: u64) -> String {
+    match name {
+        "enable_prefix_caching" => (v != 0).to_string(),
+        _ => v.to_string(),
+    }
 }
 
 /// The server, workload, load and SLOs of a cell, in words.

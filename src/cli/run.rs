@@ -162,6 +162,15 @@ fn how_it_ended(outcome: Result<RunEnd>, plan: &Plan, dir: &RunDir) -> Result<()
             "the server was lost, so the run stopped: {why}; `{resume}` runs the rest"
         ))
         .into()),
+        // the signal came after the last cell had ended (while the report was written, or
+        // as the last prediction finished): nothing is left to resume
+        Ok(RunEnd::Interrupted) if plan.searches.is_empty() && every_cell_ended(plan, dir) => {
+            Err(super::Ended::Interrupted(format!(
+                "interrupted after every cell had ended: the results are whole; `vllm-loadtest report {}` writes the report again",
+                dir.root().display()
+            ))
+            .into())
+        }
         Ok(RunEnd::Interrupted) => {
             Err(super::Ended::Interrupted(format!("interrupted; resume with `{resume}`")).into())
         }
@@ -170,6 +179,15 @@ fn how_it_ended(outcome: Result<RunEnd>, plan: &Plan, dir: &RunDir) -> Result<()
             dir.root().display()
         ))),
     }
+}
+
+/// Every cell of the plan has a status other than "interrupted": `--resume` would run none.
+fn every_cell_ended(plan: &Plan, dir: &RunDir) -> bool {
+    plan.cells.iter().all(|c| {
+        dir.cell(&c.id)
+            .read_status()
+            .is_some_and(|s| s != "interrupted")
+    })
 }
 
 /// The folder, experiment and plan of a new run (a timestamped folder under `--output`) or

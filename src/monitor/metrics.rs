@@ -1,6 +1,7 @@
 //! Scrape `/metrics` of each endpoint at a fixed interval and keep vLLM's families as rows
 //! (time, endpoint, metric, engine, other labels, value). `_created` series are dropped.
-//! Stored by `store::metrics_table` (`server_metrics.parquet`, a column per label).
+//! Stored by `store::metrics_table` (`server_metrics.parquet`, a column per label); an
+//! exposition becomes rows in `prom::rows_from`.
 
 use crate::client::{Server, get};
 use crate::prom;
@@ -15,32 +16,6 @@ pub struct Scraped {
     pub scrapes: u64,
     pub failures: u64,
     pub last_error: Option<String>,
-}
-
-/// Turn one exposition into rows at time `t_ns`.
-pub fn rows_from(text: &str, t_ns: u64, endpoint: u32) -> Result<Vec<MetricRow>, String> {
-    let e = prom::parse(text)?;
-    Ok(e.samples
-        .into_iter()
-        .filter(|s| s.name.starts_with("vllm:") && !s.name.ends_with("_created"))
-        .map(|mut s| {
-            let engine = s.labels.remove("engine");
-            let labels = s
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            MetricRow {
-                t_ns,
-                endpoint,
-                name: s.name,
-                engine,
-                labels,
-                value: s.value,
-            }
-        })
-        .collect())
 }
 
 /// Scrape every `interval` until `stop` turns true; one last scrape at the stop.
@@ -63,13 +38,15 @@ pub async fn scrape(
             let path = ep.url.path("/metrics");
             out.scrapes += 1;
             match get::request(ep, "GET", &path, None, interval.max(Duration::from_secs(2))).await {
-                Ok((200, body)) => match rows_from(&String::from_utf8_lossy(&body), t, i as u32) {
-                    Ok(rows) => out.rows.extend(rows),
-                    Err(e) => {
-                        out.failures += 1;
-                        out.last_error = Some(format!("unparsable /metrics: {e}"));
+                Ok((200, body)) => {
+                    match prom::rows_from(&String::from_utf8_lossy(&body), t, i as u32) {
+                        Ok(rows) => out.rows.extend(rows),
+                        Err(e) => {
+                            out.failures += 1;
+                            out.last_error = Some(format!("unparsable /metrics: {e}"));
+                        }
                     }
-                },
+                }
                 Ok((status, _)) => {
                     out.failures += 1;
                     out.last_error = Some(format!("GET /metrics answered {status}"));
@@ -95,7 +72,7 @@ mod tests {
             "/tests/fixtures/vllm/metrics-dp2.txt"
         ))
         .unwrap();
-        let rows = super::rows_from(&text, 5, 0).unwrap();
+        let rows = crate::prom::rows_from(&text, 5, 0).unwrap();
         assert!(
             rows.iter()
                 .all(|r| r.name.starts_with("vllm:") && !r.name.ends_with("_created"))
@@ -172,7 +149,7 @@ mod tests {
                 env!("CARGO_MANIFEST_DIR")
             ))
             .unwrap();
-            let end = super::rows_from(&text, 10 * s, 0).unwrap();
+            let end = crate::prom::rows_from(&text, 10 * s, 0).unwrap();
             let mut rows: Vec<_> = end
                 .iter()
                 .map(|r| loadtest_analysis::server_metrics::MetricRow {

@@ -3,7 +3,8 @@
 //! server over HTTP, and its timeline becomes the records a real cell writes: each request
 //! sent at its intended instant (there is no client to be late), each token one content
 //! event. The summary, tables, analysis and report are then the same code as for a
-//! measured cell; the cell's `summary.json` says `predicted`.
+//! measured cell; the cell's `summary.json` says `predicted`. The monitor's scrapes of
+//! `/metrics` are the engines' counters sampled in virtual time (`scrapes`).
 //!
 //! The client's rules are applied to the timeline as the load point applies them live:
 //! sending stops at the cell's duration (later arrivals are not sent), requests after the
@@ -17,7 +18,8 @@
 //! pessimistic for the requests behind them.
 
 use super::cell::{CellResult, CellSpec, summarize_from, validity_warnings};
-use crate::store::cell_report::ClientUsage;
+use crate::prom::rows_from;
+use crate::store::cell_report::{ClientUsage, MonitorReport, PrefixCache};
 use crate::store::layout::CellDir;
 use crate::store::requests_table;
 use crate::workload::Prompt;
@@ -25,12 +27,15 @@ use anyhow::Result;
 use loadtest_analysis::record::{
     CancelReason, CompactRecord, ErrorKind, RequestError, RequestRecord, TokenSource,
 };
+use loadtest_analysis::server_metrics::{MetricRow, server_stats};
+use loadtest_analysis::summary::Window;
 use loadtest_base::Tokenizer;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use vllm_sim::Profile;
+use vllm_sim::metrics::{CacheConfig, EngineMetrics, Gauges};
 use vllm_sim::prefix_cache::{BlockHash, block_hashes};
-use vllm_sim::virtual_time::{VirtualConfig, VirtualRequest, simulate_until};
+use vllm_sim::virtual_time::{KeepMetrics, Sample, VirtualConfig, VirtualRequest, simulate_until};
 
 /// The simulated server a group of virtual cells shares: what `launcher: sim` would start.
 #[derive(Debug, Clone)]
@@ -93,8 +98,9 @@ pub struct Stopped;
 /// step of an hour) would fill the memory with empty seconds long before it ended.
 const MAX_SPAN_S: u64 = 30 * 86_400;
 
-/// Refuse a schedule whose arrivals span more than `MAX_SPAN_S` of virtual time (callers
-/// check it before clearing a folder for the cell; `run` checks it again).
+/// Refuse a schedule whose arrivals span more than `MAX_SPAN_S` of virtual time, or that
+/// the monitor would sample more than `MAX_SPAN_S` times (callers check it before clearing
+/// a folder for the cell; `run` checks it again).
 pub fn check_span(c: &CellSpec) -> Result<()> {
     let last = c.schedule[..sent(c)].last().copied().unwrap_or(0);
     if last / 1_000_000_000 > MAX_SPAN_S {
@@ -103,6 +109,18 @@ pub fn check_span(c: &CellSpec) -> Result<()> {
             last as f64 / 86_400e9,
             MAX_SPAN_S / 86_400
         );
+    }
+    // the monitor's samples are events of the simulation: one a second over the longest
+    // span at most (a 1 ns interval would never end)
+    if let Some(iv) = c.metrics_interval {
+        let samples = last / (iv.as_nanos() as u64).max(1);
+        if samples > MAX_SPAN_S {
+            anyhow::bail!(
+                "`monitor.metrics_interval_s` {} s samples the server {samples} times over the arrival schedule's {:.0} s; a prediction samples it at most {MAX_SPAN_S} times\nhint: a longer `monitor.metrics_interval_s`",
+                iv.as_secs_f64(),
+                last as f64 / 1e9
+            );
+        }
     }
     Ok(())
 }
@@ -142,7 +160,12 @@ pub fn run(
             dp: server.dp,
             seed: server.seed,
             api_servers: server.api_servers,
-            sample_every_ns: None,
+            // the monitor's scrapes of `/metrics`, as samples of the engines' counters
+            sample_every_ns: c.metrics_interval.map(|iv| (iv.as_nanos() as u64).max(1)),
+            sample_metrics: match c.metrics_interval {
+                Some(_) => KeepMetrics::Around(counters_read_at(c, &requests, n_sent)),
+                None => KeepMetrics::Never,
+            },
             check_invariants: false,
             record_token_times: true,
         },
@@ -196,6 +219,13 @@ pub fn run(
         Ok(())
     })?;
     let warnings = validity_warnings(&s, &records, false, c.exact_tokenizer, false);
+    let monitors = match c.metrics_interval {
+        Some(_) => {
+            let rows = scraped_rows(&run.samples, cut.at_ns, &c.body.model, &server.profile)?;
+            Some(monitor_report(out, &rows, s.window, clock_zero_unix_ns)?)
+        }
+        None => None,
+    };
     requests_table::write_requests(
         &out.requests_parquet(),
         &records,
@@ -238,9 +268,117 @@ pub fn run(
         records,
         interrupted: false,
         client,
-        monitors: None,
+        monitors,
         warnings,
         predicted: true,
+    })
+}
+
+/// What the monitor would have scraped from the simulated server's `/metrics` up to the
+/// cell's end (a real cell's scraper stops there), in the rows a real scrape gives: the
+/// simulator's own exposition read by `rows_from`.
+///
+/// Every sample gives the gauges (running, waiting, KV usage: the server's series in
+/// `timeseries.parquet` and the report's chart); the samples that kept the counters and
+/// histograms (`counters_read_at`) give every family. The rest would be ~270 rows an
+/// engine a second that nothing reads (docs/simulator.md has what they cost).
+fn scraped_rows(
+    samples: &[Sample],
+    until_ns: u64,
+    model: &str,
+    p: &Profile,
+) -> Result<Vec<MetricRow>> {
+    let cache = CacheConfig::of(p);
+    let mut rows = Vec::new();
+    for s in samples.iter().take_while(|s| s.t_ns <= until_ns) {
+        if s.metrics.is_empty() {
+            rows.extend(gauge_rows(s, model));
+        } else {
+            let text = vllm_sim::metrics::render(model, &engines_at(s), &cache);
+            let read = rows_from(&text, s.t_ns, 0).map_err(|e| {
+                anyhow::anyhow!("the simulator's own /metrics did not parse: {e} (a bug)")
+            })?;
+            rows.extend(read);
+        }
+    }
+    Ok(rows)
+}
+
+/// The instants a counter's growth over the cell is read between: the measurement
+/// window's edges, and the drain limit's cut (whole-run figures end at the last request,
+/// and the last sample is taken then). The analysis reads a counter at the scrapes on
+/// either side of each (`server_metrics::series_deltas`, `server_stats`).
+fn counters_read_at(c: &CellSpec, requests: &[VirtualRequest], n_sent: usize) -> Vec<u64> {
+    let secs = |s: f64| (s * 1e9) as u64;
+    let mut at: Vec<u64> = c
+        .load
+        .window_s
+        .map(|(a, b)| vec![secs(a), secs(b)])
+        .unwrap_or_default();
+    if let Some(d) = c.load.drain {
+        at.push(send_end_ns(c, requests, n_sent) + d.as_nanos() as u64);
+    }
+    at
+}
+
+/// The engines as `metrics::render` takes them.
+fn engines_at(s: &Sample) -> Vec<(EngineMetrics, Gauges)> {
+    s.metrics
+        .iter()
+        .zip(&s.engines)
+        .map(|(m, &(running, waiting, kv_usage))| {
+            let g = Gauges {
+                running,
+                waiting,
+                kv_usage,
+            };
+            (m.clone(), g)
+        })
+        .collect()
+}
+
+/// The gauge families' rows of a sample, as `rows_from` reads them from the exposition
+/// (a test holds them equal).
+fn gauge_rows<'a>(s: &'a Sample, model: &'a str) -> impl Iterator<Item = MetricRow> + 'a {
+    let labels = format!("model_name={model}");
+    s.engines
+        .iter()
+        .enumerate()
+        .flat_map(move |(e, &(running, waiting, kv))| {
+            let labels = labels.clone();
+            [
+                ("vllm:num_requests_running", running as f64),
+                ("vllm:num_requests_waiting", waiting as f64),
+                ("vllm:kv_cache_usage_perc", kv),
+            ]
+            .map(move |(name, value)| MetricRow {
+                t_ns: s.t_ns,
+                endpoint: 0,
+                name: name.to_string(),
+                engine: Some(e.to_string()),
+                labels: labels.clone(),
+                value,
+            })
+        })
+}
+
+/// The scrapes stored and read over the window, as a measured cell's monitors do.
+fn monitor_report(
+    out: &CellDir,
+    rows: &[MetricRow],
+    window: Window,
+    clock_zero_unix_ns: i64,
+) -> Result<MonitorReport> {
+    out.write_metrics(rows, clock_zero_unix_ns)?;
+    let server = server_stats(rows, window.start_ns, window.end_ns);
+    let scrapes = rows.iter().map(|r| r.t_ns).collect::<BTreeSet<_>>().len();
+    Ok(MonitorReport {
+        metric_scrapes: scrapes as u64,
+        metric_failures: 0,
+        metric_rows: rows.len(),
+        metric_last_error: None,
+        gpu: "absent (virtual time)".to_string(),
+        prefix_cache: PrefixCache::of(&server),
     })
 }
 
@@ -291,10 +429,7 @@ impl Cut {
     /// limit cuts earlier (`drain_limit`).
     fn of(c: &CellSpec, requests: &[VirtualRequest], tokens: &[Vec<u64>], n_sent: usize) -> Cut {
         let timeout_ns = c.load.request_timeout.as_nanos() as u64;
-        let send_end_ns = match (n_sent < c.schedule.len(), c.load.send_until()) {
-            (true, Some(d)) => d.as_nanos() as u64,
-            _ => requests.last().map_or(0, |r| r.arrival_ns),
-        };
+        let send_end_ns = send_end_ns(c, requests, n_sent);
         let followed_end = requests
             .iter()
             .zip(tokens)
@@ -322,6 +457,14 @@ impl Cut {
                 timeout_ns,
             },
         }
+    }
+}
+
+/// When sending ended: the cell's duration when it stopped arrivals, else the last arrival.
+fn send_end_ns(c: &CellSpec, requests: &[VirtualRequest], n_sent: usize) -> u64 {
+    match (n_sent < c.schedule.len(), c.load.send_until()) {
+        (true, Some(d)) => d.as_nanos() as u64,
+        _ => requests.last().map_or(0, |r| r.arrival_ns),
     }
 }
 
@@ -430,5 +573,124 @@ fn error(kind: ErrorKind, cancel_reason: Option<CancelReason>, message: String) 
         http_status: None,
         cancel_reason,
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loadtest_analysis::server_metrics::server_stats;
+    use vllm_sim::virtual_time::{VirtualRun, simulate};
+
+    /// A busy two-engine timeline sampled every 0.25 s, the counters kept as `keep` says.
+    fn sampled(keep: KeepMetrics) -> VirtualRun {
+        let requests: Vec<VirtualRequest> = (0..400u64)
+            .map(|i| VirtualRequest {
+                arrival_ns: i * 25_000_000,
+                prompt_tokens: 200 + (i % 7) as u32 * 50,
+                max_tokens: 64,
+                min_tokens: 0,
+                ignore_eos: true,
+                pinned_rank: None,
+                block_hashes: Arc::from(Vec::new()),
+            })
+            .collect();
+        let cfg = VirtualConfig {
+            profile: Profile::named("default").unwrap(),
+            dp: 2,
+            seed: 1,
+            api_servers: None,
+            sample_every_ns: Some(250_000_000),
+            sample_metrics: keep,
+            check_invariants: false,
+            record_token_times: false,
+        };
+        simulate(&cfg, &requests).unwrap()
+    }
+
+    /// A sample's rows, every family, as a scrape of the exposition reads them.
+    fn scrape(s: &Sample, model: &str) -> Vec<MetricRow> {
+        let p = Profile::named("default").unwrap();
+        let text = vllm_sim::metrics::render(model, &engines_at(s), &CacheConfig::of(&p));
+        rows_from(&text, s.t_ns, 0).unwrap()
+    }
+
+    #[test]
+    fn a_gauge_samples_rows_are_the_gauges_a_scrape_reads() {
+        let run = sampled(KeepMetrics::Always);
+        let busy = run
+            .samples
+            .iter()
+            .filter(|s| s.engines.iter().any(|e| e.0 > 0));
+        assert!(busy.count() > 10);
+        let gauges = [
+            "vllm:num_requests_running",
+            "vllm:num_requests_waiting",
+            "vllm:kv_cache_usage_perc",
+        ];
+        // a model may be served under any name: the exposition escapes it, the scrape
+        // reads it back
+        for model in ["m", "a\"b\\c,d=e}\nf"] {
+            for s in &run.samples {
+                let key = |r: &MetricRow| (r.name.clone(), r.engine.clone());
+                let mut scraped: Vec<MetricRow> = scrape(s, model)
+                    .into_iter()
+                    .filter(|r| gauges.contains(&r.name.as_str()))
+                    .collect();
+                scraped.sort_by_key(key);
+                let mut direct: Vec<MetricRow> = gauge_rows(s, model).collect();
+                direct.sort_by_key(key);
+                assert_eq!(direct, scraped, "{model:?} at {} ns", s.t_ns);
+            }
+        }
+    }
+
+    /// The counters kept only around the window's edges (and at the first and last sample)
+    /// give the analysis what every scrape gives: windows on and between samples, and the
+    /// whole run, which ends at the last request's end, where the last sample is taken.
+    #[test]
+    fn counters_kept_around_the_window_give_the_analysis_what_every_scrape_gives() {
+        let all = sampled(KeepMetrics::Always);
+        let last = all.samples.last().unwrap().t_ns;
+        let ended = all
+            .outcomes
+            .iter()
+            .filter_map(|o| o.finish_ns)
+            .max()
+            .unwrap();
+        assert_eq!(last, ended, "the last scrape is at the stop");
+        assert_ne!(last % 250_000_000, 0, "and off the interval's grid here");
+        let full: Vec<MetricRow> = all.samples.iter().flat_map(|s| scrape(s, "m")).collect();
+        for (from, to) in [
+            (1_000_000_000, 8_000_000_000),
+            (1_100_000_000, 7_900_000_000),
+            (0, ended + 1),
+            (3_333_333_333, ended + 1),
+        ] {
+            let edges = match from {
+                0 => Vec::new(),
+                _ => vec![from, to],
+            };
+            let thin = sampled(KeepMetrics::Around(edges));
+            let rows = scraped_rows(
+                &thin.samples,
+                u64::MAX,
+                "m",
+                &Profile::named("default").unwrap(),
+            )
+            .unwrap();
+            assert!(
+                rows.len() * 5 < full.len(),
+                "{} of {} rows",
+                rows.len(),
+                full.len()
+            );
+            let (a, b) = (server_stats(&full, from, to), server_stats(&rows, from, to));
+            assert!(
+                a.breakdown.is_some() && a.server_ttft_mean_ms.is_some(),
+                "{a:?}"
+            );
+            assert_eq!(a, b, "window {from}..{to}");
+        }
     }
 }

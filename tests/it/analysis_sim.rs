@@ -201,6 +201,7 @@ fn virtual_cells(
                 seed: 1,
                 api_servers,
                 sample_every_ns: None,
+                sample_metrics: vllm_sim::virtual_time::KeepMetrics::Never,
                 check_invariants: false,
                 record_token_times: false,
             };
@@ -556,6 +557,7 @@ fn example_figures(example: &str, overrides: &[&str]) -> ((f64, f64, bool), (f64
         seed: 0,
         api_servers: None,
         sample_every_ns: None,
+        sample_metrics: vllm_sim::virtual_time::KeepMetrics::Never,
         check_invariants: false,
         record_token_times: true,
     };

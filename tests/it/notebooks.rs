@@ -45,6 +45,9 @@ fn the_three_notebooks_execute_on_a_short_scaling_run() {
         "workload.output_len=8",
         "--set",
         "monitor.metrics_interval_s=0.5",
+        // predicted: the same layout (the server's metrics included) in a second, not 15
+        "--set",
+        "server.clock=virtual",
         "--set",
         "matrix.dp=[1,2]",
         "--set",

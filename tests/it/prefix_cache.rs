@@ -41,7 +41,7 @@ fn scrape(
         ))
         .unwrap();
     assert_eq!(status, 200);
-    vllm_loadtest::monitor::metrics::rows_from(&String::from_utf8_lossy(&body), t_ns, 0).unwrap()
+    vllm_loadtest::prom::rows_from(&String::from_utf8_lossy(&body), t_ns, 0).unwrap()
 }
 
 #[test]

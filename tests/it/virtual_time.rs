@@ -172,6 +172,27 @@ fn the_scaling_example_runs_in_virtual_time_and_its_report_is_marked_predicted()
         md.contains("predicted with profile `default`, written by hand"),
         "{md}"
     );
+    // the simulated server's own metrics, as a measured run scrapes them: where the time
+    // goes (its phase histograms over the window) and its queue over time
+    assert!(
+        md.contains("## Where the time goes: queue, prefill, decode")
+            && md.contains(
+                "1 engine (dp=1, max_num_seqs=128): at 60 req/s offered, 99% of TTFT is queueing"
+            ),
+        "{md}"
+    );
+    assert!(run.join("figs/latency-breakdown.svg").is_file());
+    let cell = std::fs::read_dir(run.join("cells"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(
+        cell.join("server_metrics.parquet").is_file(),
+        "{}",
+        cell.display()
+    );
 }
 
 /// A fitted profile's report states the profile's own held-out error, metric by metric as
@@ -186,6 +207,7 @@ fn a_fitted_profiles_report_states_its_held_out_error() {
     let yaml: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(profile).unwrap()).unwrap();
     let held_out = &yaml["provenance"]["held_out"];
+    let caching = yaml["enable_prefix_caching"].as_bool().unwrap();
     let set_profile = format!("server.profile={profile}");
     let run = run_experiment(
         QUICKSTART,
@@ -194,6 +216,7 @@ fn a_fitted_profiles_report_states_its_held_out_error() {
             "server.clock=virtual",
             &set_profile,
             "server.max_num_seqs=7",
+            &format!("server.enable_prefix_caching={}", !caching),
             "matrix.request_rate=[5]",
         ],
     );
@@ -213,6 +236,12 @@ fn a_fitted_profiles_report_states_its_held_out_error() {
         md.contains(&format!("sets `max_num_seqs` to 7 (the profile's: {seqs})")),
         "{md}"
     );
+    // a switch in the experiment's words, not the manifest's 0 and 1
+    let switch = format!(
+        "sets `enable_prefix_caching` to {} (the profile's: {caching})",
+        !caching
+    );
+    assert!(md.contains(&switch), "`{switch}` missing: {md}");
     assert!(!md.contains("written by hand"), "{md}");
     // a profile calibrated on measured cells says so, and how close it came to them
     let cal = concat!(
@@ -302,14 +331,28 @@ fn bench_in_virtual_time_is_the_same_prediction_and_says_so() {
     let s = &from_bench["vllm_loadtest"]["summary"];
     assert_eq!(s["sent"], from_run["vllm_loadtest"]["summary"]["sent"]);
     assert_accounted(&out, s["sent"].as_u64().unwrap());
-    for (extra, says) in [
-        (&["--max-concurrency", "4"][..], "--max-concurrency"),
-        (&["--save-result"][..], "--save-result"),
+    // each refusal with the way out that fits it
+    for (extra, says, hint) in [
+        (
+            &["--max-concurrency", "4"][..],
+            "--max-concurrency",
+            "hint: drop `--virtual`",
+        ),
+        (
+            &["--save-result"][..],
+            "--save-result",
+            "hint: drop `--save-result`",
+        ),
+        (
+            &["--start-at", "2030-01-01T00:00:00Z"][..],
+            "--start-at",
+            "hint: drop `--start-at`",
+        ),
     ] {
         let r = bench(extra);
         assert_eq!(r.code, Some(1), "{extra:?}: {}", r.stderr);
         assert!(
-            r.stderr.contains(says) && r.stderr.contains("hint:"),
+            r.stderr.contains(says) && r.stderr.contains(hint),
             "{extra:?}: {}",
             r.stderr
         );
@@ -488,4 +531,27 @@ fn virtual_time_refuses_what_depends_on_when_requests_end_and_real_servers() {
         assert!(r.stderr.contains(says), "{set}: {}", r.stderr);
         assert!(r.stderr.contains("clock: virtual"), "{set}: {}", r.stderr);
     }
+    // the monitor's samples are events of the simulation: a 1 µs interval over 25 s of
+    // arrivals (25 million samples) is refused, not left to run for hours
+    let r = run(&[
+        "run",
+        QUICKSTART,
+        "--output",
+        dir.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "server.clock=virtual",
+        "--set",
+        "monitor.metrics_interval_s=0.000001",
+        "--set",
+        "matrix.request_rate=[5]",
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("samples the server")
+            && r.stderr
+                .contains("hint: a longer `monitor.metrics_interval_s`"),
+        "{}",
+        r.stderr
+    );
 }

@@ -199,6 +199,7 @@ pub fn predict(
             seed: 0,
             api_servers: None,
             sample_every_ns: None,
+            sample_metrics: crate::virtual_time::KeepMetrics::Never,
             check_invariants: false,
             record_token_times: false,
         },

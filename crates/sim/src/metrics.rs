@@ -214,6 +214,7 @@ impl CacheConfig {
 
 /// Render the Prometheus text exposition for all engines.
 pub fn render(model: &str, engines: &[(EngineMetrics, Gauges)], cache: &CacheConfig) -> String {
+    let model = escape(model);
     let mut out = String::with_capacity(16 * 1024);
     let lbl = |e: usize| format!("engine=\"{e}\",model_name=\"{model}\"");
     let family =
@@ -408,6 +409,21 @@ pub fn render(model: &str, engines: &[(EngineMetrics, Gauges)], cache: &CacheCon
             }
         },
     );
+    out
+}
+
+/// A label value in the text format: backslash, double quote and newline escaped (a model
+/// may be served under any name).
+fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
     out
 }
 

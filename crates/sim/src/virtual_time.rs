@@ -3,6 +3,7 @@
 //! seed fixes the whole timeline.
 
 use super::engine::{Engine, EngineRequest, TokenOut};
+use super::metrics::EngineMetrics;
 use super::prefix_cache::BlockHash;
 use super::profile::Profile;
 use super::router::{FrontEnd, Router};
@@ -32,12 +33,30 @@ pub struct VirtualOutcome {
     pub output_tokens: u32,
 }
 
-/// Engine gauges sampled at a fixed virtual interval.
-#[derive(Debug, Clone, PartialEq)]
+/// The engines sampled at a fixed virtual interval: their gauges, and their counters where
+/// asked for.
+#[derive(Debug, Clone)]
 pub struct Sample {
     pub t_ns: u64,
     /// (running, waiting, kv usage) per engine.
     pub engines: Vec<(u64, u64, f64)>,
+    /// Each engine's counters and histograms then, at the samples `VirtualConfig::
+    /// sample_metrics` keeps them (else empty): what a scrape of `/metrics` would read at
+    /// that instant (`metrics::render`).
+    pub metrics: Vec<EngineMetrics>,
+}
+
+/// Which samples keep the engines' counters and histograms (`Sample::metrics`, a few KB an
+/// engine each).
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeepMetrics {
+    /// None: the gauges only.
+    Never,
+    /// Every sample.
+    Always,
+    /// The first and the last sample, and the two on either side of each of these instants
+    /// (ns): where a counter's growth over a window starting or ending there is read.
+    Around(Vec<u64>),
 }
 
 #[derive(Debug, Clone)]
@@ -47,8 +66,12 @@ pub struct VirtualConfig {
     pub seed: u64,
     /// API-server processes for the front-end CPU model; `None` = off.
     pub api_servers: Option<usize>,
-    /// Sample gauges every this many ns (`None`: no samples).
+    /// Sample the engines every this many ns from 0, and once more when the last request
+    /// has ended (`None`: no samples).
     pub sample_every_ns: Option<u64>,
+    /// Which samples also keep the engines' counters and histograms: a virtual cell's
+    /// stand-in for scraping `/metrics`.
+    pub sample_metrics: KeepMetrics,
     /// Check request and KV-block conservation after every step (slower).
     pub check_invariants: bool,
     /// Keep every token's time per request (`VirtualRun::token_times`): what a client's
@@ -239,6 +262,12 @@ impl<'a> Sim<'a> {
                 Kind::Sample => self.sample(t),
             }
             if self.remaining == 0 && self.events.only_samples() {
+                // the monitor's last scrape, at the stop
+                if self.cfg.sample_every_ns.is_some()
+                    && self.samples.last().is_some_and(|s| s.t_ns < now)
+                {
+                    self.sample(now);
+                }
                 break;
             }
         }
@@ -315,12 +344,36 @@ impl<'a> Sim<'a> {
                 .iter()
                 .map(|en| (en.running() as u64, en.waiting() as u64, en.kv_usage()))
                 .collect(),
+            metrics: if self.keeps_metrics(t) {
+                self.engines.iter().map(|en| en.metrics.clone()).collect()
+            } else {
+                Vec::new()
+            },
         });
         if self.remaining > 0 {
             self.events.push(
                 t + self.cfg.sample_every_ns.unwrap_or(u64::MAX / 2),
                 Kind::Sample,
             );
+        }
+    }
+
+    /// Whether the sample at `t` keeps the counters. Samples fall on multiples of the
+    /// interval, so the one just before an instant `a` is the `t` with t ≤ a < t + every,
+    /// the one just after it the `t` with a ≤ t < a + every; the last (taken when the last
+    /// request ended, off the grid) is the only one with nothing left to run.
+    fn keeps_metrics(&self, t: u64) -> bool {
+        let every = self.cfg.sample_every_ns.unwrap_or(u64::MAX / 2);
+        match &self.cfg.sample_metrics {
+            KeepMetrics::Never => false,
+            KeepMetrics::Always => true,
+            KeepMetrics::Around(at) => {
+                t == 0
+                    || self.remaining == 0
+                    || at
+                        .iter()
+                        .any(|&a| (t <= a && a < t + every) || (a <= t && t < a + every))
+            }
         }
     }
 

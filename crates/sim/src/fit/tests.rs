@@ -17,6 +17,7 @@ fn timeline(profile: &Profile, seed: u64, requests: Vec<VirtualRequest>) -> Vec<
         seed,
         api_servers: None,
         sample_every_ns: None,
+        sample_metrics: crate::virtual_time::KeepMetrics::Never,
         check_invariants: false,
         record_token_times: true,
     };

@@ -33,6 +33,7 @@ fn cfg(profile: Profile, dp: usize) -> VirtualConfig {
         seed: 1,
         api_servers: None,
         sample_every_ns: None,
+        sample_metrics: crate::virtual_time::KeepMetrics::Never,
         check_invariants: false,
         record_token_times: false,
     }
