@@ -111,6 +111,10 @@ pub fn for_command(name: &str) -> &'static [Example] {
                         "after `run --resume`, or with a newer version of the analysis",
                         "report results/scaling/20260101-120000",
                     ),
+                    ex(
+                        "a fitted profile's prediction of every cell, beside the measurement",
+                        "report results/scaling/20260101-120000 --profile examples/profiles/tiny-llama-cpu.yaml",
+                    ),
                 ]
             }
         }

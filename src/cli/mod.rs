@@ -86,7 +86,7 @@ pub enum Command {
     Aggregate(report::DirArgs),
     /// Rebuild report.md and report.html of a results folder from its raw data.
     #[command(after_help = examples::after_help("report"))]
-    Report(report::DirArgs),
+    Report(report::ReportArgs),
     /// Put two experiments side by side: same cells, deltas, which is better per metric; a
     /// predicted run (virtual time) beside a measured one is judged against the measured range.
     #[command(after_help = examples::after_help("compare"))]

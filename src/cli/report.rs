@@ -7,7 +7,7 @@ use crate::store::layout::RunDir;
 use crate::store::manifest::{Manifest, PredictedWith};
 use anyhow::{Context, Result};
 use clap::Args;
-use loadtest_analysis::report::{chart, draw, figures, html, markdown, model};
+use loadtest_analysis::report::{chart, draw, figures, html, markdown, model, prediction_text};
 use loadtest_analysis::stats::survival::Figure;
 use loadtest_analysis::summary::goodput::Slo;
 use loadtest_base::arrivals::{Arrival, Stop};
@@ -31,11 +31,72 @@ pub fn aggregate_cmd(a: DirArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn report_cmd(a: DirArgs) -> Result<()> {
-    let r = write_report(&RunDir::new(&a.dir))?;
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A results folder written by `vllm-loadtest run`.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Predict the run's cells with this simulator profile (a fitted YAML, or a built-in
+    /// name) in virtual time, into `DIR/predicted/`, and put the prediction beside the
+    /// measurement in the report, cell by cell (default: no prediction).
+    #[arg(long, value_name = "NAME|FILE")]
+    pub profile: Option<String>,
+}
+
+pub fn report_cmd(a: ReportArgs) -> Result<()> {
+    let dir = RunDir::new(&a.dir);
+    let predicted = match &a.profile {
+        Some(p) => Some(predict(&dir, p)?),
+        None => None,
+    };
+    let r = write_report_with(&dir, predicted.as_ref())?;
     print_executive(&r.report);
     println!("report: {}", r.html.display());
     Ok(())
+}
+
+/// The measured run's experiment, every cell, predicted with `profile` in virtual time
+/// (`run` with the simulator as the server), into `dir.predictions()`.
+fn predict(dir: &RunDir, profile: &str) -> Result<RunDir> {
+    let m = dir.read_manifest().with_context(|| {
+        format!(
+            "`{}` has no manifest.json: not a results folder of `vllm-loadtest run`",
+            dir.root().display()
+        )
+    })?;
+    if m.predicted {
+        anyhow::bail!(
+            "`{}` is itself a prediction (virtual time): there is no measurement to put it beside\nhint: `report --profile` a folder of a measured run",
+            dir.root().display()
+        );
+    }
+    // a typo in the profile fails before anything runs
+    vllm_sim::Profile::resolve(profile).with_context(|| format!("`--profile {profile}`"))?;
+    // a file as given here, not relative to the stored experiment's folder
+    let profile = match std::fs::canonicalize(profile) {
+        Ok(file) => file.display().to_string(),
+        Err(_) => profile.to_string(),
+    };
+    eprintln!("report: predicting the run's cells with profile `{profile}` in virtual time");
+    let args = super::run::RunArgs {
+        experiment: Some(dir.experiment()),
+        overrides: vec![
+            "server.launcher=sim".into(),
+            "server.clock=virtual".into(),
+            format!("server.profile={profile}"),
+        ],
+        output: dir.predictions(),
+        resume: None,
+        dry_run: false,
+        quiet: true,
+        client_threads: 1,
+        print_results: false,
+    };
+    let done = super::run::run_to(args)
+        .with_context(|| format!("predicting the cells of `{}`", dir.root().display()))?
+        .context("the prediction wrote no results folder")?;
+    eprintln!("report: the prediction is in `{}`", done.root().display());
+    Ok(done)
 }
 
 pub struct Written {
@@ -242,6 +303,12 @@ fn describe_plan(p: &CellPlan) -> (String, String, String, Option<String>) {
 
 /// Aggregate, analyse and write `report.md` and `report.html` in `dir`.
 pub fn write_report(dir: &RunDir) -> Result<Written> {
+    write_report_with(dir, None)
+}
+
+/// The report, with a prediction of the same cells (`predicted`, a run in virtual time)
+/// judged beside the measurement when given one.
+fn write_report_with(dir: &RunDir, predicted: Option<&RunDir>) -> Result<Written> {
     let (agg, analysis) = aggregate::write_all(dir)?;
     let inputs: Vec<_> = agg.cells.iter().map(|c| c.input.clone()).collect();
     let generated = format!(
@@ -295,7 +362,7 @@ pub fn write_report(dir: &RunDir) -> Result<Written> {
         )?;
         svgs.insert(n.stem.clone(), svg);
     }
-    let report = model::build(
+    let mut report = model::build(
         &facts(dir, &agg),
         &analysis,
         &inputs,
@@ -303,6 +370,9 @@ pub fn write_report(dir: &RunDir) -> Result<Written> {
         &ramps,
         generated,
     );
+    if let Some(p) = predicted {
+        add_prediction(&mut report, &agg, dir, p)?;
+    }
     let md = dir.report_md();
     let mut f = std::io::BufWriter::new(
         std::fs::File::create(&md).with_context(|| format!("cannot write `{}`", md.display()))?,
@@ -318,6 +388,35 @@ pub fn write_report(dir: &RunDir) -> Result<Written> {
         markdown: md,
         html: html_path,
     })
+}
+
+/// The section "Predicted beside measured" and its line in the executive summary.
+fn add_prediction(
+    report: &mut model::Report,
+    measured: &aggregate::Aggregated,
+    dir: &RunDir,
+    p: &RunDir,
+) -> Result<()> {
+    let (predicted, _) = aggregate::write_all(p)?;
+    let j = super::compare_prediction::judge(measured, &predicted);
+    let profile = p
+        .read_manifest()
+        .and_then(|m| m.predicted_with.first().map(|w| w.profile.clone()))
+        .unwrap_or_else(|| "?".into());
+    let mut section = prediction_text::section("Predicted beside measured", &j);
+    let place = p.root().strip_prefix(dir.root()).unwrap_or(p.root());
+    section.paragraphs.insert(
+        0,
+        format!(
+            "Every cell of this run predicted with profile `{profile}` in virtual time (the same schedules and prompts; `{}`, a run of its own with its report), judged against the measured cells: by matrix values, against the range of the measured repeats.",
+            place.display()
+        ),
+    );
+    report.sections.push(section);
+    report
+        .executive_summary
+        .extend(prediction_text::summary_line(&profile, &j));
+    Ok(())
 }
 
 /// Each ramp cell read as a saturation probe, from its raw records.

@@ -54,12 +54,21 @@ pub struct RunArgs {
     /// Worker threads of the client runtime (1 measured best up to thousands of req/s).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub client_threads: usize,
+    /// Print the cells' table, the executive summary and the folders at the end; off for a
+    /// run another command makes and reports itself (`report --profile`).
+    #[arg(skip = true)]
+    pub print_results: bool,
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
+    run_to(a).map(drop)
+}
+
+/// `run`, and the results folder it wrote (`None` for a dry run).
+pub fn run_to(a: RunArgs) -> Result<Option<RunDir>> {
     let (dir, exp, mut plan) = open(&a)?;
     if a.dry_run {
-        return print_plan(&plan);
+        return print_plan(&plan).map(|()| None);
     }
     std::fs::create_dir_all(dir.cells())
         .with_context(|| format!("cannot create `{}`", dir.root().display()))?;
@@ -121,18 +130,23 @@ pub fn run(a: RunArgs) -> Result<()> {
         }
     };
     dir.write_manifest(&manifest)?;
-    print_summary(&plan, &dir)?;
+    if a.print_results {
+        print_summary(&plan, &dir)?;
+    }
     // aggregate, analyse and report from the stored raw data, whatever the outcome
     let report = super::report::write_report(&dir);
     match &report {
-        Ok(w) => super::report::print_executive(&w.report),
+        Ok(w) if a.print_results => super::report::print_executive(&w.report),
+        Ok(_) => {}
         Err(e) => eprintln!("warning: no report: {e:#}"),
     }
-    eprintln!("results: {}", dir.root().display());
-    if let Ok(w) = &report {
-        println!("report: {}", w.html.display());
+    if a.print_results {
+        eprintln!("results: {}", dir.root().display());
+        if let Ok(w) = &report {
+            println!("report: {}", w.html.display());
+        }
     }
-    how_it_ended(outcome, &plan, &dir)
+    how_it_ended(outcome, &plan, &dir).map(|()| Some(dir))
 }
 
 /// The run's result for the shell: `Ok` only when every cell measured something; a lost

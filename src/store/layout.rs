@@ -6,6 +6,8 @@
 //!   ray-driver.py (a run whose cells Ray shards send)
 //!   runs.parquet  timeseries.parquet  analysis.json  report.md  report.html  figs/
 //!   servers/<group>/server.log
+//!   predicted/<experiment>/<timestamp>/  a RunDir: the run's cells predicted by
+//!     `report DIR --profile P` (virtual time), judged in this run's report
 //!   cells/<cell id>/                     CellDir (also what `bench` writes)
 //!     requests.jsonl  requests.parquet  events.parquet  summary.json  status.json
 //!     server_metrics.parquet  gpu.parquet  server.log
@@ -93,6 +95,12 @@ impl RunDir {
 
     pub fn report_html(&self) -> PathBuf {
         self.root.join("report.html")
+    }
+
+    /// Where `report --profile` runs its predictions of this run's cells (each a `RunDir`
+    /// made by `run`, under its experiment's name and a timestamp).
+    pub fn predictions(&self) -> PathBuf {
+        self.root.join("predicted")
     }
 
     /// The charts, `<stem>.svg` and `<stem>.png`.

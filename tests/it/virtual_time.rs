@@ -146,6 +146,43 @@ fn a_cell_in_virtual_time_agrees_with_the_real_time_simulator_and_says_it_is_pre
         .parse()
         .unwrap();
     assert!(error.abs() <= 3.0, "{row}");
+
+    // `report --profile` predicts the measured run's cells itself (inside the run's folder)
+    // and puts the same judgement in the measured run's report, with a line in its summary
+    let r = run(&[
+        "report",
+        real.to_str().unwrap(),
+        "--profile",
+        profile.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let md = std::fs::read_to_string(real.join("report.md")).unwrap();
+    assert!(md.contains("## Predicted beside measured"), "{md}");
+    let again = md
+        .lines()
+        .find(|l| l.starts_with("| request_rate=4 | achieved req/s |"))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert_eq!(again, row, "the report's row is `compare`'s");
+    assert!(
+        md.contains("predicting these cells in virtual time, misses the measurement by (mean absolute error) achieved req/s"),
+        "{md}"
+    );
+    let predicted = std::fs::read_dir(real.join("predicted"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(predicted.is_dir(), "{}", predicted.display());
+    // a prediction has no measurement to be put beside
+    let r = run(&[
+        "report",
+        virt.to_str().unwrap(),
+        "--profile",
+        profile.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("is itself a prediction"), "{}", r.stderr);
 }
 
 #[test]

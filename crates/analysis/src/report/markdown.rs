@@ -1,6 +1,6 @@
 //! `report.md`: the report model as Markdown.
 
-use super::model::{Report, Table};
+use super::model::{Report, Section, Table};
 use std::io::{self, Write};
 
 fn table(w: &mut impl Write, t: &Table) -> io::Result<()> {
@@ -40,16 +40,22 @@ pub fn render(w: &mut impl Write, r: &Report) -> io::Result<()> {
     }
     writeln!(w)?;
     for s in &r.sections {
-        writeln!(w, "## {}\n", s.title)?;
-        for p in &s.paragraphs {
-            writeln!(w, "{p}\n")?;
-        }
-        for (stem, caption) in &s.figures {
-            writeln!(w, "![{caption}](figs/{stem}.png)\n")?;
-        }
-        for t in &s.tables {
-            table(w, t)?;
-        }
+        section(w, s)?;
     }
     writeln!(w, "---\n{}", r.generated_at)
+}
+
+/// One section: its title (`##`), paragraphs, figures and tables.
+pub fn section(w: &mut impl Write, s: &Section) -> io::Result<()> {
+    writeln!(w, "## {}\n", s.title)?;
+    for p in &s.paragraphs {
+        writeln!(w, "{p}\n")?;
+    }
+    for (stem, caption) in &s.figures {
+        writeln!(w, "![{caption}](figs/{stem}.png)\n")?;
+    }
+    for t in &s.tables {
+        table(w, t)?;
+    }
+    Ok(())
 }

@@ -7,6 +7,7 @@ pub mod figures;
 pub mod html;
 pub mod markdown;
 pub mod model;
+pub mod prediction_text;
 pub mod search_text;
 pub mod table;
 

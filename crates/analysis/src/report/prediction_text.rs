@@ -1,0 +1,194 @@
+//! A prediction judged against a measurement (`analysis::prediction::Judgement`) in words
+//! and tables: the section `compare` prints for a predicted run beside a measured one, and
+//! the one `report DIR --profile P` adds to the measured run's report. Pure.
+
+use super::model::{Section, Table};
+use crate::analysis::prediction::{self, Judgement, Row};
+
+/// The judgement as a report section, titled `title`. The row table, the saturation table
+/// and the per-metric averages (unflagged cells only); a flagged cell's note once.
+pub fn section(title: &str, j: &Judgement) -> Section {
+    let mut paragraphs = vec![
+        "Error: (predicted − measured mean) / measured mean. Beyond range: how far the prediction lies outside the measured repeats' range (0: inside it; the server itself varied that much). A row marked ⚑ rests on a cell the tool flagged (its measurement is in doubt, listed below): shown, not averaged.".to_string(),
+    ];
+    if j.saturation.is_empty() {
+        paragraphs.push(
+            "Saturation: not compared (a side never saturated, or its plateau is unknown).".into(),
+        );
+    }
+    paragraphs.extend(flags(j).into_iter().map(|f| format!("⚑ {f}")));
+    paragraphs.push(format!(
+        "{} figures judged; {} left out where a side only knows a lower bound (requests cut off); {} matrix points on one side only.",
+        j.rows.len(),
+        j.lower_bounds_skipped,
+        j.unmatched
+    ));
+    let mut tables = vec![rows_table(j)];
+    if !j.saturation.is_empty() {
+        tables.push(saturation_table(j));
+    }
+    tables.push(averages_table(j));
+    Section {
+        title: title.to_string(),
+        paragraphs,
+        figures: Vec::new(),
+        tables,
+    }
+}
+
+/// One sentence for the executive summary: the mean absolute error of the unflagged cells
+/// per metric the reader asks first (throughput, TTFT and TPOT p50), and the saturation
+/// point's; `None` when no cell matched.
+pub fn summary_line(profile: &str, j: &Judgement) -> Option<String> {
+    if j.rows.is_empty() {
+        return None;
+    }
+    let mut parts: Vec<String> = ["achieved req/s", "TTFT p50 ms", "TPOT p50 ms"]
+        .into_iter()
+        .filter_map(|m| mean_abs_error(j, m).map(|(e, n)| format!("{m} {e:.1}% ({n} cells)")))
+        .collect();
+    parts.extend(j.saturation.iter().map(|s| {
+        format!(
+            "saturation of `{}` {:+.1}%{}",
+            s.group,
+            s.error_pct,
+            if s.lower_bound {
+                " (a lower bound)"
+            } else {
+                ""
+            }
+        )
+    }));
+    let flagged = j.rows.iter().filter(|r| r.flagged.is_some()).count();
+    Some(format!(
+        "Profile `{profile}`, predicting these cells in virtual time, misses the measurement by (mean absolute error) {}{} (see Predicted beside measured).",
+        if parts.is_empty() {
+            "nothing it could average: every matched cell is flagged".to_string()
+        } else {
+            parts.join(", ")
+        },
+        if flagged > 0 {
+            format!("; {flagged} figures rest on flagged cells and are left out")
+        } else {
+            String::new()
+        }
+    ))
+}
+
+/// The mean absolute error of `metric` over the unflagged rows, and how many.
+fn mean_abs_error(j: &Judgement, metric: &str) -> Option<(f64, usize)> {
+    let rows: Vec<&Row> = unflagged(j, metric).collect();
+    (!rows.is_empty()).then(|| {
+        let e = rows.iter().map(|r| r.error_pct.abs()).sum::<f64>() / rows.len() as f64;
+        (e, rows.len())
+    })
+}
+
+fn unflagged<'a>(j: &'a Judgement, metric: &'a str) -> impl Iterator<Item = &'a Row> + 'a {
+    j.rows
+        .iter()
+        .filter(move |r| r.metric == metric && r.flagged.is_none())
+}
+
+fn flags(j: &Judgement) -> Vec<&str> {
+    let mut flags: Vec<&str> = j
+        .rows
+        .iter()
+        .filter_map(|r| r.flagged.as_deref())
+        .chain(j.saturation.iter().filter_map(|s| s.flagged.as_deref()))
+        .collect();
+    flags.sort_unstable();
+    flags.dedup();
+    flags
+}
+
+fn header(cols: &[&str]) -> Vec<String> {
+    cols.iter().map(|s| s.to_string()).collect()
+}
+
+fn mark(flagged: &Option<String>) -> String {
+    if flagged.is_some() { "⚑" } else { "" }.to_string()
+}
+
+fn rows_table(j: &Judgement) -> Table {
+    Table {
+        header: header(&[
+            "cell",
+            "metric",
+            "measured (range, repeats)",
+            "predicted",
+            "error",
+            "beyond range",
+            "",
+        ]),
+        rows: j
+            .rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.cell.clone(),
+                    r.metric.to_string(),
+                    format!(
+                        "{:.2} ({:.2}–{:.2}, {})",
+                        r.measured_mean, r.measured_min, r.measured_max, r.repeats
+                    ),
+                    format!("{:.2}", r.predicted),
+                    format!("{:+.1}%", r.error_pct),
+                    if r.beyond_range_pct == 0.0 {
+                        "inside".to_string()
+                    } else {
+                        format!("{:+.1}%", r.beyond_range_pct)
+                    },
+                    mark(&r.flagged),
+                ]
+            })
+            .collect(),
+    }
+}
+
+fn saturation_table(j: &Judgement) -> Table {
+    Table {
+        header: header(&["group", "measured plateau req/s", "predicted", "error", ""]),
+        rows: j
+            .saturation
+            .iter()
+            .map(|s| {
+                vec![
+                    s.group.clone(),
+                    format!(
+                        "{:.2}{}",
+                        s.measured_capacity,
+                        if s.lower_bound { " (lower bound)" } else { "" }
+                    ),
+                    format!("{:.2}", s.predicted_capacity),
+                    format!("{:+.1}%", s.error_pct),
+                    mark(&s.flagged),
+                ]
+            })
+            .collect(),
+    }
+}
+
+fn averages_table(j: &Judgement) -> Table {
+    Table {
+        header: header(&[
+            "metric (unflagged cells)",
+            "mean abs error",
+            "cells inside the measured range",
+        ]),
+        rows: prediction::METRICS
+            .iter()
+            .filter_map(|&m| {
+                let (e, n) = mean_abs_error(j, m)?;
+                let inside = unflagged(j, m)
+                    .filter(|r| r.beyond_range_pct == 0.0)
+                    .count();
+                Some(vec![
+                    m.to_string(),
+                    format!("{e:.1}%"),
+                    format!("{inside} of {n}"),
+                ])
+            })
+            .collect(),
+    }
+}
