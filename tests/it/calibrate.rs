@@ -7,7 +7,18 @@ fn calibrate_measures_a_ceiling_and_bench_warns_above_it() {
     let _serial = serial();
     let dir = temp_dir("calib");
     let out = std::process::Command::new(bin())
-        .args(["calibrate", "--rates", "100,200", "--seconds", "0.5"])
+        // short streams, a second a rate: the criterion (TTFT p50 ≤ 1 ms) read 0.75–0.9 ms
+        // with 64-token streams over 0.5 s here, and 1.13 ms once on a VM losing CPU to its
+        // host; 8-token streams read 0.75–0.78 ms, with twice the samples
+        .args([
+            "calibrate",
+            "--rates",
+            "100,200",
+            "--seconds",
+            "1",
+            "--output-len",
+            "8",
+        ])
         .env("XDG_CACHE_HOME", &dir)
         .output()
         .unwrap();
