@@ -142,6 +142,7 @@ fn calibrate_on(a: &FitArgs) -> Result<Profile> {
             )],
             open_loop: None,
             held_out: None,
+            steadiness: None,
         }));
     }
     let o = fitting::calibrate_cells(&cells, &mut profile, a.engines as usize)?;
@@ -375,6 +376,12 @@ fn print_fit(p: &Profile, f: &Fit) {
         }
         for n in &prov.notes {
             eprintln!("  note: {n}");
+        }
+        if let Some(st) = prov.steadiness.filter(|st| st.unsteady()) {
+            eprintln!(
+                "warning: the server was not steady while probed: {}; the profile describes a server in motion\nhint: fit again once it holds its speed (the CPU vLLM of shared/tools/real-vllm sped up by ~20% over its first ten minutes of load)",
+                st.describe()
+            );
         }
     }
 }

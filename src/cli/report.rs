@@ -213,6 +213,12 @@ fn basis_sentence(p: &PredictedWith) -> String {
                     " It was not checked on a held-out load: its error is unknown.",
                 ),
             }
+            if let Some(st) = f.steadiness.filter(|st| st.unsteady()) {
+                s.push_str(&format!(
+                    " Its server was not steady while it was fitted: {}; the profile describes a server in motion.",
+                    st.describe()
+                ));
+            }
         }
     }
     for (k, was, is) in &p.overridden {

@@ -87,6 +87,7 @@ pub fn fit_folder(
         notes,
         open_loop: None,
         held_out: None,
+        steadiness: s.steadiness,
     }));
     profile.validate()?;
     Ok((profile, f))

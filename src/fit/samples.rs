@@ -9,7 +9,9 @@ use crate::store::layout::{CellDir, FitDir};
 use crate::store::records;
 use anyhow::{Result, bail};
 use loadtest_analysis::record::RequestRecord;
+use std::collections::BTreeMap;
 use vllm_sim::fit::{DecodeSample, PrefillSample, probes};
+use vllm_sim::profile::Steadiness;
 
 #[derive(Debug, Default)]
 pub struct Samples {
@@ -21,6 +23,8 @@ pub struct Samples {
     /// smallest that did not, if any.
     pub largest_together: u32,
     pub smallest_apart: Option<u32>,
+    /// The last repeat's step times against the first's (`None` with one repeat).
+    pub steadiness: Option<Steadiness>,
 }
 
 /// Every probe cell of `dir`.
@@ -40,6 +44,8 @@ pub fn read(dir: &FitDir) -> Result<Samples> {
     // machine disturbed (a stall, a neighbour) does not pull the fit
     let mut by_shape: std::collections::BTreeMap<(u32, u32), Vec<DecodeSample>> =
         Default::default();
+    // and each repeat's median step time, to see whether the server kept its speed
+    let mut by_repeat: BTreeMap<(u32, u32), BTreeMap<u32, f64>> = BTreeMap::new();
     for c in cells {
         let (prompt, batch, repeat, cell) = (c.prompt, c.batch, c.repeat, c.dir);
         let recs = clean_records(&cell)?;
@@ -63,11 +69,45 @@ pub fn read(dir: &FitDir) -> Result<Samples> {
                 repeat + 1
             ));
         }
+        if let Some(m) = median_sample(d.clone()) {
+            by_repeat
+                .entry((prompt, batch))
+                .or_default()
+                .insert(repeat, m.itl_s);
+        }
         by_shape.entry((prompt, batch)).or_default().extend(d);
     }
+    s.steadiness = steadiness(by_repeat.values());
     s.decode = by_shape.into_values().filter_map(median_sample).collect();
     s.prefill = median_by_length(s.prefill);
     Ok(s)
+}
+
+/// Each batch shape's step time in its last repeat over its first (shapes with two or
+/// more), and their median: a server still warming up (the CPU vLLM's first ten minutes)
+/// shows as most shapes faster at the end. `None` when no shape has two repeats.
+fn steadiness<'a>(shapes: impl Iterator<Item = &'a BTreeMap<u32, f64>>) -> Option<Steadiness> {
+    let mut ratios: Vec<f64> = shapes
+        .filter(|r| r.len() >= 2)
+        .filter_map(|r| {
+            let (first, last) = (r.first_key_value()?.1, r.last_key_value()?.1);
+            (*first > 0.0).then(|| last / first)
+        })
+        .collect();
+    if ratios.is_empty() {
+        return None;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    let agreeing = ratios
+        .iter()
+        .filter(|&&r| (r < 1.0) == (median < 1.0) && r != 1.0)
+        .count();
+    Some(Steadiness {
+        last_over_first: median,
+        shapes: ratios.len(),
+        agreeing,
+    })
 }
 
 /// The median step time of one batch shape's repeats (its context: theirs, alike).
@@ -157,4 +197,58 @@ fn token_times(r: &RequestRecord) -> Vec<u64> {
     abs.zip(&r.content_event_tokens)
         .flat_map(|(t, &k)| std::iter::repeat_n(t, k.max(1) as usize))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shapes(per_shape: &[&[f64]]) -> Vec<BTreeMap<u32, f64>> {
+        per_shape
+            .iter()
+            .map(|reps| (0u32..).zip(reps.iter().copied()).collect())
+            .collect()
+    }
+
+    /// The CPU vLLM fitted minutes after its start (fit1 of 2026-12-01): 11 of 12 shapes
+    /// faster by the third repeat; fitted after ten minutes of load, no trend.
+    #[test]
+    fn a_server_warming_up_is_told_from_a_steady_one() {
+        let warming = shapes(&[
+            &[7.00, 6.97, 5.48],
+            &[9.38, 9.33, 6.62],
+            &[12.89, 14.60, 10.11],
+            &[20.96, 17.94, 16.69],
+            &[7.58, 7.11, 5.49],
+            &[72.93, 61.87, 46.01],
+            &[12.01, 12.63, 13.48],
+            &[8.23, 7.39, 6.21],
+        ]);
+        let w = steadiness(warming.iter()).unwrap();
+        assert!(w.unsteady(), "{w:?}");
+        assert_eq!((w.shapes, w.agreeing), (8, 7));
+        assert!((w.last_over_first - 0.78).abs() < 0.03, "{w:?}");
+        assert!(w.describe().contains("% less time"), "{}", w.describe());
+        let steady = shapes(&[
+            &[6.47, 7.40, 5.58],
+            &[8.08, 8.45, 7.94],
+            &[9.24, 11.03, 11.18],
+            &[19.32, 18.48, 15.68],
+            &[6.25, 6.75, 5.71],
+            &[51.48, 51.08, 48.08],
+            &[12.07, 13.05, 12.03],
+            &[16.05, 17.27, 17.21],
+        ]);
+        let s = steadiness(steady.iter()).unwrap();
+        assert!(!s.unsteady(), "{s:?}");
+        // one repeat: nothing to compare
+        assert_eq!(steadiness(shapes(&[&[7.0], &[9.0]]).iter()), None);
+        // slower by the end is as unsteady (a server filling its memory, a neighbour)
+        let slowing = shapes(&[&[5.0, 6.0], &[6.0, 7.5], &[7.0, 8.0], &[8.0, 9.5]]);
+        let sl = steadiness(slowing.iter()).unwrap();
+        assert!(
+            sl.unsteady() && sl.describe().contains("% more time"),
+            "{sl:?}"
+        );
+    }
 }

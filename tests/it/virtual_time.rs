@@ -280,6 +280,28 @@ fn a_fitted_profiles_report_states_its_held_out_error() {
     );
     assert!(md.contains(&switch), "`{switch}` missing: {md}");
     assert!(!md.contains("written by hand"), "{md}");
+    assert!(!md.contains("not steady"), "{md}");
+    // a profile fitted on a server still warming up says so
+    let mut unsteady = yaml.clone();
+    unsteady["provenance"]["steadiness"] =
+        serde_yaml::from_str("{last_over_first: 0.79, shapes: 12, agreeing: 10}").unwrap();
+    let file = dir.join("unsteady.yaml");
+    std::fs::write(&file, serde_yaml::to_string(&unsteady).unwrap()).unwrap();
+    let set_unsteady = format!("server.profile={}", file.display());
+    let run = run_experiment(
+        QUICKSTART,
+        &dir.join("unsteady"),
+        &[
+            "server.clock=virtual",
+            &set_unsteady,
+            "matrix.request_rate=[5]",
+        ],
+    );
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        md.contains("Its server was not steady while it was fitted: its decode steps took 21% less time in the probes' last repeat than in their first (10 of 12 batch shapes)"),
+        "{md}"
+    );
     // a profile calibrated on measured cells says so, and how close it came to them
     let cal = concat!(
         env!("CARGO_MANIFEST_DIR"),

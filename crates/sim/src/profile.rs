@@ -89,6 +89,44 @@ pub struct Provenance {
     /// The profile's own prediction of a load it was not fitted on, beside the measurement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_out: Option<HeldOut>,
+    /// Whether the server kept its speed while it was probed: the decode probes' last
+    /// repeat against their first (with two repeats or more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steadiness: Option<Steadiness>,
+}
+
+/// The decode probes' step time in their last repeat over their first, per batch shape.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Steadiness {
+    /// The median of the shapes' ratios (0.77: the server ran 23% faster by the end).
+    pub last_over_first: f64,
+    /// Shapes compared, and how many of them moved the median's way.
+    pub shapes: usize,
+    pub agreeing: usize,
+}
+
+impl Steadiness {
+    /// Beyond what repeats on a steady server differ by: the median ratio 10% or more
+    /// away from 1, with three shapes in four or more moving the same way.
+    pub fn unsteady(&self) -> bool {
+        (self.last_over_first - 1.0).abs() >= 0.10
+            && self.shapes >= 4
+            && self.agreeing * 4 >= self.shapes * 3
+    }
+
+    /// "its decode steps took 23% less time in the probes' last repeat than in their first
+    /// (11 of 12 batch shapes)".
+    pub fn describe(&self) -> String {
+        let change = self.last_over_first - 1.0;
+        format!(
+            "its decode steps took {:.0}% {} time in the probes' last repeat than in their first ({} of {} batch shapes)",
+            change.abs() * 100.0,
+            if change < 0.0 { "less" } else { "more" },
+            self.agreeing,
+            self.shapes
+        )
+    }
 }
 
 /// The open-loop calibration of a fitted profile.
@@ -129,6 +167,9 @@ impl Provenance {
                     figures.push((format!("`{}` {what}", m.metric), v));
                 }
             }
+        }
+        if let Some(st) = &self.steadiness {
+            figures.push(("steadiness.last_over_first".into(), st.last_over_first));
         }
         if let Some(o) = &self.open_loop {
             figures.push(("open_loop.before_c0_s".into(), o.before_c0_s));
