@@ -269,6 +269,16 @@ fn the_shipped_tiny_cpu_profile_loads_with_its_provenance() {
     assert_eq!((open.before_c0_s, open.before_c_dec_s), (p.c0_s, p.c_dec_s));
     assert_eq!(open.loads.len(), 4);
     assert!(prov.held_out.is_none());
+    // and the fit of the settled server: steady while probed, with the server's limit
+    let settled = vllm_sim::Profile::resolve(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/profiles/tiny-llama-cpu-settled.yaml"
+    ))
+    .unwrap();
+    settled.validate().unwrap();
+    assert_eq!(settled.max_num_seqs, 128);
+    let steady = settled.provenance.unwrap().steadiness.unwrap();
+    assert!(!steady.unsteady() && steady.shapes >= 8, "{steady:?}");
 }
 
 /// `fit --profile BASE --calibrate-on CELL…`: a profile whose per-step and per-sequence
