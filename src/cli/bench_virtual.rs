@@ -84,7 +84,10 @@ pub(super) fn run(
         seed: plan.load.seed,
         api_servers: None,
     };
-    let model = a.model.clone().unwrap_or_else(|| "sim-llama".into());
+    let model = a
+        .model
+        .clone()
+        .unwrap_or_else(|| vllm_sim::DEFAULT_MODEL.into());
     let body = bench::body_options(a, plan, &model);
     let schedule = plan.load.schedule(a.repeat)?;
     let rate = plan.load.arrival.rate();

@@ -516,7 +516,10 @@ impl Session<'_> {
                 seed: first.plan.load.seed,
                 api_servers: plan.api_server_count,
             }),
-            model: plan.model.clone().unwrap_or_else(|| "sim-llama".into()),
+            model: plan
+                .model
+                .clone()
+                .unwrap_or_else(|| vllm_sim::DEFAULT_MODEL.into()),
         })
     }
 

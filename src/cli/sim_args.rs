@@ -30,7 +30,7 @@ pub struct SimArgs {
     #[arg(long, default_value = "default", value_name = "NAME|FILE", help_heading = SERVE)]
     pub profile: String,
     /// Model id served, and required in requests.
-    #[arg(long, default_value = "sim-llama", value_name = "NAME", help_heading = SERVE)]
+    #[arg(long, default_value = vllm_sim::DEFAULT_MODEL, value_name = "NAME", help_heading = SERVE)]
     pub served_model_name: String,
     /// `tokenizer.json` (or a folder holding one) to count prompt tokens (default: the built-in cl100k).
     #[arg(long, value_name = "PATH", help_heading = SERVE)]

@@ -123,7 +123,10 @@ async fn start_sim(plan: &ServerPlan, name: &str, seed: u64, access: &Access) ->
         profile,
         dp,
         seed,
-        model: plan.model.clone().unwrap_or_else(|| "sim-llama".into()),
+        model: plan
+            .model
+            .clone()
+            .unwrap_or_else(|| vllm_sim::DEFAULT_MODEL.into()),
         api_servers: plan.api_server_count,
         faults: Faults::none(),
         tokenizer: Arc::new(tok),

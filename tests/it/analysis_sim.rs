@@ -354,18 +354,11 @@ fn screenshot(html: &Path, size: (u32, u32)) -> Option<tiny_skia::Pixmap> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish the screenshot in 90 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_or_kill(
+        &mut child,
+        std::time::Duration::from_secs(90),
+        "chromium did not finish the screenshot",
+    );
     let png =
         tiny_skia::Pixmap::decode_png(&std::fs::read(&shot).expect("screenshot written")).unwrap();
     assert_eq!((png.width(), png.height()), size);

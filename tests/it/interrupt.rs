@@ -42,17 +42,11 @@ fn sigint_leaves_valid_partial_results() {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "bench did not stop after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_or_kill(
+        &mut child,
+        Duration::from_secs(20),
+        "bench did not stop after SIGINT",
+    );
     assert!(!status.success(), "an interrupted run exits non-zero");
     let s = summary(&dir);
     assert_eq!(s["vllm_loadtest"]["status"], "interrupted");

@@ -449,6 +449,27 @@ impl Drop for Reaped {
     }
 }
 
+/// Wait for `child` to exit, polling; past `limit`, kill it, reap it and fail the test
+/// with `what` (a test that gives up leaves no process behind).
+pub fn wait_or_kill(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// `vllm-loadtest sim` as a process of its own on a free loopback port, with `extra` flags,
 /// once it listens: its child handle (killed when dropped, if not before) and its URL.
 pub fn spawn_sim(extra: &[&str]) -> (Reaped, String) {

@@ -533,18 +533,11 @@ fn a_signal_stops_a_prediction_and_keeps_nothing() {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
     let sent = std::time::Instant::now();
-    let deadline = sent + std::time::Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the prediction did not stop after SIGINT");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let status = wait_or_kill(
+        &mut child,
+        std::time::Duration::from_secs(10),
+        "the prediction did not stop after SIGINT",
+    );
     assert!(
         sent.elapsed() < std::time::Duration::from_secs(3),
         "stopped after {:?}",

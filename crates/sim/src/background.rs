@@ -39,7 +39,7 @@ pub fn start(profile: &str, dp: usize, tokenizer: Option<PathBuf>) -> Result<Sim
         profile: Profile::resolve(profile)?,
         dp,
         seed: 0,
-        model: "sim-llama".into(),
+        model: crate::DEFAULT_MODEL.into(),
         api_servers: None,
         faults: Faults::none(),
         tokenizer: Arc::new(tok),

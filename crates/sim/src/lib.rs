@@ -33,4 +33,8 @@ pub mod virtual_time;
 pub mod wire;
 
 pub use profile::Profile;
+
+/// The model name the simulator serves when none is given (its `/v1/models`, its metrics'
+/// `model_name`).
+pub const DEFAULT_MODEL: &str = "sim-llama";
 pub use server::{SimConfig, serve, serve_with};
