@@ -34,6 +34,7 @@ fn main() {
             api_servers: None,
             sample_every_ns: Some(1_000_000_000),
             sample_metrics: vllm_sim::virtual_time::KeepMetrics::Never,
+            max_span_ns: None,
             check_invariants: false,
             record_token_times: false,
         };

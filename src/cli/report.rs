@@ -49,6 +49,12 @@ pub fn report_cmd(a: ReportArgs) -> Result<()> {
         Some(p) => Some(predict(&dir, p)?),
         None => None,
     };
+    if predicted.is_none() && dir.predictions().is_dir() {
+        eprintln!(
+            "note: `{}` holds predictions of this run; this report leaves them out (`report --profile P` judges one)",
+            dir.predictions().display()
+        );
+    }
     let r = write_report_with(&dir, predicted.as_ref())?;
     print_executive(&r.report);
     println!("report: {}", r.html.display());
@@ -58,6 +64,12 @@ pub fn report_cmd(a: ReportArgs) -> Result<()> {
 /// The measured run's experiment, every cell, predicted with `profile` in virtual time
 /// (`run` with the simulator as the server), into `dir.predictions()`.
 fn predict(dir: &RunDir, profile: &str) -> Result<RunDir> {
+    if dir.search_json().exists() {
+        anyhow::bail!(
+            "`{}` is a search: its probes' rates followed from its own measurements, and a prediction would search rates of its own\nhint: predict the search with `vllm-loadtest run` of its experiment and `--set server.clock=virtual --set server.profile=…`, and compare the two",
+            dir.root().display()
+        );
+    }
     let m = dir.read_manifest().with_context(|| {
         format!(
             "`{}` has no manifest.json: not a results folder of `vllm-loadtest run`",
@@ -70,8 +82,10 @@ fn predict(dir: &RunDir, profile: &str) -> Result<RunDir> {
             dir.root().display()
         );
     }
-    // a typo in the profile fails before anything runs
-    vllm_sim::Profile::resolve(profile).with_context(|| format!("`--profile {profile}`"))?;
+    // a typo or a bad value in the profile fails before anything runs
+    vllm_sim::Profile::resolve(profile)
+        .and_then(|p| p.validate().map(|()| p))
+        .with_context(|| format!("`--profile {profile}`"))?;
     // a file as given here, not relative to the stored experiment's folder
     let profile = match std::fs::canonicalize(profile) {
         Ok(file) => file.display().to_string(),
@@ -93,7 +107,12 @@ fn predict(dir: &RunDir, profile: &str) -> Result<RunDir> {
         print_results: false,
     };
     let done = super::run::run_to(args)
-        .with_context(|| format!("predicting the cells of `{}`", dir.root().display()))?
+        .with_context(|| {
+            format!(
+                "predicting the cells of `{}` (`report --profile` runs its experiment with `server.launcher: sim`, `server.clock: virtual`)",
+                dir.root().display()
+            )
+        })?
         .context("the prediction wrote no results folder")?;
     eprintln!("report: the prediction is in `{}`", done.root().display());
     Ok(done)

@@ -146,12 +146,20 @@ pub fn run_to(a: RunArgs) -> Result<Option<RunDir>> {
             println!("report: {}", w.html.display());
         }
     }
-    how_it_ended(outcome, &plan, &dir).map(|()| Some(dir))
+    how_it_ended(outcome, &plan, &dir, a.print_results).map(|()| Some(dir))
 }
 
 /// The run's result for the shell: `Ok` only when every cell measured something; a lost
 /// server and a signal are typed (`Ended`) so the exit code tells them apart.
-fn how_it_ended(outcome: Result<RunEnd>, plan: &Plan, dir: &RunDir) -> Result<()> {
+fn how_it_ended(outcome: Result<RunEnd>, plan: &Plan, dir: &RunDir, own_run: bool) -> Result<()> {
+    // a run another command made (`report --profile`) is redone by that command, not resumed
+    if !own_run {
+        return match outcome? {
+            RunEnd::Complete => Ok(()),
+            RunEnd::Interrupted => Err(super::Ended::Interrupted("interrupted".into()).into()),
+            RunEnd::ServerLost(why) => Err(super::Ended::ServerFailed(why).into()),
+        };
+    }
     let resume = format!("vllm-loadtest run --resume {}", dir.root().display());
     let unmeasured: Vec<String> = plan
         .cells

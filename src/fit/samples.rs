@@ -87,11 +87,24 @@ pub fn read(dir: &FitDir) -> Result<Samples> {
 /// more), and their median: a server still warming up (the CPU vLLM's first ten minutes)
 /// shows as most shapes faster at the end. `None` when no shape has two repeats.
 fn steadiness<'a>(shapes: impl Iterator<Item = &'a BTreeMap<u32, f64>>) -> Option<Steadiness> {
+    let shapes: Vec<&BTreeMap<u32, f64>> = shapes.collect();
+    // the same two repeats for every shape (a shape missing one is left out): a ratio over
+    // repeats 1→2 is not one over 1→3
+    let last = shapes
+        .iter()
+        .filter_map(|r| r.keys().max())
+        .max()
+        .copied()?;
+    let first = shapes
+        .iter()
+        .filter_map(|r| r.keys().min())
+        .min()
+        .copied()?;
     let mut ratios: Vec<f64> = shapes
-        .filter(|r| r.len() >= 2)
+        .iter()
         .filter_map(|r| {
-            let (first, last) = (r.first_key_value()?.1, r.last_key_value()?.1);
-            (*first > 0.0).then(|| last / first)
+            let (a, b) = (r.get(&first)?, r.get(&last)?);
+            (first != last && *a > 0.0).then(|| b / a)
         })
         .collect();
     if ratios.is_empty() {
@@ -243,6 +256,11 @@ mod tests {
         assert!(!s.unsteady(), "{s:?}");
         // one repeat: nothing to compare
         assert_eq!(steadiness(shapes(&[&[7.0], &[9.0]]).iter()), None);
+        // a shape without the last repeat is left out, not compared over fewer repeats
+        let mut partial = warming.clone();
+        partial[0].remove(&2);
+        let p = steadiness(partial.iter()).unwrap();
+        assert_eq!(p.shapes, 7, "{p:?}");
         // slower by the end is as unsteady (a server filling its memory, a neighbour)
         let slowing = shapes(&[&[5.0, 6.0], &[6.0, 7.5], &[7.0, 8.0], &[8.0, 9.5]]);
         let sl = steadiness(slowing.iter()).unwrap();

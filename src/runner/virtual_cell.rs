@@ -35,7 +35,9 @@ use std::sync::Arc;
 use vllm_sim::Profile;
 use vllm_sim::metrics::{CacheConfig, EngineMetrics, Gauges};
 use vllm_sim::prefix_cache::{BlockHash, block_hashes};
-use vllm_sim::virtual_time::{KeepMetrics, Sample, VirtualConfig, VirtualRequest, simulate_until};
+use vllm_sim::virtual_time::{
+    KeepMetrics, Sample, SimError, VirtualConfig, VirtualRequest, simulate_until,
+};
 
 /// The simulated server a group of virtual cells shares: what `launcher: sim` would start.
 #[derive(Debug, Clone)]
@@ -166,6 +168,7 @@ pub fn run(
                 Some(_) => KeepMetrics::Around(counters_read_at(c, &requests, n_sent)),
                 None => KeepMetrics::Never,
             },
+            max_span_ns: Some(MAX_SPAN_S * 1_000_000_000),
             check_invariants: false,
             record_token_times: true,
         },
@@ -173,18 +176,16 @@ pub fn run(
         stopped,
     )
     .map_err(|e| match e {
-        vllm_sim::virtual_time::SimError::Stopped => anyhow::Error::new(Stopped),
-        e => anyhow::anyhow!("the virtual-time simulation failed: {e}"),
-    })?;
-    if run.end_ns / 1_000_000_000 > MAX_SPAN_S {
-        anyhow::bail!(
-            "the prediction ran {:.0} days of virtual time (the profile's steps: c0 {} s, a prompt token {} s); a prediction covers at most {} days\nhint: check the profile's coefficients (seconds, not milliseconds)",
-            run.end_ns as f64 / 86_400e9,
+        SimError::Stopped => anyhow::Error::new(Stopped),
+        // stopped as it passed the limit: its memory and time stay bounded
+        SimError::TooLong { .. } => anyhow::anyhow!(
+            "the prediction passed {} days of virtual time, the most a prediction covers (the profile's steps: c0 {} s, a prompt token {} s)\nhint: check the profile's coefficients (seconds, not milliseconds)",
+            MAX_SPAN_S / 86_400,
             server.profile.c0_s,
             server.profile.c_pf_s,
-            MAX_SPAN_S / 86_400
-        );
-    }
+        ),
+        e => anyhow::anyhow!("the virtual-time simulation failed: {e}"),
+    })?;
     // every request's token times in request order (a refused one has none)
     let mut served_times = run.token_times.into_iter();
     let token_times: Vec<Vec<u64>> = refused_why
@@ -602,6 +603,7 @@ mod tests {
             api_servers: None,
             sample_every_ns: Some(250_000_000),
             sample_metrics: keep,
+            max_span_ns: None,
             check_invariants: false,
             record_token_times: false,
         };

@@ -202,6 +202,7 @@ fn virtual_cells(
                 api_servers,
                 sample_every_ns: None,
                 sample_metrics: vllm_sim::virtual_time::KeepMetrics::Never,
+                max_span_ns: None,
                 check_invariants: false,
                 record_token_times: false,
             };
@@ -555,6 +556,7 @@ fn example_figures(example: &str, overrides: &[&str]) -> ((f64, f64, bool), (f64
         api_servers: None,
         sample_every_ns: None,
         sample_metrics: vllm_sim::virtual_time::KeepMetrics::Never,
+        max_span_ns: None,
         check_invariants: false,
         record_token_times: true,
     };

@@ -159,6 +159,10 @@ fn a_saturation_search_finds_the_closed_form_capacity_within_its_tolerance_in_at
         "the same probes, the same names"
     );
     assert!(!last.join("marker").exists(), "the cut probe ran again");
+    // a search is not predicted cell for cell: its rates followed from its measurements
+    let r = run(&["report", res.to_str().unwrap(), "--profile", "default"]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("is a search"), "{}", r.stderr);
     assert_eq!(summary(&last)["vllm_loadtest"]["status"], "complete");
     assert_eq!(
         again.stderr.matches(": predicting in virtual time").count(),

@@ -183,6 +183,25 @@ fn a_cell_in_virtual_time_agrees_with_the_real_time_simulator_and_says_it_is_pre
     ]);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(r.stderr.contains("is itself a prediction"), "{}", r.stderr);
+    // a profile that is not there, or not a deployment, is refused before anything runs
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "base: default\nc0_s: -1\n").unwrap();
+    for (p, says) in [
+        (dir.join("nothing-here.yaml"), "no profile file"),
+        (bad, "finite and non-negative"),
+    ] {
+        let before = std::fs::read_dir(real.join("predicted")).unwrap().count();
+        let r = run(&[
+            "report",
+            real.to_str().unwrap(),
+            "--profile",
+            p.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, Some(1), "{}", r.stderr);
+        assert!(r.stderr.contains(says), "{says}: {}", r.stderr);
+        let after = std::fs::read_dir(real.join("predicted")).unwrap().count();
+        assert_eq!(before, after, "no prediction folder for a refused profile");
+    }
 }
 
 #[test]

@@ -200,6 +200,7 @@ pub fn predict(
             api_servers: None,
             sample_every_ns: None,
             sample_metrics: crate::virtual_time::KeepMetrics::Never,
+            max_span_ns: None,
             check_invariants: false,
             record_token_times: false,
         },

@@ -293,6 +293,13 @@ impl Profile {
             return Ok(p);
         }
         let path = Path::new(name_or_path);
+        let looks_like_file = name_or_path.contains(['/', '.']);
+        if !path.exists() && looks_like_file {
+            bail!(
+                "no profile file `{name_or_path}`\nhint: check the path, or use one of the built-in profiles: {}",
+                NAMES.join(", ")
+            );
+        }
         if !path.exists() {
             bail!(
                 "unknown simulator profile `{name_or_path}`\nhint: use one of {} or a YAML file",

@@ -72,6 +72,9 @@ pub struct VirtualConfig {
     /// Which samples also keep the engines' counters and histograms: a virtual cell's
     /// stand-in for scraping `/metrics`.
     pub sample_metrics: KeepMetrics,
+    /// Give up (`SimError::TooLong`) once the timeline passes this many ns: a profile
+    /// whose steps take hours would otherwise run, and sample, for a simulated eternity.
+    pub max_span_ns: Option<u64>,
     /// Check request and KV-block conservation after every step (slower).
     pub check_invariants: bool,
     /// Keep every token's time per request (`VirtualRun::token_times`): what a client's
@@ -144,6 +147,10 @@ pub enum SimError {
         t_ns: u64,
         why: String,
     },
+    /// The timeline ran past `VirtualConfig::max_span_ns` (a profile whose steps take
+    /// hours, a load that never drains).
+    #[error("the simulation passed {} s of virtual time, its limit", limit_ns / 1_000_000_000)]
+    TooLong { limit_ns: u64 },
     /// `simulate_until`'s `stopped` said so (Ctrl-C, SIGTERM).
     #[error("stopped before the simulation ended")]
     Stopped,
@@ -261,14 +268,19 @@ impl<'a> Sim<'a> {
                 Kind::StepEnd(e) => self.finish_step(e, t)?,
                 Kind::Sample => self.sample(t),
             }
-            if self.remaining == 0 && self.events.only_samples() {
+            if self.events.only_samples() {
                 // the monitor's last scrape, at the stop
-                if self.cfg.sample_every_ns.is_some()
+                if self.remaining == 0
+                    && self.cfg.sample_every_ns.is_some()
                     && self.samples.last().is_some_and(|s| s.t_ns < now)
                 {
                     self.sample(now);
                 }
+                // (requests left with nothing to run them: `into_run` says which)
                 break;
+            }
+            if let Some(limit) = self.cfg.max_span_ns.filter(|&l| now > l) {
+                return Err(SimError::TooLong { limit_ns: limit });
             }
         }
         Ok(now)

@@ -18,6 +18,7 @@ fn timeline(profile: &Profile, seed: u64, requests: Vec<VirtualRequest>) -> Vec<
         api_servers: None,
         sample_every_ns: None,
         sample_metrics: crate::virtual_time::KeepMetrics::Never,
+        max_span_ns: None,
         check_invariants: false,
         record_token_times: true,
     };

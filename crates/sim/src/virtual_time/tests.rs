@@ -34,6 +34,7 @@ fn cfg(profile: Profile, dp: usize) -> VirtualConfig {
         api_servers: None,
         sample_every_ns: None,
         sample_metrics: crate::virtual_time::KeepMetrics::Never,
+        max_span_ns: None,
         check_invariants: false,
         record_token_times: false,
     }
@@ -221,14 +222,36 @@ fn a_prompt_larger_than_the_kv_cache_never_runs() {
     let mut p = Profile::named("zero").unwrap();
     p.num_gpu_blocks = 4;
     let reqs = requests(10.0, 3, 4096, 8, 9);
-    match simulate(&cfg(p, 1), &reqs) {
-        Err(SimError::NeverRun {
-            requests,
-            kv_blocks,
-        }) => {
-            assert_eq!((requests, kv_blocks), (3, 4));
+    // sampled or not: the sampler alone keeps nothing going (sampled, it once ran on,
+    // a sample a second, until the memory ran out)
+    for every in [None, Some(1_000_000_000)] {
+        let mut c = cfg(p.clone(), 1);
+        c.sample_every_ns = every;
+        match simulate(&c, &reqs) {
+            Err(SimError::NeverRun {
+                requests,
+                kv_blocks,
+            }) => {
+                assert_eq!((requests, kv_blocks), (3, 4));
+            }
+            other => panic!("expected NeverRun, got {:?}", other.map(|r| r.end_ns)),
         }
-        other => panic!("expected NeverRun, got {:?}", other.map(|r| r.end_ns)),
+    }
+}
+
+/// A profile whose steps take hours stops at the span limit instead of simulating (and
+/// sampling) on.
+#[test]
+fn a_timeline_past_its_limit_stops() {
+    let mut p = Profile::named("zero").unwrap();
+    p.c_pf_s = 10_000.0;
+    let mut c = cfg(p, 1);
+    c.sample_every_ns = Some(1_000_000_000);
+    c.max_span_ns = Some(86_400 * 1_000_000_000);
+    let reqs = requests(10.0, 50, 512, 8, 3);
+    match simulate(&c, &reqs) {
+        Err(SimError::TooLong { limit_ns }) => assert_eq!(limit_ns, 86_400_000_000_000),
+        other => panic!("expected TooLong, got {:?}", other.map(|r| r.end_ns)),
     }
 }
 
