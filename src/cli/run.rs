@@ -70,6 +70,10 @@ pub fn run_to(a: RunArgs) -> Result<Option<RunDir>> {
     if a.dry_run {
         return print_plan(&plan).map(|()| None);
     }
+    let dir = match a.resume {
+        Some(_) => dir,
+        None => RunDir::new(claim_folder(dir.root())?),
+    };
     std::fs::create_dir_all(dir.cells())
         .with_context(|| format!("cannot create `{}`", dir.root().display()))?;
     if a.resume.is_none() {
@@ -201,6 +205,32 @@ fn how_it_ended(outcome: Result<RunEnd>, plan: &Plan, dir: &RunDir, own_run: boo
             dir.root().display()
         ))),
     }
+}
+
+/// A new run's folder (`wanted`: `<output>/<experiment>/<stamp>`), created here so that two
+/// runs started in the same second (two `report --profile` of one run, two shells) never
+/// share one: the second gets `<stamp>-2`, and so on.
+fn claim_folder(wanted: &std::path::Path) -> Result<std::path::PathBuf> {
+    let (base, stamp) = match (wanted.parent(), wanted.file_name()) {
+        (Some(b), Some(s)) => (b, s.to_string_lossy().into_owned()),
+        _ => anyhow::bail!("`{}` is not a results folder's path", wanted.display()),
+    };
+    std::fs::create_dir_all(base).with_context(|| format!("cannot create `{}`", base.display()))?;
+    for n in 1..1000 {
+        let name = match n {
+            1 => stamp.to_string(),
+            n => format!("{stamp}-{n}"),
+        };
+        let root = base.join(name);
+        match std::fs::create_dir(&root) {
+            Ok(()) => return Ok(root),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create `{}`", root.display()));
+            }
+        }
+    }
+    anyhow::bail!("`{}` holds 999 runs started at {stamp}", base.display())
 }
 
 /// Every cell of the plan has a status other than "interrupted": `--resume` would run none.
