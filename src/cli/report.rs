@@ -422,7 +422,8 @@ fn add_prediction(
     dir: &RunDir,
     p: &RunDir,
 ) -> Result<()> {
-    let (predicted, _) = aggregate::write_all(p)?;
+    // read, not rewritten: the prediction's own run wrote its tables and report just now
+    let predicted = aggregate::aggregate(p)?;
     let j = super::compare_prediction::judge(measured, &predicted);
     let profile = p
         .read_manifest()

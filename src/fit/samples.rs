@@ -223,8 +223,9 @@ mod tests {
             .collect()
     }
 
-    /// The CPU vLLM fitted minutes after its start (fit1 of 2026-12-01): 11 of 12 shapes
-    /// faster by the third repeat; fitted after ten minutes of load, no trend.
+    /// Eight batch shapes' step times (ms) of the CPU vLLM fitted minutes after its start
+    /// (fit1 of 2026-12-01: 7 of these 8 faster by the third repeat), and of the same server
+    /// fitted after ten minutes of load (fit2: no trend).
     #[test]
     fn a_server_warming_up_is_told_from_a_steady_one() {
         let warming = shapes(&[

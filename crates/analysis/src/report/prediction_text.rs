@@ -47,19 +47,26 @@ pub fn summary_line(profile: &str, j: &Judgement) -> Option<String> {
         .into_iter()
         .filter_map(|m| mean_abs_error(j, m).map(|(e, n)| format!("{m} {e:.1}% ({n} cells)")))
         .collect();
-    parts.extend(j.saturation.iter().map(|s| {
-        format!(
-            "saturation of `{}` {:+.1}%{}",
-            s.group,
-            s.error_pct,
-            if s.lower_bound {
-                " (a lower bound)"
-            } else {
-                ""
-            }
-        )
-    }));
-    let flagged = j.rows.iter().filter(|r| r.flagged.is_some()).count();
+    // a plateau judged on a flagged cell is in the section, marked, not in this sentence
+    parts.extend(
+        j.saturation
+            .iter()
+            .filter(|s| s.flagged.is_none())
+            .map(|s| {
+                format!(
+                    "saturation of `{}` {:+.1}%{}",
+                    s.group,
+                    s.error_pct,
+                    if s.lower_bound {
+                        " (a lower bound)"
+                    } else {
+                        ""
+                    }
+                )
+            }),
+    );
+    let flagged = j.rows.iter().filter(|r| r.flagged.is_some()).count()
+        + j.saturation.iter().filter(|s| s.flagged.is_some()).count();
     Some(format!(
         "Profile `{profile}`, predicting these cells in virtual time, misses the measurement by (mean absolute error) {}{} (see Predicted beside measured).",
         if parts.is_empty() {
@@ -190,5 +197,56 @@ fn averages_table(j: &Judgement) -> Table {
                 ])
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::prediction::SaturationRow;
+
+    fn row(metric: &'static str, error_pct: f64, flagged: bool) -> Row {
+        Row {
+            cell: "request_rate=4".into(),
+            offered_rate: 4.0,
+            metric,
+            measured_min: 1.0,
+            measured_max: 1.0,
+            measured_mean: 1.0,
+            repeats: 1,
+            predicted: 1.0 + error_pct / 100.0,
+            error_pct,
+            beyond_range_pct: error_pct,
+            flagged: flagged.then(|| "the client stalled".to_string()),
+        }
+    }
+
+    /// The summary sentence averages unflagged cells only, and leaves a plateau judged on
+    /// a flagged cell out too, counting both.
+    #[test]
+    fn the_summary_line_leaves_flagged_figures_out_and_counts_them() {
+        let j = Judgement {
+            rows: vec![
+                row("achieved req/s", 2.0, false),
+                row("achieved req/s", 40.0, true),
+                row("TTFT p50 ms", -10.0, false),
+            ],
+            saturation: vec![SaturationRow {
+                group: "server".into(),
+                measured_capacity: 10.0,
+                predicted_capacity: 12.0,
+                error_pct: 20.0,
+                lower_bound: false,
+                flagged: Some("the client stalled".into()),
+            }],
+            lower_bounds_skipped: 0,
+            unmatched: 0,
+        };
+        let line = summary_line("p", &j).unwrap();
+        assert!(line.contains("achieved req/s 2.0% (1 cells)"), "{line}");
+        assert!(line.contains("TTFT p50 ms 10.0% (1 cells)"), "{line}");
+        assert!(!line.contains("saturation"), "{line}");
+        assert!(line.contains("2 figures rest on flagged cells"), "{line}");
+        assert_eq!(summary_line("p", &Judgement { rows: vec![], ..j }), None);
     }
 }
