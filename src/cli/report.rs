@@ -104,7 +104,7 @@ fn predict(dir: &RunDir, profile: &str) -> Result<RunDir> {
         dry_run: false,
         quiet: true,
         client_threads: 1,
-        print_results: false,
+        nested: true,
     };
     let done = super::run::run_to(args)
         .with_context(|| {

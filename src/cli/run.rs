@@ -54,10 +54,10 @@ pub struct RunArgs {
     /// Worker threads of the client runtime (1 measured best up to thousands of req/s).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub client_threads: usize,
-    /// Print the cells' table, the executive summary and the folders at the end; off for a
-    /// run another command makes and reports itself (`report --profile`).
-    #[arg(skip = true)]
-    pub print_results: bool,
+    /// A run another command makes and reports itself (`report --profile`): it prints no
+    /// table, summary or folders at the end, and its errors say nothing of `--resume`.
+    #[arg(skip)]
+    pub nested: bool,
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
@@ -134,30 +134,30 @@ pub fn run_to(a: RunArgs) -> Result<Option<RunDir>> {
         }
     };
     dir.write_manifest(&manifest)?;
-    if a.print_results {
+    if !a.nested {
         print_summary(&plan, &dir)?;
     }
     // aggregate, analyse and report from the stored raw data, whatever the outcome
     let report = super::report::write_report(&dir);
     match &report {
-        Ok(w) if a.print_results => super::report::print_executive(&w.report),
+        Ok(w) if !a.nested => super::report::print_executive(&w.report),
         Ok(_) => {}
         Err(e) => eprintln!("warning: no report: {e:#}"),
     }
-    if a.print_results {
+    if !a.nested {
         eprintln!("results: {}", dir.root().display());
         if let Ok(w) = &report {
             println!("report: {}", w.html.display());
         }
     }
-    how_it_ended(outcome, &plan, &dir, a.print_results).map(|()| Some(dir))
+    how_it_ended(outcome, &plan, &dir, a.nested).map(|()| Some(dir))
 }
 
 /// The run's result for the shell: `Ok` only when every cell measured something; a lost
 /// server and a signal are typed (`Ended`) so the exit code tells them apart.
-fn how_it_ended(outcome: Result<RunEnd>, plan: &Plan, dir: &RunDir, own_run: bool) -> Result<()> {
+fn how_it_ended(outcome: Result<RunEnd>, plan: &Plan, dir: &RunDir, nested: bool) -> Result<()> {
     // a run another command made (`report --profile`) is redone by that command, not resumed
-    if !own_run {
+    if nested {
         return match outcome? {
             RunEnd::Complete => Ok(()),
             RunEnd::Interrupted => Err(super::Ended::Interrupted("interrupted".into()).into()),

@@ -4,7 +4,7 @@
 //! sent at its intended instant (there is no client to be late), each token one content
 //! event. The summary, tables, analysis and report are then the same code as for a
 //! measured cell; the cell's `summary.json` says `predicted`. The monitor's scrapes of
-//! `/metrics` are the engines' counters sampled in virtual time (`scrapes`).
+//! `/metrics` are the engines' counters sampled in virtual time (`scraped_rows`).
 //!
 //! The client's rules are applied to the timeline as the load point applies them live:
 //! sending stops at the cell's duration (later arrivals are not sent), requests after the
