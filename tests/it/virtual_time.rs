@@ -149,12 +149,15 @@ fn a_cell_in_virtual_time_agrees_with_the_real_time_simulator_and_says_it_is_pre
 
     // `report --profile` predicts the measured run's cells itself (inside the run's folder)
     // and puts the same judgement in the measured run's report, with a line in its summary
-    let r = run(&[
-        "report",
-        real.to_str().unwrap(),
-        "--profile",
-        profile.to_str().unwrap(),
-    ]);
+    let report_with = |run_dir: &Path, p: &Path| {
+        run(&[
+            "report",
+            run_dir.to_str().unwrap(),
+            "--profile",
+            p.to_str().unwrap(),
+        ])
+    };
+    let r = report_with(&real, &profile);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let md = std::fs::read_to_string(real.join("report.md")).unwrap();
     assert!(md.contains("## Predicted beside measured"), "{md}");
@@ -175,12 +178,7 @@ fn a_cell_in_virtual_time_agrees_with_the_real_time_simulator_and_says_it_is_pre
         .path();
     assert!(predicted.is_dir(), "{}", predicted.display());
     // a prediction has no measurement to be put beside
-    let r = run(&[
-        "report",
-        virt.to_str().unwrap(),
-        "--profile",
-        profile.to_str().unwrap(),
-    ]);
+    let r = report_with(&virt, &profile);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(r.stderr.contains("is itself a prediction"), "{}", r.stderr);
     // a profile that is not there, or not a deployment, is refused before anything runs
@@ -191,12 +189,7 @@ fn a_cell_in_virtual_time_agrees_with_the_real_time_simulator_and_says_it_is_pre
         (bad, "finite and non-negative"),
     ] {
         let before = std::fs::read_dir(real.join("predicted")).unwrap().count();
-        let r = run(&[
-            "report",
-            real.to_str().unwrap(),
-            "--profile",
-            p.to_str().unwrap(),
-        ]);
+        let r = report_with(&real, &p);
         assert_eq!(r.code, Some(1), "{}", r.stderr);
         assert!(r.stderr.contains(says), "{says}: {}", r.stderr);
         let after = std::fs::read_dir(real.join("predicted")).unwrap().count();
