@@ -129,11 +129,10 @@ fn finished(status: Option<&str>) -> bool {
 
 pub fn aggregate(dir: &RunDir) -> Result<Aggregated> {
     let (experiment, plan) = load_plan(dir)?;
+    // one cell per core: reading back a cell's events is most of this stage's time
     let mut cells = Vec::new();
-    for c in &plan.cells {
-        if let Some(data) = read_cell(dir, &plan, c)? {
-            cells.push(data);
-        }
+    for data in loadtest_base::par::map(&plan.cells, |c| read_cell(dir, &plan, c)) {
+        cells.extend(data?);
     }
     let first = plan
         .cells
@@ -213,6 +212,19 @@ pub fn read_cell_dir(
     ident: CellIdent,
 ) -> Result<Option<CellRead>> {
     if !records::exist(cdir) {
+        // a cell that ended wrote its records first: their loss is not a cell never run
+        if let Some(status) = cdir.read_status().filter(|s| finished(Some(s))) {
+            let missing: Vec<String> = [cdir.requests_parquet(), cdir.events_parquet()]
+                .iter()
+                .filter(|p| !p.exists())
+                .map(|p| format!("`{}`", p.display()))
+                .collect();
+            anyhow::bail!(
+                "cell folder `{}` says `{status}` but its raw records are gone: {} missing\nhint: restore them from a copy, or remove the cell folder and `vllm-loadtest run --resume` the run to measure it again",
+                cdir.root().display(),
+                missing.join(" and ")
+            );
+        }
         return Ok(None);
     }
     let records = records::read_compact(cdir)?;
@@ -228,7 +240,8 @@ pub fn read_cell_dir(
         }
     };
     let window = summary::resolve_window(load.window_s, &records);
-    let mut events = summary::event_figures(|f| records::for_each(cdir, f), window, &[])?;
+    let mut events =
+        summary::event_figures(|f| records::for_each_of(cdir, &records, f), window, &[])?;
     let scope = summary::Scope {
         window,
         offered_rate: arrival.rate(),

@@ -100,6 +100,14 @@ pub(super) async fn run(
         spec.max_cells,
         dir.display()
     );
+    // every probe sends the same prompts: on a vLLM each gets a prefix-cache salt of its
+    // own, or a later probe is served from the blocks an earlier one left (a salt given in
+    // `--extra-body` is the user's, kept)
+    let user_salt = body
+        .extra
+        .as_ref()
+        .is_some_and(|e| e.contains_key("cache_salt"));
+    let salted = !user_salt && client::get::server_version(&server).await.1;
     let endpoints = [server];
     let mut probes = Vec::new();
     let answer = loop {
@@ -121,10 +129,18 @@ pub(super) async fn run(
         std::fs::create_dir_all(cdir.root())
             .with_context(|| format!("cannot create `{}`", cdir.root().display()))?;
         eprintln!("probe {}: {rate} req/s: running", n + 1);
+        let mut probe_body = body.clone();
+        if salted {
+            let salt = crate::workload::body::cache_salt((cdir.root(), n));
+            probe_body
+                .extra
+                .get_or_insert_with(Default::default)
+                .extend(crate::workload::body::salted(salt));
+        }
         let cell = CellSpec {
             endpoints: &endpoints,
             prompts: &workload.prompts,
-            body,
+            body: &probe_body,
             load: &p.load,
             schedule: p.load.schedule(0)?,
             turns: p.prompts.turns(),

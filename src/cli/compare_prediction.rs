@@ -41,6 +41,34 @@ pub fn judge(measured: &Aggregated, predicted: &Aggregated) -> prediction::Judge
     )
 }
 
+/// Where the two runs sent different traffic to cells of the same id: a prediction judged
+/// against a measurement of other prompts or another load is no judgement of the profile.
+fn traffic_differences(measured: &Aggregated, predicted: &Aggregated) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in &measured.cells {
+        let Some(p) = predicted.cells.iter().find(|p| p.cell.id == m.cell.id) else {
+            continue;
+        };
+        let (mw, pw) = (&m.cell.plan.workload, &p.cell.plan.workload);
+        if mw.endpoint != pw.endpoint {
+            out.push(format!("`{}`: another endpoint", m.cell.id));
+        }
+        if mw.prompts.key() != pw.prompts.key() {
+            out.push(format!(
+                "`{}`: other prompts (dataset, lengths or seed)",
+                m.cell.id
+            ));
+        }
+        if m.cell.plan.load != p.cell.plan.load {
+            out.push(format!(
+                "`{}`: another load (arrivals, duration, warm-up or seed)",
+                m.cell.id
+            ));
+        }
+    }
+    out
+}
+
 /// Print the judgement as Markdown to `out`; an error when no cell matches.
 pub fn print(
     out: &mut impl Write,
@@ -59,6 +87,22 @@ pub fn print(
         measured.1.display(),
         predicted.1.display()
     )?;
+    let differ = traffic_differences(measured.0, predicted.0);
+    if !differ.is_empty() {
+        let shown: Vec<&str> = differ.iter().take(5).map(String::as_str).collect();
+        let more = differ.len().saturating_sub(shown.len());
+        let line = format!(
+            "**Warning:** the two runs did not send the same traffic, so the errors below compare different loads, not the profile with the server: {}{}. Predict the measured experiment itself (`report MEASURED --profile P`, or `run` its `experiment.yaml` with `--set server.launcher=sim --set server.clock=virtual`).",
+            shown.join("; "),
+            if more > 0 {
+                format!("; and {more} more")
+            } else {
+                String::new()
+            }
+        );
+        eprintln!("warning: {}", line.trim_start_matches("**Warning:** "));
+        writeln!(out, "{line}\n")?;
+    }
     markdown::section(out, &prediction_text::section("Cell by cell", &j))?;
     if j.rows.is_empty() {
         anyhow::bail!(

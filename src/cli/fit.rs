@@ -7,7 +7,7 @@ use crate::experiment::fields::{self, cli_number};
 use crate::fit::probe::{self, HeldOutLoad, Prober};
 use crate::fit::{self as fitting, LimitFlags, facts};
 use crate::store::layout::{CellDir, FitDir};
-use crate::workload::body::{BodyOptions, Endpoint};
+use crate::workload::body::{self, BodyOptions, Endpoint};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use loadtest_base::Tokenizer;
@@ -70,6 +70,9 @@ pub struct FitArgs {
     /// Seconds of the held-out load (Poisson at half the fitted capacity) whose prediction error the profile states; 0: none.
     #[arg(long, value_parser = cli_number(fields::SECS0), default_value_t = 20.0, value_name = "SECS", help_heading = FIT)]
     pub held_out_seconds: f64,
+    /// Send no `cache_salt` with the probes (a server that refuses the field; default: one salt for the fit's probes when the server answers `GET /version` as vLLM does, so no earlier fit's or run's cached prompts serve them).
+    #[arg(long, help_heading = FIT)]
+    pub no_cache_salt: bool,
     /// No progress lines.
     #[arg(long, help_heading = FIT)]
     pub quiet: bool,
@@ -120,6 +123,13 @@ fn calibrate_on(a: &FitArgs) -> Result<Profile> {
         if !crate::store::records::exist(c) {
             bail!(
                 "`{}` holds no request records\nhint: give cell folders: a `run`'s `cells/<cell>` or a `bench` `--output-dir`",
+                c.root().display()
+            );
+        }
+        // a calibration learns a server from what it did: a prediction did nothing
+        if c.read_report().is_some_and(|r| r.predicted) {
+            bail!(
+                "`{}` is a prediction (virtual time), not a measurement: calibrating on it would fit the simulator to itself\nhint: give cells measured against the server the profile is for",
                 c.root().display()
             );
         }
@@ -264,7 +274,10 @@ fn live(a: &FitArgs) -> Result<Profile> {
             temperature: None,
             // each event's token count keeps the batch's token indices aligned
             continuous_usage: true,
-            extra: None,
+            // a vLLM keeps what an earlier fit or run sent in its prefix cache, and these
+            // probes' prompts are the same every fit: a salt of this fit's own keeps their
+            // prefills computed, not found
+            extra: probe_salt(facts.version.is_some(), a.no_cache_salt, dir.root()),
         };
         let prober = Prober {
             server: &server,
@@ -400,8 +413,45 @@ fn print_open_loop(p: &Profile, o: &vllm_sim::profile::OpenLoop) {
     }
 }
 
+/// The probes' extra body fields: one salt for the whole fit on a server that answered
+/// `/version` as vLLM does, unless `--no-cache-salt`.
+fn probe_salt(
+    is_vllm: bool,
+    no_cache_salt: bool,
+    fit_dir: &std::path::Path,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    (is_vllm && !no_cache_salt).then(|| body::salted(body::cache_salt(fit_dir)))
+}
+
 fn print_held_out(h: &vllm_sim::profile::HeldOut) {
     print_load("held-out load", h);
+    if let Some(w) = held_out_warning(h) {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// The bar for a prediction below saturation: within 15% on TTFT and TPOT p50.
+const HELD_OUT_BAR_PCT: f64 = 15.0;
+
+/// What to say when the profile misses its own held-out load by more than the bar on a
+/// latency: under an open-loop load the server ran otherwise than its probes showed (on
+/// the CPU vLLM beside its client: 51–63% slower), and every prediction built on the
+/// profile carries that.
+fn held_out_warning(h: &vllm_sim::profile::HeldOut) -> Option<String> {
+    let missed: Vec<String> = h
+        .metrics
+        .iter()
+        .filter(|m| m.metric.contains("TTFT") || m.metric.contains("TPOT"))
+        .filter(|m| m.error_pct.abs() > HELD_OUT_BAR_PCT)
+        .map(|m| format!("{} by {:+.0}%", m.metric, m.error_pct))
+        .collect();
+    (!missed.is_empty()).then(|| {
+        format!(
+            "the profile misses its own held-out load ({}): {}. Under an open-loop load this server ran otherwise than its probes showed (its API server or other work sharing the engine's cores, a cache the probes did not fill); predictions with this profile carry that error\nhint: fit again on a quiet machine, or calibrate the step costs on open-loop loads (`--load-seconds 20`, or `--calibrate-on` measured cells) and judge the result on a run it was not fitted to",
+            h.load,
+            missed.join(", ")
+        )
+    })
 }
 
 /// A load's metrics, measured beside predicted (`what`: which load it is).
@@ -412,5 +462,54 @@ fn print_load(what: &str, h: &vllm_sim::profile::HeldOut) {
             "  {:<28} {:>10.2} {:>10.2} {:>+7.1}%",
             m.metric, m.measured, m.predicted, m.error_pct
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{held_out_warning, probe_salt};
+    use vllm_sim::profile::{HeldOut, HeldOutMetric};
+
+    fn held(ttft: f64, tpot: f64, throughput: f64) -> HeldOut {
+        let m = |metric: &str, error_pct: f64| HeldOutMetric {
+            metric: metric.into(),
+            measured: 100.0,
+            predicted: 100.0 + error_pct,
+            error_pct,
+        };
+        HeldOut {
+            load: "Poisson 7.21 req/s".into(),
+            metrics: vec![
+                m("request throughput (req/s)", throughput),
+                m("TTFT p50 (ms)", ttft),
+                m("TPOT p50 (ms)", tpot),
+            ],
+        }
+    }
+
+    #[test]
+    fn probes_are_salted_on_a_vllm_unless_told_not_to() {
+        let dir = std::path::Path::new("/tmp/fit");
+        let salt = probe_salt(true, false, dir).expect("a salt on a vLLM");
+        let value = salt["cache_salt"].as_str().unwrap();
+        assert!(value.starts_with("vllm-loadtest-") && value.len() <= 128);
+        // another fit, even of the same folder, does not share it
+        assert_ne!(probe_salt(true, false, dir), Some(salt));
+        assert!(probe_salt(true, true, dir).is_none());
+        assert!(probe_salt(false, false, dir).is_none());
+    }
+
+    #[test]
+    fn a_held_out_latency_missed_by_more_than_15_percent_is_warned_about() {
+        // the real CPU vLLM's fit of 2026-12-02
+        let w = held_out_warning(&held(-51.7, -62.8, 0.3)).expect("a warning");
+        assert!(
+            w.contains("TTFT p50 (ms) by -52%") && w.contains("TPOT p50 (ms) by -63%"),
+            "{w}"
+        );
+        assert!(w.contains("hint:"), "{w}");
+        // within the bar, or only throughput off: nothing to say
+        assert!(held_out_warning(&held(-14.9, 12.0, 40.0)).is_none());
+        assert!(held_out_warning(&held(15.1, 0.0, 0.0)).is_some());
     }
 }

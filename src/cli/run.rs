@@ -23,12 +23,13 @@ use loadtest_base::arrivals;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 mod ray_cell;
 mod search;
+#[cfg(test)]
+mod tests;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -114,7 +115,17 @@ pub fn run_to(a: RunArgs) -> Result<Option<RunDir>> {
         dir.root().display()
     );
     let rt = super::client_runtime(a.client_threads)?;
-    let outcome = rt.block_on(run_cells(&a, &exp, &mut plan, &dir, &mut manifest));
+    // watched from here on, so a signal while the tables and the report are written is
+    // told too (the report is finished first: it is seconds, and the cells are whole)
+    let interrupt = interrupt_on_signals();
+    let outcome = rt.block_on(run_cells(
+        &a,
+        &exp,
+        &mut plan,
+        &dir,
+        &mut manifest,
+        interrupt.clone(),
+    ));
     manifest.cells_complete = plan
         .cells
         .iter()
@@ -150,32 +161,58 @@ pub fn run_to(a: RunArgs) -> Result<Option<RunDir>> {
             println!("report: {}", w.html.display());
         }
     }
-    how_it_ended(outcome, &plan, &dir, a.nested).map(|()| Some(dir))
+    // a whole prediction another command made is kept; cells that measured nothing are
+    // said as such (exit 3, `--resume`), which the signal does not change
+    let outcome = match outcome {
+        Ok(RunEnd::Complete)
+            if *interrupt.borrow() && !a.nested && unmeasured(&plan, &dir).is_empty() =>
+        {
+            Ok(RunEnd::Interrupted)
+        }
+        o => o,
+    };
+    how_it_ended(outcome, &plan, &dir, a.nested)?;
+    // the cells are whole but what the user came for is not: not a success (the cause
+    // was printed above, as the report failed)
+    if report.is_err() {
+        anyhow::bail!(
+            "no report (why: the warning above)\nhint: the cells' raw records are stored in `{0}`; once the cause is fixed, `vllm-loadtest report {0}` writes the tables and the report",
+            dir.root().display()
+        );
+    }
+    Ok(Some(dir))
 }
 
 /// The run's result for the shell: `Ok` only when every cell measured something; a lost
 /// server and a signal are typed (`Ended`) so the exit code tells them apart.
 fn how_it_ended(outcome: Result<RunEnd>, plan: &Plan, dir: &RunDir, nested: bool) -> Result<()> {
-    // a run another command made (`report --profile`) is redone by that command, not resumed
+    // a run another command made (`report --profile`) is redone by that command, not
+    // resumed: an interrupted one is removed, not left beside the whole ones
     if nested {
         return match outcome? {
-            RunEnd::Complete => Ok(()),
-            RunEnd::Interrupted => Err(super::Ended::Interrupted("interrupted".into()).into()),
+            RunEnd::Complete
+                if plan
+                    .cells
+                    .iter()
+                    .any(|c| dir.cell(&c.id).read_status().as_deref() == Some("complete")) =>
+            {
+                Ok(())
+            }
+            // kept: its report says why
+            RunEnd::Complete => Err(anyhow::anyhow!(
+                "no cell measured anything (every request failed, or none completed): `{}` says why",
+                dir.report_md().display()
+            )),
+            RunEnd::Interrupted => Err(super::Ended::Interrupted(format!(
+                "interrupted; {}",
+                remove_partial(dir)
+            ))
+            .into()),
             RunEnd::ServerLost(why) => Err(super::Ended::ServerFailed(why).into()),
         };
     }
     let resume = format!("vllm-loadtest run --resume {}", dir.root().display());
-    let unmeasured: Vec<String> = plan
-        .cells
-        .iter()
-        .filter_map(|c| {
-            let s = dir.cell(&c.id).read_status()?;
-            // a search's probe that measured nothing is its verdict (the rate failed), not a
-            // cell to run again
-            let unmeasured = s == "failed" || (s == "no_completions" && plan.searches.is_empty());
-            unmeasured.then(|| format!("{} ({s})", c.id))
-        })
-        .collect();
+    let unmeasured = unmeasured(plan, dir);
     match outcome {
         Ok(RunEnd::Complete) if unmeasured.is_empty() => Ok(()),
         Ok(RunEnd::Complete) => Err(super::Ended::ServerFailed(format!(
@@ -190,7 +227,11 @@ fn how_it_ended(outcome: Result<RunEnd>, plan: &Plan, dir: &RunDir, nested: bool
         .into()),
         // the signal came after the last cell had ended (while the report was written, or
         // as the last prediction finished): nothing is left to resume
-        Ok(RunEnd::Interrupted) if plan.searches.is_empty() && every_cell_ended(plan, dir) => {
+        Ok(RunEnd::Interrupted)
+            if plan.searches.is_empty()
+                && every_cell_ended(plan, dir)
+                && unmeasured.is_empty() =>
+        {
             Err(super::Ended::Interrupted(format!(
                 "interrupted after every cell had ended: the results are whole; `vllm-loadtest report {}` writes the report again",
                 dir.root().display()
@@ -233,7 +274,43 @@ fn claim_folder(wanted: &std::path::Path) -> Result<std::path::PathBuf> {
     anyhow::bail!("`{}` holds 999 runs started at {stamp}", base.display())
 }
 
-/// Every cell of the plan has a status other than "interrupted": `--resume` would run none.
+/// The cells that ended without measuring anything (`failed`, or `no_completions` outside
+/// a search, whose probe that measured nothing is its verdict on that rate): `--resume`
+/// runs them again.
+fn unmeasured(plan: &Plan, dir: &RunDir) -> Vec<String> {
+    plan.cells
+        .iter()
+        .filter_map(|c| {
+            let s = dir.cell(&c.id).read_status()?;
+            let unmeasured = s == "failed" || (s == "no_completions" && plan.searches.is_empty());
+            unmeasured.then(|| format!("{} ({s})", c.id))
+        })
+        .collect()
+}
+
+/// Remove an interrupted run that another command made (it redoes it whole), and the
+/// folders above it that it leaves empty (`DIR/predicted/<experiment>/`); what was done.
+fn remove_partial(dir: &RunDir) -> String {
+    if let Err(e) = std::fs::remove_dir_all(dir.root()) {
+        return format!(
+            "its partial results in `{}` could not be removed: {e}",
+            dir.root().display()
+        );
+    }
+    // `DIR/predicted/<experiment>/` and `DIR/predicted/` too, when empty: by name, so no
+    // other folder is ever touched
+    let experiment = dir.root().parent();
+    let predicted = experiment.and_then(Path::parent);
+    if let (Some(e), Some(p)) = (experiment, predicted)
+        && p.file_name() == RunDir::new(p).predictions().file_name()
+        && std::fs::remove_dir(e).is_ok()
+    {
+        let _ = std::fs::remove_dir(p);
+    }
+    "its partial results were removed".into()
+}
+
+/// Every cell of the plan has a status other than "interrupted": none was cut by the signal.
 fn every_cell_ended(plan: &Plan, dir: &RunDir) -> bool {
     plan.cells.iter().all(|c| {
         dir.cell(&c.id)
@@ -270,6 +347,23 @@ fn open(a: &RunArgs) -> Result<(RunDir, Experiment, Plan)> {
         if let experiment::cell_plan::ClientPlan::Ray(_) = c.plan.client {
             ray_cell::bench_flags(c, "http://server:8000", "model")
                 .with_context(|| format!("cell `{}` cannot be sent by Ray shards", c.id))?;
+        }
+    }
+    // so is a simulator profile that cannot be read or is out of range: once per server
+    // configuration, with the limits the experiment sets over it
+    let mut checked = std::collections::HashSet::new();
+    let templates = plan.searches.iter().map(|s| &s.template);
+    for c in plan.cells.iter().chain(templates) {
+        let server = &c.plan.server;
+        if let experiment::Launcher::Sim { profile } = &server.launcher
+            && checked.insert(c.group)
+        {
+            launcher::sim_profile(server, profile).with_context(|| {
+                format!(
+                    "server `{}`: `server.profile: {profile}`",
+                    plan.groups[c.group].id
+                )
+            })?;
         }
     }
     Ok((dir, exp, plan))
@@ -312,6 +406,7 @@ async fn run_cells(
     plan: &mut Plan,
     dir: &RunDir,
     manifest: &mut Manifest,
+    interrupt: tokio::sync::watch::Receiver<bool>,
 ) -> Result<RunEnd> {
     let tokenizer = plan
         .cells
@@ -349,7 +444,7 @@ async fn run_cells(
         workloads: HashMap::new(),
         hashes: Default::default(),
         total: planned_cells(plan),
-        interrupt: interrupt_on_signals(),
+        interrupt,
         run_clock,
     };
     if !plan.searches.is_empty() {
@@ -400,6 +495,8 @@ enum Backend {
     Live {
         running: launcher::Running,
         endpoints: Vec<client::Server>,
+        /// Each cell's requests carry a `cache_salt` of their own (`server.cache_salt`).
+        salted: bool,
     },
     /// The built-in simulator in virtual time (`server.clock: virtual`): nothing runs.
     Virtual(VirtualServer),
@@ -509,16 +606,28 @@ impl Session<'_> {
         };
         eprintln!("server `{id}`: up ({})", running.description);
         let endpoints = reach(&access, &running.urls).await?;
-        let version = server_version(&endpoints[0]).await;
+        let (version, is_vllm) = get::server_version(&endpoints[0]).await;
         manifest.server_versions.retain(|(s, _)| s != id);
         manifest.server_versions.push((id.to_string(), version));
+        let salted = plan.cache_salt.applies(is_vllm);
+        manifest.cache_salted.retain(|s| s != id);
+        if salted {
+            manifest.cache_salted.push(id.to_string());
+            eprintln!(
+                "server `{id}`: each cell's requests carry a `cache_salt` of their own: no cell is served from prefix-cache blocks an earlier one left (`server.cache_salt: none` to share them)"
+            );
+        }
         self.dir.write_manifest(manifest)?;
         let model = match &plan.model {
             Some(m) => m.clone(),
             None => get::first_model(&endpoints[0]).await?,
         };
         Ok(Some(Server {
-            backend: Backend::Live { running, endpoints },
+            backend: Backend::Live {
+                running,
+                endpoints,
+                salted,
+            },
             model,
         }))
     }
@@ -529,8 +638,8 @@ impl Session<'_> {
         let experiment::Launcher::Sim { profile: name } = &plan.launcher else {
             anyhow::bail!("server `{id}`: `clock: virtual` needs `launcher: sim`");
         };
-        let profile =
-            launcher::sim_profile(plan, name).with_context(|| format!("server `{id}`"))?;
+        let (profile, overridden) = launcher::sim_profile_overridden(plan, name)
+            .with_context(|| format!("server `{id}`"))?;
         eprintln!(
             "server `{id}`: built-in simulator in virtual time ({} engine(s), profile `{name}`): every figure is predicted, not measured",
             plan.dp
@@ -538,9 +647,12 @@ impl Session<'_> {
         manifest.predicted = true;
         // once per server configuration, a resumed run's included
         manifest.predicted_with.retain(|p| p.server != id);
-        manifest
-            .predicted_with
-            .push(predicted_with(id, name, &profile)?);
+        manifest.predicted_with.push(PredictedWith {
+            server: id.to_string(),
+            profile: name.to_string(),
+            provenance: profile.provenance.as_deref().cloned(),
+            overridden,
+        });
         manifest.server_versions.retain(|(s, _)| s != id);
         manifest.server_versions.push((
             id.to_string(),
@@ -593,29 +705,10 @@ impl Session<'_> {
                 &|| *interrupt.borrow(),
             )
         };
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(jobs.len())
-            .max(1);
-        let next = AtomicUsize::new(0);
-        let results: Vec<Mutex<Option<Result<CellResult>>>> =
-            jobs.iter().map(|_| Mutex::new(None)).collect();
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= jobs.len() || *interrupt.borrow() {
-                            return;
-                        }
-                        *results[i].lock().expect("result slot") = Some(predict(&jobs[i]));
-                    }
-                });
-            }
-        });
-        for ((cell, _, _), slot) in jobs.iter().zip(results) {
+        let results = loadtest_base::par::map_until(&jobs, &|| *interrupt.borrow(), predict);
+        for ((cell, _, _), r) in jobs.iter().zip(results) {
             // a cell not run (a signal came first) stays pending for `--resume`
-            let Some(r) = slot.into_inner().expect("result slot") else {
+            let Some(r) = r else {
                 continue;
             };
             // stopped by a signal mid-prediction: pending too
@@ -655,7 +748,10 @@ impl Session<'_> {
         server: &Server,
         ray: &experiment::cell_plan::RayPlan,
     ) -> Result<ray_cell::CellEnd> {
-        let Backend::Live { endpoints, .. } = &server.backend else {
+        let Backend::Live {
+            endpoints, salted, ..
+        } = &server.backend
+        else {
             anyhow::bail!(
                 "cell `{}`: `client.engine: ray` sends to a live server, not one in virtual time",
                 cell.id
@@ -669,8 +765,14 @@ impl Session<'_> {
             );
         };
         let cdir = self.fresh_cell(cell, server).await?;
-        let flags = ray_cell::bench_flags(cell, &endpoint.url.to_string(), &server.model)
+        let mut flags = ray_cell::bench_flags(cell, &endpoint.url.to_string(), &server.model)
             .with_context(|| format!("cell `{}` cannot be sent by Ray", cell.id))?;
+        // every shard of the cell with the same salt: they share one cell's cache
+        if *salted {
+            flags.push("--extra-body".into());
+            let salted = crate::workload::body::salted(cell_salt(self.dir, cell));
+            flags.push(serde_json::Value::Object(salted).to_string());
+        }
         eprintln!(
             "cell {}/{} `{}` ({}): running on {} Ray shards",
             cell.index + 1,
@@ -723,10 +825,15 @@ impl Session<'_> {
             return Ok(None);
         };
         let total = self.total;
-        let body = body_for(cell, &server.model);
         let eta = self.run_clock.as_ref().map(RunClock::next_cell);
         let r = match &mut server.backend {
-            Backend::Live { running, endpoints } => {
+            Backend::Live {
+                running,
+                endpoints,
+                salted,
+            } => {
+                let salt = salted.then(|| cell_salt(self.dir, cell));
+                let body = body_for(cell, &server.model, salt);
                 eprintln!(
                     "cell {}/{total} `{}` ({}): running",
                     cell.index + 1,
@@ -815,23 +922,10 @@ async fn reach(access: &Access, urls: &[BaseUrl]) -> Result<Vec<client::Server>>
     Ok(out)
 }
 
-async fn server_version(ep: &client::Server) -> String {
-    match get::request(
-        ep,
-        "GET",
-        &ep.url.path("/version"),
-        None,
-        Duration::from_secs(5),
-    )
-    .await
-    {
-        Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["version"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| ep.redact(String::from_utf8_lossy(&body).trim())),
-        Ok((status, _)) => format!("unknown (/version answered {status})"),
-        Err(e) => format!("unknown ({e:#})"),
-    }
+/// A cell's own prefix-cache salt, for this attempt at it (a resumed cell does not find its
+/// interrupted attempt's blocks either).
+fn cell_salt(dir: &RunDir, cell: &Cell) -> String {
+    crate::workload::body::cache_salt((dir.root(), &cell.id))
 }
 
 async fn reset_prefix_cache(endpoints: &[client::Server]) {
@@ -874,8 +968,8 @@ fn workload_for(
     Ok(wl)
 }
 
-/// The request body's options for a cell's prompts.
-fn body_for(cell: &Cell, model: &str) -> BodyOptions {
+/// The request body's options for a cell's prompts; `salt`: its `cache_salt`, if any.
+fn body_for(cell: &Cell, model: &str, salt: Option<String>) -> BodyOptions {
     let w = &cell.plan.workload;
     BodyOptions {
         endpoint: w.endpoint,
@@ -883,38 +977,8 @@ fn body_for(cell: &Cell, model: &str) -> BodyOptions {
         ignore_eos: w.ignore_eos,
         temperature: w.temperature,
         continuous_usage: w.continuous_usage_stats,
-        extra: None,
+        extra: salt.map(crate::workload::body::salted),
     }
-}
-
-/// What the report says of a server configuration predicted with `profile` (resolved
-/// from `name`, the experiment's limits applied): the profile's own provenance, and the
-/// limits the experiment changed since that was measured.
-fn predicted_with(id: &str, name: &str, profile: &vllm_sim::Profile) -> Result<PredictedWith> {
-    let file = vllm_sim::Profile::resolve(name)?;
-    let overridden = [
-        ("max_num_seqs", file.max_num_seqs, profile.max_num_seqs),
-        (
-            "max_num_batched_tokens",
-            file.max_num_batched_tokens,
-            profile.max_num_batched_tokens,
-        ),
-        (
-            "enable_prefix_caching",
-            u32::from(file.enable_prefix_caching),
-            u32::from(profile.enable_prefix_caching),
-        ),
-    ]
-    .into_iter()
-    .filter(|(_, was, is)| was != is)
-    .map(|(k, was, is)| (k.to_string(), u64::from(was), u64::from(is)))
-    .collect();
-    Ok(PredictedWith {
-        server: id.to_string(),
-        profile: name.to_string(),
-        provenance: profile.provenance.as_deref().cloned(),
-        overridden,
-    })
 }
 
 /// What the runner needs of a cell (`endpoints` empty in virtual time).
@@ -984,7 +1048,8 @@ fn predict_cell(
         cell.id,
         describe_cell(cell)
     );
-    let body = body_for(cell, model);
+    // a predicted cell's engines start empty: nothing to salt apart
+    let body = body_for(cell, model, None);
     let spec = cell_spec(a, cell, &[], &body, wl, tok, progress)?;
     virtual_cell::run(&spec, v, hashes, cdir, stopped)
 }

@@ -119,6 +119,30 @@ fn not_a_response(buf: &[u8], method: &str, path: &str) -> anyhow::Error {
     )
 }
 
+/// What the server says its version is, and whether it said so as vLLM does (`GET /version`
+/// answering `{"version": "…"}`).
+pub async fn server_version(ep: &Server) -> (String, bool) {
+    match request(
+        ep,
+        "GET",
+        &ep.url.path("/version"),
+        None,
+        Duration::from_secs(5),
+    )
+    .await
+    {
+        Ok((200, body)) => match serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["version"].as_str().map(str::to_owned))
+        {
+            Some(v) => (v, true),
+            None => (ep.redact(String::from_utf8_lossy(&body).trim()), false),
+        },
+        Ok((status, _)) => (format!("unknown (/version answered {status})"), false),
+        Err(e) => (format!("unknown ({e:#})"), false),
+    }
+}
+
 /// The first model id of `GET /v1/models`.
 pub async fn first_model(server: &Server) -> Result<String> {
     let (status, body) = request(

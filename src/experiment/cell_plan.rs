@@ -50,6 +50,28 @@ pub struct RayPlan {
     pub max_clock_error_ms: Option<f64>,
 }
 
+/// Whether a cell's requests carry a `cache_salt` of their own (`server.cache_salt`): vLLM
+/// then hashes their prompt blocks apart from every other cell's, so a matrix that sends the
+/// same prompts in each cell measures each cell from a cache its own requests filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheSalt {
+    /// `cell` when the server answers vLLM's `GET /version`, else none.
+    Auto,
+    Cell,
+    None,
+}
+
+impl CacheSalt {
+    /// Whether a server whose `GET /version` did (`is_vllm`) or did not answer gets a salt.
+    pub fn applies(self, is_vllm: bool) -> bool {
+        match self {
+            CacheSalt::Auto => is_vllm,
+            CacheSalt::Cell => true,
+            CacheSalt::None => false,
+        }
+    }
+}
+
 /// How the server under test is brought up.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Launcher {
@@ -77,6 +99,8 @@ pub struct ServerPlan {
     /// A Hugging Face tokenizer; `None`: the built-in approximation.
     pub tokenizer: Option<PathBuf>,
     pub reset_prefix_cache: bool,
+    /// `server.cache_salt`: whether each cell's requests carry a prefix-cache salt of their own.
+    pub cache_salt: CacheSalt,
     /// `server.env` as written (a value may be redacted in a saved experiment).
     pub env: Vec<(String, String)>,
     /// A launched server (command, compose) serves `https`.
@@ -334,6 +358,12 @@ fn server(r: &Reader) -> Result<ServerPlan> {
         model: r.opt_str("model").map(str::to_string),
         tokenizer: r.opt_str("tokenizer").map(PathBuf::from),
         reset_prefix_cache: r.bool("reset_prefix_cache")?,
+        // one of `fields::CACHE_SALTS`, checked when the file was read
+        cache_salt: match r.str("cache_salt")? {
+            "cell" => CacheSalt::Cell,
+            "none" => CacheSalt::None,
+            _ => CacheSalt::Auto,
+        },
         env: map("env"),
         https: r.bool("https")?,
         tls: TlsOptions {

@@ -143,6 +143,9 @@ pub const LAUNCHERS: &[&str] = &["sim", "external", "command", "compose"];
 /// `server.clock`: how the built-in simulator's cells run.
 pub const CLOCKS: &[&str] = &["real", "virtual"];
 
+/// `server.cache_salt`: whether each cell's requests carry a prefix-cache salt of their own.
+pub const CACHE_SALTS: &[&str] = &["auto", "cell", "none"];
+
 pub const DATASETS: &[&str] = &[
     "random",
     "prefix_repetition",
@@ -240,6 +243,13 @@ pub const SECTIONS: &[Section] = &[
                 Some("false"),
                 false,
                 "POST /reset_prefix_cache before each cell",
+            ),
+            f(
+                "cache_salt",
+                Kind::Enum(CACHE_SALTS),
+                Some("auto"),
+                false,
+                "`cell`: every request carries its cell's own `cache_salt` (vLLM's prefix-cache salt), so no cell is served from blocks an earlier cell (or run) left: a matrix re-sends the same prompts; `none`: no salt (a server that refuses the field); `auto`: `cell` when the server answers `GET /version` with a version as vLLM does, else `none` (a server or proxy that answers so but refuses unknown fields fails every request with 400: set `none`)",
             ),
             f(
                 "env",

@@ -654,6 +654,30 @@ fn resolve_paths(base: &mut Params, matrix: &mut [(&'static str, Vec<Value>)], b
                 }
             }
         }
+        if *k == "profile" {
+            for v in vs.iter_mut() {
+                if let Value::String(p) = v {
+                    *p = profile_file(p);
+                }
+            }
+        }
+    }
+    if let Some(Value::String(p)) = base.get("profile") {
+        base.insert("profile", Value::String(profile_file(p)));
+    }
+}
+
+/// `server.profile` when it names a file that exists (relative to the working directory, as
+/// `Profile::resolve` reads it), made absolute, so the saved experiment finds it from the
+/// results folder too; a built-in name, or a file not there (its error comes later, with
+/// the name as given), unchanged.
+fn profile_file(p: &str) -> String {
+    if vllm_sim::profile::NAMES.contains(&p) {
+        return p.to_string();
+    }
+    match std::fs::canonicalize(p) {
+        Ok(abs) if std::path::Path::new(p).is_file() => abs.to_string_lossy().into_owned(),
+        _ => p.to_string(),
     }
 }
 
@@ -670,11 +694,17 @@ fn unknown_hint(wrong: &str, section: Option<&str>, fields_here: &[Field]) -> Op
     Some(format!("known fields here: {}", names.join(", ")))
 }
 
+/// `p` as an absolute path: relative to the experiment file's folder, and that folder taken
+/// from the working directory when it was given relative (a saved experiment is read back
+/// from the results folder, by `aggregate`, `report`, `--resume`, from any directory).
 fn resolve(base: &Path, p: &str) -> String {
     let path = PathBuf::from(p);
     if path.is_absolute() {
         p.to_string()
     } else {
+        let base = std::fs::canonicalize(base)
+            .or_else(|_| std::path::absolute(base))
+            .unwrap_or_else(|_| base.to_path_buf());
         base.join(path).to_string_lossy().into_owned()
     }
 }

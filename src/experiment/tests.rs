@@ -236,6 +236,74 @@ fn a_huge_matrix_is_refused_before_it_is_expanded() {
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
 }
 
+/// An experiment given by a relative path (`run examples/x.yaml`) saves its files' paths
+/// absolute: `aggregate`, `report` and `--resume` read the saved copy from the results
+/// folder, from any working directory.
+#[test]
+fn a_relative_experiment_folder_saves_absolute_paths() {
+    let dir = std::env::temp_dir().join(format!("exp-rel-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("traces")).unwrap();
+    std::fs::write(
+        dir.join("traces/t.jsonl"),
+        "{\"timestamp\": 0, \"input_length\": 8, \"output_length\": 2}\n",
+    )
+    .unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let rel = pathdiff(&dir, &cwd);
+    assert!(rel.is_relative(), "{}", rel.display());
+    let e = parse(
+        "name: s\nworkload:\n  dataset: trace\n  dataset_path: traces/t.jsonl\n",
+        "exp.yaml",
+        &rel,
+        &[],
+    )
+    .unwrap();
+    let saved = e.base.get("dataset_path").and_then(|v| v.as_str()).unwrap();
+    assert!(Path::new(saved).is_absolute(), "{saved}");
+    assert_eq!(
+        Path::new(saved),
+        std::fs::canonicalize(&dir).unwrap().join("traces/t.jsonl")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `server.profile` names a file relative to the working directory (as the simulator reads
+/// it); the saved experiment holds it absolute, and a built-in name as it is.
+#[test]
+fn a_profile_file_is_saved_absolute_and_a_profile_name_as_given() {
+    let rel = "examples/profiles/tiny-llama-cpu.yaml";
+    let profile = |p: &str| {
+        let text = format!(
+            "name: s\nserver:\n  launcher: sim\n  profile: {p}\nload:\n  request_rate: 1\n"
+        );
+        let e = parse(&text, "exp.yaml", Path::new("/tmp"), &[]).unwrap();
+        e.base
+            .get("profile")
+            .and_then(|v| v.as_str())
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        Path::new(&profile(rel)),
+        std::fs::canonicalize(rel).unwrap()
+    );
+    assert_eq!(profile("default"), "default");
+}
+
+/// `to` relative to `from` (both absolute): `../..` up to their common part, then down.
+fn pathdiff(to: &Path, from: &Path) -> std::path::PathBuf {
+    let (t, f): (Vec<_>, Vec<_>) = (to.components().collect(), from.components().collect());
+    let common = t.iter().zip(&f).take_while(|(a, b)| a == b).count();
+    let mut out = std::path::PathBuf::new();
+    for _ in common..f.len() {
+        out.push("..");
+    }
+    for c in &t[common..] {
+        out.push(c);
+    }
+    out
+}
+
 fn cell_plans(text: &str) -> Vec<super::CellPlan> {
     cell_plans_in(text, Path::new("/tmp"))
 }

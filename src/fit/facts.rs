@@ -89,12 +89,8 @@ pub async fn read(server: &Server, model: &str) -> ServerFacts {
             _ => None,
         }
     };
-    if let Some(v) = get("/version")
-        .await
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-    {
-        facts.version = v["version"].as_str().map(str::to_owned);
-    }
+    let (version, is_vllm) = get::server_version(server).await;
+    facts.version = is_vllm.then_some(version);
     if let Some(v) = get("/v1/models")
         .await
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())

@@ -99,18 +99,50 @@ pub async fn start(plan: &ServerPlan, seed: u64, log: &Path, access: &Access) ->
 /// The simulator profile `name` with the plan's scheduler limits (`max_num_seqs`, …): what
 /// the built-in simulator runs, in real or in virtual time.
 pub fn sim_profile(plan: &ServerPlan, name: &str) -> Result<Profile> {
+    Ok(sim_profile_overridden(plan, name)?.0)
+}
+
+/// A profile's limit the server plan set to another value: its name, the profile file's
+/// value and the plan's (`enable_prefix_caching` as 0/1).
+pub type Overridden = (String, u64, u64);
+
+/// [`sim_profile`], with the limits the plan changed: the one place that knows which of a
+/// plan's settings a profile's limits yield to.
+pub fn sim_profile_overridden(plan: &ServerPlan, name: &str) -> Result<(Profile, Vec<Overridden>)> {
+    fn set<T: Copy + PartialEq + Into<u64>>(
+        key: &str,
+        slot: &mut T,
+        to: Option<T>,
+        changed: &mut Vec<Overridden>,
+    ) {
+        let Some(to) = to else { return };
+        if *slot != to {
+            changed.push((key.to_string(), (*slot).into(), to.into()));
+            *slot = to;
+        }
+    }
     let mut profile = Profile::resolve(name)?;
-    if let Some(v) = plan.max_num_seqs {
-        profile.max_num_seqs = v;
-    }
-    if let Some(v) = plan.max_num_batched_tokens {
-        profile.max_num_batched_tokens = v;
-    }
-    if let Some(v) = plan.enable_prefix_caching {
-        profile.enable_prefix_caching = v;
-    }
+    let mut changed = Vec::new();
+    set(
+        "max_num_seqs",
+        &mut profile.max_num_seqs,
+        plan.max_num_seqs,
+        &mut changed,
+    );
+    set(
+        "max_num_batched_tokens",
+        &mut profile.max_num_batched_tokens,
+        plan.max_num_batched_tokens,
+        &mut changed,
+    );
+    set(
+        "enable_prefix_caching",
+        &mut profile.enable_prefix_caching,
+        plan.enable_prefix_caching,
+        &mut changed,
+    );
     profile.validate()?;
-    Ok(profile)
+    Ok((profile, changed))
 }
 
 /// The built-in simulator on its own thread, with the plan's scheduler limits.

@@ -32,6 +32,10 @@ pub struct Manifest {
     /// report can say how far to trust the prediction.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub predicted_with: Vec<PredictedWith>,
+    /// The server configurations whose cells each sent a `cache_salt` of their own
+    /// (`server.cache_salt`): none of them found prefix-cache blocks another cell left.
+    #[serde(default)]
+    pub cache_salted: Vec<String>,
 }
 
 /// One server configuration's simulator profile, as a predicted run used it.
@@ -72,6 +76,7 @@ impl Manifest {
             error: None,
             predicted: false,
             predicted_with: Vec::new(),
+            cache_salted: Vec::new(),
         }
     }
 }

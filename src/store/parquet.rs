@@ -97,8 +97,15 @@ impl Column {
     /// Whether a dictionary pays for this column: text with repeats (status, metric names,
     /// label values), numbers with few distinct values (token counts, engine ranks).
     /// Continuous figures (latencies in ms, instants) are left to the fallback encodings:
-    /// DELTA_BINARY_PACKED for integers, BYTE_STREAM_SPLIT for doubles.
+    /// DELTA_BINARY_PACKED for integers, BYTE_STREAM_SPLIT for doubles. So are integers
+    /// that mostly repeat or step evenly (an event's request id and index, its tokens):
+    /// their deltas pack into almost no bits, with no value hashed to build a dictionary.
     fn dictionary_pays(&self) -> bool {
+        if let Column::I64(v) = self
+            && steps_evenly(v)
+        {
+            return false;
+        }
         let few = |distinct: usize, n: usize| n > 0 && distinct * 4 <= n;
         match self {
             Column::Str(v) => {
@@ -131,6 +138,20 @@ impl Column {
             Column::Bool(v) => defs(v),
         }
     }
+}
+
+/// Whether at least 9 in 10 of the present values continue their predecessors' step (the
+/// same delta as the one before): runs of one value, counters, ids in blocks.
+fn steps_evenly(v: &[Option<i64>]) -> bool {
+    let values: Vec<i64> = v.iter().flatten().copied().collect();
+    if values.len() < 3 {
+        return false;
+    }
+    let breaks = values
+        .windows(3)
+        .filter(|w| w[2].wrapping_sub(w[1]) != w[1].wrapping_sub(w[0]))
+        .count();
+    breaks * 10 <= values.len() - 2
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +199,21 @@ impl Table {
 
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+    }
+
+    /// `next`'s rows after this table's: the row groups of one file, so the same columns.
+    fn append(&mut self, next: Table) {
+        for ((_, mine), (_, more)) in self.columns.iter_mut().zip(next.columns) {
+            match (mine, more) {
+                (Column::I64(a), Column::I64(b)) | (Column::Timestamp(a), Column::Timestamp(b)) => {
+                    a.extend(b)
+                }
+                (Column::F64(a), Column::F64(b)) => a.extend(b),
+                (Column::Str(a), Column::Str(b)) => a.extend(b),
+                (Column::Bool(a), Column::Bool(b)) => a.extend(b),
+                _ => unreachable!("the row groups of one file have its schema's columns"),
+            }
+        }
     }
 
     fn kinds(&self) -> Vec<(String, Kind)> {
@@ -354,15 +390,85 @@ pub fn rows(path: &Path) -> Result<usize> {
 /// A whole file read back: every column, every row group in order. Columns whose type is
 /// none of ours (another writer's file) are an error naming them.
 pub fn read(path: &Path) -> Result<Table> {
-    let f =
-        std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
-    read_file(f).with_context(|| format!("reading `{}`", path.display()))
+    let mut whole: Option<Table> = None;
+    for_each_group(path, None, |group| {
+        match &mut whole {
+            None => whole = Some(group),
+            Some(t) => t.append(group),
+        }
+        Ok(())
+    })?;
+    match whole {
+        Some(t) => Ok(t),
+        // no row group at all: the columns, empty
+        None => Ok(Table {
+            columns: opened(path)?.1,
+        }),
+    }
 }
 
-fn read_file(f: std::fs::File) -> Result<Table> {
-    let reader = SerializedFileReader::new(f)?;
+/// Each row group of a file in order, as a table of its own with the columns named in
+/// `only` (all of them for `None`): a file of any length is read one group's memory at a
+/// time, and a reader that needs three columns of five decodes three. A column in `only`
+/// that the file lacks is an error naming it.
+pub fn for_each_group(
+    path: &Path,
+    only: Option<&[&str]>,
+    mut f: impl FnMut(Table) -> Result<()>,
+) -> Result<()> {
+    let (reader, columns) = opened(path)?;
+    let wanted: Vec<usize> = match only {
+        None => (0..columns.len()).collect(),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                columns
+                    .iter()
+                    .position(|(c, _)| c == n)
+                    .with_context(|| format!("`{}` has no column `{n}`", path.display()))
+            })
+            .collect::<Result<_>>()?,
+    };
     let meta = reader.metadata();
     let descr = meta.file_metadata().schema_descr();
+    for g in 0..meta.num_row_groups() {
+        let group = reader.get_row_group(g)?;
+        let rows = group.metadata().num_rows() as usize;
+        let mut table = Table::default();
+        for &i in &wanted {
+            let (name, empty) = &columns[i];
+            let mut col = empty.clone();
+            let optional = descr.column(i).max_def_level() == 1;
+            read_chunk(group.get_column_reader(i)?, rows, optional, &mut col).with_context(
+                || {
+                    format!(
+                        "reading `{}`: column `{name}`, row group {g}",
+                        path.display()
+                    )
+                },
+            )?;
+            table.push(name, col);
+        }
+        f(table)?;
+    }
+    Ok(())
+}
+
+/// A file open for reading, and its columns (empty), each typed as ours.
+type Opened = (SerializedFileReader<std::fs::File>, Vec<(String, Column)>);
+
+fn opened(path: &Path) -> Result<Opened> {
+    let f =
+        std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
+    let reader =
+        SerializedFileReader::new(f).with_context(|| format!("reading `{}`", path.display()))?;
+    let columns =
+        empty_columns(&reader).with_context(|| format!("reading `{}`", path.display()))?;
+    Ok((reader, columns))
+}
+
+fn empty_columns(reader: &SerializedFileReader<std::fs::File>) -> Result<Vec<(String, Column)>> {
+    let descr = reader.metadata().file_metadata().schema_descr();
     let mut columns: Vec<(String, Column)> = Vec::new();
     for c in descr.columns() {
         if c.max_rep_level() > 0 || c.max_def_level() > 1 {
@@ -379,16 +485,7 @@ fn read_file(f: std::fs::File) -> Result<Table> {
         };
         columns.push((c.name().to_string(), col));
     }
-    for g in 0..meta.num_row_groups() {
-        let group = reader.get_row_group(g)?;
-        let rows = group.metadata().num_rows() as usize;
-        for (i, (name, col)) in columns.iter_mut().enumerate() {
-            let optional = descr.column(i).max_def_level() == 1;
-            read_chunk(group.get_column_reader(i)?, rows, optional, col)
-                .with_context(|| format!("column `{name}`, row group {g}"))?;
-        }
-    }
-    Ok(Table { columns })
+    Ok(columns)
 }
 
 /// Append one column chunk of `rows` rows to `col`, nulls where the definition level says.
@@ -479,9 +576,10 @@ mod tests {
         t
     }
 
-    #[test]
-    fn a_table_reads_back_as_written_across_row_groups() {
-        let dir = std::env::temp_dir().join(format!("pq-unit-{}", std::process::id()));
+    /// `sample()` written twice, as two row groups, into a folder of the test's own: the
+    /// folder, the file and the table.
+    fn written_twice(test: &str) -> (std::path::PathBuf, std::path::PathBuf, Table) {
+        let dir = std::env::temp_dir().join(format!("pq-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("t.parquet");
         let t = sample();
@@ -489,6 +587,12 @@ mod tests {
         w.row_group(&t).unwrap();
         w.row_group(&t).unwrap();
         w.finish().unwrap();
+        (dir, path, t)
+    }
+
+    #[test]
+    fn a_table_reads_back_as_written_across_row_groups() {
+        let (dir, path, t) = written_twice("whole");
         assert!(!path.with_extension("parquet.tmp").exists());
         let back = read(&path).unwrap();
         assert_eq!(back.rows(), 400);
@@ -526,6 +630,68 @@ mod tests {
         assert_eq!(
             descr.column(4).logical_type_ref(),
             Some(&LogicalType::timestamp(true, TimeUnit::NANOS))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn integers_that_step_evenly_skip_the_dictionary_and_few_scattered_ones_keep_it() {
+        // an event's request id in blocks, its index counting up: deltas pack to ~0 bits
+        let blocks: Vec<Option<i64>> = (0..1000).map(|i| Some(i / 50)).collect();
+        let counter: Vec<Option<i64>> = (0..1000).map(|i| Some(i % 100)).collect();
+        // engine ranks in no order: few values, uneven steps
+        let ranks: Vec<Option<i64>> = (0..1000).map(|i| Some((i * 7 % 13) % 4)).collect();
+        assert!(steps_evenly(&blocks) && steps_evenly(&counter));
+        assert!(!steps_evenly(&ranks));
+        assert!(!Column::I64(blocks.clone()).dictionary_pays());
+        assert!(Column::I64(ranks.clone()).dictionary_pays());
+        // a lone value breaks three steps: one in 40 (7.5% broken) still steps evenly, one
+        // in 20 (15%) does not
+        let sparse: Vec<Option<i64>> = (0..1000).map(|i| Some(i64::from(i % 40 == 0))).collect();
+        assert!(steps_evenly(&sparse));
+        let dense: Vec<Option<i64>> = (0..1000).map(|i| Some(i64::from(i % 20 == 0))).collect();
+        assert!(!steps_evenly(&dense));
+        // and the file holds them as chosen, reading back the same
+        let dir = std::env::temp_dir().join(format!("pq-unit3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.parquet");
+        let mut t = Table::default();
+        t.push("id", Column::I64(blocks));
+        t.push("rank", Column::I64(ranks));
+        write(&path, &t).unwrap();
+        let r = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let g = r.metadata().row_group(0);
+        assert!(g.column(0).dictionary_page_offset().is_none());
+        assert!(
+            g.column(0)
+                .encodings()
+                .any(|e| e == Encoding::DELTA_BINARY_PACKED)
+        );
+        assert!(g.column(1).dictionary_page_offset().is_some());
+        assert_eq!(read(&path).unwrap().columns, t.columns);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn row_groups_read_one_at_a_time_with_the_columns_asked_for() {
+        let (dir, path, t) = written_twice("groups");
+        let mut groups = Vec::new();
+        for_each_group(&path, Some(&["status", "id"]), |g| {
+            groups.push(g);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(groups.len(), 2);
+        for g in &groups {
+            let names: Vec<&str> = g.columns.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names, ["status", "id"]);
+            assert_eq!(g.column("id"), t.column("id"));
+            assert_eq!(g.column("status"), t.column("status"));
+        }
+        let err = for_each_group(&path, Some(&["id", "latency"]), |_| Ok(())).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("has no column `latency`"),
+            "{err:#}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

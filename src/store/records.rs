@@ -45,61 +45,121 @@ pub fn read_compact(cdir: &CellDir) -> Result<Vec<CompactRecord>> {
 
 /// Call `f` with every record of the cell, every content event's offset and tokens
 /// included.
-pub fn for_each(cdir: &CellDir, mut f: impl FnMut(&RequestRecord)) -> Result<()> {
+pub fn for_each(cdir: &CellDir, f: impl FnMut(&RequestRecord)) -> Result<()> {
     if !in_parquet(cdir) {
-        return jsonl::for_each(&cdir.requests_jsonl(), |r| {
-            f(&r);
-            Ok(())
-        })
-        .map(drop);
+        return for_each_in_journal(cdir, f);
     }
-    let compact = read_compact(cdir)?;
+    for_each_of(cdir, &read_compact(cdir)?, f)
+}
+
+/// [`for_each`] for a caller that has read the cell's records already ([`read_compact`]):
+/// `requests.parquet` is not read twice. The events are read one row group at a time, so a
+/// cell's memory is its records and one group of events, however many tokens it streamed.
+pub fn for_each_of(
+    cdir: &CellDir,
+    compact: &[CompactRecord],
+    f: impl FnMut(&RequestRecord),
+) -> Result<()> {
+    if !in_parquet(cdir) {
+        return for_each_in_journal(cdir, f);
+    }
     let path = cdir.events_parquet();
-    let events = parquet::read(&path)?;
-    let by_id: std::collections::HashMap<u64, usize> =
-        compact.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
-    let mut seen = vec![false; compact.len()];
-    let col = |name: &str| {
-        events
-            .column(name)
-            .with_context(|| format!("`{}` has no column `{name}`", path.display()))
-    };
-    let (id, t_ns, tokens) = (col("request_id")?, col("t_ns")?, col("tokens")?);
-    let mut row = 0;
-    let n = events.rows();
-    // a request's events are contiguous: written as its record streamed by
-    while row < n {
-        let rid = id.i64_at(row).context("a null request id")? as u64;
-        let Some(&i) = by_id.get(&rid) else {
-            bail!(
-                "`{}`: events of request {rid}, which has no row",
-                path.display()
-            );
-        };
-        let c = &compact[i];
-        let mut r = full(c);
-        let mut known = true;
-        while row < n && id.i64_at(row) == Some(rid as i64) {
+    let mut records = WithEvents::new(compact, f);
+    // `for_each_group` names the file in its own errors; the events' errors get it here
+    parquet::for_each_group(&path, Some(&EVENT_COLUMNS), |g| {
+        records
+            .add_group(&g)
+            .with_context(|| format!("reading `{}`", path.display()))
+    })?;
+    records.finish();
+    Ok(())
+}
+
+/// The columns of `events.parquet` a record's events are rebuilt from.
+const EVENT_COLUMNS: [&str; 3] = ["request_id", "t_ns", "tokens"];
+
+/// The records of a cell given their events from `events.parquet`, group by group: each is
+/// handed on once its events are all read (a group's end may split them), the ones
+/// without any events at the end.
+struct WithEvents<'a, F> {
+    compact: &'a [CompactRecord],
+    by_id: std::collections::HashMap<u64, usize>,
+    seen: Vec<bool>,
+    /// The record whose events are being read, and whether every one said its tokens.
+    open: Option<(RequestRecord, bool)>,
+    f: F,
+}
+
+impl<'a, F: FnMut(&RequestRecord)> WithEvents<'a, F> {
+    fn new(compact: &'a [CompactRecord], f: F) -> Self {
+        Self {
+            compact,
+            by_id: compact.iter().enumerate().map(|(i, r)| (r.id, i)).collect(),
+            seen: vec![false; compact.len()],
+            open: None,
+            f,
+        }
+    }
+
+    fn add_group(&mut self, events: &parquet::Table) -> Result<()> {
+        let col = |name: &str| events.column(name).expect("read by name");
+        let (id, t_ns, tokens) = (col("request_id"), col("t_ns"), col("tokens"));
+        for row in 0..events.rows() {
+            let rid = id.i64_at(row).context("a null request id")? as u64;
+            if self.open.as_ref().is_none_or(|(r, _)| r.id != rid) {
+                self.open_record(rid)?;
+            }
+            let (r, known) = self.open.as_mut().expect("opened above");
             let t = t_ns.i64_at(row).context("a null event time")? as u64;
-            r.content_events.push(t.saturating_sub(c.t_send_ns));
+            r.content_events.push(t.saturating_sub(r.t_send_ns));
             match tokens.i64_at(row) {
                 Some(k) => r.content_event_tokens.push(k as u32),
-                None => known = false,
+                None => *known = false,
             }
-            row += 1;
         }
-        if !known {
-            r.content_event_tokens.clear();
+        Ok(())
+    }
+
+    /// Hand on the record being read, and start request `rid`'s.
+    fn open_record(&mut self, rid: u64) -> Result<()> {
+        self.close();
+        let Some(&i) = self.by_id.get(&rid) else {
+            bail!("events of request {rid}, which has no row");
+        };
+        // a request's events are contiguous: written as its record streamed by
+        if std::mem::replace(&mut self.seen[i], true) {
+            bail!("the events of request {rid} are not all together");
         }
-        seen[i] = true;
+        self.open = Some((full(&self.compact[i]), true));
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        if let Some((mut r, known)) = self.open.take() {
+            if !known {
+                r.content_event_tokens.clear();
+            }
+            (self.f)(&r);
+        }
+    }
+
+    /// The last record read, then every record that had no events.
+    fn finish(mut self) {
+        self.close();
+        for (c, seen) in self.compact.iter().zip(&self.seen) {
+            if !seen {
+                (self.f)(&full(c));
+            }
+        }
+    }
+}
+
+fn for_each_in_journal(cdir: &CellDir, mut f: impl FnMut(&RequestRecord)) -> Result<()> {
+    jsonl::for_each(&cdir.requests_jsonl(), |r| {
         f(&r);
-    }
-    for (c, seen) in compact.iter().zip(seen) {
-        if !seen {
-            f(&full(c));
-        }
-    }
-    Ok(())
+        Ok(())
+    })
+    .map(drop)
 }
 
 /// Every record of the cell in full (events and their tokens), in workload order.

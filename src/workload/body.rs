@@ -41,6 +41,21 @@ pub struct BodyOptions {
     pub extra: Option<serde_json::Map<String, Value>>,
 }
 
+/// A prefix-cache salt (vLLM's `cache_salt`) of its own for whatever `scope` names (a run's
+/// cell, a fit), and for this moment: two scopes, or two attempts at one, never share a
+/// cached block. Up to 128 characters without `@`, `/` or `\`, as vLLM 0.32 requires.
+pub fn cache_salt(scope: impl std::hash::Hash) -> String {
+    use std::hash::BuildHasher;
+    let h = std::collections::hash_map::RandomState::new()
+        .hash_one((scope, loadtest_base::time::unix_now()));
+    format!("vllm-loadtest-{h:016x}")
+}
+
+/// A body's extra fields carrying `salt` as `cache_salt`.
+pub fn salted(salt: String) -> serde_json::Map<String, Value> {
+    serde_json::Map::from_iter([("cache_salt".to_string(), Value::String(salt))])
+}
+
 /// A chat request's messages: the conversation so far (user and assistant in turn), then
 /// the new user message.
 fn messages(p: &Prompt) -> Vec<Value> {

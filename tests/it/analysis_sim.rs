@@ -54,12 +54,7 @@ fn saturation_example_finds_the_closed_form_capacity_and_the_ttft_blowup() {
         "slo.ttft_ms=100",
     ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let res = std::fs::read_dir(root.join("saturation-1gpu"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let res = only_entry(root.join("saturation-1gpu"));
     let a: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(res.join("analysis.json")).unwrap()).unwrap();
     let g = &a["groups"][0];
@@ -408,12 +403,7 @@ fn scaling_example_report_says_where_the_time_goes() {
         "server.clock=virtual",
     ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let res = std::fs::read_dir(root.join("scaling-1v4gpu"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let res = only_entry(root.join("scaling-1v4gpu"));
     let md = std::fs::read_to_string(res.join("report.md")).unwrap();
     assert!(
         md.contains("## Where the time goes: queue, prefill, decode")

@@ -476,3 +476,34 @@ fn running_out_of_file_descriptors_is_named_as_the_clients() {
     assert!(text.contains("client out of file descriptors"), "{stdout}");
     assert!(stdout.contains("were the client's own"), "{stdout}");
 }
+
+/// A simulator profile that cannot be used is refused before the run makes its folder: not
+/// a folder of cells "not run" and an error that begins with how to resume it.
+#[test]
+fn a_bad_simulator_profile_is_refused_before_the_run_starts() {
+    let dir = temp_dir("bad-profile");
+    let negative = dir.join("negative.yaml");
+    std::fs::write(&negative, "base: default\nc0_s: -0.01\n").unwrap();
+    let out = dir.join("results");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.yaml");
+    for (profile, says) in [
+        (negative.to_str().unwrap(), "non-negative"),
+        ("/no/such/profile.yaml", "no profile file"),
+    ] {
+        for clock in ["real", "virtual"] {
+            let set = format!("server.profile={profile}");
+            let clock = format!("server.clock={clock}");
+            let args = ["run", example, "--set", &set, "--set", &clock, "--output"];
+            let mut args = args.to_vec();
+            args.push(out.to_str().unwrap());
+            fails_with(&args, &[says, "server.profile"]);
+            let r = run(&args);
+            assert!(!r.stderr.contains("--resume"), "{}", r.stderr);
+            assert!(
+                !out.exists(),
+                "a folder was made for a run that cannot start"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

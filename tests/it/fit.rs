@@ -120,7 +120,8 @@ fn a_fit_recovers_the_servers_step_costs_and_states_its_own_error() {
     );
     assert!(prov["std_errors"]["c0_s"].as_f64().unwrap() > 0.0);
     // calibrated on two open-loop loads: both predicted within 5% on TPOT, and no worse
-    // than the burst fit predicted them
+    // than the burst fit predicted them, beyond a 2 s load's own noise (~1%: a burst fit
+    // already within 0.1% was "beaten" by a calibrated 1.1% in 3 of 6 runs)
     let open = &calibrated["provenance"]["open_loop"];
     let loads = open["loads"].as_sequence().unwrap();
     assert_eq!(loads.len(), 2, "{open:?}");
@@ -135,7 +136,7 @@ fn a_fit_recovers_the_servers_step_costs_and_states_its_own_error() {
                 .abs()
         };
         assert!(
-            e("TPOT (ms), calibrated") <= e("TPOT (ms), before") + 1.0,
+            e("TPOT (ms), calibrated") <= e("TPOT (ms), before").max(1.0) + 1.0,
             "{m:?}"
         );
         assert!(e("TPOT (ms), calibrated") < 5.0, "{m:?}");
@@ -283,8 +284,8 @@ fn the_shipped_tiny_cpu_profile_loads_with_its_provenance() {
 
 /// `fit --profile BASE --calibrate-on CELL…`: a profile whose per-step and per-sequence
 /// costs are half the server's, calibrated on two cells measured on that server, predicts
-/// both within 5% on TPOT (the burst-like start missed by ~40%); a folder without records
-/// is refused with a hint.
+/// both within 5% on TPOT (the burst-like start missed by ~40%); a folder without records,
+/// and a predicted cell, are refused with a hint.
 #[test]
 fn calibrating_on_measured_cells_makes_a_profile_predict_them() {
     let _g = serial();
@@ -302,13 +303,11 @@ fn calibrating_on_measured_cells_makes_a_profile_predict_them() {
     )
     .unwrap();
     let (mut sim, url) = spawn_sim(&["--profile", truth.to_str().unwrap()]);
-    let mut cells = Vec::new();
-    for rate in ["3", "12"] {
-        let out = dir.join(format!("rate{rate}"));
-        let r = run(&[
-            "bench",
-            "--base-url",
-            &url,
+    // a load point of this test's shape (4 s, 128 in / 32 out) against `server`
+    let bench = |server: &[&str], rate: &str, out: &Path| {
+        let mut args = vec!["bench"];
+        args.extend_from_slice(server);
+        args.extend([
             "--request-rate",
             rate,
             "--duration",
@@ -321,6 +320,12 @@ fn calibrating_on_measured_cells_makes_a_profile_predict_them() {
             "--output-dir",
             out.to_str().unwrap(),
         ]);
+        run(&args)
+    };
+    let mut cells = Vec::new();
+    for rate in ["3", "12"] {
+        let out = dir.join(format!("rate{rate}"));
+        let r = bench(&["--base-url", &url], rate, &out);
         assert_eq!(r.code, Some(0), "{}", r.stderr);
         cells.push(out);
     }
@@ -372,5 +377,25 @@ fn calibrating_on_measured_cells_makes_a_profile_predict_them() {
         "{}",
         r.stderr
     );
+    // a prediction's cell (virtual time) is no measurement of a server
+    let predicted = dir.join("predicted");
+    let r = bench(
+        &["--sim", start.to_str().unwrap(), "--virtual"],
+        "3",
+        &predicted,
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let r = run(&[
+        "fit",
+        "--profile",
+        start.to_str().unwrap(),
+        "--calibrate-on",
+        cells[0].to_str().unwrap(),
+        predicted.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("is a prediction"), "{}", r.stderr);
     let _ = std::fs::remove_dir_all(&dir);
 }

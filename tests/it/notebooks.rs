@@ -57,12 +57,7 @@ fn the_three_notebooks_execute_on_a_short_scaling_run() {
         "--quiet",
     ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let run_dir = std::fs::read_dir(root.join("scaling-1v4gpu"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run_dir = only_entry(root.join("scaling-1v4gpu"));
     let analysis = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("analysis");
     let out_dir = root.join("executed");
     let notebooks = ["1_low_load", "2_saturation", "3_scaling"];

@@ -254,12 +254,7 @@ fn every_file_of_a_run_opens_typed_in_every_reader() {
         "--quiet",
     ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let dir = std::fs::read_dir(root.join("quickstart"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let dir = only_entry(root.join("quickstart"));
     for cell in std::fs::read_dir(dir.join("cells")).unwrap() {
         let cell = cell.unwrap().path();
         for gone in ["requests.jsonl", "server_metrics.jsonl"] {
@@ -396,6 +391,13 @@ fn records_read_back_from_parquet_equal_the_written_ones() {
         }),
         ..base.clone()
     });
+    // its events span two row groups (of 2 events), none saying its tokens
+    all.push(RequestRecord {
+        id: 3,
+        content_events: vec![100, 200, 300],
+        content_event_tokens: vec![],
+        ..base.clone()
+    });
     // the journal as the run writes it, then the cell's end: Parquet from it, journal retired
     let mut journal = String::new();
     for r in &all {
@@ -421,6 +423,18 @@ fn records_read_back_from_parquet_equal_the_written_ones() {
     assert!(!cell.requests_jsonl().exists());
     assert_eq!(records::read_compact(&cell).unwrap(), compact);
     assert_eq!(records::read_full(&cell).unwrap(), all);
+    // a request's events written in two places (no writer of ours does) are refused, not
+    // read as two requests
+    let mut ev = requests_table::EventsWriter::create(&cell.events_parquet(), 2, 0).unwrap();
+    for r in [&all[0], &all[2], &all[0]] {
+        ev.push(r).unwrap();
+    }
+    ev.finish().unwrap();
+    let err = format!("{:#}", records::read_full(&cell).unwrap_err());
+    assert!(
+        err.contains("events of request 0 are not all together"),
+        "{err}"
+    );
     // `--resume` runs the cell again: its new journal, not the earlier attempt's Parquet
     std::fs::write(
         cell.requests_jsonl(),

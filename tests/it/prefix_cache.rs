@@ -147,12 +147,7 @@ fn a_run_reports_the_prefix_cache_hit_rate_per_cell() {
         "--quiet",
     ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let dir = std::fs::read_dir(out.join("prefix"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let dir = only_entry(out.join("prefix"));
     let (queries, hits) = closed_form_counters(GROUPS, PROMPTS, PREFIX, SUFFIX, 16);
     let rate = hits as f64 / queries as f64;
     let on = summary(&dir.join("cells/c000-enable_prefix_cachingtrue"));
@@ -178,4 +173,59 @@ fn a_run_reports_the_prefix_cache_hit_rate_per_cell() {
         );
         assert!(p[1]["server_prefix_cache_hit_rate"].is_null(), "{p}");
     }
+}
+
+/// A matrix sends the same prompts in every cell: on a server that caches prefixes (vLLM V1
+/// does by default), a later cell would be served from the blocks an earlier one left and
+/// measure a cache its workload never built. Each cell's requests carry a `cache_salt` of
+/// their own (`server.cache_salt: auto` on a server answering `/version` as vLLM does), so
+/// the second repeat of random prompts finds nothing; with `none` it finds nearly all.
+#[test]
+fn a_cell_does_not_find_the_prefixes_an_earlier_cell_left() {
+    let _serial = serial();
+    let root = temp_dir("prefix-salt");
+    let file = root.join("salt.yaml");
+    std::fs::write(
+        &file,
+        "name: salt\n\
+         workload:\n  input_len: 64\n  output_len: 2\n  num_prompts: 40\n\
+         load:\n  request_rate: 40\n\
+         monitor:\n  metrics_interval_s: 0.2\n\
+         repeats: 2\n",
+    )
+    .unwrap();
+    let hit_rates = |salt: &str| -> (Vec<Option<f64>>, serde_json::Value) {
+        let out = root.join(format!("results-{salt}"));
+        let r = run(&[
+            "run",
+            file.to_str().unwrap(),
+            "--set",
+            &format!("server.cache_salt={salt}"),
+            "--output",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        let dir = only_entry(out.join("salt"));
+        let rates = ["c000-rep0", "c001-rep1"]
+            .iter()
+            .map(|c| {
+                summary(&dir.join("cells").join(c))["vllm_loadtest"]["monitors"]["prefix_cache"]
+                    ["hit_rate"]
+                    .as_f64()
+            })
+            .collect();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+        (rates, manifest["cache_salted"].clone())
+    };
+    let (salted, servers) = hit_rates("auto");
+    assert_eq!(salted, [Some(0.0), Some(0.0)], "each cell salted apart");
+    assert_eq!(servers, serde_json::json!(["server"]));
+    let (shared, servers) = hit_rates("none");
+    assert_eq!(shared[0], Some(0.0));
+    // each 64-token prompt (no BOS with the built-in tokenizer) found again but for the
+    // block that holds its last token, which is always computed: 48 of 64
+    assert_eq!(shared[1], Some(0.75), "{shared:?}");
+    assert_eq!(servers, serde_json::json!([]));
 }

@@ -40,18 +40,8 @@ const SHORT: &[&str] = &[
 ];
 
 fn results_dir(root: &Path) -> PathBuf {
-    let exp = std::fs::read_dir(root)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    std::fs::read_dir(exp)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
+    let exp = only_entry(root);
+    only_entry(exp)
 }
 
 fn json(p: &Path) -> serde_json::Value {

@@ -187,10 +187,5 @@ fn the_multi_turn_example_reports_ttft_by_turn() {
 
 /// The one run folder under `root`.
 fn report_dir(root: &std::path::Path) -> std::path::PathBuf {
-    std::fs::read_dir(root.join("multi-turn"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
+    only_entry(root.join("multi-turn"))
 }

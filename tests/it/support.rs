@@ -396,6 +396,18 @@ pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// The one entry of a folder (a run's `<output>/<experiment>/<date>`, a cell a test made
+/// alone); a test failure if it is empty.
+pub fn only_entry(dir: impl AsRef<Path>) -> PathBuf {
+    let dir = dir.as_ref();
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("`{}`: {e}", dir.display()))
+        .next()
+        .unwrap_or_else(|| panic!("`{}` is empty", dir.display()))
+        .unwrap()
+        .path()
+}
+
 pub fn summary(dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json");
     serde_json::from_str(&text).unwrap()

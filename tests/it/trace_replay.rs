@@ -319,12 +319,7 @@ fn the_ramp_example_runs_shortened_and_its_report_reads_the_probe() {
         r.stdout
             .contains("A ramp is a probe, not a steady-state measurement")
     );
-    let run_dir = std::fs::read_dir(root.join("ramp-probe"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run_dir = only_entry(root.join("ramp-probe"));
     let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
     assert!(md.contains("## Ramp probe: c000"), "{md}");
     assert!(md.contains("figs/ramp-c000.png"));

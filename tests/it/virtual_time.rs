@@ -28,18 +28,8 @@ fn run_experiment(experiment: &str, root: &Path, sets: &[&str]) -> PathBuf {
     let r = run(&args);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     // <root>/<experiment name>/<timestamp>
-    let named = std::fs::read_dir(root)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    std::fs::read_dir(named)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
+    let named = only_entry(root);
+    only_entry(named)
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -146,6 +136,19 @@ fn a_cell_in_virtual_time_agrees_with_the_real_time_simulator_and_says_it_is_pre
         .parse()
         .unwrap();
     assert!(error.abs() <= 3.0, "{row}");
+    assert!(!one.contains("did not send the same traffic"), "{one}");
+    // a prediction of other traffic is judged with a warning that says what differs
+    let mut osets = vsets.clone();
+    osets.push("workload.output_len=24");
+    let other = run_experiment(QUICKSTART, &dir.join("other"), &osets);
+    let r = run(&["compare", real.to_str().unwrap(), other.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("did not send the same traffic") && r.stdout.contains("other prompts"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stderr.contains("warning:"), "{}", r.stderr);
 
     // `report --profile` predicts the measured run's cells itself (inside the run's folder)
     // and puts the same judgement in the measured run's report, with a line in its summary
@@ -170,12 +173,7 @@ fn a_cell_in_virtual_time_agrees_with_the_real_time_simulator_and_says_it_is_pre
         md.contains("predicting these cells in virtual time, misses the measurement by (mean absolute error) achieved req/s"),
         "{md}"
     );
-    let predicted = std::fs::read_dir(real.join("predicted"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let predicted = only_entry(real.join("predicted"));
     assert!(predicted.is_dir(), "{}", predicted.display());
     // a prediction has no measurement to be put beside
     let r = report_with(&virt, &profile);
@@ -231,12 +229,7 @@ fn the_scaling_example_runs_in_virtual_time_and_its_report_is_marked_predicted()
         "{md}"
     );
     assert!(run.join("figs/latency-breakdown.svg").is_file());
-    let cell = std::fs::read_dir(run.join("cells"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let cell = only_entry(run.join("cells"));
     assert!(
         cell.join("server_metrics.parquet").is_file(),
         "{}",
@@ -618,4 +611,33 @@ fn virtual_time_refuses_what_depends_on_when_requests_end_and_real_servers() {
         "{}",
         r.stderr
     );
+}
+
+/// The aggregate stage reads every cell from its raw records: a cell that ended but whose
+/// records are gone is an error naming the missing file, not a cell silently left out of
+/// the tables (a predicted run: the quickest whole folder to make).
+#[test]
+fn a_finished_cell_without_its_records_is_an_error_not_a_smaller_table() {
+    let root = temp_dir("vt-missing-records");
+    let quick = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.yaml");
+    let dir = run_experiment(quick, &root, &["server.clock=virtual"]);
+    let cells: Vec<PathBuf> = std::fs::read_dir(dir.join("cells"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let events = cells[0].join("events.parquet");
+    std::fs::remove_file(&events).unwrap();
+    let r = run_cmd(&["aggregate", dir.to_str().unwrap()]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&events.display().to_string()),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("hint:"), "{}", r.stderr);
+    // a cell never started (no status, no records) is still only pending
+    std::fs::remove_dir_all(&cells[0]).unwrap();
+    let r = run_cmd(&["aggregate", dir.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let _ = std::fs::remove_dir_all(&root);
 }

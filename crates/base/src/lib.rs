@@ -8,10 +8,12 @@
 //! - `http`: the bits of HTTP/1.1 both sides speak (chunked coding, header facts).
 //! - `tokenizer`: prompt token counts as the server counts them.
 //! - `time`: UTC dates for file names and manifests.
+//! - `par`: independent jobs on every core, results in order.
 
 pub mod arrivals;
 pub mod clock;
 pub mod http;
+pub mod par;
 pub mod rng;
 pub mod shard;
 pub mod time;

@@ -21,10 +21,24 @@ pub type BlockHash = u64;
 /// The chained hashes of every full block of `ids`, `block_size` tokens each. A partial last
 /// block has no hash (vLLM caches full blocks only).
 pub fn block_hashes(ids: &[u32], block_size: u32) -> Vec<BlockHash> {
-    // SipHash with fixed keys: the same ids give the same hashes in every process, so a
-    // simulated run is reproducible (vLLM seeds its first parent hash instead).
-    let build = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
-    let mut parent: BlockHash = 0;
+    chain(ids, block_size, 0)
+}
+
+/// [`block_hashes`] of a request with a `cache_salt`: vLLM mixes the salt into its first
+/// block's hash, so every chained hash after it differs from the unsalted prompt's and from
+/// another salt's; here the salt's hash is the first block's parent.
+pub fn salted_block_hashes(ids: &[u32], block_size: u32, salt: &str) -> Vec<BlockHash> {
+    chain(ids, block_size, hasher().hash_one(salt))
+}
+
+// SipHash with fixed keys: the same ids give the same hashes in every process, so a
+// simulated run is reproducible (vLLM seeds its first parent hash instead).
+fn hasher() -> BuildHasherDefault<std::collections::hash_map::DefaultHasher> {
+    BuildHasherDefault::default()
+}
+
+fn chain(ids: &[u32], block_size: u32, mut parent: BlockHash) -> Vec<BlockHash> {
+    let build = hasher();
     ids.chunks_exact(block_size.max(1) as usize)
         .map(|block| {
             let mut h = build.build_hasher();
@@ -344,6 +358,21 @@ mod tests {
         // chained: the same block after a different prefix is a different block
         let c = block_hashes(&[0, 0, 3, 4], 2);
         assert_ne!(a[1], c[1]);
+    }
+
+    #[test]
+    fn a_salt_keeps_equal_prefixes_apart_and_equal_salts_together() {
+        let ids = [1, 2, 3, 4, 5, 6];
+        let a = block_hashes(&ids, 2);
+        let (x, y) = (
+            salted_block_hashes(&ids, 2, "cell-1"),
+            salted_block_hashes(&ids, 2, "cell-2"),
+        );
+        // no block of one salt is another's, nor the unsalted prompt's
+        assert!(x.iter().all(|h| !y.contains(h) && !a.contains(h)));
+        // the same salt shares the prefix, as vLLM's salted requests do with each other
+        let longer = salted_block_hashes(&[1, 2, 3, 4, 5, 6, 7, 8], 2, "cell-1");
+        assert_eq!(longer[..3], x[..]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::direct::{Consumer, DirectSpec, DirectStream, End};
 use super::engine::{EngineRequest, TokenOut};
 use super::faults::{Fault, Faults};
 use super::metrics;
-use super::prefix_cache::{BlockHash, block_hashes};
+use super::prefix_cache::{BlockHash, block_hashes, salted_block_hashes};
 use super::profile::Profile;
 use super::realtime::RealtimeEngine;
 use super::router::{FrontEnd, Router};
@@ -62,9 +62,18 @@ struct PromptInfo {
 /// prompt.
 struct PromptCache(Mutex<PromptMap>);
 
+/// How a prompt's blocks are hashed: their size (0: prefix caching off, no hashes) and the
+/// request's `cache_salt`, if any.
+#[derive(Clone, Copy)]
+struct Blocks<'a> {
+    size: u32,
+    salt: Option<&'a str>,
+}
+
 #[derive(Default)]
 struct PromptMap {
-    map: std::collections::HashMap<(u64, usize), PromptInfo>,
+    /// Keyed by the text's hash, its length and the salt's hash (0: none).
+    map: std::collections::HashMap<(u64, usize, u64), PromptInfo>,
     /// Block hashes held over every entry: long prompts are bounded by this, not by count.
     hashes: usize,
 }
@@ -75,16 +84,15 @@ impl PromptCache {
     /// ...and block hashes (8 bytes each: 64 MB).
     const CAP_HASHES: usize = 1 << 23;
 
-    /// `block_size` 0: no hashes (prefix caching is off).
-    fn info(&self, tok: &Tokenizer, text: &str, block_size: u32) -> PromptInfo {
+    fn info(&self, tok: &Tokenizer, text: &str, blocks: Blocks) -> PromptInfo {
         use std::hash::{BuildHasher, BuildHasherDefault};
-        let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .hash_one(text);
-        let key = (h, text.len());
+        let build = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+        let salt = blocks.salt.map_or(0, |s| build.hash_one(s));
+        let key = (build.hash_one(text), text.len(), salt);
         if let Some(info) = self.0.lock().expect("prompt cache").map.get(&key) {
             return info.clone();
         }
-        let info = if block_size == 0 {
+        let info = if blocks.size == 0 {
             PromptInfo {
                 tokens: tok.count_prompt(text),
                 block_hashes: Arc::from([]),
@@ -95,7 +103,7 @@ impl PromptCache {
             let special = tok.special_tokens_added() as usize;
             let mut ids = vec![u32::MAX; special];
             ids.extend(tok.encode(text));
-            of_ids(&ids, block_size)
+            of_ids(&ids, blocks)
         };
         let mut m = self.0.lock().expect("prompt cache");
         if m.map.len() >= Self::CAP || m.hashes >= Self::CAP_HASHES {
@@ -108,13 +116,16 @@ impl PromptCache {
 }
 
 /// A prompt given as token ids (no special tokens are added to those).
-fn of_ids(ids: &[u32], block_size: u32) -> PromptInfo {
+fn of_ids(ids: &[u32], blocks: Blocks) -> PromptInfo {
     PromptInfo {
         tokens: ids.len() as u32,
-        block_hashes: if block_size == 0 {
-            Arc::from([])
-        } else {
-            block_hashes(ids, block_size).into()
+        block_hashes: match blocks {
+            Blocks { size: 0, .. } => Arc::from([]),
+            Blocks { size, salt: None } => block_hashes(ids, size).into(),
+            Blocks {
+                size,
+                salt: Some(s),
+            } => salted_block_hashes(ids, size, s).into(),
         },
     }
 }
@@ -442,9 +453,13 @@ fn parse(state: &State, api: Api, body: &[u8]) -> Result<Parsed, Rejection> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))?;
     check_supported(state, &v)?;
+    let blocks = Blocks {
+        size: hash_block_size(state),
+        salt: cache_salt(&v)?,
+    };
     let prompt = match api {
-        Api::Completions => completion_prompt(state, &v)?,
-        Api::Chat => chat_prompt(state, &v)?,
+        Api::Completions => completion_prompt(state, &v, blocks)?,
+        Api::Chat => chat_prompt(state, &v, blocks)?,
     };
     let prompt_tokens = prompt.tokens;
     let max_tokens = max_tokens(state.cfg.profile.max_model_len, api, &v, prompt_tokens)?;
@@ -465,6 +480,28 @@ fn parse(state: &State, api: Api, body: &[u8]) -> Result<Parsed, Rejection> {
             .and_then(Value::as_bool)
             .unwrap_or(false),
     })
+}
+
+/// The request's `cache_salt`, checked as vLLM 0.32 checks it (`validate_cache_salt` in
+/// `entrypoints/generate/base/protocol.py`: non-empty, at most 128 characters, no `@`, `/`,
+/// `\` or NUL), with its messages.
+fn cache_salt(v: &Value) -> Result<Option<&str>, Rejection> {
+    match v.get("cache_salt") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s))
+            if !s.is_empty()
+                && s.chars().count() <= 128
+                && !s.contains(['@', '/', '\\', '\0']) =>
+        {
+            Ok(Some(s))
+        }
+        Some(Value::String(s)) if !s.is_empty() => Err(bad_request(
+            "Parameter 'cache_salt' must be at most 128 characters and must not contain '@', '/', '\\\\', or NUL.".into(),
+        )),
+        Some(_) => Err(bad_request(
+            "Parameter 'cache_salt' must be a non-empty string if provided.".into(),
+        )),
+    }
 }
 
 /// The model served, and one choice per request: what the simulator can answer.
@@ -496,9 +533,8 @@ fn hash_block_size(state: &State) -> u32 {
     }
 }
 
-fn completion_prompt(state: &State, v: &Value) -> Result<PromptInfo, Rejection> {
+fn completion_prompt(state: &State, v: &Value, bs: Blocks) -> Result<PromptInfo, Rejection> {
     let tok = &state.cfg.tokenizer;
-    let bs = hash_block_size(state);
     match v.get("prompt") {
         Some(Value::String(s)) => Ok(state.prompt_cache.info(tok, s, bs)),
         Some(Value::Array(a)) if a.iter().all(Value::is_u64) && !a.is_empty() => {
@@ -522,17 +558,15 @@ fn completion_prompt(state: &State, v: &Value) -> Result<PromptInfo, Rejection> 
     }
 }
 
-fn chat_prompt(state: &State, v: &Value) -> Result<PromptInfo, Rejection> {
+fn chat_prompt(state: &State, v: &Value, blocks: Blocks) -> Result<PromptInfo, Rejection> {
     let Some(msgs) = v.get("messages").and_then(Value::as_array) else {
         return Err(bad_request(
             "[{'type': 'missing', 'loc': ('body', 'messages'), 'msg': 'Field required'}]".into(),
         ));
     };
-    Ok(state.prompt_cache.info(
-        &state.cfg.tokenizer,
-        &render_chat(msgs),
-        hash_block_size(state),
-    ))
+    Ok(state
+        .prompt_cache
+        .info(&state.cfg.tokenizer, &render_chat(msgs), blocks))
 }
 
 /// A minimal chat template: `<|role|>\ncontent\n` per message, then the assistant tag.
