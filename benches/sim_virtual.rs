@@ -32,6 +32,7 @@ fn main() {
             dp,
             seed: 1,
             api_servers: None,
+            slots: None,
             sample_every_ns: Some(1_000_000_000),
             sample_metrics: vllm_sim::virtual_time::KeepMetrics::Never,
             max_span_ns: None,

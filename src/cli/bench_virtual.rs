@@ -19,21 +19,10 @@ pub(super) fn check(a: &BenchArgs, plan: &Plan) -> Result<()> {
     }
     // a typo in the profile fails now, not after the prompts are built
     profile(a)?;
-    let fixed = "`--virtual` serves an arrival schedule fixed in advance (a rate, a ramp, a trace)";
-    let real_time = "drop `--virtual` to run it on the real-time simulator";
-    let (why, hint) = if plan.load.closed_loop() || plan.load.max_concurrency.is_some() {
+    let (why, hint) = if plan.prompts.turns() > 1 {
         (
-            format!(
-                "{fixed}; `--max-concurrency` (an arrival waits for a request to end) needs the real-time simulator"
-            ),
-            real_time,
-        )
-    } else if plan.prompts.turns() > 1 {
-        (
-            format!(
-                "{fixed}; `--dataset-name multi_turn` (a turn is sent when the previous one ends) needs the real-time simulator"
-            ),
-            real_time,
+            "`--virtual` serves an arrival schedule or a concurrency cap; `--dataset-name multi_turn` (a turn is sent when the previous one ends) needs the real-time simulator".to_string(),
+            "drop `--virtual` to run it on the real-time simulator",
         )
     } else if a.search.is_some() {
         (

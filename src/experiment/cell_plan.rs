@@ -270,8 +270,9 @@ impl CellPlan {
         Ok(plan)
     }
 
-    /// Virtual time serves a schedule fixed in advance (`vllm_sim::virtual_time`): what
-    /// depends on when earlier requests end is refused, not approximated.
+    /// Virtual time serves a schedule fixed in advance, or a concurrency cap whose client
+    /// the simulator plays (`vllm_sim::virtual_time::Slots`): a conversation, whose next
+    /// turn depends on the text of the last, is refused, not approximated.
     fn check_virtual(&self) -> Result<()> {
         if !self.server.virtual_clock {
             return Ok(());
@@ -281,18 +282,12 @@ impl CellPlan {
                 "`client.engine: ray` sends a cell from a cluster's nodes to a live server; in `server.clock: virtual` nothing is sent\nhint: drop one of the two"
             );
         }
-        let why = if self.load.closed_loop() {
-            "a closed loop (each request sent when one ends)"
-        } else if self.load.max_concurrency.is_some() {
-            "`load.max_concurrency` (arrivals wait for a request to end)"
-        } else if self.workload.prompts.turns() > 1 {
-            "`dataset: multi_turn` (a turn is sent when the previous one ends)"
-        } else {
-            return Ok(());
-        };
-        bail!(
-            "`server.clock: virtual` serves arrival schedules fixed in advance (rates, ramps, traces); {why} needs the real-time simulator: drop `clock: virtual`"
-        )
+        if self.workload.prompts.turns() > 1 {
+            bail!(
+                "`server.clock: virtual` serves arrival schedules and concurrency caps; `dataset: multi_turn` (a turn is sent when the previous one ends) needs the real-time simulator: drop `clock: virtual`"
+            );
+        }
+        Ok(())
     }
 }
 

@@ -1,8 +1,9 @@
 //! A cell in virtual time (`server.clock: virtual`): the simulator's discrete-event loop
 //! (`vllm_sim::virtual_time`) serves the cell's arrival schedule and prompts in place of a
 //! server over HTTP, and its timeline becomes the records a real cell writes: each request
-//! sent at its intended instant (there is no client to be late), each token one content
-//! event. The summary, tables, analysis and report are then the same code as for a
+//! sent at its intended instant (there is no client to be late) or, under a concurrency
+//! cap (`load.max_concurrency`, a closed loop), when a slot frees, as the simulator plays
+//! the client's slots (`vllm_sim::virtual_time::Slots`); each token one content event. The summary, tables, analysis and report are then the same code as for a
 //! measured cell; the cell's `summary.json` says `predicted`. The monitor's scrapes of
 //! `/metrics` are the engines' counters sampled in virtual time (`scraped_rows`).
 //!
@@ -13,7 +14,8 @@
 //! fails as `timeout`. A request whose prompt and output budget do not fit the profile's
 //! `max_model_len` is answered 400 at once, as vLLM answers it, and never reaches an engine.
 //! One difference stays: a request cut by the client keeps its place in
-//! the simulated engine until it ends, where vLLM would free it at once. After the cut no
+//! the simulated engine until it ends, where vLLM would free it at once (its client slot
+//! frees at the cut, as live). After the cut no
 //! figure looks; a timed-out request's place is kept, so many timeouts make the prediction
 //! pessimistic for the requests behind them.
 
@@ -36,7 +38,7 @@ use vllm_sim::Profile;
 use vllm_sim::metrics::{CacheConfig, EngineMetrics, Gauges};
 use vllm_sim::prefix_cache::{BlockHash, block_hashes};
 use vllm_sim::virtual_time::{
-    KeepMetrics, Sample, SimError, VirtualConfig, VirtualRequest, simulate_until,
+    KeepMetrics, Sample, SimError, Slots, VirtualConfig, VirtualRequest, VirtualRun, simulate_until,
 };
 
 /// The simulated server a group of virtual cells shares: what `launcher: sim` would start.
@@ -140,77 +142,45 @@ pub fn run(
 ) -> Result<CellResult> {
     let wall = std::time::Instant::now();
     check_span(c)?;
-    let n_sent = sent(c);
-    let requests = requests(c, hashes, n_sent);
-    // what vLLM answers 400 to never reaches an engine
-    let limit = server.profile.max_model_len;
-    let refused_why: Vec<Option<String>> = requests.iter().map(|r| refusal(r, limit)).collect();
-    // a copy only when some are refused (an hour of load is ~10^6 requests)
-    let served: std::borrow::Cow<[VirtualRequest]> = if refused_why.iter().all(Option::is_none) {
-        std::borrow::Cow::Borrowed(&requests)
-    } else {
-        requests
-            .iter()
-            .zip(&refused_why)
-            .filter(|(_, why)| why.is_none())
-            .map(|(r, _)| r.clone())
-            .collect()
+    let slots = slots(c);
+    let (requests, refused_why, run) = match slots {
+        None => simulate_schedule(c, server, hashes, stopped)?,
+        Some(s) => simulate_slots(c, server, hashes, s, stopped)?,
     };
-    let run = simulate_until(
-        &VirtualConfig {
-            profile: server.profile.clone(),
-            dp: server.dp,
-            seed: server.seed,
-            api_servers: server.api_servers,
-            // the monitor's scrapes of `/metrics`, as samples of the engines' counters
-            sample_every_ns: c.metrics_interval.map(|iv| (iv.as_nanos() as u64).max(1)),
-            sample_metrics: match c.metrics_interval {
-                Some(_) => KeepMetrics::Around(counters_read_at(c, &requests, n_sent)),
-                None => KeepMetrics::Never,
-            },
-            max_span_ns: Some(MAX_SPAN_S * 1_000_000_000),
-            check_invariants: false,
-            record_token_times: true,
-        },
-        &served,
-        stopped,
-    )
-    .map_err(|e| match e {
-        SimError::Stopped => anyhow::Error::new(Stopped),
-        // stopped as it passed the limit: its memory and time stay bounded
-        SimError::TooLong { .. } => anyhow::anyhow!(
-            "the prediction passed {} days of virtual time, the most a prediction covers (the profile's steps: c0 {} s, a prompt token {} s)\nhint: check the profile's coefficients (seconds, not milliseconds)",
-            MAX_SPAN_S / 86_400,
-            server.profile.c0_s,
-            server.profile.c_pf_s,
-        ),
-        e => anyhow::anyhow!("the virtual-time simulation failed: {e}"),
-    })?;
-    // every request's token times in request order (a refused one has none)
-    let mut served_times = run.token_times.into_iter();
-    let token_times: Vec<Vec<u64>> = refused_why
-        .iter()
-        .map(|why| match why {
-            Some(_) => Vec::new(),
-            None => served_times.next().unwrap_or_default(),
-        })
-        .collect();
-    let cut = Cut::of(c, &requests, &token_times, n_sent);
+    // what the client did with each request: when the schedule meant it to go and when it
+    // went (a closed loop means it to go when a slot frees)
+    let n_sent = requests.len();
+    let sent_at: Vec<u64> = match slots {
+        None => requests.iter().map(|r| r.arrival_ns).collect(),
+        Some(_) => run.outcomes[..n_sent]
+            .iter()
+            .map(|o| o.arrival_ns)
+            .collect(),
+    };
+    let intended: Vec<u64> = if c.load.closed_loop() {
+        sent_at.clone()
+    } else {
+        requests.iter().map(|r| r.arrival_ns).collect()
+    };
+    let token_times = served_token_times(run.token_times, &refused_why, slots.is_some());
+    let cut = Cut::of(c, &intended, &sent_at, &token_times, n_sent);
     let full: Vec<RequestRecord> = requests
         .iter()
         .enumerate()
         .map(|(i, r)| {
             let prompt = &c.prompts[i % c.prompts.len()];
+            let at = (intended[i], sent_at[i]);
             match &refused_why[i] {
-                Some(why) => refused(i, r, prompt.input_tokens, why.clone()),
-                None => record(i, r, prompt.input_tokens, &token_times[i], c, &cut),
+                Some(why) => refused(i, r, at, prompt.input_tokens, why.clone()),
+                None => record(i, r, at, prompt.input_tokens, &token_times[i], c, &cut),
             }
         })
         .collect();
     drop(token_times);
     // every record is in memory from the start: no journal (`requests.jsonl`) to keep
     let records: Vec<CompactRecord> = full.iter().map(RequestRecord::to_compact).collect();
-    let not_sent = (c.schedule.len() - n_sent) as u64;
+    // (a closed loop schedules nothing ahead, so it leaves nothing unsent)
+    let not_sent = c.schedule.len().saturating_sub(n_sent) as u64;
     // The timeline has no wall clock: its zero is when the prediction was made, so the
     // absolute-time columns read as "offsets from then", never as when anything happened.
     let clock_zero_unix_ns = loadtest_base::time::unix_now_ns();
@@ -275,6 +245,155 @@ pub fn run(
     })
 }
 
+/// The most requests a predicted closed loop sends: a profile whose steps cost nothing
+/// would have it send forever within its duration.
+const MAX_CLOSED_LOOP_REQUESTS: usize = 4_000_000;
+
+/// The client's concurrency cap as the simulator applies it: `load.max_concurrency` slots,
+/// none sent after the duration, each held at most the request timeout.
+fn slots(c: &CellSpec) -> Option<Slots> {
+    c.load.max_concurrency.map(|limit| Slots {
+        limit,
+        send_until_ns: c.load.send_until().map(|d| d.as_nanos() as u64),
+        timeout_ns: Some(c.load.request_timeout.as_nanos() as u64),
+    })
+}
+
+/// The simulator's configuration for the cell; `keep`: which samples keep the counters.
+fn config(
+    c: &CellSpec,
+    server: &VirtualServer,
+    slots: Option<Slots>,
+    keep: KeepMetrics,
+) -> VirtualConfig {
+    VirtualConfig {
+        profile: server.profile.clone(),
+        dp: server.dp,
+        seed: server.seed,
+        api_servers: server.api_servers,
+        slots,
+        // the monitor's scrapes of `/metrics`, as samples of the engines' counters
+        sample_every_ns: c.metrics_interval.map(|iv| (iv.as_nanos() as u64).max(1)),
+        sample_metrics: match c.metrics_interval {
+            Some(_) => keep,
+            None => KeepMetrics::Never,
+        },
+        max_span_ns: Some(MAX_SPAN_S * 1_000_000_000),
+        check_invariants: false,
+        record_token_times: true,
+    }
+}
+
+/// Each request's refusal (`None`: served), and the simulated run of the cell.
+type Simulated = (Vec<VirtualRequest>, Vec<Option<String>>, VirtualRun);
+
+/// An arrival schedule fixed in advance: the arrivals before the duration, those vLLM would
+/// answer 400 left out of the simulation (they never reach an engine).
+fn simulate_schedule(
+    c: &CellSpec,
+    server: &VirtualServer,
+    hashes: Option<&[Arc<[BlockHash]>]>,
+    stopped: &dyn Fn() -> bool,
+) -> Result<Simulated> {
+    let n_sent = sent(c);
+    let requests = requests(c, hashes, n_sent);
+    let limit = server.profile.max_model_len;
+    let refused_why: Vec<Option<String>> = requests.iter().map(|r| refusal(r, limit)).collect();
+    // a copy only when some are refused (an hour of load is ~10^6 requests)
+    let served: std::borrow::Cow<[VirtualRequest]> = if refused_why.iter().all(Option::is_none) {
+        std::borrow::Cow::Borrowed(&requests)
+    } else {
+        requests
+            .iter()
+            .zip(&refused_why)
+            .filter(|(_, why)| why.is_none())
+            .map(|(r, _)| r.clone())
+            .collect()
+    };
+    let keep = KeepMetrics::Around(counters_read_at(c, &requests, n_sent));
+    let run = simulate_until(&config(c, server, None, keep), &served, stopped)
+        .map_err(|e| sim_error(e, &server.profile))?;
+    Ok((requests, refused_why, run))
+}
+
+/// A concurrency cap: who is sent when depends on when earlier requests end, so the
+/// simulator plays the client too (`Slots`), refusals included. A closed loop sends for
+/// the whole duration: it is given requests (prompts in turn) until it asks for no more.
+/// The requests come back cut to those sent.
+fn simulate_slots(
+    c: &CellSpec,
+    server: &VirtualServer,
+    hashes: Option<&[Arc<[BlockHash]>]>,
+    slots: Slots,
+    stopped: &dyn Fn() -> bool,
+) -> Result<Simulated> {
+    // when sending ends is known only once it has run: every sample keeps the counters
+    let cfg = config(c, server, Some(slots), KeepMetrics::Always);
+    let mut n = if c.load.closed_loop() {
+        (4 * slots.limit).max(256)
+    } else {
+        sent(c)
+    };
+    loop {
+        let mut requests = requests(c, hashes, n);
+        let run =
+            simulate_until(&cfg, &requests, stopped).map_err(|e| sim_error(e, &server.profile))?;
+        if run.wanted_more && c.load.closed_loop() {
+            if n >= MAX_CLOSED_LOOP_REQUESTS {
+                anyhow::bail!(
+                    "the closed loop sent {n} requests before its duration ended, the most a prediction sends (the profile's steps: c0 {} s, a decoding sequence {} s)\nhint: check the profile's coefficients, or a shorter `duration_s`",
+                    server.profile.c0_s,
+                    server.profile.c_dec_s
+                );
+            }
+            n = (2 * n).min(MAX_CLOSED_LOOP_REQUESTS);
+            continue;
+        }
+        // the client sends in arrival order: the sent are a prefix
+        let n_sent = run.outcomes.iter().take_while(|o| o.sent).count();
+        requests.truncate(n_sent);
+        let limit = server.profile.max_model_len;
+        let refused_why = requests.iter().map(|r| refusal(r, limit)).collect();
+        return Ok((requests, refused_why, run));
+    }
+}
+
+/// The simulator's error as the cell's.
+fn sim_error(e: SimError, p: &Profile) -> anyhow::Error {
+    match e {
+        SimError::Stopped => anyhow::Error::new(Stopped),
+        // stopped as it passed the limit: its memory and time stay bounded
+        SimError::TooLong { .. } => anyhow::anyhow!(
+            "the prediction passed {} days of virtual time, the most a prediction covers (the profile's steps: c0 {} s, a prompt token {} s)\nhint: check the profile's coefficients (seconds, not milliseconds)",
+            MAX_SPAN_S / 86_400,
+            p.c0_s,
+            p.c_pf_s,
+        ),
+        e => anyhow::anyhow!("the virtual-time simulation failed: {e}"),
+    }
+}
+
+/// Every request's token times in request order (a refused one has none). Without slots
+/// the simulator ran only the served requests; with them, every request.
+fn served_token_times(
+    times: Vec<Vec<u64>>,
+    refused_why: &[Option<String>],
+    all_simulated: bool,
+) -> Vec<Vec<u64>> {
+    let mut times = times.into_iter();
+    refused_why
+        .iter()
+        .map(|why| {
+            let t = if all_simulated || why.is_none() {
+                times.next().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            if why.is_some() { Vec::new() } else { t }
+        })
+        .collect()
+}
+
 /// What the monitor would have scraped from the simulated server's `/metrics` up to the
 /// cell's end (a real cell's scraper stops there), in the rows a real scrape gives: the
 /// simulator's own exposition read by `rows_from`.
@@ -317,7 +436,8 @@ fn counters_read_at(c: &CellSpec, requests: &[VirtualRequest], n_sent: usize) ->
         .map(|(a, b)| vec![secs(a), secs(b)])
         .unwrap_or_default();
     if let Some(d) = c.load.drain {
-        at.push(send_end_ns(c, requests, n_sent) + d.as_nanos() as u64);
+        let last = requests.last().map_or(0, |r| r.arrival_ns);
+        at.push(send_end_ns(c, n_sent, last) + d.as_nanos() as u64);
     }
     at
 }
@@ -403,7 +523,8 @@ fn requests(c: &CellSpec, hashes: Option<&[Arc<[BlockHash]>]>, n: usize) -> Vec<
             let k = i % c.prompts.len();
             let p = &c.prompts[k];
             VirtualRequest {
-                arrival_ns: c.schedule[i],
+                // a closed loop has no schedule: each goes when a slot frees
+                arrival_ns: c.schedule.get(i).copied().unwrap_or(0),
                 prompt_tokens: p.input_tokens,
                 max_tokens: p.output_tokens,
                 min_tokens: 0,
@@ -428,18 +549,24 @@ impl Cut {
     /// The load point's rule: after sending ends, wait for every request of the window
     /// (each until its end or its timeout), then cut the rest (`after_window`); the drain
     /// limit cuts earlier (`drain_limit`).
-    fn of(c: &CellSpec, requests: &[VirtualRequest], tokens: &[Vec<u64>], n_sent: usize) -> Cut {
+    /// `intended`, `sent_at`: each sent request's intended and actual send time.
+    fn of(
+        c: &CellSpec,
+        intended: &[u64],
+        sent_at: &[u64],
+        tokens: &[Vec<u64>],
+        n_sent: usize,
+    ) -> Cut {
         let timeout_ns = c.load.request_timeout.as_nanos() as u64;
-        let send_end_ns = send_end_ns(c, requests, n_sent);
-        let followed_end = requests
-            .iter()
-            .zip(tokens)
-            .filter(|(r, _)| {
+        let send_end_ns = send_end_ns(c, n_sent, sent_at.last().copied().unwrap_or(0));
+        // the window's requests are those intended in it (as the load point follows them)
+        let followed_end = (0..n_sent)
+            .filter(|&i| {
                 c.load
                     .window_s
-                    .is_none_or(|(_, end)| (r.arrival_ns as f64) < end * 1e9)
+                    .is_none_or(|(_, end)| (intended[i] as f64) < end * 1e9)
             })
-            .map(|(r, t)| end_ns(r, t).min(r.arrival_ns + timeout_ns))
+            .map(|i| end_ns(sent_at[i], &tokens[i]).min(sent_at[i] + timeout_ns))
             .max()
             .unwrap_or(0)
             .max(send_end_ns);
@@ -461,30 +588,33 @@ impl Cut {
     }
 }
 
-/// When sending ended: the cell's duration when it stopped arrivals, else the last arrival.
-fn send_end_ns(c: &CellSpec, requests: &[VirtualRequest], n_sent: usize) -> u64 {
-    match (n_sent < c.schedule.len(), c.load.send_until()) {
+/// When sending ended: the cell's duration when it stopped arrivals (a closed loop always
+/// runs to it), else the last send (`last_sent_ns`).
+fn send_end_ns(c: &CellSpec, n_sent: usize, last_sent_ns: u64) -> u64 {
+    let stopped = n_sent < c.schedule.len() || c.load.closed_loop();
+    match (stopped, c.load.send_until()) {
         (true, Some(d)) => d.as_nanos() as u64,
-        _ => requests.last().map_or(0, |r| r.arrival_ns),
+        _ => last_sent_ns,
     }
 }
 
-/// When a request's last token came (its arrival when it produced none).
-fn end_ns(r: &VirtualRequest, tokens: &[u64]) -> u64 {
-    tokens.last().copied().unwrap_or(r.arrival_ns)
+/// When a request sent at `sent_ns` ended: its last token (its send, with none).
+fn end_ns(sent_ns: u64, tokens: &[u64]) -> u64 {
+    tokens.last().copied().unwrap_or(sent_ns)
 }
 
 /// Request `i`'s record: complete, timed out, or cut by the client, whichever came first.
+/// `(intended, sent)`: when the schedule meant it to go and when it went.
 fn record(
     i: usize,
     r: &VirtualRequest,
+    (intended, t0): (u64, u64),
     input_tokens: u32,
     tokens: &[u64],
     c: &CellSpec,
     cut: &Cut,
 ) -> RequestRecord {
-    let t0 = r.arrival_ns;
-    let finish = end_ns(r, tokens);
+    let finish = end_ns(t0, tokens);
     let timeout_at = t0 + cut.timeout_ns;
     let complete = !tokens.is_empty() && finish <= cut.at_ns && finish <= timeout_at;
     let (t_end, error) = if complete {
@@ -515,7 +645,7 @@ fn record(
     });
     RequestRecord {
         id: i as u64,
-        t_intended_ns: t0,
+        t_intended_ns: intended,
         t_send_ns: t0,
         t_end_ns: t_end,
         connect_ns: None,
@@ -544,12 +674,18 @@ fn refusal(r: &VirtualRequest, max_model_len: u32) -> Option<String> {
 }
 
 /// A request answered 400 at once, as the server's HTTP side answers it.
-fn refused(i: usize, r: &VirtualRequest, input_tokens: u32, why: String) -> RequestRecord {
+fn refused(
+    i: usize,
+    r: &VirtualRequest,
+    (intended, sent): (u64, u64),
+    input_tokens: u32,
+    why: String,
+) -> RequestRecord {
     RequestRecord {
         id: i as u64,
-        t_intended_ns: r.arrival_ns,
-        t_send_ns: r.arrival_ns,
-        t_end_ns: r.arrival_ns,
+        t_intended_ns: intended,
+        t_send_ns: sent,
+        t_end_ns: sent,
         connect_ns: None,
         content_event_tokens: Vec::new(),
         content_events: Vec::new(),
@@ -601,6 +737,7 @@ mod tests {
             dp: 2,
             seed: 1,
             api_servers: None,
+            slots: None,
             sample_every_ns: Some(250_000_000),
             sample_metrics: keep,
             max_span_ns: None,

@@ -196,6 +196,73 @@ fn a_cell_in_virtual_time_agrees_with_the_real_time_simulator_and_says_it_is_pre
 }
 
 #[test]
+fn a_closed_loop_in_virtual_time_agrees_with_the_real_time_simulator() {
+    let _serial = serial();
+    let dir = temp_dir("virtual-closed-loop");
+    // the agreement test's long steps, for the same reason
+    let profile = dir.join("slow-steps.yaml");
+    std::fs::write(
+        &profile,
+        "base: default\nc0_s: 0.04\nc_pf_s: 0.00002\nc_dec_s: 0.0002\nc_kv_s: 0\nfront_end_latency_s: 0.005\n",
+    )
+    .unwrap();
+    let profile_set = format!("server.profile={}", profile.display());
+    let sets = [
+        profile_set.as_str(),
+        "matrix.request_rate=[inf]",
+        "load.max_concurrency=6",
+        "workload.output_len=16",
+        "load.duration_s=10",
+        "load.warmup_s=2",
+        "load.cooldown_s=1",
+        "workload.num_prompts=100",
+    ];
+    let real = run_experiment(QUICKSTART, &dir.join("real"), &sets);
+    let mut vsets = sets.to_vec();
+    vsets.push("server.clock=virtual");
+    let virt = run_experiment(QUICKSTART, &dir.join("virtual"), &vsets);
+    let ((_, r), (vcell, v)) = (only_cell(&real), only_cell(&virt));
+    // the loop kept its 6 in flight, never more, in both
+    assert_eq!(r["max_concurrent_requests"], 6);
+    assert_eq!(v["max_concurrent_requests"], 6);
+    assert_accounted(
+        &vcell,
+        v["vllm_loadtest"]["summary"]["sent"].as_u64().unwrap(),
+    );
+    assert_eq!(v["vllm_loadtest"]["predicted"], true);
+    // how many a closed loop sends follows from how fast requests end: the count too
+    let sent = |x: &serde_json::Value| x["vllm_loadtest"]["summary"]["sent"].as_f64().unwrap();
+    assert!(
+        (sent(&v) / sent(&r) - 1.0).abs() <= 0.08,
+        "{} vs {}",
+        sent(&r),
+        sent(&v)
+    );
+    for (key, tolerance) in [
+        ("request_throughput", 0.05),
+        ("median_ttft_ms", 0.15),
+        ("median_tpot_ms", 0.08),
+        ("median_e2el_ms", 0.08),
+    ] {
+        let (a, b) = (r[key].as_f64().unwrap(), v[key].as_f64().unwrap());
+        assert!(
+            (b / a - 1.0).abs() <= tolerance,
+            "{key}: real time {a:.3}, virtual time {b:.3}"
+        );
+    }
+    // and a measured closed loop can be predicted beside itself
+    let r = run(&[
+        "report",
+        real.to_str().unwrap(),
+        "--profile",
+        profile.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let md = std::fs::read_to_string(real.join("report.md")).unwrap();
+    assert!(md.contains("## Predicted beside measured"), "{md}");
+}
+
+#[test]
 fn the_scaling_example_runs_in_virtual_time_and_its_report_is_marked_predicted() {
     let _serial = serial();
     let dir = temp_dir("virtual-scaling");
@@ -395,13 +462,20 @@ fn bench_in_virtual_time_is_the_same_prediction_and_says_so() {
     let s = &from_bench["vllm_loadtest"]["summary"];
     assert_eq!(s["sent"], from_run["vllm_loadtest"]["summary"]["sent"]);
     assert_accounted(&out, s["sent"].as_u64().unwrap());
+    // A cap below the load: arrivals wait for a slot, measured as the client's queue
+    // delay (from the schedule's instant to the send), and those still waiting when the
+    // duration ends are not sent.
+    let r = bench(&["--max-concurrency", "2"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let capped = json(&out.join("summary.json"));
+    let s = &capped["vllm_loadtest"]["summary"];
+    assert_eq!(s["max_concurrent_requests"], 2);
+    assert!(s["not_sent"].as_u64().unwrap() > 0, "{s}");
+    let queued = s["latencies"]["queue_delay_ms"]["p50"].as_f64().unwrap();
+    assert!(queued > 1000.0, "queue delay p50 {queued} ms");
+    assert_accounted(&out, s["sent"].as_u64().unwrap());
     // each refusal with the way out that fits it
     for (extra, says, hint) in [
-        (
-            &["--max-concurrency", "4"][..],
-            "--max-concurrency",
-            "hint: drop `--virtual`",
-        ),
         (
             &["--save-result"][..],
             "--save-result",
@@ -556,10 +630,9 @@ fn a_signal_stops_a_prediction_and_keeps_nothing() {
 }
 
 #[test]
-fn virtual_time_refuses_what_depends_on_when_requests_end_and_real_servers() {
+fn virtual_time_refuses_conversations_and_real_servers() {
     let dir = temp_dir("virtual-refused");
     for (set, says) in [
-        ("load.max_concurrency=4", "max_concurrency"),
         ("workload.dataset=multi_turn", "multi_turn"),
         (
             "server.launcher=external",

@@ -198,6 +198,7 @@ pub fn predict(
             dp: engines,
             seed: 0,
             api_servers: None,
+            slots: None,
             sample_every_ns: None,
             sample_metrics: crate::virtual_time::KeepMetrics::Never,
             max_span_ns: None,

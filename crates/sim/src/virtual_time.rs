@@ -24,7 +24,16 @@ pub struct VirtualRequest {
 
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct VirtualOutcome {
+    /// When the client sent it: its `arrival_ns`, or later when it waited for a slot
+    /// (`VirtualConfig::slots`).
     pub arrival_ns: u64,
+    /// The client sent it (with slots, a request still waiting for one when sending
+    /// stopped is never sent).
+    pub sent: bool,
+    /// Answered at once without reaching an engine: its prompt and output budget exceed
+    /// the profile's `max_model_len` (`server::context_refusal`). Only with slots: without
+    /// them the caller leaves such requests out.
+    pub refused: bool,
     /// When it entered its engine (after the front end).
     pub engine_arrival_ns: u64,
     pub rank: usize,
@@ -59,6 +68,19 @@ pub enum KeepMetrics {
     Around(Vec<u64>),
 }
 
+/// A client that keeps at most `limit` requests in flight (`load.max_concurrency`; a closed
+/// loop when every request's `arrival_ns` is 0): a request goes at its `arrival_ns` when a
+/// slot is free then, else when one frees (its last token, its timeout, or at once for a
+/// request the server refuses), in arrival order; none goes at or after `send_until_ns`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slots {
+    pub limit: usize,
+    pub send_until_ns: Option<u64>,
+    /// A request holds its slot at most this long (the client's request timeout; the
+    /// engine keeps running it, as the virtual cell keeps what the client cuts).
+    pub timeout_ns: Option<u64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct VirtualConfig {
     pub profile: Profile,
@@ -66,6 +88,8 @@ pub struct VirtualConfig {
     pub seed: u64,
     /// API-server processes for the front-end CPU model; `None` = off.
     pub api_servers: Option<usize>,
+    /// The client's concurrency cap; `None`: every request goes at its `arrival_ns`.
+    pub slots: Option<Slots>,
     /// Sample the engines every this many ns from 0, and once more when the last request
     /// has ended (`None`: no samples).
     pub sample_every_ns: Option<u64>,
@@ -91,12 +115,20 @@ pub struct VirtualRun {
     /// Steps executed, over all engines.
     pub steps: u64,
     pub end_ns: u64,
+    /// With slots: one came free before `send_until_ns` with no request left to send (a
+    /// closed loop given too few requests: give it more).
+    pub wanted_more: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
-    // at equal times: finish steps, then admit arrivals, then start steps, then sample
+    // at equal times: finish steps, then free the slots of timed-out requests, then send,
+    // then admit arrivals, then start steps, then sample
     StepEnd(usize),
+    /// A request's timeout: its client slot frees (when its last token has not).
+    Timeout(usize),
+    /// The client sends a request (with slots).
+    Send(usize),
     Arrival(usize),
     Begin(usize),
     Sample,
@@ -172,7 +204,10 @@ pub fn simulate_until(
         .validate()
         .map_err(|e| SimError::Profile(format!("{e:#}")))?;
     let mut sim = Sim::new(cfg, requests);
-    sim.pass_front_end();
+    match cfg.slots {
+        None => sim.pass_front_end(),
+        Some(slots) => sim.start_client(slots),
+    }
     if cfg.sample_every_ns.is_some() {
         sim.events.push(0, Kind::Sample);
     }
@@ -195,8 +230,25 @@ struct Sim<'a> {
     /// Tokens of the step just finished (kept to reuse its allocation).
     outs: Vec<TokenOut>,
     steps: u64,
-    /// Requests not finished yet.
+    /// Requests sent to an engine and not finished yet.
     remaining: usize,
+    /// With slots: the client's state.
+    client: Client,
+}
+
+/// The client's side of a concurrency cap (`Slots`).
+#[derive(Default)]
+struct Client {
+    /// Request indices in arrival order, and how many of them have had a slot.
+    order: Vec<usize>,
+    next: usize,
+    /// `Send` events queued and not yet played.
+    pending: usize,
+    /// Per request: it holds a slot (sent, neither ended nor timed out).
+    holds: Vec<bool>,
+    /// The API-server queue (`api_servers`), fed as requests are sent.
+    front: Option<FrontEnd>,
+    wanted_more: bool,
 }
 
 impl<'a> Sim<'a> {
@@ -226,7 +278,89 @@ impl<'a> Sim<'a> {
             },
             outs: Vec::new(),
             steps: 0,
-            remaining: requests.len(),
+            remaining: if cfg.slots.is_some() {
+                0
+            } else {
+                requests.len()
+            },
+            client: Client::default(),
+        }
+    }
+
+    /// Something is left to happen to a request: one is running or about to be sent.
+    fn unfinished(&self) -> bool {
+        self.remaining > 0 || self.client.pending > 0
+    }
+
+    /// The first `limit` requests (in arrival order) take a slot each at their arrival.
+    fn start_client(&mut self, slots: Slots) {
+        let requests = self.requests;
+        let mut order: Vec<usize> = (0..requests.len()).collect();
+        order.sort_by_key(|&i| (requests[i].arrival_ns, i));
+        self.client = Client {
+            order,
+            holds: vec![false; requests.len()],
+            front: self.cfg.api_servers.map(FrontEnd::new),
+            ..Client::default()
+        };
+        for _ in 0..slots.limit.min(requests.len()) {
+            self.give_slot(0);
+        }
+    }
+
+    /// A slot is free from `t`: the next request in arrival order takes it, sent at its
+    /// arrival or at `t`, whichever is later, unless that is past sending's end.
+    fn give_slot(&mut self, t: u64) {
+        let Some(slots) = self.cfg.slots else { return };
+        let until = slots.send_until_ns.unwrap_or(u64::MAX);
+        let Some(&i) = self.client.order.get(self.client.next) else {
+            self.client.wanted_more |= t < until;
+            return;
+        };
+        let at = self.requests[i].arrival_ns.max(t);
+        if at >= until {
+            // arrivals are in order: no later one goes either
+            self.client.next = self.client.order.len();
+            return;
+        }
+        self.client.next += 1;
+        self.client.pending += 1;
+        self.events.push(at, Kind::Send(i));
+    }
+
+    /// The client sends request `i` at `t`: it reaches its engine after the front end, or
+    /// is refused at once and frees its slot.
+    fn send(&mut self, i: usize, t: u64) {
+        self.client.pending -= 1;
+        let r = &self.requests[i];
+        let oc = &mut self.outcomes[i];
+        oc.arrival_ns = t;
+        oc.sent = true;
+        let limit = self.cfg.profile.max_model_len;
+        if super::server::context_refusal(limit, r.prompt_tokens, Some(r.max_tokens)).is_some() {
+            oc.refused = true;
+            self.give_slot(t);
+            return;
+        }
+        let fe_ns = (self.cfg.profile.front_end_latency_s * 1e9).round() as u64;
+        let mut ready = t.saturating_add(fe_ns);
+        if let Some(f) = self.client.front.as_mut() {
+            ready = f.admit(ready, r.prompt_tokens, r.max_tokens);
+        }
+        self.outcomes[i].engine_arrival_ns = ready;
+        self.remaining += 1;
+        self.client.holds[i] = true;
+        self.events.push(ready, Kind::Arrival(i));
+        if let Some(d) = self.cfg.slots.and_then(|s| s.timeout_ns) {
+            self.events.push(t.saturating_add(d), Kind::Timeout(i));
+        }
+    }
+
+    /// Request `i` ended or timed out at `t`: its slot frees, once.
+    fn release(&mut self, i: usize, t: u64) {
+        if self.client.holds.get(i).copied().unwrap_or(false) {
+            self.client.holds[i] = false;
+            self.give_slot(t);
         }
     }
 
@@ -247,6 +381,7 @@ impl<'a> Sim<'a> {
                 ready = f.admit(ready, r.prompt_tokens, r.max_tokens);
             }
             self.outcomes[i].arrival_ns = r.arrival_ns;
+            self.outcomes[i].sent = true;
             self.outcomes[i].engine_arrival_ns = ready;
             self.events.push(ready, Kind::Arrival(i));
         }
@@ -263,6 +398,8 @@ impl<'a> Sim<'a> {
             }
             now = t;
             match kind {
+                Kind::Timeout(i) => self.release(i, t),
+                Kind::Send(i) => self.send(i, t),
                 Kind::Arrival(i) => self.arrive(i, t),
                 Kind::Begin(e) => self.begin_step(e, t),
                 Kind::StepEnd(e) => self.finish_step(e, t)?,
@@ -270,7 +407,7 @@ impl<'a> Sim<'a> {
             }
             if self.events.only_samples() {
                 // the monitor's last scrape, at the stop
-                if self.remaining == 0
+                if !self.unfinished()
                     && self.cfg.sample_every_ns.is_some()
                     && self.samples.last().is_some_and(|s| s.t_ns < now)
                 {
@@ -335,6 +472,14 @@ impl<'a> Sim<'a> {
                 self.remaining -= 1;
             }
         }
+        if self.cfg.slots.is_some() {
+            for k in 0..self.outs.len() {
+                let o = &self.outs[k];
+                if o.finish.is_some() {
+                    self.release(o.id as usize, t);
+                }
+            }
+        }
         if self.cfg.check_invariants {
             self.engines[e]
                 .check_invariants()
@@ -362,7 +507,7 @@ impl<'a> Sim<'a> {
                 Vec::new()
             },
         });
-        if self.remaining > 0 {
+        if self.unfinished() {
             self.events.push(
                 t + self.cfg.sample_every_ns.unwrap_or(u64::MAX / 2),
                 Kind::Sample,
@@ -381,7 +526,7 @@ impl<'a> Sim<'a> {
             KeepMetrics::Always => true,
             KeepMetrics::Around(at) => {
                 t == 0
-                    || self.remaining == 0
+                    || !self.unfinished()
                     || at
                         .iter()
                         .any(|&a| (t <= a && a < t + every) || (a <= t && t < a + every))
@@ -403,6 +548,7 @@ impl<'a> Sim<'a> {
             engines: self.engines,
             steps: self.steps,
             end_ns,
+            wanted_more: self.client.wanted_more,
         })
     }
 }

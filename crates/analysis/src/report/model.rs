@@ -5,7 +5,7 @@ use super::figures;
 use crate::analysis::saturation::{GroupFinding, Reason, Saturation};
 use crate::analysis::scaling::{ScalingFinding, ScalingRow, fmt_rate};
 use crate::analysis::{Analysis, CellInput, Point};
-use crate::latency_breakdown::{self, TtftSplit};
+use crate::latency_breakdown::{self, Phases, TtftSplit};
 use crate::stats::survival::Figure;
 use serde::Serialize;
 
@@ -778,10 +778,13 @@ fn breakdown_sentence(g: &GroupFinding) -> Option<String> {
     Some(out)
 }
 
-/// The latency breakdown: the chart and a sentence per configuration, or why there is none.
+/// The latency breakdown: the chart and a sentence per configuration, the table of every
+/// load point and of every cell run without an offered rate, or why there is none.
 fn breakdown_section(a: &Analysis, cells: &[CellInput]) -> Section {
     let title = "Where the time goes: queue, prefill, decode".to_string();
-    if figures::latency_breakdown(a).is_none() {
+    let table = breakdown_table(a, cells);
+    let chart = figures::latency_breakdown(a);
+    if chart.is_none() && table.rows.is_empty() {
         return Section {
             title,
             paragraphs: vec![format!(
@@ -803,21 +806,34 @@ fn breakdown_section(a: &Analysis, cells: &[CellInput]) -> Section {
         latency_breakdown::TPOT
     )];
     paragraphs.extend(a.groups.iter().filter_map(breakdown_sentence));
+    if table.rows.iter().any(|r| r[1] == NO_OFFERED_RATE) {
+        paragraphs.push(format!(
+            "Cells run without an offered rate (a closed loop, all at once, a ramp or a trace replay) have no place on the chart, which runs along the offered rate: the table lists each of them by its id, its offered rate `{NO_OFFERED_RATE}`."
+        ));
+    }
     Section {
         title,
         paragraphs,
-        figures: vec![(
-            figures::BREAKDOWN_STEM.into(),
-            "The server's mean TTFT (over each bar) split into queue, prefill and the rest, per configuration and offered load; the client's TPOT p50 beside the server's mean time per output token".into(),
-        )],
-        tables: vec![breakdown_table(a, cells)],
+        figures: chart
+            .map(|_| {
+                (
+                    figures::BREAKDOWN_STEM.into(),
+                    "The server's mean TTFT (over each bar) split into queue, prefill and the rest, per configuration and offered load; the client's TPOT p50 beside the server's mean time per output token".into(),
+                )
+            })
+            .into_iter()
+            .collect(),
+        tables: vec![table],
     }
 }
 
+/// The breakdown table's offered rate for a cell that ran without one.
+const NO_OFFERED_RATE: &str = "none";
+
 fn breakdown_table(a: &Analysis, cells: &[CellInput]) -> Table {
-    let engines = |p: &Point| -> String {
+    let engines = |ids: &[String]| -> String {
         // a point's cells, engine by engine (the first repeat's)
-        let b = p.cells.iter().find_map(|id| {
+        let b = ids.iter().find_map(|id| {
             cells
                 .iter()
                 .find(|c| &c.id == id)?
@@ -837,33 +853,63 @@ fn breakdown_table(a: &Analysis, cells: &[CellInput]) -> Table {
         }
     };
     let share = |v: f64, s: &TtftSplit| format!("{} ({})", ms(Some(v)), pct(v / s.total_ms));
-    let rows = a
-        .groups
-        .iter()
-        .flat_map(|g| {
-            g.points.iter().filter_map(move |p| {
-                let s = figures::split(p)?;
-                let ph = p.phases?;
-                Some(vec![
-                    group_label(g),
-                    fmt_rate(p.offered),
-                    if s.of_server {
-                        ms(Some(s.total_ms))
-                    } else {
-                        "-".into()
-                    },
-                    ms(s.client_ms),
-                    share(s.queue_ms, &s),
-                    share(s.prefill_ms, &s),
-                    share(s.other_ms, &s),
-                    ms(ph.decode_ms),
-                    ms(ph.tpot_ms),
-                    ms(p.tpot_p50_ms),
-                    engines(p),
-                ])
-            })
+    // configuration, offered: the figures of one load point or cell
+    let row = |config: String,
+               offered: String,
+               s: TtftSplit,
+               ph: &Phases,
+               tpot_p50: Option<f64>,
+               by_engine: String| {
+        vec![
+            config,
+            offered,
+            if s.of_server {
+                ms(Some(s.total_ms))
+            } else {
+                "-".into()
+            },
+            ms(s.client_ms),
+            share(s.queue_ms, &s),
+            share(s.prefill_ms, &s),
+            share(s.other_ms, &s),
+            ms(ph.decode_ms),
+            ms(ph.tpot_ms),
+            ms(tpot_p50),
+            by_engine,
+        ]
+    };
+    let points = a.groups.iter().flat_map(|g| {
+        g.points.iter().filter_map(move |p| {
+            let s = figures::split(p)?;
+            let ph = p.phases?;
+            Some(row(
+                group_label(g),
+                fmt_rate(p.offered),
+                s,
+                &ph,
+                p.tpot_p50_ms,
+                engines(&p.cells),
+            ))
         })
-        .collect();
+    });
+    // the analysis reads load points along the offered rate: a cell without one (a closed
+    // loop, a ramp, a trace) is listed on its own
+    let unrated = cells
+        .iter()
+        .filter(|c| !c.offered_rate.is_finite())
+        .filter_map(|c| {
+            let ph = c.server.as_ref()?.breakdown.as_ref()?.all;
+            let s = TtftSplit::new(c.ttft_mean_ms, &ph)?;
+            Some(row(
+                c.id.clone(),
+                NO_OFFERED_RATE.into(),
+                s,
+                &ph,
+                c.tpot_p50_ms,
+                engines(std::slice::from_ref(&c.id)),
+            ))
+        });
+    let rows = points.chain(unrated).collect();
     Table {
         header: header(&[
             "configuration",

@@ -277,3 +277,53 @@ fn without_phase_histograms_the_report_says_so_instead_of_an_empty_chart() {
         s.paragraphs
     );
 }
+
+#[test]
+fn cells_without_an_offered_rate_get_their_breakdown_in_the_table() {
+    // closed loops: the server's histograms were scraped, but the analysis has no load
+    // point to chart them on (found on a real vLLM: the report said it exported none)
+    let mut looped = cell(1, 256, f64::INFINITY, 200.0, Some((1.0, 70.0)));
+    looped.id = "c004-max_concurrency90".into();
+    let cells = vec![
+        looped,
+        cell(2, 256, f64::INFINITY, 380.0, None),
+        cell(1, 256, 10.0, 90.0, Some((2.0, 60.0))),
+    ];
+    let a = analyze(&cells, 0.9);
+    let r = model::build(&Default::default(), &a, &cells, None, &[], String::new());
+    let s = r
+        .sections
+        .iter()
+        .find(|s| s.title.starts_with("Where the time goes"))
+        .unwrap();
+    let text = s.paragraphs.join("\n");
+    assert!(!text.contains("exported none"), "{text}");
+    assert!(text.contains("its offered rate `none`"), "{text}");
+    let rows = &s.tables[0].rows;
+    // the rated point first, then the one closed loop with phases (not the one without)
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0][1], "10");
+    assert_eq!(
+        rows[1][..4],
+        ["c004-max_concurrency90", "none", "190.0 ms", "200.0 ms"]
+    );
+    assert_eq!(rows[1][4], "1.0 ms (1%)");
+
+    // closed loops only: the table without a chart
+    let a = analyze(&cells[..2], 0.9);
+    let r = model::build(
+        &Default::default(),
+        &a,
+        &cells[..2],
+        None,
+        &[],
+        String::new(),
+    );
+    let s = r
+        .sections
+        .iter()
+        .find(|s| s.title.starts_with("Where the time goes"))
+        .unwrap();
+    assert!(s.figures.is_empty());
+    assert_eq!(s.tables[0].rows.len(), 1);
+}

@@ -16,6 +16,7 @@ fn timeline(profile: &Profile, seed: u64, requests: Vec<VirtualRequest>) -> Vec<
         dp: 1,
         seed,
         api_servers: None,
+        slots: None,
         sample_every_ns: None,
         sample_metrics: crate::virtual_time::KeepMetrics::Never,
         max_span_ns: None,

@@ -32,6 +32,7 @@ fn cfg(profile: Profile, dp: usize) -> VirtualConfig {
         dp,
         seed: 1,
         api_servers: None,
+        slots: None,
         sample_every_ns: None,
         sample_metrics: crate::virtual_time::KeepMetrics::Never,
         max_span_ns: None,
@@ -320,4 +321,141 @@ fn prefix_groups_hit_the_closed_form_rate_in_virtual_time() {
         cold_ms - warm_ms > 3.0,
         "ttft {warm_ms:.2} ms vs {cold_ms:.2} ms off"
     );
+}
+
+/// Requests in flight (sent, not ended) at each send: the most, and whether every send
+/// after the first `limit` came when another ended or at its own arrival.
+fn in_flight_at_sends(reqs: &[VirtualRequest], run: &VirtualRun, limit: usize) -> (usize, bool) {
+    let sent: Vec<(usize, &VirtualOutcome)> = run
+        .outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.sent)
+        .collect();
+    let ends: Vec<u64> = sent.iter().filter_map(|(_, o)| o.finish_ns).collect();
+    let mut most = 0;
+    let mut on_a_free_slot = true;
+    for (k, (i, o)) in sent.iter().enumerate() {
+        let t = o.arrival_ns;
+        let flying = sent[..k]
+            .iter()
+            .filter(|(_, e)| e.finish_ns.is_none_or(|f| f > t))
+            .count()
+            + 1;
+        most = most.max(flying);
+        if k >= limit {
+            on_a_free_slot &= t == reqs[*i].arrival_ns || ends.contains(&t);
+        }
+    }
+    (most, on_a_free_slot)
+}
+
+#[test]
+fn a_closed_loop_keeps_its_slots_full_until_sending_ends() {
+    let p = Profile::default_profile();
+    // a closed loop: every request could go at 0; 8 slots; sending ends at 20 s
+    let reqs: Vec<VirtualRequest> = requests(1.0, 2000, 256, 64, 3)
+        .into_iter()
+        .map(|r| VirtualRequest { arrival_ns: 0, ..r })
+        .collect();
+    let until = 20_000_000_000;
+    let mut c = cfg(p.clone(), 1);
+    c.slots = Some(Slots {
+        limit: 8,
+        send_until_ns: Some(until),
+        timeout_ns: None,
+    });
+    let run = simulate(&c, &reqs).unwrap();
+    let sent: Vec<&VirtualOutcome> = run.outcomes.iter().filter(|o| o.sent).collect();
+    assert!(!run.wanted_more);
+    // in arrival order: the sent are a prefix, and none goes at or after the end
+    assert!(run.outcomes.iter().skip(sent.len()).all(|o| !o.sent));
+    assert!(
+        sent.iter()
+            .all(|o| o.arrival_ns < until && o.finish_ns.is_some())
+    );
+    let (most, on_a_free_slot) = in_flight_at_sends(&reqs, &run, 8);
+    assert_eq!(most, 8);
+    assert!(on_a_free_slot);
+    // Little's law over the whole loop: 8 in flight, so completions ≈ 8 × span / E2E
+    let e2e: f64 = sent
+        .iter()
+        .map(|o| (o.finish_ns.unwrap() - o.arrival_ns) as f64)
+        .sum::<f64>()
+        / sent.len() as f64;
+    let expected = 8.0 * until as f64 / e2e;
+    let n = sent.len() as f64;
+    assert!(
+        (n / expected - 1.0).abs() < 0.05,
+        "{n} sent, {expected:.0} expected"
+    );
+
+    // too few requests for the duration: it says it wanted more
+    let run = simulate(&c, &reqs[..50]).unwrap();
+    assert!(run.wanted_more);
+    assert!(run.outcomes.iter().all(|o| o.sent));
+}
+
+#[test]
+fn a_capped_schedule_sends_late_only_for_want_of_a_slot() {
+    let p = Profile::default_profile();
+    // 40 req/s of long requests against 4 slots: most wait for one
+    let reqs = requests(40.0, 300, 512, 128, 4);
+    let mut c = cfg(p, 1);
+    c.slots = Some(Slots {
+        limit: 4,
+        send_until_ns: None,
+        timeout_ns: None,
+    });
+    let run = simulate(&c, &reqs).unwrap();
+    assert!(run.outcomes.iter().all(|o| o.sent && o.finish_ns.is_some()));
+    let late = run
+        .outcomes
+        .iter()
+        .zip(&reqs)
+        .filter(|(o, r)| o.arrival_ns > r.arrival_ns)
+        .count();
+    assert!(late > 200, "{late} of 300 waited for a slot");
+    assert!(
+        run.outcomes
+            .iter()
+            .zip(&reqs)
+            .all(|(o, r)| o.arrival_ns >= r.arrival_ns)
+    );
+    let (most, on_a_free_slot) = in_flight_at_sends(&reqs, &run, 4);
+    assert_eq!(most, 4);
+    assert!(on_a_free_slot);
+}
+
+#[test]
+fn a_refused_or_timed_out_request_frees_its_slot() {
+    let mut p = Profile::default_profile();
+    p.max_model_len = 1024;
+    // one slot: a prompt over the context is answered at once, the next goes then
+    let mut reqs = requests(1.0, 3, 256, 32, 5);
+    for r in &mut reqs {
+        r.arrival_ns = 0;
+    }
+    reqs[0].prompt_tokens = 2000;
+    let mut c = cfg(p, 1);
+    c.slots = Some(Slots {
+        limit: 1,
+        send_until_ns: None,
+        timeout_ns: None,
+    });
+    let run = simulate(&c, &reqs).unwrap();
+    let o = &run.outcomes;
+    assert!(o[0].refused && o[0].first_token_ns.is_none());
+    assert_eq!(o[1].arrival_ns, 0);
+    assert_eq!(o[2].arrival_ns, o[1].finish_ns.unwrap());
+    // a timeout shorter than a request: each next one goes at the last one's timeout
+    c.slots = Some(Slots {
+        limit: 1,
+        send_until_ns: None,
+        timeout_ns: Some(1_000_000),
+    });
+    let run = simulate(&c, &reqs).unwrap();
+    let o = &run.outcomes;
+    assert!(o[1].finish_ns.unwrap() > 1_000_000);
+    assert_eq!(o[2].arrival_ns, 1_000_000);
 }
