@@ -465,7 +465,6 @@ async fn run_async(
             .await;
     }
     let schedule = plan.load.schedule(a.repeat)?;
-    let closed_loop = plan.load.closed_loop();
     let rate = plan.load.arrival.rate();
     let shard = plan.load.shard;
     let mine = if shard.is_whole() {
@@ -492,28 +491,14 @@ async fn run_async(
     let out = CellDir::new(out_dir);
     let _claim = claim(&out)?;
     out.clear()?;
+    let load = LoadWords::of(a, plan, schedule.len());
     eprintln!(
         "bench: {mine}{} to {url}{} ({}), model `{model}`, {}{}; results in `{}`",
-        match (closed_loop, plan.prompts.turns()) {
-            (true, 1) => "requests".to_string(),
-            (true, k) => format!("conversations of {k} turns"),
-            (false, 1) => format!("{} requests", schedule.len()),
-            (false, k) => format!("{} conversations of {k} turns", schedule.len()),
-        },
+        load.what,
         plan.endpoint.path(),
-        if closed_loop {
-            "closed loop: the next as soon as one ends".to_string()
-        } else {
-            plan.load.arrival.describe()
-        },
-        match (a.duration, &plan.load.trace) {
-            (Some(d), _) => format!("for {d} s"),
-            (None, Some(t)) => format!("the trace `{}`", t.path.display()),
-            (None, None) => format!("{} prompts", a.num_prompts),
-        },
-        a.max_concurrency
-            .map(|c| format!(", at most {c} in flight"))
-            .unwrap_or_default(),
+        load.how,
+        load.until,
+        load.cap,
         out.root().display()
     );
     let out_len = workload
@@ -779,4 +764,44 @@ pub(super) fn write_summary(
         eprintln!("saved vLLM-format result: {}", path.display());
     }
     Ok(())
+}
+
+/// The load of a `bench` in words, for its first line (and `bench --virtual`'s).
+pub(super) struct LoadWords {
+    /// What is sent: "500 requests", "requests" (a closed loop), conversations.
+    pub what: String,
+    /// How it arrives: the arrival process, or the closed loop.
+    pub how: String,
+    /// For how long: a duration, a trace, or the prompts.
+    pub until: String,
+    /// ", at most N in flight", or nothing.
+    pub cap: String,
+}
+
+impl LoadWords {
+    pub(super) fn of(a: &BenchArgs, plan: &Plan, scheduled: usize) -> LoadWords {
+        let closed_loop = plan.load.closed_loop();
+        LoadWords {
+            what: match (closed_loop, plan.prompts.turns()) {
+                (true, 1) => "requests".to_string(),
+                (true, k) => format!("conversations of {k} turns"),
+                (false, 1) => format!("{scheduled} requests"),
+                (false, k) => format!("{scheduled} conversations of {k} turns"),
+            },
+            how: if closed_loop {
+                "closed loop: the next as soon as one ends".to_string()
+            } else {
+                plan.load.arrival.describe()
+            },
+            until: match (a.duration, &plan.load.trace) {
+                (Some(d), _) => format!("for {d} s"),
+                (None, Some(t)) => format!("the trace `{}`", t.path.display()),
+                (None, None) => format!("{} prompts", a.num_prompts),
+            },
+            cap: a
+                .max_concurrency
+                .map(|c| format!(", at most {c} in flight"))
+                .unwrap_or_default(),
+        }
+    }
 }

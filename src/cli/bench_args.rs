@@ -68,7 +68,7 @@ pub struct BenchArgs {
     /// Data-parallel engines of the built-in simulator (with `--sim`).
     #[arg(long, default_value_t = 1, requires = "sim", value_name = "N", help_heading = SERVER)]
     pub sim_dp: usize,
-    /// Predict the load point in the simulator's virtual time instead of running it (with `--sim`): no server, no client, the same records, summary and table, marked predicted; fixed arrival schedules only (rates, ramps, traces), seconds for an hour of load.
+    /// Predict the load point in the simulator's virtual time instead of running it (with `--sim`): no server, no client, the same records, summary and table, marked predicted; rates, ramps, traces and `--max-concurrency` (closed loops too), not conversations; seconds for an hour of load.
     #[arg(long = "virtual", requires = "sim", help_heading = SERVER)]
     pub virtual_time: bool,
     /// API path: `/v1/completions` or `/v1/chat/completions`.

@@ -97,10 +97,13 @@ pub(super) fn run(
         "the simulator in virtual time, profile `{name}`, {} engine(s)",
         a.sim_dp
     );
+    let load = bench::LoadWords::of(a, plan, cell.schedule.len());
     eprintln!(
-        "bench: {} requests predicted by {by}, {}, model `{model}`; results in `{}`",
-        cell.schedule.len(),
-        plan.load.arrival.describe(),
+        "bench: {} predicted by {by} ({}), model `{model}`, {}{}; results in `{}`",
+        load.what,
+        load.how,
+        load.until,
+        load.cap,
         out.root().display()
     );
     let hashes = PrefixHashes::default().for_server("bench", &workload.prompts, &server, tok);

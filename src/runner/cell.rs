@@ -556,24 +556,7 @@ fn client_warnings(c: &CellSpec, s: &RunSummary, client: &ClientUsage) -> Vec<St
             }
         ));
     }
-    if let (true, Some(e2e), Some(k)) = (
-        c.load.closed_loop(),
-        &s.latencies.e2el_ms,
-        c.load.max_concurrency,
-    ) {
-        // The loop's streams start together and, with similar requests, end in waves of
-        // `k`: a window holds a whole number of waves, so its completion count can be off
-        // by one wave (seen: 768 vs 640 req/s for one setup over 8 s windows).
-        let wave_error = e2e.p50 / 1000.0 / s.window_s.max(1e-9);
-        if wave_error > 0.05 {
-            warnings.push(format!(
-                "closed loop: requests of the {k} streams end in waves every ~{:.1} s, so the {:.1} s window's throughput can be off by one wave (±{:.0}%); lengthen the duration to 20× a request for ±5%",
-                e2e.p50 / 1000.0,
-                s.window_s,
-                wave_error * 100.0
-            ));
-        }
-    }
+    warnings.extend(closed_loop_waves(c, s));
     if client.cpu_share_of_threads > 0.9 {
         warnings.push(format!(
             "the client used {:.0}% of its {} thread(s): it may be the bottleneck (add `--client-threads`)",
@@ -582,6 +565,30 @@ fn client_warnings(c: &CellSpec, s: &RunSummary, client: &ClientUsage) -> Vec<St
         ));
     }
     warnings
+}
+
+/// A closed loop's warning that its window's throughput is off by up to one wave of
+/// requests (a predicted closed loop makes the same waves).
+pub fn closed_loop_waves(c: &CellSpec, s: &RunSummary) -> Option<String> {
+    let (true, Some(e2e), Some(k)) = (
+        c.load.closed_loop(),
+        &s.latencies.e2el_ms,
+        c.load.max_concurrency,
+    ) else {
+        return None;
+    };
+    // The loop's streams start together and, with similar requests, end in waves of `k`: a
+    // window holds a whole number of waves, so its completion count can be off by one wave
+    // (seen: 768 vs 640 req/s for one setup over 8 s windows).
+    let wave_error = e2e.p50 / 1000.0 / s.window_s.max(1e-9);
+    (wave_error > 0.05).then(|| {
+        format!(
+            "closed loop: requests of the {k} streams end in waves every ~{:.1} s, so the {:.1} s window's throughput can be off by one wave (±{:.0}%); lengthen the duration to 20× a request for ±5%",
+            e2e.p50 / 1000.0,
+            s.window_s,
+            wave_error * 100.0
+        )
+    })
 }
 
 /// Reasons a figure of this cell should not be trusted as it stands.

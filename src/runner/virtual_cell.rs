@@ -19,7 +19,7 @@
 //! figure looks; a timed-out request's place is kept, so many timeouts make the prediction
 //! pessimistic for the requests behind them.
 
-use super::cell::{CellResult, CellSpec, summarize_from, validity_warnings};
+use super::cell::{CellResult, CellSpec, closed_loop_waves, summarize_from, validity_warnings};
 use crate::prom::rows_from;
 use crate::store::cell_report::{ClientUsage, MonitorReport, PrefixCache};
 use crate::store::layout::CellDir;
@@ -162,6 +162,9 @@ pub fn run(
     } else {
         requests.iter().map(|r| r.arrival_ns).collect()
     };
+    if stopped() {
+        return Err(Stopped.into());
+    }
     let token_times = served_token_times(run.token_times, &refused_why, slots.is_some());
     let cut = Cut::of(c, &intended, &sent_at, &token_times, n_sent);
     let full: Vec<RequestRecord> = requests
@@ -185,11 +188,21 @@ pub fn run(
     // absolute-time columns read as "offsets from then", never as when anything happened.
     let clock_zero_unix_ns = loadtest_base::time::unix_now_ns();
     // the figures from the records in memory: the same as a measured cell's from its journal
+    if stopped() {
+        return Err(Stopped.into());
+    }
     let s = summarize_from(c, out, &records, not_sent, clock_zero_unix_ns, |f| {
         full.iter().for_each(f);
         Ok(())
     })?;
-    let warnings = validity_warnings(&s, &records, false, c.exact_tokenizer, false);
+    // a signal while the records were summed up: what is written goes (the caller clears)
+    if stopped() {
+        return Err(Stopped.into());
+    }
+    // the client's lateness is the cap's here (there is no client to be late)
+    let paced = c.load.arrival.paced();
+    let mut warnings = validity_warnings(&s, &records, false, c.exact_tokenizer, paced);
+    warnings.extend(closed_loop_waves(c, &s));
     let monitors = match c.metrics_interval {
         Some(_) => {
             let rows = scraped_rows(&run.samples, cut.at_ns, &c.body.model, &server.profile)?;
@@ -245,9 +258,12 @@ pub fn run(
     })
 }
 
-/// The most requests a predicted closed loop sends: a profile whose steps cost nothing
-/// would have it send forever within its duration.
-const MAX_CLOSED_LOOP_REQUESTS: usize = 4_000_000;
+/// What a predicted closed loop may send, in output tokens plus `REQUEST_COST` a request:
+/// its records take ~20 bytes a token, so ~1.2 GB. A closed loop sends as fast as the
+/// profile serves, and one whose steps cost next to nothing would fill the memory.
+const MAX_CLOSED_LOOP_UNITS: u64 = 60_000_000;
+/// A request's own records, in tokens' worth.
+const REQUEST_COST: u64 = 16;
 
 /// The client's concurrency cap as the simulator applies it: `load.max_concurrency` slots,
 /// none sent after the duration, each held at most the request timeout.
@@ -329,32 +345,70 @@ fn simulate_slots(
 ) -> Result<Simulated> {
     // when sending ends is known only once it has run: every sample keeps the counters
     let cfg = config(c, server, Some(slots), KeepMetrics::Always);
-    let mut n = if c.load.closed_loop() {
-        (4 * slots.limit).max(256)
+    let limit = server.profile.max_model_len;
+    let most = if c.load.closed_loop() {
+        all_refused(c, limit)?;
+        closed_loop_most(c)
     } else {
         sent(c)
+    };
+    let mut n = if c.load.closed_loop() {
+        (4 * slots.limit).max(256).min(most)
+    } else {
+        most
     };
     loop {
         let mut requests = requests(c, hashes, n);
         let run =
             simulate_until(&cfg, &requests, stopped).map_err(|e| sim_error(e, &server.profile))?;
+        if stopped() {
+            return Err(Stopped.into());
+        }
         if run.wanted_more && c.load.closed_loop() {
-            if n >= MAX_CLOSED_LOOP_REQUESTS {
+            if n >= most {
                 anyhow::bail!(
-                    "the closed loop sent {n} requests before its duration ended, the most a prediction sends (the profile's steps: c0 {} s, a decoding sequence {} s)\nhint: check the profile's coefficients, or a shorter `duration_s`",
+                    "the closed loop sent {n} requests before its duration ended, more than a prediction holds in memory (~1 GB of records; the profile's steps: c0 {} s, a decoding sequence {} s)\nhint: a shorter `duration_s` or a lower `max_concurrency`; or check the profile's coefficients (seconds, not milliseconds)",
                     server.profile.c0_s,
                     server.profile.c_dec_s
                 );
             }
-            n = (2 * n).min(MAX_CLOSED_LOOP_REQUESTS);
+            n = (2 * n).min(most);
             continue;
         }
         // the client sends in arrival order: the sent are a prefix
         let n_sent = run.outcomes.iter().take_while(|o| o.sent).count();
         requests.truncate(n_sent);
-        let limit = server.profile.max_model_len;
         let refused_why = requests.iter().map(|r| refusal(r, limit)).collect();
         return Ok((requests, refused_why, run));
+    }
+}
+
+/// The most requests a closed loop is given: what fits `MAX_CLOSED_LOOP_UNITS` (prompts
+/// in turn, at least one round of them).
+fn closed_loop_most(c: &CellSpec) -> usize {
+    let round: u64 = c
+        .prompts
+        .iter()
+        .map(|p| u64::from(p.output_tokens) + REQUEST_COST)
+        .sum();
+    let rounds = (MAX_CLOSED_LOOP_UNITS / round.max(1)).max(1);
+    usize::try_from(rounds.saturating_mul(c.prompts.len() as u64)).unwrap_or(usize::MAX)
+}
+
+/// A closed loop of prompts the server answers 400 at once would resend them without end
+/// in no virtual time (live, each answer takes its round trip): refused with why.
+fn all_refused(c: &CellSpec, max_model_len: u32) -> Result<()> {
+    let requests = requests(c, None, c.prompts.len());
+    match requests
+        .iter()
+        .map(|r| refusal(r, max_model_len))
+        .collect::<Option<Vec<_>>>()
+    {
+        Some(why) if !why.is_empty() => anyhow::bail!(
+            "every prompt of the closed loop is over the profile's context, so the server answers each with 400 at once and the loop would resend without end in no time ({})\nhint: shorter prompts or outputs, or a profile with a longer `max_model_len`",
+            why[0]
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -384,12 +438,12 @@ fn served_token_times(
     refused_why
         .iter()
         .map(|why| {
-            let t = if all_simulated || why.is_none() {
-                times.next().unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            if why.is_some() { Vec::new() } else { t }
+            // the simulator's entry for this request, if it has one
+            let simulated = (all_simulated || why.is_none()).then(|| times.next());
+            match why {
+                Some(_) => Vec::new(),
+                None => simulated.flatten().unwrap_or_default(),
+            }
         })
         .collect()
 }

@@ -435,7 +435,9 @@ impl<'a> Sim<'a> {
             prompt_tokens: r.prompt_tokens,
             output_tokens: output,
             max_tokens: r.max_tokens,
-            arrival_ns: r.arrival_ns,
+            // when the client sent it (a request that waited for a slot was not yet at
+            // the server): the server's queue and TTFT histograms time it from here
+            arrival_ns: self.outcomes[i].arrival_ns,
             block_hashes: r.block_hashes.clone(),
         });
         self.outcomes[i].rank = e;
