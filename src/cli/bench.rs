@@ -399,7 +399,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
     }
     // from here on, a signal is Ctrl-C: honoured while prompts are built too
-    let interrupt = super::signals::interrupt_on_signals();
+    let interrupt =
+        super::signals::interrupt_on_signals(super::signals::OnSignal::of(a.virtual_time));
     let tok = std::sync::Arc::new(Tokenizer::load(a.tokenizer.as_deref())?);
     if tok.is_built_in() {
         eprintln!("{}", loadtest_base::tokenizer::BUILT_IN_WARNING);

@@ -231,7 +231,7 @@ fn live(a: &FitArgs) -> Result<Profile> {
             dir.root().display()
         );
     }
-    let interrupt = super::signals::interrupt_on_signals();
+    let interrupt = super::signals::interrupt_on_signals(super::signals::OnSignal::Live);
     let tok = Tokenizer::load(a.tokenizer.as_deref())?;
     let rt = super::client_runtime(1)?;
     rt.block_on(async {

@@ -301,6 +301,11 @@ fn describe_plan(p: &CellPlan) -> (String, String, String, Option<String>) {
     };
     let l = &p.load;
     let load = match l.stop {
+        // (`max_concurrency` may be a matrix dimension: each cell's is in the tables)
+        Stop::Duration(d) if l.closed_loop() => format!(
+            "closed loops of `max_concurrency` requests in flight (the next as soon as one ends), {d} s per cell ({} s warm-up, {} s cool-down excluded)",
+            l.warmup_s, l.cooldown_s
+        ),
         Stop::Duration(d) => format!(
             "{} arrivals, {d} s per cell ({} s warm-up, {} s cool-down excluded)",
             l.arrival_name, l.warmup_s, l.cooldown_s

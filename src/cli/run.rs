@@ -2,7 +2,7 @@
 //! configuration brought up once and always torn down, monitors beside each cell, all of it
 //! stored under `results/<experiment>/<timestamp>/`, resumable when interrupted.
 
-use super::signals::interrupt_on_signals;
+use super::signals::{OnSignal, interrupt_on_signals};
 use crate::client::{self, Access, BaseUrl, get};
 use crate::experiment::planned::{PlannedTime, Total};
 use crate::experiment::{self, Cell, Experiment, Plan};
@@ -117,7 +117,12 @@ pub fn run_to(a: RunArgs) -> Result<Option<RunDir>> {
     let rt = super::client_runtime(a.client_threads)?;
     // watched from here on, so a signal while the tables and the report are written is
     // told too (the report is finished first: it is seconds, and the cells are whole)
-    let interrupt = interrupt_on_signals();
+    let all_virtual = plan
+        .cells
+        .iter()
+        .chain(plan.searches.iter().map(|s| &s.template))
+        .all(|c| c.plan.server.virtual_clock);
+    let interrupt = interrupt_on_signals(OnSignal::of(all_virtual));
     let outcome = rt.block_on(run_cells(
         &a,
         &exp,

@@ -9,9 +9,38 @@
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
+/// What the first signal does, as it tells the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSignal {
+    /// Requests sent to a live (or real-time simulated) server.
+    Live,
+    /// Predictions in virtual time: nothing in flight, no server.
+    Prediction,
+}
+
+impl OnSignal {
+    /// `Prediction` when every cell is predicted in virtual time.
+    pub fn of(all_virtual: bool) -> OnSignal {
+        if all_virtual {
+            OnSignal::Prediction
+        } else {
+            OnSignal::Live
+        }
+    }
+
+    fn says(self) -> &'static str {
+        match self {
+            OnSignal::Live => {
+                "cancelling in-flight requests, writing partial results and stopping the server"
+            }
+            OnSignal::Prediction => "stopping the prediction; what is unfinished is not kept",
+        }
+    }
+}
+
 /// A receiver that turns true at the first signal. Returns once the handlers are in place,
 /// so no signal between here and the first await is lost to its default action.
-pub fn interrupt_on_signals() -> watch::Receiver<bool> {
+pub fn interrupt_on_signals(on: OnSignal) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()
@@ -24,7 +53,7 @@ pub fn interrupt_on_signals() -> watch::Receiver<bool> {
                 let _ = ready_tx.send(false);
                 return;
             };
-            rt.block_on(watch_signals(tx, ready_tx));
+            rt.block_on(watch_signals(tx, ready_tx, on));
         });
     if spawned.is_err() || ready_rx.recv() != Ok(true) {
         eprintln!("warning: cannot watch for signals: Ctrl-C will stop the process at once");
@@ -32,7 +61,11 @@ pub fn interrupt_on_signals() -> watch::Receiver<bool> {
     rx
 }
 
-async fn watch_signals(tx: watch::Sender<bool>, ready: std::sync::mpsc::Sender<bool>) {
+async fn watch_signals(
+    tx: watch::Sender<bool>,
+    ready: std::sync::mpsc::Sender<bool>,
+    on: OnSignal,
+) {
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
@@ -50,9 +83,7 @@ async fn watch_signals(tx: watch::Sender<bool>, ready: std::sync::mpsc::Sender<b
         }
     };
     let (what, _) = next().await;
-    eprintln!(
-        "\n{what}: cancelling in-flight requests, writing partial results and stopping the server (again to abort)"
-    );
+    eprintln!("\n{what}: {} (again to abort)", on.says());
     let _ = tx.send(true);
     let (what, signo) = next().await;
     let killed = crate::launcher::kill_all_servers();

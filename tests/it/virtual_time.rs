@@ -234,6 +234,10 @@ fn a_closed_loop_in_virtual_time_agrees_with_the_real_time_simulator() {
     // TTFT histogram agrees with the client's (no verdict against it)
     let vreport = std::fs::read_to_string(virt.join("report.md")).unwrap();
     assert!(!vreport.contains("vs server's own"), "{vreport}");
+    assert!(
+        vreport.contains("Load: closed loops of `max_concurrency` requests in flight"),
+        "{vreport}"
+    );
     // how many a closed loop sends follows from how fast requests end: the count too
     let sent = |x: &serde_json::Value| x["vllm_loadtest"]["summary"]["sent"].as_f64().unwrap();
     assert!(
@@ -629,6 +633,11 @@ fn a_signal_stops_a_prediction_and_keeps_nothing() {
     assert_eq!(status.code(), Some(130));
     let stderr = reader.join().unwrap();
     assert!(stderr.contains("the prediction was stopped"), "{stderr}");
+    // told what a signal does here: no requests in flight, no server to stop
+    assert!(
+        stderr.contains("interrupted: stopping the prediction"),
+        "{stderr}"
+    );
     assert!(!dir.join("summary.json").exists());
     assert!(!dir.join("requests.parquet").exists());
 }
