@@ -70,12 +70,7 @@ fn predict(dir: &RunDir, profile: &str) -> Result<RunDir> {
             dir.root().display()
         );
     }
-    let m = dir.read_manifest().with_context(|| {
-        format!(
-            "`{}` has no manifest.json: not a results folder of `vllm-loadtest run`",
-            dir.root().display()
-        )
-    })?;
+    let m = dir.load_manifest()?;
     if m.predicted {
         anyhow::bail!(
             "`{}` is itself a prediction (virtual time): there is no measurement to put it beside\nhint: `report --profile` a folder of a measured run",

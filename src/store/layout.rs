@@ -144,6 +144,24 @@ impl RunDir {
         serde_json::from_slice(&std::fs::read(self.manifest()).ok()?).ok()
     }
 
+    /// The manifest, or why there is none: no file (not a run's folder) or one that does
+    /// not parse (damaged, or of another tool), with where.
+    pub fn load_manifest(&self) -> Result<Manifest> {
+        let path = self.manifest();
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "`{}` has no manifest.json: not a results folder of `vllm-loadtest run`",
+                self.root.display()
+            )
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "`{}` is not a manifest this tool wrote: {e}\nhint: restore it from a copy, or run the experiment again",
+                path.display()
+            )
+        })
+    }
+
     /// Written whole and renamed into place: a crash leaves the old one or the new one.
     pub fn write_manifest(&self, m: &Manifest) -> Result<()> {
         let path = self.manifest();

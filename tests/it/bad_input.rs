@@ -507,3 +507,23 @@ fn a_bad_simulator_profile_is_refused_before_the_run_starts() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_damaged_manifest_is_named_as_damaged_not_as_missing() {
+    let dir = temp_dir("damaged-manifest");
+    let missing = dir.join("empty");
+    std::fs::create_dir_all(&missing).unwrap();
+    fails_with(
+        &["report", missing.to_str().unwrap(), "--profile", "default"],
+        &["has no manifest.json"],
+    );
+    std::fs::write(dir.join("manifest.json"), "{\"experiment\": ").unwrap();
+    fails_with(
+        &["report", dir.to_str().unwrap(), "--profile", "default"],
+        &[
+            "manifest.json` is not a manifest this tool wrote",
+            "line 1",
+            "hint: restore it",
+        ],
+    );
+}
