@@ -3,9 +3,10 @@
 //! server over HTTP, and its timeline becomes the records a real cell writes: each request
 //! sent at its intended instant (there is no client to be late) or, under a concurrency
 //! cap (`load.max_concurrency`, a closed loop), when a slot frees, as the simulator plays
-//! the client's slots (`vllm_sim::virtual_time::Slots`); each token one content event. The summary, tables, analysis and report are then the same code as for a
-//! measured cell; the cell's `summary.json` says `predicted`. The monitor's scrapes of
-//! `/metrics` are the engines' counters sampled in virtual time (`scraped_rows`).
+//! the client's slots (`vllm_sim::virtual_time::Slots`); each token one content event.
+//! The summary, tables, analysis and report are then the same code as for a measured
+//! cell; the cell's `summary.json` says `predicted`. The monitor's scrapes of `/metrics`
+//! are the engines' counters sampled in virtual time (`scraped_rows`).
 //!
 //! The client's rules are applied to the timeline as the load point applies them live:
 //! sending stops at the cell's duration (later arrivals are not sent), requests after the
@@ -162,9 +163,7 @@ pub fn run(
     } else {
         requests.iter().map(|r| r.arrival_ns).collect()
     };
-    if stopped() {
-        return Err(Stopped.into());
-    }
+    halt_if(stopped)?;
     let token_times = served_token_times(run.token_times, &refused_why, slots.is_some());
     let cut = Cut::of(c, &intended, &sent_at, &token_times, n_sent);
     let full: Vec<RequestRecord> = requests
@@ -188,17 +187,13 @@ pub fn run(
     // absolute-time columns read as "offsets from then", never as when anything happened.
     let clock_zero_unix_ns = loadtest_base::time::unix_now_ns();
     // the figures from the records in memory: the same as a measured cell's from its journal
-    if stopped() {
-        return Err(Stopped.into());
-    }
+    halt_if(stopped)?;
     let s = summarize_from(c, out, &records, not_sent, clock_zero_unix_ns, |f| {
         full.iter().for_each(f);
         Ok(())
     })?;
     // a signal while the records were summed up: what is written goes (the caller clears)
-    if stopped() {
-        return Err(Stopped.into());
-    }
+    halt_if(stopped)?;
     // the client's lateness is the cap's here (there is no client to be late)
     let paced = c.load.arrival.paced();
     let mut warnings = validity_warnings(&s, &records, false, c.exact_tokenizer, paced);
@@ -361,9 +356,7 @@ fn simulate_slots(
         let mut requests = requests(c, hashes, n);
         let run =
             simulate_until(&cfg, &requests, stopped).map_err(|e| sim_error(e, &server.profile))?;
-        if stopped() {
-            return Err(Stopped.into());
-        }
+        halt_if(stopped)?;
         if run.wanted_more && c.load.closed_loop() {
             if n >= most {
                 anyhow::bail!(
@@ -410,6 +403,15 @@ fn all_refused(c: &CellSpec, max_model_len: u32) -> Result<()> {
         ),
         _ => Ok(()),
     }
+}
+
+/// `Stopped` once `stopped` says so: asked between the phases of a large cell (the
+/// simulation asks itself every few thousand events).
+fn halt_if(stopped: &dyn Fn() -> bool) -> Result<()> {
+    if stopped() {
+        return Err(Stopped.into());
+    }
+    Ok(())
 }
 
 /// The simulator's error as the cell's.

@@ -208,6 +208,14 @@ fn the_latency_chart_draws_p99_and_the_slo_lines() {
     assert!(!f.panels[1].hlines.is_empty());
 }
 
+/// The report's "Where the time goes" section.
+fn breakdown_of(r: &model::Report) -> &model::Section {
+    r.sections
+        .iter()
+        .find(|s| s.title.starts_with("Where the time goes"))
+        .expect("a breakdown section")
+}
+
 #[test]
 fn the_breakdown_sentence_is_computed_from_the_servers_phases() {
     // dp 1 saturates: at 40 req/s 930 of the server's 1000 ms TTFT is queueing (the client
@@ -228,11 +236,7 @@ fn the_breakdown_sentence_is_computed_from_the_servers_phases() {
     }
     let a = analyze(&cells, 0.9);
     let r = model::build(&Default::default(), &a, &cells, None, &[], String::new());
-    let s = r
-        .sections
-        .iter()
-        .find(|s| s.title.starts_with("Where the time goes"))
-        .unwrap();
+    let s = breakdown_of(&r);
     let text = s.paragraphs.join("\n");
     assert!(
         text.contains("1 engine (dp=1, max_num_seqs=256): at 40 req/s offered, 93% of TTFT is queueing (930.0 ms of the server's 1000 ms mean; the client saw 1100 ms; prefill 4%, before the engine (API server, tokenisation, routing) 3%); at 10 req/s it is 2% (TTFT mean 90.0 ms: prefill 67%, the rest 31%). Queueing is over half of TTFT from 20 req/s on."),
@@ -265,11 +269,7 @@ fn without_phase_histograms_the_report_says_so_instead_of_an_empty_chart() {
     let a = analyze(&cells, 0.9);
     assert!(figures::latency_breakdown(&a).is_none());
     let r = model::build(&Default::default(), &a, &cells, None, &[], String::new());
-    let s = r
-        .sections
-        .iter()
-        .find(|s| s.title.starts_with("Where the time goes"))
-        .unwrap();
+    let s = breakdown_of(&r);
     assert!(s.figures.is_empty() && s.tables.is_empty());
     assert!(
         s.paragraphs[0].contains("exported none of vLLM's request-phase histograms"),
@@ -291,11 +291,7 @@ fn cells_without_an_offered_rate_get_their_breakdown_in_the_table() {
     ];
     let a = analyze(&cells, 0.9);
     let r = model::build(&Default::default(), &a, &cells, None, &[], String::new());
-    let s = r
-        .sections
-        .iter()
-        .find(|s| s.title.starts_with("Where the time goes"))
-        .unwrap();
+    let s = breakdown_of(&r);
     let text = s.paragraphs.join("\n");
     assert!(!text.contains("exported none"), "{text}");
     assert!(text.contains("its offered rate `none`"), "{text}");
@@ -319,11 +315,7 @@ fn cells_without_an_offered_rate_get_their_breakdown_in_the_table() {
         &[],
         String::new(),
     );
-    let s = r
-        .sections
-        .iter()
-        .find(|s| s.title.starts_with("Where the time goes"))
-        .unwrap();
+    let s = breakdown_of(&r);
     assert!(s.figures.is_empty());
     assert_eq!(s.tables[0].rows.len(), 1);
 }
