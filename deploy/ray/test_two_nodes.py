@@ -531,7 +531,7 @@ matrix: {{request_rate: [25, 50]}}
 
     def t_unplaceable(self) -> None:
         """3 shards of 1 CPU on two 1-CPU nodes cannot all run at once: refused, nothing run."""
-        rc, out, _, stderr = self.driver("unplaceable", ["--max-clock-error-ms", "inf", "--place-timeout", "5"],
+        rc, out, _, stderr = self.driver("unplaceable", ["--max-clock-error-ms", "inf", "--place-timeout", "2"],
                                          shards=3)
         if rc != 1 or "could not reserve 3" not in stderr:
             raise CheckFailed(f"driver exited {rc}, wanted 1 with `could not reserve 3`:\n{stderr}")
