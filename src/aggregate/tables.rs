@@ -290,7 +290,7 @@ fn client_and_server_columns(
         n(rows, |c| c.input.backlog_slope_per_s),
     );
     type ServerFigure = fn(&ServerStats) -> Option<f64>;
-    let server: [(&str, ServerFigure); 8] = [
+    let server: [(&str, ServerFigure); 10] = [
         ("server_waiting_slope_per_s", |s| s.waiting_slope_per_s),
         ("server_waiting_max", |s| s.waiting_max),
         ("server_kv_usage_max", |s| s.kv_usage_max),
@@ -302,6 +302,9 @@ fn client_and_server_columns(
         ("server_prefix_cache_hit_rate", |s| {
             s.prefix_cache_hit_rate()
         }),
+        // the engines' mean step over the window (idle time between steps included)
+        ("server_engine_step_ms", |s| s.engine_step_ms),
+        ("server_tokens_per_step", |s| s.tokens_per_step),
     ];
     for (name, pick) in server {
         t.push(name, n(rows, |c| c.input.server.as_ref().and_then(pick)));

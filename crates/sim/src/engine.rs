@@ -95,6 +95,9 @@ pub struct Engine {
     step: Option<StepPlan>,
     counts: Counts,
     pub metrics: EngineMetrics,
+    /// Tokens of steps that emitted nothing (prefill chunks that finished no prompt), for
+    /// the next step that does: vLLM counts a step's tokens when its outputs arrive.
+    unreported_tokens: u32,
 }
 
 impl Engine {
@@ -108,6 +111,7 @@ impl Engine {
             step: None,
             counts: Counts::default(),
             metrics: EngineMetrics::default(),
+            unreported_tokens: 0,
         }
     }
 
@@ -273,8 +277,10 @@ impl Engine {
             return None;
         }
         let (mut p, mut d, mut k, mut pairs) = (0u32, 0u32, 0u64, 0u64);
+        let mut emits = false;
         for &(idx, n) in &scheduled {
             let s = &self.running[idx];
+            emits |= s.computed + n >= s.total_len();
             let decoding = s.generated > 0 && s.computed + 1 == s.total_len();
             if decoding {
                 d += 1;
@@ -296,7 +302,14 @@ impl Engine {
             secs *= (1.0 + pr.jitter * self.rng.normal()).max(0.05);
         }
         let duration_ns = (secs * 1e9).round() as u64;
-        self.metrics.on_step(p + d);
+        // vLLM observes `iteration_tokens_total` only for a step whose outputs reach the
+        // API server, counting a prompt's tokens with its first output: a step that only
+        // advanced prefill chunks is not a step there, and its tokens come with the next
+        self.unreported_tokens += p + d;
+        if emits {
+            self.metrics
+                .on_step(std::mem::take(&mut self.unreported_tokens));
+        }
         self.step = Some(StepPlan {
             duration_ns,
             prefill_tokens: p,

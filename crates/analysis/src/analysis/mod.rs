@@ -124,7 +124,7 @@ pub struct Analysis {
 impl CellInput {
     /// One of the figures `compare` shows, by its name there (`achieved req/s`, `output
     /// tok/s`, `TTFT p50 ms`, `TTFT p99 ms`, `TPOT p50 ms`, `TPOT p99 ms`, `E2EL p50 ms`,
-    /// `SLO attainment`): none for a cell without a completion (unknown, not 0), and a
+    /// `SLO attainment`; a prediction's judgement also `engine step ms`): none for a cell without a completion (unknown, not 0), and a
     /// latency known only as a lower bound carries its flag.
     pub fn figure(&self, name: &str) -> Option<Figure> {
         if self.no_completions.is_some() {
@@ -140,6 +140,9 @@ impl CellInput {
             "TPOT p99 ms" => known(self.tpot_p99_ms),
             "E2EL p50 ms" => self.e2el_p50_ms,
             "SLO attainment" => known(self.slo_attainment),
+            // the server's own count (`server_metrics::engine_steps`): beside TPOT, it
+            // tells a step-cost miss from a scheduling or delivery one
+            "engine step ms" => known(self.server.as_ref().and_then(|s| s.engine_step_ms)),
             _ => None,
         }
     }

@@ -18,6 +18,7 @@ pub const METRICS: &[&str] = &[
     "TPOT p50 ms",
     "TPOT p99 ms",
     "E2EL p50 ms",
+    "engine step ms",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

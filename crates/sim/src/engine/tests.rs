@@ -188,3 +188,21 @@ fn a_reset_forgets_the_cached_blocks_nobody_uses() {
     assert_eq!(e.metrics.prefix_cache_hits, 0);
     assert_eq!(e.pool().free(), 100);
 }
+
+#[test]
+fn a_step_is_counted_as_vllm_counts_it_when_it_emits_a_token() {
+    // a 5,000-token prompt alone, in chunks of the 2,048-token budget: the two chunks that
+    // finish no prompt emit nothing and vLLM's `iteration_tokens_total` skips them; the
+    // third emits the first token (counted with the whole prompt, as vLLM counts it), the
+    // decode step after it the second
+    let p = Profile {
+        max_num_batched_tokens: 2048,
+        ..profile(16_384, false)
+    };
+    let mut e = Engine::new(p, 1);
+    e.add(req(0, &ids(1, 5_000), 2));
+    drain(&mut e, 0);
+    let steps = &e.metrics.iteration_tokens;
+    assert_eq!(steps.count(), 2);
+    assert_eq!(steps.sum(), 5_000.0 + 1.0);
+}
