@@ -18,7 +18,7 @@ use anyhow::Result;
 use loadtest_analysis::record::{CompactRecord, RequestRecord};
 use loadtest_analysis::server_metrics::server_stats;
 use loadtest_analysis::summary::{self, RunSummary, Scope, goodput::Slo};
-use loadtest_base::clock::Clock;
+use loadtest_base::clock::{Clock, Raised};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -133,6 +133,23 @@ impl CellResult {
     }
 }
 
+/// The thread that runs the load at a real-time priority until the guard is dropped
+/// (`clock::Realtime`: why). Only a one-thread runtime's: its tasks never leave the thread
+/// that polls this cell, so the thread raised is the one that stamps every byte, and it is
+/// given back before the summary's work. The runtime only runs when bytes arrive, but a
+/// client saturating its thread then holds that core outright (the client-CPU warning says
+/// so); a multi-threaded runtime's workers could hold every core from a server beside them,
+/// so they stay as they are.
+fn raise_the_runtime() -> Raised {
+    use loadtest_base::clock::{PACER_PRIORITY, RUNTIME_PRIORITY, Realtime};
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() != RuntimeFlavor::CurrentThread {
+        return Raised::No;
+    }
+    // only where the pacer will get its higher priority too
+    Realtime::raise(RUNTIME_PRIORITY, PACER_PRIORITY)
+}
+
 /// Run one cell: its load point with the monitors beside it, then its summary and files.
 pub async fn run_cell(
     c: CellSpec<'_>,
@@ -182,7 +199,10 @@ pub async fn run_cell(
     let before = ProcessUsage::now();
     let rss_before = current_rss_bytes();
     let lag = tokio::spawn(super::loop_lag::measure(monitors.stop.clone()));
+    let raised = raise_the_runtime();
     let mut outcome = load_point::run(lp, clock, writer.sender(), interrupt).await;
+    let loop_realtime = raised.is_realtime();
+    drop(raised);
     outcome.not_sent += unsent;
     outcome.interrupted |= !started;
     let wall_s = clock.now_ns() as f64 / 1e9;
@@ -206,6 +226,7 @@ pub async fn run_cell(
         loop_lag_p99_ms: lag.as_ref().map(|d| d.p99),
         loop_lag_max_ms: lag.as_ref().map(|d| d.max),
         pacer_realtime: outcome.pacer_realtime,
+        loop_realtime,
         send_paths: outcome.send_paths,
         sending_s: outcome.sending_s,
         planned_sending_s: (c.load.max_concurrency.is_none() && outcome.planned_sending_s > 0.0)
@@ -530,7 +551,12 @@ fn client_warnings(c: &CellSpec, s: &RunSummary, client: &ClientUsage) -> Vec<St
         && l > 10.0
     {
         warnings.push(format!(
-            "the client's event loop was up to {l:.1} ms late (p99): latencies may include client queueing"
+            "the client's event loop was up to {l:.1} ms late (p99): latencies may include client queueing{}",
+            if client.loop_realtime || client.threads > 1 {
+                ""
+            } else {
+                "; it ran at a normal priority: allow it a real-time one (`ulimit -r 2`, or CAP_SYS_NICE) so a server on the same cores cannot hold it back"
+            }
         ));
     }
     if let Some(q) = &s.latencies.queue_delay_ms
@@ -539,7 +565,7 @@ fn client_warnings(c: &CellSpec, s: &RunSummary, client: &ClientUsage) -> Vec<St
         && !client.pacer_realtime
     {
         warnings.push(format!(
-            "send lag p99 is {:.1} ms and the pacer thread ran at normal priority: allow it a real-time one (`ulimit -r 1`, or CAP_SYS_NICE) for sub-millisecond pacing",
+            "send lag p99 is {:.1} ms and the pacer thread ran at normal priority: allow it a real-time one (`ulimit -r 2`, or CAP_SYS_NICE) for sub-millisecond pacing",
             q.p99
         ));
     }
@@ -559,9 +585,14 @@ fn client_warnings(c: &CellSpec, s: &RunSummary, client: &ClientUsage) -> Vec<St
     warnings.extend(closed_loop_waves(c, s));
     if client.cpu_share_of_threads > 0.9 {
         warnings.push(format!(
-            "the client used {:.0}% of its {} thread(s): it may be the bottleneck (add `--client-threads`)",
+            "the client used {:.0}% of its {} thread(s): it may be the bottleneck (add `--client-threads`){}",
             client.cpu_share_of_threads * 100.0,
-            c.client_threads
+            c.client_threads,
+            if client.loop_realtime {
+                "; at a real-time priority, so that core was the client's, not a server's on the same machine"
+            } else {
+                ""
+            }
         ));
     }
     warnings

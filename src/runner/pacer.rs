@@ -36,7 +36,10 @@ impl Pacer {
             .name("pacer".into())
             .spawn(move || {
                 clock::tighten_timer_slack();
-                realtime2.store(clock::try_realtime_priority(), Ordering::Relaxed);
+                realtime2.store(
+                    clock::try_realtime_priority(clock::PACER_PRIORITY),
+                    Ordering::Relaxed,
+                );
                 for (i, &t) in schedule.iter().enumerate() {
                     // Sleep in slices so a stop request is honoured within 50 ms.
                     let due = clock.instant_at(t);

@@ -224,6 +224,7 @@ pub fn run(
         loop_lag_p99_ms: None,
         loop_lag_max_ms: None,
         pacer_realtime: true,
+        loop_realtime: true,
         send_paths: Default::default(),
         rss_growth_bytes: None,
         rss_growth_per_request_bytes: None,

@@ -461,6 +461,7 @@ fn combined_client(c: &[ClientUsage]) -> ClientUsage {
         loop_lag_p99_ms: max_opt(&|u| u.loop_lag_p99_ms),
         loop_lag_max_ms: max_opt(&|u| u.loop_lag_max_ms),
         pacer_realtime: c.iter().all(|u| u.pacer_realtime),
+        loop_realtime: c.iter().all(|u| u.loop_realtime),
         send_paths: SendPaths {
             by_pacer: paths(&|p| p.by_pacer),
             no_free_slot: paths(&|p| p.no_free_slot),

@@ -96,6 +96,11 @@ pub struct ClientUsage {
     /// The pacer thread got a real-time priority; without it, wake-ups on a busy core can
     /// wait out the runtime's time slice (send lag p99 of 1–4 ms at 2,000 req/s).
     pub pacer_realtime: bool,
+    /// The runtime's thread ran at a real-time priority while the load ran
+    /// (`clock::Realtime`; the default one-thread runtime only); without it, on cores a
+    /// busy server shares, it can wait runnable for a second and stamp what arrives late.
+    #[serde(default)]
+    pub loop_realtime: bool,
     /// How an open loop's arrivals were sent: by the pacer at their due time, or by the
     /// runtime and why (`runner::send_path`).
     #[serde(default)]

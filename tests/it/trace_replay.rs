@@ -104,6 +104,12 @@ fn replay(url: &str, start_s: f64, end_s: f64, speed: f64, name: &str) -> Replay
     let by_runtime =
         n("no_free_slot") + n("no_idle_connection") + n("socket_not_writable") + n("tls");
     assert_eq!(n("by_pacer") + by_runtime, want.len() as u64, "{paths}");
+    // the runtime thread was raised for the load whenever the pacer was (the same
+    // allowance: root, CAP_SYS_NICE, RLIMIT_RTPRIO), and said so
+    assert_eq!(
+        client["loop_realtime"], client["pacer_realtime"],
+        "{client}"
+    );
     eprintln!(
         "trace window [{start_s}, {end_s}) s at {speed}×: {} requests, |t_send − offset| p50 {p50:.3} ms, p99 {p99:.3} ms, max {:.3} ms; {own} opened a connection; send paths {paths}; loop lag max {} ms",
         errors.len(),

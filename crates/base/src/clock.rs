@@ -1,4 +1,5 @@
-//! The one monotonic clock of a run, and precise sleeping for threads that keep a schedule.
+//! The one monotonic clock of a run, precise sleeping for threads that keep a schedule, and
+//! the real-time priorities those threads (the pacer, the client's runtime) ask for.
 //!
 //! Every timestamp in a run is `Clock::now_ns()`: nanoseconds since the run's origin on
 //! `std::time::Instant` (CLOCK_MONOTONIC). `tokio::time::sleep` rounds to milliseconds, which
@@ -52,24 +53,142 @@ pub fn tighten_timer_slack() {
     }
 }
 
-/// Ask for the lowest real-time priority (SCHED_FIFO 1) for this thread, so its wake-ups
-/// preempt the runtime it shares a core with instead of waiting out the runtime's time
-/// slice. Best effort: it needs CAP_SYS_NICE or an RLIMIT_RTPRIO allowance; returns whether
+/// The pacer's real-time priority: its wake-ups preempt the runtime it feeds.
+pub const PACER_PRIORITY: i32 = 2;
+/// The client runtime's while a cell's load runs ([`Realtime`]): below the pacer's.
+pub const RUNTIME_PRIORITY: i32 = 1;
+
+/// Ask for a real-time priority (SCHED_FIFO `priority`) for the calling thread, so its
+/// wake-ups preempt the ordinary threads it shares a core with instead of waiting for
+/// them. Best effort: it needs CAP_SYS_NICE or an RLIMIT_RTPRIO allowance; returns whether
 /// it was granted. Only for threads that sleep between short bursts of work (a real-time
 /// thread that spins would starve its core; the kernel's RT throttling is the backstop).
-pub fn try_realtime_priority() -> bool {
+/// Processes the thread starts begin at a normal priority (SCHED_RESET_ON_FORK).
+pub fn try_realtime_priority(priority: i32) -> bool {
+    Realtime::set(0, priority)
+}
+
+/// The calling thread at a real-time priority until this is dropped, then back to its
+/// own policy. Why the client's runtime needs it: beside a busy server on the same cores
+/// (vLLM's CPU build here: its worker, engine core and API server keep both cores of a
+/// 2-core VM busy), Linux left the runtime thread runnable but not running for up to
+/// 1.6 s at 2 req/s, while the real-time pacer woke on time; timestamps taken then are
+/// late, and sends that needed the runtime went out late (2026-12-02, 4 cells each way,
+/// alternated: event-loop lag max 37–485 ms at normal priority, 2–3 ms raised).
+#[derive(Debug)]
+pub struct Realtime {
     #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 1 };
-        // SAFETY: sched_setscheduler(0, …) changes the calling thread's policy; it reads the
-        // one `sched_param` we pass by reference and keeps no pointer to it.
+    tid: libc::pid_t,
+    #[cfg(target_os = "linux")]
+    policy: libc::c_int,
+    #[cfg(target_os = "linux")]
+    priority: libc::c_int,
+}
+
+/// What raising the calling thread did.
+#[derive(Debug)]
+pub enum Raised {
+    /// Raised; back to its own policy when this is dropped.
+    Now(Realtime),
+    /// It already ran at a real-time priority (`chrt`, a parent's choice): left as it is.
+    Already,
+    /// Not allowed (no CAP_SYS_NICE, RLIMIT_RTPRIO too low), or a policy this would not
+    /// give back as it was (SCHED_DEADLINE): left as it is.
+    No,
+}
+
+impl Raised {
+    pub fn is_realtime(&self) -> bool {
+        !matches!(self, Raised::No)
+    }
+}
+
+impl Realtime {
+    /// Raise the calling thread to SCHED_FIFO `priority`, but only where `ceiling` (≥
+    /// `priority`) would be granted too: a thread meant to run below another real-time one
+    /// (the runtime below the pacer it is fed by) must not be raised where that one is
+    /// refused (`ulimit -r 1`), or it would preempt it.
+    pub fn raise(priority: i32, ceiling: i32) -> Raised {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: gettid takes no argument and cannot fail.
+            #[allow(unsafe_code)]
+            let tid = unsafe { libc::gettid() };
+            let mut param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: both read the policy and parameters of a thread of ours; the second
+            // writes only into the `sched_param` we own.
+            #[allow(unsafe_code)]
+            let (policy, got) = unsafe {
+                (
+                    libc::sched_getscheduler(tid),
+                    libc::sched_getparam(tid, &mut param),
+                )
+            };
+            if policy < 0 || got != 0 {
+                return Raised::No;
+            }
+            match policy & !libc::SCHED_RESET_ON_FORK {
+                libc::SCHED_FIFO | libc::SCHED_RR => return Raised::Already,
+                libc::SCHED_OTHER | libc::SCHED_BATCH | libc::SCHED_IDLE => {}
+                _ => return Raised::No,
+            }
+            // the ceiling first: granted, the lower priority is too
+            if !Self::set(tid, ceiling.max(priority)) {
+                return Raised::No;
+            }
+            // from here `own` gives the thread back when dropped, whatever happens next
+            let own = Self {
+                tid,
+                policy,
+                priority: param.sched_priority,
+            };
+            if Self::set(tid, priority) {
+                Raised::Now(own)
+            } else {
+                Raised::No
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (priority, ceiling);
+            Raised::No
+        }
+    }
+
+    /// SCHED_FIFO `priority` for thread `tid` (0: the caller).
+    #[cfg(target_os = "linux")]
+    fn set(tid: libc::pid_t, priority: i32) -> bool {
+        let param = libc::sched_param {
+            sched_priority: priority,
+        };
+        // SAFETY: sched_setscheduler changes a thread's policy; it reads the one
+        // `sched_param` we pass by reference and keeps no pointer to it.
         #[allow(unsafe_code)]
-        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+        let rc = unsafe {
+            libc::sched_setscheduler(tid, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param)
+        };
         rc == 0
     }
+
     #[cfg(not(target_os = "linux"))]
-    {
+    fn set(_tid: i32, _priority: i32) -> bool {
         false
+    }
+}
+
+impl Drop for Realtime {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            let param = libc::sched_param {
+                sched_priority: self.priority,
+            };
+            // SAFETY: as in `set`: the thread we raised, back to the policy it had.
+            #[allow(unsafe_code)]
+            let rc = unsafe { libc::sched_setscheduler(self.tid, self.policy, &param) };
+            // lowering a thread of ours to a normal policy needs no privilege
+            debug_assert_eq!(rc, 0, "thread {} not given back its policy", self.tid);
+        }
     }
 }
 
@@ -87,5 +206,42 @@ pub fn sleep_until(deadline: Instant) {
         } else {
             std::hint::spin_loop();
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn policy() -> libc::c_int {
+        // SAFETY: reads the calling thread's policy.
+        #[allow(unsafe_code)]
+        let p = unsafe { libc::sched_getscheduler(0) };
+        p & !libc::SCHED_RESET_ON_FORK
+    }
+
+    #[test]
+    fn a_raised_thread_gets_its_own_policy_back() {
+        std::thread::spawn(|| {
+            let before = policy();
+            match Realtime::raise(RUNTIME_PRIORITY, PACER_PRIORITY) {
+                Raised::Now(raised) => {
+                    assert_eq!(policy(), libc::SCHED_FIFO);
+                    // already real-time: a second raise says so and leaves it to the first
+                    let again = Realtime::raise(PACER_PRIORITY, PACER_PRIORITY);
+                    assert!(matches!(again, Raised::Already) && again.is_realtime());
+                    drop(raised);
+                    assert_eq!(policy(), before);
+                }
+                // not allowed here (no CAP_SYS_NICE, no RLIMIT_RTPRIO): untouched
+                Raised::No => {
+                    eprintln!("real-time priority refused here: only the refusal is tested");
+                    assert_eq!(policy(), before);
+                }
+                Raised::Already => assert_eq!(policy(), libc::SCHED_FIFO),
+            }
+        })
+        .join()
+        .unwrap();
     }
 }
