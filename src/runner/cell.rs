@@ -589,7 +589,7 @@ fn client_warnings(c: &CellSpec, s: &RunSummary, client: &ClientUsage) -> Vec<St
             client.cpu_share_of_threads * 100.0,
             c.client_threads,
             if client.loop_realtime {
-                "; at a real-time priority, so that core was the client's, not a server's on the same machine"
+                "; its runtime ran at a real-time priority, so a server on the same cores got less of them"
             } else {
                 ""
             }

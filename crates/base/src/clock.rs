@@ -61,20 +61,55 @@ pub const RUNTIME_PRIORITY: i32 = 1;
 /// Ask for a real-time priority (SCHED_FIFO `priority`) for the calling thread, so its
 /// wake-ups preempt the ordinary threads it shares a core with instead of waiting for
 /// them. Best effort: it needs CAP_SYS_NICE or an RLIMIT_RTPRIO allowance; returns whether
-/// it was granted. Only for threads that sleep between short bursts of work (a real-time
-/// thread that spins would starve its core; the kernel's RT throttling is the backstop).
-/// Processes the thread starts begin at a normal priority (SCHED_RESET_ON_FORK).
+/// the thread runs at a real-time priority afterwards. Only for threads that sleep between
+/// short bursts of work (a real-time thread that spins would starve its core; the kernel's
+/// RT throttling is the backstop). Processes the thread starts begin at a normal priority
+/// (SCHED_RESET_ON_FORK). A thread that inherited a real-time priority (the client started
+/// under `chrt -f 10`) goes one above it instead of down to `priority`, below every other
+/// thread of the process (found by a probe).
 pub fn try_realtime_priority(priority: i32) -> bool {
-    Realtime::set(0, priority)
+    #[cfg(target_os = "linux")]
+    {
+        let mut param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: read the calling thread's policy and parameters into memory we own.
+        #[allow(unsafe_code)]
+        let (policy, got) = unsafe {
+            (
+                libc::sched_getscheduler(0),
+                libc::sched_getparam(0, &mut param),
+            )
+        };
+        let inherited = got == 0
+            && matches!(
+                policy & !libc::SCHED_RESET_ON_FORK,
+                libc::SCHED_FIFO | libc::SCHED_RR
+            );
+        if !inherited {
+            return Realtime::set(0, priority);
+        }
+        // SAFETY: reads nothing but its argument.
+        #[allow(unsafe_code)]
+        let max = unsafe { libc::sched_get_priority_max(libc::SCHED_FIFO) };
+        let above = (param.sched_priority + 1).min(max).max(priority);
+        // refused (no privilege beyond the inherited one): it stays where it was, real-time
+        let _ = Realtime::set(0, above);
+        true
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = priority;
+        false
+    }
 }
 
 /// The calling thread at a real-time priority until this is dropped, then back to its
 /// own policy. Why the client's runtime needs it: beside a busy server on the same cores
 /// (vLLM's CPU build here: its worker, engine core and API server keep both cores of a
-/// 2-core VM busy), Linux left the runtime thread runnable but not running for up to
-/// 1.6 s at 2 req/s, while the real-time pacer woke on time; timestamps taken then are
-/// late, and sends that needed the runtime went out late (2026-12-02, 4 cells each way,
-/// alternated: event-loop lag max 37–485 ms at normal priority, 2–3 ms raised).
+/// 2-core VM busy), the runtime's event loop stalled for up to 1.9 s at 2 req/s — sampled,
+/// its thread was runnable but not run — while the real-time pacer woke on time;
+/// timestamps taken then are late, and sends that needed the runtime went out late
+/// (2026-12-02, 4 cells each way, alternated: event-loop lag max 37–485 ms at normal
+/// priority, 2–3 ms raised).
 #[derive(Debug)]
 pub struct Realtime {
     #[cfg(target_os = "linux")]
@@ -183,11 +218,16 @@ impl Drop for Realtime {
             let param = libc::sched_param {
                 sched_priority: self.priority,
             };
+            // Keeping SCHED_RESET_ON_FORK: Linux lets only a privileged caller clear it, and
+            // a thread raised under `ulimit -r` alone could not go back otherwise (found by
+            // a probe: EPERM). On a normal policy the flag only keeps a negative nice from
+            // children. Should the call still fail, the thread stays real-time, and the next
+            // cell's raise reads it as such (`Raised::Already`), which is then the truth.
             // SAFETY: as in `set`: the thread we raised, back to the policy it had.
             #[allow(unsafe_code)]
-            let rc = unsafe { libc::sched_setscheduler(self.tid, self.policy, &param) };
-            // lowering a thread of ours to a normal policy needs no privilege
-            debug_assert_eq!(rc, 0, "thread {} not given back its policy", self.tid);
+            unsafe {
+                libc::sched_setscheduler(self.tid, self.policy | libc::SCHED_RESET_ON_FORK, &param);
+            }
         }
     }
 }
@@ -218,6 +258,31 @@ mod tests {
         #[allow(unsafe_code)]
         let p = unsafe { libc::sched_getscheduler(0) };
         p & !libc::SCHED_RESET_ON_FORK
+    }
+
+    fn priority() -> libc::c_int {
+        let mut param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: reads the calling thread's parameters into memory we own.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::sched_getparam(0, &mut param)
+        };
+        param.sched_priority
+    }
+
+    #[test]
+    fn a_thread_that_inherited_a_real_time_priority_goes_above_it_not_below() {
+        std::thread::spawn(|| {
+            // what `chrt -f 10` gives every thread of the process
+            if !Realtime::set(0, 10) {
+                eprintln!("real-time priority refused here: nothing to test");
+                return;
+            }
+            assert!(try_realtime_priority(PACER_PRIORITY));
+            assert_eq!((policy(), priority()), (libc::SCHED_FIFO, 11));
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
