@@ -140,8 +140,9 @@ impl RunDir {
         Ok(())
     }
 
+    /// The manifest, `None` when it is missing or damaged (`load_manifest` says which).
     pub fn read_manifest(&self) -> Option<Manifest> {
-        serde_json::from_slice(&std::fs::read(self.manifest()).ok()?).ok()
+        self.load_manifest().ok()
     }
 
     /// The manifest, or why there is none: no file (not a run's folder) or one that does

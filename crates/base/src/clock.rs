@@ -70,27 +70,19 @@ pub const RUNTIME_PRIORITY: i32 = 1;
 pub fn try_realtime_priority(priority: i32) -> bool {
     #[cfg(target_os = "linux")]
     {
-        let mut param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: read the calling thread's policy and parameters into memory we own.
-        #[allow(unsafe_code)]
-        let (policy, got) = unsafe {
-            (
-                libc::sched_getscheduler(0),
-                libc::sched_getparam(0, &mut param),
-            )
-        };
-        let inherited = got == 0
-            && matches!(
-                policy & !libc::SCHED_RESET_ON_FORK,
+        // the priority it inherited, when it runs at a real-time one already
+        let Some((_, inherited)) = Realtime::policy_of(0).filter(|(p, _)| {
+            matches!(
+                p & !libc::SCHED_RESET_ON_FORK,
                 libc::SCHED_FIFO | libc::SCHED_RR
-            );
-        if !inherited {
+            )
+        }) else {
             return Realtime::set(0, priority);
-        }
+        };
         // SAFETY: reads nothing but its argument.
         #[allow(unsafe_code)]
         let max = unsafe { libc::sched_get_priority_max(libc::SCHED_FIFO) };
-        let above = (param.sched_priority + 1).min(max).max(priority);
+        let above = (inherited + 1).min(max).max(priority);
         // refused (no privilege beyond the inherited one): it stays where it was, real-time
         let _ = Realtime::set(0, above);
         true
@@ -149,19 +141,9 @@ impl Realtime {
             // SAFETY: gettid takes no argument and cannot fail.
             #[allow(unsafe_code)]
             let tid = unsafe { libc::gettid() };
-            let mut param = libc::sched_param { sched_priority: 0 };
-            // SAFETY: both read the policy and parameters of a thread of ours; the second
-            // writes only into the `sched_param` we own.
-            #[allow(unsafe_code)]
-            let (policy, got) = unsafe {
-                (
-                    libc::sched_getscheduler(tid),
-                    libc::sched_getparam(tid, &mut param),
-                )
-            };
-            if policy < 0 || got != 0 {
+            let Some((policy, own_priority)) = Self::policy_of(tid) else {
                 return Raised::No;
-            }
+            };
             match policy & !libc::SCHED_RESET_ON_FORK {
                 libc::SCHED_FIFO | libc::SCHED_RR => return Raised::Already,
                 libc::SCHED_OTHER | libc::SCHED_BATCH | libc::SCHED_IDLE => {}
@@ -175,7 +157,7 @@ impl Realtime {
             let own = Self {
                 tid,
                 policy,
-                priority: param.sched_priority,
+                priority: own_priority,
             };
             if Self::set(tid, priority) {
                 Raised::Now(own)
@@ -188,6 +170,23 @@ impl Realtime {
             let _ = (priority, ceiling);
             Raised::No
         }
+    }
+
+    /// Thread `tid`'s policy (flags included) and priority (0: the caller); `None` when
+    /// they cannot be read.
+    #[cfg(target_os = "linux")]
+    fn policy_of(tid: libc::pid_t) -> Option<(libc::c_int, libc::c_int)> {
+        let mut param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: both read the policy and parameters of a thread of ours; the second
+        // writes only into the `sched_param` we own.
+        #[allow(unsafe_code)]
+        let (policy, got) = unsafe {
+            (
+                libc::sched_getscheduler(tid),
+                libc::sched_getparam(tid, &mut param),
+            )
+        };
+        (policy >= 0 && got == 0).then_some((policy, param.sched_priority))
     }
 
     /// SCHED_FIFO `priority` for thread `tid` (0: the caller).
@@ -254,20 +253,11 @@ mod tests {
     use super::*;
 
     fn policy() -> libc::c_int {
-        // SAFETY: reads the calling thread's policy.
-        #[allow(unsafe_code)]
-        let p = unsafe { libc::sched_getscheduler(0) };
-        p & !libc::SCHED_RESET_ON_FORK
+        Realtime::policy_of(0).unwrap().0 & !libc::SCHED_RESET_ON_FORK
     }
 
     fn priority() -> libc::c_int {
-        let mut param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: reads the calling thread's parameters into memory we own.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::sched_getparam(0, &mut param)
-        };
-        param.sched_priority
+        Realtime::policy_of(0).unwrap().1
     }
 
     #[test]
