@@ -253,7 +253,7 @@ pub fn read_cell_dir(
     let status = cdir.read_status().unwrap_or_else(|| "incomplete".into());
     // in requests per second, as achieved is: a conversation of k turns is k requests
     let offered = arrival.rate() * f64::from(ident.turns.max(1));
-    let input = analysis_input(
+    let mut input = analysis_input(
         ident,
         offered,
         &s,
@@ -262,6 +262,8 @@ pub fn read_cell_dir(
         &records,
         &cdir.read_metrics(),
     );
+    input.schedule =
+        (!offered.is_finite()).then(|| arrival.offered_label(offered, load.max_concurrency));
     Ok(Some(CellRead {
         summary: s,
         input,
@@ -306,6 +308,7 @@ fn analysis_input(
         family: ident.family,
         dp: ident.dp,
         offered_rate,
+        schedule: None,
         arrival_rate: s.measured as f64 / s.window_s.max(1e-9),
         achieved_rate,
         achieved_from,

@@ -450,11 +450,13 @@ fn ramp_probes(dir: &RunDir, agg: &aggregate::Aggregated) -> Result<Vec<model::R
     let mut out = Vec::new();
     for c in &agg.cells {
         let arrival = c.cell.plan.load.arrival;
-        if !matches!(arrival, Arrival::Ramp { .. }) {
+        let Arrival::Ramp { start, end, .. } = arrival else {
             continue;
-        }
+        };
         let records = crate::store::records::read_compact(&dir.cell(&c.cell.id))?;
-        if let Some(probe) = loadtest_analysis::analysis::ramp::probe(&records) {
+        if let Some(probe) =
+            loadtest_analysis::analysis::ramp::probe(&records, Some(start.max(end)))
+        {
             out.push(model::RampCell {
                 cell: c.cell.id.clone(),
                 ramp: arrival.describe(),

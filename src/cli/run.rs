@@ -1293,10 +1293,11 @@ fn print_summary(plan: &Plan, dir: &RunDir) -> Result<()> {
             Some(x) if !none => format!("{x:.d$}"),
             _ => "-".into(),
         };
-        let offered = match &s["request_rate"] {
-            serde_json::Value::String(x) => x.clone(),
-            v => v.as_f64().map_or("-".into(), |x| format!("{x:.1}")),
-        };
+        let load = &c.plan.load;
+        let offered = load.arrival.offered_label(
+            load.arrival.rate() * f64::from(c.plan.workload.prompts.turns().max(1)),
+            load.max_concurrency,
+        );
         let achieved = num(&s["request_throughput"], 2);
         let every = &ours["every_request"]["ttft_ms"];
         let count = |k: &str| ours[k].as_u64().map_or("-".into(), |n| n.to_string());

@@ -94,6 +94,26 @@ impl Arrival {
         }
     }
 
+    /// What a table's "offered" column shows for a cell sent this way: the rate where there
+    /// is one; else how it sent (`closed 90` for all at once under a concurrency cap, `ramp
+    /// 2→24`, `trace 2×`), where vLLM's own files say `inf` for all of them.
+    pub fn offered_label(&self, rate: f64, max_concurrency: Option<usize>) -> String {
+        let num = |r: f64| {
+            if r.fract() == 0.0 {
+                format!("{r:.0}")
+            } else {
+                format!("{r:.1}")
+            }
+        };
+        match (*self, max_concurrency) {
+            (Arrival::AllAtOnce, Some(n)) => format!("closed {n}"),
+            (Arrival::AllAtOnce, None) => "inf".into(),
+            (Arrival::Ramp { start, end, .. }, _) => format!("ramp {}→{}", num(start), num(end)),
+            (Arrival::Trace { speed }, _) => format!("trace {}×", num(speed)),
+            _ => num(rate),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match *self {
             Arrival::AllAtOnce => "all at once".into(),
@@ -251,6 +271,24 @@ fn ramp(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cell_without_one_rate_says_how_it_sent() {
+        let ramp = Arrival::Ramp {
+            strategy: RampStrategy::Linear,
+            start: 2.0,
+            end: 24.5,
+            burstiness: 1.0,
+        };
+        let label = |a: Arrival, cap| a.offered_label(a.rate(), cap);
+        assert_eq!(label(ramp, None), "ramp 2→24.5");
+        assert_eq!(label(Arrival::AllAtOnce, Some(90)), "closed 90");
+        assert_eq!(label(Arrival::AllAtOnce, None), "inf");
+        assert_eq!(label(Arrival::Trace { speed: 2.0 }, None), "trace 2×");
+        // a rate is a rate, capped or not; a multi-turn cell's is requests per second
+        assert_eq!(label(Arrival::Poisson { rate: 4.0 }, Some(8)), "4");
+        assert_eq!(Arrival::Poisson { rate: 4.0 }.offered_label(12.5, None), "12.5");
+    }
 
     #[test]
     fn rates_and_counts_hold() {

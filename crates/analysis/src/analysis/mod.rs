@@ -28,6 +28,10 @@ pub struct CellInput {
     pub family: String,
     pub dp: u32,
     pub offered_rate: f64,
+    /// For a cell without one offered rate (`offered_rate` infinite), how it sent
+    /// (`Arrival::offered_label`: `closed 90`, `ramp 2→24`, `trace 1×`): what its tables
+    /// show instead of `inf`.
+    pub schedule: Option<String>,
     /// Requests that actually arrived in the measurement window, per second: what the server
     /// was asked to complete there (the nominal rate plus sampling noise).
     pub arrival_rate: f64,

@@ -44,13 +44,17 @@ pub struct RampProbe {
     /// The last send (s from the cell's start): the plateau is read up to here.
     pub sending_s: f64,
     pub knee: Option<Knee>,
-    /// The highest offered and achieved rates while sending.
+    /// The highest offered rate: the ramp's own highest rate where the caller knows it (a
+    /// smoothed per-second count of a random process overshoots it: a Poisson ramp to 24
+    /// req/s counts 26 in some 5 s), else the highest smoothed count while sending.
     pub peak_offered: f64,
+    /// The highest achieved rate while sending.
     pub peak_achieved: f64,
 }
 
-/// The probe of a ramp cell's records; `None` with too few successful requests to read.
-pub fn probe(records: &[CompactRecord]) -> Option<RampProbe> {
+/// The probe of a ramp cell's records, given the ramp's highest rate by its plan where
+/// known; `None` with too few successful requests to read.
+pub fn probe(records: &[CompactRecord], planned_peak: Option<f64>) -> Option<RampProbe> {
     let ok: Vec<&CompactRecord> = records
         .iter()
         .filter(|r| r.is_ok() && r.output_tokens > 0)
@@ -79,7 +83,8 @@ pub fn probe(records: &[CompactRecord]) -> Option<RampProbe> {
     let half = SMOOTH_S / 2;
     let inside = half..((sending_s.floor() as usize).saturating_sub(half)).max(half + 1);
     let max_in = |xs: &[f64]| xs[inside.clone()].iter().copied().fold(0.0, f64::max);
-    let (peak_offered, plateau) = (max_in(&offered), max_in(&achieved));
+    let peak_offered = planned_peak.unwrap_or_else(|| max_in(&offered));
+    let plateau = max_in(&achieved);
     let knee = (plateau < FOLLOWING * peak_offered)
         .then(|| inside.clone().find(|&k| offered[k] >= plateau))
         .flatten()
@@ -210,7 +215,7 @@ mod tests {
     #[test]
     fn the_knee_is_where_offered_passes_the_known_capacity() {
         for poisson in [false, true] {
-            let p = probe(&ramp_into(20.0, poisson)).unwrap();
+            let p = probe(&ramp_into(20.0, poisson), None).unwrap();
             let k = p.knee.clone().expect("a knee");
             // the plateau is the capacity, within the 5 s average's noise (±1 request)
             assert!(
@@ -226,15 +231,19 @@ mod tests {
                 k.t_s
             );
             assert!(p.peak_offered > 35.0);
+            // the planned end, where known, is the peak, not the noisy count
+            let planned = probe(&ramp_into(20.0, poisson), Some(40.0)).unwrap();
+            assert_eq!(planned.peak_offered, 40.0);
+            assert_eq!(planned.knee, p.knee);
         }
     }
 
     #[test]
     fn a_server_that_keeps_up_has_no_knee() {
-        let p = probe(&ramp_into(100.0, true)).unwrap();
+        let p = probe(&ramp_into(100.0, true), Some(40.0)).unwrap();
         assert_eq!(p.knee, None, "{:?}", p.knee);
         assert!((p.peak_achieved - p.peak_offered).abs() / p.peak_offered < 0.15);
         // too few to read
-        assert_eq!(probe(&ramp_into(100.0, true)[..10]), None);
+        assert_eq!(probe(&ramp_into(100.0, true)[..10], None), None);
     }
 }

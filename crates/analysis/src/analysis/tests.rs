@@ -9,6 +9,7 @@ pub(crate) fn cell(group: &str, dp: u32, offered: f64, achieved: f64, ttft: f64)
         family: "mns256".into(),
         dp,
         offered_rate: offered,
+        schedule: None,
         arrival_rate: offered,
         achieved_rate: achieved,
         output_throughput: achieved * 256.0,

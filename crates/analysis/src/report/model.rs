@@ -674,7 +674,9 @@ fn cell_row(c: &CellInput) -> Vec<String> {
     let known = c.no_completions.is_none();
     vec![
         c.id.clone(),
-        fmt_rate(c.offered_rate),
+        c.schedule
+            .clone()
+            .unwrap_or_else(|| fmt_rate(c.offered_rate)),
         if known {
             format!("{:.2}", c.achieved_rate)
         } else {

@@ -42,6 +42,7 @@ fn cell(dp: u32, mns: u32, offered: f64, ttft: f64, phases: Option<(f64, f64)>) 
         family: format!("max_num_seqs={mns}"),
         dp,
         offered_rate: offered,
+        schedule: None,
         arrival_rate: offered,
         achieved_rate: offered.min(14.0 * dp as f64),
         achieved_from: "output_token_rate",

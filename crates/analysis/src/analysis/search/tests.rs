@@ -32,6 +32,7 @@ fn cell(t: Truth, rate: f64, rng: &mut Rng) -> CellInput {
         family: "all".into(),
         dp: 1,
         offered_rate: rate,
+        schedule: None,
         arrival_rate: arrival,
         achieved_rate: achieved,
         achieved_from: "completions",
