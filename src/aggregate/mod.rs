@@ -287,8 +287,11 @@ fn analysis_input(
     records: &[CompactRecord],
     metrics: &[MetricRow],
 ) -> CellInput {
-    let server: Option<ServerStats> =
-        (!metrics.is_empty()).then(|| server_stats(metrics, s.window.start_ns, s.window.end_ns));
+    let server: Option<ServerStats> = (!metrics.is_empty()).then(|| {
+        let mut st = server_stats(metrics, s.window.start_ns, s.window.end_ns);
+        st.engine_work = st.engine_work.map(|w| w.with_idle(records));
+        st
+    });
     let (w0, w1) = (
         s.window.start_ns / 1_000_000_000,
         s.window.end_ns.div_ceil(1_000_000_000),

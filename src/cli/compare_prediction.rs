@@ -3,11 +3,40 @@
 //! saturation plateau against the measured one (`loadtest_analysis::analysis::prediction`).
 
 use crate::aggregate::{Aggregated, CellData};
+use crate::store::layout::RunDir;
 use anyhow::Result;
 use loadtest_analysis::analysis::{self, CellInput, prediction};
+use loadtest_analysis::engine_work::StepCosts;
 use loadtest_analysis::report::{markdown, prediction_text};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use vllm_sim::profile::Profile;
+
+/// A profile's step costs, as the judgement prices a cell's work with them.
+pub fn step_costs(p: &Profile) -> StepCosts {
+    StepCosts {
+        c0_s: p.c0_s,
+        c_pf_s: p.c_pf_s,
+        c_pf_attn_s: p.c_pf_attn_s,
+        c_dec_s: p.c_dec_s,
+        c_kv_s: p.c_kv_s,
+    }
+}
+
+/// The step costs each server configuration of a predicted run ran with, from its
+/// manifest (empty for a run predicted before the manifest kept them).
+fn costs_of(predicted: &RunDir) -> BTreeMap<String, StepCosts> {
+    predicted
+        .read_manifest()
+        .map(|m| {
+            m.predicted_with
+                .into_iter()
+                .filter_map(|w| Some((w.server, w.step_costs?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// The cells keyed by their matrix values (repeats share a key).
 fn keyed(a: &Aggregated) -> Vec<(String, CellInput)> {
@@ -31,13 +60,19 @@ fn analysed(a: &Aggregated) -> analysis::Analysis {
     analysis::analyze(&inputs, a.slo_target)
 }
 
-/// `predicted` judged against `measured`, cell by cell (matched by matrix values).
-pub fn judge(measured: &Aggregated, predicted: &Aggregated) -> prediction::Judgement {
+/// `predicted` (stored in `predicted_dir`) judged against `measured`, cell by cell
+/// (matched by matrix values).
+pub fn judge(
+    measured: &Aggregated,
+    predicted: &Aggregated,
+    predicted_dir: &RunDir,
+) -> prediction::Judgement {
     prediction::judge(
         &keyed(measured),
         &keyed(predicted),
         &analysed(measured),
         &analysed(predicted),
+        &costs_of(predicted_dir),
     )
 }
 
@@ -75,7 +110,7 @@ pub fn print(
     measured: (&Aggregated, &Path),
     predicted: (&Aggregated, &Path),
 ) -> Result<()> {
-    let j = judge(measured.0, predicted.0);
+    let j = judge(measured.0, predicted.0, &RunDir::new(predicted.1));
     writeln!(
         out,
         "# Prediction `{}` against measurement `{}`\n",

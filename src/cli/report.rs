@@ -424,7 +424,7 @@ fn add_prediction(
 ) -> Result<()> {
     // read, not rewritten: the prediction's own run wrote its tables and report just now
     let predicted = aggregate::aggregate(p)?;
-    let j = super::compare_prediction::judge(measured, &predicted);
+    let j = super::compare_prediction::judge(measured, &predicted, p);
     let profile = p
         .read_manifest()
         .and_then(|m| m.predicted_with.first().map(|w| w.profile.clone()))

@@ -51,6 +51,10 @@ pub struct PredictedWith {
     /// held-out check did not see them. `(name, profile's, experiment's)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overridden: Vec<(String, u64, u64)>,
+    /// The step costs the cells ran with (the profile's), to price a measured cell's work
+    /// with them (`engine_work`); `None` in a run predicted before they were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_costs: Option<loadtest_analysis::engine_work::StepCosts>,
 }
 
 impl Manifest {

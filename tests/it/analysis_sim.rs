@@ -222,6 +222,7 @@ fn virtual_cells(
                 family: "all".into(),
                 dp,
                 offered_rate: rate,
+                schedule: None,
                 arrival_rate: ttft.len() as f64 / 20.0,
                 achieved_rate: done as f64 / 20.0,
                 output_throughput: done as f64 / 20.0 * 256.0,

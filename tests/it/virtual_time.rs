@@ -198,6 +198,34 @@ fn a_cell_in_virtual_time_agrees_with_the_real_time_simulator_and_says_it_is_pre
         md.contains("predicting these cells in virtual time, misses the measurement by (mean absolute error) achieved req/s"),
         "{md}"
     );
+    // the server's speed against the profile for the measured cell's own work: the profile
+    // it ran, and one whose every cost is 0.8 of it (a server now 1.25× slower than its
+    // profile says)
+    let speed_in = |md: &str| -> f64 {
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| request_rate=4 | ") && l.contains("× |"))
+            .unwrap_or_else(|| panic!("no speed row in {md}"));
+        let cell = row.split('|').nth(4).unwrap().trim().trim_end_matches('×');
+        cell.parse().unwrap_or_else(|_| panic!("{row}"))
+    };
+    let same = speed_in(&md);
+    assert!((same - 1.0).abs() <= 0.06, "speed {same}: {md}");
+    assert!(md.contains("The server's steps took"), "{md}");
+    let faster = dir.join("faster.yaml");
+    std::fs::write(
+        &faster,
+        "base: default\nc0_s: 0.032\nc_pf_s: 0.000016\nc_dec_s: 0.00016\nc_kv_s: 0\nfront_end_latency_s: 0.005\n",
+    )
+    .unwrap();
+    let r = report_with(&real, &faster);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let md = std::fs::read_to_string(real.join("report.md")).unwrap();
+    let slower = speed_in(&md);
+    assert!(
+        (slower / same - 1.25).abs() <= 0.06,
+        "speed {slower} against {same}: {md}"
+    );
     let predicted = only_entry(real.join("predicted"));
     assert!(predicted.is_dir(), "{}", predicted.display());
     // a prediction has no measurement to be put beside

@@ -7,12 +7,15 @@
 //!   estimator for latencies of requests cut off before they finished.
 //! - `summary`: a load point's figures computed from its records.
 //! - `server_metrics`: the server's scraped `/metrics` as rows, and what they say over a window.
+//! - `engine_work`: the engines' steps and the work in them over a window, priced with a
+//!   profile's step costs (the server's speed against a prediction's).
 //! - `latency_breakdown`: where a request's time goes on the server (queue, prefill,
 //!   decode) over a window, from vLLM's phase histograms.
 //! - `analysis`: saturation, goodput, scaling (USL), validity verdicts.
 //! - `report`: human-readable renderings (the end-of-run table, report.md/html, charts).
 
 pub mod analysis;
+pub mod engine_work;
 pub mod latency_breakdown;
 pub mod record;
 pub mod report;

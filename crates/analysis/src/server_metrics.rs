@@ -33,13 +33,18 @@ pub struct ServerStats {
     #[serde(default)]
     pub prefix_cache_hits: Option<f64>,
     pub engines: usize,
-    /// The engines' mean time per step over the window, ms (`engine_steps`); `None` for a
-    /// server without vLLM's iteration counter, or when no engine stepped in the window.
+    /// The engines' mean time per step over the window, ms (`engine_work`: the span over
+    /// the steps the engines counted, idle time between steps included — on a prediction's
+    /// side too); `None` for a server without vLLM's iteration counter, or when no engine
+    /// stepped in the window.
     #[serde(default)]
     pub engine_step_ms: Option<f64>,
     /// Tokens (prompt and output) an engine step processed on average over the window.
     #[serde(default)]
     pub tokens_per_step: Option<f64>,
+    /// The engines' steps and the work in them, for pricing with a profile's step costs.
+    #[serde(default)]
+    pub engine_work: Option<crate::engine_work::EngineWork>,
     /// Mean queue, prefill and decode time per request over the window, from vLLM's
     /// phase histograms; `None` for a server without them.
     #[serde(default)]
@@ -158,7 +163,7 @@ pub fn server_stats(rows: &[MetricRow], from_ns: u64, to_ns: u64) -> ServerStats
         (Some(s), Some(c)) if c > 0.0 => Some(s / c * 1000.0),
         _ => None,
     };
-    let steps = engine_steps(rows, from_ns, to_ns);
+    let work = crate::engine_work::engine_work(rows, from_ns, to_ns);
     ServerStats {
         waiting_slope_per_s: slope,
         waiting_max: waiting.values().copied().reduce(f64::max),
@@ -175,103 +180,19 @@ pub fn server_stats(rows: &[MetricRow], from_ns: u64, to_ns: u64) -> ServerStats
         ),
         prefix_cache_hits: counter_delta(rows, "vllm:prefix_cache_hits_total", from_ns, to_ns),
         engines: engines.len(),
-        engine_step_ms: steps.map(|s| s.step_ms),
-        tokens_per_step: steps.and_then(|s| s.tokens_per_step),
+        engine_step_ms: work.map(|w| w.step_ms()),
+        tokens_per_step: work.and_then(|w| w.tokens_per_step()),
+        engine_work: work,
         breakdown: crate::latency_breakdown::breakdown(rows, from_ns, to_ns),
     }
 }
 
-/// How fast the engines stepped over a window.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EngineSteps {
-    /// The time the engines' scrapes span over the steps they counted in it, summed over
-    /// the engines (so each step weighs the same, wherever it ran), ms.
-    pub step_ms: f64,
-    /// Tokens per step, over the engines whose sum was scraped beside the count.
-    pub tokens_per_step: Option<f64>,
-}
-
-/// The engines' steps over `[from_ns, to_ns]`, from vLLM's `vllm:iteration_tokens_total`
-/// histogram: its count grows by one for each engine step that produced output (a step
-/// that only advanced a chunked prefill is not counted), its sum by the tokens the step
-/// processed. Only scrapes inside the window count (the span must be one the scrapes
-/// bound); an engine needs two of them. A counter that falls between two scrapes was
-/// reset (the server restarted) and counts from zero, as Prometheus' `increase` does. The
-/// time between steps counts: an engine waiting for work makes fewer steps, so below
-/// saturation this is more than a step takes — on a prediction's side too, which is why it
-/// is shown beside a measurement (both idle alike when the model is right) and, near
-/// saturation, tells a step-cost miss (TPOT follows it) from a scheduling one.
-pub fn engine_steps(rows: &[MetricRow], from_ns: u64, to_ns: u64) -> Option<EngineSteps> {
-    use std::collections::BTreeMap;
-    const COUNT: &str = "vllm:iteration_tokens_total_count";
-    const SUM: &str = "vllm:iteration_tokens_total_sum";
-    // per engine, per scrape inside the window: (count, sum)
-    type Scrapes = BTreeMap<u64, (Option<f64>, Option<f64>)>;
-    let mut engines: BTreeMap<SeriesKey, Scrapes> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.t_ns >= from_ns && r.t_ns <= to_ns) {
-        let is_count = match r.name.as_str() {
-            COUNT => true,
-            SUM => false,
-            _ => continue,
-        };
-        let at = engines
-            .entry((r.endpoint, r.engine.as_deref(), r.labels.as_str()))
-            .or_default()
-            .entry(r.t_ns)
-            .or_default();
-        if is_count {
-            at.0 = Some(r.value);
-        } else {
-            at.1 = Some(r.value);
-        }
-    }
-    let (mut span_ns, mut steps, mut token_steps, mut tokens) = (0u64, 0.0, 0.0, 0.0);
-    for scrapes in engines.values() {
-        let counts: Vec<(u64, f64)> = scrapes
-            .iter()
-            .filter_map(|(t, v)| Some((*t, v.0?)))
-            .collect();
-        let (Some(first), Some(last)) = (counts.first(), counts.last()) else {
-            continue;
-        };
-        let n = increase(counts.iter().map(|c| c.1));
-        if n <= 0.0 {
-            continue;
-        }
-        span_ns += last.0 - first.0;
-        steps += n;
-        // tokens over the same scrapes, when every one of them has the sum too
-        let sums: Option<Vec<f64>> = counts.iter().map(|(t, _)| scrapes[t].1).collect();
-        if let Some(sums) = sums {
-            token_steps += n;
-            tokens += increase(sums.into_iter());
-        }
-    }
-    (steps > 0.0).then(|| EngineSteps {
-        step_ms: span_ns as f64 / 1e6 / steps,
-        tokens_per_step: (token_steps > 0.0).then(|| tokens / token_steps),
-    })
-}
-
-/// A counter's growth over its samples in time order; a fall is a reset (counted from 0).
-fn increase(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values = values;
-    let Some(mut prev) = values.next() else {
-        return 0.0;
-    };
-    let mut grown = 0.0;
-    for v in values {
-        grown += if v >= prev { v - prev } else { v };
-        prev = v;
-    }
-    grown
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn row(t_s: u64, engine: &str, name: &str, value: f64) -> MetricRow {
+    /// A scrape's row of `name` from `engine` at `t_s` seconds.
+    pub(crate) fn row(t_s: u64, engine: &str, name: &str, value: f64) -> MetricRow {
         MetricRow {
             t_ns: t_s * 1_000_000_000,
             endpoint: 0,

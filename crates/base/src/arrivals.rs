@@ -287,7 +287,10 @@ mod tests {
         assert_eq!(label(Arrival::Trace { speed: 2.0 }, None), "trace 2×");
         // a rate is a rate, capped or not; a multi-turn cell's is requests per second
         assert_eq!(label(Arrival::Poisson { rate: 4.0 }, Some(8)), "4");
-        assert_eq!(Arrival::Poisson { rate: 4.0 }.offered_label(12.5, None), "12.5");
+        assert_eq!(
+            Arrival::Poisson { rate: 4.0 }.offered_label(12.5, None),
+            "12.5"
+        );
     }
 
     #[test]

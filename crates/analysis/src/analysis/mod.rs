@@ -144,7 +144,7 @@ impl CellInput {
             "TPOT p99 ms" => known(self.tpot_p99_ms),
             "E2EL p50 ms" => self.e2el_p50_ms,
             "SLO attainment" => known(self.slo_attainment),
-            // the server's own count (`server_metrics::engine_steps`): beside TPOT, it
+            // the server's own count (`engine_work`): beside TPOT, it
             // tells a step-cost miss from a scheduling or delivery one
             "engine step ms" => known(self.server.as_ref().and_then(|s| s.engine_step_ms)),
             _ => None,

@@ -5,6 +5,7 @@
 //! Pure: the two experiments' cell inputs and analyses in, rows out.
 
 use super::{Analysis, CellInput};
+use crate::engine_work::{self, StepCosts};
 use crate::stats::survival::Figure;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -57,9 +58,32 @@ pub struct SaturationRow {
     pub flagged: Option<String>,
 }
 
+/// The server's speed against the profile over a cell's measured work
+/// (`engine_work::speed`): the engines' time over the profile's time for the same work,
+/// measured and predicted, and their quotient.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpeedRow {
+    pub cell: String,
+    pub offered_rate: f64,
+    /// The measured repeats' time ratios: mean, range, how many.
+    pub measured_mean: f64,
+    pub measured_min: f64,
+    pub measured_max: f64,
+    pub repeats: usize,
+    /// The predicted run's, read the same way (its mean over repeats).
+    pub predicted: f64,
+    /// `measured_mean / predicted`: 1.2, the server's steps took 20% longer than the
+    /// profile's for the same work.
+    pub speed: f64,
+    pub flagged: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Judgement {
     pub rows: Vec<Row>,
+    /// Per cell, where both sides' servers counted their steps' work and the predicted
+    /// group's step costs are known.
+    pub speed: Vec<SpeedRow>,
     pub saturation: Vec<SaturationRow>,
     /// Figures left out because a side only knows a lower bound (requests cut off).
     pub lower_bounds_skipped: usize,
@@ -67,12 +91,14 @@ pub struct Judgement {
     pub unmatched: usize,
 }
 
-/// Judge `predicted` against `measured`; cells are `(matrix key, input)`.
+/// Judge `predicted` against `measured`; cells are `(matrix key, input)`. `costs`: the
+/// step costs each predicted server configuration (group id) ran with, for the speed rows.
 pub fn judge(
     measured: &[(String, CellInput)],
     predicted: &[(String, CellInput)],
     measured_analysis: &Analysis,
     predicted_analysis: &Analysis,
+    costs: &BTreeMap<String, StepCosts>,
 ) -> Judgement {
     let group = |cells: &[(String, CellInput)]| {
         let mut by: BTreeMap<String, Vec<CellInput>> = BTreeMap::new();
@@ -102,12 +128,16 @@ pub fn judge(
     let unmatched = m.keys().filter(|k| !p.contains_key(*k)).count()
         + p.keys().filter(|k| !m.contains_key(*k)).count();
     let mut rows = Vec::new();
+    let mut speed = Vec::new();
     let mut lower_bounds_skipped = 0;
     for (key, ms) in &m {
         let Some(ps) = p.get(key) else { continue };
         let mut d = doubt(ms, measured_analysis);
         d.extend(doubt(ps, predicted_analysis));
         let flagged = flag(d);
+        if let Some(c) = costs.get(&ps[0].group) {
+            speed.extend(speed_row(key, ms, ps, c, flagged.clone()));
+        }
         for &metric in METRICS {
             let mf: Vec<Figure> = ms.iter().filter_map(|c| c.figure(metric)).collect();
             let pf: Vec<Figure> = ps.iter().filter_map(|c| c.figure(metric)).collect();
@@ -189,12 +219,53 @@ pub fn judge(
             })
         })
         .collect();
+    speed.sort_by(|a, b| {
+        a.offered_rate
+            .total_cmp(&b.offered_rate)
+            .then(a.cell.cmp(&b.cell))
+    });
     Judgement {
         rows,
+        speed,
         saturation,
         lower_bounds_skipped,
         unmatched,
     }
+}
+
+/// A cell's speed row: every measured repeat's time ratio against the predicted repeats'
+/// mean; `None` where a side's server did not count what pricing needs.
+fn speed_row(
+    key: &str,
+    measured: &[CellInput],
+    predicted: &[CellInput],
+    costs: &StepCosts,
+    flagged: Option<String>,
+) -> Option<SpeedRow> {
+    let ratios = |cells: &[CellInput]| -> Vec<f64> {
+        cells
+            .iter()
+            .filter(|c| c.no_completions.is_none())
+            .filter_map(|c| costs.time_ratio(c.server.as_ref()?.engine_work.as_ref()?))
+            .collect()
+    };
+    let (mr, pr) = (ratios(measured), ratios(predicted));
+    if mr.is_empty() || pr.is_empty() {
+        return None;
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (m, p) = (mean(&mr), mean(&pr));
+    Some(SpeedRow {
+        cell: key.to_string(),
+        offered_rate: measured[0].offered_rate,
+        measured_mean: m,
+        measured_min: mr.iter().copied().fold(f64::INFINITY, f64::min),
+        measured_max: mr.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        repeats: mr.len(),
+        predicted: p,
+        speed: engine_work::speed(m, p),
+        flagged,
+    })
 }
 
 #[cfg(test)]
@@ -215,7 +286,7 @@ mod tests {
         let p = vec![("r=4".to_string(), cell(4.0, 4.0, 60.0))];
         let a = crate::analysis::analyze(&[m[0].1.clone(), m[1].1.clone()], 0.9);
         let b = crate::analysis::analyze(&[p[0].1.clone()], 0.9);
-        let j = judge(&m, &p, &a, &b);
+        let j = judge(&m, &p, &a, &b, &BTreeMap::new());
         let thr = j
             .rows
             .iter()
@@ -251,7 +322,7 @@ mod tests {
             crate::analysis::analyze(&inputs(&m), 0.9),
             crate::analysis::analyze(&inputs(&p), 0.9),
         );
-        let j = judge(&m, &p, &a, &b);
+        let j = judge(&m, &p, &a, &b, &BTreeMap::new());
         let at = |k: &str| j.rows.iter().filter(|r| r.cell == k).collect::<Vec<_>>();
         assert!(
             at("r=4")
@@ -276,7 +347,7 @@ mod tests {
         ];
         let p = vec![("r=8".to_string(), cell(8.0, 6.5, 800.0))];
         let a = crate::analysis::analyze(&[], 0.9);
-        let j = judge(&m, &p, &a, &a);
+        let j = judge(&m, &p, &a, &a, &BTreeMap::new());
         assert!(
             j.rows
                 .iter()

@@ -28,11 +28,71 @@ pub fn section(title: &str, j: &Judgement) -> Section {
         tables.push(saturation_table(j));
     }
     tables.push(averages_table(j));
+    if !j.speed.is_empty() {
+        paragraphs.push(SPEED.into());
+        paragraphs.extend(speed_sentence(j));
+        tables.push(speed_table(j));
+    }
     Section {
         title: title.to_string(),
         paragraphs,
         figures: Vec::new(),
         tables,
+    }
+}
+
+const SPEED: &str = "The server's speed against the profile (last table): the engines' busy time over what the profile's step costs give for the work the measured cell's engines did (steps, prompt tokens computed, tokens decoded: vLLM's counters; busy: with one engine, while a request was in flight), beside the same reading of the predicted run, whose steps cost exactly the profile's; speed is their quotient, so what the reading adds (means standing in for length distributions; with more engines, their idle time) cancels. Speed 1.20: the server's steps took 20% longer than the profile's for the same work — it ran slower than when the profile was fitted, or a cost the model lacks showed; a latency missed the same way follows from it, and refitting (`fit --base-url`) or calibrating on these cells (`fit --profile P --calibrate-on CELL…`) is the remedy. Speed near 1 with a latency missed: the step costs held, and the miss lies in what the model schedules, queues or delivers.";
+
+/// The speed rows' range over the unflagged cells, in one sentence.
+fn speed_sentence(j: &Judgement) -> Option<String> {
+    let (lo, hi, n) = speed_range(j)?;
+    Some(format!(
+        "Over the {n} unflagged cells the server stepped at {lo:.2}–{hi:.2}× the profile's time for the same work."
+    ))
+}
+
+/// Lowest and highest speed of the unflagged cells, and how many.
+fn speed_range(j: &Judgement) -> Option<(f64, f64, usize)> {
+    let v: Vec<f64> = j
+        .speed
+        .iter()
+        .filter(|r| r.flagged.is_none())
+        .map(|r| r.speed)
+        .collect();
+    (!v.is_empty()).then(|| {
+        (
+            v.iter().copied().fold(f64::INFINITY, f64::min),
+            v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            v.len(),
+        )
+    })
+}
+
+fn speed_table(j: &Judgement) -> Table {
+    Table {
+        header: header(&[
+            "cell",
+            "measured: engines' time ÷ profile's for its work (range, repeats)",
+            "predicted, read the same way",
+            "speed",
+            "",
+        ]),
+        rows: j
+            .speed
+            .iter()
+            .map(|r| {
+                vec![
+                    r.cell.clone(),
+                    format!(
+                        "{:.2} ({:.2}–{:.2}, {})",
+                        r.measured_mean, r.measured_min, r.measured_max, r.repeats
+                    ),
+                    format!("{:.2}", r.predicted),
+                    format!("{:.2}×", r.speed),
+                    mark(&r.flagged),
+                ]
+            })
+            .collect(),
     }
 }
 
@@ -67,8 +127,11 @@ pub fn summary_line(profile: &str, j: &Judgement) -> Option<String> {
     );
     let flagged = j.rows.iter().filter(|r| r.flagged.is_some()).count()
         + j.saturation.iter().filter(|s| s.flagged.is_some()).count();
+    let speed = speed_range(j).map_or(String::new(), |(lo, hi, _)| {
+        format!(" The server's steps took {lo:.2}–{hi:.2}× the profile's time for the same work.")
+    });
     Some(format!(
-        "Profile `{profile}`, predicting these cells in virtual time, misses the measurement by (mean absolute error) {}{} (see Predicted beside measured).",
+        "Profile `{profile}`, predicting these cells in virtual time, misses the measurement by (mean absolute error) {}{} (see Predicted beside measured).{speed}",
         if parts.is_empty() {
             "nothing it could average: every matched cell is flagged".to_string()
         } else {
@@ -239,10 +302,29 @@ mod tests {
                 lower_bound: false,
                 flagged: Some("the client stalled".into()),
             }],
+            speed: [(1.25, false), (3.0, true), (0.9, false)]
+                .into_iter()
+                .map(|(speed, flagged)| prediction::SpeedRow {
+                    cell: "request_rate=4".into(),
+                    offered_rate: 4.0,
+                    measured_mean: speed,
+                    measured_min: speed,
+                    measured_max: speed,
+                    repeats: 1,
+                    predicted: 1.0,
+                    speed,
+                    flagged: flagged.then(|| "the client stalled".to_string()),
+                })
+                .collect(),
             lower_bounds_skipped: 0,
             unmatched: 0,
         };
         let line = summary_line("p", &j).unwrap();
+        // the speed of the unflagged cells only
+        assert!(
+            line.contains("took 0.90–1.25× the profile's time"),
+            "{line}"
+        );
         assert!(line.contains("achieved req/s 2.0% (1 cells)"), "{line}");
         assert!(line.contains("TTFT p50 ms 10.0% (1 cells)"), "{line}");
         assert!(!line.contains("saturation"), "{line}");
