@@ -289,7 +289,7 @@ fn analysis_input(
 ) -> CellInput {
     let server: Option<ServerStats> = (!metrics.is_empty()).then(|| {
         let mut st = server_stats(metrics, s.window.start_ns, s.window.end_ns);
-        st.engine_work = st.engine_work.map(|w| w.with_idle(records));
+        st.engine_work = st.engine_work.map(|w| w.with_idle(records, ident.dp));
         st
     });
     let (w0, w1) = (

@@ -381,7 +381,7 @@ fn prompts(a: &BenchArgs) -> Result<PromptSpec> {
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let plan = plan(&a)?;
-    super::bench_virtual::check(&a, &plan)?;
+    super::bench_virtual::check(&a)?;
     super::bench_shard::check_start(&a)?;
     // where results go is checked before anything runs, not after
     for (flag, dir) in [

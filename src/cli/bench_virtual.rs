@@ -13,18 +13,13 @@ use anyhow::{Context, Result, bail};
 use loadtest_base::Tokenizer;
 
 /// Refuse what virtual time cannot serve, before any prompt is built.
-pub(super) fn check(a: &BenchArgs, plan: &Plan) -> Result<()> {
+pub(super) fn check(a: &BenchArgs) -> Result<()> {
     if !a.virtual_time {
         return Ok(());
     }
     // a typo in the profile fails now, not after the prompts are built
     profile(a)?;
-    let (why, hint) = if plan.prompts.turns() > 1 {
-        (
-            "`--virtual` serves an arrival schedule or a concurrency cap; `--dataset-name multi_turn` (a turn is sent when the previous one ends) needs the real-time simulator".to_string(),
-            "drop `--virtual` to run it on the real-time simulator",
-        )
-    } else if a.search.is_some() {
+    let (why, hint) = if a.search.is_some() {
         (
             "`--search` in virtual time is an experiment's".to_string(),
             "write the search as an experiment file (`search:`, `server: {launcher: sim, clock: virtual}`) and `vllm-loadtest run` it",

@@ -11,18 +11,6 @@ use loadtest_analysis::report::{markdown, prediction_text};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use vllm_sim::profile::Profile;
-
-/// A profile's step costs, as the judgement prices a cell's work with them.
-pub fn step_costs(p: &Profile) -> StepCosts {
-    StepCosts {
-        c0_s: p.c0_s,
-        c_pf_s: p.c_pf_s,
-        c_pf_attn_s: p.c_pf_attn_s,
-        c_dec_s: p.c_dec_s,
-        c_kv_s: p.c_kv_s,
-    }
-}
 
 /// The step costs each server configuration of a predicted run ran with, from its
 /// manifest (empty for a run predicted before the manifest kept them).

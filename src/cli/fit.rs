@@ -3,6 +3,7 @@
 //! --profile`, `bench --sim` and experiments take.
 
 use crate::client::{self, BaseUrl};
+use crate::experiment::cell_plan::LoadPlan;
 use crate::experiment::fields::{self, cli_number};
 use crate::fit::probe::{self, HeldOutLoad, Prober};
 use crate::fit::{self as fitting, LimitFlags, facts};
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vllm_sim::Profile;
 use vllm_sim::fit::Fit;
+use vllm_sim::profile::OpenLoopSpeed;
 
 const SERVER: &str = "Server and connection options";
 const FIT: &str = "Fit options";
@@ -67,6 +69,9 @@ pub struct FitArgs {
     /// Calibrate the per-step and per-sequence costs on two open-loop loads of this many seconds each (Poisson at a quarter and at 55% of the burst-fitted capacity). Off by default: on the CPU vLLM the server's speed drifted between a fit and its validation by more than the calibration corrects (docs/simulator.md). A refit uses the folder's loads if it has them; 0 keeps the burst fit.
     #[arg(long, value_parser = cli_number(fields::SECS0), value_name = "SECS", help_heading = FIT)]
     pub load_seconds: Option<f64>,
+    /// Seconds of an open-loop load (Poisson at 40% of the burst-fitted capacity, its `/metrics` scraped every 0.25 s) on which the server's speed against the burst fit is measured (its engines' busy time over what the fitted step costs give for its work); every step cost is then scaled by it, so the profile predicts open-loop traffic at the speed the server runs it. 0: keep the burst fit. Not with `--load-seconds`, which calibrates on loads of its own; a refit uses the folder's speed load if it has one.
+    #[arg(long, value_parser = cli_number(fields::SECS0), default_value_t = 20.0, value_name = "SECS", help_heading = FIT)]
+    pub speed_seconds: f64,
     /// Seconds of the held-out load (Poisson at half the fitted capacity) whose prediction error the profile states; 0: none.
     #[arg(long, value_parser = cli_number(fields::SECS0), default_value_t = 20.0, value_name = "SECS", help_heading = FIT)]
     pub held_out_seconds: f64,
@@ -153,6 +158,7 @@ fn calibrate_on(a: &FitArgs) -> Result<Profile> {
             open_loop: None,
             held_out: None,
             steadiness: None,
+            open_loop_speed: None,
         }));
     }
     let o = fitting::calibrate_cells(&cells, &mut profile, a.engines as usize)?;
@@ -175,15 +181,27 @@ fn refit(a: &FitArgs, dir: &FitDir) -> Result<Profile> {
         fitting::fit_folder(dir, a.flags(), &dir.root().display().to_string(), &tool())?;
     print_fit(&profile, &f);
     let facts = fitting::read_facts(dir)?;
+    let mut calibrated = false;
     if a.load_seconds != Some(0.0) {
         match fitting::calibrate_folder(dir, &mut profile, facts.engines.max(1))? {
-            Some(o) => print_open_loop(&profile, &o),
+            Some(o) => {
+                print_open_loop(&profile, &o);
+                calibrated = true;
+            }
             None if a.load_seconds.is_some() => eprintln!(
                 "note: `{}` has no open-loop loads (`load-0/`, …) to calibrate on: the profile is the burst fit\nhint: a live `fit --load-seconds 15` measures them",
                 dir.root().display()
             ),
             None => {}
         }
+    }
+    // as live: the speed load where the calibration's loads are not used
+    let speed = dir.speed_load();
+    if !calibrated && a.speed_seconds > 0.0 && crate::store::records::exist(&speed) {
+        let n = crate::store::records::read_compact(&speed)?.len();
+        let load = probe::load_plan(Arrival::AllAtOnce, n, None);
+        let what = format!("the {n} requests of `{}`", speed.root().display());
+        apply_open_loop_speed(dir, &mut profile, facts.engines.max(1), &load, what)?;
     }
     let held = dir.held_out();
     if crate::store::records::exist(&held) {
@@ -203,6 +221,7 @@ fn refit(a: &FitArgs, dir: &FitDir) -> Result<Profile> {
             facts.engines.max(1),
             &load,
             &dir.held_out_predicted(),
+            None,
         )?;
         let h = fitting::compare(what, &measured, &predicted.summary);
         print_held_out(&h);
@@ -296,17 +315,29 @@ fn live(a: &FitArgs) -> Result<Profile> {
                 let load = open_loop_load(&profile, &plan.open_loop, engines, share, secs);
                 let what = format!("open-loop load {} of {}", k + 1, OPEN_LOOP_SHARES.len());
                 prober
-                    .open_loop(&what, &load, 11 + k as u64, &dir.load_probe(k))
+                    .open_loop(&what, &load, 11 + k as u64, &dir.load_probe(k), None)
                     .await?;
             }
             if let Some(o) = fitting::calibrate_folder(&dir, &mut profile, engines)? {
                 print_open_loop(&profile, &o);
             }
+        } else if a.speed_seconds > 0.0 {
+            let load = open_loop_load(&profile, &plan.open_loop, engines, 0.4, a.speed_seconds);
+            let (_, lp, _) = prober
+                .open_loop(
+                    "speed load",
+                    &load,
+                    13,
+                    &dir.speed_load(),
+                    Some(fitting::SPEED_SCRAPE),
+                )
+                .await?;
+            apply_open_loop_speed(&dir, &mut profile, engines, &lp, load.describe())?;
         }
         if a.held_out_seconds > 0.0 {
             let load = open_loop_load(&profile, &plan.held_out, engines, 0.5, a.held_out_seconds);
             let (_, lp, measured) = prober
-                .open_loop("held-out load", &load, 7, &dir.held_out())
+                .open_loop("held-out load", &load, 7, &dir.held_out(), None)
                 .await?;
             let predicted = fitting::predict_measured(
                 &dir.held_out(),
@@ -314,6 +345,7 @@ fn live(a: &FitArgs) -> Result<Profile> {
                 facts.engines.max(1),
                 &lp,
                 &dir.held_out_predicted(),
+                None,
             )?;
             let h = fitting::compare(load.describe(), &measured.summary, &predicted.summary);
             print_held_out(&h);
@@ -323,6 +355,60 @@ fn live(a: &FitArgs) -> Result<Profile> {
         }
         Ok(profile)
     })
+}
+
+/// The server's speed on the speed load (`dir.speed_load()`, measured with `lp`) against
+/// `profile`'s step costs, from the load and its prediction with them; every step cost
+/// scaled by it when it lies in `OpenLoopSpeed::APPLIED`, and the provenance told.
+fn apply_open_loop_speed(
+    dir: &FitDir,
+    profile: &mut Profile,
+    engines: usize,
+    lp: &LoadPlan,
+    load: String,
+) -> Result<()> {
+    fitting::predict_measured(
+        &dir.speed_load(),
+        profile,
+        engines,
+        lp,
+        &dir.speed_load_predicted(),
+        Some(fitting::SPEED_SCRAPE),
+    )?;
+    let measured = fitting::open_loop_speed(
+        &dir.speed_load(),
+        &dir.speed_load_predicted(),
+        profile,
+        engines,
+    )?;
+    let Some(speed) = measured else {
+        eprintln!(
+            "note: the server's speed on the speed load is not known (its `/metrics` lack vLLM's step, prompt or output counters, or no request finished): the profile is the burst fit"
+        );
+        return Ok(());
+    };
+    let applied = OpenLoopSpeed::APPLIED.contains(&speed);
+    if applied {
+        profile.scale_step_costs(speed);
+        eprintln!(
+            "fit: under an open-loop load ({load}) the server's steps took {speed:.2}× the burst fit's time for the same work: every step cost scaled by {speed:.2}"
+        );
+    } else {
+        eprintln!(
+            "warning: under an open-loop load ({load}) the server's steps took {speed:.2}× the burst fit's time for the same work, outside {:.1}–{:.1}: more likely a broken measurement than a server that different, so the profile is the burst fit
+hint: fit again on a quiet server",
+            OpenLoopSpeed::APPLIED.start(),
+            OpenLoopSpeed::APPLIED.end()
+        );
+    }
+    if let Some(p) = profile.provenance.as_mut() {
+        p.open_loop_speed = Some(OpenLoopSpeed {
+            load,
+            speed,
+            applied,
+        });
+    }
+    Ok(())
 }
 
 /// The open-loop loads' rates, as shares of the burst-fitted capacity: a light one (few

@@ -200,12 +200,16 @@ fn basis_sentence(p: &PredictedWith) -> String {
                 f.prefill_rel_rms * 100.0,
                 f.decode_rel_rms * 100.0
             ));
-            match &f.open_loop {
-                Some(o) => s.push_str(&format!(
+            match (&f.open_loop, &f.open_loop_speed) {
+                (Some(o), _) => s.push_str(&format!(
                     ", its per-step and per-sequence costs then calibrated on measured loads ({}).",
                     calibration_phrase(o)
                 )),
-                None => s.push('.'),
+                (None, Some(v)) if v.applied => s.push_str(&format!(
+                    ", every step cost then scaled by {:.2}, the server's speed under an open-loop load against the probes' ({}).",
+                    v.speed, v.load
+                )),
+                _ => s.push('.'),
             }
             match &f.held_out {
                 Some(h) if !h.metrics.is_empty() => {
@@ -454,9 +458,10 @@ fn ramp_probes(dir: &RunDir, agg: &aggregate::Aggregated) -> Result<Vec<model::R
             continue;
         };
         let records = crate::store::records::read_compact(&dir.cell(&c.cell.id))?;
-        if let Some(probe) =
-            loadtest_analysis::analysis::ramp::probe(&records, Some(start.max(end)))
-        {
+        // the probe counts requests: a conversation's turns are requests too
+        let turns = f64::from(c.cell.plan.workload.prompts.turns().max(1));
+        let peak = start.max(end) * turns;
+        if let Some(probe) = loadtest_analysis::analysis::ramp::probe(&records, Some(peak)) {
             out.push(model::RampCell {
                 cell: c.cell.id.clone(),
                 ramp: arrival.describe(),

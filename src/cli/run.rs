@@ -657,7 +657,7 @@ impl Session<'_> {
             profile: name.to_string(),
             provenance: profile.provenance.as_deref().cloned(),
             overridden,
-            step_costs: Some(super::compare_prediction::step_costs(&profile)),
+            step_costs: Some(crate::runner::virtual_cell::step_costs(&profile)),
         });
         manifest.server_versions.retain(|(s, _)| s != id);
         manifest.server_versions.push((

@@ -270,9 +270,9 @@ impl CellPlan {
         Ok(plan)
     }
 
-    /// Virtual time serves a schedule fixed in advance, or a concurrency cap whose client
-    /// the simulator plays (`vllm_sim::virtual_time::Slots`): a conversation, whose next
-    /// turn depends on the text of the last, is refused, not approximated.
+    /// Virtual time serves a schedule fixed in advance, or a client the simulator plays
+    /// (`vllm_sim::virtual_time::Slots`: a concurrency cap, conversations' turns); a cell
+    /// sent from a cluster's nodes sends nothing there.
     fn check_virtual(&self) -> Result<()> {
         if !self.server.virtual_clock {
             return Ok(());
@@ -280,11 +280,6 @@ impl CellPlan {
         if let ClientPlan::Ray(_) = self.client {
             bail!(
                 "`client.engine: ray` sends a cell from a cluster's nodes to a live server; in `server.clock: virtual` nothing is sent\nhint: drop one of the two"
-            );
-        }
-        if self.workload.prompts.turns() > 1 {
-            bail!(
-                "`server.clock: virtual` serves arrival schedules and concurrency caps; `dataset: multi_turn` (a turn is sent when the previous one ends) needs the real-time simulator: drop `clock: virtual`"
             );
         }
         Ok(())

@@ -88,6 +88,7 @@ pub fn fit_folder(
         open_loop: None,
         held_out: None,
         steadiness: s.steadiness,
+        open_loop_speed: None,
     }));
     profile.validate()?;
     Ok((profile, f))
@@ -347,6 +348,7 @@ pub fn predict_measured(
     engines: usize,
     load: &crate::experiment::cell_plan::LoadPlan,
     out: &CellDir,
+    metrics_interval: Option<Duration>,
 ) -> Result<CellResult> {
     let recs = records::read_full(measured)?;
     let prompts: Vec<Prompt> = recs
@@ -381,7 +383,7 @@ pub fn predict_measured(
         client_threads: 1,
         health_probe: None,
         turns: 1,
-        metrics_interval: None,
+        metrics_interval,
         gpu: false,
         exact_tokenizer: false,
         start_at_unix_ns: None,
@@ -394,6 +396,34 @@ pub fn predict_measured(
     };
     // short: a held-out load of seconds, not worth an interrupt check
     virtual_cell::run(&spec, &server, None, out, &|| false)
+}
+
+/// How often the speed load's server is scraped, on the server and in its prediction: a
+/// few hundred scrapes over its seconds, for the span its steps are counted over.
+pub const SPEED_SCRAPE: Duration = Duration::from_millis(250);
+
+/// The server's speed on an open-loop cell against `profile` (`engine_work::speed`): the
+/// measured cell's engines' busy time over what the profile's costs give for its work,
+/// over the same reading of its prediction (`predicted`, made with `profile` and scraped
+/// alike); `None` where either side's counters do not say.
+pub fn open_loop_speed(
+    measured: &CellDir,
+    predicted: &CellDir,
+    profile: &Profile,
+    engines: usize,
+) -> Result<Option<f64>> {
+    let costs = virtual_cell::step_costs(profile);
+    let ratio = |d: &CellDir| -> Result<Option<f64>> {
+        let records = records::read_compact(d)?;
+        let work = loadtest_analysis::engine_work::engine_work(&d.read_metrics(), 0, u64::MAX);
+        Ok(work
+            .map(|w| w.with_idle(&records, engines as u32))
+            .and_then(|w| costs.time_ratio(&w)))
+    };
+    Ok(match (ratio(measured)?, ratio(predicted)?) {
+        (Some(m), Some(p)) => loadtest_analysis::engine_work::speed(m, p),
+        _ => None,
+    })
 }
 
 /// Throughput and the p50s of TTFT, TPOT and E2E, measured beside predicted.

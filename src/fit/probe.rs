@@ -193,14 +193,16 @@ impl Prober<'_> {
         Ok(())
     }
 
-    /// An open-loop load (`what`: "held-out load", …), measured; its prompts, schedule
-    /// and result. `seed` makes its prompts and arrivals its own.
+    /// An open-loop load (`what`: "held-out load", …), measured, the server's `/metrics`
+    /// scraped every `metrics` if given; its prompts, schedule and result. `seed` makes its
+    /// prompts and arrivals its own.
     pub async fn open_loop(
         &self,
         what: &str,
         load: &HeldOutLoad,
         seed: u64,
         cdir: &CellDir,
+        metrics: Option<Duration>,
     ) -> Result<(Vec<Prompt>, LoadPlan, CellResult)> {
         let wl = random::generate(
             &random::RandomSpec {
@@ -221,6 +223,7 @@ impl Prober<'_> {
                 &wl.prompts,
                 &plan,
                 cdir,
+                metrics,
             )
             .await?;
         Ok((wl.prompts, plan, r))
@@ -252,7 +255,7 @@ impl Prober<'_> {
         cdir: &CellDir,
     ) -> Result<CellResult> {
         let plan = load_plan(Arrival::AllAtOnce, prompts.len(), Some(in_flight));
-        self.run(label, prompts, &plan, cdir).await
+        self.run(label, prompts, &plan, cdir, None).await
     }
 
     async fn run(
@@ -261,6 +264,7 @@ impl Prober<'_> {
         prompts: &[Prompt],
         load: &LoadPlan,
         cdir: &CellDir,
+        metrics_interval: Option<Duration>,
     ) -> Result<CellResult> {
         if *self.interrupt.borrow() {
             let dir = cdir.root().parent().unwrap_or(cdir.root());
@@ -288,7 +292,7 @@ impl Prober<'_> {
             client_threads: 1,
             health_probe: None,
             turns: 1,
-            metrics_interval: None,
+            metrics_interval,
             gpu: false,
             exact_tokenizer: !self.tok.is_built_in(),
             start_at_unix_ns: None,

@@ -41,9 +41,7 @@ impl Target {
     /// What schedule entry `i` sends as its turn `k` (of `turns`; 1 for one request per
     /// entry): entries cycle through the prepared conversations, turns in their order.
     fn spec(&self, i: usize, k: u32, turns: u32) -> &RequestSpec {
-        let turns = turns.max(1) as usize;
-        let conversations = (self.specs.len() / turns).max(1);
-        &self.specs[((i % conversations) * turns + k as usize) % self.specs.len()]
+        &self.specs[crate::workload::prompt_index(i, k, turns, self.specs.len())]
     }
 }
 

@@ -27,8 +27,9 @@ use crate::store::layout::CellDir;
 use crate::store::requests_table;
 use crate::workload::Prompt;
 use anyhow::Result;
+use loadtest_analysis::engine_work::StepCosts;
 use loadtest_analysis::record::{
-    CancelReason, CompactRecord, ErrorKind, RequestError, RequestRecord, TokenSource,
+    CancelReason, CompactRecord, ErrorKind, RequestError, RequestRecord, TokenSource, Turn,
 };
 use loadtest_analysis::server_metrics::{MetricRow, server_stats};
 use loadtest_analysis::summary::Window;
@@ -39,7 +40,8 @@ use vllm_sim::Profile;
 use vllm_sim::metrics::{CacheConfig, EngineMetrics, Gauges};
 use vllm_sim::prefix_cache::{BlockHash, block_hashes};
 use vllm_sim::virtual_time::{
-    KeepMetrics, Sample, SimError, Slots, VirtualConfig, VirtualRequest, VirtualRun, simulate_until,
+    Conversations, KeepMetrics, Sample, SimError, Slots, VirtualConfig, VirtualRequest, VirtualRun,
+    simulate_until,
 };
 
 /// The simulated server a group of virtual cells shares: what `launcher: sim` would start.
@@ -73,6 +75,9 @@ impl PrefixHashes {
             return None;
         }
         let block_size = server.profile.block_size;
+        // a conversation's turn carries the ones before it: its prefix is their messages
+        // as the server's chat template lays them out (so turn k finds turn k − 1's blocks)
+        let conversations = prompts.iter().any(|p| !p.history.is_empty());
         let hashes = self
             .0
             .entry((key.to_string(), block_size))
@@ -83,13 +88,31 @@ impl PrefixHashes {
                         // the server's special tokens (a BOS): a stand-in id, as the
                         // simulator's server uses
                         let mut ids = vec![u32::MAX; tok.special_tokens_added() as usize];
-                        ids.extend(tok.encode(&p.text));
+                        if conversations {
+                            let text = vllm_sim::server::render_conversation(&p.history, &p.text);
+                            ids.extend(tok.encode(&text));
+                        } else {
+                            ids.extend(tok.encode(&p.text));
+                        }
                         block_hashes(&ids, block_size).into()
                     })
                     .collect()
             })
             .clone();
         Some(hashes)
+    }
+}
+
+/// A profile's step costs as the analysis prices a measured cell's work with them
+/// (`engine_work`): the terms of the simulator's step (`vllm_sim::engine`), which a test
+/// here holds equal.
+pub fn step_costs(p: &Profile) -> StepCosts {
+    StepCosts {
+        c0_s: p.c0_s,
+        c_pf_s: p.c_pf_s,
+        c_pf_attn_s: p.c_pf_attn_s,
+        c_dec_s: p.c_dec_s,
+        c_kv_s: p.c_kv_s,
     }
 }
 
@@ -149,40 +172,57 @@ pub fn run(
         Some(s) => simulate_slots(c, server, hashes, s, stopped)?,
     };
     // what the client did with each request: when the schedule meant it to go and when it
-    // went (a closed loop means it to go when a slot frees)
-    let n_sent = requests.len();
+    // went (a closed loop means it to go when a slot frees, a conversation its later turns
+    // when the one before ended)
+    let turns = turns(c);
     let sent_at: Vec<u64> = match slots {
         None => requests.iter().map(|r| r.arrival_ns).collect(),
-        Some(_) => run.outcomes[..n_sent]
-            .iter()
-            .map(|o| o.arrival_ns)
+        Some(_) => run.outcomes.iter().map(|o| o.arrival_ns).collect(),
+    };
+    let mut sent: Vec<usize> = match slots {
+        None => (0..requests.len()).collect(),
+        Some(_) => (0..requests.len())
+            .filter(|&j| run.outcomes[j].sent)
             .collect(),
     };
-    let intended: Vec<u64> = if c.load.closed_loop() {
-        sent_at.clone()
-    } else {
-        requests.iter().map(|r| r.arrival_ns).collect()
-    };
+    let intended: Vec<u64> = (0..requests.len())
+        .map(|j| {
+            if c.load.closed_loop() || j % turns > 0 {
+                sent_at[j]
+            } else {
+                requests[j].arrival_ns
+            }
+        })
+        .collect();
     halt_if(stopped)?;
     let token_times = served_token_times(run.token_times, &refused_why, slots.is_some());
-    let cut = Cut::of(c, &intended, &sent_at, &token_times, n_sent);
-    let full: Vec<RequestRecord> = requests
+    let cut = Cut::of(c, &intended, &sent_at, &token_times, &sent);
+    // a later turn due once the client has cut the rest is never sent, as live
+    sent.retain(|&j| j % turns == 0 || sent_at[j] < cut.at_ns);
+    let full: Vec<RequestRecord> = sent
         .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let prompt = &c.prompts[i % c.prompts.len()];
-            let at = (intended[i], sent_at[i]);
-            match &refused_why[i] {
-                Some(why) => refused(i, r, at, prompt.input_tokens, why.clone()),
-                None => record(i, r, at, prompt.input_tokens, &token_times[i], c, &cut),
-            }
+        .map(|&j| {
+            let r = &requests[j];
+            let at = (intended[j], sent_at[j]);
+            let mut rec = match &refused_why[j] {
+                Some(why) => refused(j, r, at, why.clone()),
+                None => record(j, r, at, &token_times[j], c, &cut),
+            };
+            rec.turn = (turns > 1).then(|| Turn {
+                session: u32::try_from(j / turns).unwrap_or(u32::MAX),
+                index: u16::try_from(j % turns).unwrap_or(u16::MAX),
+            });
+            rec
         })
         .collect();
     drop(token_times);
     // every record is in memory from the start: no journal (`requests.jsonl`) to keep
     let records: Vec<CompactRecord> = full.iter().map(RequestRecord::to_compact).collect();
-    // (a closed loop schedules nothing ahead, so it leaves nothing unsent)
-    let not_sent = c.schedule.len().saturating_sub(n_sent) as u64;
+    // every turn of every entry scheduled or started, less those sent (a closed loop
+    // schedules nothing ahead: it leaves unsent only its conversations' later turns)
+    let started = sent.iter().filter(|&&j| j % turns == 0).count();
+    let entries = c.schedule.len().max(started);
+    let not_sent = (entries * turns).saturating_sub(sent.len()) as u64;
     // The timeline has no wall clock: its zero is when the prediction was made, so the
     // absolute-time columns read as "offsets from then", never as when anything happened.
     let clock_zero_unix_ns = loadtest_base::time::unix_now_ns();
@@ -261,14 +301,28 @@ const MAX_CLOSED_LOOP_UNITS: u64 = 60_000_000;
 /// A request's own records, in tokens' worth.
 const REQUEST_COST: u64 = 16;
 
-/// The client's concurrency cap as the simulator applies it: `load.max_concurrency` slots,
-/// none sent after the duration, each held at most the request timeout.
+/// The client as the simulator plays it: `load.max_concurrency` slots, none sent after the
+/// duration, each held at most the request timeout; conversations' turns one after
+/// another (with or without a cap). `None`: a schedule fixed in advance.
 fn slots(c: &CellSpec) -> Option<Slots> {
-    c.load.max_concurrency.map(|limit| Slots {
-        limit,
+    let conversations = (c.turns > 1).then_some(Conversations {
+        turns: c.turns,
+        think_ns: (c.load.think_time_s * 1e9) as u64,
+    });
+    if c.load.max_concurrency.is_none() && conversations.is_none() {
+        return None;
+    }
+    Some(Slots {
+        limit: c.load.max_concurrency.unwrap_or(usize::MAX),
         send_until_ns: c.load.send_until().map(|d| d.as_nanos() as u64),
         timeout_ns: Some(c.load.request_timeout.as_nanos() as u64),
+        conversations,
     })
+}
+
+/// Requests per schedule entry: a conversation's turns, else 1.
+fn turns(c: &CellSpec) -> usize {
+    c.turns.max(1) as usize
 }
 
 /// The simulator's configuration for the cell; `keep`: which samples keep the counters.
@@ -328,10 +382,10 @@ fn simulate_schedule(
     Ok((requests, refused_why, run))
 }
 
-/// A concurrency cap: who is sent when depends on when earlier requests end, so the
-/// simulator plays the client too (`Slots`), refusals included. A closed loop sends for
-/// the whole duration: it is given requests (prompts in turn) until it asks for no more.
-/// The requests come back cut to those sent.
+/// A concurrency cap or conversations: who is sent when depends on when earlier requests
+/// end, so the simulator plays the client too (`Slots`), refusals included. A closed loop
+/// sends for the whole duration: it is given requests (prompts in turn) until it asks for
+/// no more. Every request given comes back; the run's outcomes say which were sent.
 fn simulate_slots(
     c: &CellSpec,
     server: &VirtualServer,
@@ -342,19 +396,26 @@ fn simulate_slots(
     // when sending ends is known only once it has run: every sample keeps the counters
     let cfg = config(c, server, Some(slots), KeepMetrics::Always);
     let limit = server.profile.max_model_len;
+    // in requests, whole conversations (`closed_loop_most` is whole rounds of the prompts,
+    // which hold whole conversations)
+    let turns = turns(c);
     let most = if c.load.closed_loop() {
         all_refused(c, limit)?;
         closed_loop_most(c)
     } else {
-        sent(c)
+        sent(c) * turns
     };
     let mut n = if c.load.closed_loop() {
-        (4 * slots.limit).max(256).min(most)
+        (4 * slots.limit)
+            .max(256)
+            .div_ceil(turns)
+            .saturating_mul(turns)
+            .min(most)
     } else {
         most
     };
     loop {
-        let mut requests = requests(c, hashes, n);
+        let requests = requests(c, hashes, n);
         let run =
             simulate_until(&cfg, &requests, stopped).map_err(|e| sim_error(e, &server.profile))?;
         halt_if(stopped)?;
@@ -369,9 +430,7 @@ fn simulate_slots(
             n = (2 * n).min(most);
             continue;
         }
-        // the client sends in arrival order: the sent are a prefix
-        let n_sent = run.outcomes.iter().take_while(|o| o.sent).count();
-        requests.truncate(n_sent);
+        // which were sent is the run's to say (`VirtualOutcome::sent`)
         let refused_why = requests.iter().map(|r| refusal(r, limit)).collect();
         return Ok((requests, refused_why, run));
     }
@@ -571,16 +630,21 @@ fn sent(c: &CellSpec) -> usize {
     }
 }
 
-/// The requests as the simulator would receive them over HTTP: arrival `i` sends prompt
-/// `i mod prompts` (as the load point does), with its prefix-block hashes when the
-/// simulator caches prefixes.
+/// The requests as the simulator would receive them over HTTP: request `j` is turn `j mod
+/// turns` of schedule entry `j / turns`, with the prompt the load point sends for it
+/// (`workload::prompt_index`) and its prefix-block hashes when the simulator caches
+/// prefixes.
 fn requests(c: &CellSpec, hashes: Option<&[Arc<[BlockHash]>]>, n: usize) -> Vec<VirtualRequest> {
+    let turns = turns(c);
     (0..n)
-        .map(|i| {
-            let k = i % c.prompts.len();
+        .map(|j| {
+            // request j is turn j mod turns of schedule entry j / turns
+            let (i, turn) = (j / turns, (j % turns) as u32);
+            let k = crate::workload::prompt_index(i, turn, c.turns, c.prompts.len());
             let p = &c.prompts[k];
             VirtualRequest {
-                // a closed loop has no schedule: each goes when a slot frees
+                // a closed loop has no schedule: each goes when a slot frees (and a later
+                // turn when the one before ended)
                 arrival_ns: c.schedule.get(i).copied().unwrap_or(0),
                 prompt_tokens: p.input_tokens,
                 max_tokens: p.output_tokens,
@@ -606,18 +670,24 @@ impl Cut {
     /// The load point's rule: after sending ends, wait for every request of the window
     /// (each until its end or its timeout), then cut the rest (`after_window`); the drain
     /// limit cuts earlier (`drain_limit`).
-    /// `intended`, `sent_at`: each sent request's intended and actual send time.
+    /// `intended`, `sent_at`: each request's intended and actual send time; `sent`: which
+    /// requests were sent.
     fn of(
         c: &CellSpec,
         intended: &[u64],
         sent_at: &[u64],
         tokens: &[Vec<u64>],
-        n_sent: usize,
+        sent: &[usize],
     ) -> Cut {
         let timeout_ns = c.load.request_timeout.as_nanos() as u64;
-        let send_end_ns = send_end_ns(c, n_sent, sent_at.last().copied().unwrap_or(0));
+        let turns = turns(c);
+        let started = sent.iter().filter(|&&j| j % turns == 0).count();
+        let last_sent = sent.iter().map(|&j| sent_at[j]).max().unwrap_or(0);
+        let send_end_ns = send_end_ns(c, started, last_sent);
         // the window's requests are those intended in it (as the load point follows them)
-        let followed_end = (0..n_sent)
+        let followed_end = sent
+            .iter()
+            .copied()
             .filter(|&i| {
                 c.load
                     .window_s
@@ -646,9 +716,9 @@ impl Cut {
 }
 
 /// When sending ended: the cell's duration when it stopped arrivals (a closed loop always
-/// runs to it), else the last send (`last_sent_ns`).
-fn send_end_ns(c: &CellSpec, n_sent: usize, last_sent_ns: u64) -> u64 {
-    let stopped = n_sent < c.schedule.len() || c.load.closed_loop();
+/// runs to it), else the last send (`last_sent_ns`). `started`: schedule entries sent.
+fn send_end_ns(c: &CellSpec, started: usize, last_sent_ns: u64) -> u64 {
+    let stopped = started < c.schedule.len() || c.load.closed_loop();
     match (stopped, c.load.send_until()) {
         (true, Some(d)) => d.as_nanos() as u64,
         _ => last_sent_ns,
@@ -666,7 +736,6 @@ fn record(
     i: usize,
     r: &VirtualRequest,
     (intended, t0): (u64, u64),
-    input_tokens: u32,
     tokens: &[u64],
     c: &CellSpec,
     cut: &Cut,
@@ -708,7 +777,7 @@ fn record(
         connect_ns: None,
         content_event_tokens: vec![1; events.len()],
         content_events: events,
-        input_tokens,
+        input_tokens: r.prompt_tokens,
         server_prompt_tokens: complete.then_some(r.prompt_tokens),
         max_tokens: r.max_tokens,
         output_tokens,
@@ -735,7 +804,6 @@ fn refused(
     i: usize,
     r: &VirtualRequest,
     (intended, sent): (u64, u64),
-    input_tokens: u32,
     why: String,
 ) -> RequestRecord {
     RequestRecord {
@@ -746,7 +814,7 @@ fn refused(
         connect_ns: None,
         content_event_tokens: Vec::new(),
         content_events: Vec::new(),
-        input_tokens,
+        input_tokens: r.prompt_tokens,
         server_prompt_tokens: None,
         max_tokens: r.max_tokens,
         output_tokens: 0,
@@ -802,6 +870,56 @@ mod tests {
             record_token_times: false,
         };
         simulate(&cfg, &requests).unwrap()
+    }
+
+    /// The analysis prices an engine's work with the simulator's own step model: a
+    /// saturated engine (never idle) read through its scrapes takes the time `step_costs`
+    /// gives for its counted work, for profiles whose every term counts. A term the
+    /// simulator charges and `StepCosts` leaves out (or the reverse) fails this.
+    #[test]
+    fn the_priced_work_is_what_the_simulators_steps_took() {
+        use loadtest_analysis::engine_work::engine_work;
+        let mut rng = loadtest_base::rng::Rng::new(7);
+        for _ in 0..6 {
+            let mut p = Profile::named("default").unwrap();
+            let mut pick = |lo: f64, hi: f64| lo + (hi - lo) * rng.f64();
+            p.c0_s = pick(2e-3, 20e-3);
+            p.c_pf_s = pick(10e-6, 100e-6);
+            p.c_pf_attn_s = pick(0.0, 100e-9);
+            p.c_dec_s = pick(50e-6, 500e-6);
+            p.c_kv_s = pick(0.0, 500e-9);
+            p.max_num_seqs = 64;
+            // a burst twice what runs at once: a queue the whole middle of the run
+            let requests: Vec<VirtualRequest> = (0..400)
+                .map(|_| VirtualRequest {
+                    arrival_ns: 0,
+                    prompt_tokens: 300,
+                    max_tokens: 40,
+                    min_tokens: 0,
+                    ignore_eos: true,
+                    pinned_rank: None,
+                    block_hashes: Arc::from(Vec::new()),
+                })
+                .collect();
+            let cfg = VirtualConfig {
+                profile: p.clone(),
+                dp: 1,
+                seed: 1,
+                api_servers: None,
+                slots: None,
+                sample_every_ns: Some(50_000_000),
+                sample_metrics: KeepMetrics::Always,
+                max_span_ns: None,
+                check_invariants: false,
+                record_token_times: false,
+            };
+            let run = simulate(&cfg, &requests).unwrap();
+            let rows = scraped_rows(&run.samples, u64::MAX, "m", &p).unwrap();
+            let (from, to) = (run.end_ns / 5, run.end_ns * 3 / 5);
+            let w = engine_work(&rows, from, to).unwrap();
+            let ratio = step_costs(&p).time_ratio(&w).unwrap();
+            assert!((ratio - 1.0).abs() < 0.03, "ratio {ratio} for {p:?}");
+        }
     }
 
     /// A sample's rows, every family, as a scrape of the exposition reads them.

@@ -393,6 +393,16 @@ impl FitDir {
             .collect()
     }
 
+    /// The open-loop load the server's speed against the burst fit is measured on, and its
+    /// prediction with the burst fit (`fit --speed-seconds`).
+    pub fn speed_load(&self) -> CellDir {
+        CellDir::new(self.root.join("speed-load"))
+    }
+
+    pub fn speed_load_predicted(&self) -> CellDir {
+        CellDir::new(self.root.join("speed-load-predicted"))
+    }
+
     /// The held-out load, measured on the server (open loop, Poisson).
     pub fn held_out(&self) -> CellDir {
         CellDir::new(self.root.join("held-out"))

@@ -33,6 +33,16 @@ pub struct Prompt {
     pub output_tokens: u32,
 }
 
+/// Which of `prompts` prompts schedule entry `entry` sends as its turn `turn` (of `turns`;
+/// 1 for one request per entry): entries cycle through the conversations, laid out
+/// conversation-major (`sessions`), turns in their order. The load point and the
+/// virtual-time cell both send by it.
+pub fn prompt_index(entry: usize, turn: u32, turns: u32, prompts: usize) -> usize {
+    let turns = turns.max(1) as usize;
+    let conversations = (prompts / turns).max(1);
+    ((entry % conversations) * turns + turn as usize) % prompts.max(1)
+}
+
 /// The prompts of a run, and what the user should know about how they were made.
 #[derive(Debug, Clone)]
 pub struct Workload {

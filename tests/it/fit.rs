@@ -202,6 +202,90 @@ fn a_fit_recovers_the_servers_step_costs_and_states_its_own_error() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The speed load: a live fit measures the server's speed on an open-loop load against
+/// its burst fit and scales every step cost by it. The simulator steps at its configured
+/// costs under any load, so a fit of it reads ~1; the same folder refitted with the speed
+/// load of a server 1.3× slower (every cost × 1.3) reads ~1.3 and scales the burst fit's
+/// costs by it, and `--speed-seconds 0` keeps the burst fit.
+#[test]
+fn the_speed_load_scales_the_step_costs_by_the_servers_open_loop_speed() {
+    let _g = serial();
+    let dir = temp_dir("fit-speed");
+    let fit_of = |truth: &str, name: &str| {
+        let t = dir.join(format!("{name}.yaml"));
+        std::fs::write(&t, truth).unwrap();
+        let (mut sim, url) = spawn_sim(&["--profile", t.to_str().unwrap()]);
+        let probes = dir.join(format!("{name}-probes"));
+        let out = dir.join(format!("{name}-fitted.yaml"));
+        let r = run(&[
+            "fit",
+            "--base-url",
+            &url,
+            "--repeats",
+            "1",
+            "--held-out-seconds",
+            "0",
+            "--speed-seconds",
+            "4",
+            "--probes-dir",
+            probes.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]);
+        let _ = sim.kill();
+        let _ = sim.wait();
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        (probes, profile(&out))
+    };
+    let speed_of = |p: &serde_yaml::Value| {
+        let s = &p["provenance"]["open_loop_speed"];
+        assert_eq!(s["applied"].as_bool(), Some(true), "{s:?}");
+        s["speed"].as_f64().unwrap()
+    };
+    let (probes, fitted) = fit_of(TRUTH, "truth");
+    let own = speed_of(&fitted);
+    assert!((own - 1.0).abs() < 0.12, "the simulator's own speed: {own}");
+    let slower = TRUTH
+        .replace("c0_s: 0.006", "c0_s: 0.0078")
+        .replace("c_pf_s: 0.00003", "c_pf_s: 0.000039")
+        .replace("c_dec_s: 0.00015", "c_dec_s: 0.000195")
+        .replace("c_kv_s: 0.0000001", "c_kv_s: 0.00000013");
+    let (slow_probes, _) = fit_of(&slower, "slower");
+    // the burst fit of the first server, and the speed load of the second
+    let speed_load = probes.join("speed-load");
+    std::fs::remove_dir_all(&speed_load).unwrap();
+    std::fs::rename(slow_probes.join("speed-load"), &speed_load).unwrap();
+    let refit = |extra: &[&str], name: &str| {
+        let out = dir.join(name);
+        let mut args = vec!["fit", probes.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        args.extend(extra);
+        let r = run(&args);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        profile(&out)
+    };
+    let burst = refit(&["--speed-seconds", "0"], "burst.yaml");
+    assert!(burst["provenance"].get("open_loop_speed").is_none());
+    let scaled = refit(&[], "scaled.yaml");
+    let speed = speed_of(&scaled);
+    assert!(
+        (speed / own - 1.3).abs() < 0.12,
+        "speed {speed} against {own}"
+    );
+    for k in ["c0_s", "c_pf_s", "c_dec_s", "c_kv_s"] {
+        let (b, s) = (burst[k].as_f64().unwrap(), scaled[k].as_f64().unwrap());
+        assert!(
+            (s / b - speed).abs() < 1e-9,
+            "{k}: {s} against {b} × {speed}"
+        );
+    }
+    // the front end and the limits are the burst fit's
+    for k in ["front_end_latency_s", "max_num_seqs"] {
+        assert_eq!(burst[k], scaled[k], "{k}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_fit_without_probes_or_with_a_folder_for_output_says_what_to_do() {
     let dir = temp_dir("fit-bad");

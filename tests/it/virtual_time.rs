@@ -55,7 +55,7 @@ fn slow_steps(dir: &Path) -> PathBuf {
     let profile = dir.join("slow-steps.yaml");
     std::fs::write(
         &profile,
-        "base: default\nc0_s: 0.04\nc_pf_s: 0.00002\nc_dec_s: 0.0002\nc_kv_s: 0\nfront_end_latency_s: 0.005\n",
+        "base: default\nc0_s: 0.04\nc_pf_s: 0.00002\nc_pf_attn_s: 0.00000002\nc_dec_s: 0.0002\nc_kv_s: 0.0000001\nfront_end_latency_s: 0.005\n",
     )
     .unwrap();
     profile
@@ -201,21 +201,22 @@ fn a_cell_in_virtual_time_agrees_with_the_real_time_simulator_and_says_it_is_pre
     // the server's speed against the profile for the measured cell's own work: the profile
     // it ran, and one whose every cost is 0.8 of it (a server now 1.25× slower than its
     // profile says)
-    let speed_in = |md: &str| -> f64 {
+    let speed_of = |md: &str, cell: &str| -> f64 {
         let row = md
             .lines()
-            .find(|l| l.starts_with("| request_rate=4 | ") && l.contains("× |"))
+            .find(|l| l.starts_with(&format!("| {cell} | ")) && l.contains("× |"))
             .unwrap_or_else(|| panic!("no speed row in {md}"));
         let cell = row.split('|').nth(4).unwrap().trim().trim_end_matches('×');
         cell.parse().unwrap_or_else(|_| panic!("{row}"))
     };
+    let speed_in = |md: &str| speed_of(md, "request_rate=4");
     let same = speed_in(&md);
     assert!((same - 1.0).abs() <= 0.06, "speed {same}: {md}");
     assert!(md.contains("The server's steps took"), "{md}");
     let faster = dir.join("faster.yaml");
     std::fs::write(
         &faster,
-        "base: default\nc0_s: 0.032\nc_pf_s: 0.000016\nc_dec_s: 0.00016\nc_kv_s: 0\nfront_end_latency_s: 0.005\n",
+        "base: default\nc0_s: 0.032\nc_pf_s: 0.000016\nc_pf_attn_s: 0.000000016\nc_dec_s: 0.00016\nc_kv_s: 0.00000008\nfront_end_latency_s: 0.005\n",
     )
     .unwrap();
     let r = report_with(&real, &faster);
@@ -225,6 +226,34 @@ fn a_cell_in_virtual_time_agrees_with_the_real_time_simulator_and_says_it_is_pre
     assert!(
         (slower / same - 1.25).abs() <= 0.06,
         "speed {slower} against {same}: {md}"
+    );
+    // two engines: their idle time from the gauges the monitor sampled, not the records
+    let two = run_experiment(
+        QUICKSTART,
+        &dir.join("two-engines"),
+        &[
+            &format!("server.profile={}", profile.display()),
+            "server.dp=2",
+            "matrix.request_rate=[8]",
+            "workload.output_len=16",
+            "load.duration_s=12",
+            "load.warmup_s=2",
+            "load.cooldown_s=1",
+            "workload.num_prompts=100",
+            "monitor.metrics_interval_s=0.25",
+        ],
+    );
+    let speeds: Vec<f64> = [&profile, &faster]
+        .map(|p| {
+            let r = report_with(&two, p);
+            assert_eq!(r.code, Some(0), "{}", r.stderr);
+            let md = std::fs::read_to_string(two.join("report.md")).unwrap();
+            speed_of(&md, "request_rate=8")
+        })
+        .to_vec();
+    assert!(
+        (speeds[1] / speeds[0] - 1.25).abs() <= 0.08,
+        "two engines: speed {speeds:?}"
     );
     let predicted = only_entry(real.join("predicted"));
     assert!(predicted.is_dir(), "{}", predicted.display());
@@ -246,6 +275,79 @@ fn a_cell_in_virtual_time_agrees_with_the_real_time_simulator_and_says_it_is_pre
         let after = std::fs::read_dir(real.join("predicted")).unwrap().count();
         assert_eq!(before, after, "no prediction folder for a refused profile");
     }
+}
+
+/// Conversations in virtual time: each later turn sent the think time after the one
+/// before ended, as the load point sends it; the real-time simulator's server finds each
+/// turn's history in its prefix cache, and the prediction finds it too.
+#[test]
+fn conversations_in_virtual_time_agree_with_the_real_time_simulator() {
+    let _serial = serial();
+    let dir = temp_dir("virtual-conversations");
+    let profile = slow_steps(&dir);
+    const MULTI_TURN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/multi-turn.yaml");
+    let mut sets: Vec<String> = [
+        "matrix.enable_prefix_caching=[true]",
+        "load.request_rate=1.5",
+        "load.duration_s=14",
+        "load.warmup_s=4",
+        "load.drain_timeout_s=30",
+        "workload.turns=3",
+        "workload.think_time_s=0.5",
+        "workload.input_len=96",
+        "workload.output_len=12",
+        "workload.num_prompts=60",
+        "server.launcher=sim",
+        "monitor.metrics_interval_s=1",
+    ]
+    .map(String::from)
+    .to_vec();
+    sets.push(format!("server.profile={}", profile.display()));
+    let strs = |v: &[String]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let real = run_experiment(
+        MULTI_TURN,
+        &dir.join("real"),
+        &strs(&sets).iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    sets.push("server.clock=virtual".into());
+    let virt = run_experiment(
+        MULTI_TURN,
+        &dir.join("virtual"),
+        &strs(&sets).iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let ((_, r), (vcell, v)) = (only_cell(&real), only_cell(&virt));
+    let count = |s: &serde_json::Value, k: &str| s["vllm_loadtest"]["summary"][k].as_u64().unwrap();
+    // every turn accounted for; the same conversations started, and the turns sent within
+    // a request or two (a turn due near the duration's end goes or not by milliseconds)
+    assert_accounted(&vcell, count(&v, "sent"));
+    let (rs, vs) = (count(&r, "sent"), count(&v, "sent"));
+    assert!(
+        rs.abs_diff(vs) <= 2,
+        "sent: real time {rs}, virtual time {vs}"
+    );
+    assert!(
+        (count(&r, "not_sent") + rs).abs_diff(count(&v, "not_sent") + vs) <= 2,
+        "sent and not sent: {r} against {v}"
+    );
+    assert_agree(&r, &v, 0.05);
+    // the history found in the cache: the same share of prompt tokens on both sides
+    let hits = |s: &serde_json::Value| {
+        s["vllm_loadtest"]["monitors"]["prefix_cache"]["hit_rate"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{s}"))
+    };
+    let (rh, vh) = (hits(&r), hits(&v));
+    assert!(
+        rh > 0.3 && (rh - vh).abs() < 0.05,
+        "hit rate: real {rh}, virtual {vh}"
+    );
+    // and the report reads them turn by turn
+    let md = std::fs::read_to_string(virt.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Multi-turn conversations: TTFT by turn"),
+        "{md}"
+    );
+    assert!(md.contains("Predicted, not measured"), "{md}");
 }
 
 #[test]
@@ -677,37 +779,28 @@ fn a_signal_stops_a_prediction_and_keeps_nothing() {
 }
 
 #[test]
-fn virtual_time_refuses_conversations_and_real_servers() {
+fn virtual_time_refuses_real_servers() {
     let dir = temp_dir("virtual-refused");
-    for (set, says) in [
-        ("workload.dataset=multi_turn", "multi_turn"),
-        (
-            "server.launcher=external",
-            "launcher `external` is a real server",
-        ),
-    ] {
-        let mut args = vec![
-            "run",
-            QUICKSTART,
-            "--output",
-            dir.to_str().unwrap(),
-            "--dry-run",
-            "--set",
-            "server.clock=virtual",
-            "--set",
-            set,
-        ];
-        if set.contains("external") {
-            args.extend(["--set", "server.urls=[http://127.0.0.1:9]"]);
-        }
-        if set.contains("multi_turn") {
-            args.extend(["--set", "workload.endpoint=/v1/chat/completions"]);
-        }
-        let r = run(&args);
-        assert_eq!(r.code, Some(1), "{set}: {}", r.stderr);
-        assert!(r.stderr.contains(says), "{set}: {}", r.stderr);
-        assert!(r.stderr.contains("clock: virtual"), "{set}: {}", r.stderr);
-    }
+    let r = run(&[
+        "run",
+        QUICKSTART,
+        "--output",
+        dir.to_str().unwrap(),
+        "--dry-run",
+        "--set",
+        "server.clock=virtual",
+        "--set",
+        "server.launcher=external",
+        "--set",
+        "server.urls=[http://127.0.0.1:9]",
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("launcher `external` is a real server"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("clock: virtual"), "{}", r.stderr);
     // the monitor's samples are events of the simulation: a 1 µs interval over 25 s of
     // arrivals (25 million samples) is refused, not left to run for hours
     let r = run(&[

@@ -98,11 +98,17 @@ impl Arrival {
     /// is one; else how it sent (`closed 90` for all at once under a concurrency cap, `ramp
     /// 2→24`, `trace 2×`), where vLLM's own files say `inf` for all of them.
     pub fn offered_label(&self, rate: f64, max_concurrency: Option<usize>) -> String {
+        // whole numbers as they are, others to a tenth, and below 1 to two significant
+        // digits (a rate of 0.05 is not 0.1)
         let num = |r: f64| {
             if r.fract() == 0.0 {
                 format!("{r:.0}")
-            } else {
+            } else if r >= 1.0 {
                 format!("{r:.1}")
+            } else {
+                let decimals = (1.0 - r.log10().floor()).max(1.0) as usize;
+                let s = format!("{r:.decimals$}");
+                s.trim_end_matches('0').to_string()
             }
         };
         match (*self, max_concurrency) {

@@ -347,11 +347,8 @@ impl Engine {
             let finish = done.then_some(reason);
             if s.first_token_ns.is_none() {
                 s.first_token_ns = Some(now_ns);
-                self.metrics.on_first_token(
-                    s.req.arrival_ns,
-                    s.first_scheduled_ns.unwrap_or(now_ns),
-                    now_ns,
-                );
+                self.metrics
+                    .on_first_token(&s.req, s.first_scheduled_ns.unwrap_or(now_ns), now_ns);
             } else {
                 self.metrics.on_token_gap(now_ns - s.last_token_ns);
             }

@@ -128,9 +128,12 @@ impl EngineMetrics {
         self.queue.observe(s(now.saturating_sub(arrival)));
     }
 
-    pub(super) fn on_first_token(&mut self, arrival: u64, scheduled: u64, now: u64) {
-        self.ttft.observe(s(now.saturating_sub(arrival)));
+    /// The request's first token: vLLM counts its prompt tokens then (a prefill done), not
+    /// when it finishes.
+    pub(super) fn on_first_token(&mut self, r: &EngineRequest, scheduled: u64, now: u64) {
+        self.ttft.observe(s(now.saturating_sub(r.arrival_ns)));
         self.prefill.observe(s(now.saturating_sub(scheduled)));
+        self.prompt_tokens += r.prompt_tokens as u64;
         self.generation_tokens += 1;
     }
 
@@ -172,7 +175,6 @@ impl EngineMetrics {
             .position(|x| *x == reason)
             .unwrap_or(3);
         self.success[i] += 1;
-        self.prompt_tokens += r.prompt_tokens as u64;
         self.e2e.observe(s(now.saturating_sub(r.arrival_ns)));
         self.inference.observe(s(now.saturating_sub(scheduled)));
         self.decode.observe(s(now.saturating_sub(first_token)));

@@ -93,6 +93,30 @@ pub struct Provenance {
     /// repeat against their first (with two repeats or more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steadiness: Option<Steadiness>,
+    /// The server's speed on an open-loop load against the burst fit (`fit
+    /// --speed-seconds`), and whether the step costs were scaled by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_loop_speed: Option<OpenLoopSpeed>,
+}
+
+/// How fast the server stepped under an open-loop load, against the burst-fitted costs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenLoopSpeed {
+    /// The load it was measured on.
+    pub load: String,
+    /// Its engines' busy time over what the burst fit's costs give for its work, over the
+    /// same reading of its own prediction: 1.2, the steps took 20% longer.
+    pub speed: f64,
+    /// Every step cost was multiplied by `speed` (not when it lay outside `APPLIED`, a
+    /// measurement more likely broken than a server that different).
+    pub applied: bool,
+}
+
+impl OpenLoopSpeed {
+    /// The speeds a fit scales its step costs by; outside, it keeps the burst fit and says
+    /// why.
+    pub const APPLIED: std::ops::RangeInclusive<f64> = 0.5..=2.0;
 }
 
 /// The decode probes' step time in their last repeat over their first, per batch shape.
@@ -386,6 +410,19 @@ impl Profile {
     /// budget T does: a step of chunked prefill holds at most T tokens, so long prompts with
     /// short outputs cannot fill B slots. (512 in / 32 out on the default profile: 22.76
     /// req/s, where O/B alone says 24.6; 600 s in virtual time measure 22.78.)
+    /// Every step cost multiplied by `by` (the front end, the limits and jitter kept).
+    pub fn scale_step_costs(&mut self, by: f64) {
+        for c in [
+            &mut self.c0_s,
+            &mut self.c_pf_s,
+            &mut self.c_pf_attn_s,
+            &mut self.c_dec_s,
+            &mut self.c_kv_s,
+        ] {
+            *c *= by;
+        }
+    }
+
     pub fn capacity(&self, input: u32, output: u32) -> f64 {
         let (i, o, b) = (input as f64, output as f64, self.max_num_seqs as f64);
         let t = self.max_num_batched_tokens as f64;

@@ -571,8 +571,7 @@ fn chat_prompt(state: &State, v: &Value, blocks: Blocks) -> Result<PromptInfo, R
 
 /// A minimal chat template: `<|role|>\ncontent\n` per message, then the assistant tag.
 fn render_chat(msgs: &[Value]) -> String {
-    let mut rendered = String::new();
-    for m in msgs {
+    render_messages(msgs.iter().map(|m| {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
         let content = match m.get("content") {
             Some(Value::String(s)) => s.clone(),
@@ -583,6 +582,27 @@ fn render_chat(msgs: &[Value]) -> String {
                 .join(""),
             _ => String::new(),
         };
+        (role, content)
+    }))
+}
+
+/// What this server's chat template makes of a conversation: `history` (the user's and
+/// the assistant's messages in turn) and then the user's `text`. The virtual-time client
+/// hashes it to find the prefixes this server would find in its cache.
+pub fn render_conversation(history: &[String], text: &str) -> String {
+    let roles = ["user", "assistant"].into_iter().cycle();
+    render_messages(
+        history
+            .iter()
+            .zip(roles)
+            .map(|(m, role)| (role, m.clone()))
+            .chain([("user", text.to_string())]),
+    )
+}
+
+fn render_messages<'a>(msgs: impl Iterator<Item = (&'a str, String)>) -> String {
+    let mut rendered = String::new();
+    for (role, content) in msgs {
         rendered.push_str(&format!("<|{role}|>\n{content}\n"));
     }
     rendered.push_str("<|assistant|>\n");

@@ -79,6 +79,25 @@ pub struct Slots {
     /// A request holds its slot at most this long (the client's request timeout; the
     /// engine keeps running it, as the virtual cell keeps what the client cuts).
     pub timeout_ns: Option<u64>,
+    /// The requests are conversations' turns; `None`: each stands alone.
+    pub conversations: Option<Conversations>,
+}
+
+/// Multi-turn conversations, as the load point sends them: request `c · turns + k` is turn
+/// `k` of conversation `c`. Turn 0 takes a slot (at its arrival, in arrival order); each
+/// later turn is sent `think_ns` after the one before ended at the client (its last token,
+/// its timeout, or at once when refused), unless that falls at or after sending's end; a
+/// conversation holds its slot until its last turn ends or its next one is not sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Conversations {
+    pub turns: u32,
+    pub think_ns: u64,
+}
+
+impl Conversations {
+    fn turns(self) -> usize {
+        self.turns.max(1) as usize
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -292,10 +311,12 @@ impl<'a> Sim<'a> {
         self.remaining > 0 || self.client.pending > 0
     }
 
-    /// The first `limit` requests (in arrival order) take a slot each at their arrival.
+    /// The first `limit` requests (in arrival order; of conversations, their first turns)
+    /// take a slot each at their arrival.
     fn start_client(&mut self, slots: Slots) {
         let requests = self.requests;
-        let mut order: Vec<usize> = (0..requests.len()).collect();
+        let turns = slots.conversations.map_or(1, Conversations::turns);
+        let mut order: Vec<usize> = (0..requests.len()).step_by(turns).collect();
         order.sort_by_key(|&i| (requests[i].arrival_ns, i));
         self.client = Client {
             order,
@@ -303,7 +324,7 @@ impl<'a> Sim<'a> {
             front: self.cfg.api_servers.map(FrontEnd::new),
             ..Client::default()
         };
-        for _ in 0..slots.limit.min(requests.len()) {
+        for _ in 0..slots.limit.min(self.client.order.len()) {
             self.give_slot(0);
         }
     }
@@ -339,7 +360,9 @@ impl<'a> Sim<'a> {
         let limit = self.cfg.profile.max_model_len;
         if super::server::context_refusal(limit, r.prompt_tokens, Some(r.max_tokens)).is_some() {
             oc.refused = true;
-            self.give_slot(t);
+            // answered at once: its slot (or its conversation's next turn) goes on now
+            self.client.holds[i] = true;
+            self.release(i, t);
             return;
         }
         let fe_ns = (self.cfg.profile.front_end_latency_s * 1e9).round() as u64;
@@ -356,12 +379,32 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// Request `i` ended or timed out at `t`: its slot frees, once.
+    /// Request `i` ended, timed out or was refused at `t`: once, its conversation's next
+    /// turn is sent after the think time, or else its slot frees.
     fn release(&mut self, i: usize, t: u64) {
-        if self.client.holds.get(i).copied().unwrap_or(false) {
-            self.client.holds[i] = false;
-            self.give_slot(t);
+        if !self.client.holds.get(i).copied().unwrap_or(false) {
+            return;
         }
+        self.client.holds[i] = false;
+        if let Some((next, think_ns)) = self.next_turn(i) {
+            let due = t.saturating_add(think_ns);
+            let until = self.cfg.slots.and_then(|s| s.send_until_ns);
+            if until.is_none_or(|u| due < u) {
+                // the conversation keeps its slot over the think time
+                self.client.pending += 1;
+                self.events.push(due, Kind::Send(next));
+                return;
+            }
+        }
+        self.give_slot(t);
+    }
+
+    /// The turn after request `i` in its conversation, and the think time before it.
+    fn next_turn(&self, i: usize) -> Option<(usize, u64)> {
+        let c = self.cfg.slots?.conversations?;
+        let next = i + 1;
+        (!next.is_multiple_of(c.turns()) && next < self.requests.len())
+            .then_some((next, c.think_ns))
     }
 
     /// Queue every request's arrival at its engine: after the front end's fixed latency and

@@ -84,6 +84,8 @@ pub struct Judgement {
     /// Per cell, where both sides' servers counted their steps' work and the predicted
     /// group's step costs are known.
     pub speed: Vec<SpeedRow>,
+    /// Why no cell has a speed row, when cells were judged and none has.
+    pub speed_unknown: Option<String>,
     pub saturation: Vec<SaturationRow>,
     /// Figures left out because a side only knows a lower bound (requests cut off).
     pub lower_bounds_skipped: usize,
@@ -224,9 +226,17 @@ pub fn judge(
             .total_cmp(&b.offered_rate)
             .then(a.cell.cmp(&b.cell))
     });
+    let speed_unknown = (speed.is_empty() && !rows.is_empty()).then(|| {
+        if costs.is_empty() {
+            "the prediction does not say which step costs it ran with: a prediction made before its manifest kept them; predict again".to_string()
+        } else {
+            "no cell's server counted what pricing its work needs on both sides: vLLM's step, prompt and output counters over the window, and a request finished in it".to_string()
+        }
+    });
     Judgement {
         rows,
         speed,
+        speed_unknown,
         saturation,
         lower_bounds_skipped,
         unmatched,
@@ -255,6 +265,7 @@ fn speed_row(
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (m, p) = (mean(&mr), mean(&pr));
+    let speed = engine_work::speed(m, p)?;
     Some(SpeedRow {
         cell: key.to_string(),
         offered_rate: measured[0].offered_rate,
@@ -263,7 +274,7 @@ fn speed_row(
         measured_max: mr.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         repeats: mr.len(),
         predicted: p,
-        speed: engine_work::speed(m, p),
+        speed,
         flagged,
     })
 }

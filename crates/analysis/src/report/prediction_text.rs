@@ -32,6 +32,10 @@ pub fn section(title: &str, j: &Judgement) -> Section {
         paragraphs.push(SPEED.into());
         paragraphs.extend(speed_sentence(j));
         tables.push(speed_table(j));
+    } else if let Some(why) = &j.speed_unknown {
+        paragraphs.push(format!(
+            "The server's speed against the profile: not known ({why})."
+        ));
     }
     Section {
         title: title.to_string(),
@@ -46,9 +50,20 @@ const SPEED: &str = "The server's speed against the profile (last table): the en
 /// The speed rows' range over the unflagged cells, in one sentence.
 fn speed_sentence(j: &Judgement) -> Option<String> {
     let (lo, hi, n) = speed_range(j)?;
+    let cells = if n == 1 { "cell" } else { "cells" };
     Some(format!(
-        "Over the {n} unflagged cells the server stepped at {lo:.2}–{hi:.2}× the profile's time for the same work."
+        "Over the {n} unflagged {cells} the server stepped at {} the profile's time for the same work.",
+        times(lo, hi)
     ))
+}
+
+/// `1.12–1.38×`, or `1.12×` for one value.
+fn times(lo: f64, hi: f64) -> String {
+    if format!("{lo:.2}") == format!("{hi:.2}") {
+        format!("{lo:.2}×")
+    } else {
+        format!("{lo:.2}–{hi:.2}×")
+    }
 }
 
 /// Lowest and highest speed of the unflagged cells, and how many.
@@ -128,7 +143,10 @@ pub fn summary_line(profile: &str, j: &Judgement) -> Option<String> {
     let flagged = j.rows.iter().filter(|r| r.flagged.is_some()).count()
         + j.saturation.iter().filter(|s| s.flagged.is_some()).count();
     let speed = speed_range(j).map_or(String::new(), |(lo, hi, _)| {
-        format!(" The server's steps took {lo:.2}–{hi:.2}× the profile's time for the same work.")
+        format!(
+            " The server's steps took {} the profile's time for the same work.",
+            times(lo, hi)
+        )
     });
     Some(format!(
         "Profile `{profile}`, predicting these cells in virtual time, misses the measurement by (mean absolute error) {}{} (see Predicted beside measured).{speed}",
@@ -316,6 +334,7 @@ mod tests {
                     flagged: flagged.then(|| "the client stalled".to_string()),
                 })
                 .collect(),
+            speed_unknown: None,
             lower_bounds_skipped: 0,
             unmatched: 0,
         };
@@ -324,6 +343,15 @@ mod tests {
         assert!(
             line.contains("took 0.90–1.25× the profile's time"),
             "{line}"
+        );
+        let one = Judgement {
+            speed: j.speed[..1].to_vec(),
+            ..j.clone()
+        };
+        let text = section("s", &one).paragraphs.join("\n");
+        assert!(
+            text.contains("Over the 1 unflagged cell the server stepped at 1.25× the"),
+            "{text}"
         );
         assert!(line.contains("achieved req/s 2.0% (1 cells)"), "{line}");
         assert!(line.contains("TTFT p50 ms 10.0% (1 cells)"), "{line}");

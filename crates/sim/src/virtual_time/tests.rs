@@ -364,6 +364,7 @@ fn a_closed_loop_keeps_its_slots_full_until_sending_ends() {
         limit: 8,
         send_until_ns: Some(until),
         timeout_ns: None,
+        conversations: None,
     });
     let run = simulate(&c, &reqs).unwrap();
     let sent: Vec<&VirtualOutcome> = run.outcomes.iter().filter(|o| o.sent).collect();
@@ -406,6 +407,7 @@ fn a_capped_schedule_sends_late_only_for_want_of_a_slot() {
         limit: 4,
         send_until_ns: None,
         timeout_ns: None,
+        conversations: None,
     });
     let run = simulate(&c, &reqs).unwrap();
     assert!(run.outcomes.iter().all(|o| o.sent && o.finish_ns.is_some()));
@@ -442,6 +444,7 @@ fn a_refused_or_timed_out_request_frees_its_slot() {
         limit: 1,
         send_until_ns: None,
         timeout_ns: None,
+        conversations: None,
     });
     let run = simulate(&c, &reqs).unwrap();
     let o = &run.outcomes;
@@ -453,9 +456,81 @@ fn a_refused_or_timed_out_request_frees_its_slot() {
         limit: 1,
         send_until_ns: None,
         timeout_ns: Some(1_000_000),
+        conversations: None,
     });
     let run = simulate(&c, &reqs).unwrap();
     let o = &run.outcomes;
     assert!(o[1].finish_ns.unwrap() > 1_000_000);
     assert_eq!(o[2].arrival_ns, 1_000_000);
+}
+
+#[test]
+fn a_conversations_turns_follow_each_other_and_keep_its_slot() {
+    let mut p = Profile::default_profile();
+    p.max_model_len = 4096;
+    // 6 conversations of 3 turns arriving at 2/s; 2 slots; think 0.5 s; sending ends at 6 s
+    let turns = 3;
+    let mut reqs = requests(2.0, 18, 256, 32, 9);
+    let starts: Vec<u64> = requests(2.0, 6, 256, 32, 9)
+        .iter()
+        .map(|r| r.arrival_ns)
+        .collect();
+    for (j, r) in reqs.iter_mut().enumerate() {
+        r.arrival_ns = starts[j / turns];
+    }
+    // a turn over the context is answered at once and its conversation goes on
+    reqs[4].prompt_tokens = 8000;
+    let think_ns = 500_000_000;
+    let until = 6_000_000_000;
+    let mut c = cfg(p, 1);
+    c.slots = Some(Slots {
+        limit: 2,
+        send_until_ns: Some(until),
+        timeout_ns: None,
+        conversations: Some(Conversations {
+            turns: turns as u32,
+            think_ns,
+        }),
+    });
+    let run = simulate(&c, &reqs).unwrap();
+    let o = &run.outcomes;
+    let end = |j: usize| {
+        if o[j].refused {
+            o[j].arrival_ns
+        } else {
+            o[j].finish_ns.unwrap()
+        }
+    };
+    for j in 0..reqs.len() {
+        if !o[j].sent {
+            continue;
+        }
+        if j % turns > 0 {
+            // sent exactly the think time after the turn before it ended
+            assert!(o[j - 1].sent, "turn {j} without its predecessor");
+            assert_eq!(o[j].arrival_ns, end(j - 1) + think_ns, "request {j}");
+            assert!(o[j].arrival_ns < until);
+        } else {
+            assert!(o[j].arrival_ns >= reqs[j].arrival_ns);
+        }
+    }
+    assert!(o[4].refused && o[5].sent, "{:?}", &o[3..6]);
+    // a turn due at or after sending's end is not sent, nor any after it
+    let unsent: Vec<usize> = (0..reqs.len()).filter(|&j| !o[j].sent).collect();
+    assert!(!unsent.is_empty(), "all 18 turns fit in 6 s?");
+    for &j in &unsent {
+        assert!(j % turns == 0 || !o[j - 1].sent || end(j - 1) + think_ns >= until);
+    }
+    // two conversations at most at any time, holding their slots between turns: the
+    // third conversation starts when one of the first two has ended
+    let conv_span = |k: usize| {
+        let sent: Vec<usize> = (k * turns..(k + 1) * turns)
+            .filter(|&j| o[j].sent)
+            .collect();
+        (o[sent[0]].arrival_ns, end(*sent.last().unwrap()))
+    };
+    let third = o[2 * turns].arrival_ns;
+    let (first, second) = (conv_span(0), conv_span(1));
+    assert!(o[2 * turns].sent);
+    assert_eq!(third, first.1.min(second.1).max(reqs[2 * turns].arrival_ns));
 }
