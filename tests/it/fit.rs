@@ -364,6 +364,21 @@ fn the_shipped_tiny_cpu_profile_loads_with_its_provenance() {
     assert_eq!(settled.max_num_seqs, 128);
     let steady = settled.provenance.unwrap().steadiness.unwrap();
     assert!(!steady.unsteady() && steady.shapes >= 8, "{steady:?}");
+    // and the fit with the speed load: its costs scaled by the speed it measured, its
+    // held-out load predicted with them
+    let open = vllm_sim::Profile::resolve(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/profiles/tiny-llama-cpu-open-loop.yaml"
+    ))
+    .unwrap();
+    open.validate().unwrap();
+    let prov = open.provenance.unwrap();
+    let speed = prov.open_loop_speed.expect("the speed it was scaled by");
+    assert!(
+        speed.applied && (1.0..1.3).contains(&speed.speed),
+        "{speed:?}"
+    );
+    assert!(prov.held_out.is_some() && prov.open_loop.is_none());
 }
 
 /// `fit --profile BASE --calibrate-on CELL…`: a profile whose per-step and per-sequence
