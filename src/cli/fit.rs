@@ -69,9 +69,9 @@ pub struct FitArgs {
     /// Calibrate the per-step and per-sequence costs on two open-loop loads of this many seconds each (Poisson at a quarter and at 55% of the burst-fitted capacity). Off by default: on the CPU vLLM the server's speed drifted between a fit and its validation by more than the calibration corrects (docs/simulator.md). A refit uses the folder's loads if it has them; 0 keeps the burst fit.
     #[arg(long, value_parser = cli_number(fields::SECS0), value_name = "SECS", help_heading = FIT)]
     pub load_seconds: Option<f64>,
-    /// Seconds of an open-loop load (Poisson at 40% of the burst-fitted capacity, its `/metrics` scraped every 0.25 s) on which the server's speed against the burst fit is measured (its engines' busy time over what the fitted step costs give for its work); every step cost is then scaled by it, so the profile predicts open-loop traffic at the speed the server runs it. 0: keep the burst fit. Not with `--load-seconds`, which calibrates on loads of its own; a refit uses the folder's speed load if it has one.
-    #[arg(long, value_parser = cli_number(fields::SECS0), default_value_t = 20.0, value_name = "SECS", help_heading = FIT)]
-    pub speed_seconds: f64,
+    /// Seconds of an open-loop load (Poisson at 40% of the burst-fitted capacity, its `/metrics` scraped every second) on which the server's speed against the burst fit is measured (its engines' busy time over what the fitted step costs give for its work); every step cost is then scaled by it, so the profile predicts open-loop traffic at the speed the server runs it (default: 20). 0: keep the burst fit. Not with `--load-seconds` (which calibrates on loads of its own, or with 0 keeps the burst fit); a refit uses the folder's speed load if it has one.
+    #[arg(long, value_parser = cli_number(fields::SECS0), value_name = "SECS", conflicts_with = "load_seconds", help_heading = FIT)]
+    pub speed_seconds: Option<f64>,
     /// Seconds of the held-out load (Poisson at half the fitted capacity) whose prediction error the profile states; 0: none.
     #[arg(long, value_parser = cli_number(fields::SECS0), default_value_t = 20.0, value_name = "SECS", help_heading = FIT)]
     pub held_out_seconds: f64,
@@ -83,7 +83,19 @@ pub struct FitArgs {
     pub quiet: bool,
 }
 
+/// The speed load's seconds when none are given.
+const SPEED_SECONDS: f64 = 20.0;
+
 impl FitArgs {
+    /// The speed load's seconds: none with `--load-seconds` (its calibration, or with 0 the
+    /// burst fit as it is), 0 for none.
+    fn speed_seconds(&self) -> f64 {
+        match self.load_seconds {
+            Some(_) => 0.0,
+            None => self.speed_seconds.unwrap_or(SPEED_SECONDS),
+        }
+    }
+
     fn flags(&self) -> LimitFlags {
         LimitFlags {
             max_num_seqs: self.max_num_seqs,
@@ -197,7 +209,7 @@ fn refit(a: &FitArgs, dir: &FitDir) -> Result<Profile> {
     }
     // as live: the speed load where the calibration's loads are not used
     let speed = dir.speed_load();
-    if !calibrated && a.speed_seconds > 0.0 && crate::store::records::exist(&speed) {
+    if !calibrated && a.speed_seconds() > 0.0 && crate::store::records::exist(&speed) {
         let n = crate::store::records::read_compact(&speed)?.len();
         let load = probe::load_plan(Arrival::AllAtOnce, n, None);
         let what = format!("the {n} requests of `{}`", speed.root().display());
@@ -321,8 +333,8 @@ fn live(a: &FitArgs) -> Result<Profile> {
             if let Some(o) = fitting::calibrate_folder(&dir, &mut profile, engines)? {
                 print_open_loop(&profile, &o);
             }
-        } else if a.speed_seconds > 0.0 {
-            let load = open_loop_load(&profile, &plan.open_loop, engines, 0.4, a.speed_seconds);
+        } else if a.speed_seconds() > 0.0 {
+            let load = open_loop_load(&profile, &plan.open_loop, engines, 0.4, a.speed_seconds());
             let (_, lp, _) = prober
                 .open_loop(
                     "speed load",

@@ -398,9 +398,10 @@ pub fn predict_measured(
     virtual_cell::run(&spec, &server, None, out, &|| false)
 }
 
-/// How often the speed load's server is scraped, on the server and in its prediction: a
-/// few hundred scrapes over its seconds, for the span its steps are counted over.
-pub const SPEED_SCRAPE: Duration = Duration::from_millis(250);
+/// How often the speed load's server is scraped, on the server and in its prediction: the
+/// span its steps are counted over lies between the first and the last scrape (one engine:
+/// its idle time comes from the records), and a scrape is work on the server measured.
+pub const SPEED_SCRAPE: Duration = Duration::from_secs(1);
 
 /// The server's speed on an open-loop cell against `profile` (`engine_work::speed`): the
 /// measured cell's engines' busy time over what the profile's costs give for its work,

@@ -393,8 +393,6 @@ fn simulate_slots(
     slots: Slots,
     stopped: &dyn Fn() -> bool,
 ) -> Result<Simulated> {
-    // when sending ends is known only once it has run: every sample keeps the counters
-    let cfg = config(c, server, Some(slots), KeepMetrics::Always);
     let limit = server.profile.max_model_len;
     // in requests, whole conversations (`closed_loop_most` is whole rounds of the prompts,
     // which hold whole conversations)
@@ -416,6 +414,14 @@ fn simulate_slots(
     };
     loop {
         let requests = requests(c, hashes, n);
+        // under a cap, when sending ends is known only once it has run: every sample keeps
+        // the counters; conversations alone end sending with the schedule's last entry
+        let keep = if c.load.max_concurrency.is_none() {
+            KeepMetrics::Around(counters_read_at(c, &requests, sent(c)))
+        } else {
+            KeepMetrics::Always
+        };
+        let cfg = config(c, server, Some(slots), keep);
         let run =
             simulate_until(&cfg, &requests, stopped).map_err(|e| sim_error(e, &server.profile))?;
         halt_if(stopped)?;
@@ -680,10 +686,12 @@ impl Cut {
         sent: &[usize],
     ) -> Cut {
         let timeout_ns = c.load.request_timeout.as_nanos() as u64;
+        // sending ends with the schedule's last entry, as the load point's pacer ends
+        // there: a conversation's later turns go after it
         let turns = turns(c);
-        let started = sent.iter().filter(|&&j| j % turns == 0).count();
-        let last_sent = sent.iter().map(|&j| sent_at[j]).max().unwrap_or(0);
-        let send_end_ns = send_end_ns(c, started, last_sent);
+        let firsts = || sent.iter().filter(|&&j| j % turns == 0);
+        let last_sent = firsts().map(|&j| sent_at[j]).max().unwrap_or(0);
+        let send_end_ns = send_end_ns(c, firsts().count(), last_sent);
         // the window's requests are those intended in it (as the load point follows them)
         let followed_end = sent
             .iter()

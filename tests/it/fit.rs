@@ -204,9 +204,9 @@ fn a_fit_recovers_the_servers_step_costs_and_states_its_own_error() {
 
 /// The speed load: a live fit measures the server's speed on an open-loop load against
 /// its burst fit and scales every step cost by it. The simulator steps at its configured
-/// costs under any load, so a fit of it reads ~1; the same folder refitted with the speed
-/// load of a server 1.3× slower (every cost × 1.3) reads ~1.3 and scales the burst fit's
-/// costs by it, and `--speed-seconds 0` keeps the burst fit.
+/// costs under any load, so a fit of it reads ~1; the same folder refitted with an
+/// open-loop cell of a server 1.3× slower (every cost × 1.3) as its speed load reads ~1.3
+/// and scales the burst fit's costs by it, and `--speed-seconds 0` keeps the burst fit.
 #[test]
 fn the_speed_load_scales_the_step_costs_by_the_servers_open_loop_speed() {
     let _g = serial();
@@ -251,11 +251,42 @@ fn the_speed_load_scales_the_step_costs_by_the_servers_open_loop_speed() {
         .replace("c_pf_s: 0.00003", "c_pf_s: 0.000039")
         .replace("c_dec_s: 0.00015", "c_dec_s: 0.000195")
         .replace("c_kv_s: 0.0000001", "c_kv_s: 0.00000013");
-    let (slow_probes, _) = fit_of(&slower, "slower");
-    // the burst fit of the first server, and the speed load of the second
+    let slow = dir.join("slower.yaml");
+    std::fs::write(&slow, slower).unwrap();
+    // an open-loop cell measured on the slower server, its /metrics scraped (any cell is a
+    // speed load: the refit replays its records), in place of the first server's
+    let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.yaml");
+    let runs = dir.join("slower-run");
+    let r = run(&[
+        "run",
+        quickstart,
+        "--output",
+        runs.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        &format!("server.profile={}", slow.display()),
+        "--set",
+        "matrix.request_rate=[4]",
+        "--set",
+        "workload.input_len=192",
+        "--set",
+        "workload.output_len=48",
+        "--set",
+        "workload.num_prompts=40",
+        "--set",
+        "load.duration_s=6",
+        "--set",
+        "load.warmup_s=0",
+        "--set",
+        "load.cooldown_s=0",
+        "--set",
+        "monitor.metrics_interval_s=1",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let cells = only_entry(only_entry(&runs)).join("cells");
     let speed_load = probes.join("speed-load");
     std::fs::remove_dir_all(&speed_load).unwrap();
-    std::fs::rename(slow_probes.join("speed-load"), &speed_load).unwrap();
+    std::fs::rename(only_entry(&cells), &speed_load).unwrap();
     let refit = |extra: &[&str], name: &str| {
         let out = dir.join(name);
         let mut args = vec!["fit", probes.to_str().unwrap(), "-o", out.to_str().unwrap()];

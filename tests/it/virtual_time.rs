@@ -291,6 +291,8 @@ fn conversations_in_virtual_time_agree_with_the_real_time_simulator() {
         "load.request_rate=1.5",
         "load.duration_s=14",
         "load.warmup_s=4",
+        // conversations that start after the window, sent and cut as the live client does
+        "load.cooldown_s=3",
         "load.drain_timeout_s=30",
         "workload.turns=3",
         "workload.think_time_s=0.5",
