@@ -852,32 +852,50 @@ mod tests {
     use loadtest_analysis::server_metrics::server_stats;
     use vllm_sim::virtual_time::{VirtualRun, simulate};
 
-    /// A busy two-engine timeline sampled every 0.25 s, the counters kept as `keep` says.
-    fn sampled(keep: KeepMetrics) -> VirtualRun {
-        let requests: Vec<VirtualRequest> = (0..400u64)
-            .map(|i| VirtualRequest {
-                arrival_ns: i * 25_000_000,
-                prompt_tokens: 200 + (i % 7) as u32 * 50,
-                max_tokens: 64,
-                min_tokens: 0,
-                ignore_eos: true,
-                pinned_rank: None,
-                block_hashes: Arc::from(Vec::new()),
-            })
-            .collect();
+    /// A request of `prompt` tokens in, `output` out, arriving at `arrival_ns`.
+    fn request(arrival_ns: u64, prompt: u32, output: u32) -> VirtualRequest {
+        VirtualRequest {
+            arrival_ns,
+            prompt_tokens: prompt,
+            max_tokens: output,
+            min_tokens: 0,
+            ignore_eos: true,
+            pinned_rank: None,
+            block_hashes: Arc::from(Vec::new()),
+        }
+    }
+
+    /// `requests` on `dp` engines of `profile`, sampled every `every_ns`, the counters kept
+    /// as `keep` says.
+    fn simulated(
+        profile: Profile,
+        dp: usize,
+        requests: &[VirtualRequest],
+        every_ns: u64,
+        keep: KeepMetrics,
+    ) -> VirtualRun {
         let cfg = VirtualConfig {
-            profile: Profile::named("default").unwrap(),
-            dp: 2,
+            profile,
+            dp,
             seed: 1,
             api_servers: None,
             slots: None,
-            sample_every_ns: Some(250_000_000),
+            sample_every_ns: Some(every_ns),
             sample_metrics: keep,
             max_span_ns: None,
             check_invariants: false,
             record_token_times: false,
         };
-        simulate(&cfg, &requests).unwrap()
+        simulate(&cfg, requests).unwrap()
+    }
+
+    /// A busy two-engine timeline sampled every 0.25 s, the counters kept as `keep` says.
+    fn sampled(keep: KeepMetrics) -> VirtualRun {
+        let requests: Vec<VirtualRequest> = (0..400u64)
+            .map(|i| request(i * 25_000_000, 200 + (i % 7) as u32 * 50, 64))
+            .collect();
+        let default = Profile::named("default").unwrap();
+        simulated(default, 2, &requests, 250_000_000, keep)
     }
 
     /// The analysis prices an engine's work with the simulator's own step model: a
@@ -898,30 +916,8 @@ mod tests {
             p.c_kv_s = pick(0.0, 500e-9);
             p.max_num_seqs = 64;
             // a burst twice what runs at once: a queue the whole middle of the run
-            let requests: Vec<VirtualRequest> = (0..400)
-                .map(|_| VirtualRequest {
-                    arrival_ns: 0,
-                    prompt_tokens: 300,
-                    max_tokens: 40,
-                    min_tokens: 0,
-                    ignore_eos: true,
-                    pinned_rank: None,
-                    block_hashes: Arc::from(Vec::new()),
-                })
-                .collect();
-            let cfg = VirtualConfig {
-                profile: p.clone(),
-                dp: 1,
-                seed: 1,
-                api_servers: None,
-                slots: None,
-                sample_every_ns: Some(50_000_000),
-                sample_metrics: KeepMetrics::Always,
-                max_span_ns: None,
-                check_invariants: false,
-                record_token_times: false,
-            };
-            let run = simulate(&cfg, &requests).unwrap();
+            let requests = vec![request(0, 300, 40); 400];
+            let run = simulated(p.clone(), 1, &requests, 50_000_000, KeepMetrics::Always);
             let rows = scraped_rows(&run.samples, u64::MAX, "m", &p).unwrap();
             let (from, to) = (run.end_ns / 5, run.end_ns * 3 / 5);
             let w = engine_work(&rows, from, to).unwrap();
